@@ -1,0 +1,1 @@
+"""PSA connectors: one module per PSA, one protocol (base.py) they all speak."""

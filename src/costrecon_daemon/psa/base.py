@@ -1,0 +1,212 @@
+"""The one protocol every PSA connector speaks (DESIGN.md §3 "PSA connectors share one protocol").
+
+A connector turns one PSA's real REST API into these PSA-neutral records and operations. Everything
+above this layer (sync, recon, the push worker) is PSA-agnostic. Identifiers are always text
+(``psa_id``), unique within one PSA tenant; a connector whose PSA has several id spaces (Autotask
+Services and Products) prefixes them (``"service:12"``, ``"product:7"``).
+
+Money here is always :class:`decimal.Decimal` in the item's currency; ``None`` means the API user
+cannot read the value (Autotask hides costs from some security levels), never zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRecord:
+    psa_id: str
+    identifier: str  # what the PSA shows as the service/product ID (CW `identifier`, Syncro id...)
+    name: str
+    cost: Decimal | None
+    currency: str
+    active: bool
+    vendor_sku: str | None = None
+    mpn: str | None = None
+    manufacturer: str | None = None
+    vendor_name: str | None = None
+    kind: str = "item"  # connector-specific flavour: "catalog", "service", "product"...
+    updated_at: str | None = None  # the PSA's own last-modified stamp, ISO 8601 UTC
+
+
+@dataclass(frozen=True, slots=True)
+class ContractRecord:
+    psa_id: str
+    name: str
+    company: str
+    status: str  # the PSA's own word ("Active", "Cancelled", "Expired"...)
+    active: bool
+    currency: str
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineRecord:
+    psa_id: str
+    contract_psa_id: str
+    item_psa_id: str
+    quantity: Decimal
+    unit_cost: Decimal | None
+    active: bool  # False for cancelled/ended lines; they are kept in the mirror, marked
+    kind: str  # "addition", "contract_service", "contract_charge", "schedule_line"
+    description: str = ""
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineKey:
+    """What a connector needs to address one contract line for a read or write."""
+
+    psa_id: str
+    contract_psa_id: str
+    kind: str
+
+
+@dataclass(slots=True)
+class SyncChunk:
+    """A batch of records from a pull, committed to the mirror in one transaction."""
+
+    items: list[CatalogRecord] = field(default_factory=list)
+    contracts: list[ContractRecord] = field(default_factory=list)
+    lines: list[LineRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    """How a pull ended.
+
+    ``complete_items`` / ``complete_contracts`` / ``complete_lines_for``: scopes that were listed in
+    full, so anything of that scope in the mirror and not seen in this pull is gone from the PSA and
+    must be marked so (never kept as live). ``complete_lines_for`` is a set of contract psa_ids whose
+    lines were listed in full; ``None`` there means "every contract's lines" (a full pull).
+    """
+
+    cursor: str | None  # pass back as ``since`` for the next incremental pull
+    complete_items: bool
+    complete_contracts: bool
+    complete_lines_for: frozenset[str] | None
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Declared limits the push worker and previews schedule within (DESIGN.md §3)."""
+
+    concurrency: int  # requests in flight at once
+    per_hour: int | None = None
+    per_minute: int | None = None
+    item_write_calls: int = 2  # requests to write and verify one catalogue item
+    line_write_calls: int = 2  # requests to write and verify one contract line
+
+    def estimate_seconds(self, requests: int, latency: float = 0.25) -> float:
+        """Rough wall time for ``requests`` calls: the slower of concurrency and rate budget."""
+        by_concurrency = requests * latency / max(1, self.concurrency)
+        by_rate = 0.0
+        if self.per_minute:
+            by_rate = max(by_rate, max(0, requests - self.per_minute) * 60.0 / self.per_minute)
+        if self.per_hour:
+            by_rate = max(by_rate, max(0, requests - self.per_hour) * 3600.0 / self.per_hour)
+        return max(by_concurrency, by_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionProblem:
+    capability: str  # "read_catalog", "edit_catalog", "read_lines", "edit_lines", "read_costs"
+    message: str  # one sentence naming the exact PSA role/setting to change
+
+
+# ---- errors: every message is one sentence for a person; secrets never appear in them ----
+
+
+class PSAError(Exception):
+    """A PSA call failed. ``retryable`` says whether trying again later can help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.detail = detail  # the PSA's own error text, for logs and per-line reports
+
+
+class PSAAuthError(PSAError):
+    """Wrong or expired credentials (HTTP 401 with bad keys)."""
+
+
+class PSAPermissionError(PSAError):
+    """The API user's role lacks a right; ``setting`` names what to change in the PSA."""
+
+    def __init__(self, message: str, *, setting: str, status: int | None = None, detail: str | None = None):
+        super().__init__(message, status=status, detail=detail)
+        self.setting = setting
+
+
+class PSANotFound(PSAError):
+    pass
+
+
+class PSAValidationError(PSAError):
+    """The PSA refused the request's content (400/422): not retryable."""
+
+
+class PSARateLimited(PSAError):
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class PSAUnavailable(PSAError):
+    """5xx, timeouts, dropped connections: retried by the connector, raised when retries run out."""
+
+    retryable = True
+
+
+class PSAWriteNotApplied(PSAError):
+    """The PSA accepted a write but the value read back is not the one sent (Autotask can silently
+    ignore cost writes when the API user cannot see costs). Never counted as done."""
+
+
+ChunkSink = Callable[[SyncChunk], Awaitable[None]]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What every PSA connector provides. All methods are coroutines over one pooled client."""
+
+    psa: str  # "connectwise" | "autotask" | "syncro"
+    display_name: str  # "ConnectWise PSA"
+    limits: RateLimits
+    requests_made: int  # every HTTP request sent, retries included (benchmarks and previews)
+
+    async def connect(self) -> None:
+        """Discover the API root (codebase/zone), check credentials. Raises PSAAuthError etc."""
+
+    async def check_permissions(self) -> list[PermissionProblem]:
+        """Probe read/edit rights without changing anything; empty list when all is well."""
+
+    async def pull(self, since: str | None, sink: ChunkSink) -> PullResult:
+        """Pull the catalogue, contracts and contract lines into ``sink`` in batches.
+
+        ``since=None`` is a full pull; otherwise ``since`` is the ``cursor`` of an earlier pull and
+        the connector fetches what changed as cheaply as the API allows.
+        """
+
+    async def read_item_cost(self, item_psa_id: str) -> Decimal | None: ...
+
+    async def write_item_cost(self, item_psa_id: str, cost: Decimal) -> Decimal:
+        """Set the catalogue item's cost and return the value read back. Raises
+        PSAWriteNotApplied when the read-back differs from ``cost``."""
+
+    async def read_line_cost(self, line: LineKey) -> Decimal | None: ...
+
+    async def write_line_cost(self, line: LineKey, cost: Decimal) -> Decimal:
+        """Set one contract line's unit cost; returns the verified value read back."""
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Vendor price data: file readers, profiles and matching to the catalogue."""
