@@ -1,0 +1,348 @@
+"""The SQLite mirror: schema, engine set-up, and the one upsert helper (DESIGN.md §3).
+
+Money columns hold integer ten-thousandths (:class:`MoneyType`), each beside a currency column.
+Timestamps are UTC ISO-8601 text (:class:`UTCDateTime`), so SQLite and PostgreSQL agree.
+The schema is created and changed only by the Alembic migrations in ``migrations/``; a test
+checks that migrating an empty database yields exactly these models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from .money import from_units, to_units
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class MoneyType(TypeDecorator):
+    """Decimal in Python, BIGINT ten-thousandths in the database. Never float."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> int | None:
+        return None if value is None else to_units(value)
+
+    def process_result_value(self, value: int | None, dialect: Any) -> Decimal | None:
+        return from_units(value)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes stored as ISO text (sortable, dialect-neutral)."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store UTC")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def process_result_value(self, value: str | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# ---------------------------------------------------------------- PSA mirror
+
+
+class CatalogItem(Base):
+    __tablename__ = "catalog_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    psa_id: Mapped[str] = mapped_column(String(64), unique=True)
+    identifier: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(32), default="item")
+    cost: Mapped[Decimal | None] = mapped_column(MoneyType)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)  # vanished from the PSA
+    vendor_sku: Mapped[str | None] = mapped_column(String(128))
+    mpn: Mapped[str | None] = mapped_column(String(128))
+    manufacturer: Mapped[str | None] = mapped_column(String(128))
+    vendor_name: Mapped[str | None] = mapped_column(String(128))
+    psa_updated_at: Mapped[str | None] = mapped_column(String(40))
+    synced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    psa_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(512))
+    company: Mapped[str] = mapped_column(String(256), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    currency: Mapped[str] = mapped_column(String(3))
+    psa_updated_at: Mapped[str | None] = mapped_column(String(40))
+    synced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContractLine(Base):
+    __tablename__ = "contract_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    psa_id: Mapped[str] = mapped_column(String(64), unique=True)
+    contract_psa_id: Mapped[str] = mapped_column(String(64), index=True)
+    item_psa_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(String(512), default="")
+    quantity: Mapped[Decimal] = mapped_column(MoneyType)  # same fixed scale as money
+    unit_cost: Mapped[Decimal | None] = mapped_column(MoneyType)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    psa_updated_at: Mapped[str | None] = mapped_column(String(40))
+    synced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncState(Base):
+    __tablename__ = "sync_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- vendor costs
+
+
+class PriceImport(Base):
+    """One price file taken from the inbox (or one API fetch)."""
+
+    __tablename__ = "price_imports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # imported | failed | duplicate
+    profile: Mapped[str | None] = mapped_column(String(64))
+    vendor: Mapped[str | None] = mapped_column(String(128))
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_imported: Mapped[int] = mapped_column(Integer, default=0)
+    rows_matched: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any] | None] = mapped_column(JSON)  # [{row, column, message}]
+    message: Mapped[str | None] = mapped_column(Text)
+    final_path: Mapped[str | None] = mapped_column(String(1024))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VendorCost(Base):
+    __tablename__ = "vendor_costs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("price_imports.id", ondelete="CASCADE"), index=True)
+    row_number: Mapped[int] = mapped_column(Integer)
+    vendor: Mapped[str] = mapped_column(String(128))
+    sku: Mapped[str] = mapped_column(String(128))
+    mpn: Mapped[str | None] = mapped_column(String(128))
+    manufacturer: Mapped[str | None] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(512), default="")
+    term: Mapped[str | None] = mapped_column(String(16))
+    cost: Mapped[Decimal] = mapped_column(MoneyType)
+    currency: Mapped[str] = mapped_column(String(3))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("catalog_items.id"), index=True)
+    match_method: Mapped[str | None] = mapped_column(String(16))
+    imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_vendor_costs_vendor_sku", "vendor", "sku", "term"),)
+
+
+class ItemMapping(Base):
+    """A person's decision: this vendor SKU (and term) is that catalogue item."""
+
+    __tablename__ = "item_mappings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vendor: Mapped[str] = mapped_column(String(128))
+    sku: Mapped[str] = mapped_column(String(128))
+    term: Mapped[str] = mapped_column(String(16), default="")  # "" = any/none
+    item_id: Mapped[int] = mapped_column(ForeignKey("catalog_items.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("vendor", "sku", "term", name="uq_item_mappings_key"),)
+
+
+class ManualCost(Base):
+    """A technician's typed vendor cost; beats any import until reverted."""
+
+    __tablename__ = "manual_costs"
+    item_id: Mapped[int] = mapped_column(ForeignKey("catalog_items.id"), primary_key=True)
+    cost: Mapped[Decimal] = mapped_column(MoneyType)
+    currency: Mapped[str] = mapped_column(String(3))
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- change journal
+
+
+class ChangeSet(Base):
+    __tablename__ = "change_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="apply")  # apply | undo
+    undo_of: Mapped[int | None] = mapped_column(ForeignKey("change_sets.id"))
+    policy: Mapped[str] = mapped_column(String(16), default="all")  # all | matching
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    preview: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class ChangeStep(Base):
+    """One target of a change set: the catalogue item or one contract line.
+
+    Written with before/after *before* anything is sent (crash safety, DESIGN.md §3).
+    """
+
+    __tablename__ = "change_steps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_set_id: Mapped[int] = mapped_column(ForeignKey("change_sets.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("catalog_items.id"), index=True)
+    target: Mapped[str] = mapped_column(String(8))  # item | line
+    target_psa_id: Mapped[str] = mapped_column(String(64))
+    contract_psa_id: Mapped[str | None] = mapped_column(String(64))
+    line_kind: Mapped[str | None] = mapped_column(String(32))
+    before: Mapped[Decimal | None] = mapped_column(MoneyType)
+    after: Mapped[Decimal] = mapped_column(MoneyType)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_change_steps_status", "change_set_id", "status"),)
+
+
+# ---------------------------------------------------------------- activity + events
+
+
+class ActivityEntry(Base):
+    """Append-only, hash-chained (activity.py). No code path updates or deletes rows."""
+
+    __tablename__ = "activity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    subject: Mapped[str] = mapped_column(String(256), default="")
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[str | None] = mapped_column(Text)  # canonical JSON text (hashed as stored)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# ---------------------------------------------------------------- engine
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> Engine:
+    """An engine with the SQLite settings the daemon relies on (notes §6.1).
+
+    Python 3.11's sqlite3 never issues BEGIN for SELECT and breaks SAVEPOINT in its legacy
+    transaction mode, so the driver is put in autocommit and SQLAlchemy emits BEGIN IMMEDIATE
+    itself: a deferred read-then-write transaction can fail with SQLITE_BUSY without waiting.
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upsert(
+    conn: Connection,
+    model: type[Base],
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Iterable[str],
+    update: Iterable[str] | None = None,
+    only_if_changed: Iterable[str] | None = None,
+) -> None:
+    """Insert or update ``rows`` by the unique ``key`` columns, for SQLite or PostgreSQL.
+
+    ``only_if_changed`` names the columns compared before an update is written, so unchanged rows
+    are left alone (their ``synced_at`` is still refreshed when it is in ``update``).
+    """
+    if not rows:
+        return
+    table = model.__table__
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    key = list(key)
+    cols = list(update) if update is not None else [c for c in rows[0] if c not in key]
+    stmt = dialect_insert(table)
+    set_ = {c: stmt.excluded[c] for c in cols}
+    where = None
+    if only_if_changed:
+        from sqlalchemy import or_
+
+        where = or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in only_if_changed])
+    stmt = stmt.on_conflict_do_update(index_elements=key, set_=set_, where=where)
+    for start in range(0, len(rows), 2000):
+        conn.execute(stmt, list(rows[start : start + 2000]))

@@ -1,0 +1,304 @@
+"""The typed client for the daemon's local API (HTTP/JSON over a Unix socket).
+
+Used by the TUI and by every CLI command. Amounts arrive as strings and are turned into Decimal
+here; nothing above this module sees JSON. When the daemon is not running, every call raises
+:class:`DaemonNotRunning`, whose message says how to start it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API = "/v1"
+
+
+class ClientError(Exception):
+    """Anything the client reports to a person: ``str(exc)`` is one clear sentence."""
+
+
+class DaemonNotRunning(ClientError):
+    def __init__(self, socket_path: Path | str):
+        super().__init__(
+            f"costrecond is not running (no answer on {socket_path}); start it with "
+            "`costrecond start` (or `systemctl --user start costrecond`)."
+        )
+        self.socket_path = str(socket_path)
+
+
+class DaemonError(ClientError):
+    """The daemon answered with an error body ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, data: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.data = data or {}
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+@dataclass(slots=True)
+class VendorSource:
+    kind: str  # "manual" | "import" | "api"
+    at: str | None = None
+    by: str | None = None
+    file: str | None = None
+    row: int | None = None
+    vendor: str | None = None
+    sku: str | None = None
+
+
+@dataclass(slots=True)
+class CostRow:
+    id: int
+    psa_id: str
+    identifier: str
+    name: str
+    contracts: int
+    lines: int
+    currency: str
+    catalog_cost: Decimal | None
+    vendor_cost: Decimal | None
+    vendor_source: VendorSource | None
+    change: Decimal | None
+    change_pct: Decimal | None
+    state: str  # "" | pending | pushing | done | conflict | failed | denied
+    state_detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CostRow:
+        src = d.get("vendor_source")
+        return cls(
+            id=d["id"],
+            psa_id=d["psa_id"],
+            identifier=d["identifier"],
+            name=d["name"],
+            contracts=d["contracts"],
+            lines=d["lines"],
+            currency=d["currency"],
+            catalog_cost=_dec(d.get("catalog_cost")),
+            vendor_cost=_dec(d.get("vendor_cost")),
+            vendor_source=VendorSource(**src) if src else None,
+            change=_dec(d.get("change")),
+            change_pct=_dec(d.get("change_pct")),
+            state=d.get("state") or "",
+            state_detail=d.get("state_detail") or {},
+        )
+
+
+@dataclass(slots=True)
+class CostView:
+    """The ordered id list of the current filter/sort, for a virtual grid."""
+
+    ids: list[int]
+    total: int  # rows in the table before filtering
+
+
+@dataclass(slots=True)
+class ApprovalItem:
+    item_id: int
+    cost: Decimal
+    seen_catalog_cost: Decimal | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "cost": str(self.cost),
+            "seen_catalog_cost": None if self.seen_catalog_cost is None else str(self.seen_catalog_cost),
+        }
+
+
+@dataclass(slots=True)
+class Event:
+    id: int
+    at: str
+    kind: str
+    data: dict[str, Any]
+
+
+class DaemonClient:
+    """Async client. One instance per process; safe to share between Textual workers."""
+
+    def __init__(self, socket_path: Path | str, *, timeout: float = 30.0):
+        self.socket_path = Path(socket_path)
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
+            base_url="http://costrecond",
+            timeout=httpx.Timeout(timeout, connect=3.0),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> DaemonClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = await self._http.request(method, API + path, **kwargs)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise DaemonNotRunning(self.socket_path) from exc
+        except httpx.TimeoutException as exc:
+            raise ClientError(
+                f"costrecond did not answer {method} {path} in time; it may be busy — try again."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise DaemonNotRunning(self.socket_path) from exc
+        return self._decode(resp)
+
+    @staticmethod
+    def _decode(resp: httpx.Response) -> Any:
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                raise DaemonError(resp.status_code, err.get("code", "error"), err["message"], err.get("data"))
+            except (ValueError, KeyError, TypeError):
+                raise DaemonError(resp.status_code, "http", f"costrecond answered HTTP {resp.status_code}.") from None
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    # ------------------------------------------------------------------ daemon
+
+    async def health(self) -> dict[str, Any]:
+        return await self._request("GET", "/health")
+
+    async def status(self) -> dict[str, Any]:
+        return await self._request("GET", "/status")
+
+    async def sync_now(self, *, full: bool = False) -> dict[str, Any]:
+        return await self._request("POST", "/sync", json={"full": full})
+
+    # ------------------------------------------------------------------ costs
+
+    async def cost_view(
+        self,
+        *,
+        query: str = "",
+        changed_only: bool = False,
+        state: str | None = None,
+        sort: str = "identifier",
+        descending: bool = False,
+    ) -> CostView:
+        params: dict[str, Any] = {"q": query, "sort": sort, "desc": int(descending)}
+        if changed_only:
+            params["changed"] = 1
+        if state:
+            params["state"] = state
+        d = await self._request("GET", "/costs", params=params)
+        return CostView(ids=d["ids"], total=d["total"])
+
+    async def cost_rows(self, ids: Iterable[int]) -> list[CostRow]:
+        d = await self._request("POST", "/costs/rows", json={"ids": list(ids)})
+        return [CostRow.from_json(r) for r in d["rows"]]
+
+    async def set_manual_cost(self, item_id: int, cost: Decimal, note: str | None = None) -> CostRow:
+        d = await self._request("PUT", f"/costs/{item_id}/manual", json={"cost": str(cost), "note": note})
+        return CostRow.from_json(d["row"])
+
+    async def revert_manual_cost(self, item_id: int) -> CostRow:
+        d = await self._request("DELETE", f"/costs/{item_id}/manual")
+        return CostRow.from_json(d["row"])
+
+    # ------------------------------------------------------------------ approval
+
+    async def preview_change_set(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
+        body = {"items": [i.to_json() for i in items], "policy": policy, "dry_run": True}
+        return (await self._request("POST", "/change-sets", json=body))["preview"]
+
+    async def approve(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
+        body = {"items": [i.to_json() for i in items], "policy": policy, "dry_run": False}
+        return (await self._request("POST", "/change-sets", json=body))["change_set"]
+
+    async def change_sets(self, limit: int = 50) -> list[dict[str, Any]]:
+        return (await self._request("GET", "/change-sets", params={"limit": limit}))["change_sets"]
+
+    async def change_set(self, change_set_id: int) -> dict[str, Any]:
+        return (await self._request("GET", f"/change-sets/{change_set_id}"))["change_set"]
+
+    async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
+        return await self._request("POST", f"/change-sets/{change_set_id}/undo", json={"dry_run": dry_run})
+
+    # ------------------------------------------------------------------ activity + events
+
+    async def activity(
+        self,
+        *,
+        limit: int = 200,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        subject: str | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {
+            k: v
+            for k, v in dict(
+                limit=limit, before_id=before_id, after_id=after_id, actor=actor, action=action, subject=subject
+            ).items()
+            if v is not None
+        }
+        return (await self._request("GET", "/activity", params=params))["entries"]
+
+    async def verify_activity(self) -> dict[str, Any]:
+        return await self._request("GET", "/activity/verify")
+
+    async def events(self, since: int, timeout: float = 25.0) -> list[Event]:
+        """Long-poll: returns as soon as there are events after ``since`` (or empty on timeout)."""
+        try:
+            resp = await self._http.get(
+                API + "/events",
+                params={"since": since, "timeout": timeout},
+                timeout=httpx.Timeout(timeout + 10, connect=3.0),
+            )
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise DaemonNotRunning(self.socket_path) from exc
+        d = self._decode(resp)
+        return [Event(**e) for e in d["events"]]
+
+    async def stream_events(self, since: int) -> AsyncIterator[Event]:
+        """NDJSON stream of events after ``since``; ends when the daemon goes away."""
+        try:
+            async with self._http.stream(
+                "GET", API + "/events", params={"since": since, "stream": 1}, timeout=None
+            ) as resp:
+                async for line in resp.aiter_lines():
+                    if line.strip():
+                        yield Event(**json.loads(line))
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise DaemonNotRunning(self.socket_path) from exc
+
+    # ------------------------------------------------------------------ files + mappings
+
+    async def imports(self, limit: int = 200) -> list[dict[str, Any]]:
+        return (await self._request("GET", "/imports", params={"limit": limit}))["imports"]
+
+    async def import_detail(self, import_id: int) -> dict[str, Any]:
+        return (await self._request("GET", f"/imports/{import_id}"))["import"]
+
+    async def unmatched(self, limit: int = 500) -> list[dict[str, Any]]:
+        return (await self._request("GET", "/unmatched", params={"limit": limit}))["rows"]
+
+    async def mappings(self) -> list[dict[str, Any]]:
+        return (await self._request("GET", "/mappings"))["mappings"]
+
+    async def create_mapping(self, vendor: str, sku: str, term: str | None, item_id: int) -> dict[str, Any]:
+        body = {"vendor": vendor, "sku": sku, "term": term or "", "item_id": item_id}
+        return (await self._request("POST", "/mappings", json=body))["mapping"]
+
+    async def delete_mapping(self, mapping_id: int) -> None:
+        await self._request("DELETE", f"/mappings/{mapping_id}")
