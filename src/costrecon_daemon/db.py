@@ -285,7 +285,7 @@ class Event(Base):
 # ---------------------------------------------------------------- engine
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> Engine:
+def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -> Engine:
     """An engine with the SQLite settings the daemon relies on (notes §6.1).
 
     Python 3.11's sqlite3 never issues BEGIN for SELECT and breaks SAVEPOINT in its legacy
@@ -307,7 +307,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers take a plain deferred transaction: a consistent snapshot, no write lock.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

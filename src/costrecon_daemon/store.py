@@ -1,0 +1,147 @@
+"""Database access for the daemon: one writer thread, pooled readers, migrations at start.
+
+All writes go through :meth:`Store.write`, which runs a function on the single writer thread
+inside one ``BEGIN IMMEDIATE`` transaction and wakes event listeners after commit. Reads run on
+worker threads with their own connections; WAL lets them read while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+
+from .db import make_engine
+from .events import EventBus
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def migrate(url: str) -> str | None:
+    """Bring the schema to head. An existing SQLite file is copied first (``.bak-<rev>``).
+
+    Returns the backup path when one was made. Runs with the plain driver transaction mode so
+    Alembic's DDL and version table behave as documented.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if path is not None:
+        @event.listens_for(engine, "connect")
+        def _fk(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+    backup = None
+    try:
+        current = current_revision(engine)
+        head = head_revision()
+        if current == head:
+            return None
+        if path is not None and path.exists() and current is not None:
+            backup = path.with_name(f"{path.name}.bak-{current}")
+            _backup_sqlite(path, backup)
+            log.info("database backed up to %s before migrating %s -> %s", backup, current, head)
+        log.info("migrating database %s -> %s", current or "empty", head)
+        cfg = alembic_config(url)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
+    return str(backup) if backup else None
+
+
+def _backup_sqlite(src: Path, dst: Path) -> None:
+    """Consistent copy through SQLite's backup API (safe with WAL, unlike a file copy)."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    with sqlite3.connect(src) as s, sqlite3.connect(tmp) as d:
+        s.backup(d)
+    shutil.move(tmp, dst)
+
+
+class Store:
+    def __init__(self, url: str, bus: EventBus | None = None):
+        self.url = url
+        self.writer_engine: Engine = make_engine(url)
+        self.reader_engine: Engine = make_engine(url, writer=False)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="db-reader")
+        self.bus = bus
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._writer, self._run_write, fn, args)
+        if self.bus is not None:
+            self.bus.notify()
+        return result
+
+    def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self.writer_engine.begin() as conn:
+            return fn(conn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn, args)
+
+    def _run_read(self, fn: Callable[[Connection], T], args: tuple[Any, ...]) -> T:
+        with self.reader_engine.connect() as conn:
+            return fn(conn, *args)
+
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """For CLI tools and tests running without the daemon loop."""
+        return self._writer.submit(self._run_write, fn, args).result()
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._run_read(fn, args)
+
+    def close(self) -> None:
+        """Finish queued writes, checkpoint the WAL, release files (shutdown order §4.3)."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.reader_engine.dispose()
+        if self.url.startswith("sqlite"):
+            # Outside any transaction (a raw autocommit connection): a checkpoint cannot run in one.
+            raw = self.writer_engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                log.warning("WAL checkpoint at shutdown failed", exc_info=True)
+            finally:
+                raw.close()
+        self.writer_engine.dispose()
