@@ -1,0 +1,976 @@
+"""Read vendor price files (CSV/TXT/XLSX) into validated :class:`VendorRow` s.
+
+One pipeline for every source (vendors.md §4): bytes → text (BOM, UTF-8, cp1252) or workbook →
+records (1-based row number as a person counts it, list of cells) → profile choice and column plan →
+:func:`_convert`, which validates every row and collects *all* errors (an import is all-or-nothing
+downstream, DESIGN.md §3 "The watched folder never loses a file", so the error report must name
+every bad row at once). API sources feed the same conversion through :func:`rows_from_records`.
+
+Nothing here touches the database or the watched folder; nothing ever turns an amount into a float.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+
+from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
+from costrecon_daemon.vendors.normalise import (
+    TERM_MONTHS,
+    normalise_billing,
+    normalise_term,
+    parse_cost,
+)
+from costrecon_daemon.vendors.profiles import (
+    BUILTIN_PROFILES,
+    DELIMITERS,
+    Profile,
+    header_key,
+    merged_profiles,
+)
+
+__all__ = [
+    "FileUnreadable",
+    "ReadResult",
+    "RowError",
+    "VendorRow",
+    "read_price_file",
+    "rows_from_records",
+]
+
+HEADER_SEARCH_ROWS = 10  # a header may sit under a title line or two ("Price list November 2026")
+DECIMAL_SAMPLE_ROWS = 500
+
+
+@dataclass(slots=True)
+class VendorRow:
+    row: int  # 1-based line (CSV) or sheet row (XLSX), as a person counts it
+    vendor: str
+    sku: str
+    mpn: str | None
+    manufacturer: str | None
+    description: str
+    term: str | None  # "P1M", "P1Y", "P2Y", "P3Y" or None (no term: hardware, one-off)
+    billing: str | None  # "Monthly", "Annual", "Triennial", "OneTime" or None
+    currency: str
+    cost: Decimal  # per unit per month when the file prices whole terms (profile.price_per_term)
+    list_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    row: int
+    column: str | None
+    message: str  # the whole sentence for people: "row 14, column Cost: '12,5x' is not a number"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class ReadResult:
+    profile: str
+    vendor: str
+    rows: list[VendorRow]
+    errors: list[RowError]
+    total_rows: int  # data rows in the file (blank lines and the header not counted)
+    skipped: int = 0  # rows dropped on purpose: deletions, prices not in effect today, notes
+    duplicates: int = 0  # identical repeated rows collapsed into one
+    decimal_mark: str = "."
+    delimiter: str | None = None  # None for workbooks and records
+    encoding: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the file can be imported: at least one row and no errors."""
+        return bool(self.rows) and not self.errors
+
+
+class FileUnreadable(Exception):
+    """The file as a whole cannot be read; ``str()`` is one sentence that says what to do."""
+
+
+# ------------------------------------------------------------------------------------ public API
+
+
+def read_price_file(
+    path: Path,
+    *,
+    profile: str | None = None,
+    profiles: Mapping[str, Profile] | None = None,
+    default_currency: str = "USD",
+    vendor: str | None = None,
+    today: date | None = None,
+) -> ReadResult:
+    """Read one price file and validate every row.
+
+    ``profile`` forces a layout by name; otherwise it is chosen from the header, the file name and
+    the shape of the first row (see :mod:`.profiles`). ``profiles`` are extra (config) profiles,
+    added to the built-in ones. ``vendor`` overrides who the rows are from (e.g. the inbox
+    subfolder); ``today`` is the date price validity is judged against (Microsoft price lists).
+
+    Raises :class:`FileUnreadable` when the file as a whole cannot be used; row problems are
+    returned in :attr:`ReadResult.errors`, all of them.
+    """
+    path = Path(path)
+    name = path.name
+    all_profiles = merged_profiles(profiles)
+    forced = _lookup_profile(profile, all_profiles)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FileUnreadable(f"{name} could not be opened ({exc.strerror or exc}).") from exc
+    if not data.strip():
+        raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
+
+    if data[:4] == b"PK\x03\x04" or path.suffix.lower() in (".xlsx", ".xlsm", ".zip"):
+        return _read_zip(path, data, forced, all_profiles, default_currency, vendor, today)
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise FileUnreadable(
+            f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it again."
+        )
+    return _read_text(name, data, forced, all_profiles, default_currency, vendor, today)
+
+
+def rows_from_records(
+    records: Iterable[Mapping[str, object]],
+    profile: Profile | str,
+    *,
+    vendor: str | None = None,
+    default_currency: str = "USD",
+    today: date | None = None,
+    profiles: Mapping[str, Profile] | None = None,
+) -> ReadResult:
+    """Validate rows that arrive as dicts (a distributor API, a parsed JSON export).
+
+    Keys are matched to the profile's columns like a header row; row numbers are the 1-based
+    position of each record. Values may be text, ``int`` or ``Decimal``; API clients should parse
+    JSON numbers as ``Decimal`` (``json.loads(..., parse_float=Decimal)``).
+    """
+    prof = (
+        profile
+        if isinstance(profile, Profile)
+        else _lookup_profile(profile, merged_profiles(profiles))
+    )
+    assert prof is not None
+    iterator = iter(records)
+    first = next(iterator, None)
+    if first is None:
+        raise FileUnreadable(f"the {prof.name} source returned no price rows.")
+    keys = list(first.keys())
+    plan = _match_header(prof, keys)
+    if plan is None:
+        raise FileUnreadable(
+            f"the {prof.name} source does not carry the columns its profile needs "
+            f"({_needed_columns(prof)})."
+        )
+
+    def stream() -> Iterator[tuple[int, list[str]]]:
+        for number, record in enumerate(_chain_one(first, iterator), start=1):
+            yield number, [_cell_text(record.get(k)) for k in keys]
+
+    return _finish(prof, plan, stream(), "source", default_currency, vendor, today, None, None)
+
+
+# ------------------------------------------------------------------------------------ text files
+
+
+def _read_text(
+    name: str,
+    data: bytes,
+    forced: Profile | None,
+    all_profiles: Mapping[str, Profile],
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+) -> ReadResult:
+    text, encoding = _decode(name, data, forced.encoding if forced else None)
+    head_lines = [line for line in text[:65536].splitlines()[:40] if line.strip()]
+    if not head_lines:
+        raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
+    sniffed = _sniff_delimiter(head_lines)
+
+    prof = forced or _choose_profile(
+        name, _first_records(_text_records(text, sniffed or ","), name), all_profiles, sniffed
+    )
+    delimiter = prof.delimiter or sniffed or ","
+    records = _text_records(text, delimiter)
+    plan, records = _locate_columns(prof, records, name)
+    return _finish(prof, plan, records, name, default_currency, vendor, today, delimiter, encoding)
+
+
+def _decode(name: str, data: bytes, encoding: str | None) -> tuple[str, str]:
+    """Bytes → text. BOMs win; then UTF-8; then cp1252, the Windows code page Excel's plain "CSV"
+    save uses in the US and western Europe (vendors.md §4.8)."""
+    if encoding:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            raise FileUnreadable(
+                f"{name} is not {encoding} text as its profile says (byte {exc.start} does not decode)."
+            ) from exc
+    if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise FileUnreadable(f"{name} starts like UTF-16 text but is damaged.") from exc
+    head = data[:8192]
+    if b"\x00" in head:
+        # UTF-16 saved without a BOM shows a NUL in every other byte; anything else with NULs is
+        # not text.
+        if len(head) >= 8 and head[1::2].count(0) > len(head) // 2 * 0.9:
+            return data.decode("utf-16-le", errors="replace"), "utf-16-le"
+        raise FileUnreadable(
+            f"{name} is not a text price file (it contains binary data); export the price list "
+            "from the vendor portal as CSV or XLSX and drop that instead."
+        )
+    if data.startswith(b"%PDF"):
+        raise FileUnreadable(f"{name} is a PDF; costrecon reads CSV, TXT and XLSX price files.")
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("cp1252", errors="replace")
+    controls = sum(1 for ch in text[:4096] if ch < " " and ch not in "\r\n\t")
+    if controls > 8:
+        raise FileUnreadable(
+            f"{name} is not a text price file (it contains binary data); export the price list "
+            "from the vendor portal as CSV or XLSX and drop that instead."
+        )
+    return text, "cp1252"
+
+
+def _sniff_delimiter(lines: list[str]) -> str | None:
+    """The delimiter among , ; tab | ~ that splits the first lines most consistently into the
+    most columns. Parsing (not counting characters) keeps quoted commas and decimal commas from
+    voting."""
+    best: tuple[float, int] | None = None
+    choice = None
+    sample = lines[:20]
+    for delimiter in DELIMITERS:
+        try:
+            counts = [len(r) for r in csv.reader(sample, delimiter=delimiter) if r]
+        except csv.Error:
+            continue
+        if not counts or max(counts) < 2:
+            continue
+        common, _ = Counter(counts).most_common(1)[0]
+        if common < 2:
+            continue
+        share = sum(1 for c in counts if c == common) / len(counts)
+        score = (round(share, 1), common)
+        if best is None or score > best:
+            best, choice = score, delimiter
+    return choice
+
+
+def _text_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    previous = 0
+    try:
+        for fields in reader:
+            start = previous + 1
+            previous = reader.line_num
+            if fields:
+                yield start, fields
+    except csv.Error as exc:
+        raise FileUnreadable(
+            f"line {reader.line_num} cannot be read as {delimiter!r}-separated text ({exc})."
+        ) from exc
+
+
+def _first_records(
+    records: Iterator[tuple[int, list[str]]], name: str
+) -> list[tuple[int, list[str]]]:
+    out = []
+    for number, fields in records:
+        if any(c.strip() for c in fields):
+            out.append((number, fields))
+            if len(out) >= HEADER_SEARCH_ROWS:
+                break
+    return out
+
+
+# -------------------------------------------------------------------------------- zip and xlsx
+
+
+def _read_zip(
+    path: Path,
+    data: bytes,
+    forced: Profile | None,
+    all_profiles: Mapping[str, Profile],
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+) -> ReadResult:
+    name = path.name
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FileUnreadable(
+            f"{name} is not a readable Excel workbook or zip (the file is damaged or was only "
+            "partly copied); export or copy it again."
+        ) from exc
+    if "xl/workbook.xml" in members:
+        return _read_xlsx(name, archive, forced, all_profiles, default_currency, vendor, today)
+    # Distributors ship zipped text (Ingram PRICE.ZIP, STDPRICE_FULL.ZIP): read the one price
+    # file inside, named as itself so the file-name rules still apply.
+    texts = [
+        m for m in members if m.lower().endswith((".txt", ".csv", ".tsv")) and not m.endswith("/")
+    ]
+    if len(texts) != 1:
+        raise FileUnreadable(
+            f"{name} is a zip archive with {len(texts)} price files inside; costrecon reads a zip "
+            "only when it holds exactly one .txt/.csv file."
+        )
+    try:
+        inner = archive.read(texts[0])
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise FileUnreadable(
+            f"{name} is damaged or was only partly copied; copy it again."
+        ) from exc
+    inner_name = Path(texts[0]).name
+    if not inner.strip():
+        raise FileUnreadable(f"{name} holds an empty {inner_name}; download the price file again.")
+    return _read_text(inner_name, inner, forced, all_profiles, default_currency, vendor, today)
+
+
+def _read_xlsx(
+    name: str,
+    archive: zipfile.ZipFile,
+    forced: Profile | None,
+    all_profiles: Mapping[str, Profile],
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+) -> ReadResult:
+    import openpyxl  # imported here: text-only daemons and tests never pay for it
+
+    try:
+        # data_only=False: a formula cell arrives as its text ("=B2*1.1") and is refused as a
+        # cost. Cached formula results can be stale or absent; a price must be a typed value.
+        workbook = openpyxl.load_workbook(archive.fp, read_only=True, data_only=False)  # type: ignore[arg-type]
+    except Exception as exc:  # openpyxl raises many types for damaged workbooks
+        raise FileUnreadable(
+            f"{name} is not a readable Excel workbook (the file is damaged or was only partly "
+            "copied); export it again."
+        ) from exc
+    try:
+
+        def sheet_records(sheet_name: str | None) -> Iterator[tuple[int, list[str]]]:
+            if sheet_name:
+                if sheet_name not in workbook.sheetnames:
+                    raise FileUnreadable(
+                        f"{name} has no sheet named {sheet_name!r} (it has: {', '.join(workbook.sheetnames)})."
+                    )
+                sheet = workbook[sheet_name]
+            else:
+                sheet = workbook.worksheets[0]
+            sheet.reset_dimensions()  # some exporters write a wrong <dimension>; read what is there
+            try:
+                for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                    if values and any(v is not None for v in values):
+                        yield number, [_cell_text(v) for v in values]
+            except (zipfile.BadZipFile, EOFError, KeyError, OSError) as exc:
+                raise FileUnreadable(
+                    f"{name} is damaged or was only partly copied; export it again."
+                ) from exc
+
+        prof = forced
+        if prof is None:
+            prof = _choose_profile(
+                name, _first_records(sheet_records(None), name), all_profiles, None, workbook=True
+            )
+        plan, records = _locate_columns(prof, sheet_records(prof.sheet), name)
+        return _finish(prof, plan, records, name, default_currency, vendor, today, None, None)
+    finally:
+        workbook.close()
+
+
+def _cell_text(value: object) -> str:
+    """A workbook or API value as the text a person sees. Floats (openpyxl's numbers) go through
+    their shortest repr, so 74.34 stays "74.34" and never becomes 74.3400000000000034."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        text = repr(value)
+        return format(Decimal(text), "f") if "e" in text or "E" in text else text
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- profile choice
+
+
+@dataclass
+class _Plan:
+    index: dict[str, int]  # field -> column position
+    joined: dict[str, tuple[tuple[int, ...], str]]
+    names: dict[str, str]  # field -> column name for messages
+    width: int
+
+
+def _lookup_profile(name: str | None, all_profiles: Mapping[str, Profile]) -> Profile | None:
+    if name is None:
+        return None
+    try:
+        return all_profiles[name]
+    except KeyError:
+        known = ", ".join(sorted(all_profiles))
+        raise FileUnreadable(
+            f"there is no price-file profile named {name!r} (known: {known})."
+        ) from None
+
+
+def _match_header(prof: Profile, cells: list[str]) -> _Plan | None:
+    """Resolve a profile's columns against a header row; None if a required column is missing."""
+    positions: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        positions.setdefault(header_key(cell), i)
+
+    def find(ref: str | int | tuple[str | int, ...]) -> int | None:
+        for alt in ref if isinstance(ref, tuple) else (ref,):
+            if isinstance(alt, int):
+                return alt if alt < len(cells) else None
+            found = positions.get(header_key(alt))
+            if found is not None:
+                return found
+        return None
+
+    index: dict[str, int] = {}
+    names: dict[str, str] = {}
+    for fld, ref in prof.columns.items():
+        found = find(ref)
+        if found is not None:
+            index[fld] = found
+            names[fld] = str(cells[found]).replace("\ufeff", "").strip()
+    joined: dict[str, tuple[tuple[int, ...], str]] = {}
+    for fld, (refs, sep) in prof.joined.items():
+        parts = [find(r) for r in refs]
+        if any(p is None for p in parts):
+            continue
+        joined[fld] = (tuple(p for p in parts if p is not None), sep)
+        names[fld] = "+".join(str(cells[p]).strip() for p in parts if p is not None)
+    if "sku" not in index and "sku" not in joined and "mpn" in index:
+        index["sku"], names["sku"] = index["mpn"], names["mpn"]  # a file keyed by MPN only
+    if ("sku" not in index and "sku" not in joined) or "cost" not in index:
+        return None
+    width = max([*index.values(), *(p for parts, _ in joined.values() for p in parts)]) + 1
+    return _Plan(index, joined, names, width)
+
+
+def _positional_plan(prof: Profile) -> _Plan:
+    index = {f: r for f, r in prof.columns.items() if isinstance(r, int)}
+    # A tuple of positions in a headerless profile means "first non-empty": handled as a join of
+    # one column here (the first position), the rest being fallbacks people rarely need.
+    for f, r in prof.columns.items():
+        if isinstance(r, tuple) and r and isinstance(r[0], int):
+            index[f] = r[0]
+    joined = {f: (tuple(int(p) for p in refs), sep) for f, (refs, sep) in prof.joined.items()}
+    names = {f: f"{prof.labels.get(f, f)} (field {i + 1})" for f, i in index.items()}
+    for f, (parts, _) in joined.items():
+        names[f] = f"{prof.labels.get(f, f)} (fields {'+'.join(str(p + 1) for p in parts)})"
+    width = max([*index.values(), *(p for parts, _ in joined.values() for p in parts)]) + 1
+    return _Plan(index, joined, names, width)
+
+
+def _choose_profile(
+    name: str,
+    first: list[tuple[int, list[str]]],
+    all_profiles: Mapping[str, Profile],
+    sniffed: str | None,
+    *,
+    workbook: bool = False,
+) -> Profile:
+    """Header signature → file name → headerless shape → generic header synonyms."""
+    if not first:
+        raise FileUnreadable(f"{name} has no rows.")
+    lowered = name.lower()
+    # 1. A header row with a profile's signature headers (most specific first).
+    signed = sorted(
+        (p for p in all_profiles.values() if p.has_header and p.signature),
+        key=lambda p: -len(p.signature),
+    )
+    for _, cells in first:
+        keys = {header_key(c) for c in cells}
+        for prof in signed:
+            if prof.signature <= keys and _match_header(prof, cells) is not None:
+                return prof
+    # 2. The file name (longest fragment first, so STDPRICE_FULL.TXT is not PRICE.TXT).
+    by_name = sorted(
+        ((frag, p) for p in all_profiles.values() for frag in (*p.file_names, p.name.lower())),
+        key=lambda fp: -len(fp[0]),
+    )
+    for frag, prof in by_name:
+        if (
+            prof.name != "generic"
+            and frag
+            and frag in lowered
+            and (not prof.has_header or any(_match_header(prof, c) for _, c in first))
+        ):
+            return prof
+    # 3. Headerless layouts recognised by their shape.
+    cells = first[0][1]
+    for prof in all_profiles.values():
+        if prof.has_header or prof.field_count is None:
+            continue
+        if not workbook and prof.delimiter and prof.delimiter != sniffed:
+            continue
+        low, high = prof.field_count
+        if not low <= len(cells) <= high:
+            continue
+        action = prof.columns.get("action")
+        if isinstance(action, int) and cells[action].strip().upper() not in {"A", "C", "D"}:
+            continue
+        return prof
+    # 4. Any header with a SKU (or MPN) column and a cost column.
+    for prof in all_profiles.values():
+        if prof.has_header and not prof.signature:
+            for _, cells in first:
+                if _match_header(prof, cells) is not None:
+                    return prof
+    raise FileUnreadable(
+        f"{name} has no header row costrecon recognises: it needs a SKU (or part number) column "
+        "and a cost column, or a vendor profile named in the config or in the file name."
+    )
+
+
+def _locate_columns(
+    prof: Profile, records: Iterator[tuple[int, list[str]]], name: str
+) -> tuple[_Plan, Iterator[tuple[int, list[str]]]]:
+    """Find the header row for ``prof`` (within the first rows) and return the plan and the
+    records after it."""
+    if not prof.has_header:
+        return _positional_plan(prof), records
+    seen = 0
+    for _, cells in records:
+        plan = _match_header(prof, cells)
+        if plan is not None:
+            return plan, records
+        if any(c.strip() for c in cells):
+            seen += 1
+            if seen >= HEADER_SEARCH_ROWS:
+                break
+    raise FileUnreadable(
+        f"{name} does not have the header the {prof.name} profile expects ({_needed_columns(prof)})."
+    )
+
+
+def _needed_columns(prof: Profile) -> str:
+    def show(ref: object) -> str:
+        return " or ".join(repr(r) for r in ref) if isinstance(ref, tuple) else repr(ref)
+
+    needed = []
+    for fld in ("sku", "cost"):
+        if fld in prof.columns:
+            needed.append(f"{fld}: {show(prof.columns[fld])}")
+        elif fld in prof.joined:
+            needed.append(f"{fld}: {' + '.join(repr(r) for r in prof.joined[fld][0])}")
+    return "; ".join(needed)
+
+
+def _chain_one(first: object, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+# -------------------------------------------------------------------------------- conversion
+
+
+def _detect_decimal_mark(samples: list[str], delimiter: str | None) -> str:
+    """Vote per cost cell on which separator is the decimal mark. A last separator followed by
+    other than three digits is a decimal mark; ``1,234`` alone proves nothing. Undecided files
+    follow the delimiter: Excel writes ``;`` exactly where the decimal mark is ``,`` (§4.8)."""
+    comma = dot = 0
+    for raw in samples:
+        text = raw.strip()
+        last_c, last_d = text.rfind(","), text.rfind(".")
+        if last_c == last_d:  # both -1
+            continue
+        mark = "," if last_c > last_d else "."
+        at = max(last_c, last_d)
+        digits = 0
+        for ch in text[at + 1 :]:
+            if not ch.isdigit():
+                break
+            digits += 1
+        other_before = (last_d if mark == "," else last_c) != -1
+        if digits != 3 or other_before:
+            if mark == ",":
+                comma += 1
+            else:
+                dot += 1
+        elif mark == "." and text.count(".") > 1:
+            comma += 1  # 1.234.567: dots group thousands
+        elif mark == "," and text.count(",") > 1:
+            dot += 1
+    if comma != dot:
+        return "," if comma > dot else "."
+    return "," if delimiter == ";" else "."
+
+
+_DATE_FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%Y-%m-%d %H:%M:%S", "%d.%m.%Y")
+
+
+def _parse_date(text: str) -> date:
+    text = text.strip()
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(f"{text!r} is not a date")
+
+
+def _finish(
+    prof: Profile,
+    plan: _Plan,
+    records: Iterator[tuple[int, list[str]]],
+    name: str,
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+    delimiter: str | None,
+    encoding: str | None,
+) -> ReadResult:
+    # Buffer the first rows to decide the decimal mark, then convert everything.
+    head: list[tuple[int, list[str]]] = []
+    if prof.decimal_mark:
+        decimal_mark = prof.decimal_mark
+    else:
+        cost_at = plan.index["cost"]
+        for item in records:
+            head.append(item)
+            if len(head) >= DECIMAL_SAMPLE_ROWS:
+                break
+        samples = [cells[cost_at] for _, cells in head if cost_at < len(cells)]
+        decimal_mark = _detect_decimal_mark(samples, delimiter)
+    stream = _chain_many(head, records)
+    result = _convert(
+        stream,
+        plan,
+        prof,
+        vendor=vendor or prof.vendor,
+        default_currency=default_currency,
+        decimal_mark=decimal_mark,
+        today=today or date.today(),
+    )
+    if result.total_rows == 0:
+        raise FileUnreadable(f"{name} has a header but no price rows.")
+    if not result.rows and not result.errors:
+        raise FileUnreadable(
+            f"{name} has no usable price rows: all {result.total_rows} rows were skipped "
+            "(deleted items, or prices not in effect today)."
+        )
+    result.delimiter, result.encoding = delimiter, encoding
+    return result
+
+
+def _chain_many(head: list, rest: Iterator) -> Iterator:
+    yield from head
+    yield from rest
+
+
+def _convert(
+    records: Iterable[tuple[int, list[str]]],
+    plan: _Plan,
+    prof: Profile,
+    *,
+    vendor: str | None,
+    default_currency: str,
+    decimal_mark: str,
+    today: date,
+) -> ReadResult:
+    """Validate and convert rows. This loop is the intake hot path (benchmarks/intake.py): plain
+    amounts take a fast path with no regex, lookups of repeated text (currency, term) are cached,
+    and each row costs one list and one VendorRow."""
+    rows: list[VendorRow] = []
+    errors: list[RowError] = []
+    index, joined, names = plan.index, plan.joined, plan.names
+    width = plan.width
+    get = index.get
+    i_sku, i_cost = get("sku"), index["cost"]
+    i_mpn, i_mfr, i_desc = get("mpn"), get("manufacturer"), get("description")
+    i_term, i_bill, i_cur = get("term"), get("billing"), get("currency")
+    i_list, i_vendor, i_action = get("list_price"), get("vendor"), get("action")
+    i_start, i_end = get("effective_start"), get("effective_end")
+    sku_join = joined.get("sku")
+    desc_join = joined.get("description")
+    mpn_join = joined.get("mpn")
+    skip_actions = prof.skip_actions
+    per_term = prof.price_per_term
+    file_vendor = vendor or ""
+    vendor_counts: Counter[str] = Counter()
+
+    try:
+        file_currency = normalise_currency(prof.currency or default_currency)
+    except MoneyError as exc:
+        raise FileUnreadable(f"the default currency is not usable: {exc}.") from exc
+    try:
+        file_term = normalise_term(prof.term) if prof.term else None
+    except ValueError as exc:  # pragma: no cover - validated in profile_from_config
+        raise FileUnreadable(str(exc)) from exc
+
+    quant, half_even = QUANT, ROUND_HALF_EVEN
+    dec = Decimal
+    fast_comma = decimal_mark == ","
+    currency_cache: dict[str, str | MoneyError] = {}
+    term_cache: dict[str, str | None | ValueError] = {}
+    billing_cache: dict[str, str | None | ValueError] = {}
+    date_cache: dict[str, date | ValueError] = {}
+    seen: dict[tuple, int] = {}
+    starts: dict[tuple, date] = {}
+    total = skipped = duplicates = 0
+    new_row = VendorRow
+    append = rows.append
+
+    def error(number: int, fld: str | None, text: str) -> None:
+        column = names.get(fld) if fld else None
+        where = f"row {number}, column {column}" if column else f"row {number}"
+        errors.append(RowError(number, column, f"{where}: {text}"))
+
+    def cached_date(raw: str) -> date | ValueError:
+        got = date_cache.get(raw)
+        if got is None:
+            try:
+                got = _parse_date(raw)
+            except ValueError as exc:
+                got = exc
+            date_cache[raw] = got
+        return got
+
+    for number, f in records:
+        if len(f) < width:
+            f = f + [""] * (width - len(f))
+        if sku_join is None:
+            sku = f[i_sku].strip()  # type: ignore[index]
+        else:
+            parts = [f[i].strip() for i in sku_join[0]]
+            sku = sku_join[1].join(parts) if all(parts) else ""
+        raw_cost = f[i_cost].strip()
+        if not sku and not raw_cost:
+            filled = sum(1 for c in f if c.strip())
+            if filled == 0:
+                continue  # an empty row (",,,,")
+            if filled == 1:
+                total += 1
+                skipped += 1  # a heading or note line ("Microsoft cloud", "End of list")
+                continue
+        total += 1
+        if i_action is not None and skip_actions and f[i_action].strip().upper() in skip_actions:
+            skipped += 1
+            continue
+        bad = False
+        if not sku:
+            error(number, "sku", "no SKU; every price row needs one")
+            bad = True
+
+        # Cost: fast path for plain amounts ("123.45", "0000074.34"), strict parser otherwise.
+        symbol_currency = None
+        cost = None
+        plain = raw_cost.replace(decimal_mark, "", 1)
+        try:
+            if plain.isdigit() and plain.isascii():
+                cost = dec(raw_cost.replace(",", ".") if fast_comma else raw_cost).quantize(
+                    quant, rounding=half_even
+                )
+            else:
+                cost, symbol_currency = parse_cost(raw_cost, decimal_mark)
+                if cost < 0:
+                    error(number, "cost", f"{raw_cost!r} is negative; a cost cannot be below zero")
+                    bad = True
+        except MoneyError as exc:
+            text = str(exc)
+            if text == "is empty":
+                text = "no cost; every price row needs one"
+            error(number, "cost", text)
+            bad = True
+        except InvalidOperation:
+            error(number, "cost", f"{raw_cost!r} is too large to be a cost")
+            bad = True
+
+        if i_cur is not None:
+            raw_currency = f[i_cur]
+            currency = currency_cache.get(raw_currency)
+            if currency is None:
+                try:
+                    currency = (
+                        normalise_currency(raw_currency) if raw_currency.strip() else file_currency
+                    )
+                except MoneyError as exc:
+                    currency = exc
+                currency_cache[raw_currency] = currency
+            if isinstance(currency, MoneyError):
+                error(number, "currency", str(currency))
+                bad = True
+            elif symbol_currency and symbol_currency != currency:
+                error(
+                    number,
+                    "cost",
+                    f"{raw_cost!r} is in {symbol_currency} but the row's currency is {currency}",
+                )
+                bad = True
+        else:
+            currency = symbol_currency or file_currency
+
+        if i_term is not None:
+            raw_term = f[i_term]
+            term = term_cache.get(raw_term, term_cache)
+            if term is term_cache:
+                try:
+                    term = normalise_term(raw_term) if raw_term.strip() else file_term
+                except ValueError as exc:
+                    term = exc
+                term_cache[raw_term] = term  # type: ignore[assignment]
+            if isinstance(term, ValueError):
+                error(number, "term", str(term))
+                bad = True
+        else:
+            term = file_term
+
+        if i_bill is not None:
+            raw_bill = f[i_bill]
+            billing = billing_cache.get(raw_bill, billing_cache)
+            if billing is billing_cache:
+                try:
+                    billing = normalise_billing(raw_bill)
+                except ValueError as exc:
+                    billing = exc
+                billing_cache[raw_bill] = billing  # type: ignore[assignment]
+            if isinstance(billing, ValueError):
+                error(number, "billing", str(billing))
+                bad = True
+        else:
+            billing = None
+
+        start = None
+        if i_start is not None:
+            # Microsoft lists carry past and future prices side by side: only the row in effect
+            # today is a cost (vendors.md §4.5).
+            raw_start = f[i_start].strip()
+            raw_end = f[i_end].strip() if i_end is not None else ""
+            start = cached_date(raw_start) if raw_start else date.min
+            end = cached_date(raw_end) if raw_end else date.max
+            if isinstance(start, ValueError):
+                error(number, "effective_start", str(start))
+                bad = True
+            elif isinstance(end, ValueError):
+                error(number, "effective_end", str(end))
+                bad = True
+            elif not start <= today <= end:
+                skipped += 1
+                continue
+
+        if bad:
+            continue
+
+        list_price = None
+        if i_list is not None:
+            raw_list = f[i_list].strip()
+            if raw_list:
+                try:
+                    list_price, _ = parse_cost(raw_list, decimal_mark)
+                except MoneyError:
+                    list_price = None  # informational only: a bad MSRP never blocks a cost import
+
+        if per_term:
+            months = TERM_MONTHS.get(term) if isinstance(term, str) else None  # type: ignore[arg-type]
+            if months and months > 1 and billing != "OneTime":
+                # vendors.md §4.5/§5.4: UnitPrice is for the whole term; the PSA cost is monthly.
+                cost = (cost / months).quantize(quant, rounding=half_even)  # type: ignore[operator]
+                if list_price is not None:
+                    list_price = (list_price / months).quantize(quant, rounding=half_even)
+
+        if desc_join is not None:
+            description = desc_join[1].join(p for p in (f[i].strip() for i in desc_join[0]) if p)
+        else:
+            description = f[i_desc].strip() if i_desc is not None else ""
+        row_vendor = (f[i_vendor].strip() if i_vendor is not None else "") or file_vendor
+        vendor_counts[row_vendor] += 1
+
+        if mpn_join is not None:
+            parts = [f[i].strip() for i in mpn_join[0]]
+            mpn = mpn_join[1].join(parts) if all(parts) else None
+        else:
+            mpn = (f[i_mpn].strip() or None) if i_mpn is not None else None
+
+        key = (row_vendor, sku, term, billing, currency)
+        earlier = seen.get(key)
+        row = new_row(
+            number,
+            row_vendor,
+            sku,
+            mpn,
+            (f[i_mfr].strip() or None) if i_mfr is not None else None,
+            description,
+            term,  # type: ignore[arg-type]
+            billing,  # type: ignore[arg-type]
+            currency,  # type: ignore[arg-type]
+            cost,  # type: ignore[arg-type]
+            list_price,
+        )
+        if earlier is None:
+            seen[key] = len(rows)
+            append(row)
+            if start is not None:
+                starts[key] = start  # type: ignore[assignment]
+            continue
+        first = rows[earlier]
+        if first.cost == cost:
+            duplicates += 1
+            continue
+        if start is not None and starts.get(key) != start:
+            # Overlapping Microsoft price ranges: the one that started last is current.
+            if start > starts[key]:  # type: ignore[operator]
+                rows[earlier] = row
+                starts[key] = start  # type: ignore[assignment]
+            continue
+        label = f"{sku!r}" + (f" ({term})" if term else "")
+        error(
+            number,
+            "cost",
+            f"SKU {label} appears twice with different costs: row {first.row} says "
+            f"{first.cost.normalize():f} {first.currency}, row {number} says {cost.normalize():f} {currency}",  # type: ignore[union-attr]
+        )
+
+    if vendor_counts:
+        result_vendor = vendor_counts.most_common(1)[0][0]
+    else:
+        result_vendor = file_vendor
+    return ReadResult(
+        profile=prof.name,
+        vendor=result_vendor or "",
+        rows=rows,
+        errors=errors,
+        total_rows=total,
+        skipped=skipped,
+        duplicates=duplicates,
+        decimal_mark=decimal_mark,
+    )
+
+
+# Re-exported for callers that want the list of layouts without importing profiles.
+PROFILES = BUILTIN_PROFILES
