@@ -266,6 +266,202 @@ async def _stream_events(request: web.Request, d: Daemon, since: int) -> web.Str
     return resp
 
 
+# ---------------------------------------------------------------- costs (recon.py)
+
+
+def _recon(request: web.Request) -> Any:
+    return daemon_of(request).parts["recon"]
+
+
+@routes.get("/v1/costs")
+async def cost_view(request: web.Request) -> web.Response:
+    from .recon import SORT_KEYS, STATES
+
+    q = request.query
+    sort = q.get("sort", "identifier")
+    if sort not in SORT_KEYS:
+        raise ApiError(400, "bad_field", f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}.")
+    state = q.get("state") or None
+    if state is not None and state not in STATES:
+        raise ApiError(400, "bad_field", f"state must be one of {', '.join(s for s in STATES if s)}.")
+    table = _recon(request).table
+    ids = table.view(query=q.get("q", ""), changed=q.get("changed") in ("1", "true"), state=state,
+                     sort=sort, descending=q.get("desc") in ("1", "true"))
+    return ok({"ids": ids, "total": table.total(), "version": table.version})
+
+
+@routes.post("/v1/costs/rows")
+async def cost_rows(request: web.Request) -> web.Response:
+    body = await body_of(request)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ApiError(400, "bad_field", "The field 'ids' must be a list of item ids (whole numbers).")
+    if len(ids) > 5000:
+        raise ApiError(400, "bad_field", "Ask for at most 5000 rows at a time.")
+    return ok({"rows": [r.to_json() for r in _recon(request).table.get(ids)]})
+
+
+@routes.get("/v1/costs/{item_id:\\d+}")
+async def cost_row(request: web.Request) -> web.Response:
+    rows = _recon(request).table.get([int(request.match_info["item_id"])])
+    if not rows:
+        raise ApiError(404, "not_found", f"Item {request.match_info['item_id']} is not in the cost table.")
+    return ok({"row": rows[0].to_json()})
+
+
+@routes.put("/v1/costs/{item_id:\\d+}/manual")
+async def set_manual_cost(request: web.Request) -> web.Response:
+    from .recon import ManualCostError, set_manual
+
+    body = await body_of(request)
+    cost = field_decimal(body, "cost", minimum=Decimal(0))
+    note = field_str(body, "note", required=False)
+    currency = field_str(body, "currency", required=False)
+    part, actor = _recon(request), actor_of(request)
+    item_id = int(request.match_info["item_id"])
+    try:
+        row = await daemon_of(request).store.write(
+            lambda c: set_manual(c, part.table, item_id=item_id, cost=cost, actor=actor, note=note, currency=currency))
+    except ManualCostError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return ok({"row": row.to_json()})
+
+
+@routes.delete("/v1/costs/{item_id:\\d+}/manual")
+async def revert_manual_cost(request: web.Request) -> web.Response:
+    from .recon import ManualCostError, revert_manual
+
+    part, actor = _recon(request), actor_of(request)
+    item_id = int(request.match_info["item_id"])
+    try:
+        row = await daemon_of(request).store.write(
+            lambda c: revert_manual(c, part.table, item_id=item_id, actor=actor))
+    except ManualCostError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return ok({"row": row.to_json() if row else None})
+
+
+# ---------------------------------------------------------------- change sets (changes.py)
+
+
+def _requests_of(body: dict[str, Any]) -> list[Any]:
+    from .changes import Request
+
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "missing_field", "The field 'items' must be a non-empty list of {item_id, cost, seen_catalog_cost}.")
+    out = []
+    for n, raw in enumerate(items):
+        if not isinstance(raw, dict):
+            raise ApiError(400, "bad_field", f"items[{n}] must be an object.")
+        item_id = field_int(raw, "item_id")
+        try:
+            cost = field_decimal(raw, "cost", minimum=Decimal(0))
+            seen = field_decimal(raw, "seen_catalog_cost", required=False)
+        except ApiError as exc:
+            raise ApiError(exc.status, exc.code, f"items[{n}]: {exc.message}") from None
+        if "seen_catalog_cost" not in raw:
+            raise ApiError(400, "missing_field", f"items[{n}]: the field 'seen_catalog_cost' is required "
+                           "(the catalogue cost you approved against; null if it was blank).")
+        out.append(Request(item_id, cost, seen))
+    return out
+
+
+async def _run_change(request: web.Request, fn: Any) -> Any:
+    from .changes import ChangeError
+
+    try:
+        return await fn()
+    except ChangeError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.data) from None
+
+
+@routes.post("/v1/change-sets")
+async def create_change_set(request: web.Request) -> web.Response:
+    from .changes import change_set_json, journal, plan
+
+    d = daemon_of(request)
+    body = await body_of(request)
+    reqs = _requests_of(body)
+    policy = field_str(body, "policy", required=False, default=d.cfg.push.line_policy, choices=("all", "matching"))
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ApiError(400, "bad_field", "The field 'dry_run' must be true or false.")
+    limits = d.connector.limits if d.connector else None
+    if dry_run:
+        preview, _ = await _run_change(request, lambda: d.store.read(lambda c: plan(c, reqs, policy, limits)))
+        return ok({"preview": preview})
+    if d.connector is None:
+        raise ApiError(409, "no_psa", "No PSA is configured, so nothing can be pushed; set [psa] in the config file.")
+    actor = actor_of(request)
+
+    def _create(conn: Any) -> dict[str, Any]:
+        # Planned again inside the write transaction: the stale and busy checks see committed state,
+        # so two clients approving the same item at once produce exactly one change set.
+        preview, steps = plan(conn, reqs, policy, limits)
+        cs_id = journal(conn, actor=actor, kind="apply", policy=policy, preview=preview, steps=steps)
+        _recon(request).table.refresh(conn, [r.item_id for r in reqs])
+        events_rows(conn, [r.item_id for r in reqs])
+        return change_set_json(conn, cs_id)
+
+    cs = await _run_change(request, lambda: d.store.write(_create))
+    _recon(request).wake()
+    return ok({"change_set": cs}, status=201)
+
+
+def events_rows(conn: Any, ids: list[int]) -> None:
+    event_log.emit(conn, "rows", {"ids": sorted(ids)})
+
+
+@routes.get("/v1/change-sets")
+async def list_change_sets(request: web.Request) -> web.Response:
+    from .changes import list_change_sets as _list
+
+    limit = field_int(request.query, "limit", required=False, default=50, minimum=1, maximum=500)
+    return ok({"change_sets": await daemon_of(request).store.read(lambda c: _list(c, limit))})
+
+
+@routes.get("/v1/change-sets/{cs_id:\\d+}")
+async def get_change_set(request: web.Request) -> web.Response:
+    from .changes import change_set_json
+
+    cs_id = int(request.match_info["cs_id"])
+    cs = await _run_change(request, lambda: daemon_of(request).store.read(
+        lambda c: change_set_json(c, cs_id, with_steps=True)))
+    return ok({"change_set": cs})
+
+
+@routes.post("/v1/change-sets/{cs_id:\\d+}/undo")
+async def undo_change_set(request: web.Request) -> web.Response:
+    from .changes import change_set_json, journal, undo_plan
+
+    d = daemon_of(request)
+    cs_id = int(request.match_info["cs_id"])
+    body = await body_of(request)
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ApiError(400, "bad_field", "The field 'dry_run' must be true or false.")
+    if dry_run:
+        preview, _ = await _run_change(request, lambda: d.store.read(lambda c: undo_plan(c, cs_id)))
+        return ok({"preview": preview})
+    if d.connector is None:
+        raise ApiError(409, "no_psa", "No PSA is configured, so nothing can be pushed; set [psa] in the config file.")
+    actor = actor_of(request)
+
+    def _create(conn: Any) -> dict[str, Any]:
+        preview, steps = undo_plan(conn, cs_id)
+        new_id = journal(conn, actor=actor, kind="undo", policy=preview["policy"], preview=preview, steps=steps,
+                         undo_of=cs_id)
+        ids = [p["item_id"] for p in preview["per_item"]]
+        _recon(request).table.refresh(conn, ids)
+        events_rows(conn, ids)
+        return change_set_json(conn, new_id)
+
+    cs = await _run_change(request, lambda: d.store.write(_create))
+    _recon(request).wake()
+    return ok({"change_set": cs}, status=201)
+
+
 def make_app(daemon: Daemon, extra: list[web.RouteTableDef] | None = None) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=8 * 1024 * 1024)
     app[DAEMON_KEY] = daemon

@@ -217,6 +217,8 @@ class Daemon:
         try:
             await run_sync(self.store, self.connector, actor=actor, full=full)
             self.psa_state["error"] = None
+            if "recon" in self.parts:
+                await self.parts["recon"].reload()
         except PSAError as exc:
             self.psa_state["error"] = exc.message
             log.warning("sync failed: %s", exc.message)

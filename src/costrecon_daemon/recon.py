@@ -1,0 +1,296 @@
+"""The cost table (DESIGN.md §4): one row per catalogue item with a vendor cost or a contract line.
+
+Rows are computed in SQL with grouped queries and kept in an in-memory table so that filtering
+and sorting 50,000 rows costs milliseconds; parts of the table are refreshed by item id when
+something changes (a manual cost, an import, a pushed step), the whole when a sync lands.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection
+
+from .db import CatalogItem, ChangeStep, Contract, ContractLine, ManualCost, PriceImport, VendorCost
+from .money import json_amount, quantize
+
+SORT_KEYS = ("identifier", "name", "contracts", "catalog_cost", "vendor_cost", "change", "change_pct", "state")
+STATES = ("", "pending", "pushing", "done", "conflict", "failed", "denied")
+
+
+@dataclass(slots=True)
+class Row:
+    id: int
+    psa_id: str
+    identifier: str
+    name: str
+    currency: str
+    catalog_cost: Decimal | None
+    contracts: int = 0
+    lines: int = 0
+    vendor_cost: Decimal | None = None
+    vendor_currency: str | None = None
+    vendor_source: dict[str, Any] | None = None
+    state: str = ""
+    state_detail: dict[str, Any] = field(default_factory=dict)
+    search: str = ""
+
+    @property
+    def comparable(self) -> bool:
+        return (self.vendor_cost is not None and self.catalog_cost is not None
+                and self.vendor_currency == self.currency)
+
+    @property
+    def change(self) -> Decimal | None:
+        return quantize(self.vendor_cost - self.catalog_cost) if self.comparable else None  # type: ignore[operator]
+
+    @property
+    def change_pct(self) -> Decimal | None:
+        if not self.comparable or not self.catalog_cost:
+            return None
+        return ((self.vendor_cost - self.catalog_cost) * 100 / self.catalog_cost).quantize(Decimal("0.01"))  # type: ignore[operator]
+
+    @property
+    def changed(self) -> bool:
+        ch = self.change
+        return ch is not None and ch != 0
+
+    def to_json(self) -> dict[str, Any]:
+        detail = dict(self.state_detail)
+        if self.vendor_cost is not None and self.vendor_currency != self.currency:
+            detail["currency_mismatch"] = f"vendor cost is in {self.vendor_currency}, catalogue in {self.currency}"
+        return {
+            "id": self.id, "psa_id": self.psa_id, "identifier": self.identifier, "name": self.name,
+            "contracts": self.contracts, "lines": self.lines, "currency": self.currency,
+            "catalog_cost": json_amount(self.catalog_cost), "vendor_cost": json_amount(self.vendor_cost),
+            "vendor_source": self.vendor_source, "change": json_amount(self.change),
+            "change_pct": json_amount(self.change_pct), "state": self.state, "state_detail": detail,
+        }
+
+
+def _line_scope() -> Any:
+    """Lines that count: live lines on live contracts (cancelled ones are kept but not counted)."""
+    return and_(ContractLine.active.is_(True), ContractLine.gone.is_(False),
+                Contract.active.is_(True), Contract.gone.is_(False))
+
+
+def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, Row]:
+    """Compute table rows for ``ids`` (or every item). Items without vendor cost and lines are omitted."""
+    id_list = None if ids is None else list(ids)
+
+    def restrict(stmt: Any, col: Any) -> Any:
+        return stmt if id_list is None else stmt.where(col.in_(id_list))
+
+    items: dict[int, Row] = {}
+    stmt = select(CatalogItem.id, CatalogItem.psa_id, CatalogItem.identifier, CatalogItem.name,
+                  CatalogItem.currency, CatalogItem.cost).where(
+        CatalogItem.active.is_(True), CatalogItem.gone.is_(False))
+    for r in conn.execute(restrict(stmt, CatalogItem.id)):
+        items[r.id] = Row(id=r.id, psa_id=r.psa_id, identifier=r.identifier, name=r.name, currency=r.currency,
+                          catalog_cost=r.cost, search=f"{r.identifier}\t{r.name}".casefold())
+    if not items:
+        return {}
+    by_psa = {row.psa_id: row for row in items.values()}
+
+    agg = (select(ContractLine.item_psa_id, func.count(func.distinct(ContractLine.contract_psa_id)), func.count())
+           .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
+           .where(_line_scope()).group_by(ContractLine.item_psa_id))
+    if id_list is not None:
+        agg = agg.where(ContractLine.item_psa_id.in_(list(by_psa)))
+    for psa_id, n_contracts, n_lines in conn.execute(agg):
+        row = by_psa.get(psa_id)
+        if row is not None:
+            row.contracts, row.lines = n_contracts, n_lines
+
+    ranked = (select(VendorCost.item_id, VendorCost.cost, VendorCost.currency, VendorCost.vendor, VendorCost.sku,
+                     VendorCost.row_number, VendorCost.imported_at, PriceImport.file_name,
+                     func.row_number().over(partition_by=VendorCost.item_id,
+                                            order_by=(VendorCost.imported_at.desc(), VendorCost.id.desc())).label("rn"))
+              .join(PriceImport, PriceImport.id == VendorCost.import_id)
+              .where(VendorCost.item_id.is_not(None)))
+    ranked = restrict(ranked, VendorCost.item_id).subquery()
+    for r in conn.execute(select(ranked).where(ranked.c.rn == 1)):
+        row = items.get(r.item_id)
+        if row is not None:
+            row.vendor_cost, row.vendor_currency = r.cost, r.currency
+            row.vendor_source = {"kind": "import", "at": _iso(r.imported_at), "file": r.file_name, "row": r.row_number,
+                                 "vendor": r.vendor, "sku": r.sku, "by": None}
+    for r in conn.execute(restrict(select(ManualCost), ManualCost.item_id)):
+        row = items.get(r.item_id)
+        if row is not None:  # a manual override beats any import (DESIGN §3 provenance)
+            row.vendor_cost, row.vendor_currency = r.cost, r.currency
+            row.vendor_source = {"kind": "manual", "at": _iso(r.set_at), "by": r.set_by, "file": None, "row": None,
+                                 "vendor": None, "sku": None}
+    _apply_states(conn, items, id_list)
+    return {i: row for i, row in items.items() if row.vendor_cost is not None or row.lines > 0}
+
+
+def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
+    latest = select(ChangeStep.item_id, func.max(ChangeStep.change_set_id).label("cs")).group_by(ChangeStep.item_id)
+    if id_list is not None:
+        latest = latest.where(ChangeStep.item_id.in_(id_list))
+    latest = latest.subquery()
+    stmt = (select(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status, func.count())
+            .join(latest, and_(latest.c.item_id == ChangeStep.item_id, latest.c.cs == ChangeStep.change_set_id))
+            .group_by(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status))
+    counts: dict[int, tuple[int, dict[str, int]]] = {}
+    for item_id, cs, status, n in conn.execute(stmt):
+        counts.setdefault(item_id, (cs, {}))[1][status] = n
+    for item_id, (cs, c) in counts.items():
+        row = items.get(item_id)
+        if row is None:
+            continue
+        total = sum(c.values())
+        done = c.get("done", 0)
+        open_ = c.get("pending", 0) + c.get("sending", 0)
+        if open_:
+            state = "pushing" if done or c.get("sending") else "pending"
+        elif c.get("denied"):
+            state = "denied"
+        elif c.get("conflict"):
+            state = "conflict"
+        elif c.get("failed"):
+            state = "failed"
+        else:
+            state = "done"
+        row.state = state
+        row.state_detail = {"change_set_id": cs, "done": done, "total": total,
+                            **{k: v for k, v in c.items() if k in ("conflict", "failed", "denied", "cancelled")}}
+
+
+def _iso(t: Any) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CostTable:
+    """The in-memory table the API filters and sorts; refreshed from SQL (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, Row] = {}
+        self._lock = threading.Lock()
+        self.loaded = False
+        self.version = 0
+
+    def reload(self, conn: Connection) -> None:
+        rows = load_rows(conn)
+        with self._lock:
+            self._rows = rows
+            self.loaded = True
+            self.version += 1
+
+    def refresh(self, conn: Connection, ids: Iterable[int]) -> list[int]:
+        ids = list(set(ids))
+        fresh = load_rows(conn, ids)
+        with self._lock:
+            for i in ids:
+                if i in fresh:
+                    self._rows[i] = fresh[i]
+                else:
+                    self._rows.pop(i, None)
+            self.version += 1
+        return ids
+
+    def get(self, ids: Iterable[int]) -> list[Row]:
+        with self._lock:
+            return [self._rows[i] for i in ids if i in self._rows]
+
+    def total(self) -> int:
+        return len(self._rows)
+
+    def view(self, *, query: str = "", changed: bool = False, state: str | None = None,
+             sort: str = "identifier", descending: bool = False) -> list[int]:
+        with self._lock:
+            rows = list(self._rows.values())
+        if query:
+            needle = query.casefold()
+            rows = [r for r in rows if needle in r.search]
+        if changed:
+            rows = [r for r in rows if r.changed]
+        if state:
+            rows = [r for r in rows if r.state == state]
+        key = _sort_key(sort)
+        # Stable tie-break on id; missing values sort last whichever the direction.
+        present = [r for r in rows if key(r) is not None]
+        missing = [r for r in rows if key(r) is None]
+        present.sort(key=lambda r: r.id)
+        present.sort(key=key, reverse=descending)  # type: ignore[arg-type,return-value]
+        missing.sort(key=lambda r: r.id)
+        return [r.id for r in present + missing]
+
+
+def _sort_key(sort: str) -> Any:
+    if sort == "identifier":
+        return lambda r: r.identifier.casefold()
+    if sort == "name":
+        return lambda r: r.name.casefold()
+    if sort == "contracts":
+        return lambda r: r.contracts
+    if sort == "state":
+        return lambda r: r.state or None
+    return lambda r: getattr(r, sort)
+
+
+# ------------------------------------------------------------------ manual vendor costs
+
+
+class ManualCostError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def set_manual(conn: Connection, table: CostTable, *, item_id: int, cost: Decimal, actor: str,
+               note: str | None = None, currency: str | None = None) -> Row:
+    from . import activity, events
+    from .db import upsert, utcnow
+
+    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).scalar_one_or_none()
+    if item is None or item.gone:
+        raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
+    if cost < 0:
+        raise ManualCostError(400, "bad_field", "A vendor cost must be 0 or more.")
+    if currency and currency != item.currency:
+        raise ManualCostError(400, "bad_field", f"{item.identifier} is priced in {item.currency}; "
+                              f"a cost in {currency} cannot be set on it.")
+    before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
+    previous = table.get([item_id])
+    shown_before = previous[0].vendor_cost if previous else before
+    upsert(conn, ManualCost, [{"item_id": item_id, "cost": quantize(cost), "currency": item.currency,
+                               "set_by": actor, "set_at": utcnow(), "note": note}], key=["item_id"])
+    activity.append(conn, actor=actor, action="cost.manual.set", subject=item.identifier,
+                    before=json_amount(shown_before), after=json_amount(quantize(cost)),
+                    details={"item_id": item_id, "currency": item.currency, "note": note})
+    table.refresh(conn, [item_id])
+    events.emit(conn, "rows", {"ids": [item_id]})
+    rows = table.get([item_id])
+    if not rows:
+        raise ManualCostError(404, "not_found", f"Item {item_id} is not in the cost table.")
+    return rows[0]
+
+
+def revert_manual(conn: Connection, table: CostTable, *, item_id: int, actor: str) -> Row | None:
+    from sqlalchemy import delete
+
+    from . import activity, events
+
+    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).scalar_one_or_none()
+    if item is None:
+        raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
+    before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
+    if before is None:
+        raise ManualCostError(409, "no_manual_cost", f"{item.identifier} has no manual vendor cost to revert.")
+    # The override is a person's input, not the audit record: the activity log keeps its history.
+    conn.execute(delete(ManualCost).where(ManualCost.item_id == item_id))
+    table.refresh(conn, [item_id])
+    rows = table.get([item_id])
+    activity.append(conn, actor=actor, action="cost.manual.revert", subject=item.identifier,
+                    before=json_amount(before), after=json_amount(rows[0].vendor_cost) if rows else None,
+                    details={"item_id": item_id})
+    events.emit(conn, "rows", {"ids": [item_id]})
+    events.emit(conn, "view", {"reason": "manual cost reverted"})
+    return rows[0] if rows else None
