@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from costrecon_daemon.psa.autotask import AutotaskConnector, AutotaskSettings, HourlyBudget
+from costrecon_daemon.psa.autotask import AutotaskConnector, AutotaskSettings, RollingWindowLimiter
 from costrecon_daemon.psa.base import (
     Connector,
     LineKey,
@@ -313,7 +313,7 @@ async def test_a_429_from_another_integration_is_survived(tenant):
 
 
 async def test_hourly_budget_waits_for_the_window_to_roll():
-    budget = HourlyBudget(3, window=0.2)
+    budget = RollingWindowLimiter(3, window=0.2)
     loop = asyncio.get_running_loop()
     start = loop.time()
     for _ in range(4):

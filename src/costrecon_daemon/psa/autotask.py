@@ -51,6 +51,7 @@ from costrecon_daemon.psa.base import (
     RateLimits,
     SyncChunk,
 )
+from costrecon_daemon.psa.http import dumps, loads
 
 PAGE_SIZE = 500  # MaxRecords cap (§2.2)
 IN_CHUNK = 400  # ids per `in` condition: under the 500 OR-conditions limit (§2.2)
@@ -112,7 +113,7 @@ class AutotaskSettings:
 # ---- request scheduling ------------------------------------------------------------------------
 
 
-class HourlyBudget:
+class RollingWindowLimiter:
     """Rolling-window limiter: at most ``limit`` request starts in any ``window`` seconds.
 
     Autotask counts 10,000 requests per rolling hour per *database*, shared by every integration
@@ -148,19 +149,6 @@ class HourlyBudget:
                     self._starts.append(now)
                     return
                 await asyncio.sleep(self._starts[0] + self.window * 1.02 - now)
-
-
-def dumps_exact(obj: Any) -> str:
-    """JSON with Decimal written digit for digit (never through float)."""
-    if isinstance(obj, Decimal):
-        return format(obj, "f")
-    if isinstance(obj, dict):
-        return (
-            "{" + ",".join(f"{json.dumps(str(k))}:{dumps_exact(v)}" for k, v in obj.items()) + "}"
-        )
-    if isinstance(obj, list | tuple):
-        return "[" + ",".join(dumps_exact(v) for v in obj) + "]"
-    return json.dumps(obj)
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -249,7 +237,7 @@ class AutotaskConnector:
             line_write_calls=self.line_strategy.calls,  # contract services; charges take 2
         )
         self.requests_made = 0
-        self.budget = HourlyBudget(settings.requests_per_hour)
+        self.budget = RollingWindowLimiter(settings.requests_per_hour)
         self._client = client or httpx.AsyncClient(timeout=settings.timeout)
         self._own_client = client is None
         self._sems: dict[str, asyncio.Semaphore] = {}
@@ -316,7 +304,7 @@ class AutotaskConnector:
         thread_limited = False
         while True:
             url = path if path.startswith("http") else f"{self._root}{path}"
-            content = None if body is None else dumps_exact(body)
+            content = None if body is None else dumps(body)
             async with self._sem(endpoint):
                 # Take the budget slot inside the thread slot so its timestamp is the send time.
                 await self.budget.acquire()
@@ -333,7 +321,7 @@ class AutotaskConnector:
             if resp is not None:
                 status = resp.status_code
                 if status == 200:
-                    return json.loads(resp.text, parse_float=Decimal) if resp.text else None
+                    return loads(resp.text) if resp.text else None
                 if status == 401:
                     if not self._zone_refreshed and not self.settings.zone_url:
                         # The old zone answers 401 after a zone move: rediscover once (AT-DJ).
