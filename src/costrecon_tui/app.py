@@ -1,0 +1,409 @@
+"""The costrecon TUI: five views over the daemon's local API, live through its event feed.
+
+The app talks to costrecond only through ``client`` (a :class:`costrecon_tui.client.DaemonClient`
+or anything with the same methods). Every call runs in a worker; failures come back to
+:meth:`CostreconApp.report_error`, the one place that turns them into words for people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header
+from textual.worker import WorkerCancelled
+
+from costrecon_tui import keymap as keys
+from costrecon_tui.client import ClientError, DaemonError, DaemonNotRunning, Event
+from costrecon_tui.commands import CostreconCommands
+from costrecon_tui.screens.activity import ActivityView
+from costrecon_tui.screens.costs import CostsView
+from costrecon_tui.screens.dialogs import HelpScreen, NotRunningScreen
+from costrecon_tui.screens.files import FilesView
+from costrecon_tui.screens.mappings import MappingsView
+from costrecon_tui.screens.sync import SyncView
+from costrecon_tui.widgets.status_line import StatusLine
+
+log = logging.getLogger("costrecon_tui")
+
+VIEWS = ["costs", "activity", "files", "mappings", "sync"]
+TITLES = {"costs": "Costs", "activity": "Activity", "files": "Files", "mappings": "Mappings", "sync": "Sync"}
+RETRY_SECONDS = 2.0
+
+
+class MainScreen(Screen[None]):
+    """Header, status line, the five views in a switcher, footer."""
+
+    BINDINGS = keys.MAIN
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="≡")
+        yield StatusLine(id="status-line")
+        with ContentSwitcher(initial="costs", id="views"):
+            yield CostsView(id="costs")
+            yield ActivityView(id="activity")
+            yield FilesView(id="files")
+            yield MappingsView(id="mappings")
+            yield SyncView(id="sync")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.main_ready()  # type: ignore[attr-defined]
+
+    def action_show_view(self, name: str) -> None:
+        self.app.show_view(name)  # type: ignore[attr-defined]
+
+    def action_cycle_view(self, step: int) -> None:
+        app: CostreconApp = self.app  # type: ignore[assignment]
+        app.show_view(VIEWS[(VIEWS.index(app.current_view) + step) % len(VIEWS)])
+
+
+class CostreconApp(App[None]):
+    TITLE = "costrecon"
+    CSS_PATH = Path(__file__).parent / "app.tcss"
+    BINDINGS = keys.APP
+    COMMANDS = App.COMMANDS | {CostreconCommands}
+    EVENT_TIMEOUT = 25.0
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        keymap: dict[str, str] | None = None,
+        start_daemon: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.start_daemon = start_daemon
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.connected: bool | None = None
+        self.status: dict[str, Any] | None = None
+        self.sync_event: dict[str, Any] | None = None
+        self.pushes: dict[int, dict[str, Any]] = {}
+        self.last_event_id: int | None = None
+        self.current_view = "costs"
+        self._busy: set[str] = set()
+        self._retry = asyncio.Event()
+        self._not_running: NotRunningScreen | None = None
+        self._attempts = 0
+        if keymap:
+            unknown = keys.unknown_ids(keymap)
+            if unknown:
+                log.warning("keymap: no binding with id %s", ", ".join(unknown))
+            self.set_keymap(keymap)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen()
+
+    def main_ready(self) -> None:
+        """Called by MainScreen once its views exist: focus the grid and connect."""
+        self.sub_title = TITLES[self.current_view]
+        self.costs.grid.focus()
+        self._show_status()
+        self.supervise()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def main(self) -> MainScreen:
+        return self.screen_stack[0]  # type: ignore[return-value]
+
+    @property
+    def costs(self) -> CostsView:
+        return self.main.query_one(CostsView)
+
+    @property
+    def activity_view(self) -> ActivityView:
+        return self.main.query_one(ActivityView)
+
+    @property
+    def files(self) -> FilesView:
+        return self.main.query_one(FilesView)
+
+    @property
+    def mappings_view(self) -> MappingsView:
+        return self.main.query_one(MappingsView)
+
+    @property
+    def sync_view(self) -> SyncView:
+        return self.main.query_one(SyncView)
+
+    def view(self, name: str) -> Any:
+        return self.main.query_one(f"#{name}")
+
+    def show_view(self, name: str) -> None:
+        if name not in VIEWS:
+            return
+        self.current_view = name
+        self.main.query_one(ContentSwitcher).current = name
+        self.sub_title = TITLES[name]
+        self.view(name).focus_main()
+
+    def action_show_view(self, name: str) -> None:
+        if self.screen is not self.main:
+            self.pop_screen()
+        self.show_view(name)
+
+    def action_costs(self, action: str) -> None:
+        self.show_view("costs")
+        costs = self.costs
+        if action == "mark_all":
+            costs.grid.action_mark_all()
+        elif action == "clear_marks":
+            costs.grid.clear_marks()
+        elif action == "sort_next":
+            costs.action_sort(1)
+        else:
+            getattr(costs, f"action_{action}")()
+
+    def action_activity_follow(self) -> None:
+        self.show_view("activity")
+        self.activity_view.action_follow()
+
+    def action_reload_view(self) -> None:
+        self.view(self.current_view).reload()
+
+    def action_sync_now(self) -> None:
+        self.sync_view.sync_now()
+
+    def action_help(self) -> None:
+        screen = self.screen
+        seen: set[str] = set()
+        rows: list[tuple[str, str, str]] = []
+        for _key, active in screen.active_bindings.items():
+            b = active.binding
+            bid = b.id or b.action
+            if bid in seen or b.system:
+                continue
+            seen.add(bid)
+            key_display = ", ".join(self.get_key_display(b.with_key(k)) for k in b.key.split(","))
+            rows.append((key_display, b.description or b.action, b.id or ""))
+        if screen is self.main:
+            title = TITLES[self.current_view]
+            rows.append(("ctrl+p, :", "Command palette", "app.palette"))
+        else:
+            title = screen.__class__.__name__
+        self.push_screen(HelpScreen(title, rows))
+
+    # ------------------------------------------------------------------ busy + status line
+
+    def set_busy(self, key: str, busy: bool) -> None:
+        if busy:
+            self._busy.add(key)
+        else:
+            self._busy.discard(key)
+        self._show_status()
+
+    def _show_status(self) -> None:
+        try:
+            line = self.main.query_one(StatusLine)
+        except Exception:  # not composed yet
+            return
+        line.show(
+            connected=self.connected is not False,
+            status=self.status,
+            sync_state=self.sync_event,
+            pushes=self.pushes,
+            now=self.now(),
+            busy=bool(self._busy),
+        )
+
+    @work(exclusive=True, group="status", exit_on_error=False)
+    async def refresh_status(self) -> None:
+        self.status = await self.client.status()
+        self._status_changed()
+
+    def _status_changed(self) -> None:
+        self._show_status()
+        if self.status is not None:
+            self.sync_view.show_status(self.status, self.sync_event)
+            self.files.set_inbox(self.status.get("inbox") or {})
+
+    # ------------------------------------------------------------------ connection + events
+
+    @work(exclusive=True, group="daemon-connection", exit_on_error=False)
+    async def supervise(self) -> None:
+        """Connect, then long-poll events; on loss show the not-running screen and retry every ~2 s.
+
+        After a reconnect, events resume from the last id seen and every view is fetched again, so
+        nothing that happened while the daemon was away is lost.
+        """
+        while True:
+            try:
+                status = await self.client.status()
+            except DaemonNotRunning as exc:
+                self._disconnected(str(exc))
+                await self._wait_retry()
+                continue
+            except ClientError as exc:
+                self._attempts += 1
+                self.notify(str(exc), severity="error", timeout=4)
+                await self._wait_retry()
+                continue
+            was_connected = self.connected
+            self._connected(status)
+            if self.last_event_id is None:
+                self.last_event_id = int((status.get("events") or {}).get("last_id") or 0)
+            if was_connected is not True:
+                self._reload_views()
+            try:
+                while True:
+                    batch = await self.client.events(since=self.last_event_id, timeout=self.EVENT_TIMEOUT)
+                    for ev in batch:
+                        self.last_event_id = max(self.last_event_id or 0, ev.id)
+                        try:
+                            self.dispatch_event(ev)
+                        except Exception as exc:  # one bad event must not stop the feed
+                            log.exception("event %s", ev)
+                            self.notify(f"Could not show event {ev.kind} #{ev.id}: {exc}", severity="error")
+            except DaemonNotRunning as exc:
+                self._disconnected(str(exc))
+                await self._wait_retry()
+            except ClientError as exc:
+                log.warning("event feed: %s", exc)
+                await self._wait_retry(1.0)
+
+    async def _wait_retry(self, seconds: float = RETRY_SECONDS) -> None:
+        self._retry.clear()
+        try:
+            await asyncio.wait_for(self._retry.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def retry_now(self) -> None:
+        self._retry.set()
+
+    def _connected(self, status: dict[str, Any]) -> None:
+        if self.connected is False:
+            self.notify("Reconnected to costrecond.", timeout=3)
+        self.connected = True
+        self._attempts = 0
+        self.status = status
+        self.pushes = {
+            int(cs): self.pushes.get(int(cs), {"done": 0, "total": "?"})
+            for cs in (status.get("push") or {}).get("running") or []
+        }
+        if self._not_running is not None:
+            screen, self._not_running = self._not_running, None
+            while screen in self.screen_stack and len(self.screen_stack) > 1:
+                self.pop_screen()
+        self._status_changed()
+
+    def _disconnected(self, message: str) -> None:
+        self._attempts += 1
+        first = self.connected is not False
+        self.connected = False
+        self._show_status()
+        if self._not_running is None:
+            self._not_running = NotRunningScreen(message, can_start=self.start_daemon is not None)
+            # close any modal first: its data belongs to the daemon that went away
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            self.push_screen(self._not_running)
+            if first:
+                log.warning("daemon not running: %s", message)
+        self.call_after_refresh(self._show_attempt, message)
+
+    def _show_attempt(self, message: str) -> None:
+        if self._not_running is not None and self._not_running.is_mounted:
+            self._not_running.show_attempt(self._attempts, message)
+
+    def start_daemon_now(self) -> None:
+        if self.start_daemon is None:
+            return
+        self._start_daemon_worker()
+
+    @work(thread=True, exclusive=True, group="start-daemon", exit_on_error=False)
+    def _start_daemon_worker(self) -> None:
+        self.call_from_thread(self.notify, "Starting costrecond…", timeout=2)
+        assert self.start_daemon is not None
+        self.start_daemon()
+        self.call_from_thread(self.retry_now)
+
+    def _reload_views(self) -> None:
+        self.costs.on_reconnected()
+        self.activity_view.on_reconnected()
+        self.files.on_reconnected()
+        self.mappings_view.on_reconnected()
+
+    def dispatch_event(self, ev: Event) -> None:
+        """Route one event from the daemon's feed to the views it concerns."""
+        data = ev.data or {}
+        if ev.kind == "activity":
+            self.activity_view.add_entry(data)
+            action = data.get("action") or ""
+            if action.startswith("mapping."):
+                self.mappings_view.load()
+            elif action.startswith("import."):
+                self.files.load()
+        elif ev.kind == "rows":
+            self.costs.on_daemon_rows([int(i) for i in data.get("ids") or []])
+        elif ev.kind == "view":
+            self.costs.load_view()
+        elif ev.kind == "sync":
+            self.sync_event = data
+            if data.get("state") == "failed":
+                self.notify(f"PSA sync failed: {data.get('message')}", severity="error", timeout=8)
+            if data.get("state") in ("done", "failed"):
+                self.refresh_status()
+            else:
+                self._status_changed()
+        elif ev.kind == "push":
+            cs_id = int(data.get("change_set_id"))
+            status = data.get("status")
+            if status in ("pending", "pushing"):
+                self.pushes[cs_id] = data
+            else:
+                self.pushes.pop(cs_id, None)
+                severity = "information" if status == "done" else "warning"
+                self.notify(
+                    f"Change set #{cs_id} {status}: {data.get('done')}/{data.get('total')} targets.",
+                    severity=severity,
+                    timeout=6,
+                )
+            self._show_status()
+        elif ev.kind == "imports":
+            self.files.load()
+            self.mappings_view.load()
+            self.refresh_status()
+
+    # ------------------------------------------------------------------ errors
+
+    def report_error(self, exc: BaseException, *, context: str = "") -> None:
+        """The one place where failures become words for people (never a traceback)."""
+        if isinstance(exc, WorkerCancelled | asyncio.CancelledError):
+            return
+        if isinstance(exc, DaemonNotRunning):
+            if self.connected is not False:
+                self._disconnected(str(exc))
+            self.retry_now()
+            return
+        if isinstance(exc, DaemonError):
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        if isinstance(exc, ClientError):
+            self.notify(str(exc), severity="error", timeout=6)
+            return
+        log.error("unexpected error in %s", context or "a worker", exc_info=exc)
+        self.notify(
+            f"Something went wrong ({type(exc).__name__}: {exc}). Details are in the log.",
+            severity="error",
+            timeout=10,
+        )
+
+    def on_worker_state_changed(self, event: Any) -> None:
+        from textual.worker import WorkerState
+
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            self.report_error(event.worker.error, context=event.worker.name)

@@ -1,0 +1,1 @@
+"""The five views (Costs, Activity, Files, Mappings, Sync) and the modal screens."""

@@ -1,0 +1,311 @@
+"""The Activity view: the append-only log, tailing live, with detail and undo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input, Static
+
+from costrecon_tui import keymap
+from costrecon_tui.widgets import display
+from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+LIMIT = 1000
+BAD = ("conflict", "failed", "denied")
+
+
+def parse_filter(text: str) -> tuple[dict[str, str], str]:
+    """``actor:bob action:push item:M365 words`` → server filters + free text."""
+    params: dict[str, str] = {}
+    free = []
+    for token in text.split():
+        key, sep, value = token.partition(":")
+        if sep and value and key in ("actor", "action", "item", "subject"):
+            params["subject" if key == "item" else key] = value
+        else:
+            free.append(token.lower())
+    return params, " ".join(free)
+
+
+def matches(entry: dict[str, Any], params: dict[str, str], free: str) -> bool:
+    if "actor" in params and params["actor"].lower() not in (entry.get("actor") or "").lower():
+        return False
+    if "action" in params and not (entry.get("action") or "").startswith(params["action"]):
+        return False
+    if "subject" in params and params["subject"].lower() not in (entry.get("subject") or "").lower():
+        return False
+    if free:
+        hay = " ".join(str(entry.get(k) or "") for k in ("actor", "action", "subject", "before", "after")).lower()
+        return all(word in hay for word in free.split())
+    return True
+
+
+def change_set_of(entry: dict[str, Any]) -> int | None:
+    cs = (entry.get("details") or {}).get("change_set_id")
+    return int(cs) if cs is not None else None
+
+
+class ActivityView(ReportsWorkerErrors, Vertical):
+    BINDINGS = keymap.ACTIVITY
+
+    DEFAULT_CSS = """
+    ActivityView #activity-filter { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    ActivityView #activity-filter.-shown { display: block; }
+    ActivityView DataTable { height: 1fr; }
+    ActivityView #activity-line { height: 1; background: $panel; padding: 0 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.entries: dict[int, dict[str, Any]] = {}
+        self.follow = True
+        self.filter_text = ""
+        self.loaded = False
+        self._unseen = 0
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: actor:NAME action:push item:M365 or any words", id="activity-filter")
+        table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=False, id="activity-table")
+        table.add_column("When (UTC)", key="at", width=11)
+        table.add_column("Actor", key="actor", width=9)
+        table.add_column("Action", key="action", width=19)
+        table.add_column("Subject", key="subject", width=30)
+        table.add_column("Before → after", key="change", width=24)
+        yield table
+        yield Static(id="activity-line")
+
+    @property
+    def table(self) -> DataTable[Any]:
+        return self.query_one(DataTable)
+
+    def focus_main(self) -> None:
+        self.table.focus()
+
+    def reload(self) -> None:
+        self.load()
+
+    def on_reconnected(self) -> None:
+        self.load()
+
+    @work(exclusive=True, group="activity-load", exit_on_error=False)
+    async def load(self) -> None:
+        params, _free = parse_filter(self.filter_text)
+        self.table.loading = not self.loaded
+        try:
+            entries = await self.app.client.activity(limit=LIMIT, **params)
+        finally:
+            self.table.loading = False
+        self.loaded = True
+        self.entries = {e["id"]: e for e in entries}
+        self._rebuild()
+
+    def _row(self, e: dict[str, Any]) -> tuple[Text, ...]:
+        action = e.get("action") or ""
+        style = "bold red" if any(b in action for b in BAD) else "green" if action in ("push.done", "approve") else ""
+        before, after = e.get("before"), e.get("after")
+        change = ""
+        if before is not None or after is not None:
+            change = f"{before if before is not None else '—'} → {after if after is not None else '—'}"
+        cs = change_set_of(e)
+        subject = e.get("subject") or ""
+        if cs is not None and f"#{cs}" not in subject:
+            subject = f"{subject} [#{cs}]"
+        return (
+            Text(display.stamp(e.get("at"))),
+            Text(e.get("actor") or ""),
+            Text(("✗ " if any(b in action for b in BAD) else "") + action, style=style),
+            Text(subject, overflow="ellipsis"),
+            Text(change),
+        )
+
+    def _rebuild(self) -> None:
+        params, free = parse_filter(self.filter_text)
+        table = self.table
+        table.clear()
+        for e in sorted(self.entries.values(), key=lambda e: e["id"]):
+            if matches(e, params, free):
+                table.add_row(*self._row(e), key=str(e["id"]))
+        if self.follow and table.row_count:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+        self._unseen = 0
+        self._update_line()
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        """A live `activity` event: append (oldest at top, newest at the bottom, like a tail)."""
+        if not self.loaded or entry["id"] in self.entries:
+            return
+        self.entries[entry["id"]] = entry
+        params, free = parse_filter(self.filter_text)
+        if not matches(entry, params, free):
+            return
+        table = self.table
+        table.add_row(*self._row(entry), key=str(entry["id"]))
+        if self.follow:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+        else:
+            self._unseen += 1
+        self._update_line()
+
+    def _update_line(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("following" if self.follow else "paused", style="bold" if self.follow else "yellow")
+        t.append(" (f toggles)")
+        if self._unseen:
+            t.append(f" · {self._unseen} new below", style="bold yellow")
+        t.append(f" · {self.table.row_count} entries")
+        if self.filter_text:
+            t.append(f" · filter “{self.filter_text}”")
+        self.query_one("#activity-line", Static).update(t)
+
+    def current_entry(self) -> dict[str, Any] | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.entries.get(int(key)) if key is not None else None
+
+    # ------------------------------------------------------------------ actions
+
+    def action_follow(self) -> None:
+        self.follow = not self.follow
+        if self.follow and self.table.row_count:
+            self.table.move_cursor(row=self.table.row_count - 1, animate=False)
+            self._unseen = 0
+        self._update_line()
+
+    def action_filter(self) -> None:
+        f = self.query_one("#activity-filter", Input)
+        f.add_class("-shown")
+        f.focus()
+
+    @on(Input.Submitted, "#activity-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        old_params, _ = parse_filter(self.filter_text)
+        self.filter_text = event.value.strip()
+        if not self.filter_text:
+            event.input.remove_class("-shown")
+        new_params, _ = parse_filter(self.filter_text)
+        if new_params != old_params:
+            self.load()
+        else:
+            self._rebuild()
+        self.table.focus()
+
+    @on(Input.Changed, "#activity-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        # free text filters locally as you type; actor:/action:/item: go to the daemon on enter
+        params, _ = parse_filter(event.value)
+        old, _ = parse_filter(self.filter_text)
+        if params == old:
+            self.filter_text = event.value.strip()
+            self._rebuild()
+
+    def action_clear_filter(self) -> None:
+        f = self.query_one("#activity-filter", Input)
+        had_params = bool(parse_filter(self.filter_text)[0])
+        f.value = ""
+        f.remove_class("-shown")
+        self.filter_text = ""
+        if had_params:
+            self.load()
+        else:
+            self._rebuild()
+        self.table.focus()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_detail(self) -> None:
+        entry = self.current_entry()
+        if entry is not None:
+            self.show_detail(entry)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_detail()
+
+    @work(exclusive=True, group="activity-detail", exit_on_error=False)
+    async def show_detail(self, entry: dict[str, Any]) -> None:
+        from costrecon_tui.screens.dialogs import TextScreen
+
+        t = Text()
+        t.append(f"#{entry['id']}  {entry.get('at')}  by {entry.get('actor')}\n", style="bold")
+        t.append(f"action   {entry.get('action')}\nsubject  {entry.get('subject')}\n")
+        if entry.get("before") is not None or entry.get("after") is not None:
+            t.append(f"before   {entry.get('before')}\nafter    {entry.get('after')}\n")
+        for k, v in (entry.get("details") or {}).items():
+            if v is not None:
+                t.append(f"{k:<8} {v}\n", style="dim")
+        extra = []
+        cs_id = change_set_of(entry)
+        if cs_id is not None:
+            cs = await self.app.client.change_set(cs_id)
+            extra.append(Static(self._change_set_text(cs)))
+            extra.append(Static(self._steps_table(cs.get("steps") or [])))
+            if entry.get("action") != "undo" or cs.get("kind") == "apply":
+                t.append("\nu in the Activity view undoes this change set.", style="dim")
+        self.app.push_screen(TextScreen(f"Activity #{entry['id']}: {entry.get('action')}", t, extra=extra))
+
+    @staticmethod
+    def _change_set_text(cs: dict[str, Any]) -> Text:
+        c = cs.get("counts") or {}
+        t = Text()
+        t.append(f"\nChange set #{cs['id']} ({cs.get('kind')}", style="bold")
+        if cs.get("undo_of"):
+            t.append(f", undo of #{cs['undo_of']}", style="bold")
+        t.append(f") · {cs.get('status')} · policy {cs.get('policy')} · by {cs.get('actor')}\n", style="bold")
+        t.append(
+            f"done {c.get('done', 0)} · conflict {c.get('conflict', 0)} · failed {c.get('failed', 0)} · "
+            f"denied {c.get('denied', 0)} · skipped {c.get('skipped', 0)} · pending {c.get('pending', 0)}"
+        )
+        if cs.get("message"):
+            t.append(f"\n{cs['message']}")
+        return t
+
+    @staticmethod
+    def _steps_table(steps: list[dict[str, Any]]) -> Table:
+        table = Table(box=None, expand=True, header_style="bold", pad_edge=False)
+        for col in ("Target", "PSA id", "Contract", "Before → after", "Outcome"):
+            table.add_column(col, no_wrap=col != "Outcome")
+        marks = {"done": "✓", "conflict": "!", "failed": "✗", "denied": "✗", "pending": "◷", "skipped": "–"}
+        for s in steps[:500]:
+            status = s.get("status") or ""
+            outcome = f"{marks.get(status, '')} {status}"
+            if s.get("message"):
+                outcome += f": {s['message']}"
+            table.add_row(
+                s.get("target") or "",
+                str(s.get("target_psa_id") or ""),
+                str(s.get("contract_psa_id") or "—"),
+                f"{s.get('before')} → {s.get('after')}",
+                Text(outcome, style="bold red" if status in BAD else ""),
+            )
+        if len(steps) > 500:
+            table.add_row("…", "", "", "", f"{len(steps) - 500} more steps")
+        return table
+
+    def action_undo(self) -> None:
+        entry = self.current_entry()
+        cs_id = change_set_of(entry) if entry else None
+        if cs_id is None:
+            self.notify("This entry belongs to no change set; pick an approve or push entry to undo.", severity="warning")
+            return
+        self.undo(cs_id)
+
+    @work(exclusive=True, group="activity-undo", exit_on_error=False)
+    async def undo(self, cs_id: int) -> None:
+        from costrecon_tui.screens.preview import UndoScreen
+
+        client = self.app.client
+        preview = (await client.undo(cs_id, dry_run=True))["preview"]
+        if not await self.app.push_screen_wait(UndoScreen(cs_id, preview)):
+            return
+        result = await client.undo(cs_id)
+        new = result.get("change_set") or {}
+        self.notify(f"Undo of change set #{cs_id} queued as change set #{new.get('id', '?')}.", timeout=5)

@@ -1,0 +1,446 @@
+"""The Costs view: the virtual grid plus filter, sort, in-place edit, revert and approval."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from costrecon_tui import keymap
+from costrecon_tui.client import ApprovalItem, CostRow, DaemonError
+from costrecon_tui.widgets import display
+from costrecon_tui.widgets.cost_grid import CostGrid, fit
+from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+SORTS = ["identifier", "name", "contracts", "catalog_cost", "vendor_cost", "change", "change_pct", "state"]
+SORT_TITLES = {
+    "identifier": "PSA ID",
+    "name": "name",
+    "contracts": "# contracts",
+    "catalog_cost": "catalogue cost",
+    "vendor_cost": "vendor cost",
+    "change": "change",
+    "change_pct": "change %",
+    "state": "action",
+}
+SORT_COLUMN = {"change_pct": "change"}
+
+_COST = re.compile(r"^\$?\s*(\d{1,3}(,\d{3})+|\d+)?(\.\d*)?$")
+
+
+def parse_cost(text: str) -> tuple[Decimal | None, str]:
+    """Validate a vendor cost typed by a person: a decimal ≥ 0 with at most 4 decimals.
+
+    Returns ``(value, "")`` or ``(None, reason)``; the reason is one line, shown as the user types.
+    """
+    raw = text.strip()
+    if not raw:
+        return None, "type a cost, e.g. 22.50"
+    if raw.startswith("-") or raw.startswith("−"):
+        return None, "a cost cannot be negative"
+    m = _COST.match(raw)
+    if not m or not (m.group(1) or (m.group(3) and len(m.group(3)) > 1)):
+        return None, f"{raw!r} is not a number (use digits and one '.')"
+    frac = m.group(3) or ""
+    if len(frac) - 1 > 4:
+        return None, f"at most 4 decimals (got {len(frac) - 1})"
+    try:
+        value = Decimal(raw.lstrip("$").strip().replace(",", ""))
+    except InvalidOperation:
+        return None, f"{raw!r} is not a number"
+    return value, ""
+
+
+def approval_problem(row: CostRow) -> str | None:
+    """Why a row cannot be approved (None when it can)."""
+    if row.vendor_cost is None:
+        return "no vendor cost"
+    if row.change is None or row.change == 0:
+        return "no change"
+    if row.state in ("pending", "pushing"):
+        return "already being pushed"
+    return None
+
+
+class GridHeader(Static):
+    DEFAULT_CSS = "GridHeader { height: 1; background: $panel-darken-1; text-style: bold; }"
+
+
+class CostsView(ReportsWorkerErrors, Vertical):
+    BINDINGS = keymap.COSTS
+
+    DEFAULT_CSS = """
+    CostsView { layers: base overlay; }
+    CostsView #cost-filter { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    CostsView #cost-filter.-shown { display: block; }
+    CostsView #cost-editor {
+        layer: overlay; position: absolute; height: 1; border: none; padding: 0;
+        display: none; background: $warning 30%;
+    }
+    CostsView #cost-editor.-shown { display: block; }
+    CostsView #cost-editor.-invalid { background: $error 40%; }
+    CostsView #cost-detail { height: 1; background: $panel; padding: 0 1; }
+    CostsView #cost-detail.-invalid { background: $error 30%; }
+    CostsView CostGrid { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.query_text = ""
+        self.changed_only = False
+        self.sort = "identifier"
+        self.descending = False
+        self.loaded = False
+        self._editing: int | None = None
+        self._edit_reason = ""
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: PSA ID or name (enter keeps, esc clears)", id="cost-filter")
+        yield GridHeader(id="cost-header")
+        yield CostGrid(id="cost-grid")
+        yield Input(id="cost-editor", select_on_focus=True)
+        yield Static(id="cost-detail")
+
+    @property
+    def grid(self) -> CostGrid:
+        return self.query_one(CostGrid)
+
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one("#cost-filter", Input)
+
+    @property
+    def editor(self) -> Input:
+        return self.query_one("#cost-editor", Input)
+
+    def focus_main(self) -> None:
+        self.grid.focus()
+
+    # ------------------------------------------------------------------ loading
+
+    def reload(self) -> None:
+        self.load_view()
+
+    @work(exclusive=True, group="costs-view", exit_on_error=False)
+    async def load_view(self) -> None:
+        """Fetch the id list for the current filter/sort (latest request wins)."""
+        self.app.set_busy("costs", True)
+        try:
+            view = await self.app.client.cost_view(
+                query=self.query_text,
+                changed_only=self.changed_only,
+                sort=self.sort,
+                descending=self.descending,
+            )
+        finally:
+            self.app.set_busy("costs", False)
+        self.loaded = True
+        self.grid.set_ids(view.ids, view.total)
+        self._update_header()
+
+    def on_daemon_rows(self, ids: list[int]) -> None:
+        self.grid.invalidate(ids)
+
+    def on_reconnected(self) -> None:
+        self.grid.invalidate_all()
+        self.load_view()
+
+    # ------------------------------------------------------------------ header + detail line
+
+    def _update_header(self) -> None:
+        grid = self.grid
+        t = Text(no_wrap=True)
+        sort_col = SORT_COLUMN.get(self.sort, self.sort)
+        for n, col in enumerate(grid.columns):
+            if n > 1:
+                t.append(" ")
+            title = col.title
+            if col.key == sort_col:
+                arrow = "↓" if self.descending else "↑"
+                title = f"{title}{'%' if self.sort == 'change_pct' else ''}{arrow}"
+            t.append(fit(title, col.width, col.right))
+        self.query_one(GridHeader).update(t)
+
+    def _update_detail(self) -> None:
+        detail = self.query_one("#cost-detail", Static)
+        if self._editing is not None:
+            detail.set_class(bool(self._edit_reason), "-invalid")
+            msg = f"✗ {self._edit_reason}" if self._edit_reason else "enter saves · esc cancels"
+            detail.update(Text(f"Vendor cost: {msg}", no_wrap=True, overflow="ellipsis"))
+            return
+        detail.remove_class("-invalid")
+        grid = self.grid
+        t = Text(no_wrap=True, overflow="ellipsis")
+        shown = len(grid.ids)
+        if not self.loaded:
+            t.append("loading cost table…")
+            detail.update(t)
+            return
+        t.append(f"{shown:,}" + (f"/{grid.total:,}" if shown != grid.total else "") + " rows")
+        if grid.marked:
+            hidden = grid.hidden_marks
+            t.append(f" · {len(grid.marked):,} marked", style="bold")
+            if hidden:
+                t.append(f" ({hidden:,} hidden by filter)")
+        if self.changed_only:
+            t.append(" · changed only")
+        if self.query_text:
+            t.append(f" · filter “{self.query_text}”")
+        row = grid.cursor_row
+        if row is not None:
+            t.append(" · ")
+            if row.state in ("conflict", "failed", "denied") and row.state_detail.get("message"):
+                t.append(f"{row.state}: {row.state_detail['message']}", style="bold")
+            else:
+                t.append(f"{row.identifier}: {display.source_text(row.vendor_source, self.app.now())}")
+                t.append(f" · {row.contracts} contracts, {row.lines} lines")
+        detail.update(t)
+
+    @on(CostGrid.Changed)
+    def _grid_changed(self) -> None:
+        self._update_header()
+        self._update_detail()
+
+    @on(CostGrid.RowsArrived)
+    def _rows_arrived(self) -> None:
+        self._update_detail()
+
+    # ------------------------------------------------------------------ filter + sort
+
+    def action_filter(self) -> None:
+        self.filter_input.add_class("-shown")
+        self.filter_input.focus()
+
+    @on(Input.Changed, "#cost-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.load_view()
+
+    @on(Input.Submitted, "#cost-filter")
+    def _filter_submitted(self) -> None:
+        if not self.filter_input.value:
+            self.filter_input.remove_class("-shown")
+        self.grid.focus()
+
+    def clear_filter(self) -> None:
+        self.filter_input.value = ""  # Input.Changed reloads
+        self.query_text = ""
+        self.filter_input.remove_class("-shown")
+        self.load_view()
+
+    def action_back(self) -> None:
+        """esc: cancel an edit, else clear the filter, else clear the marks."""
+        if self._editing is not None:
+            self.cancel_edit()
+        elif self.query_text or self.filter_input.has_class("-shown"):
+            self.clear_filter()
+            self.grid.focus()
+        elif self.grid.marked:
+            n = len(self.grid.marked)
+            self.grid.clear_marks()
+            self.notify(f"Cleared {n:,} mark{'s' if n != 1 else ''}.", timeout=2)
+
+    def action_sort(self, step: int) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + step) % len(SORTS)]
+        self.notify(f"Sorted by {SORT_TITLES[self.sort]}", timeout=1.5)
+        self._update_header()
+        self.load_view()
+
+    def action_sort_direction(self) -> None:
+        self.descending = not self.descending
+        self._update_header()
+        self.load_view()
+
+    def action_changed_only(self) -> None:
+        self.changed_only = not self.changed_only
+        self.load_view()
+
+    def action_reload(self) -> None:
+        self.grid.invalidate_all()
+        self.load_view()
+
+    # ------------------------------------------------------------------ edit
+
+    def action_edit(self) -> None:
+        grid = self.grid
+        row = grid.cursor_row
+        if row is None:
+            return
+        if row.state in ("pending", "pushing"):
+            self.notify(f"{row.identifier} is being pushed; edit it when the push finishes.", severity="warning")
+            return
+        col_x = 0
+        vendor = None
+        for n, col in enumerate(grid.columns):
+            if col.key == "vendor_cost":
+                vendor = col
+                break
+            col_x += col.width + (1 if n > 0 else 0)
+        assert vendor is not None
+        width = vendor.width + 6
+        x = max(0, col_x - 6 + 1)
+        y = grid.region.y - self.region.y + (grid.cursor - int(grid.scroll_offset.y))
+        editor = self.editor
+        editor.styles.offset = (x, y)
+        editor.styles.width = width
+        self._editing = row.id
+        editor.value = "" if row.vendor_cost is None else format(row.vendor_cost.normalize(), "f")
+        self._validate(editor.value)
+        editor.add_class("-shown")
+        editor.focus()
+
+    def _validate(self, text: str) -> Decimal | None:
+        value, reason = parse_cost(text)
+        self._edit_reason = reason
+        self.editor.set_class(bool(reason), "-invalid")
+        self._update_detail()
+        return value
+
+    @on(Input.Changed, "#cost-editor")
+    def _editor_changed(self, event: Input.Changed) -> None:
+        if self._editing is not None:
+            self._validate(event.value)
+
+    @on(Input.Submitted, "#cost-editor")
+    def _editor_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self._editing is None:
+            return
+        value = self._validate(event.value)
+        if value is None:
+            self.app.bell()
+            return  # refused: the reason is on screen and nothing is sent
+        item_id = self._editing
+        self.cancel_edit()
+        row = self.grid.rows.get(item_id)
+        if row is not None and row.vendor_cost == value:
+            self.notify("Unchanged.", timeout=1.5)
+            return
+        self._save_cost(item_id, value)
+
+    def cancel_edit(self) -> None:
+        self._editing = None
+        self._edit_reason = ""
+        self.editor.remove_class("-shown", "-invalid")
+        self.grid.focus()
+        self._update_detail()
+
+    def on_descendant_blur(self, event) -> None:
+        if event.widget is self.editor and self._editing is not None and not self.app._closing:
+            self.cancel_edit()
+
+    @work(group="costs-edit", exit_on_error=False)
+    async def _save_cost(self, item_id: int, value: Decimal) -> None:
+        row = await self.app.client.set_manual_cost(item_id, value)
+        self.grid.update_rows([row])
+        self.notify(f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} (manual).", timeout=3)
+
+    def action_revert(self) -> None:
+        row = self.grid.cursor_row
+        if row is None:
+            return
+        if not row.vendor_source or row.vendor_source.kind != "manual":
+            self.notify(f"{row.identifier} has no manual cost to revert.", severity="warning")
+            return
+        self._revert(row.id)
+
+    @work(group="costs-edit", exit_on_error=False)
+    async def _revert(self, item_id: int) -> None:
+        row = await self.app.client.revert_manual_cost(item_id)
+        self.grid.update_rows([row])
+        self.notify(f"{row.identifier}: manual cost reverted; vendor cost is {display.amount(row.vendor_cost)}.", timeout=3)
+
+    # ------------------------------------------------------------------ info
+
+    def action_info(self) -> None:
+        row = self.grid.cursor_row
+        if row is None:
+            return
+        from costrecon_tui.screens.dialogs import TextScreen
+
+        now = self.app.now()
+        lines = [
+            f"[b]{row.identifier}[/b]  {row.name}",
+            f"PSA id {row.psa_id} · {row.contracts} contracts · {row.lines} contract lines · {row.currency}",
+            "",
+            f"catalogue cost  {display.amount(row.catalog_cost)}",
+            f"vendor cost     {display.amount(row.vendor_cost)}  ({display.source_text(row.vendor_source, now)})",
+            f"change          {display.change_text(row.change, row.change_pct)}",
+        ]
+        src = row.vendor_source
+        if src and src.at:
+            lines.append(f"cost dated      {src.at}")
+        lines += ["", f"action          {display.state_text(row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False)}"]
+        d = row.state_detail
+        if d.get("change_set_id"):
+            lines.append(f"change set      #{d['change_set_id']} (see Activity, key 2)")
+        if d.get("message"):
+            lines.append(f"reason          {d['message']}")
+        self.app.push_screen(TextScreen(f"Item {row.identifier}", "\n".join(lines)))
+
+    # ------------------------------------------------------------------ approve
+
+    def action_approve(self) -> None:
+        grid = self.grid
+        ids = grid.marked_in_order()
+        if not ids:
+            if grid.cursor_id is None:
+                return
+            ids = [grid.cursor_id]
+        self.prepare_approval(ids)
+
+    @work(exclusive=True, group="costs-approve", exit_on_error=False)
+    async def prepare_approval(self, ids: list[int]) -> None:
+        from costrecon_tui.screens.preview import ApproveScreen
+
+        client = self.app.client
+        self.app.set_busy("approve", True)
+        try:
+            rows = await self.grid.ensure_rows(ids)
+            eligible: list[CostRow] = []
+            skipped: dict[str, int] = {}
+            for row in rows:
+                problem = approval_problem(row)
+                if problem:
+                    skipped[problem] = skipped.get(problem, 0) + 1
+                else:
+                    eligible.append(row)
+            skipped_note = ", ".join(f"{n} {why}" for why, n in skipped.items())
+            if not eligible:
+                what = rows[0].identifier if len(rows) == 1 else f"the {len(rows)} marked rows"
+                self.notify(f"Nothing to approve: {what} — {skipped_note}.", severity="warning")
+                return
+            items = [ApprovalItem(r.id, r.vendor_cost, r.catalog_cost) for r in eligible]  # type: ignore[arg-type]
+            try:
+                preview = await client.preview_change_set(items, "all")
+            except DaemonError as exc:
+                if exc.code == "stale":
+                    self.grid.invalidate(ids)
+                    self.notify(str(exc), severity="warning", timeout=8)
+                    return
+                raise
+        finally:
+            self.app.set_busy("approve", False)
+        policy = await self.app.push_screen_wait(ApproveScreen(items, preview, skipped_note=skipped_note))
+        if not policy:
+            return
+        try:
+            change_set = await client.approve(items, policy)
+        except DaemonError as exc:
+            if exc.code == "stale":
+                self.grid.invalidate(ids)
+                self.notify(str(exc), severity="warning", timeout=8)
+                return
+            raise
+        self.grid.clear_marks([i.item_id for i in items])
+        self.grid.invalidate([i.item_id for i in items])
+        self.notify(
+            f"Change set #{change_set['id']} approved: {len(items)} item{'s' if len(items) != 1 else ''}, "
+            f"{change_set.get('counts', {}).get('pending', '?')} targets queued for push.",
+            timeout=5,
+        )

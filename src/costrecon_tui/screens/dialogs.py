@@ -1,0 +1,166 @@
+"""Small modal screens: text detail, yes/no confirmation, help, and the not-running screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Header, Static
+
+from costrecon_tui import keymap
+
+DIALOG_CSS = """
+.dialog { align: center middle; }
+.dialog > Vertical {
+    width: 100; max-width: 100%; height: auto; max-height: 100%;
+    border: thick $primary; background: $surface; padding: 0 1;
+}
+.dialog .title { text-style: bold; height: 1; }
+.dialog VerticalScroll { height: auto; max-height: 30; }
+.dialog .hint { color: $text-muted; height: 1; }
+"""
+
+
+class TextScreen(ModalScreen[None]):
+    """A read-only detail (item info, conflict reason, activity entry…); esc/enter/q closes."""
+
+    CSS = DIALOG_CSS
+    BINDINGS = [Binding("escape,enter,q,i,r", "close", "Close", id="dialog.close")]
+
+    def __init__(self, title: str, body: str | Text | Table, *, extra: Iterable[Static] = ()) -> None:
+        super().__init__(classes="dialog")
+        self.title_text = title
+        self.body = body
+        self.extra = list(extra)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, classes="title")
+            with VerticalScroll():
+                yield Static(self.body, id="body")
+                yield from self.extra
+            yield Static("esc close", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    CSS = DIALOG_CSS
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("escape,n", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str, detail: str = "") -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, classes="title")
+            if self.detail:
+                yield Static(self.detail)
+            yield Static("y yes · n/esc no", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every binding active in the current view (captured when ? was pressed), with its id."""
+
+    CSS = DIALOG_CSS + ".dialog VerticalScroll { max-height: 100%; }"
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
+
+    def __init__(self, view_title: str, bindings: list[tuple[str, str, str]]) -> None:
+        super().__init__(classes="dialog")
+        self.view_title = view_title
+        self.bindings_list = bindings
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, expand=True, header_style="bold", pad_edge=False)
+        table.add_column("Key", no_wrap=True)
+        table.add_column("Does", ratio=1)
+        table.add_column("Id (for keymap in config)", no_wrap=True, style="dim")
+        for key, desc, bid in self.bindings_list:
+            table.add_row(key, desc, bid)
+        legend = Text(
+            "\nVendor cost marks: ✎ manual · ↓ imported from a price file · ⇄ distributor API.  "
+            "Change: ▲ increase (costs more) · ▼ decrease.  ▶ cursor · ● marked.",
+            style="dim",
+        )
+        with Vertical():
+            yield Static(f"Keys — {self.view_title}", classes="title")
+            with VerticalScroll():
+                yield Static(table)
+                yield Static(legend)
+            yield Static("esc close", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class NotRunningScreen(Screen[None]):
+    """Shown while costrecond does not answer; the app retries every ~2 s and closes this itself."""
+
+    BINDINGS = keymap.NOT_RUNNING
+    DEFAULT_CSS = """
+    NotRunningScreen { align: center middle; }
+    NotRunningScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; border: thick $error; padding: 1 2; background: $surface;
+    }
+    NotRunningScreen #nr-title { text-style: bold; color: $error; }
+    NotRunningScreen #nr-status { color: $text-muted; margin-top: 1; }
+    """
+
+    def __init__(self, message: str, *, can_start: bool) -> None:
+        super().__init__()
+        self.message = message
+        self.can_start = can_start
+        self.attempts = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Static("✗ costrecond is not running", id="nr-title")
+            yield Static(self._body(), id="nr-body")
+            yield Static("", id="nr-status")
+        yield Footer()
+
+    def _body(self) -> Text:
+        t = Text()
+        t.append(self.message + "\n\n")
+        t.append("Start it in another terminal with one of:\n")
+        t.append("    costrecond start\n", style="bold")
+        t.append("    systemctl --user start costrecond\n", style="bold")
+        t.append("\nThis screen reconnects by itself as soon as the daemon answers.")
+        if self.can_start:
+            t.append("\nPress ")
+            t.append("s", style="bold reverse")
+            t.append(" to start it from here.")
+        return t
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start_daemon" and not self.can_start:
+            return None
+        return True
+
+    def show_attempt(self, attempts: int, message: str | None = None) -> None:
+        self.attempts = attempts
+        if message and message != self.message:
+            self.message = message
+            self.query_one("#nr-body", Static).update(self._body())
+        self.query_one("#nr-status", Static).update(f"retrying every 2 s · attempt {attempts}")
+
+    def action_start_daemon(self) -> None:
+        self.app.start_daemon_now()  # type: ignore[attr-defined]
+
+    def action_retry(self) -> None:
+        self.app.retry_now()  # type: ignore[attr-defined]

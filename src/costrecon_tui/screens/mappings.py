@@ -1,0 +1,224 @@
+"""The Mappings view: vendor rows no catalogue item matched (with ranked suggestions), and the
+saved vendor-SKU → item mappings. Matching only *suggests*; a person confirms (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, OptionList, Static
+from textual.widgets.option_list import Option
+
+from costrecon_tui import keymap
+from costrecon_tui.screens.dialogs import DIALOG_CSS, ConfirmScreen
+from costrecon_tui.widgets import display
+from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+
+class SuggestionScreen(ModalScreen[int | None]):
+    """Pick the catalogue item for one unmatched vendor row: number keys or enter."""
+
+    CSS = DIALOG_CSS + ".dialog OptionList { height: auto; max-height: 12; }"
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="suggest.cancel")] + [
+        Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}") for n in range(1, 10)
+    ]
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__(classes="dialog")
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        r = self.row
+        head = Text()
+        head.append(f"{r['vendor']} {r['sku']}", style="bold")
+        head.append(f"  {r.get('description') or ''}\n")
+        head.append(
+            f"MPN {r.get('mpn') or '—'} · term {r.get('term') or '—'} · cost {display.amount(r.get('cost'))} "
+            f"{r.get('currency') or ''} · {r.get('file')} row {r.get('row')}",
+            style="dim",
+        )
+        options = [
+            Option(f"{n}. {s['identifier']:<16} {s['name']}  (score {s['score']})", id=str(s["item_id"]))
+            for n, s in enumerate(r.get("suggestions") or [], 1)
+        ]
+        with Vertical():
+            yield Static("Map this vendor row to a catalogue item", classes="title")
+            yield Static(head)
+            if options:
+                yield OptionList(*options, id="suggestions")
+                yield Static("1-9 or enter picks · esc cancels", classes="hint")
+            else:
+                yield Static(
+                    "No catalogue item looks like this one. Check the SKU in the PSA, or add the item there "
+                    "and sync.",
+                )
+                yield Static("esc close", classes="hint")
+
+    def action_pick(self, n: int) -> None:
+        suggestions = self.row.get("suggestions") or []
+        if 1 <= n <= len(suggestions):
+            self.dismiss(int(suggestions[n - 1]["item_id"]))
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(int(event.option.id or 0) or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class MappingsView(ReportsWorkerErrors, Vertical):
+    BINDINGS = keymap.MAPPINGS
+
+    DEFAULT_CSS = """
+    MappingsView .pane-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
+    MappingsView #unmatched-table { height: 1fr; }
+    MappingsView #mappings-table { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.unmatched: list[dict[str, Any]] = []
+        self.mappings: list[dict[str, Any]] = []
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("Unmatched vendor rows — enter: map to a suggested item", classes="pane-title", id="unmatched-title")
+        t1: DataTable[Any] = DataTable(cursor_type="row", id="unmatched-table")
+        t1.add_column("Vendor", width=12)
+        t1.add_column("SKU", width=18)
+        t1.add_column("Description", width=34)
+        t1.add_column("Cost", width=9)
+        t1.add_column("Best suggestion", width=28)
+        yield t1
+        yield Static("Saved mappings — d: delete", classes="pane-title", id="mappings-title")
+        t2: DataTable[Any] = DataTable(cursor_type="row", id="mappings-table")
+        t2.add_column("Vendor", width=12)
+        t2.add_column("SKU", width=18)
+        t2.add_column("Term", width=8)
+        t2.add_column("→ PSA ID", width=16)
+        t2.add_column("Name", width=30)
+        t2.add_column("By", width=9)
+        t2.add_column("When", width=11)
+        yield t2
+
+    @property
+    def unmatched_table(self) -> DataTable[Any]:
+        return self.query_one("#unmatched-table", DataTable)
+
+    @property
+    def mappings_table(self) -> DataTable[Any]:
+        return self.query_one("#mappings-table", DataTable)
+
+    def focus_main(self) -> None:
+        self.unmatched_table.focus()
+
+    def reload(self) -> None:
+        self.load()
+
+    on_reconnected = reload
+
+    @work(exclusive=True, group="mappings-load", exit_on_error=False)
+    async def load(self) -> None:
+        client = self.app.client
+        self.unmatched = await client.unmatched()
+        self.mappings = await client.mappings()
+        self.loaded = True
+        t1 = self.unmatched_table
+        keep1 = t1.cursor_row
+        t1.clear()
+        for n, r in enumerate(self.unmatched):
+            best = (r.get("suggestions") or [None])[0]
+            t1.add_row(
+                r["vendor"],
+                r["sku"],
+                Text(r.get("description") or "", overflow="ellipsis"),
+                Text(display.amount(r.get("cost")), justify="right"),
+                Text(f"{best['identifier']} ({best['score']})" if best else "no suggestion", style="" if best else "dim"),
+                key=str(n),
+            )
+        if t1.row_count:
+            t1.move_cursor(row=min(keep1, t1.row_count - 1), animate=False)
+        t2 = self.mappings_table
+        keep2 = t2.cursor_row
+        t2.clear()
+        for m in self.mappings:
+            t2.add_row(
+                m["vendor"],
+                m["sku"],
+                m.get("term") or "",
+                m.get("identifier") or "",
+                Text(m.get("name") or "", overflow="ellipsis"),
+                m.get("created_by") or "",
+                display.stamp(m.get("created_at")),
+                key=str(m["id"]),
+            )
+        if t2.row_count:
+            t2.move_cursor(row=min(keep2, t2.row_count - 1), animate=False)
+        self.query_one("#unmatched-title", Static).update(
+            f"Unmatched vendor rows ({len(self.unmatched)}) — enter: map to a suggested item"
+        )
+        self.query_one("#mappings-title", Static).update(f"Saved mappings ({len(self.mappings)}) — d: delete")
+
+    def action_switch_pane(self) -> None:
+        if self.unmatched_table.has_focus:
+            self.mappings_table.focus()
+        else:
+            self.unmatched_table.focus()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_pick(self) -> None:
+        t = self.unmatched_table
+        if not t.has_focus or not t.row_count:
+            if self.mappings_table.has_focus:
+                self.notify("Enter maps an unmatched row; w switches to that pane.", severity="warning")
+            return
+        self.pick(self.unmatched[t.cursor_row])
+
+    @on(DataTable.RowSelected, "#unmatched-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_pick()
+
+    @on(DataTable.RowSelected, "#mappings-table")
+    def _selected_mapping(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+
+    @work(exclusive=True, group="mappings-pick", exit_on_error=False)
+    async def pick(self, row: dict[str, Any]) -> None:
+        item_id = await self.app.push_screen_wait(SuggestionScreen(row))
+        if item_id is None:
+            return
+        m = await self.app.client.create_mapping(row["vendor"], row["sku"], row.get("term"), item_id)
+        self.notify(f"Mapped {row['vendor']} {row['sku']} → {m.get('identifier')}; its cost now counts.", timeout=4)
+        self.load()
+
+    def action_delete(self) -> None:
+        t = self.mappings_table
+        if not t.has_focus:
+            self.notify("Deleting works on saved mappings; press w to switch to that pane.", severity="warning")
+            return
+        if not t.row_count:
+            return
+        self.delete(self.mappings[t.cursor_row])
+
+    @work(exclusive=True, group="mappings-delete", exit_on_error=False)
+    async def delete(self, m: dict[str, Any]) -> None:
+        ok = await self.app.push_screen_wait(
+            ConfirmScreen(
+                f"Delete mapping {m['vendor']} {m['sku']} → {m.get('identifier')}?",
+                "Its vendor rows become unmatched again until someone maps them.",
+            )
+        )
+        if not ok:
+            return
+        await self.app.client.delete_mapping(m["id"])
+        self.notify(f"Deleted mapping {m['vendor']} {m['sku']}.", timeout=3)
+        self.load()

@@ -1,0 +1,1 @@
+"""Reusable widgets: the virtual cost grid, the status line, display formatting."""
