@@ -12,13 +12,16 @@ Nothing here touches the database or the watched folder; nothing ever turns an a
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from itertools import chain, islice
+from operator import attrgetter
 from pathlib import Path
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
@@ -47,6 +50,8 @@ __all__ = [
 
 HEADER_SEARCH_ROWS = 10  # a header may sit under a title line or two ("Price list November 2026")
 DECIMAL_SAMPLE_ROWS = 500
+PEEK_ROWS = 1000  # rows read ahead to find the header and the decimal mark
+PEEK_CHARS = 1 << 20
 
 
 @dataclass(slots=True)
@@ -172,11 +177,16 @@ def rows_from_records(
             f"({_needed_columns(prof)})."
         )
 
-    def stream() -> Iterator[tuple[int, list[str]]]:
-        for number, record in enumerate(_chain_one(first, iterator), start=1):
-            yield number, [_cell_text(record.get(k)) for k in keys]
+    def cells(source: Iterable[Mapping[str, object]]) -> Iterator[list[str]]:
+        for record in source:
+            yield [_cell_text(record.get(k)) for k in keys]
 
-    return _finish(prof, plan, stream(), "source", default_currency, vendor, today, None, None)
+    head = [[_cell_text(first.get(k)) for k in keys], *cells(islice(iterator, PEEK_ROWS))]
+
+    def opener() -> Iterator[list[str]]:
+        return chain(head, cells(iterator))
+
+    return _finish(prof, plan, opener, 0, "source", default_currency, vendor, today, None, None)
 
 
 # ------------------------------------------------------------------------------------ text files
@@ -197,13 +207,46 @@ def _read_text(
         raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
     sniffed = _sniff_delimiter(head_lines)
 
-    prof = forced or _choose_profile(
-        name, _first_records(_text_records(text, sniffed or ","), name), all_profiles, sniffed
-    )
-    delimiter = prof.delimiter or sniffed or ","
-    records = _text_records(text, delimiter)
-    plan, records = _locate_columns(prof, records, name)
-    return _finish(prof, plan, records, name, default_currency, vendor, today, delimiter, encoding)
+    cut = text.rfind("\n", 0, PEEK_CHARS)
+    head_text = text if len(text) <= PEEK_CHARS or cut < 0 else text[: cut + 1]
+    split: dict[bool, list[str] | None] = {}
+
+    def opener_for(delimiter: str, peek: bool = False) -> Callable[[], Iterator[list[str]]]:
+        def opener() -> Iterator[list[str]]:
+            source = head_text if peek else text
+            if peek not in split:  # split once: the file is read ahead two or three times
+                split[peek] = _lines(source)
+            lines = split[peek]
+            if lines is None:
+                return csv.reader(io.StringIO(source, newline=""), delimiter=delimiter)
+            return csv.reader(lines, delimiter=delimiter)
+
+        return opener
+
+    try:
+        prof = forced or _choose_profile(
+            name, _first_records(opener_for(sniffed or ",", peek=True)), all_profiles, sniffed
+        )
+        delimiter = prof.delimiter or sniffed or ","
+        opener = opener_for(delimiter)
+        plan, skip = _locate_columns(prof, opener, name)
+        return _finish(
+            prof, plan, opener, skip, name, default_currency, vendor, today, delimiter, encoding
+        )
+    except csv.Error as exc:
+        raise FileUnreadable(f"{name} cannot be read as delimited text ({exc}).") from exc
+
+
+_EXOTIC_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _lines(text: str) -> list[str] | None:
+    """Lines for csv.reader, or None when only a StringIO will do. ``str.splitlines`` is the
+    fastest split but also breaks at form feeds and Unicode separators that may sit inside a
+    description, so it is used only when the text has none of them."""
+    if any(ch in text for ch in _EXOTIC_BREAKS):
+        return None
+    return text.splitlines(keepends=True)
 
 
 def _decode(name: str, data: bytes, encoding: str | None) -> tuple[str, str]:
@@ -271,31 +314,22 @@ def _sniff_delimiter(lines: list[str]) -> str | None:
     return choice
 
 
-def _text_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+def _numbered(records: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells) for the rows that have any content. Row numbers are physical lines for
+    a csv reader (a quoted field may span lines) and positions otherwise."""
+    line_num = getattr(records, "line_num", None)
     previous = 0
-    try:
-        for fields in reader:
-            start = previous + 1
-            previous = reader.line_num
-            if fields:
-                yield start, fields
-    except csv.Error as exc:
-        raise FileUnreadable(
-            f"line {reader.line_num} cannot be read as {delimiter!r}-separated text ({exc})."
-        ) from exc
+    for fields in records:
+        if line_num is not None:
+            number, previous = previous + 1, records.line_num  # type: ignore[attr-defined]
+        else:
+            number = previous = previous + 1
+        if fields and any(str(c).strip() for c in fields):
+            yield number, fields
 
 
-def _first_records(
-    records: Iterator[tuple[int, list[str]]], name: str
-) -> list[tuple[int, list[str]]]:
-    out = []
-    for number, fields in records:
-        if any(c.strip() for c in fields):
-            out.append((number, fields))
-            if len(out) >= HEADER_SEARCH_ROWS:
-                break
-    return out
+def _first_records(opener: Callable[[], Iterator[list[str]]]) -> list[tuple[int, list[str]]]:
+    return list(islice(_numbered(islice(opener(), PEEK_ROWS)), HEADER_SEARCH_ROWS))
 
 
 # -------------------------------------------------------------------------------- zip and xlsx
@@ -365,7 +399,7 @@ def _read_xlsx(
         ) from exc
     try:
 
-        def sheet_records(sheet_name: str | None) -> Iterator[tuple[int, list[str]]]:
+        def sheet_rows(sheet_name: str | None) -> Iterator[list[str]]:
             if sheet_name:
                 if sheet_name not in workbook.sheetnames:
                     raise FileUnreadable(
@@ -376,9 +410,8 @@ def _read_xlsx(
                 sheet = workbook.worksheets[0]
             sheet.reset_dimensions()  # some exporters write a wrong <dimension>; read what is there
             try:
-                for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-                    if values and any(v is not None for v in values):
-                        yield number, [_cell_text(v) for v in values]
+                for values in sheet.iter_rows(values_only=True):
+                    yield [_cell_text(v) for v in values]
             except (zipfile.BadZipFile, EOFError, KeyError, OSError) as exc:
                 raise FileUnreadable(
                     f"{name} is damaged or was only partly copied; export it again."
@@ -387,10 +420,15 @@ def _read_xlsx(
         prof = forced
         if prof is None:
             prof = _choose_profile(
-                name, _first_records(sheet_records(None), name), all_profiles, None, workbook=True
+                name, _first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
             )
-        plan, records = _locate_columns(prof, sheet_records(prof.sheet), name)
-        return _finish(prof, plan, records, name, default_currency, vendor, today, None, None)
+        sheet_name = prof.sheet
+
+        def opener() -> Iterator[list[str]]:
+            return sheet_rows(sheet_name)
+
+        plan, skip = _locate_columns(prof, opener, name)
+        return _finish(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
     finally:
         workbook.close()
 
@@ -555,18 +593,18 @@ def _choose_profile(
 
 
 def _locate_columns(
-    prof: Profile, records: Iterator[tuple[int, list[str]]], name: str
-) -> tuple[_Plan, Iterator[tuple[int, list[str]]]]:
-    """Find the header row for ``prof`` (within the first rows) and return the plan and the
-    records after it."""
+    prof: Profile, opener: Callable[[], Iterator[list[str]]], name: str
+) -> tuple[_Plan, int]:
+    """Find the header row for ``prof`` within the first rows: the column plan and how many raw
+    records (blank ones included) precede the data."""
     if not prof.has_header:
-        return _positional_plan(prof), records
+        return _positional_plan(prof), 0
     seen = 0
-    for _, cells in records:
+    for position, cells in enumerate(islice(opener(), PEEK_ROWS), start=1):
         plan = _match_header(prof, cells)
         if plan is not None:
-            return plan, records
-        if any(c.strip() for c in cells):
+            return plan, position
+        if any(str(c).strip() for c in cells):
             seen += 1
             if seen >= HEADER_SEARCH_ROWS:
                 break
@@ -586,11 +624,6 @@ def _needed_columns(prof: Profile) -> str:
         elif fld in prof.joined:
             needed.append(f"{fld}: {' + '.join(repr(r) for r in prof.joined[fld][0])}")
     return "; ".join(needed)
-
-
-def _chain_one(first: object, rest: Iterator) -> Iterator:
-    yield first
-    yield from rest
 
 
 # -------------------------------------------------------------------------------- conversion
@@ -648,7 +681,8 @@ def _parse_date(text: str) -> date:
 def _finish(
     prof: Profile,
     plan: _Plan,
-    records: Iterator[tuple[int, list[str]]],
+    opener: Callable[[], Iterator[list[str]]],
+    skip: int,
     name: str,
     default_currency: str,
     vendor: str | None,
@@ -656,28 +690,34 @@ def _finish(
     delimiter: str | None,
     encoding: str | None,
 ) -> ReadResult:
-    # Buffer the first rows to decide the decimal mark, then convert everything.
-    head: list[tuple[int, list[str]]] = []
     if prof.decimal_mark:
         decimal_mark = prof.decimal_mark
     else:
         cost_at = plan.index["cost"]
-        for item in records:
-            head.append(item)
-            if len(head) >= DECIMAL_SAMPLE_ROWS:
-                break
-        samples = [cells[cost_at] for _, cells in head if cost_at < len(cells)]
+        head = islice(opener(), skip, skip + DECIMAL_SAMPLE_ROWS)
+        samples = [cells[cost_at] for cells in head if cost_at < len(cells)]
         decimal_mark = _detect_decimal_mark(samples, delimiter)
-    stream = _chain_many(head, records)
-    result = _convert(
-        stream,
-        plan,
-        prof,
-        vendor=vendor or prof.vendor,
-        default_currency=default_currency,
-        decimal_mark=decimal_mark,
-        today=today or date.today(),
-    )
+    records = opener()
+    if skip:
+        next(islice(records, skip - 1, skip), None)  # past the header
+    gc_was_enabled = gc.isenabled()
+    # Hundreds of thousands of new rows make the cyclic GC rescan the growing list again and
+    # again (it doubled the intake time in benchmarks/intake.py); rows hold no cycles.
+    gc.disable()
+    try:
+        result = _convert(
+            records,
+            skip,
+            plan,
+            prof,
+            vendor=vendor or prof.vendor,
+            default_currency=default_currency,
+            decimal_mark=decimal_mark,
+            today=today or date.today(),
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     if result.total_rows == 0:
         raise FileUnreadable(f"{name} has a header but no price rows.")
     if not result.rows and not result.errors:
@@ -689,13 +729,9 @@ def _finish(
     return result
 
 
-def _chain_many(head: list, rest: Iterator) -> Iterator:
-    yield from head
-    yield from rest
-
-
 def _convert(
-    records: Iterable[tuple[int, list[str]]],
+    records: Iterator[list[str]],
+    skipped_records: int,
     plan: _Plan,
     prof: Profile,
     *,
@@ -741,8 +777,7 @@ def _convert(
     term_cache: dict[str, str | None | ValueError] = {}
     billing_cache: dict[str, str | None | ValueError] = {}
     date_cache: dict[str, date | ValueError] = {}
-    seen: dict[tuple, int] = {}
-    starts: dict[tuple, date] = {}
+    starts: list[date] = []
     total = skipped = duplicates = 0
     new_row = VendorRow
     append = rows.append
@@ -762,7 +797,16 @@ def _convert(
             date_cache[raw] = got
         return got
 
-    for number, f in records:
+    csv_reader = records if hasattr(records, "line_num") else None
+    previous = csv_reader.line_num if csv_reader is not None else skipped_records  # type: ignore[attr-defined]
+    number = previous
+    for f in records:
+        if csv_reader is not None:
+            number, previous = previous + 1, csv_reader.line_num
+        else:
+            number += 1
+        if not f:
+            continue
         if len(f) < width:
             f = f + [""] * (width - len(f))
         if sku_join is None:
@@ -908,8 +952,11 @@ def _convert(
             description = desc_join[1].join(p for p in (f[i].strip() for i in desc_join[0]) if p)
         else:
             description = f[i_desc].strip() if i_desc is not None else ""
-        row_vendor = (f[i_vendor].strip() if i_vendor is not None else "") or file_vendor
-        vendor_counts[row_vendor] += 1
+        if i_vendor is not None:
+            row_vendor = f[i_vendor].strip() or file_vendor
+            vendor_counts[row_vendor] += 1
+        else:
+            row_vendor = file_vendor
 
         if mpn_join is not None:
             parts = [f[i].strip() for i in mpn_join[0]]
@@ -917,49 +964,32 @@ def _convert(
         else:
             mpn = (f[i_mpn].strip() or None) if i_mpn is not None else None
 
-        key = (row_vendor, sku, term, billing, currency)
-        earlier = seen.get(key)
-        row = new_row(
-            number,
-            row_vendor,
-            sku,
-            mpn,
-            (f[i_mfr].strip() or None) if i_mfr is not None else None,
-            description,
-            term,  # type: ignore[arg-type]
-            billing,  # type: ignore[arg-type]
-            currency,  # type: ignore[arg-type]
-            cost,  # type: ignore[arg-type]
-            list_price,
+        append(
+            new_row(
+                number,
+                row_vendor,
+                sku,
+                mpn,
+                (f[i_mfr].strip() or None) if i_mfr is not None else None,
+                description,
+                term,  # type: ignore[arg-type]
+                billing,  # type: ignore[arg-type]
+                currency,  # type: ignore[arg-type]
+                cost,  # type: ignore[arg-type]
+                list_price,
+            )
         )
-        if earlier is None:
-            seen[key] = len(rows)
-            append(row)
-            if start is not None:
-                starts[key] = start  # type: ignore[assignment]
-            continue
-        first = rows[earlier]
-        if first.cost == cost:
-            duplicates += 1
-            continue
-        if start is not None and starts.get(key) != start:
-            # Overlapping Microsoft price ranges: the one that started last is current.
-            if start > starts[key]:  # type: ignore[operator]
-                rows[earlier] = row
-                starts[key] = start  # type: ignore[assignment]
-            continue
-        label = f"{sku!r}" + (f" ({term})" if term else "")
-        error(
-            number,
-            "cost",
-            f"SKU {label} appears twice with different costs: row {first.row} says "
-            f"{first.cost.normalize():f} {first.currency}, row {number} says {cost.normalize():f} {currency}",  # type: ignore[union-attr]
-        )
+        if start is not None:
+            starts.append(start)  # type: ignore[arg-type]
 
-    if vendor_counts:
-        result_vendor = vendor_counts.most_common(1)[0][0]
-    else:
-        result_vendor = file_vendor
+    # Duplicates: one C-speed set over the SKUs proves the common case (no SKU twice) without a
+    # per-row dict; only files that repeat a SKU (every Microsoft list does, per term) take the
+    # keyed pass.
+    if len(set(map(_SKU, rows))) != len(rows):
+        rows, duplicates = _collapse_duplicates(rows, starts or None, error)
+    errors.sort(key=_ROW)
+
+    result_vendor = vendor_counts.most_common(1)[0][0] if vendor_counts else file_vendor
     return ReadResult(
         profile=prof.name,
         vendor=result_vendor or "",
@@ -970,6 +1000,51 @@ def _convert(
         duplicates=duplicates,
         decimal_mark=decimal_mark,
     )
+
+
+_SKU = attrgetter("sku")
+_ROW = attrgetter("row")
+
+
+def _collapse_duplicates(
+    rows: list[VendorRow],
+    starts: list[date] | None,
+    error: Callable[[int, str | None, str], None],
+) -> tuple[list[VendorRow], int]:
+    """One row per (vendor, SKU, term, billing, currency). Identical repeats collapse; a repeat
+    with another cost is an error naming both rows, except in effective-dated files (Microsoft),
+    where overlapping ranges resolve to the one that started last (vendors.md §4.5)."""
+    kept: list[VendorRow] = []
+    kept_start: list[date] = []
+    seen: dict[tuple, int] = {}
+    duplicates = 0
+    for i, row in enumerate(rows):
+        key = (row.vendor, row.sku, row.term, row.billing, row.currency)
+        earlier = seen.get(key)
+        start = starts[i] if starts is not None else None
+        if earlier is None:
+            seen[key] = len(kept)
+            kept.append(row)
+            if start is not None:
+                kept_start.append(start)
+            continue
+        first = kept[earlier]
+        if first.cost == row.cost:
+            duplicates += 1
+            continue
+        if start is not None and kept_start[earlier] != start:
+            if start > kept_start[earlier]:
+                kept[earlier], kept_start[earlier] = row, start
+            continue
+        label = f"{row.sku!r}" + (f" ({row.term})" if row.term else "")
+        error(
+            row.row,
+            "cost",
+            f"SKU {label} appears twice with different costs: row {first.row} says "
+            f"{first.cost.normalize():f} {first.currency}, row {row.row} says "
+            f"{row.cost.normalize():f} {row.currency}",
+        )
+    return kept, duplicates
 
 
 # Re-exported for callers that want the list of layouts without importing profiles.
