@@ -1,0 +1,148 @@
+"""The daemon process as a user meets it: start, status, socket, identity, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from .harness import DaemonProcess
+
+
+def test_runs_on_embedded_defaults_and_answers_health_over_the_socket(tmp_path):
+    with DaemonProcess(tmp_path) as d:
+        health = d.get("/v1/health")
+        assert health["api_version"] == 1
+        assert health["pid"] == d.proc.pid
+        assert health["schema_version"] == "0001"
+        # curl works against it, as the README says
+        out = subprocess.run(["curl", "-s", "--unix-socket", str(d.socket), "http://localhost/v1/health"],
+                             capture_output=True, text=True, check=True).stdout
+        assert json.loads(out)["pid"] == d.proc.pid
+
+
+def test_status_reports_a_running_daemon_and_exit_3_when_stopped(tmp_path):
+    d = DaemonProcess(tmp_path)
+    r = d.cli("status")
+    assert r.returncode == 3
+    assert "not running" in r.stdout and "costrecond start" in r.stdout
+    with d:
+        r = d.cli("status")
+        assert r.returncode == 0, r.stderr
+        assert f"pid {d.proc.pid}" in r.stdout
+        data = json.loads(d.cli("status", "--json").stdout)
+        assert data["running"] is True and data["daemon"]["pid"] == d.proc.pid
+
+
+def test_socket_is_private_and_removed_on_sigterm(tmp_path):
+    d = DaemonProcess(tmp_path).start()
+    assert stat.S_IMODE(d.runtime.stat().st_mode) == 0o700
+    assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+    assert d.stop() == 0
+    assert not d.socket.exists()
+    entries = d.tmp / "state"
+    assert (entries / "costrecon.db").exists()
+
+
+def test_second_daemon_on_the_same_state_dir_refuses_clearly(tmp_path):
+    with DaemonProcess(tmp_path) as d:
+        r = d.cli("run", timeout=30)
+        assert r.returncode == 1
+        assert "already running" in r.stderr and str(d.proc.pid) in r.stderr
+        assert "Traceback" not in r.stderr
+        # the first one is unharmed
+        assert d.get("/v1/health")["pid"] == d.proc.pid
+
+
+def test_start_and_stop_commands_detach_and_wait(tmp_path):
+    d = DaemonProcess(tmp_path)
+    r = d.cli("start")
+    assert r.returncode == 0, r.stderr
+    assert "started" in r.stdout
+    assert d.get("/v1/health")["ok"]
+    r = d.cli("stop")
+    assert r.returncode == 0 and "stopped" in r.stdout
+    assert not d.socket.exists()
+
+
+def test_a_user_not_allowed_gets_403_and_nothing_is_logged_as_them(tmp_path):
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    with DaemonProcess(tmp_path, {"daemon": {"allowed_users": ["somebody-else"]}}) as d:
+        r = d.request("GET", "/v1/activity")
+        assert r.status_code == 403
+        err = r.json()["error"]
+        assert err["code"] == "forbidden" and me in err["message"] and "allowed_users" in err["message"]
+        r = d.request("PUT", "/v1/costs/1/manual", json={"cost": "1.00"})
+        assert r.status_code == 403
+    # read the log as an allowed user afterwards: only the daemon itself appears
+    with DaemonProcess(tmp_path) as d2:
+        actors = {e["actor"] for e in d2.get("/v1/activity")["entries"]}
+        assert actors == {"costrecond"}
+
+
+def test_malformed_bodies_are_400_naming_the_field(tmp_path):
+    with DaemonProcess(tmp_path) as d:
+        r = d.request("POST", "/v1/change-sets", content=b"{not json")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
+        r = d.request("POST", "/v1/change-sets", json={"items": [{"item_id": 1, "cost": "abc", "seen_catalog_cost": None}]})
+        assert r.status_code == 400 and "cost" in r.json()["error"]["message"]
+        r = d.request("GET", "/v1/nope")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        r = d.request("GET", "/v1/activity", params={"limit": "ten"})
+        assert r.status_code == 400 and "limit" in r.json()["error"]["message"]
+
+
+def test_events_resume_from_the_last_id_after_a_restart(tmp_path):
+    d = DaemonProcess(tmp_path).start()
+    first = d.get("/v1/events", params={"since": 0, "timeout": 0})
+    assert first["events"], "daemon.start should have produced an event"
+    last = first["last_id"]
+    d.stop()
+    d.start()
+    again = d.get("/v1/events", params={"since": last, "timeout": 5})
+    kinds = [(e["kind"], e["data"].get("action")) for e in again["events"]]
+    assert ("activity", "daemon.stop") in kinds and ("activity", "daemon.start") in kinds
+    assert all(e["id"] > last for e in again["events"])
+    # NDJSON streaming form delivers the same events
+    with d.http() as c, c.stream("GET", "/v1/events", params={"since": last, "stream": 1}) as resp:
+        got = []
+        for line in resp.iter_lines():
+            got.append(json.loads(line)["id"])
+            if len(got) == len(again["events"]):
+                break
+    assert got == [e["id"] for e in again["events"]]
+    d.stop()
+
+
+def test_activity_verify_detects_a_tampered_entry(tmp_path):
+    import sqlite3
+
+    d = DaemonProcess(tmp_path).start()
+    d.stop()
+    d.start()
+    assert d.get("/v1/activity/verify")["ok"] is True
+    d.stop()
+    db = sqlite3.connect(tmp_path / "state" / "costrecon.db")
+    db.execute("UPDATE activity SET actor = 'mallory' WHERE id = 2")
+    db.commit()
+    db.close()
+    d.start()
+    result = d.get("/v1/activity/verify")
+    assert result["ok"] is False and result["first_broken"] == 2
+    r = d.tui_cli("activity", "verify")
+    assert r.returncode == 1 and "entry 2" in r.stdout
+    d.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a group")
+def test_shared_group_makes_the_socket_group_writable(tmp_path):
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    with DaemonProcess(tmp_path, {"daemon": {"socket_group": group, "allowed_groups": [group]}}) as d:
+        assert stat.S_IMODE(d.socket.stat().st_mode) == 0o660
+        assert stat.S_IMODE(d.runtime.stat().st_mode) == 0o750
+        assert d.get("/v1/health")["ok"]
