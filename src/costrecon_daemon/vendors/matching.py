@@ -1,0 +1,341 @@
+"""Match vendor rows to PSA catalogue items (DESIGN.md §3 "Vendor costs have provenance").
+
+Order, strongest first (vendors.md §5.2):
+
+1. a saved mapping ``(vendor, SKU, term) → item`` — a person's decision; a mapping saved with no
+   term (``""``/None, as ``ItemMapping`` stores it) matches that SKU in any term;
+2. the row's SKU = the item's vendor SKU (CW ``vendorSku``);
+3. the row's manufacturer part number = the item's MPN, both normalised (case, spaces, dashes,
+   dots, slashes, known HP ``#ABA``-style regional suffixes) and scoped by manufacturer when both
+   sides name one;
+4. the row's SKU (then its MPN) = the item's PSA identifier.
+
+A key that finds two or more items is **ambiguous**: no match, the candidates are reported, and
+weaker keys are not tried (a duplicated catalogue entry is for a person to sort out). Fuzzy name
+similarity only ever produces :meth:`Matcher.suggest` ions for a person to confirm.
+
+**Term is part of the key for cloud SKUs** (vendors.md §5.3). A row with a term (P1M, P1Y…)
+matches only items whose term is the same; an item's term is, in order: its explicit ``term``; a
+term code or suffix in its identifier (``…:P1Y``, ``M365BP-MTH``, ``-M``/``-MON``/``-MONTHLY`` →
+P1M, ``-A``/``-ANN``/``-ANNUAL``/``-YR`` → P1Y, ``-3Y`` → P3Y); a term word in its name
+("(Monthly)", "Annual", "1 year", "NCE COM MTH"; phrases about *billing* such as "billed monthly"
+are ignored). An item whose term cannot be told is never matched automatically to a row that has
+one — a monthly and an annual price for the same SKU would otherwise both land on it; a person
+confirms it once through a suggestion and the saved mapping does the rest. A row without a term
+(hardware) matches items whatever their term.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from costrecon_daemon.vendors.normalise import (
+    manufacturers_agree,
+    normalise_manufacturer,
+    normalise_mpn,
+    normalise_sku,
+    normalise_term,
+)
+
+__all__ = [
+    "CatalogKey",
+    "Mapping",
+    "MatchResult",
+    "Matcher",
+    "SavedMapping",
+    "Suggestion",
+    "item_term",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogKey:
+    item_id: int
+    identifier: str
+    name: str
+    vendor_sku: str | None = None
+    mpn: str | None = None
+    manufacturer: str | None = None
+    term: str | None = None  # explicit term (P1M/P1Y…) when the PSA or a person knows it
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """A confirmed mapping: this vendor's SKU (in this term; None/"" = any) is that item."""
+
+    vendor: str
+    sku: str
+    term: str | None
+    item_id: int
+
+
+SavedMapping = Mapping  # the same thing, for modules that also use collections.abc.Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    item_id: int | None
+    method: str | None  # "mapping" | "vendor_sku" | "mpn" | "identifier" | None
+    candidates: tuple[int, ...] = ()  # the items an ambiguous key found (item_id is then None)
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.item_id is None and len(self.candidates) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    item_id: int
+    score: float  # 0-100
+    reason: str  # for people: "name 94% similar: 'Microsoft 365 Business Basic (Monthly)'"
+
+
+class RowLike(Protocol):
+    vendor: str
+    sku: str
+    mpn: str | None
+    manufacturer: str | None
+    description: str
+    term: str | None
+
+
+NO_MATCH = MatchResult(None, None)
+
+# ----------------------------------------------------------------------------------- item terms
+
+_TERM_CODES = {"P1M": "P1M", "P1Y": "P1Y", "P2Y": "P2Y", "P3Y": "P3Y"}
+_ID_SUFFIX = {
+    "M": "P1M", "MTH": "P1M", "MON": "P1M", "MO": "P1M", "MONTHLY": "P1M", "1M": "P1M",
+    "A": "P1Y", "ANN": "P1Y", "ANNUAL": "P1Y", "YR": "P1Y", "1Y": "P1Y", "12M": "P1Y", "Y": "P1Y",
+    "2Y": "P2Y", "3Y": "P3Y", "36M": "P3Y",
+}  # fmt: skip
+_ID_SPLIT = re.compile(r"[-_:/\s.()]+")
+_BILLING_PHRASE = re.compile(
+    r"\b(?:billed|billing|paid|payment|pay)\s+(?:monthly|annually|yearly)\b"
+    r"|\b(?:monthly|annual|yearly)\s+(?:billing|payments?|invoic\w*)\b",
+    re.IGNORECASE,
+)
+_NAME_TERMS = (
+    ("P1M", re.compile(r"\b(?:monthly|month[- ]to[- ]month|1[- ]month|mth|p1m)\b", re.IGNORECASE)),
+    (
+        "P1Y",
+        re.compile(
+            r"\b(?:annual|annually|yearly|1[- ]year|12[- ]months?|ann|p1y)\b", re.IGNORECASE
+        ),
+    ),
+    ("P3Y", re.compile(r"\b(?:3[- ]years?|36[- ]mo(?:nths?)?|triennial|p3y)\b", re.IGNORECASE)),
+)
+
+
+def item_term(item: CatalogKey) -> str | None:
+    """The term of a catalogue item, by the rule in the module docstring; None when unknown."""
+    if item.term:
+        try:
+            return normalise_term(item.term)
+        except ValueError:
+            return None
+    tokens = [t for t in _ID_SPLIT.split(item.identifier.upper()) if t]
+    for token in tokens:
+        if token in _TERM_CODES:
+            return _TERM_CODES[token]
+    if len(tokens) > 1 and tokens[-1] in _ID_SUFFIX:
+        return _ID_SUFFIX[tokens[-1]]
+    name = _BILLING_PHRASE.sub(" ", item.name)
+    found = {code for code, pattern in _NAME_TERMS if pattern.search(name)}
+    return found.pop() if len(found) == 1 else None
+
+
+# --------------------------------------------------------------------------------------- matcher
+
+
+class Matcher:
+    """Built once per import from the catalogue mirror and the saved mappings; ``match`` is a few
+    dict lookups per row (benchmarks/intake.py)."""
+
+    def __init__(self, items: Iterable[CatalogKey], mappings: Iterable[Mapping] = ()) -> None:
+        self._items: dict[int, CatalogKey] = {}
+        self._terms: dict[int, str | None] = {}
+        self._mfr: dict[int, str] = {}
+        self._by_vendor_sku: dict[str, list[int]] = {}
+        self._by_mpn: dict[str, list[int]] = {}
+        self._by_identifier: dict[str, list[int]] = {}
+        for item in items:
+            iid = item.item_id
+            self._items[iid] = item
+            self._terms[iid] = item_term(item)
+            self._mfr[iid] = normalise_manufacturer(item.manufacturer)
+            for index, key in (
+                (self._by_vendor_sku, normalise_sku(item.vendor_sku)),
+                (self._by_mpn, normalise_mpn(item.mpn)),
+                (self._by_identifier, normalise_sku(item.identifier)),
+            ):
+                if key:
+                    bucket = index.setdefault(key, [])
+                    if iid not in bucket:
+                        bucket.append(iid)
+        self._mappings: dict[tuple[str, str, str | None], int] = {}
+        for m in mappings:
+            term = normalise_term(m.term) if m.term else None
+            self._mappings[(_vendor_key(m.vendor), normalise_sku(m.sku), term)] = m.item_id
+        self._vendor_keys: dict[str, str] = {}
+        self._fuzzy: tuple[list[str], list[int]] | None = None
+        self._mpn_list: list[tuple[str, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def term_of(self, item_id: int) -> str | None:
+        """The term the matcher derived for an item (for showing people why a row did not match)."""
+        return self._terms.get(item_id)
+
+    # ----------------------------------------------------------------------------- exact keys
+
+    def match(self, row: RowLike) -> MatchResult:
+        term = row.term
+        sku = normalise_sku(row.sku)
+        vendor = self._vendor_keys.get(row.vendor)
+        if vendor is None:
+            vendor = self._vendor_keys[row.vendor] = _vendor_key(row.vendor)
+        if self._mappings:
+            hit = self._mappings.get((vendor, sku, term))
+            if hit is None and term is not None:
+                hit = self._mappings.get((vendor, sku, None))
+            if hit is not None and hit in self._items:
+                return MatchResult(hit, "mapping")
+
+        ids = self._by_vendor_sku.get(sku)
+        if ids is not None:
+            found = self._decide(ids, term, None, "vendor_sku")
+            if found is not None:
+                return found
+
+        mpn = normalise_mpn(row.mpn) if row.mpn else ""
+        if mpn:
+            ids = self._by_mpn.get(mpn)
+            if ids is not None:
+                found = self._decide(ids, term, normalise_manufacturer(row.manufacturer), "mpn")
+                if found is not None:
+                    return found
+
+        for key in (sku, normalise_sku(row.mpn) if row.mpn else ""):
+            ids = self._by_identifier.get(key) if key else None
+            if ids is not None:
+                found = self._decide(ids, term, None, "identifier")
+                if found is not None:
+                    return found
+        return NO_MATCH
+
+    def match_all(self, rows: Iterable[RowLike]) -> list[MatchResult]:
+        match = self.match
+        return [match(r) for r in rows]
+
+    def _decide(
+        self, ids: list[int], term: str | None, manufacturer: str | None, method: str
+    ) -> MatchResult | None:
+        if term is not None:
+            terms = self._terms
+            ids = [i for i in ids if terms[i] == term]
+        if manufacturer and len(ids) > 0:
+            mfr = self._mfr
+            ids = [i for i in ids if manufacturers_agree(manufacturer, mfr[i])]
+            if len(ids) > 1:  # several left: prefer the ones that name the same manufacturer
+                same = [i for i in ids if mfr[i] and manufacturers_agree(manufacturer, mfr[i])]
+                ids = same or ids
+        if len(ids) == 1:
+            return MatchResult(ids[0], method)
+        if len(ids) > 1:
+            return MatchResult(None, method, tuple(ids))
+        return None
+
+    # ------------------------------------------------------------------------------ suggestions
+
+    def suggest(self, row: RowLike, limit: int = 5) -> list[Suggestion]:
+        """Items a person might confirm for an unmatched row, best first. Never applied
+        automatically. Items of another (known) term are left out; a different manufacturer
+        costs points."""
+        from rapidfuzz import fuzz, process
+
+        if self._fuzzy is None:
+            ids = list(self._items)
+            self._fuzzy = ([_name_key(self._items[i].name) for i in ids], ids)
+        names, ids = self._fuzzy
+        query = _name_key(row.description or row.mpn or row.sku)
+        row_mfr = normalise_manufacturer(row.manufacturer)
+        best: dict[int, Suggestion] = {}
+
+        def offer(item_id: int, score: float, reason: str) -> None:
+            item_term_ = self._terms[item_id]
+            if row.term is not None and item_term_ is not None and item_term_ != row.term:
+                return
+            if row_mfr and not manufacturers_agree(row_mfr, self._mfr[item_id]):
+                score -= 15
+                reason += "; different manufacturer"
+            if item_term_ is None and row.term is not None:
+                reason += f"; item has no term, row is {row.term}"
+            if item_id not in best or best[item_id].score < score:
+                best[item_id] = Suggestion(item_id, round(max(score, 0.0), 1), reason)
+
+        if query:
+            hits = process.extract(
+                query, names, scorer=fuzz.token_set_ratio, limit=limit * 4, score_cutoff=50
+            )
+            for _, set_score, position in hits:
+                item_id = ids[position]
+                # token_set_ratio calls "Business Basic" and "Business Basic EEA (no Teams)" equal;
+                # averaging with token_sort_ratio keeps extra words (a different SKU) costing.
+                score = (set_score + fuzz.token_sort_ratio(query, names[position])) / 2
+                offer(item_id, score, f"name {score:.0f}% similar: {self._items[item_id].name!r}")
+
+        mpn = normalise_mpn(row.mpn)
+        if len(mpn) >= 5:
+            if self._mpn_list is None:
+                self._mpn_list = [(k, i) for k, bucket in self._by_mpn.items() for i in bucket]
+            for key, item_id in self._mpn_list:
+                if key != mpn and (key.startswith(mpn) or mpn.startswith(key)) and len(key) >= 5:
+                    raw = self._items[item_id].mpn
+                    offer(item_id, 85.0, f"part number {raw!r} is close to {row.mpn!r}")
+
+        ranked = sorted(best.values(), key=lambda s: (-s.score, s.item_id))
+        return ranked[:limit]
+
+
+def _vendor_key(vendor: str | None) -> str:
+    return " ".join((vendor or "").casefold().split())
+
+
+_NAME_NOISE = re.compile(r"[^\w]+")
+_TERM_NOISE = re.compile(
+    r"\b(?:monthly|annual|annually|yearly|mth|ann|nce|com|p1m|p1y|p3y|1 year|1 month|month|year)\b"
+)
+
+
+def _name_key(text: str | None) -> str:
+    """Names as compared for suggestions: case-folded, punctuation and term words dropped (the term
+    is compared separately and exactly)."""
+    text = _NAME_NOISE.sub(" ", (text or "").casefold())
+    return " ".join(_TERM_NOISE.sub(" ", text).split())
+
+
+def catalog_keys_from_records(records: Sequence[object]) -> list[CatalogKey]:
+    """CatalogKeys from objects with ``id``/``item_id``, ``identifier``, ``name`` and the optional
+    ``vendor_sku``, ``mpn``, ``manufacturer``, ``term`` attributes (e.g. ``db.CatalogItem`` rows)."""
+    keys = []
+    for r in records:
+        item_id = getattr(r, "item_id", None)
+        if item_id is None:
+            item_id = r.id  # type: ignore[attr-defined]
+        keys.append(
+            CatalogKey(
+                item_id=int(item_id),
+                identifier=str(getattr(r, "identifier", "") or ""),
+                name=str(getattr(r, "name", "") or ""),
+                vendor_sku=getattr(r, "vendor_sku", None),
+                mpn=getattr(r, "mpn", None),
+                manufacturer=getattr(r, "manufacturer", None),
+                term=getattr(r, "term", None),
+            )
+        )
+    return keys

@@ -1,0 +1,382 @@
+"""Price files as technicians drop them: what costrecon reads out of each, and what it says when a
+file or a row is wrong (vendors.md §4)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from costrecon_daemon.vendors.profiles import ProfileError, profile_from_config
+from costrecon_daemon.vendors.readers import (
+    FileUnreadable,
+    read_price_file,
+    rows_from_records,
+)
+
+from .pricefiles import (
+    SAMPLE_CLOUD,
+    SAMPLE_HARDWARE,
+    PriceLine,
+    with_currency,
+    write_bad_costs_csv,
+    write_binary_csv,
+    write_cp1252_csv,
+    write_dh_itemlist,
+    write_empty,
+    write_eu_csv,
+    write_generic_csv,
+    write_ingram_price_txt,
+    write_ingram_stdprice,
+    write_ms_csp,
+    write_synnex,
+    write_truncated_xlsx,
+    write_utf16_tab,
+    write_xlsx,
+)
+
+TODAY = date(2026, 11, 15)
+D = Decimal
+
+
+def costs(result) -> dict[str, Decimal]:
+    return {r.sku: r.cost for r in result.rows}
+
+
+# ------------------------------------------------------------------------------ generic files
+
+
+def test_generic_csv_gives_decimal_costs_with_thousands_separators(tmp_path: Path) -> None:
+    path = write_generic_csv(tmp_path, SAMPLE_HARDWARE, vendor="Acme Distribution")
+    result = read_price_file(path)
+
+    assert result.profile == "generic"
+    assert result.ok and result.errors == []
+    assert result.vendor == "Acme Distribution"
+    assert result.total_rows == len(SAMPLE_HARDWARE)
+    laptop = result.rows[0]
+    assert laptop.row == 2  # line 1 is the header
+    assert (laptop.sku, laptop.mpn, laptop.manufacturer) == ("8RT112", "818D2UT#ABA", "HP Inc.")
+    assert laptop.cost == D("1189.00") and isinstance(laptop.cost, Decimal)
+    assert laptop.list_price == D("1549.00")
+    assert laptop.currency == "USD"
+
+
+def test_id_columns_stay_text_with_leading_zeros(tmp_path: Path) -> None:
+    result = read_price_file(write_generic_csv(tmp_path, SAMPLE_HARDWARE))
+    assert "0071234" in costs(result)  # Ubiquiti SKU, not 71234
+
+
+def test_terms_in_a_generic_file_are_normalised(tmp_path: Path) -> None:
+    result = read_price_file(write_generic_csv(tmp_path, SAMPLE_CLOUD))
+    basic = [r for r in result.rows if r.sku == "CFQ7TTC0LH18:0001"]
+    assert {(r.term, r.cost) for r in basic} == {("P1M", D("7.20")), ("P1Y", D("6.00"))}
+
+
+def test_eu_semicolon_file_with_decimal_comma_and_bom(tmp_path: Path) -> None:
+    path = write_eu_csv(tmp_path, with_currency(SAMPLE_HARDWARE, "EUR"))
+    result = read_price_file(path)
+
+    assert result.delimiter == ";" and result.decimal_mark == ","
+    assert result.errors == []
+    assert costs(result)["8RT112"] == D("1189.00")  # written "1.189,00"
+    assert costs(result)["5QW091"] == D("219.99")  # written "219,99"
+    assert {r.currency for r in result.rows} == {"EUR"}
+    assert result.rows[0].sku == "8RT112"  # the BOM is not part of the first header
+
+
+def test_cp1252_file_takes_currency_from_the_symbol_in_the_amount(tmp_path: Path) -> None:
+    lines = [
+        PriceLine("ESP-100", None, "Licença anual Café Pro — edição", D("12.50"), currency="EUR")
+    ]
+    lines += with_currency(SAMPLE_HARDWARE[:2], "GBP")
+    result = read_price_file(write_cp1252_csv(tmp_path, lines))
+
+    assert result.encoding == "cp1252"
+    first = result.rows[0]
+    assert first.description == "Licença anual Café Pro — edição"
+    assert (first.cost, first.currency) == (D("12.50"), "EUR")
+    assert (result.rows[1].cost, result.rows[1].currency) == (D("1189.00"), "GBP")
+
+
+def test_utf16_tab_separated_unicode_text(tmp_path: Path) -> None:
+    result = read_price_file(write_utf16_tab(tmp_path, SAMPLE_HARDWARE))
+    assert result.delimiter == "\t" and result.encoding == "utf-16"
+    assert costs(result)["2GH018"] == D("74.34")
+
+
+def test_xlsx_with_a_title_line_reads_costs_exactly_and_refuses_formulas(tmp_path: Path) -> None:
+    result = read_price_file(write_xlsx(tmp_path, SAMPLE_HARDWARE, formula_rows=[2]))
+
+    assert result.profile == "generic"
+    assert costs(result)["2GH018"] == D("74.34")  # not 74.3400000000000034
+    assert result.rows[0].row == 4  # title, blank line, header
+    [formula] = result.errors
+    assert formula.row == 6 and formula.column == "Cost"
+    assert "formula" in formula.message and formula.message.startswith("row 6, column Cost:")
+
+
+# ---------------------------------------------------------------------------- distributor files
+
+
+def test_ingram_price_txt_is_recognised_by_name_and_read_by_position(tmp_path: Path) -> None:
+    path = write_ingram_price_txt(
+        tmp_path, SAMPLE_HARDWARE, name="ingram-PRICE.TXT", deleted=[SAMPLE_HARDWARE[0]]
+    )
+    result = read_price_file(path)
+
+    assert result.profile == "ingram_price" and result.vendor == "Ingram Micro"
+    assert result.skipped == 1  # the action-D row is a deletion, not a price
+    mouse = next(r for r in result.rows if r.sku == "2GH018")  # "2GH018      " unpadded
+    assert mouse.cost == D("74.34")  # customer price "0000074.34", not retail
+    assert mouse.list_price == D("99.99")
+    assert mouse.mpn == "920-009295"
+    assert mouse.description == "LOGITECH MX KEYS WIRELESS KEYBOARD"
+
+
+def test_headerless_ingram_file_is_recognised_by_its_shape(tmp_path: Path) -> None:
+    result = read_price_file(
+        write_ingram_price_txt(tmp_path, SAMPLE_HARDWARE, name="feed-0600.txt")
+    )
+    assert result.profile == "ingram_price"
+
+
+def test_stdprice_full_uses_the_ex_tax_customer_price(tmp_path: Path) -> None:
+    result = read_price_file(write_ingram_stdprice(tmp_path, with_currency(SAMPLE_HARDWARE, "AUD")))
+    assert result.profile == "ingram_stdprice"
+    laptop = result.rows[0]
+    assert (laptop.sku, laptop.mpn, laptop.cost, laptop.currency) == (
+        "8RT112", "818D2UT#ABA", D("1189.00"), "AUD",
+    )  # fmt: skip
+
+
+def test_microsoft_csp_annual_prices_become_monthly_and_only_todays_rows_count(
+    tmp_path: Path,
+) -> None:
+    result = read_price_file(write_ms_csp(tmp_path, SAMPLE_CLOUD, today=TODAY), today=TODAY)
+
+    assert result.profile == "ms_csp" and result.vendor == "Microsoft"
+    assert result.errors == []
+    assert len(result.rows) == len(SAMPLE_CLOUD)
+    assert result.skipped == 2 * len(SAMPLE_CLOUD)  # last month's and next month's prices
+    by_key = {(r.sku, r.term): r for r in result.rows}
+    annual = by_key[("CFQ7TTC0LCHC:0002", "P1Y")]
+    assert annual.cost == D("22.00")  # UnitPrice 264.00 for the year ÷ 12
+    assert annual.billing == "Annual" and annual.mpn == "CFQ7TTC0LCHC:0002"
+    assert by_key[("CFQ7TTC0LCHC:0002", "P1M")].cost == D("26.40")
+
+
+def test_microsoft_overlapping_price_ranges_resolve_to_the_newest(tmp_path: Path) -> None:
+    path = write_ms_csp(tmp_path, SAMPLE_CLOUD[:1], today=TODAY, with_history=False)
+    text = path.read_text("utf-8-sig").splitlines()
+    newer = text[1].replace("7.20", "7.50").replace("11/1/2026", "11/10/2026")
+    path.write_text("\n".join([*text, newer]) + "\n", "utf-8")
+
+    [row] = read_price_file(path, today=TODAY).rows
+    assert row.cost == D("7.50")
+
+
+def test_microsoft_multi_currency_list_keeps_currency_per_row(tmp_path: Path) -> None:
+    lines = [
+        *SAMPLE_CLOUD[:1],
+        *with_currency(SAMPLE_CLOUD[:1], "EUR"),
+        *with_currency(SAMPLE_CLOUD[:1], "SEK"),
+    ]
+    result = read_price_file(
+        write_ms_csp(tmp_path, lines, name="NCE_EU.csv", today=TODAY), today=TODAY
+    )
+    assert sorted(r.currency for r in result.rows) == ["EUR", "SEK", "USD"]
+    assert result.errors == []
+
+
+def test_td_synnex_uses_unit_cost_not_the_promotional_contract_price(tmp_path: Path) -> None:
+    result = read_price_file(write_synnex(tmp_path, SAMPLE_HARDWARE))
+    assert result.profile == "td_synnex" and result.delimiter == "~"
+    assert costs(result)["8RT112"] == D("1189.00")  # Contract_Price is 1129.55
+
+
+def test_dh_itemlist_reads_zero_padded_unit_cost(tmp_path: Path) -> None:
+    result = read_price_file(write_dh_itemlist(tmp_path, SAMPLE_HARDWARE))
+    assert result.profile == "dh_itemlist" and result.vendor == "D&H"
+    printer = next(r for r in result.rows if r.mpn == "SL-M2020W/XAA")
+    assert printer.cost == D("0.99")  # "00000.99"
+
+
+def test_a_profile_can_be_forced_by_name(tmp_path: Path) -> None:
+    path = write_dh_itemlist(tmp_path, SAMPLE_HARDWARE, name="nightly.dat")
+    assert read_price_file(path, profile="dh_itemlist").profile == "dh_itemlist"
+
+
+# ------------------------------------------------------------------------------- row problems
+
+
+def test_every_bad_row_is_reported_with_its_row_and_column(tmp_path: Path) -> None:
+    result = read_price_file(write_bad_costs_csv(tmp_path, SAMPLE_HARDWARE))
+
+    assert not result.ok
+    assert [str(e) for e in result.errors] == [
+        "row 3, column Cost: '-219.99' is negative; a cost cannot be below zero",
+        "row 4, column Cost: '12,5x' is not a number",
+        "row 5, column Cost: no cost; every price row needs one",
+        "row 6, column SKU: no SKU; every price row needs one",
+    ]
+    assert len(result.rows) == len(SAMPLE_HARDWARE) - 4  # the good rows are still read
+
+
+def test_a_sku_priced_twice_differently_names_both_rows(tmp_path: Path) -> None:
+    path = tmp_path / "dupes.csv"
+    path.write_text(
+        "SKU,Description,Cost\n"
+        "8RT112,HP EliteBook 840,1189.00\n"
+        "2GH018,MX Keys,74.34\n"
+        "2GH018,MX Keys,74.34\n"
+        "8RT112,HP EliteBook 840,1199.00\n"
+    )
+    result = read_price_file(path)
+    assert result.duplicates == 1  # the identical MX Keys line collapses
+    [error] = result.errors
+    assert error.row == 5
+    assert (
+        "'8RT112' appears twice with different costs: row 2 says 1189 USD, row 5 says 1199 USD"
+        in error.message
+    )
+
+
+def test_unknown_currency_and_term_are_row_errors(tmp_path: Path) -> None:
+    path = tmp_path / "cloud.csv"
+    path.write_text(
+        "SKU,Cost,Currency,Term\nA1,5.00,USD,Monthly\nA2,5.00,XYZ,Monthly\nA3,5.00,USD,Fortnightly\n"
+    )
+    result = read_price_file(path)
+    assert [(e.row, e.column) for e in result.errors] == [(3, "Currency"), (4, "Term")]
+
+
+def test_a_decimal_comma_in_a_dot_file_is_refused_not_guessed(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text('SKU,Cost\nA1,10.50\nA2,11.25\nA3,"12,5"\n')
+    [error] = read_price_file(path).errors
+    assert error.message == (
+        "row 4, column Cost: '12,5' is not a number (this file uses '.' as the decimal mark, not ',')"
+    )
+
+
+def test_blank_lines_quotes_and_trailing_columns_are_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "messy.csv"
+    path.write_text(
+        'Item Number,Name,Partner Price,,\r\n\r\n"A-1","Widget, large","$1,024.00",,\r\n'
+        ",,,,\r\nA-2,Gadget,3.5,,\r\n"
+    )
+    result = read_price_file(path)
+    assert result.errors == []
+    assert [(r.row, r.sku, r.cost) for r in result.rows] == [
+        (3, "A-1", D("1024")),
+        (5, "A-2", D("3.5")),
+    ]
+
+
+# ------------------------------------------------------------------------------ whole files
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda d: write_empty(d), "is empty"),
+        (lambda d: write_binary_csv(d), "not a text price file"),
+        (lambda d: write_truncated_xlsx(d, SAMPLE_HARDWARE), "damaged or was only partly copied"),
+    ],
+    ids=["empty", "binary-named-csv", "truncated-xlsx"],
+)
+def test_unreadable_files_get_one_clear_sentence(tmp_path: Path, make, says: str) -> None:
+    with pytest.raises(FileUnreadable, match=says) as info:
+        read_price_file(make(tmp_path))
+    assert str(info.value).count(". ") == 0 and str(info.value).endswith(".")
+
+
+def test_a_file_without_a_recognisable_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text("Customer,Seats,Notes\nContoso,25,renewal in May\n")
+    with pytest.raises(FileUnreadable, match="no header row costrecon recognises"):
+        read_price_file(path)
+
+
+def test_a_file_with_only_a_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "header-only.csv"
+    path.write_text("SKU,Cost\n\n")
+    with pytest.raises(FileUnreadable, match="no price rows"):
+        read_price_file(path)
+
+
+def test_a_file_whose_rows_are_all_deletions_has_no_usable_rows(tmp_path: Path) -> None:
+    path = write_ingram_price_txt(tmp_path, [], deleted=SAMPLE_HARDWARE)
+    with pytest.raises(FileUnreadable, match="no usable price rows"):
+        read_price_file(path)
+
+
+# ------------------------------------------------------------------ config profiles and records
+
+
+def test_a_config_profile_reads_a_vendor_specific_layout(tmp_path: Path) -> None:
+    acme = profile_from_config(
+        "acme",
+        {
+            "vendor": "Acme Distribution",
+            "delimiter": "semicolon",
+            "decimal_mark": ",",
+            "currency": "EUR",
+            "columns": {"sku": "Art.Nr", "cost": "EK netto", "description": "Bezeichnung"},
+            "signature": ["Art.Nr", "EK netto"],
+        },
+    )
+    path = tmp_path / "export.csv"
+    path.write_text("Art.Nr;Bezeichnung;EK netto\n100-200;Switch 24 Port;1.299,00\n")
+    result = read_price_file(path, profiles={"acme": acme})
+    assert result.profile == "acme" and result.vendor == "Acme Distribution"
+    assert (result.rows[0].cost, result.rows[0].currency) == (D("1299.00"), "EUR")
+
+
+@pytest.mark.parametrize(
+    ("table", "names"),
+    [
+        ({"colums": {}}, "'colums' is not a profile setting (did you mean 'columns'?)"),
+        ({"columns": {"sku": "A", "cots": "B"}}, "columns.cots"),
+        ({"columns": {"sku": "A"}}, "columns.cost is required"),
+        ({"columns": {"sku": "A", "cost": "B"}, "delimiter": ":"}, "delimiter"),
+        ({"columns": {"sku": "A", "cost": "B"}, "currency": "EURO"}, "currency"),
+        (
+            {"columns": {"sku": "A", "cost": "B"}, "has_header": False},
+            "columns.sku must be a column position",
+        ),
+    ],
+)
+def test_a_bad_config_profile_names_the_bad_key(table: dict, names: str) -> None:
+    with pytest.raises(ProfileError, match="profile 'acme'") as info:
+        profile_from_config("acme", table)
+    assert names in str(info.value)
+
+
+def test_api_records_go_through_the_same_validation() -> None:
+    records = [
+        {"sku": "MST-OFC-EE3-C100", "vendorSku": "CFQ7TTC0LFLX:0001", "partnerBuyRate": Decimal("9.90"), "billingTerm": "Monthly"},
+        {"sku": "MST-OFC-EE3-C100", "vendorSku": "CFQ7TTC0LFLX:0001", "partnerBuyRate": "n/a", "billingTerm": "Annual"},
+    ]  # fmt: skip
+    pax8 = profile_from_config(
+        "pax8",
+        {
+            "vendor": "Pax8",
+            "columns": {
+                "sku": "sku",
+                "mpn": "vendorSku",
+                "cost": "partnerBuyRate",
+                "term": "billingTerm",
+            },
+        },
+    )
+    result = rows_from_records(records, pax8)
+    assert [(r.sku, r.term, r.cost) for r in result.rows] == [
+        ("MST-OFC-EE3-C100", "P1M", D("9.90"))
+    ]
+    assert [str(e) for e in result.errors] == [
+        "row 2, column partnerBuyRate: 'n/a' is not a number"
+    ]
