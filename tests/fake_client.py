@@ -945,3 +945,42 @@ class FakeClient:
             raise DaemonError(404, "not_found", f"There is no mapping #{mapping_id}.")
         self._mappings.remove(m)
         self._add_activity("mapping.delete", f"{m['vendor']} {m['sku']}", None, None, {"mapping_id": mapping_id})
+
+
+# ---------------------------------------------------------------------- test helpers
+
+
+def make_app(client: FakeClient | None = None, **kwargs: Any):
+    """A CostreconApp on a fake client with the fixed clock (deterministic ages in snapshots)."""
+    from costrecon_tui.app import CostreconApp
+
+    return CostreconApp(client if client is not None else FakeClient(), clock=lambda: NOW, **kwargs)
+
+
+async def settle(pilot: Any, condition: Any, timeout: float = 5.0) -> None:
+    """Let the app run until ``condition()`` holds (workers are async; never sleep blindly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {getattr(condition, '__name__', condition)}")
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
+def costs_ready(app: Any) -> bool:
+    try:
+        grid = app.costs.grid
+    except Exception:
+        return False
+    return app.costs.loaded and all(i in grid.rows for i in grid.ids[: grid.size.height])
+
+
+def all_views_ready(app: Any) -> bool:
+    return (
+        costs_ready(app)
+        and app.activity_view.loaded
+        and app.files.loaded
+        and app.mappings_view.loaded
+        and app.status is not None
+    )

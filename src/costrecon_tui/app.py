@@ -71,6 +71,7 @@ class CostreconApp(App[None]):
     BINDINGS = keys.APP
     COMMANDS = App.COMMANDS | {CostreconCommands}
     EVENT_TIMEOUT = 25.0
+    RETRY_SECONDS = RETRY_SECONDS
 
     def __init__(
         self,
@@ -272,9 +273,11 @@ class CostreconApp(App[None]):
                 await self._wait_retry()
             except ClientError as exc:
                 log.warning("event feed: %s", exc)
-                await self._wait_retry(1.0)
+                await self._wait_retry(min(1.0, self.RETRY_SECONDS))
 
-    async def _wait_retry(self, seconds: float = RETRY_SECONDS) -> None:
+    async def _wait_retry(self, seconds: float | None = None) -> None:
+        if seconds is None:
+            seconds = self.RETRY_SECONDS
         self._retry.clear()
         try:
             await asyncio.wait_for(self._retry.wait(), seconds)

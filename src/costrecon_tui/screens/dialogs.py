@@ -14,26 +14,29 @@ from textual.widgets import Footer, Header, Static
 
 from costrecon_tui import keymap
 
-DIALOG_CSS = """
-.dialog { align: center middle; }
-.dialog > Vertical {
+def dialog_css(name: str, extra: str = "") -> str:
+    return f"""
+{name} {{ align: center middle; }}
+{name} > Vertical {{
     width: 100; max-width: 100%; height: auto; max-height: 100%;
     border: thick $primary; background: $surface; padding: 0 1;
-}
-.dialog .title { text-style: bold; height: 1; }
-.dialog VerticalScroll { height: auto; max-height: 30; }
-.dialog .hint { color: $text-muted; height: 1; }
+}}
+{name} .title {{ text-style: bold; height: auto; }}
+{name} VerticalScroll {{ height: auto; max-height: 100%; }}
+{name} .hint {{ color: $text-muted; height: 1; }}
+{extra}
 """
 
 
 class TextScreen(ModalScreen[None]):
     """A read-only detail (item info, conflict reason, activity entry…); esc/enter/q closes."""
 
-    CSS = DIALOG_CSS
+    SCOPED_CSS = False
+    DEFAULT_CSS = dialog_css("TextScreen")
     BINDINGS = [Binding("escape,enter,q,i,r", "close", "Close", id="dialog.close")]
 
     def __init__(self, title: str, body: str | Text | Table, *, extra: Iterable[Static] = ()) -> None:
-        super().__init__(classes="dialog")
+        super().__init__()
         self.title_text = title
         self.body = body
         self.extra = list(extra)
@@ -51,14 +54,15 @@ class TextScreen(ModalScreen[None]):
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    CSS = DIALOG_CSS
+    SCOPED_CSS = False
+    DEFAULT_CSS = dialog_css("ConfirmScreen")
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("escape,n", "answer(False)", "No", id="confirm.no"),
     ]
 
     def __init__(self, question: str, detail: str = "") -> None:
-        super().__init__(classes="dialog")
+        super().__init__()
         self.question = question
         self.detail = detail
 
@@ -76,11 +80,12 @@ class ConfirmScreen(ModalScreen[bool]):
 class HelpScreen(ModalScreen[None]):
     """Every binding active in the current view (captured when ? was pressed), with its id."""
 
-    CSS = DIALOG_CSS + ".dialog VerticalScroll { max-height: 100%; }"
+    SCOPED_CSS = False
+    DEFAULT_CSS = dialog_css("HelpScreen")
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
 
     def __init__(self, view_title: str, bindings: list[tuple[str, str, str]]) -> None:
-        super().__init__(classes="dialog")
+        super().__init__()
         self.view_title = view_title
         self.bindings_list = bindings
 

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
 from costrecon_tui import keymap
-from costrecon_tui.screens.dialogs import DIALOG_CSS, ConfirmScreen
+from costrecon_tui.screens.dialogs import ConfirmScreen, dialog_css
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 
@@ -23,13 +23,14 @@ from costrecon_tui.widgets.errors import ReportsWorkerErrors
 class SuggestionScreen(ModalScreen[int | None]):
     """Pick the catalogue item for one unmatched vendor row: number keys or enter."""
 
-    CSS = DIALOG_CSS + ".dialog OptionList { height: auto; max-height: 12; }"
+    SCOPED_CSS = False
+    DEFAULT_CSS = dialog_css("SuggestionScreen", "SuggestionScreen OptionList { height: auto; max-height: 12; }")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="suggest.cancel")] + [
         Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}") for n in range(1, 10)
     ]
 
     def __init__(self, row: dict[str, Any]) -> None:
-        super().__init__(classes="dialog")
+        super().__init__()
         self.row = row
 
     def compose(self) -> ComposeResult:

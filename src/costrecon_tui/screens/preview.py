@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, RadioButton, RadioSet, Static
+from textual.widgets import Button, Static
 
 from costrecon_tui.client import ApprovalItem
 from costrecon_tui.widgets import display
@@ -23,19 +23,20 @@ POLICIES = {
     "matching": "only lines still at the old catalogue cost",
 }
 
-MODAL_CSS = """
-.preview-modal { align: center middle; }
-.preview-modal > Vertical {
-    width: 96; max-width: 100%; height: auto; max-height: 100%;
+def modal_css(name: str) -> str:
+    return f"""
+{name} {{ align: center middle; }}
+{name} > Vertical {{
+    width: 100; max-width: 100%; height: auto; max-height: 100%;
     border: thick $primary; background: $surface; padding: 0 1;
-}
-.preview-modal .title { text-style: bold; height: 1; }
-.preview-modal .summary { height: auto; }
-.preview-modal .per-item { height: auto; max-height: 10; min-height: 2; border: none; }
-.preview-modal RadioSet { height: auto; width: 100%; border: none; padding: 0; }
-.preview-modal .buttons { height: 1; margin-top: 1; }
-.preview-modal Button { height: 1; border: none; min-width: 12; margin-right: 2; }
-.preview-modal .hint { color: $text-muted; height: 1; }
+}}
+{name} .title {{ text-style: bold; height: auto; }}
+{name} .summary {{ height: auto; }}
+{name} .policy {{ height: auto; margin-top: 1; }}
+{name} .per-item {{ height: auto; max-height: 12; border: none; margin-top: 1; }}
+{name} .buttons {{ height: 1; margin-top: 1; }}
+{name} Button {{ margin-right: 2; }}
+{name} .hint {{ color: $text-muted; height: 1; }}
 """
 
 
@@ -87,7 +88,8 @@ def per_item_table(p: dict[str, Any]) -> Table:
 class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     """Shows the preview, lets the user choose the line policy; dismisses with the policy or None."""
 
-    CSS = MODAL_CSS
+    SCOPED_CSS = False
+    DEFAULT_CSS = modal_css("ApproveScreen")
     BINDINGS = [
         Binding("y", "confirm", "Approve", id="approve.confirm"),
         Binding("p", "toggle_policy", "Line policy", id="approve.policy"),
@@ -95,7 +97,7 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     ]
 
     def __init__(self, items: list[ApprovalItem], preview: dict[str, Any], *, skipped_note: str = "") -> None:
-        super().__init__(classes="preview-modal")
+        super().__init__()
         self.items = items
         self.preview = preview
         self.policy = preview.get("policy") or "all"
@@ -105,18 +107,12 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         with Vertical():
             yield Static(self._title(), classes="title")
             yield Static(preview_summary(self.preview, skipped_note=self.skipped_note), classes="summary", id="summary")
-            with RadioSet(id="policy"):
-                yield RadioButton(f"Update {POLICIES['all']}", value=self.policy == "all", id="policy-all")
-                yield RadioButton(
-                    f"Update {POLICIES['matching']} (keep negotiated lines)",
-                    value=self.policy == "matching",
-                    id="policy-matching",
-                )
+            yield Static(self._policy_text(), classes="policy", id="policy")
             with VerticalScroll(classes="per-item"):
                 yield Static(per_item_table(self.preview), id="per-item")
             with Horizontal(classes="buttons"):
-                yield Button(self._confirm_label(), variant="error", id="confirm")
-                yield Button("Cancel", id="cancel")
+                yield Button(self._confirm_label(), variant="error", id="confirm", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
             yield Static("y approve · p line policy · esc cancel", classes="hint")
 
     def _title(self) -> str:
@@ -134,17 +130,27 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def action_toggle_policy(self) -> None:
-        new = "matching" if self.policy == "all" else "all"
-        self.query_one(f"#policy-{new}", RadioButton).value = True
+    def _policy_text(self) -> Text:
+        t = Text()
+        t.append("Contract lines (p switches):\n", style="bold")
+        for key, label in POLICIES.items():
+            chosen = key == self.policy
+            t.append(f"  {'(•)' if chosen else '( )'} update {label}", style="bold" if chosen else "dim")
+            if key == "matching":
+                t.append(" — negotiated lines keep their cost", style="bold" if chosen else "dim")
+            t.append("\n" if key == "all" else "")
+        return t
 
-    @on(RadioSet.Changed, "#policy")
-    def _policy_changed(self, event: RadioSet.Changed) -> None:
-        policy = "matching" if event.pressed.id == "policy-matching" else "all"
-        if policy != self.policy:
-            self.policy = policy
-            self.query_one("#confirm", Button).disabled = True
-            self._refresh_preview(policy)
+    def action_toggle_policy(self) -> None:
+        self.set_policy("matching" if self.policy == "all" else "all")
+
+    def set_policy(self, policy: str) -> None:
+        if policy == self.policy:
+            return
+        self.policy = policy
+        self.query_one("#policy", Static).update(self._policy_text())
+        self.query_one("#confirm", Button).disabled = True
+        self._refresh_preview(policy)
 
     @work(exclusive=True, group="approve-preview", exit_on_error=False)
     async def _refresh_preview(self, policy: str) -> None:
@@ -171,14 +177,15 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
 class UndoScreen(ModalScreen[bool]):
     """Shows the undo preview of a change set; dismisses with True to undo."""
 
-    CSS = MODAL_CSS
+    SCOPED_CSS = False
+    DEFAULT_CSS = modal_css("UndoScreen")
     BINDINGS = [
         Binding("y", "confirm", "Undo", id="undo.confirm"),
         Binding("escape,n", "cancel", "Cancel", id="undo.cancel"),
     ]
 
     def __init__(self, change_set_id: int, preview: dict[str, Any]) -> None:
-        super().__init__(classes="preview-modal")
+        super().__init__()
         self.change_set_id = change_set_id
         self.preview = preview
 
@@ -192,8 +199,8 @@ class UndoScreen(ModalScreen[bool]):
             with VerticalScroll(classes="per-item"):
                 yield Static(per_item_table(self.preview))
             with Horizontal(classes="buttons"):
-                yield Button(f"Undo #{self.change_set_id} (y)", variant="error", id="confirm")
-                yield Button("Cancel", id="cancel")
+                yield Button(f"Undo #{self.change_set_id} (y)", variant="error", id="confirm", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
             yield Static("y undo · esc cancel", classes="hint")
 
     def on_mount(self) -> None:

@@ -11,6 +11,9 @@ from textual.widgets import Static
 from costrecon_tui.widgets import display
 
 
+PSA_NAMES = {"connectwise": "ConnectWise", "autotask": "Autotask", "syncro": "Syncro"}
+
+
 class StatusLine(Static):
     DEFAULT_CSS = """
     StatusLine { height: 1; background: $panel; color: $text; padding: 0 1; }
@@ -40,7 +43,7 @@ class StatusLine(Static):
         t.append("● ", style="green")
         t.append(f"costrecond {status.get('daemon', {}).get('version', '')}".strip())
         t.append(" · ")
-        kind = (psa.get("kind") or "PSA").title()
+        kind = PSA_NAMES.get(psa.get("kind") or "", psa.get("kind") or "PSA")
         if psa.get("connected"):
             t.append(f"{kind} ✓", style="green")
         else:
