@@ -984,3 +984,19 @@ def all_views_ready(app: Any) -> bool:
         and app.mappings_view.loaded
         and app.status is not None
     )
+
+
+def screen_text(app: Any) -> str:
+    """All text of the Static widgets on the current screen, including rich Tables' cells."""
+    from rich.table import Table
+
+    parts = []
+    for static in app.screen.query("Static"):
+        content = getattr(static, "content", None)
+        if isinstance(content, Table):
+            for col in content.columns:
+                parts.append(str(col.header))
+                parts.extend(str(c) for c in col._cells)
+        else:
+            parts.append(str(static.render()))
+    return " ".join(parts)

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input, Static
 from costrecon_tui import keymap
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+from costrecon_tui.widgets.tables import KeyTable
 
 LIMIT = 1000
 BAD = ("conflict", "failed", "denied")
@@ -70,7 +71,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: actor:NAME action:push item:M365 or any words", id="activity-filter")
-        table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=False, id="activity-table")
+        table: DataTable[Any] = KeyTable(cursor_type="row", zebra_stripes=False, id="activity-table")
         table.add_column("When (UTC)", key="at", width=11)
         table.add_column("Actor", key="actor", width=9)
         table.add_column("Action", key="action", width=19)

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from costrecon_tui import keymap
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+from costrecon_tui.widgets.tables import KeyTable
 
 STATUS = {"imported": ("✓ imported", "green"), "failed": ("✗ failed", "bold red"), "duplicate": ("= duplicate", "yellow")}
 
@@ -33,7 +34,7 @@ class FilesView(ReportsWorkerErrors, Vertical):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Any] = DataTable(cursor_type="row", id="files-table")
+        table: DataTable[Any] = KeyTable(cursor_type="row", id="files-table")
         table.add_column("Received", key="at", width=11)
         table.add_column("File", key="file", width=28)
         table.add_column("Status", key="status", width=11)

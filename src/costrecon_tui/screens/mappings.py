@@ -18,6 +18,7 @@ from costrecon_tui import keymap
 from costrecon_tui.screens.dialogs import ConfirmScreen, dialog_css
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+from costrecon_tui.widgets.tables import KeyTable
 
 
 class SuggestionScreen(ModalScreen[int | None]):
@@ -90,7 +91,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Unmatched vendor rows — enter: map to a suggested item", classes="pane-title", id="unmatched-title")
-        t1: DataTable[Any] = DataTable(cursor_type="row", id="unmatched-table")
+        t1: DataTable[Any] = KeyTable(cursor_type="row", id="unmatched-table")
         t1.add_column("Vendor", width=12)
         t1.add_column("SKU", width=18)
         t1.add_column("Description", width=34)
@@ -98,7 +99,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         t1.add_column("Best suggestion", width=28)
         yield t1
         yield Static("Saved mappings — d: delete", classes="pane-title", id="mappings-title")
-        t2: DataTable[Any] = DataTable(cursor_type="row", id="mappings-table")
+        t2: DataTable[Any] = KeyTable(cursor_type="row", id="mappings-table")
         t2.add_column("Vendor", width=12)
         t2.add_column("SKU", width=18)
         t2.add_column("Term", width=8)
