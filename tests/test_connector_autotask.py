@@ -319,3 +319,19 @@ async def test_hourly_budget_waits_for_the_window_to_roll():
     for _ in range(4):
         await budget.acquire()
     assert loop.time() - start >= 0.15
+
+
+async def test_many_pages_are_split_over_the_endpoint_threads_without_loss():
+    sim = await start_autotask_sim(_services_only(2_101))
+    sim.knobs.latency = 0.01
+    conn = await _connector(sim)
+    try:
+        got, _ = await _pull(conn)
+        ids = [i.psa_id for i in got.items]
+        assert len(ids) == len(set(ids)) == 2_101
+        assert {int(i.split(":")[1]) for i in ids} == set(sim.tables["Services"])
+        assert sim.stats.max_in_flight["services"] == 3
+        assert sim.stats.throttled == 0
+    finally:
+        await conn.aclose()
+        await sim.close()

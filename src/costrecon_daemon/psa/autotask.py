@@ -24,7 +24,6 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -389,38 +388,86 @@ class AutotaskConnector:
                 wait = self.settings.retry_backoff * (2 ** (attempt - 1))
             await asyncio.sleep(min(wait, 300.0))
 
-    async def _query(
+    async def _walk(
         self,
         entity: str,
         flt: list[dict[str, Any]],
         *,
         include: list[str] | None = None,
-        max_records: int = PAGE_SIZE,
         setting: str = SETTING_API_USER,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        body: dict[str, Any] = {"MaxRecords": max_records, "filter": flt}
+        first: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every record of one query, following ``nextPageUrl`` page by page."""
+        body: dict[str, Any] = {"MaxRecords": PAGE_SIZE, "filter": flt}
         if include:
             body["IncludeFields"] = include
         what = f"list {entity}"
-        page = await self._call(
+        page = first or await self._call(
             "POST", f"{entity}/query", endpoint=entity, body=body, setting=setting, what=what
         )
+        out: list[dict[str, Any]] = []
         while True:
-            yield page.get("items") or []
+            out.extend(page.get("items") or [])
             nxt = (page.get("pageDetails") or {}).get("nextPageUrl")
             if not nxt:
-                return
+                return out
             # Repeat the first request's method and body on nextPageUrl: a GET after a POST answers
             # 405 on some tenants (§2.2, AT-NEXT; UNCERTAIN, this is the safe reading).
             page = await self._call(
                 "POST", nxt, endpoint=entity, body=body, setting=setting, what=what
             )
 
-    async def _all(self, entity: str, flt: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        async for items in self._query(entity, flt, **kw):
-            out.extend(items)
-        return out
+    async def _all(
+        self,
+        entity: str,
+        flt: list[dict[str, Any]],
+        *,
+        include: list[str] | None = None,
+        setting: str = SETTING_API_USER,
+    ) -> list[dict[str, Any]]:
+        """Every record of a query, using the endpoint's threads when there are many pages.
+
+        Cursor paging is sequential, so a big result is split into id ranges (results are sorted by
+        id, §2.2) walked concurrently, one per thread: 1 extra ``query/count`` request buys a
+        ~3x shorter wall time on ContractServices-sized entities.
+        """
+        if include and "id" not in include:
+            include = ["id", *include]  # required when the result spans pages (§2.2)
+        body: dict[str, Any] = {"MaxRecords": PAGE_SIZE, "filter": flt}
+        if include:
+            body["IncludeFields"] = include
+        first = await self._call(
+            "POST", f"{entity}/query", endpoint=entity, body=body, setting=setting,
+            what=f"list {entity}",
+        )  # fmt: skip
+        items = list(first.get("items") or [])
+        threads = self.settings.concurrency
+        if not (first.get("pageDetails") or {}).get("nextPageUrl") or threads < 2 or not items:
+            return await self._walk(entity, flt, include=include, setting=setting, first=first)
+        counted = await self._call(
+            "POST", f"{entity}/query/count", endpoint=entity, body={"filter": flt},
+            setting=setting, what=f"count {entity}",
+        )  # fmt: skip
+        remaining = int((counted or {}).get("queryCount") or 0) - len(items)
+        if remaining <= PAGE_SIZE:
+            return await self._walk(entity, flt, include=include, setting=setting, first=first)
+        low, first_id = int(items[-1]["id"]), int(items[0]["id"])
+        per_record = max(1.0, (low - first_id + 1) / len(items))
+        high = low + per_record * remaining
+        cuts: list[int | None] = [
+            low,
+            *(int(low + (high - low) * i / threads) for i in range(1, threads)),
+            None,
+        ]
+        ranges = []
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
+            bound = [{"op": "gt", "field": "id", "value": lo}]
+            if hi is not None:
+                bound.append({"op": "lte", "field": "id", "value": hi})
+            ranges.append(self._walk(entity, [*flt, *bound], include=include, setting=setting))
+        for part in await asyncio.gather(*ranges):
+            items.extend(part)
+        return items
 
     async def _get(self, entity: str, record_id: int, setting: str) -> dict[str, Any]:
         data = await self._call(

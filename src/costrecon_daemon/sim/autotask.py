@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import itertools
 import json
 import secrets
@@ -64,25 +65,27 @@ PERMISSION_TEXT = (
 # ---- JSON with exact Decimal numbers (money is never float, not even in a fake server) ----------
 
 
-def json_dumps(obj: Any) -> str:
-    """Serialise with Decimal written as a JSON number literal, digit for digit."""
-    if obj is None:
-        return "null"
-    if obj is True:
-        return "true"
-    if obj is False:
-        return "false"
+_MARK = "\u0000N"
+
+
+def _decimal_marker(obj: Any) -> str:
     if isinstance(obj, Decimal):
-        return format(obj, "f")
-    if isinstance(obj, int):
-        return str(obj)
-    if isinstance(obj, str):
-        return json.dumps(obj)
-    if isinstance(obj, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{json_dumps(v)}" for k, v in obj.items()) + "}"
-    if isinstance(obj, list | tuple):
-        return "[" + ",".join(json_dumps(v) for v in obj) + "]"
+        return _MARK + format(obj, "f")
     raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def json_dumps(obj: Any) -> str:
+    """Serialise with Decimal written as a JSON number literal digit for digit, trailing zeros kept
+    (Autotask fixtures show ``0.0000``). Uses the C encoder with a marker, then unquotes it."""
+    text = json.dumps(obj, default=_decimal_marker, separators=(",", ":"))
+    if "\\u0000N" not in text:
+        return text
+    parts = text.split('"\\u0000N')
+    out = [parts[0]]
+    for part in parts[1:]:
+        number, _, rest = part.partition('"')
+        out += [number, rest]
+    return "".join(out)
 
 
 def _json_response(payload: Any, status: int = 200) -> web.Response:
@@ -97,6 +100,7 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse_dt(text: str) -> datetime:
     text = text.strip()
     if text.endswith("Z"):
@@ -837,7 +841,18 @@ class AutotaskSim:
     def _matching(self, entity: str, compiled: list, parent: int | None, after: int = -1):
         table = self.tables[entity]
         ids = self._sorted[entity]
-        for rid in ids[bisect.bisect_right(ids, after) :]:
+        low, high = after, None
+        for c in compiled:  # top-level id bounds narrow the scan (results are sorted by id)
+            if c[0] in ("gt", "gte", "lt", "lte", "eq") and c[1] == "id" and c[4] is not None:
+                v = int(c[4])
+                if c[0] in ("gt", "gte", "eq"):
+                    low = max(low, v - (0 if c[0] == "gt" else 1))
+                if c[0] in ("lt", "lte", "eq"):
+                    hi = v - (1 if c[0] == "lt" else 0)
+                    high = hi if high is None else min(high, hi)
+        start = bisect.bisect_right(ids, low)
+        stop = len(ids) if high is None else bisect.bisect_right(ids, high)
+        for rid in ids[start:stop]:
             rec = table[rid]
             if parent is not None and rec.get("contractID") != parent:
                 continue
