@@ -1207,7 +1207,7 @@ def config_snippet(sim: AutotaskSim) -> str:
 
 
 def run_standalone(
-    port: int = 0, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
+    port: int = 8090, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
 ) -> None:
     """Serve until interrupted; print the base URL and the config snippet (``costrecond sim autotask``)."""
 

@@ -466,7 +466,7 @@ def config_snippet(sim: SyncroSim) -> str:
 
 
 def run_standalone(
-    port: int = 0, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
+    port: int = 8091, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
 ) -> None:
     """Serve until interrupted; print the base URL and the config snippet (``costrecond sim syncro``)."""
 
