@@ -97,7 +97,7 @@ def plan(conn: Connection, requests: list[Request], policy: str, limits: RateLim
         if req.item_id in seen_ids:
             raise ChangeError(400, "bad_field", f"Item {req.item_id} is listed twice.")
         seen_ids.add(req.item_id)
-        item = conn.execute(select(CatalogItem).where(CatalogItem.id == req.item_id)).scalar_one_or_none()
+        item = conn.execute(select(CatalogItem).where(CatalogItem.id == req.item_id)).first()
         if item is None or item.gone:
             raise ChangeError(404, "not_found", f"Item {req.item_id} is not in the catalogue mirror; sync and try again.")
         if req.cost < 0:
@@ -220,7 +220,7 @@ def journal(conn: Connection, *, actor: str, kind: str, policy: str, preview: di
 
 
 def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -> dict[str, Any]:
-    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).scalar_one_or_none()
+    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
         raise ChangeError(404, "not_found", f"There is no change set {cs_id}.")
     counts = dict(conn.execute(select(ChangeStep.status, func.count()).where(ChangeStep.change_set_id == cs_id)
@@ -236,10 +236,11 @@ def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -
         rows = conn.execute(select(ChangeStep, CatalogItem.identifier).join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
                             .where(ChangeStep.change_set_id == cs_id).order_by(ChangeStep.id))
         out["steps"] = [
-            {"id": s.id, "item_id": s.item_id, "identifier": ident, "target": s.target, "target_psa_id": s.target_psa_id,
-             "contract_psa_id": s.contract_psa_id, "before": json_amount(s.before), "after": json_amount(s.after),
-             "currency": s.currency, "status": s.status, "attempts": s.attempts, "message": s.message}
-            for s, ident in rows
+            {"id": s.id, "item_id": s.item_id, "identifier": s.identifier, "target": s.target,
+             "target_psa_id": s.target_psa_id, "contract_psa_id": s.contract_psa_id, "before": json_amount(s.before),
+             "after": json_amount(s.after), "currency": s.currency, "status": s.status, "attempts": s.attempts,
+             "message": s.message}
+            for s in rows
         ]
     return out
 
@@ -254,7 +255,7 @@ def _iso(t: Any) -> str | None:
 
 
 def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[PlannedStep]]:
-    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).scalar_one_or_none()
+    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
         raise ChangeError(404, "not_found", f"There is no change set {cs_id}.")
     if cs.status in ("pending", "pushing"):
@@ -262,17 +263,18 @@ def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[Planne
     prior = conn.execute(select(ChangeSet.id).where(ChangeSet.undo_of == cs_id, ChangeSet.status != "failed")).scalar()
     if prior:
         raise ChangeError(409, "already_undone", f"Change set {cs_id} was already undone by change set {prior}.")
-    done = list(conn.execute(select(ChangeStep, CatalogItem).join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
+    done = list(conn.execute(select(ChangeStep, CatalogItem.identifier, CatalogItem.name.label("item_name"))
+                             .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
                              .where(ChangeStep.change_set_id == cs_id, ChangeStep.status == "done")
                              .order_by(ChangeStep.id)))
     steps = [PlannedStep(s.item_id, s.target, s.target_psa_id, s.contract_psa_id, s.line_kind, s.after,
-                         s.before, s.currency) for s, _ in done if s.before is not None]
+                         s.before, s.currency) for s in done if s.before is not None]
     if not steps:
         raise ChangeError(409, "nothing_to_undo", f"Change set {cs_id} changed nothing that can be restored.")
     per: dict[int, dict[str, Any]] = {}
-    for s, item in done:
-        p = per.setdefault(item.id, {"item_id": item.id, "identifier": item.identifier, "name": item.name,
-                                     "currency": item.currency, "before": None, "after": None, "lines": 0,
+    for s in done:
+        p = per.setdefault(s.item_id, {"item_id": s.item_id, "identifier": s.identifier, "name": s.item_name,
+                                     "currency": s.currency, "before": None, "after": None, "lines": 0,
                                      "lines_skipped": 0, "lines_already": 0})
         if s.target == "item":
             p["before"], p["after"] = json_amount(s.after), json_amount(s.before)
@@ -443,7 +445,7 @@ def _next_open_change_set(conn: Connection) -> int | None:
 
 
 def _start_change_set(conn: Connection, cs_id: int) -> str:
-    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).scalar_one()
+    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()
     if cs.status == "pending":
         conn.execute(update(ChangeSet).where(ChangeSet.id == cs_id).values(status="pushing"))
     return cs.actor
@@ -451,7 +453,7 @@ def _start_change_set(conn: Connection, cs_id: int) -> str:
 
 def _open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
     rows = conn.execute(select(ChangeStep).where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
-                        .order_by(ChangeStep.id)).scalars()
+                        .order_by(ChangeStep.id)).all()
     return [StepRow(s.id, s.item_id, s.target, s.target_psa_id, s.contract_psa_id, s.line_kind, s.before, s.after,
                     s.status) for s in rows]
 
@@ -496,7 +498,7 @@ def _record(conn: Connection, cs_id: int, actor: str, outcomes: list[tuple[StepR
 
 
 def _finish_change_set(conn: Connection, cs_id: int, denied: PSAPermissionError | None, table: CostTable) -> None:
-    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).scalar_one()
+    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()
     message = None
     if denied is not None:
         message = denied.message
@@ -523,7 +525,7 @@ def _finish_change_set(conn: Connection, cs_id: int, denied: PSAPermissionError 
     for item_id, ident, st, n in per_item:
         by_item[(item_id, ident)][st] = n
     targets = {(s.item_id, s.target): s for s in conn.execute(
-        select(ChangeStep).where(ChangeStep.change_set_id == cs_id, ChangeStep.target == "item")).scalars()}
+        select(ChangeStep).where(ChangeStep.change_set_id == cs_id, ChangeStep.target == "item")).all()}
     for (item_id, ident), c in sorted(by_item.items(), key=lambda kv: kv[0][1]):
         item_step = targets.get((item_id, "item"))
         activity.append(conn, actor=cs.actor, action="push.item", subject=ident,

@@ -69,7 +69,8 @@ class Row:
             "contracts": self.contracts, "lines": self.lines, "currency": self.currency,
             "catalog_cost": json_amount(self.catalog_cost), "vendor_cost": json_amount(self.vendor_cost),
             "vendor_source": self.vendor_source, "change": json_amount(self.change),
-            "change_pct": json_amount(self.change_pct), "state": self.state, "state_detail": detail,
+            "change_pct": None if self.change_pct is None else format(self.change_pct, "f"),
+            "state": self.state, "state_detail": detail,
         }
 
 
@@ -249,7 +250,7 @@ def set_manual(conn: Connection, table: CostTable, *, item_id: int, cost: Decima
     from . import activity, events
     from .db import upsert, utcnow
 
-    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).scalar_one_or_none()
+    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).first()
     if item is None or item.gone:
         raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
     if cost < 0:
@@ -278,7 +279,7 @@ def revert_manual(conn: Connection, table: CostTable, *, item_id: int, actor: st
 
     from . import activity, events
 
-    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).scalar_one_or_none()
+    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).first()
     if item is None:
         raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
     before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
