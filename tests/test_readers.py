@@ -380,3 +380,9 @@ def test_api_records_go_through_the_same_validation() -> None:
     assert [str(e) for e in result.errors] == [
         "row 2, column partnerBuyRate: 'n/a' is not a number"
     ]
+
+
+def test_a_price_txt_name_on_a_file_with_a_header_is_read_by_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "acme-price.txt"
+    path.write_text("SKU,Description,Cost\nA-1,Widget,10.00\n")
+    assert read_price_file(path).profile == "generic"

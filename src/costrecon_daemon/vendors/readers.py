@@ -756,7 +756,11 @@ def _choose_profile(
             prof.name != "generic"
             and frag
             and frag in lowered
-            and (not prof.has_header or any(_match_header(prof, c) for _, c in first))
+            and (
+                _fits_shape(prof, first[0][1])
+                if not prof.has_header
+                else any(_match_header(prof, c) for _, c in first)
+            )
         ):
             return prof
     # 3. Headerless layouts recognised by their shape.
@@ -783,6 +787,13 @@ def _choose_profile(
         f"{name} has no header row costrecon recognises: it needs a SKU (or part number) column "
         "and a cost column, or a vendor profile named in the config or in the file name."
     )
+
+
+def _fits_shape(prof: Profile, cells: list[str]) -> bool:
+    if prof.field_count is None:
+        return True
+    low, high = prof.field_count
+    return low <= len(cells) <= high
 
 
 def _locate_columns(
