@@ -131,7 +131,7 @@ _NAME_TERMS = (
     ("P3Y", re.compile(r"\b(?:3[- ]years?|36[- ]mo(?:nths?)?|triennial|p3y)\b", re.IGNORECASE)),
 )
 
-_NAME_HINTS = ("month", "mth", "ann", "year", "p1", "p3", "36", "triennial")
+_ID_ENDINGS = tuple(sep + word for sep in "-_:/ .(" for word in _ID_SUFFIX)
 
 
 def item_term(item: CatalogKey) -> str | None:
@@ -141,16 +141,20 @@ def item_term(item: CatalogKey) -> str | None:
             return normalise_term(item.term)
         except ValueError:
             return None
-    identifier = item.identifier.upper()
+    identifier = item.identifier.upper().rstrip(")")
     if "P1" in identifier or "P2" in identifier or "P3" in identifier:
         for token in _ID_SPLIT.split(identifier):
             if token in _TERM_CODES:
                 return _TERM_CODES[token]
-    tokens = _ID_SPLIT.split(identifier.rstrip("-_:/ .()"))
-    if len(tokens) > 1 and tokens[-1] in _ID_SUFFIX:
-        return _ID_SUFFIX[tokens[-1]]
-    lowered = item.name.casefold()
-    if not any(hint in lowered for hint in _NAME_HINTS):
+    if identifier.endswith(_ID_ENDINGS):  # one C call rules out most identifiers
+        tokens = _ID_SPLIT.split(identifier)
+        if len(tokens) > 1 and tokens[-1] in _ID_SUFFIX:
+            return _ID_SUFFIX[tokens[-1]]
+    n = item.name.casefold()
+    if not (
+        "month" in n or "mth" in n or "ann" in n or "year" in n or "p1" in n or "p3" in n
+        or "36" in n or "triennial" in n
+    ):  # fmt: skip
         return None  # most items (hardware) name no term: skip the regexes
     name = _BILLING_PHRASE.sub(" ", item.name)
     found = {code for code, pattern in _NAME_TERMS if pattern.search(name)}
@@ -176,15 +180,11 @@ class Matcher:
             self._items[iid] = item
             self._terms[iid] = item_term(item)
             self._mfr[iid] = normalise_manufacturer(item.manufacturer)
-            for index, key in (
-                (self._by_vendor_sku, normalise_sku(item.vendor_sku)),
-                (self._by_mpn, normalise_mpn(item.mpn)),
-                (self._by_identifier, normalise_sku(item.identifier)),
-            ):
-                if key:
-                    bucket = index.setdefault(key, [])
-                    if iid not in bucket:
-                        bucket.append(iid)
+            if item.vendor_sku:
+                _add(self._by_vendor_sku, normalise_sku(item.vendor_sku), iid)
+            if item.mpn:
+                _add(self._by_mpn, normalise_mpn(item.mpn), iid)
+            _add(self._by_identifier, normalise_sku(item.identifier), iid)
         self._mappings: dict[tuple[str, str, str | None], int] = {}
         for m in mappings:
             term = normalise_term(m.term) if m.term else None
@@ -329,6 +329,16 @@ class Matcher:
 
         ranked = sorted(best.values(), key=lambda s: (-s.score, s.item_id))
         return ranked[:limit]
+
+
+def _add(index: dict[str, list[int]], key: str, item_id: int) -> None:
+    if not key:
+        return
+    bucket = index.get(key)
+    if bucket is None:
+        index[key] = [item_id]
+    elif item_id not in bucket:
+        bucket.append(item_id)
 
 
 def _vendor_key(vendor: str | None) -> str:
