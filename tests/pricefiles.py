@@ -30,6 +30,7 @@ __all__ = [
     "write_ms_csp",
     "write_synnex",
     "write_dh_itemlist",
+    "write_ingram_price_zip",
     "write_truncated_xlsx",
     "write_empty",
     "write_binary_csv",
@@ -381,3 +382,17 @@ def write_bad_costs_csv(
 def with_currency(lines: Iterable[PriceLine], currency: str) -> list[PriceLine]:
     """The same lines priced in another currency (for the cp1252 € / £ files)."""
     return [replace(ln, currency=currency) for ln in lines]
+
+
+def write_ingram_price_zip(
+    directory: Path, lines: Sequence[PriceLine], name: str = "PRICE.ZIP"
+) -> Path:
+    """Ingram's FTP download as it arrives: PRICE.TXT inside PRICE.ZIP."""
+    import zipfile
+
+    inner = write_ingram_price_txt(directory, lines, name=".PRICE.TXT.tmp")
+    path = directory / name
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(inner, "PRICE.TXT")
+    inner.unlink()
+    return path

@@ -29,6 +29,7 @@ from .pricefiles import (
     write_eu_csv,
     write_generic_csv,
     write_ingram_price_txt,
+    write_ingram_price_zip,
     write_ingram_stdprice,
     write_ms_csp,
     write_synnex,
@@ -386,3 +387,39 @@ def test_a_price_txt_name_on_a_file_with_a_header_is_read_by_its_header(tmp_path
     path = tmp_path / "acme-price.txt"
     path.write_text("SKU,Description,Cost\nA-1,Widget,10.00\n")
     assert read_price_file(path).profile == "generic"
+
+
+def test_ingram_price_zip_is_read_through_the_txt_inside(tmp_path: Path) -> None:
+    result = read_price_file(write_ingram_price_zip(tmp_path, SAMPLE_HARDWARE))
+    assert result.profile == "ingram_price"
+    assert costs(result)["2GH018"] == D("74.34")
+
+
+def test_utf16_big_endian_is_read_too(tmp_path: Path) -> None:
+    path = tmp_path / "be.txt"
+    path.write_bytes("SKU\tCost\nA-1\t10.25\n".encode("utf-16"))  # native order with BOM
+    path.write_bytes(b"\xfe\xff" + "SKU\tCost\nA-1\t10.25\n".encode("utf-16-be"))
+    assert costs(read_price_file(path)) == {"A-1": D("10.25")}
+
+
+def test_xlsx_sheet_named_by_a_profile_and_empty_rows_keep_row_numbers(tmp_path: Path) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Read me"
+    workbook.active["A1"] = "This workbook has two sheets"
+    sheet = workbook.create_sheet("Pricing")
+    sheet["A1"], sheet["B1"], sheet["C1"] = "Part No", "Net", "Currency"
+    sheet["A2"], sheet["B2"], sheet["C2"] = "00417", 12.3, "EUR"
+    sheet["A5"], sheet["B5"], sheet["C5"] = "00418", 0.1 + 0.2, "EUR"  # 0.30000000000000004
+    path = tmp_path / "two-sheets.xlsx"
+    workbook.save(path)
+    profile = profile_from_config(
+        "acme-xlsx",
+        {"sheet": "Pricing", "columns": {"sku": "Part No", "cost": "Net", "currency": "Currency"}},
+    )
+    result = read_price_file(path, profile="acme-xlsx", profiles={"acme-xlsx": profile})
+    assert [(r.row, r.sku, r.cost) for r in result.rows] == [
+        (2, "00417", D("12.3")),
+        (5, "00418", D("0.3")),
+    ]
