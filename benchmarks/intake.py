@@ -36,9 +36,8 @@ MANUFACTURERS = (
     "Logitech",
     "APC",
 )
-WORDS = (
-    "Pro Ultra Wireless Notebook Monitor Switch Access Point License Backup Keyboard Dock".split()
-)
+WORDS = ("Pro", "Ultra", "Wireless", "Notebook", "Monitor", "Switch", "Access", "Point", "License",
+         "Backup", "Keyboard", "Dock")  # fmt: skip
 
 
 def make_files(
