@@ -784,10 +784,11 @@ class ConnectWiseSim:
         rec = self.catalog.by_id.get(item_id)
         if rec is None:
             return self._not_found("CatalogItem", item_id)
-        self.patches[("catalog", item_id)] = self.patches.get(("catalog", item_id), 0) + 1
         ops = await _read_patch(request, "catalogItem", _ITEM_WRITABLE)
         if isinstance(ops, web.Response):
             return ops
+        if ops:  # see _patch_addition: only whole, non-empty patches count as writes
+            self.patches[("catalog", item_id)] = self.patches.get(("catalog", item_id), 0) + 1
         if ops and self._apply(rec, ops):
             if rec.data.get("recurringFlag") and any(p == "cost" for _, p, _ in ops):
                 rec.data["recurringCost"] = rec.data["cost"]
@@ -805,10 +806,13 @@ class ConnectWiseSim:
         rec = coll.by_id.get(line_id)
         if rec is None:
             return self._not_found("AgreementAddition", line_id)
-        self.patches[("addition", line_id)] = self.patches.get(("addition", line_id), 0) + 1
         ops = await _read_patch(request, "agreementAddition", _ADDITION_WRITABLE)
         if isinstance(ops, web.Response):
             return ops
+        if ops:
+            # Counted once the whole body has arrived with operations in it: a request cut off
+            # mid-body (the client died) or an empty permission probe changes nothing.
+            self.patches[("addition", line_id)] = self.patches.get(("addition", line_id), 0) + 1
         if ops and self._apply(rec, ops):
             data = rec.data
             data["extCost"] = data["unitCost"] * data["quantity"]
