@@ -423,3 +423,18 @@ def test_xlsx_sheet_named_by_a_profile_and_empty_rows_keep_row_numbers(tmp_path:
         (2, "00417", D("12.3")),
         (5, "00418", D("0.3")),
     ]
+
+
+def test_a_pax8_style_export_reads_through_the_generic_profile(tmp_path: Path) -> None:
+    path = tmp_path / "pax8-pricebook.csv"
+    path.write_text(
+        "Product Name,Vendor,SKU,Vendor SKU,Billing Term,Partner Buy Rate,Suggested Retail Price,Currency\n"
+        "Microsoft 365 Business Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Annual,22.00,26.40,USD\n"
+        "Microsoft 365 Business Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Monthly,26.40,31.68,USD\n"
+    )
+    result = read_price_file(path, vendor="Pax8")
+    assert result.errors == [] and result.vendor == "Pax8"
+    assert [(r.sku, r.term, r.cost) for r in result.rows] == [
+        ("MST-365-BP", "P1Y", D("22.00")),
+        ("MST-365-BP", "P1M", D("26.40")),
+    ]

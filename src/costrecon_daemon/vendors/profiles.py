@@ -132,8 +132,9 @@ GENERIC = Profile(
             "Bezeichnung",
             "Désignation",
         ),
-        "term": _alts("Term", "Term Duration", "Commitment Term", "Laufzeit"),
-        "billing": _alts("Billing", "Billing Plan", "Billing Frequency", "Billing Term"),
+        # Pax8's "Billing Term" (Monthly/Annual/2-Year…) is the commitment term (vendors.md §1.5).
+        "term": _alts("Term", "Term Duration", "Commitment Term", "Billing Term", "Laufzeit"),
+        "billing": _alts("Billing", "Billing Plan", "Billing Frequency", "Billing Cycle"),
         "vendor": _alts("Vendor", "Distributor", "Supplier", "Lieferant"),
         "manufacturer": _alts("Manufacturer", "Mfr", "Brand", "Publisher", "Hersteller"),
         "list_price": _alts(

@@ -119,8 +119,8 @@ def read_price_file(
 
     ``profile`` forces a layout by name; otherwise it is chosen from the header, the file name and
     the shape of the first row (see :mod:`.profiles`). ``profiles`` are extra (config) profiles,
-    added to the built-in ones. ``vendor`` overrides who the rows are from (e.g. the inbox
-    subfolder); ``today`` is the date price validity is judged against (Microsoft price lists).
+    added to the built-in ones. ``vendor`` says who the rows are from (e.g. from the inbox
+    subfolder) and beats the profile's vendor and any Vendor column; ``today`` is the date price validity is judged against (Microsoft price lists).
 
     Raises :class:`FileUnreadable` when the file as a whole cannot be used; row problems are
     returned in :attr:`ReadResult.errors`, all of them.
@@ -918,6 +918,7 @@ def _finish(
             plan,
             prof,
             vendor=vendor or prof.vendor,
+            vendor_forced=vendor is not None,
             default_currency=default_currency,
             decimal_mark=decimal_mark,
             today=today or date.today(),
@@ -943,6 +944,7 @@ def _convert(
     prof: Profile,
     *,
     vendor: str | None,
+    vendor_forced: bool = False,
     default_currency: str,
     decimal_mark: str,
     today: date,
@@ -959,6 +961,8 @@ def _convert(
     i_mpn, i_mfr, i_desc = get("mpn"), get("manufacturer"), get("description")
     i_term, i_bill, i_cur = get("term"), get("billing"), get("currency")
     i_list, i_vendor, i_action = get("list_price"), get("vendor"), get("action")
+    if vendor_forced:
+        i_vendor = None  # the caller knows better than a "Vendor" column (often the publisher)
     i_start, i_end = get("effective_start"), get("effective_end")
     sku_join = joined.get("sku")
     desc_join = joined.get("description")
