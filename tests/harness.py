@@ -3,73 +3,18 @@ simulators served from a background thread so both sync tests and daemon subproc
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class ServedApp:
-    """An aiohttp application served on 127.0.0.1 from its own thread and event loop."""
-
-    def __init__(self, make_app: Callable[[], web.Application]):
-        self._make_app = make_app
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self._ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self._make_app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def __enter__(self) -> ServedApp:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("simulator did not start")
-        return self
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the server's loop (to touch simulator state without races)."""
-
-        async def _wrap() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(_wrap(), self.loop).result(30)
-
-    def __exit__(self, *exc: object) -> None:
-        async def _stop() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 def toml_value(v: Any) -> str:
@@ -126,11 +71,10 @@ class DaemonProcess:
                               timeout=timeout, env=env, input=input)
 
     def start(self, wait: bool = True) -> DaemonProcess:
-        out = open(self.out, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "costrecon_daemon.cli", "-c", str(self.config), "run"],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-        out.close()
+        with open(self.out, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "costrecon_daemon.cli", "-c", str(self.config), "run"],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         if wait:
             self.wait_ready()
         return self

@@ -2,7 +2,14 @@ from decimal import Decimal
 
 import pytest
 
-from costrecon_daemon.money import CurrencyMismatch, Money, MoneyError, display, parse_amount, to_units
+from costrecon_daemon.money import (
+    CurrencyMismatch,
+    Money,
+    MoneyError,
+    display,
+    parse_amount,
+    to_units,
+)
 
 
 @pytest.mark.parametrize(

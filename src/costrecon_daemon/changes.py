@@ -32,7 +32,14 @@ from sqlalchemy.engine import Connection
 from . import activity, events
 from .db import CatalogItem, ChangeSet, ChangeStep, Contract, ContractLine, utcnow
 from .money import display, json_amount, quantize
-from .psa.base import Connector, LineKey, PSAError, PSAPermissionError, PSAWriteNotApplied, RateLimits
+from .psa.base import (
+    Connector,
+    LineKey,
+    PSAError,
+    PSAPermissionError,
+    PSAWriteNotApplied,
+    RateLimits,
+)
 
 if TYPE_CHECKING:
     from .recon import CostTable

@@ -184,8 +184,9 @@ class Daemon:
             await self.connector.connect()
             problems: list[PermissionProblem] = await self.connector.check_permissions()
         except PSAError as exc:
-            self.psa_state.update(connected=False, error=exc.message)
-            await self.store.write(lambda c: events.emit(c, "sync", {"state": "failed", "message": exc.message}))
+            message = exc.message
+            self.psa_state.update(connected=False, error=message)
+            await self.store.write(lambda c: events.emit(c, "sync", {"state": "failed", "message": message}))
             return False
         self.psa_state.update(connected=True, error=None,
                               permission_problems=[{"capability": p.capability, "message": p.message} for p in problems])
@@ -220,12 +221,13 @@ class Daemon:
             if "recon" in self.parts:
                 await self.parts["recon"].reload()
         except PSAError as exc:
-            self.psa_state["error"] = exc.message
-            log.warning("sync failed: %s", exc.message)
+            message = exc.message
+            self.psa_state["error"] = message
+            log.warning("sync failed: %s", message)
             await self.store.write(lambda c: (
-                events.emit(c, "sync", {"state": "failed", "message": exc.message}),
+                events.emit(c, "sync", {"state": "failed", "message": message}),
                 activity.append(c, actor=actor, action="sync.failed", subject=self.connector.display_name,
-                                details={"message": exc.message}),
+                                details={"message": message}),
             ))
             if exc.status in (401, 403):
                 self.psa_state["connected"] = False

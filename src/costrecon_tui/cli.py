@@ -118,7 +118,7 @@ def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
                     return EXIT_USAGE
                 chosen.append(row)
             if args.all_changed:
-                chosen += [r for r in rows if r.change and r not in chosen and not r.state in ("pending", "pushing")]
+                chosen += [r for r in rows if r.change and r not in chosen and r.state not in ("pending", "pushing")]
             if not chosen:
                 print("costrecon: nothing to approve (name items, or use --all-changed).", file=sys.stderr)
                 return EXIT_USAGE
