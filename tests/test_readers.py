@@ -438,3 +438,15 @@ def test_a_pax8_style_export_reads_through_the_generic_profile(tmp_path: Path) -
         ("MST-365-BP", "P1Y", D("22.00")),
         ("MST-365-BP", "P1M", D("26.40")),
     ]
+
+
+def test_microsoft_trials_and_other_segments_are_not_commercial_costs(tmp_path: Path) -> None:
+    path = write_ms_csp(tmp_path, SAMPLE_CLOUD[:1], today=TODAY, with_history=False)
+    lines = path.read_text("utf-8-sig").splitlines()
+    trial = lines[1].replace(",Monthly,", ",None,").replace(",7.20,", ",0.00,")
+    education = lines[1].replace(",Commercial", ",Education").replace(",7.20,", ",2.50,")
+    path.write_text("\n".join([*lines, trial, education]) + "\n", "utf-8")
+
+    result = read_price_file(path, today=TODAY)
+    assert [(r.billing, r.cost) for r in result.rows] == [("Monthly", D("7.20"))]
+    assert result.skipped == 2 and result.errors == []

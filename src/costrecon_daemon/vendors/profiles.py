@@ -61,6 +61,9 @@ class Profile:
     joined: Mapping[str, tuple[tuple[str | int, ...], str]] = field(default_factory=dict)
     field_count: tuple[int, int] | None = None  # headerless: accepted number of fields
     skip_actions: frozenset[str] = frozenset()  # action-column values whose rows are dropped
+    # Rows are kept only when these columns (header name or position) hold one of the values
+    # (compared case-insensitively); a column the file does not have filters nothing.
+    keep_only: Mapping[str | int, frozenset[str]] = field(default_factory=dict)
     price_per_term: bool = False  # cost is for the whole term; divide to a monthly cost
     labels: Mapping[str, str] = field(default_factory=dict)  # column names for headerless files
     description: str = ""
@@ -69,6 +72,7 @@ class Profile:
         object.__setattr__(self, "columns", MappingProxyType(dict(self.columns)))
         object.__setattr__(self, "joined", MappingProxyType(dict(self.joined)))
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+        object.__setattr__(self, "keep_only", MappingProxyType(dict(self.keep_only)))
 
 
 def _alts(*names: str) -> tuple[str, ...]:
@@ -212,6 +216,13 @@ MS_CSP_NCE = Profile(
     },
     joined={"sku": (("ProductId", "SkuId"), ":"), "mpn": (("ProductId", "SkuId"), ":")},
     price_per_term=True,
+    # Trials (BillingPlan "None") are not costs. Segment-specific prices (Education, Government,
+    # Charity) would collide with the commercial price of the same ProductId:SkuId; an MSP that
+    # buys at those prices makes a profile of its own with another keep_only.
+    keep_only={
+        "BillingPlan": frozenset({"monthly", "annual", "triennial"}),
+        "Segment": frozenset({"commercial", ""}),
+    },
 )
 
 # vendors.md §4.3. Cost is Unit_Cost, not Contract_Price: Contract_Price includes promotions and
@@ -276,7 +287,7 @@ def merged_profiles(extra: Mapping[str, Profile] | None) -> dict[str, Profile]:
 
 _CONFIG_KEYS = (
     "columns", "delimiter", "decimal_mark", "encoding", "currency", "vendor", "term", "has_header",
-    "sheet", "signature", "file_names", "price_per_term", "description",
+    "sheet", "signature", "file_names", "price_per_term", "description", "keep_only",
 )  # fmt: skip
 _DELIMITER_WORDS = {
     "tab": "\t",
@@ -372,8 +383,19 @@ def profile_from_config(name: str, table: Mapping[str, Any]) -> Profile:
     price_per_term = table.get("price_per_term", False)
     if not isinstance(price_per_term, bool):
         raise _bad(name, "price_per_term", "must be true or false")
+    keep_only = table.get("keep_only", {})
+    if not isinstance(keep_only, Mapping) or not all(
+        isinstance(v, list | tuple) and all(isinstance(x, str) for x in v)
+        for v in keep_only.values()
+    ):
+        raise _bad(
+            name,
+            "keep_only",
+            'must be a table of column = ["value", …] such as { Segment = ["Charity"] }',
+        )
     return Profile(
         name=str(name),
+        keep_only={k: frozenset(x.strip().casefold() for x in v) for k, v in keep_only.items()},
         columns=columns,
         delimiter=delimiter,
         decimal_mark=decimal_mark,

@@ -658,6 +658,7 @@ class _Plan:
     joined: dict[str, tuple[tuple[int, ...], str]]
     names: dict[str, str]  # field -> column name for messages
     width: int
+    keep_only: tuple[tuple[int, frozenset[str]], ...] = ()  # (column, accepted casefolded values)
 
 
 def _lookup_profile(name: str | None, all_profiles: Mapping[str, Profile]) -> Profile | None:
@@ -705,8 +706,20 @@ def _match_header(prof: Profile, cells: list[str]) -> _Plan | None:
         index["sku"], names["sku"] = index["mpn"], names["mpn"]  # a file keyed by MPN only
     if ("sku" not in index and "sku" not in joined) or "cost" not in index:
         return None
-    width = max([*index.values(), *(p for parts, _ in joined.values() for p in parts)]) + 1
-    return _Plan(index, joined, names, width)
+    keep = tuple(
+        (at, accepted) for ref, accepted in prof.keep_only.items() if (at := find(ref)) is not None
+    )
+    width = (
+        max(
+            [
+                *index.values(),
+                *(p for parts, _ in joined.values() for p in parts),
+                *(a for a, _ in keep),
+            ]
+        )
+        + 1
+    )
+    return _Plan(index, joined, names, width, keep)
 
 
 def _positional_plan(prof: Profile) -> _Plan:
@@ -720,8 +733,18 @@ def _positional_plan(prof: Profile) -> _Plan:
     names = {f: f"{prof.labels.get(f, f)} (field {i + 1})" for f, i in index.items()}
     for f, (parts, _) in joined.items():
         names[f] = f"{prof.labels.get(f, f)} (fields {'+'.join(str(p + 1) for p in parts)})"
-    width = max([*index.values(), *(p for parts, _ in joined.values() for p in parts)]) + 1
-    return _Plan(index, joined, names, width)
+    keep = tuple((r, a) for r, a in prof.keep_only.items() if isinstance(r, int))
+    width = (
+        max(
+            [
+                *index.values(),
+                *(p for parts, _ in joined.values() for p in parts),
+                *(a for a, _ in keep),
+            ]
+        )
+        + 1
+    )
+    return _Plan(index, joined, names, width, keep)  # type: ignore[arg-type]
 
 
 def _choose_profile(
@@ -968,6 +991,7 @@ def _convert(
     desc_join = joined.get("description")
     mpn_join = joined.get("mpn")
     skip_actions = prof.skip_actions
+    keep_only = plan.keep_only
     per_term = prof.price_per_term
     file_vendor = vendor or ""
     vendor_counts: Counter[str] = Counter()
@@ -1036,6 +1060,9 @@ def _convert(
                 continue
         total += 1
         if i_action is not None and skip_actions and f[i_action].strip().upper() in skip_actions:
+            skipped += 1
+            continue
+        if keep_only and any(f[at].strip().casefold() not in ok for at, ok in keep_only):
             skipped += 1
             continue
         bad = False
