@@ -33,7 +33,6 @@ from costrecon_daemon.vendors.normalise import (
     parse_cost,
 )
 from costrecon_daemon.vendors.profiles import (
-    BUILTIN_PROFILES,
     DELIMITERS,
     Profile,
     header_key,
@@ -1283,7 +1282,3 @@ def _collapse_duplicates(
             f"{row.cost.normalize():f} {row.currency}",
         )
     return kept, duplicates
-
-
-# Re-exported for callers that want the list of layouts without importing profiles.
-PROFILES = BUILTIN_PROFILES
