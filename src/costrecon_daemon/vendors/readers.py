@@ -1007,9 +1007,10 @@ def _convert(
     quant, half_even = QUANT, ROUND_HALF_EVEN
     dec = Decimal
     fast_comma = decimal_mark == ","
-    currency_cache: dict[str, str | MoneyError] = {}
-    term_cache: dict[str, str | None | ValueError] = {}
-    billing_cache: dict[str, str | None | ValueError] = {}
+    currency_cache: dict[str, str] = {}
+    term_cache: dict[str, str | None] = {}
+    billing_cache: dict[str, str | None] = {}
+    missing = object()
     date_cache: dict[str, date | ValueError] = {}
     starts: list[date] = []
     total = skipped = duplicates = 0
@@ -1093,21 +1094,20 @@ def _convert(
             error(number, "cost", f"{raw_cost!r} is too large to be a cost")
             bad = True
 
+        # Currency, term and billing words repeat on every row: each distinct text is
+        # normalised once. Only good values are cached; a bad one is reported on every row.
         if i_cur is not None:
             raw_currency = f[i_cur]
             currency = currency_cache.get(raw_currency)
             if currency is None:
                 try:
-                    currency = (
+                    currency = currency_cache[raw_currency] = (
                         normalise_currency(raw_currency) if raw_currency.strip() else file_currency
                     )
                 except MoneyError as exc:
-                    currency = exc
-                currency_cache[raw_currency] = currency
-            if isinstance(currency, MoneyError):
-                error(number, "currency", str(currency))
-                bad = True
-            elif symbol_currency and symbol_currency != currency:
+                    error(number, "currency", str(exc))
+                    bad = True
+            if symbol_currency and currency and symbol_currency != currency:
                 error(
                     number,
                     "cost",
@@ -1119,31 +1119,27 @@ def _convert(
 
         if i_term is not None:
             raw_term = f[i_term]
-            term = term_cache.get(raw_term, term_cache)
-            if term is term_cache:
+            term = term_cache.get(raw_term, missing)
+            if term is missing:
                 try:
-                    term = normalise_term(raw_term) if raw_term.strip() else file_term
+                    term = term_cache[raw_term] = (
+                        normalise_term(raw_term) if raw_term.strip() else file_term
+                    )
                 except ValueError as exc:
-                    term = exc
-                term_cache[raw_term] = term  # type: ignore[assignment]
-            if isinstance(term, ValueError):
-                error(number, "term", str(term))
-                bad = True
+                    error(number, "term", str(exc))
+                    bad = True
         else:
             term = file_term
 
         if i_bill is not None:
             raw_bill = f[i_bill]
-            billing = billing_cache.get(raw_bill, billing_cache)
-            if billing is billing_cache:
+            billing = billing_cache.get(raw_bill, missing)
+            if billing is missing:
                 try:
-                    billing = normalise_billing(raw_bill)
+                    billing = billing_cache[raw_bill] = normalise_billing(raw_bill)
                 except ValueError as exc:
-                    billing = exc
-                billing_cache[raw_bill] = billing  # type: ignore[assignment]
-            if isinstance(billing, ValueError):
-                error(number, "billing", str(billing))
-                bad = True
+                    error(number, "billing", str(exc))
+                    bad = True
         else:
             billing = None
 
