@@ -1,0 +1,157 @@
+"""`costrecon demo`: the whole product against a simulated PSA, on a fresh machine, no network.
+
+Starts a simulator with the demo tenant, a temporary daemon wired to it (own state dir, socket and
+database), drops sample price files into its inbox, waits for the first sync, then opens the TUI.
+On exit everything it started stops and its files are removed (unless --keep DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from costrecon_daemon.sim.dataset import generate
+from costrecon_daemon.sim.samples import write_samples
+from costrecon_daemon.sim.serve import ServedApp
+
+
+def _sim(psa: str, dataset: Any) -> tuple[Any, dict[str, Any]]:
+    """The simulator object and the [psa.<kind>] settings that reach it (base URL filled later)."""
+    if psa == "connectwise":
+        from costrecon_daemon.sim.connectwise import ConnectWiseSim
+
+        sim = ConnectWiseSim(dataset)
+        return sim, {"company": sim.company, "public_key": sim.public_key, "private_key": sim.private_key,
+                     "client_id": sim.client_id}
+    if psa == "autotask":
+        from costrecon_daemon.sim.autotask import AutotaskSim
+
+        sim = AutotaskSim(dataset)
+        return sim, {"username": sim.username, "secret": sim.secret, "integration_code": sim.integration_code}
+    from costrecon_daemon.sim.syncro import SyncroSim
+
+    sim = SyncroSim(dataset)
+    return sim, {"api_token": sim.api_token}
+
+
+def _settings(psa: str, sim: Any, base_url: str, creds: dict[str, Any]) -> dict[str, Any]:
+    """Point the connector at the served simulator; the sims also need to know their own URL
+    (Autotask hands it out as the zone URL, Syncro builds paging links from it)."""
+    if psa == "connectwise":
+        return {"site": base_url, **creds}
+    if psa == "autotask":
+        sim.base_url = base_url + "/atservicesrest/"
+        return {"base_url_for_zone_lookup": sim.base_url, **creds}
+    sim.base_url = base_url + "/api/v1"
+    return {"base_url": sim.base_url, **creds}
+
+
+def _toml(sections: dict[str, dict[str, Any]]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for name, table in sections.items():
+        out.append(f"[{name}]")
+        out += [f"{k} = {value(v)}" for k, v in table.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    root = Path(args.keep).expanduser().resolve() if args.keep else Path(tempfile.mkdtemp(prefix="costrecon-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"costrecon demo: simulated {args.psa} tenant, files in {root}", flush=True)
+    dataset = generate("demo")
+    sim, creds = _sim(args.psa, dataset)
+    daemon: subprocess.Popen[bytes] | None = None
+    try:
+        with ServedApp(sim.app) as served:
+            config = root / "config.toml"
+            sections = {
+                "daemon": {"state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
+                "sync": {"interval_minutes": 30.0},
+                "inbox": {"stable_seconds": 0.5, "rescan_seconds": 5.0},
+                "psa": {"kind": args.psa},
+                f"psa.{args.psa}": _settings(args.psa, sim, served.base_url, creds),
+            }
+            config.write_text("# written by `costrecon demo`\n" + _toml(sections))
+            config.chmod(0o600)
+            socket = root / "run" / "costrecond.sock"
+            log = root / "costrecond.out"
+            with open(log, "ab") as out:
+                daemon = subprocess.Popen([sys.executable, "-m", "costrecon_daemon.cli", "-c", str(config), "run"],
+                                          stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+            _wait(lambda: _get(socket, "/v1/health"), daemon, log, "the daemon to start")
+            print("  daemon up; waiting for the first sync…", flush=True)
+            _wait(lambda: (s := _get(socket, "/v1/status"))["psa"]["last_sync"] and not s["psa"]["syncing"],
+                  daemon, log, "the first sync", timeout=120)
+            inbox = root / "state" / "inbox"
+            files = write_samples(dataset, inbox)
+            print(f"  dropped {len(files)} sample price files into {inbox}", flush=True)
+            _wait(lambda: not any(p.exists() for p in files), daemon, log, "the price files to be imported",
+                  timeout=60, fatal=False)
+            if args.no_tui:
+                print(f"\nReady. In another terminal:\n  export COSTRECON_CONFIG={config}\n  costrecon\n"
+                      f"  curl --unix-socket {socket} http://localhost/v1/status\nCtrl-C stops the demo.", flush=True)
+                try:
+                    while daemon.poll() is None:
+                        time.sleep(0.5)
+                except KeyboardInterrupt:
+                    pass
+            else:
+                from .app import CostreconApp
+                from .client import DaemonClient
+
+                os.environ["COSTRECON_CONFIG"] = str(config)
+                CostreconApp(DaemonClient(socket)).run()
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(20)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"costrecon demo: kept {root}")
+    return 0
+
+
+def _get(socket: Path, path: str) -> Any:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://d", timeout=5) as c:
+        r = c.get(path)
+        r.raise_for_status()
+        return r.json()
+
+
+def _wait(check: Any, proc: subprocess.Popen[bytes], log: Path, what: str, *, timeout: float = 60,
+          fatal: bool = True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise SystemExit("costrecon demo: the daemon stopped: " + " | ".join(tail))
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError, KeyError, TypeError):
+            pass
+        time.sleep(0.1)
+    if fatal:
+        raise SystemExit(f"costrecon demo: timed out waiting for {what}; see {log}")
