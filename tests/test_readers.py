@@ -450,3 +450,12 @@ def test_microsoft_trials_and_other_segments_are_not_commercial_costs(tmp_path: 
     result = read_price_file(path, today=TODAY)
     assert [(r.billing, r.cost) for r in result.rows] == [("Monthly", D("7.20"))]
     assert result.skipped == 2 and result.errors == []
+
+
+def test_excels_sep_hint_line_sets_the_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "hinted.csv"
+    path.write_text("sep=;\nSKU;Description;Cost\nA-1;Widget, large;10,50\n")
+    result = read_price_file(path)
+    assert [(r.row, r.sku, r.description, r.cost) for r in result.rows] == [
+        (3, "A-1", "Widget, large", D("10.50"))
+    ]

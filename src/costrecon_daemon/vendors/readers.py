@@ -205,7 +205,13 @@ def _read_text(
     head_lines = [line for line in text[:65536].splitlines()[:40] if line.strip()]
     if not head_lines:
         raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
-    sniffed = _sniff_delimiter(head_lines)
+    first = head_lines[0].strip().lower()
+    if first.startswith("sep=") and len(first) in (5, 6):
+        # Excel's separator hint line ("sep=;"): trust it; the header search steps over it.
+        hinted = head_lines[0].strip()[4:] or "\t"
+        sniffed = hinted if hinted in DELIMITERS else _sniff_delimiter(head_lines[1:])
+    else:
+        sniffed = _sniff_delimiter(head_lines)
 
     cut = text.rfind("\n", 0, PEEK_CHARS)
     head_text = text if len(text) <= PEEK_CHARS or cut < 0 else text[: cut + 1]
