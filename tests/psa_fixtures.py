@@ -10,7 +10,9 @@ from typing import Any
 
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 
-from .harness import DaemonProcess, ServedApp
+from costrecon_daemon.sim.serve import ServedApp
+
+from .harness import DaemonProcess
 
 CW_CREDS = {"company": "acme", "public_key": "pubkey0123456789", "private_key": "privkey0123456789",
             "client_id": "9f1c0d2e-4b7a-4d7e-9a51-3c2f6b8e1a00"}
