@@ -606,6 +606,45 @@ class ConnectWiseConnector:
         )
         return _money(row.get("unitCost"))
 
+    # Guard reads for a push (changes.py): the current value of many targets in few requests, so
+    # checking before writing costs a fraction of a request per line instead of one GET each.
+    # ``id in (...)`` is part of the documented conditions grammar (§1.2).
+    _GUARD_CHUNK = 200
+
+    async def read_item_costs(self, item_psa_ids: list[str]) -> dict[str, Decimal | None]:
+        ids = [self._int_id(i, "catalogue item") for i in item_psa_ids]
+        out: dict[str, Decimal | None] = {}
+        for start in range(0, len(ids), self._GUARD_CHUNK):
+            cond = "id in (" + ",".join(map(str, ids[start : start + self._GUARD_CHUNK])) + ")"
+            async for rows in self._pages(
+                "/procurement/catalog", "id,cost", cond, read_setting=SETTING_CATALOG_READ
+            ):
+                out.update((str(r["id"]), _money(r.get("cost"))) for r in rows)
+        return out
+
+    async def read_line_costs(self, lines: list[LineKey]) -> dict[str, Decimal | None]:
+        """Additions live under their agreement: one filtered list request per agreement."""
+        by_agreement: dict[int, list[int]] = {}
+        for line in lines:
+            by_agreement.setdefault(self._int_id(line.contract_psa_id, "agreement"), []).append(
+                self._int_id(line.psa_id, "agreement addition")
+            )
+        out: dict[str, Decimal | None] = {}
+
+        async def one(agreement: int, ids: list[int]) -> None:
+            for start in range(0, len(ids), self._GUARD_CHUNK):
+                cond = "id in (" + ",".join(map(str, ids[start : start + self._GUARD_CHUNK])) + ")"
+                async for rows in self._pages(
+                    f"/finance/agreements/{agreement}/additions",
+                    "id,unitCost",
+                    cond,
+                    read_setting=SETTING_AGREEMENTS_READ,
+                ):
+                    out.update((str(r["id"]), _money(r.get("unitCost"))) for r in rows)
+
+        await asyncio.gather(*(one(a, ids) for a, ids in by_agreement.items()))
+        return out
+
     async def _patch_cost(
         self,
         path: str,
