@@ -74,7 +74,8 @@ class FakeClient:
         push_step_delay: float = 0.05,
         record_calls: bool = True,
     ) -> None:
-        self.running = running
+        self._running = running
+        self._wake: asyncio.Event | None = None
         self.latency = latency
         self.auto_push = auto_push
         self.push_step_delay = push_step_delay
@@ -88,6 +89,8 @@ class FakeClient:
         self._change_sets: dict[int, dict[str, Any]] = {}
         self._push_tasks: set[asyncio.Task[None]] = set()
         self._build(n_rows, seed)
+        # like an index on identifier: the default order costs nothing per query
+        self._by_identifier = sorted(self._rows, key=lambda i: self._rows[i]["identifier"].lower())
         self._imports = self._build_imports()
         self._unmatched = self._build_unmatched()
         self._mappings = self._build_mappings()
@@ -284,7 +287,11 @@ class FakeClient:
         ids = sorted(self._rows)
         out = []
         for n, (vendor, sku, idx) in enumerate(
-            [("Pax8", "CFQ7TTC0LH18-0001", 0), ("Pax8", "S1-CORE-MSP", 4), ("Datto", "SIRIS-1TB-CR", 7)]
+            [
+                ("Pax8", "CFQ7TTC0LH18-0001", 0),
+                ("Pax8", "S1-CORE-MSP", 4),
+                ("Datto", "SIRIS-1TB-CR", 7),
+            ]
         ):
             r = self._rows[ids[idx % len(ids)]]
             out.append(
@@ -352,7 +359,14 @@ class FakeClient:
             "preview": None,
             "finished_at": _iso(NOW - timedelta(days=1, hours=2) + timedelta(seconds=14)),
             "message": "2 of 3 targets updated; 1 conflict",
-            "counts": {"pending": 0, "done": 2, "conflict": 1, "failed": 0, "denied": 0, "skipped": 0},
+            "counts": {
+                "pending": 0,
+                "done": 2,
+                "conflict": 1,
+                "failed": 0,
+                "denied": 0,
+                "skipped": 0,
+            },
             "steps": steps,
         }
         t = NOW - timedelta(days=2)
@@ -367,8 +381,22 @@ class FakeClient:
                 {"import_id": 31, "rows": 1412, "matched": 1377},
                 "system",
             ),
-            ("import.failed", "ingram-pricelist-0226.xlsx", None, None, {"import_id": 32}, "system"),
-            ("cost.manual.set", r0["identifier"], "6.0000", "6.2500", {"item_id": r0["id"]}, "mrivera"),
+            (
+                "import.failed",
+                "ingram-pricelist-0226.xlsx",
+                None,
+                None,
+                {"import_id": 32},
+                "system",
+            ),
+            (
+                "cost.manual.set",
+                r0["identifier"],
+                "6.0000",
+                "6.2500",
+                {"item_id": r0["id"]},
+                "mrivera",
+            ),
             (
                 "approve",
                 r2["identifier"],
@@ -386,10 +414,19 @@ class FakeClient:
                 {"change_set_id": 11, "message": steps[2]["message"]},
                 "mrivera",
             ),
-            ("push.done", "change set #11", None, None, {"change_set_id": 11, "status": "partial"}, "mrivera"),
+            (
+                "push.done",
+                "change set #11",
+                None,
+                None,
+                {"change_set_id": 11, "status": "partial"},
+                "mrivera",
+            ),
         ]
         for n, (action, subject, before, after, details, actor) in enumerate(seed):
-            self._add_activity(action, subject, before, after, details, actor, at=t + timedelta(hours=3 * n))
+            self._add_activity(
+                action, subject, before, after, details, actor, at=t + timedelta(hours=3 * n)
+            )
         self._events.clear()  # history is history; events start now
 
     # ------------------------------------------------------------------ plumbing
@@ -402,12 +439,26 @@ class FakeClient:
         if not self.running:
             raise DaemonNotRunning("/run/user/1000/costrecon/costrecond.sock")
 
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._running = value
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
     def calls_to(self, name: str) -> list[dict[str, Any]]:
         return [kw for n, kw in self.calls if n == name]
 
     def emit(self, kind: str, data: dict[str, Any]) -> Event:
         ev = Event(id=len(self._events) + 1 + self._event_base, at=_iso(NOW), kind=kind, data=data)
         self._events.append(ev)
+        self._notify()
         return ev
 
     _event_base = 0
@@ -488,7 +539,9 @@ class FakeClient:
                 "kind": "connectwise",
                 "name": "ConnectWise PSA (acme-msp)",
                 "connected": self.psa_connected,
-                "error": None if self.psa_connected else "HTTP 401 from api-na.myconnectwise.net: check the API keys",
+                "error": None
+                if self.psa_connected
+                else "HTTP 401 from api-na.myconnectwise.net: check the API keys",
                 "permission_problems": self.permission_problems,
                 "last_sync": _iso(NOW - timedelta(minutes=12)),
                 "next_sync": _iso(NOW + timedelta(minutes=48)),
@@ -503,7 +556,11 @@ class FakeClient:
                 "unmatched": unmatched,
             },
             "inbox": {"path": "/srv/costrecon/inbox", "pending": 0},
-            "push": {"running": [cs["id"] for cs in self._change_sets.values() if cs["status"] == "pushing"]},
+            "push": {
+                "running": [
+                    cs["id"] for cs in self._change_sets.values() if cs["status"] == "pushing"
+                ]
+            },
             "events": {"last_id": self._event_base + len(self._events)},
         }
 
@@ -534,15 +591,21 @@ class FakeClient:
         descending: bool = False,
     ) -> CostView:
         await self._call(
-            "cost_view", query=query, changed_only=changed_only, state=state, sort=sort, descending=descending
+            "cost_view",
+            query=query,
+            changed_only=changed_only,
+            state=state,
+            sort=sort,
+            descending=descending,
         )
         q = query.strip().lower()
         rows = self._rows
+        order = self._by_identifier if sort == "identifier" else rows
         if q:
             hay = self._hay
-            ids = [i for i in rows if q in hay[i]]
+            ids = [i for i in order if q in hay[i]]
         else:
-            ids = list(rows)
+            ids = list(order)
         if changed_only:
             ids = [i for i in ids if self._change(rows[i])]
         if state:
@@ -564,7 +627,10 @@ class FakeClient:
             def key(i: int) -> Any:
                 return f(rows[i])
 
-        if not (sort == "identifier" and not descending and not q):
+        if sort == "identifier":
+            if descending:
+                ids.reverse()
+        else:
             ids.sort(key=key, reverse=descending)
         return CostView(ids=ids, total=len(rows))
 
@@ -573,7 +639,9 @@ class FakeClient:
         await self._call("cost_rows", ids=ids)
         return [CostRow.from_json(self._json_row(self._rows[i])) for i in ids if i in self._rows]
 
-    async def set_manual_cost(self, item_id: int, cost: Decimal, note: str | None = None) -> CostRow:
+    async def set_manual_cost(
+        self, item_id: int, cost: Decimal, note: str | None = None
+    ) -> CostRow:
         await self._call("set_manual_cost", item_id=item_id, cost=cost, note=note)
         r = self._rows[item_id]
         before = r["vendor_cost"]
@@ -658,7 +726,9 @@ class FakeClient:
             "warnings": warnings,
         }
 
-    async def preview_change_set(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
+    async def preview_change_set(
+        self, items: list[ApprovalItem], policy: str = "all"
+    ) -> dict[str, Any]:
         await self._call("preview_change_set", items=list(items), policy=policy)
         return self._preview(items, policy)
 
@@ -697,7 +767,14 @@ class FakeClient:
             "preview": preview,
             "finished_at": None,
             "message": None,
-            "counts": {"pending": len(steps), "done": 0, "conflict": 0, "failed": 0, "denied": 0, "skipped": 0},
+            "counts": {
+                "pending": len(steps),
+                "done": 0,
+                "conflict": 0,
+                "failed": 0,
+                "denied": 0,
+                "skipped": 0,
+            },
             "steps": steps,
         }
         self._change_sets[cs_id] = cs
@@ -722,7 +799,9 @@ class FakeClient:
             if self.running:
                 self.push_steps(cs_id, 3)
 
-    def push_steps(self, cs_id: int, n: int = 1_000_000, *, conflict_item_ids: Iterable[int] = ()) -> None:
+    def push_steps(
+        self, cs_id: int, n: int = 1_000_000, *, conflict_item_ids: Iterable[int] = ()
+    ) -> None:
         """Advance a change set's push by ``n`` steps, emitting the events the daemon would."""
         cs = self._change_sets[cs_id]
         conflicts = set(conflict_item_ids)
@@ -731,8 +810,11 @@ class FakeClient:
         for s in pending[:n]:
             r = self._rows[s["item_id"]]
             if s["item_id"] in conflicts and s["target"] == "line":
-                s["status"], s["message"] = "conflict", (
-                    f"line cost is {(Decimal(s['before']) - 1):.4f}, expected {s['before']}; left unchanged"
+                s["status"], s["message"] = (
+                    "conflict",
+                    (
+                        f"line cost is {(Decimal(s['before']) - 1):.4f}, expected {s['before']}; left unchanged"
+                    ),
                 )
             else:
                 s["status"] = "done"
@@ -766,16 +848,25 @@ class FakeClient:
             else:
                 r["state"] = "done"
                 r["state_detail"] = {"change_set_id": cs_id}
-        cs["status"] = "pushing" if counts["pending"] else ("partial" if counts["conflict"] else "done")
-        self.emit("push", {"change_set_id": cs_id, "done": done, "total": total, "status": cs["status"]})
+        cs["status"] = (
+            "pushing" if counts["pending"] else ("partial" if counts["conflict"] else "done")
+        )
+        self.emit(
+            "push", {"change_set_id": cs_id, "done": done, "total": total, "status": cs["status"]}
+        )
         self.emit("rows", {"ids": sorted(touched)})
         if not counts["pending"]:
             cs["finished_at"] = _iso(NOW)
-            self._add_activity("push.done", f"change set #{cs_id}", None, None, {"change_set_id": cs_id})
+            self._add_activity(
+                "push.done", f"change set #{cs_id}", None, None, {"change_set_id": cs_id}
+            )
 
     async def change_sets(self, limit: int = 50) -> list[dict[str, Any]]:
         await self._call("change_sets", limit=limit)
-        return [{k: v for k, v in cs.items() if k != "steps"} for cs in list(self._change_sets.values())[-limit:]]
+        return [
+            {k: v for k, v in cs.items() if k != "steps"}
+            for cs in list(self._change_sets.values())[-limit:]
+        ]
 
     async def change_set(self, change_set_id: int) -> dict[str, Any]:
         await self._call("change_set", change_set_id=change_set_id)
@@ -827,10 +918,18 @@ class FakeClient:
             "created_at": _iso(NOW),
             "finished_at": None,
             "preview": preview,
-            "steps": [{**s, "before": s["after"], "after": s["before"], "status": "pending"} for s in done],
+            "steps": [
+                {**s, "before": s["after"], "after": s["before"], "status": "pending"} for s in done
+            ],
         }
         self._change_sets[new_id] = new
-        self._add_activity("undo", f"change set #{change_set_id}", None, None, {"change_set_id": new_id, "undo_of": change_set_id})
+        self._add_activity(
+            "undo",
+            f"change set #{change_set_id}",
+            None,
+            None,
+            {"change_set_id": new_id, "undo_of": change_set_id},
+        )
         return {"change_set": {k: v for k, v in new.items() if k != "steps"}}
 
     # ------------------------------------------------------------------ activity + events
@@ -846,7 +945,13 @@ class FakeClient:
         subject: str | None = None,
     ) -> list[dict[str, Any]]:
         await self._call(
-            "activity", limit=limit, before_id=before_id, after_id=after_id, actor=actor, action=action, subject=subject
+            "activity",
+            limit=limit,
+            before_id=before_id,
+            after_id=after_id,
+            actor=actor,
+            action=action,
+            subject=subject,
         )
         out = []
         for e in reversed(self._activity):
@@ -874,15 +979,22 @@ class FakeClient:
             self.calls.append(("events", {"since": since}))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self._wake is None:
+            self._wake = asyncio.Event()
         while True:
             if not self.running:
                 raise DaemonNotRunning("/run/user/1000/costrecon/costrecond.sock")
             new = [e for e in self._events[max(0, since - self._event_base - 5) :] if e.id > since]
             if new:
                 return new
-            if loop.time() >= deadline:
+            left = deadline - loop.time()
+            if left <= 0:
                 return []
-            await asyncio.sleep(0.01)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                pass
 
     async def stream_events(self, since: int):  # pragma: no cover - the TUI long-polls
         while True:
@@ -906,7 +1018,11 @@ class FakeClient:
             errors = [
                 {"row": 14, "column": "Unit Cost", "message": "'12,5O' is not a number"},
                 {"row": 203, "column": "SKU", "message": "empty SKU"},
-                {"row": 377, "column": "Currency", "message": "unknown currency 'US'; expected an ISO code such as USD or EUR"},
+                {
+                    "row": 377,
+                    "column": "Currency",
+                    "message": "unknown currency 'US'; expected an ISO code such as USD or EUR",
+                },
             ]
         return {**imp, "errors": errors}
 
@@ -918,7 +1034,9 @@ class FakeClient:
         await self._call("mappings")
         return list(self._mappings)
 
-    async def create_mapping(self, vendor: str, sku: str, term: str | None, item_id: int) -> dict[str, Any]:
+    async def create_mapping(
+        self, vendor: str, sku: str, term: str | None, item_id: int
+    ) -> dict[str, Any]:
         await self._call("create_mapping", vendor=vendor, sku=sku, term=term, item_id=item_id)
         r = self._rows[item_id]
         m = {
@@ -933,8 +1051,16 @@ class FakeClient:
             "created_at": _iso(NOW),
         }
         self._mappings.append(m)
-        self._unmatched = [u for u in self._unmatched if not (u["vendor"] == vendor and u["sku"] == sku)]
-        self._add_activity("mapping.create", f"{vendor} {sku} → {r['identifier']}", None, None, {"mapping_id": m["id"]})
+        self._unmatched = [
+            u for u in self._unmatched if not (u["vendor"] == vendor and u["sku"] == sku)
+        ]
+        self._add_activity(
+            "mapping.create",
+            f"{vendor} {sku} → {r['identifier']}",
+            None,
+            None,
+            {"mapping_id": m["id"]},
+        )
         self.emit("imports", {})
         return m
 
@@ -944,7 +1070,9 @@ class FakeClient:
         if m is None:
             raise DaemonError(404, "not_found", f"There is no mapping #{mapping_id}.")
         self._mappings.remove(m)
-        self._add_activity("mapping.delete", f"{m['vendor']} {m['sku']}", None, None, {"mapping_id": mapping_id})
+        self._add_activity(
+            "mapping.delete", f"{m['vendor']} {m['sku']}", None, None, {"mapping_id": mapping_id}
+        )
 
 
 # ---------------------------------------------------------------------- test helpers
@@ -963,7 +1091,9 @@ async def settle(pilot: Any, condition: Any, timeout: float = 5.0) -> None:
     deadline = loop.time() + timeout
     while not condition():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {getattr(condition, '__name__', condition)}")
+            raise AssertionError(
+                f"timed out waiting for {getattr(condition, '__name__', condition)}"
+            )
         await pilot.pause(0.01)
     await pilot.pause()
 
@@ -973,7 +1103,8 @@ def costs_ready(app: Any) -> bool:
         grid = app.costs.grid
     except Exception:
         return False
-    return app.costs.loaded and all(i in grid.rows for i in grid.ids[: grid.size.height])
+    y = int(grid.scroll_offset.y)
+    return app.costs.loaded and all(i in grid.rows for i in grid.ids[y : y + grid.size.height])
 
 
 def all_views_ready(app: Any) -> bool:

@@ -43,7 +43,9 @@ async def test_filter_as_you_type_asks_the_daemon_and_ctrl_a_marks_only_visible_
         await pilot.press("slash", *"m365", "enter")
         await settle(pilot, lambda: app.costs.query_text == "m365" and len(grid.ids) < 40)
         assert client.calls_to("cost_view")[-1]["query"] == "m365"
-        assert all("m365" in grid.rows[i].identifier.lower() + grid.rows[i].name.lower() for i in grid.ids)
+        assert all(
+            "m365" in grid.rows[i].identifier.lower() + grid.rows[i].name.lower() for i in grid.ids
+        )
         visible = set(grid.ids)
         await pilot.press("ctrl+a")
         assert grid.marked == visible
@@ -66,7 +68,13 @@ async def test_changed_only_and_sort_keys_reach_the_daemon():
         await settle(pilot, lambda: costs_ready(app))
         assert all(grid.rows[i].change for i in grid.ids)
         await pilot.press("s", "S")
-        await settle(pilot, lambda: client.calls_to("cost_view")[-1] == {**client.calls_to("cost_view")[-1], "sort": "name", "descending": True})
+        await settle(
+            pilot,
+            lambda: (
+                client.calls_to("cost_view")[-1]
+                == {**client.calls_to("cost_view")[-1], "sort": "name", "descending": True}
+            ),
+        )
 
 
 def test_cost_validation_rules():
@@ -97,7 +105,9 @@ async def test_edit_refuses_invalid_input_and_sends_nothing_then_saves_the_decim
         assert client.calls_to("set_manual_cost") == []
         await pilot.press("home", "ctrl+k", *"7.1234", "enter")
         await settle(pilot, lambda: client.calls_to("set_manual_cost"))
-        assert client.calls_to("set_manual_cost") == [{"item_id": row.id, "cost": Decimal("7.1234"), "note": None}]
+        assert client.calls_to("set_manual_cost") == [
+            {"item_id": row.id, "cost": Decimal("7.1234"), "note": None}
+        ]
         await settle(pilot, lambda: costs.grid.rows[row.id].vendor_cost == Decimal("7.1234"))
         assert costs.grid.rows[row.id].vendor_source.kind == "manual"
         assert costs.grid.has_focus
@@ -119,8 +129,16 @@ async def test_x_reverts_a_manual_cost_only():
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, lambda: costs_ready(app))
         grid = app.costs.grid
-        manual = next(n for n, i in enumerate(grid.ids) if grid.rows[i].vendor_source and grid.rows[i].vendor_source.kind == "manual")
-        imported = next(n for n, i in enumerate(grid.ids) if grid.rows[i].vendor_source and grid.rows[i].vendor_source.kind == "import")
+        manual = next(
+            n
+            for n, i in enumerate(grid.ids)
+            if grid.rows[i].vendor_source and grid.rows[i].vendor_source.kind == "manual"
+        )
+        imported = next(
+            n
+            for n, i in enumerate(grid.ids)
+            if grid.rows[i].vendor_source and grid.rows[i].vendor_source.kind == "import"
+        )
         grid.move_to(imported)
         await pilot.press("x")
         assert client.calls_to("revert_manual_cost") == []

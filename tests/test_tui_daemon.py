@@ -19,7 +19,9 @@ async def test_not_running_screen_says_how_to_start_and_recovers_by_itself():
         assert "Press s" not in text  # no start_daemon given: no key offered
         await settle(pilot, lambda: app._attempts >= 3)  # keeps retrying
         client.running = True
-        await settle(pilot, lambda: not isinstance(app.screen, NotRunningScreen) and all_views_ready(app))
+        await settle(
+            pilot, lambda: not isinstance(app.screen, NotRunningScreen) and all_views_ready(app)
+        )
         assert app.connected is True
 
 
@@ -61,7 +63,9 @@ async def test_daemon_restart_reconnects_resumes_events_from_last_id_and_refetch
         client.emit("rows", {"ids": [first]})
         client.running = True
 
-        await settle(pilot, lambda: app.connected is True and not isinstance(app.screen, NotRunningScreen))
+        await settle(
+            pilot, lambda: app.connected is True and not isinstance(app.screen, NotRunningScreen)
+        )
         await settle(pilot, lambda: grid.rows[first].vendor_cost == Decimal("6.75"))
         polls = [c["since"] for c in client.calls_to("events")]
         assert seen in polls[polls.index(seen) :]  # resumed from the last id, not from 0 or "now"

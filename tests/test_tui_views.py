@@ -12,7 +12,13 @@ async def test_number_keys_and_tab_switch_views():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, lambda: all_views_ready(app))
-        for key, view in [("2", "activity"), ("3", "files"), ("4", "mappings"), ("5", "sync"), ("1", "costs")]:
+        for key, view in [
+            ("2", "activity"),
+            ("3", "files"),
+            ("4", "mappings"),
+            ("5", "sync"),
+            ("1", "costs"),
+        ]:
             await pilot.press(key)
             assert app.current_view == view and app.sub_title.lower() == view
         await pilot.press("tab")
@@ -31,7 +37,9 @@ async def test_activity_tails_live_and_follow_toggles():
         table = view.table
         n = table.row_count
         assert table.cursor_row == n - 1  # following: newest at the bottom
-        await client.set_manual_cost(client._rows[1003]["id"], client._rows[1003]["catalog_cost"] + 1)
+        await client.set_manual_cost(
+            client._rows[1003]["id"], client._rows[1003]["catalog_cost"] + 1
+        )
         await settle(pilot, lambda: table.row_count == n + 1)
         assert table.cursor_row == n
         await pilot.press("f", "k")
@@ -80,7 +88,11 @@ async def test_files_enter_shows_the_error_report():
         await settle(pilot, lambda: all_views_ready(app))
         await pilot.press("3")
         table = app.files.table
-        failed_row = next(n for n, key in enumerate(table.rows) if app.files.imports[int(key.value)]["status"] == "failed")
+        failed_row = next(
+            n
+            for n, key in enumerate(table.rows)
+            if app.files.imports[int(key.value)]["status"] == "failed"
+        )
         table.move_cursor(row=failed_row)
         await pilot.press("enter")
         await settle(pilot, lambda: isinstance(app.screen, TextScreen))
@@ -99,7 +111,12 @@ async def test_mappings_pick_a_suggestion_by_number_and_delete_a_mapping():
         await pilot.press("2")
         await settle(pilot, lambda: client.calls_to("create_mapping"))
         assert client.calls_to("create_mapping") == [
-            {"vendor": row["vendor"], "sku": row["sku"], "term": row["term"], "item_id": row["suggestions"][1]["item_id"]}
+            {
+                "vendor": row["vendor"],
+                "sku": row["sku"],
+                "term": row["term"],
+                "item_id": row["suggestions"][1]["item_id"],
+            }
         ]
         await settle(pilot, lambda: app.mappings_view.mappings_table.row_count == 4)
         await pilot.press("w", "d", "y")
@@ -114,7 +131,10 @@ async def test_sync_view_shows_permission_messages_verbatim_and_s_syncs():
         await settle(pilot, lambda: all_views_ready(app))
         await pilot.press("5")
         text = str(app.sync_view.query_one("#sync-body").render())
-        assert client.permission_problems[0]["message"] in text.replace("\n", " ") or "Edit Level to All" in text
+        assert (
+            client.permission_problems[0]["message"] in text.replace("\n", " ")
+            or "Edit Level to All" in text
+        )
         await pilot.press("s")
         await settle(pilot, lambda: client.calls_to("sync_now"))
 
@@ -126,12 +146,26 @@ async def test_help_lists_every_binding_of_the_current_view_with_ids():
         await pilot.press("question_mark")
         await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
         ids = {bid for _k, _d, bid in app.screen.bindings_list}
-        assert {"costs.approve", "costs.mark", "costs.range_mark", "costs.mark_all", "costs.filter", "costs.edit",
-                "costs.revert", "view.next", "app.quit", "app.help"} <= ids
+        assert {
+            "costs.approve",
+            "costs.mark",
+            "costs.range_mark",
+            "costs.mark_all",
+            "costs.filter",
+            "costs.edit",
+            "costs.revert",
+            "view.next",
+            "app.quit",
+            "app.help",
+        } <= ids
         await pilot.press("escape", "2", "question_mark")
         await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
         ids = {bid for _k, _d, bid in app.screen.bindings_list}
-        assert {"activity.follow", "activity.undo", "activity.filter"} <= ids and "costs.approve" not in ids
+        assert {
+            "activity.follow",
+            "activity.undo",
+            "activity.filter",
+        } <= ids and "costs.approve" not in ids
 
 
 async def test_colon_opens_the_command_palette():

@@ -34,7 +34,13 @@ from costrecon_tui.widgets.status_line import StatusLine
 log = logging.getLogger("costrecon_tui")
 
 VIEWS = ["costs", "activity", "files", "mappings", "sync"]
-TITLES = {"costs": "Costs", "activity": "Activity", "files": "Files", "mappings": "Mappings", "sync": "Sync"}
+TITLES = {
+    "costs": "Costs",
+    "activity": "Activity",
+    "files": "Files",
+    "mappings": "Mappings",
+    "sync": "Sync",
+}
 RETRY_SECONDS = 2.0
 
 
@@ -260,14 +266,18 @@ class CostreconApp(App[None]):
                 self._reload_views()
             try:
                 while True:
-                    batch = await self.client.events(since=self.last_event_id, timeout=self.EVENT_TIMEOUT)
+                    batch = await self.client.events(
+                        since=self.last_event_id, timeout=self.EVENT_TIMEOUT
+                    )
                     for ev in batch:
                         self.last_event_id = max(self.last_event_id or 0, ev.id)
                         try:
                             self.dispatch_event(ev)
                         except Exception as exc:  # one bad event must not stop the feed
                             log.exception("event %s", ev)
-                            self.notify(f"Could not show event {ev.kind} #{ev.id}: {exc}", severity="error")
+                            self.notify(
+                                f"Could not show event {ev.kind} #{ev.id}: {exc}", severity="error"
+                            )
             except DaemonNotRunning as exc:
                 self._disconnected(str(exc))
                 await self._wait_retry()

@@ -15,7 +15,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("Sync now", "sync_now", "ask costrecond to sync the PSA catalogue now"),
     ("Filter costs", "costs('filter')", "filter the cost table by PSA ID or name"),
     ("Toggle changed only", "costs('changed_only')", "show only rows whose vendor cost differs"),
-    ("Approve marked rows", "costs('approve')", "preview and approve the marked rows (or the cursor row)"),
+    (
+        "Approve marked rows",
+        "costs('approve')",
+        "preview and approve the marked rows (or the cursor row)",
+    ),
     ("Mark all visible rows", "costs('mark_all')", "mark every row of the current filter"),
     ("Clear marks", "costs('clear_marks')", "unmark every row"),
     ("Sort costs by next column", "costs('sort_next')", "cycle the sort column"),
@@ -37,4 +41,9 @@ class CostreconCommands(Provider):
         for name, action, help_text in COMMANDS:
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), partial(self.app.run_action, action), help=help_text)
+                yield Hit(
+                    score,
+                    matcher.highlight(name),
+                    partial(self.app.run_action, action),
+                    help=help_text,
+                )

@@ -13,7 +13,9 @@ from textual.binding import Binding
 def bind(
     keys: str, action: str, description: str, id: str, *, show: bool = True, priority: bool = False
 ) -> Binding:
-    return Binding(keys, action, description, show=show, priority=priority, id=id, tooltip=description)
+    return Binding(
+        keys, action, description, show=show, priority=priority, id=id, tooltip=description
+    )
 
 
 APP = [

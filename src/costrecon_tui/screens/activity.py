@@ -38,10 +38,15 @@ def matches(entry: dict[str, Any], params: dict[str, str], free: str) -> bool:
         return False
     if "action" in params and not (entry.get("action") or "").startswith(params["action"]):
         return False
-    if "subject" in params and params["subject"].lower() not in (entry.get("subject") or "").lower():
+    if (
+        "subject" in params
+        and params["subject"].lower() not in (entry.get("subject") or "").lower()
+    ):
         return False
     if free:
-        hay = " ".join(str(entry.get(k) or "") for k in ("actor", "action", "subject", "before", "after")).lower()
+        hay = " ".join(
+            str(entry.get(k) or "") for k in ("actor", "action", "subject", "before", "after")
+        ).lower()
         return all(word in hay for word in free.split())
     return True
 
@@ -70,12 +75,17 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         self._unseen = 0
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: actor:NAME action:push item:M365 or any words", id="activity-filter")
-        table: DataTable[Any] = KeyTable(cursor_type="row", zebra_stripes=False, id="activity-table")
+        yield Input(
+            placeholder="filter: actor:NAME action:push item:M365 or any words",
+            id="activity-filter",
+        )
+        table: DataTable[Any] = KeyTable(
+            cursor_type="row", zebra_stripes=False, id="activity-table"
+        )
         table.add_column("When (UTC)", key="at", width=11)
         table.add_column("Actor", key="actor", width=9)
-        table.add_column("Action", key="action", width=19)
-        table.add_column("Subject", key="subject", width=30)
+        table.add_column("Action", key="action", width=21)
+        table.add_column("Subject", key="subject", width=28)
         table.add_column("Before → after", key="change", width=24)
         yield table
         yield Static(id="activity-line")
@@ -107,11 +117,19 @@ class ActivityView(ReportsWorkerErrors, Vertical):
 
     def _row(self, e: dict[str, Any]) -> tuple[Text, ...]:
         action = e.get("action") or ""
-        style = "bold red" if any(b in action for b in BAD) else "green" if action in ("push.done", "approve") else ""
+        style = (
+            "bold red"
+            if any(b in action for b in BAD)
+            else "green"
+            if action in ("push.done", "approve")
+            else ""
+        )
         before, after = e.get("before"), e.get("after")
         change = ""
         if before is not None or after is not None:
-            change = f"{before if before is not None else '—'} → {after if after is not None else '—'}"
+            change = (
+                f"{before if before is not None else '—'} → {after if after is not None else '—'}"
+            )
         cs = change_set_of(e)
         subject = e.get("subject") or ""
         if cs is not None and f"#{cs}" not in subject:
@@ -154,7 +172,9 @@ class ActivityView(ReportsWorkerErrors, Vertical):
 
     def _update_line(self) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("following" if self.follow else "paused", style="bold" if self.follow else "yellow")
+        t.append(
+            "following" if self.follow else "paused", style="bold" if self.follow else "yellow"
+        )
         t.append(" (f toggles)")
         if self._unseen:
             t.append(f" · {self._unseen} new below", style="bold yellow")
@@ -251,7 +271,9 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             extra.append(Static(self._steps_table(cs.get("steps") or [])))
             if entry.get("action") != "undo" or cs.get("kind") == "apply":
                 t.append("\nu in the Activity view undoes this change set.", style="dim")
-        self.app.push_screen(TextScreen(f"Activity #{entry['id']}: {entry.get('action')}", t, extra=extra))
+        self.app.push_screen(
+            TextScreen(f"Activity #{entry['id']}: {entry.get('action')}", t, extra=extra)
+        )
 
     @staticmethod
     def _change_set_text(cs: dict[str, Any]) -> Text:
@@ -260,7 +282,10 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         t.append(f"\nChange set #{cs['id']} ({cs.get('kind')}", style="bold")
         if cs.get("undo_of"):
             t.append(f", undo of #{cs['undo_of']}", style="bold")
-        t.append(f") · {cs.get('status')} · policy {cs.get('policy')} · by {cs.get('actor')}\n", style="bold")
+        t.append(
+            f") · {cs.get('status')} · policy {cs.get('policy')} · by {cs.get('actor')}\n",
+            style="bold",
+        )
         t.append(
             f"done {c.get('done', 0)} · conflict {c.get('conflict', 0)} · failed {c.get('failed', 0)} · "
             f"denied {c.get('denied', 0)} · skipped {c.get('skipped', 0)} · pending {c.get('pending', 0)}"
@@ -274,7 +299,14 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         table = Table(box=None, expand=True, header_style="bold", pad_edge=False)
         for col in ("Target", "PSA id", "Contract", "Before → after", "Outcome"):
             table.add_column(col, no_wrap=col != "Outcome")
-        marks = {"done": "✓", "conflict": "!", "failed": "✗", "denied": "✗", "pending": "◷", "skipped": "–"}
+        marks = {
+            "done": "✓",
+            "conflict": "!",
+            "failed": "✗",
+            "denied": "✗",
+            "pending": "◷",
+            "skipped": "–",
+        }
         for s in steps[:500]:
             status = s.get("status") or ""
             outcome = f"{marks.get(status, '')} {status}"
@@ -295,7 +327,10 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         entry = self.current_entry()
         cs_id = change_set_of(entry) if entry else None
         if cs_id is None:
-            self.notify("This entry belongs to no change set; pick an approve or push entry to undo.", severity="warning")
+            self.notify(
+                "This entry belongs to no change set; pick an approve or push entry to undo.",
+                severity="warning",
+            )
             return
         self.undo(cs_id)
 
@@ -309,4 +344,6 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             return
         result = await client.undo(cs_id)
         new = result.get("change_set") or {}
-        self.notify(f"Undo of change set #{cs_id} queued as change set #{new.get('id', '?')}.", timeout=5)
+        self.notify(
+            f"Undo of change set #{cs_id} queued as change set #{new.get('id', '?')}.", timeout=5
+        )

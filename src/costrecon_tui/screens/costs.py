@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -17,7 +18,16 @@ from costrecon_tui.widgets import display
 from costrecon_tui.widgets.cost_grid import CostGrid, fit
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 
-SORTS = ["identifier", "name", "contracts", "catalog_cost", "vendor_cost", "change", "change_pct", "state"]
+SORTS = [
+    "identifier",
+    "name",
+    "contracts",
+    "catalog_cost",
+    "vendor_cost",
+    "change",
+    "change_pct",
+    "state",
+]
 SORT_TITLES = {
     "identifier": "PSA ID",
     "name": "name",
@@ -29,6 +39,7 @@ SORT_TITLES = {
     "state": "action",
 }
 SORT_COLUMN = {"change_pct": "change"}
+CONFIRM_DELAY = 0.15
 
 _COST = re.compile(r"^\$?\s*(\d{1,3}(,\d{3})+|\d+)?(\.\d*)?$")
 
@@ -96,11 +107,16 @@ class CostsView(ReportsWorkerErrors, Vertical):
         self.sort = "identifier"
         self.descending = False
         self.loaded = False
+        self.loaded_query: tuple[str, bool, str, bool] | None = None
+        self.local_query: str | None = None
+        self._base: tuple[tuple[bool, str, bool], list[int]] | None = None
         self._editing: int | None = None
         self._edit_reason = ""
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: PSA ID or name (enter keeps, esc clears)", id="cost-filter")
+        yield Input(
+            placeholder="filter: PSA ID or name (enter keeps, esc clears)", id="cost-filter"
+        )
         yield GridHeader(id="cost-header")
         yield CostGrid(id="cost-grid")
         yield Input(id="cost-editor", select_on_focus=True)
@@ -129,6 +145,11 @@ class CostsView(ReportsWorkerErrors, Vertical):
     @work(exclusive=True, group="costs-view", exit_on_error=False)
     async def load_view(self) -> None:
         """Fetch the id list for the current filter/sort (latest request wins)."""
+        key = (self.query_text, self.changed_only, self.sort, self.descending)
+        if self.local_query == self.query_text and self.query_text:
+            # already shown exactly from local rows: the daemon only confirms, so let fast typing
+            # cancel this request instead of paying for one per keystroke
+            await asyncio.sleep(CONFIRM_DELAY)
         self.app.set_busy("costs", True)
         try:
             view = await self.app.client.cost_view(
@@ -140,7 +161,16 @@ class CostsView(ReportsWorkerErrors, Vertical):
         finally:
             self.app.set_busy("costs", False)
         self.loaded = True
-        self.grid.set_ids(view.ids, view.total)
+        same_query = self.local_query == key[0] or (
+            self.loaded_query is not None and self.loaded_query[0] == key[0]
+        )
+        self.loaded_query = key
+        self.local_query = None
+        self.grid.set_ids(view.ids, view.total, keep_cursor=same_query)
+        if not key[0]:
+            # the unfiltered order: local filtering narrows it while the daemon answers
+            self._base = (key[1:], view.ids)
+            self.grid.prefetch(view.ids)
         self._update_header()
 
     def on_daemon_rows(self, ids: list[int]) -> None:
@@ -197,7 +227,9 @@ class CostsView(ReportsWorkerErrors, Vertical):
             if row.state in ("conflict", "failed", "denied") and row.state_detail.get("message"):
                 t.append(f"{row.state}: {row.state_detail['message']}", style="bold")
             else:
-                t.append(f"{row.identifier}: {display.source_text(row.vendor_source, self.app.now())}")
+                t.append(
+                    f"{row.identifier}: {display.source_text(row.vendor_source, self.app.now())}"
+                )
                 t.append(f" · {row.contracts} contracts, {row.lines} lines")
         detail.update(t)
 
@@ -219,7 +251,19 @@ class CostsView(ReportsWorkerErrors, Vertical):
     @on(Input.Changed, "#cost-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.query_text = event.value.strip()
-        self.load_view()
+        self._filter_locally()
+        self.load_view()  # the daemon's answer replaces the local one when it arrives
+
+    def _filter_locally(self) -> None:
+        """Show the filter result at once from the rows already loaded, when that is exact."""
+        if self._base is None or self._base[0] != (self.changed_only, self.sort, self.descending):
+            return
+        base = self._base[1]
+        ids = self.grid.local_filter(base, self.query_text) if self.query_text else base
+        if ids is None:
+            return
+        self.local_query = self.query_text
+        self.grid.set_ids(ids, self.grid.total, keep_cursor=False)
 
     @on(Input.Submitted, "#cost-filter")
     def _filter_submitted(self) -> None:
@@ -272,7 +316,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
         if row is None:
             return
         if row.state in ("pending", "pushing"):
-            self.notify(f"{row.identifier} is being pushed; edit it when the push finishes.", severity="warning")
+            self.notify(
+                f"{row.identifier} is being pushed; edit it when the push finishes.",
+                severity="warning",
+            )
             return
         col_x = 0
         vendor = None
@@ -338,7 +385,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
     async def _save_cost(self, item_id: int, value: Decimal) -> None:
         row = await self.app.client.set_manual_cost(item_id, value)
         self.grid.update_rows([row])
-        self.notify(f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} (manual).", timeout=3)
+        self.notify(
+            f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} (manual).",
+            timeout=3,
+        )
 
     def action_revert(self) -> None:
         row = self.grid.cursor_row
@@ -353,7 +403,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
     async def _revert(self, item_id: int) -> None:
         row = await self.app.client.revert_manual_cost(item_id)
         self.grid.update_rows([row])
-        self.notify(f"{row.identifier}: manual cost reverted; vendor cost is {display.amount(row.vendor_cost)}.", timeout=3)
+        self.notify(
+            f"{row.identifier}: manual cost reverted; vendor cost is {display.amount(row.vendor_cost)}.",
+            timeout=3,
+        )
 
     # ------------------------------------------------------------------ info
 
@@ -375,7 +428,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
         src = row.vendor_source
         if src and src.at:
             lines.append(f"cost dated      {src.at}")
-        lines += ["", f"action          {display.state_text(row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False)}"]
+        lines += [
+            "",
+            f"action          {display.state_text(row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False)}",
+        ]
         d = row.state_detail
         if d.get("change_set_id"):
             lines.append(f"change set      #{d['change_set_id']} (see Activity, key 2)")
@@ -426,7 +482,9 @@ class CostsView(ReportsWorkerErrors, Vertical):
                 raise
         finally:
             self.app.set_busy("approve", False)
-        policy = await self.app.push_screen_wait(ApproveScreen(items, preview, skipped_note=skipped_note))
+        policy = await self.app.push_screen_wait(
+            ApproveScreen(items, preview, skipped_note=skipped_note)
+        )
         if not policy:
             return
         try:

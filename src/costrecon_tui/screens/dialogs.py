@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Static
 
 from costrecon_tui import keymap
 
+
 def dialog_css(name: str, extra: str = "") -> str:
     return f"""
 {name} {{ align: center middle; }}
@@ -35,7 +36,9 @@ class TextScreen(ModalScreen[None]):
     DEFAULT_CSS = dialog_css("TextScreen")
     BINDINGS = [Binding("escape,enter,q,i,r", "close", "Close", id="dialog.close")]
 
-    def __init__(self, title: str, body: str | Text | Table, *, extra: Iterable[Static] = ()) -> None:
+    def __init__(
+        self, title: str, body: str | Text | Table, *, extra: Iterable[Static] = ()
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
@@ -141,7 +144,8 @@ class NotRunningScreen(Screen[None]):
 
     def _body(self) -> Text:
         t = Text()
-        t.append(self.message + "\n\n")
+        # the client's message already names the start commands; show only its first clause here
+        t.append(self.message.split("; start it with")[0].rstrip(".") + ".\n\n")
         t.append("Start it in another terminal with one of:\n")
         t.append("    costrecond start\n", style="bold")
         t.append("    systemctl --user start costrecond\n", style="bold")

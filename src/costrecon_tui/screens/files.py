@@ -16,7 +16,11 @@ from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 from costrecon_tui.widgets.tables import KeyTable
 
-STATUS = {"imported": ("✓ imported", "green"), "failed": ("✗ failed", "bold red"), "duplicate": ("= duplicate", "yellow")}
+STATUS = {
+    "imported": ("✓ imported", "green"),
+    "failed": ("✗ failed", "bold red"),
+    "duplicate": ("= duplicate", "yellow"),
+}
 
 
 class FilesView(ReportsWorkerErrors, Vertical):
@@ -127,7 +131,9 @@ class FilesView(ReportsWorkerErrors, Vertical):
         t = Text()
         t.append(f"{d.get('file_name')}  ", style="bold")
         t.append(label, style=style)
-        t.append(f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received {d.get('received_at')}")
+        t.append(
+            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received {d.get('received_at')}"
+        )
         t.append(
             f"\nrows {d.get('rows_total', 0)} · imported {d.get('rows_imported', 0)} · matched {d.get('rows_matched', 0)}"
         )
@@ -137,12 +143,19 @@ class FilesView(ReportsWorkerErrors, Vertical):
         extra = []
         errors = d.get("errors") or []
         if errors:
-            table = Table(box=None, expand=True, header_style="bold", pad_edge=False, title_justify="left")
+            table = Table(
+                box=None, expand=True, header_style="bold", pad_edge=False, title_justify="left"
+            )
             table.add_column("Row", justify="right", no_wrap=True)
             table.add_column("Column", no_wrap=True)
             table.add_column("Problem", ratio=1)
             for e in errors:
                 table.add_row(str(e.get("row", "")), e.get("column") or "", e.get("message") or "")
-            extra = [Static(Text(f"\n{len(errors)} problem{'s' if len(errors) != 1 else ''}:", style="bold")), Static(table)]
+            extra = [
+                Static(
+                    Text(f"\n{len(errors)} problem{'s' if len(errors) != 1 else ''}:", style="bold")
+                ),
+                Static(table),
+            ]
             t.append("\n\nFix the rows below and drop the file into the inbox again.", style="dim")
         self.app.push_screen(TextScreen(f"Import #{import_id}", t, extra=extra))

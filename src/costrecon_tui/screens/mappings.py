@@ -25,9 +25,12 @@ class SuggestionScreen(ModalScreen[int | None]):
     """Pick the catalogue item for one unmatched vendor row: number keys or enter."""
 
     SCOPED_CSS = False
-    DEFAULT_CSS = dialog_css("SuggestionScreen", "SuggestionScreen OptionList { height: auto; max-height: 12; }")
+    DEFAULT_CSS = dialog_css(
+        "SuggestionScreen", "SuggestionScreen OptionList { height: auto; max-height: 12; }"
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="suggest.cancel")] + [
-        Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}") for n in range(1, 10)
+        Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}")
+        for n in range(1, 10)
     ]
 
     def __init__(self, row: dict[str, Any]) -> None:
@@ -45,7 +48,10 @@ class SuggestionScreen(ModalScreen[int | None]):
             style="dim",
         )
         options = [
-            Option(f"{n}. {s['identifier']:<16} {s['name']}  (score {s['score']})", id=str(s["item_id"]))
+            Option(
+                f"{n}. {s['identifier']:<16} {s['name']}  (score {s['score']})",
+                id=str(s["item_id"]),
+            )
             for n, s in enumerate(r.get("suggestions") or [], 1)
         ]
         with Vertical():
@@ -90,7 +96,11 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        yield Static("Unmatched vendor rows — enter: map to a suggested item", classes="pane-title", id="unmatched-title")
+        yield Static(
+            "Unmatched vendor rows — enter: map to a suggested item",
+            classes="pane-title",
+            id="unmatched-title",
+        )
         t1: DataTable[Any] = KeyTable(cursor_type="row", id="unmatched-table")
         t1.add_column("Vendor", width=12)
         t1.add_column("SKU", width=18)
@@ -141,7 +151,10 @@ class MappingsView(ReportsWorkerErrors, Vertical):
                 r["sku"],
                 Text(r.get("description") or "", overflow="ellipsis"),
                 Text(display.amount(r.get("cost")), justify="right"),
-                Text(f"{best['identifier']} ({best['score']})" if best else "no suggestion", style="" if best else "dim"),
+                Text(
+                    f"{best['identifier']} ({best['score']})" if best else "no suggestion",
+                    style="" if best else "dim",
+                ),
                 key=str(n),
             )
         if t1.row_count:
@@ -165,7 +178,9 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         self.query_one("#unmatched-title", Static).update(
             f"Unmatched vendor rows ({len(self.unmatched)}) — enter: map to a suggested item"
         )
-        self.query_one("#mappings-title", Static).update(f"Saved mappings ({len(self.mappings)}) — d: delete")
+        self.query_one("#mappings-title", Static).update(
+            f"Saved mappings ({len(self.mappings)}) — d: delete"
+        )
 
     def action_switch_pane(self) -> None:
         if self.unmatched_table.has_focus:
@@ -180,7 +195,9 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         t = self.unmatched_table
         if not t.has_focus or not t.row_count:
             if self.mappings_table.has_focus:
-                self.notify("Enter maps an unmatched row; w switches to that pane.", severity="warning")
+                self.notify(
+                    "Enter maps an unmatched row; w switches to that pane.", severity="warning"
+                )
             return
         self.pick(self.unmatched[t.cursor_row])
 
@@ -198,14 +215,22 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         item_id = await self.app.push_screen_wait(SuggestionScreen(row))
         if item_id is None:
             return
-        m = await self.app.client.create_mapping(row["vendor"], row["sku"], row.get("term"), item_id)
-        self.notify(f"Mapped {row['vendor']} {row['sku']} → {m.get('identifier')}; its cost now counts.", timeout=4)
+        m = await self.app.client.create_mapping(
+            row["vendor"], row["sku"], row.get("term"), item_id
+        )
+        self.notify(
+            f"Mapped {row['vendor']} {row['sku']} → {m.get('identifier')}; its cost now counts.",
+            timeout=4,
+        )
         self.load()
 
     def action_delete(self) -> None:
         t = self.mappings_table
         if not t.has_focus:
-            self.notify("Deleting works on saved mappings; press w to switch to that pane.", severity="warning")
+            self.notify(
+                "Deleting works on saved mappings; press w to switch to that pane.",
+                severity="warning",
+            )
             return
         if not t.row_count:
             return

@@ -18,10 +18,13 @@ from costrecon_tui.client import ApprovalItem
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 
+PER_ITEM_SHOWN = 200  # a rich Table of 100k rows would take seconds; the totals above cover all
+
 POLICIES = {
     "all": "all contract lines",
     "matching": "only lines still at the old catalogue cost",
 }
+
 
 def modal_css(name: str) -> str:
     return f"""
@@ -49,10 +52,14 @@ def preview_summary(p: dict[str, Any], *, skipped_note: str = "") -> Text:
     t.append(f"{p['lines']} contract line{'s' if p['lines'] != 1 else ''}", style="bold")
     t.append(f" will change · {p.get('lines_skipped', 0)} lines skipped by policy")
     t.append(f" · {p.get('negotiated_lines', 0)} lines already differ (negotiated)\n")
-    t.append(f"{p.get('api_calls', 0)} PSA API calls, {display.duration(p.get('estimated_seconds', 0))}")
+    t.append(
+        f"{p.get('api_calls', 0)} PSA API calls, {display.duration(p.get('estimated_seconds', 0))}"
+    )
     t.append(" · monthly cost impact ")
     arrow = display.UP if impact > 0 else display.DOWN if impact < 0 else "="
-    t.append(f"{arrow}{display.signed(impact)} {cur}", style="bold red" if impact > 0 else "bold green")
+    t.append(
+        f"{arrow}{display.signed(impact)} {cur}", style="bold red" if impact > 0 else "bold green"
+    )
     if skipped_note:
         t.append(f"\nNot included: {skipped_note}.", style="yellow")
     for w in p.get("warnings") or []:
@@ -68,7 +75,8 @@ def per_item_table(p: dict[str, Any]) -> Table:
     table.add_column("After", justify="right", no_wrap=True)
     table.add_column("Lines", justify="right", no_wrap=True)
     table.add_column("Skip", justify="right", no_wrap=True)
-    for it in p.get("per_item") or []:
+    per_item = p.get("per_item") or []
+    for it in per_item[:PER_ITEM_SHOWN]:
         before = Decimal(str(it["before"])) if it.get("before") is not None else None
         after = Decimal(str(it["after"])) if it.get("after") is not None else None
         arrow = ""
@@ -82,6 +90,8 @@ def per_item_table(p: dict[str, Any]) -> Table:
             str(it.get("lines", 0)),
             str(it.get("lines_skipped", 0)),
         )
+    if len(per_item) > PER_ITEM_SHOWN:
+        table.add_row("…", f"and {len(per_item) - PER_ITEM_SHOWN:,} more items", "", "", "", "")
     return table
 
 
@@ -96,7 +106,9 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         Binding("escape,n", "cancel", "Cancel", id="approve.cancel"),
     ]
 
-    def __init__(self, items: list[ApprovalItem], preview: dict[str, Any], *, skipped_note: str = "") -> None:
+    def __init__(
+        self, items: list[ApprovalItem], preview: dict[str, Any], *, skipped_note: str = ""
+    ) -> None:
         super().__init__()
         self.items = items
         self.preview = preview
@@ -106,7 +118,11 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self._title(), classes="title")
-            yield Static(preview_summary(self.preview, skipped_note=self.skipped_note), classes="summary", id="summary")
+            yield Static(
+                preview_summary(self.preview, skipped_note=self.skipped_note),
+                classes="summary",
+                id="summary",
+            )
             yield Static(self._policy_text(), classes="policy", id="policy")
             with VerticalScroll(classes="per-item"):
                 yield Static(per_item_table(self.preview), id="per-item")
@@ -116,7 +132,9 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
             yield Static("y approve · p line policy · esc cancel", classes="hint")
 
     def _title(self) -> str:
-        return f"Approve cost change for {len(self.items)} item{'s' if len(self.items) != 1 else ''}?"
+        return (
+            f"Approve cost change for {len(self.items)} item{'s' if len(self.items) != 1 else ''}?"
+        )
 
     def _confirm_label(self) -> str:
         return f"Approve {len(self.items)} (y)"
@@ -135,7 +153,9 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         t.append("Contract lines (p switches):\n", style="bold")
         for key, label in POLICIES.items():
             chosen = key == self.policy
-            t.append(f"  {'(•)' if chosen else '( )'} update {label}", style="bold" if chosen else "dim")
+            t.append(
+                f"  {'(•)' if chosen else '( )'} update {label}", style="bold" if chosen else "dim"
+            )
             if key == "matching":
                 t.append(" — negotiated lines keep their cost", style="bold" if chosen else "dim")
             t.append("\n" if key == "all" else "")
@@ -162,7 +182,9 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         if policy != self.policy:
             return
         self.preview = preview
-        self.query_one("#summary", Static).update(preview_summary(preview, skipped_note=self.skipped_note))
+        self.query_one("#summary", Static).update(
+            preview_summary(preview, skipped_note=self.skipped_note)
+        )
         self.query_one("#per-item", Static).update(per_item_table(preview))
 
     @on(Button.Pressed, "#confirm")
@@ -199,7 +221,9 @@ class UndoScreen(ModalScreen[bool]):
             with VerticalScroll(classes="per-item"):
                 yield Static(per_item_table(self.preview))
             with Horizontal(classes="buttons"):
-                yield Button(f"Undo #{self.change_set_id} (y)", variant="error", id="confirm", compact=True)
+                yield Button(
+                    f"Undo #{self.change_set_id} (y)", variant="error", id="confirm", compact=True
+                )
                 yield Button("Cancel", id="cancel", compact=True)
             yield Static("y undo · esc cancel", classes="hint")
 

@@ -61,18 +61,27 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
         t.append("\nPermissions check\n", style="bold underline")
         problems = psa.get("permission_problems") or []
         if not problems:
-            t.append("  ✓ the API user can read and update everything costrecon needs\n", style="green")
+            t.append(
+                "  ✓ the API user can read and update everything costrecon needs\n", style="green"
+            )
         for p in problems:
             t.append(f"  ✗ {p.get('capability')}: ", style="bold red")
             t.append(f"{p.get('message')}\n")
         t.append("\nSync\n", style="bold underline")
         ev = self.sync_event or {}
         if psa.get("syncing") or ev.get("state") == "running":
-            t.append(f"  ⟳ syncing now{': ' + ev['message'] if ev.get('message') else ''}\n", style="yellow")
+            t.append(
+                f"  ⟳ syncing now{': ' + ev['message'] if ev.get('message') else ''}\n",
+                style="yellow",
+            )
         elif ev.get("state") == "failed":
             t.append(f"  ✗ last sync failed: {ev.get('message')}\n", style="bold red")
-        t.append(f"  last sync  {psa.get('last_sync') or 'never'} ({display.age(psa.get('last_sync'), now)})\n")
-        t.append(f"  next sync  {psa.get('next_sync') or '—'} ({display.age(psa.get('next_sync'), now)})\n")
+        t.append(
+            f"  last sync  {psa.get('last_sync') or 'never'} ({display.age(psa.get('last_sync'), now)})\n"
+        )
+        t.append(
+            f"  next sync  {psa.get('next_sync') or '—'} ({display.age(psa.get('next_sync'), now)})\n"
+        )
         if psa.get("last_result"):
             t.append(f"  result     {psa['last_result']}\n")
         c = st.get("counts") or {}

@@ -90,7 +90,14 @@ def stamp(value: str | None) -> str:
     return dt.astimezone(UTC).strftime("%m-%d %H:%M") if dt else "—"
 
 
-def state_text(state: str, detail: dict[str, Any], *, vendor: Decimal | None, change: Decimal | None, narrow: bool) -> str:
+def state_text(
+    state: str,
+    detail: dict[str, Any],
+    *,
+    vendor: Decimal | None,
+    change: Decimal | None,
+    narrow: bool,
+) -> str:
     """The action column: what the row needs or what is happening to it."""
     if state == "pushing":
         done, total = detail.get("done"), detail.get("total")
@@ -135,7 +142,9 @@ def source_text(source: Any, now: datetime) -> str:
     if kind == "import":
         where = source.file or "a price file"
         row = f" row {source.row}" if source.row else ""
-        vendor = f" ({source.vendor}{' ' + source.sku if source.sku else ''})" if source.vendor else ""
+        vendor = (
+            f" ({source.vendor}{' ' + source.sku if source.sku else ''})" if source.vendor else ""
+        )
         return f"{IMPORT_MARK} imported from {where}{row}{vendor}, {when}"
     return f"{API_MARK} {SOURCE_WORDS.get(kind, kind)}{' ' + source.vendor if source.vendor else ''}, {when}"
 

@@ -10,7 +10,6 @@ from textual.widgets import Static
 
 from costrecon_tui.widgets import display
 
-
 PSA_NAMES = {"connectwise": "ConnectWise", "autotask": "Autotask", "syncro": "Syncro"}
 
 
@@ -50,7 +49,10 @@ class StatusLine(Static):
             t.append(f"{kind} ✗ {psa.get('error') or 'not connected'}", style="bold red")
         problems = psa.get("permission_problems") or []
         if problems:
-            t.append(f" ! {len(problems)} permission problem{'s' if len(problems) > 1 else ''}", style="yellow")
+            t.append(
+                f" ! {len(problems)} permission problem{'s' if len(problems) > 1 else ''}",
+                style="yellow",
+            )
         t.append(" · ")
         state = (sync_state or {}).get("state")
         if psa.get("syncing") or state == "running":

@@ -10,6 +10,7 @@ from textual.widgets import DataTable
 
 class KeyTable(DataTable[Any]):
     BINDINGS = [
+        Binding("enter", "select_cursor", "Open", id="table.open"),
         Binding("j", "cursor_down", "Down", show=False, id="table.down"),
         Binding("k", "cursor_up", "Up", show=False, id="table.up"),
         Binding("g", "scroll_top", "First row", show=False, id="table.first"),
