@@ -317,6 +317,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
         raise ConfigError(f"{file}: [profiles.NAME] entries must be tables.")
     cfg.profiles = profiles
+    _check_profiles(file, cfg)
     keys = raw.get("keys", {})
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
         raise ConfigError(f'{file}: [keys] maps binding ids to key names, such as costs.approve = "a".')
@@ -328,6 +329,28 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     if cfg.sync.interval_minutes <= 0:
         raise ConfigError(f"{file}: sync.interval_minutes must be greater than 0.")
     return cfg
+
+
+def _check_profiles(file: str, cfg: Config) -> None:
+    """[profiles.NAME] tables and the inbox defaults that refer to them, checked at load time so a
+    typo stops the daemon with one sentence instead of failing every dropped file."""
+    from .money import MoneyError, normalise_currency
+    from .vendors.profiles import ProfileError, merged_profiles, profile_from_config
+
+    built = {}
+    for name, table in cfg.profiles.items():
+        try:
+            built[name] = profile_from_config(name, table)
+        except ProfileError as exc:
+            raise ConfigError(f"{file}: [profiles.{name}] {exc}.") from None
+    wanted = cfg.inbox.default_profile
+    if wanted and wanted not in merged_profiles(built):
+        names = ", ".join(sorted(merged_profiles(built)))
+        raise ConfigError(f"{file}: inbox.default_profile names no profile: {wanted!r}; expected one of: {names}.")
+    try:
+        cfg.inbox.default_currency = normalise_currency(cfg.inbox.default_currency)
+    except MoneyError as exc:
+        raise ConfigError(f"{file}: inbox.default_currency: {exc}.") from None
 
 
 def redact(settings: dict[str, Any]) -> dict[str, Any]:

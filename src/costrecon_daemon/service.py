@@ -220,6 +220,8 @@ class Daemon:
             self.psa_state["error"] = None
             if "recon" in self.parts:
                 await self.parts["recon"].reload()
+            if "intake" in self.parts:  # re-match unmatched vendor rows against the fresh catalogue
+                await self.parts["intake"].after_sync()
         except PSAError as exc:
             message = exc.message
             self.psa_state["error"] = message
