@@ -30,6 +30,7 @@ from costrecon_tui.screens.files import FilesView
 from costrecon_tui.screens.mappings import MappingsView
 from costrecon_tui.screens.sync import SyncView
 from costrecon_tui.widgets.status_line import StatusLine
+from costrecon_tui.widgets.tables import KeyTable
 
 log = logging.getLogger("costrecon_tui")
 
@@ -155,7 +156,10 @@ class CostreconApp(App[None]):
         self.current_view = name
         self.main.query_one(ContentSwitcher).current = name
         self.sub_title = TITLES[name]
-        self.view(name).focus_main()
+        view = self.view(name)
+        view.focus_main()
+        for table in view.query(KeyTable):
+            self.call_after_refresh(table.fit_flex_column)
 
     def action_show_view(self, name: str) -> None:
         if self.screen is not self.main:
@@ -186,16 +190,16 @@ class CostreconApp(App[None]):
 
     def action_help(self) -> None:
         screen = self.screen
-        seen: set[str] = set()
-        rows: list[tuple[str, str, str]] = []
+        by_id: dict[str, tuple[list[str], str]] = {}
         for _key, active in screen.active_bindings.items():
             b = active.binding
-            bid = b.id or b.action
-            if bid in seen or b.system:
-                continue
-            seen.add(bid)
-            key_display = ", ".join(self.get_key_display(b.with_key(k)) for k in b.key.split(","))
-            rows.append((key_display, b.description or b.action, b.id or ""))
+            if not b.id or b.system:
+                continue  # Textual's own scroll keys etc.: not ours to document
+            keys_, desc = by_id.setdefault(b.id, ([], b.description or b.action))
+            shown = self.get_key_display(b)
+            if shown not in keys_:
+                keys_.append(shown)
+        rows = [(", ".join(k), desc, bid) for bid, (k, desc) in by_id.items()]
         if screen is self.main:
             title = TITLES[self.current_view]
             rows.append(("ctrl+p, :", "Command palette", "app.palette"))

@@ -79,14 +79,12 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             placeholder="filter: actor:NAME action:push item:M365 or any words",
             id="activity-filter",
         )
-        table: DataTable[Any] = KeyTable(
-            cursor_type="row", zebra_stripes=False, id="activity-table"
-        )
+        table: DataTable[Any] = KeyTable(cursor_type="row", id="activity-table", flex="subject")
         table.add_column("When (UTC)", key="at", width=11)
-        table.add_column("Actor", key="actor", width=9)
+        table.add_column("Actor", key="actor", width=8)
         table.add_column("Action", key="action", width=21)
         table.add_column("Subject", key="subject", width=28)
-        table.add_column("Before → after", key="change", width=24)
+        table.add_column("Before → after", key="change", width=20)
         yield table
         yield Static(id="activity-line")
 

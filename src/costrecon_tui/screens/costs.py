@@ -322,15 +322,15 @@ class CostsView(ReportsWorkerErrors, Vertical):
             )
             return
         col_x = 0
-        vendor = None
+        width = 12
         for n, col in enumerate(grid.columns):
             if col.key == "vendor_cost":
-                vendor = col
+                # the editor covers the vendor and change cells; catalogue cost stays visible
+                change = grid.columns[n + 1].width if n + 1 < len(grid.columns) else 0
+                width = col.width + 1 + change
                 break
             col_x += col.width + (1 if n > 0 else 0)
-        assert vendor is not None
-        width = vendor.width + 6
-        x = max(0, col_x - 6 + 1)
+        x = col_x
         y = grid.region.y - self.region.y + (grid.cursor - int(grid.scroll_offset.y))
         editor = self.editor
         editor.styles.offset = (x, y)

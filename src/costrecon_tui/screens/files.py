@@ -38,12 +38,12 @@ class FilesView(ReportsWorkerErrors, Vertical):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Any] = KeyTable(cursor_type="row", id="files-table")
+        table: DataTable[Any] = KeyTable(cursor_type="row", id="files-table", flex="message")
         table.add_column("Received", key="at", width=11)
-        table.add_column("File", key="file", width=28)
+        table.add_column("File", key="file", width=26)
         table.add_column("Status", key="status", width=11)
-        table.add_column("Vendor", key="vendor", width=12)
-        table.add_column("Rows", key="rows", width=11)
+        table.add_column("Vendor", key="vendor", width=10)
+        table.add_column("Rows", key="rows", width=9)
         table.add_column("Matched", key="matched", width=7)
         table.add_column("Message", key="message", width=40)
         yield table

@@ -101,22 +101,22 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             classes="pane-title",
             id="unmatched-title",
         )
-        t1: DataTable[Any] = KeyTable(cursor_type="row", id="unmatched-table")
-        t1.add_column("Vendor", width=12)
-        t1.add_column("SKU", width=18)
-        t1.add_column("Description", width=34)
-        t1.add_column("Cost", width=9)
-        t1.add_column("Best suggestion", width=28)
+        t1: DataTable[Any] = KeyTable(cursor_type="row", id="unmatched-table", flex="description")
+        t1.add_column("Vendor", width=12, key="vendor")
+        t1.add_column("SKU", width=17, key="sku")
+        t1.add_column("Description", width=30, key="description")
+        t1.add_column("Cost", width=8, key="cost")
+        t1.add_column("Best suggestion", width=20, key="best")
         yield t1
         yield Static("Saved mappings — d: delete", classes="pane-title", id="mappings-title")
-        t2: DataTable[Any] = KeyTable(cursor_type="row", id="mappings-table")
-        t2.add_column("Vendor", width=12)
-        t2.add_column("SKU", width=18)
-        t2.add_column("Term", width=8)
-        t2.add_column("→ PSA ID", width=16)
-        t2.add_column("Name", width=30)
-        t2.add_column("By", width=9)
-        t2.add_column("When", width=11)
+        t2: DataTable[Any] = KeyTable(cursor_type="row", id="mappings-table", flex="name")
+        t2.add_column("Vendor", width=12, key="vendor")
+        t2.add_column("SKU", width=17, key="sku")
+        t2.add_column("Term", width=8, key="term")
+        t2.add_column("→ PSA ID", width=15, key="identifier")
+        t2.add_column("Name", width=30, key="name")
+        t2.add_column("By", width=8, key="by")
+        t2.add_column("When", width=11, key="when")
         yield t2
 
     @property

@@ -1,10 +1,13 @@
-"""DataTable for the small side views (activity, files, mappings), with the vim keys of the grid."""
+"""DataTable for the small side views (activity, files, mappings), with the vim keys of the grid
+and one flexible column that takes whatever width the terminal leaves (80 columns must work)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from textual import events
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.widgets import DataTable
 
 
@@ -18,3 +21,33 @@ class KeyTable(DataTable[Any]):
     ]
 
     DEFAULT_CSS = "KeyTable { scrollbar-size-vertical: 1; }"
+
+    def __init__(
+        self, *args: Any, flex: str | None = None, min_flex: int = 10, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.flex = flex
+        self.min_flex = min_flex
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_flex_column()
+
+    def fit_flex_column(self) -> None:
+        if self.flex is None or self.flex not in self.columns:
+            return
+        available = self.scrollable_content_region.width or self.size.width
+        if not available:
+            return
+        pad = 2 * self.cell_padding
+        others = sum(
+            c.get_render_width(self) for k, c in self.columns.items() if k.value != self.flex
+        )
+        col = self.columns[self.flex]  # type: ignore[index]
+        width = max(self.min_flex, available - others - pad - 1)
+        if col.width == width and not col.auto_width:
+            return
+        col.auto_width = False
+        col.width = width
+        self.virtual_size = Size(others + width + pad, self.virtual_size.height)
+        self._clear_caches()
+        self.refresh()
