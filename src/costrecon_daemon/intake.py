@@ -151,7 +151,7 @@ def vendor_from_filename(name: str) -> str:
     so next month's file from the same source gets the same vendor (saved mappings key on it)."""
     stem = name.split(".", 1)[0]
     words = [w for w in re.split(r"[-_.\s()\[\]]+", stem) if w]
-    kept = [w for w in words if not any(c.isdigit() for c in w) and w.casefold() not in _NAME_NOISE]
+    kept = [w for w in words if not re.fullmatch(r"[vV]?\d+[a-zA-Z]?", w) and w.casefold() not in _NAME_NOISE]
     text = " ".join(kept) or stem
     return text if any(c.isupper() for c in text) else text.title()
 
@@ -487,7 +487,8 @@ def ends_complete(path: Path, size: int) -> bool:
             tail = fh.read(2)
     except OSError:
         return False
-    return tail.endswith((b"\n", b"\r")) or tail in (b"\n\x00", b"\r\x00", b"\x00\n")
+    # Not a bare "\r": a copy cut between the \r and \n of a CRLF line is not complete.
+    return tail.endswith(b"\n") or tail in (b"\n\x00", b"\x00\n")
 
 
 def open_for_writing(paths: set[str]) -> set[str]:
