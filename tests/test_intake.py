@@ -33,6 +33,7 @@ def imports(d: DaemonProcess) -> list[dict[str, Any]]:
 
 def wait_import(d: DaemonProcess, name: str, count: int = 1, timeout: float = 30) -> dict[str, Any]:
     """The newest import record of ``name`` once ``count`` records of it exist."""
+
     def found() -> Any:
         mine = [i for i in imports(d) if i["file_name"] == name]
         return mine[0] if len(mine) >= count else None
@@ -86,7 +87,9 @@ def test_a_file_copied_slowly_in_chunks_is_imported_once_and_complete(shared, tm
     at line ends (caught by the open-for-writing check), the other reopens it per chunk and breaks
     mid-line (caught by the missing final newline)."""
     inbox = inbox_of(shared)
-    lines = [pf.PriceLine(f"SLOW{i:04d}", None, f"Slow item {i}", D(f"{10 + i}.25")) for i in range(400)]
+    lines = [
+        pf.PriceLine(f"SLOW{i:04d}", None, f"Slow item {i}", D(f"{10 + i}.25")) for i in range(400)
+    ]
     data = pf.write_generic_csv(tmp_path, lines, name="slow-source.csv").read_bytes()
     other = pf.write_eu_csv(tmp_path, lines, name="slow-other.csv").read_bytes()
 
@@ -104,7 +107,7 @@ def test_a_file_copied_slowly_in_chunks_is_imported_once_and_complete(shared, tm
         step = len(other) // 5 + 7  # not at line ends
         for start in range(0, len(other), step):
             with (inbox / "slow-append.csv").open("ab") as fh:
-                fh.write(other[start:start + step])
+                fh.write(other[start : start + step])
             time.sleep(0.6)
 
     writers = [threading.Thread(target=copy_holding_open), threading.Thread(target=copy_reopening)]
@@ -220,12 +223,25 @@ def test_negative_and_non_numeric_costs_reject_the_whole_file_naming_each_row(sh
     before = counts(shared)["vendor_costs"]
     pf.write_bad_costs_csv(inbox_of(shared), pf.SAMPLE_HARDWARE, name="bad-costs.csv")
     record = wait_import(shared, "bad-costs.csv")
-    report = assert_failed_with_report(shared, record, "row 3, column Cost", "negative", "row 4, column Cost",
-                                       "'12,5x' is not a number", "row 5, column Cost", "row 6, column SKU")
+    report = assert_failed_with_report(
+        shared,
+        record,
+        "row 3, column Cost",
+        "negative",
+        "row 4, column Cost",
+        "'12,5x' is not a number",
+        "row 5, column Cost",
+        "row 6, column SKU",
+    )
     assert "Nothing from this file was imported" in report
     assert record["rows_imported"] == 0 and record["rows_total"] == 8
     errors = detail(shared, record["id"])["errors"]
-    assert [(e["row"], e["column"]) for e in errors] == [(3, "Cost"), (4, "Cost"), (5, "Cost"), (6, "SKU")]
+    assert [(e["row"], e["column"]) for e in errors] == [
+        (3, "Cost"),
+        (4, "Cost"),
+        (5, "Cost"),
+        (6, "SKU"),
+    ]
     assert counts(shared)["vendor_costs"] == before  # not one row of the good ones either
     assert unmatched_of(shared, "bad-costs.csv") == {}
 
@@ -260,7 +276,9 @@ def test_files_dropped_while_the_daemon_was_down_are_imported_at_start(tmp_path)
         assert wait_import(d, "while-down.csv")["rows_imported"] == 3
         assert wait_import(d, "while-down.xlsx")["rows_imported"] == 3
         d.wait_for(lambda: Path(done["final_path"]).exists(), 20, "the interrupted move")
-        assert [i["file_name"] for i in imports(d)].count("before-stop.csv") == 1  # not imported twice
+        assert [i["file_name"] for i in imports(d)].count(
+            "before-stop.csv"
+        ) == 1  # not imported twice
         assert counts(d)["vendor_costs"] == 8
         assert sorted(os.listdir(inbox)) == []
         moved = d.get("/v1/activity", params={"action": "import.moved"})["entries"]
@@ -273,7 +291,10 @@ def test_a_burst_of_a_hundred_files_is_processed_exactly_once(tmp_path):
     with DaemonProcess(tmp_path) as d:
         inbox = inbox_of(d)
         for n in range(100):
-            lines = [pf.PriceLine(f"B{n:03d}-{k}", None, f"Burst {n} item {k}", D(f"{n}.{k}5")) for k in range(2)]
+            lines = [
+                pf.PriceLine(f"B{n:03d}-{k}", None, f"Burst {n} item {k}", D(f"{n}.{k}5"))
+                for k in range(2)
+            ]
             pf.write_generic_csv(inbox, lines, name=f"burst-{n:03d}.csv")
         d.wait_for(lambda: len(imports(d)) >= 100, 60, "100 imports")
         time.sleep(1.0)
@@ -295,14 +316,20 @@ def test_imported_costs_match_the_catalogue_and_a_mapping_applies_at_once(tmp_pa
     ds = msp_tenant(contracts=4)
     ds.items[2].mpn = "S1-CORE-01"  # EDR-S1-CORE: matched by manufacturer part number
     lines = [
-        pf.PriceLine("PAX-M365-BP-M", None, "Microsoft 365 Business Premium", D("21.40"), term="P1M"),
+        pf.PriceLine(
+            "PAX-M365-BP-M", None, "Microsoft 365 Business Premium", D("21.40"), term="P1M"
+        ),
         pf.PriceLine("ING-778899", "S1-CORE-01", "SentinelOne Core", D("4.05")),
         pf.PriceLine("ZZ-DNSF-1", None, "DNSFilter per device", D("1.09")),
     ]
     with cw_daemon(tmp_path, ds) as (_sim, _served, d):
         pf.write_generic_csv(inbox_of(d), lines, name="pax8-prices.csv")
         record = wait_import(d, "pax8-prices.csv")
-        assert record["status"] == "imported" and record["rows_matched"] == 2 and record["vendor"] == "Pax8"
+        assert (
+            record["status"] == "imported"
+            and record["rows_matched"] == 2
+            and record["vendor"] == "Pax8"
+        )
 
         rows = rows_by_identifier(d)
         bp, edr = rows["M365-BP-M"], rows["EDR-S1-CORE"]
@@ -315,31 +342,53 @@ def test_imported_costs_match_the_catalogue_and_a_mapping_applies_at_once(tmp_pa
         unmatched = d.get("/v1/unmatched")["rows"]
         assert [u["sku"] for u in unmatched] == ["ZZ-DNSF-1"]
         u = unmatched[0]
-        assert (u["vendor"], u["cost"], u["file"], u["row"]) == ("Pax8", "1.0900", "pax8-prices.csv", 4)
+        assert (u["vendor"], u["cost"], u["file"], u["row"]) == (
+            "Pax8",
+            "1.0900",
+            "pax8-prices.csv",
+            4,
+        )
         assert u["suggestions"][0]["identifier"] == "DNS-FILTER"
         target = u["suggestions"][0]["item_id"]
 
         # bad input names the field; unknown items are 404
-        for body, field in (({"sku": "ZZ-DNSF-1", "item_id": target}, "vendor"),
-                            ({"vendor": "Pax8", "item_id": target}, "sku"),
-                            ({"vendor": "Pax8", "sku": "ZZ-DNSF-1"}, "item_id"),
-                            ({"vendor": "Pax8", "sku": "ZZ-DNSF-1", "term": "fortnightly", "item_id": target}, "term")):
+        for body, field in (
+            ({"sku": "ZZ-DNSF-1", "item_id": target}, "vendor"),
+            ({"vendor": "Pax8", "item_id": target}, "sku"),
+            ({"vendor": "Pax8", "sku": "ZZ-DNSF-1"}, "item_id"),
+            (
+                {"vendor": "Pax8", "sku": "ZZ-DNSF-1", "term": "fortnightly", "item_id": target},
+                "term",
+            ),
+        ):
             r = d.request("POST", "/v1/mappings", json=body)
             assert r.status_code == 400 and field in r.json()["error"]["message"], r.text
-        r = d.request("POST", "/v1/mappings", json={"vendor": "Pax8", "sku": "ZZ-DNSF-1", "item_id": 99999})
+        r = d.request(
+            "POST", "/v1/mappings", json={"vendor": "Pax8", "sku": "ZZ-DNSF-1", "item_id": 99999}
+        )
         assert r.status_code == 404
 
-        r = d.request("POST", "/v1/mappings", json={"vendor": "Pax8", "sku": "ZZ-DNSF-1", "term": "", "item_id": target})
+        r = d.request(
+            "POST",
+            "/v1/mappings",
+            json={"vendor": "Pax8", "sku": "ZZ-DNSF-1", "term": "", "item_id": target},
+        )
         assert r.status_code == 201, r.text
         mapping = r.json()["mapping"]
-        assert (mapping["identifier"], mapping["created_by"], mapping["term"]) == ("DNS-FILTER", ME, None)
+        assert (mapping["identifier"], mapping["created_by"], mapping["term"]) == (
+            "DNS-FILTER",
+            ME,
+            None,
+        )
         # at once: no import, no sync in between
         dns = rows_by_identifier(d)["DNS-FILTER"]
         assert dns["vendor_cost"] == "1.0900" and dns["vendor_source"]["row"] == 4
         assert d.get("/v1/unmatched")["rows"] == []
         assert d.get("/v1/status")["counts"]["unmatched"] == 0
         assert [m["id"] for m in d.get("/v1/mappings")["mappings"]] == [mapping["id"]]
-        dup = d.request("POST", "/v1/mappings", json={"vendor": "pax8", "sku": "zz-dnsf-1", "item_id": target})
+        dup = d.request(
+            "POST", "/v1/mappings", json={"vendor": "pax8", "sku": "zz-dnsf-1", "item_id": target}
+        )
         assert dup.status_code == 409
 
         assert d.request("DELETE", f"/v1/mappings/{mapping['id']}").status_code == 204
@@ -347,7 +396,10 @@ def test_imported_costs_match_the_catalogue_and_a_mapping_applies_at_once(tmp_pa
         assert [u["sku"] for u in d.get("/v1/unmatched")["rows"]] == ["ZZ-DNSF-1"]
         assert d.request("DELETE", f"/v1/mappings/{mapping['id']}").status_code == 404
 
-        acts = [(a["action"], a["actor"]) for a in d.get("/v1/activity", params={"limit": 50})["entries"]]
+        acts = [
+            (a["action"], a["actor"])
+            for a in d.get("/v1/activity", params={"limit": 50})["entries"]
+        ]
         assert ("mapping.create", ME) in acts and ("mapping.delete", ME) in acts
         assert ("import.processed", ME) in acts  # the file's owner
 
@@ -360,7 +412,11 @@ def test_a_bad_profile_in_the_config_is_an_error_naming_file_and_key(tmp_path):
     path.write_text(path.read_text() + 'columns = { sku = "Art.Nr" }\n')
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
-    assert str(path) in str(err.value) and "[profiles.acme]" in str(err.value) and "columns.cost" in str(err.value)
+    assert (
+        str(path) in str(err.value)
+        and "[profiles.acme]" in str(err.value)
+        and "columns.cost" in str(err.value)
+    )
     write_config(path, {"inbox": {"default_profile": "acmee"}})
     with pytest.raises(ConfigError, match="inbox.default_profile"):
         load_config(path, env={})

@@ -71,7 +71,11 @@ ERRORS_IN_ACTIVITY = 20
 
 def ignored_name(name: str) -> bool:
     lower = name.lower()
-    return name.startswith((".", "~$")) or lower.endswith(IGNORED_SUFFIXES) or lower.endswith(".errors.txt")
+    return (
+        name.startswith((".", "~$"))
+        or lower.endswith(IGNORED_SUFFIXES)
+        or lower.endswith(".errors.txt")
+    )
 
 
 # ---------------------------------------------------------------------------- the import itself
@@ -106,7 +110,9 @@ class Prepared:
         if self.failure is not None:
             return [{"row": None, "column": None, "message": self.failure}]
         assert self.result is not None
-        return [{"row": e.row, "column": e.column, "message": e.message} for e in self.result.errors]
+        return [
+            {"row": e.row, "column": e.column, "message": e.message} for e in self.result.errors
+        ]
 
     def message(self) -> str:
         if self.failure is not None:
@@ -115,8 +121,10 @@ class Prepared:
         errors = self.result.errors
         if errors:
             rows = len({e.row for e in errors})
-            return (f"{rows} row{'s' if rows != 1 else ''} of {self.result.total_rows} have problems, so nothing "
-                    f"from this file was imported; first: {errors[0].message}")
+            return (
+                f"{rows} row{'s' if rows != 1 else ''} of {self.result.total_rows} have problems, so nothing "
+                f"from this file was imported; first: {errors[0].message}"
+            )
         matched = sum(1 for m in self.matches or () if m.item_id is not None)
         return f"{len(self.result.rows)} costs imported, {matched} matched to catalogue items"
 
@@ -151,26 +159,50 @@ def vendor_from_filename(name: str) -> str:
     so next month's file from the same source gets the same vendor (saved mappings key on it)."""
     stem = name.split(".", 1)[0]
     words = [w for w in re.split(r"[-_.\s()\[\]]+", stem) if w]
-    kept = [w for w in words if not re.fullmatch(r"[vV]?\d+[a-zA-Z]?", w) and w.casefold() not in _NAME_NOISE]
+    kept = [
+        w
+        for w in words
+        if not re.fullmatch(r"[vV]?\d+[a-zA-Z]?", w) and w.casefold() not in _NAME_NOISE
+    ]
     text = " ".join(kept) or stem
     return text if any(c.isupper() for c in text) else text.title()
 
 
-def prepare(path: Path, options: Options, matcher: Matcher | None, *, vendor: str | None = None,
-            sha: str | None = None, st: os.stat_result | None = None) -> Prepared:
+def prepare(
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    *,
+    vendor: str | None = None,
+    sha: str | None = None,
+    st: os.stat_result | None = None,
+) -> Prepared:
     """Hash, read, validate and match one file (blocking: run it in a thread)."""
     st = st or path.stat()
-    prep = Prepared(path=path, name=path.name, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                    sha256=sha or sha256_of(path), actor=file_owner(st))
+    prep = Prepared(
+        path=path,
+        name=path.name,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=sha or sha256_of(path),
+        actor=file_owner(st),
+    )
     try:
-        result = read_price_file(path, profile=options.default_profile or None, profiles=options.profiles,
-                                 default_currency=options.default_currency, vendor=vendor)
+        result = read_price_file(
+            path,
+            profile=options.default_profile or None,
+            profiles=options.profiles,
+            default_currency=options.default_currency,
+            vendor=vendor,
+        )
     except FileUnreadable as exc:
         prep.failure = str(exc)
         return prep
     except Exception as exc:  # noqa: BLE001 - a reader bug must fail the file, not lose it
         log.exception("reading %s failed unexpectedly", path)
-        prep.failure = f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
+        prep.failure = (
+            f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
+        )
         return prep
     prep.result = result
     if not result.vendor:
@@ -195,38 +227,82 @@ def _placeholders(conn: Connection, n: int) -> str:
     raise NotImplementedError(style)  # pragma: no cover
 
 
-_VC_COLUMNS = ("import_id", "row_number", "vendor", "sku", "mpn", "manufacturer", "description", "term",
-               "cost", "currency", "item_id", "match_method", "imported_at")
+_VC_COLUMNS = (
+    "import_id",
+    "row_number",
+    "vendor",
+    "sku",
+    "mpn",
+    "manufacturer",
+    "description",
+    "term",
+    "cost",
+    "currency",
+    "item_id",
+    "match_method",
+    "imported_at",
+)
 _UNITS = 10_000
 
 
-def _insert_costs(conn: Connection, import_id: int, rows: Sequence[VendorRow],
-                  matches: Sequence[MatchResult] | None, at: dt.datetime) -> None:
+def _insert_costs(
+    conn: Connection,
+    import_id: int,
+    rows: Sequence[VendorRow],
+    matches: Sequence[MatchResult] | None,
+    at: dt.datetime,
+) -> None:
     """All rows of one file, by executemany in chunks straight to the driver: the ORM/Core bind
     processing of 200,000 rows × 13 columns costs more than SQLite's own work. Values are the
     stored forms (MoneyType's integer ten-thousandths, UTCDateTime's text); the reader has already
     quantized every cost to 4 places, so ``scaleb`` is exact."""
-    sql = (f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
-           f"VALUES ({_placeholders(conn, len(_VC_COLUMNS))})")
+    sql = (
+        f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
+        f"VALUES ({_placeholders(conn, len(_VC_COLUMNS))})"
+    )
     stamp = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     no_match = (None, None)
     for start in range(0, len(rows), CHUNK):
-        part = rows[start:start + CHUNK]
-        found = matches[start:start + CHUNK] if matches is not None else [no_match] * len(part)
-        conn.exec_driver_sql(sql, [
-            (import_id, r.row, r.vendor, r.sku, r.mpn, r.manufacturer, r.description[:512], r.term,
-             int(r.cost.scaleb(4)), r.currency, m[0], m[1], stamp)
-            for r, m in zip(part, found, strict=True)
-        ])
+        part = rows[start : start + CHUNK]
+        found = matches[start : start + CHUNK] if matches is not None else [no_match] * len(part)
+        conn.exec_driver_sql(
+            sql,
+            [
+                (
+                    import_id,
+                    r.row,
+                    r.vendor,
+                    r.sku,
+                    r.mpn,
+                    r.manufacturer,
+                    r.description[:512],
+                    r.term,
+                    int(r.cost.scaleb(4)),
+                    r.currency,
+                    m[0],
+                    m[1],
+                    stamp,
+                )
+                for r, m in zip(part, found, strict=True)
+            ],
+        )
 
 
-def commit_import(conn: Connection, prep: Prepared, *, final_path: str, status: str | None = None,
-                  message: str | None = None, table: CostTable | None = None,
-                  duplicate_of: dict[str, Any] | None = None) -> dict[str, Any]:
+def commit_import(
+    conn: Connection,
+    prep: Prepared,
+    *,
+    final_path: str,
+    status: str | None = None,
+    message: str | None = None,
+    table: CostTable | None = None,
+    duplicate_of: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Record one file's outcome in the caller's (write) transaction: the ``PriceImport``, every
     ``VendorCost`` row with its match, the activity entry and the events. All or nothing."""
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("PRAGMA cache_size=-65536")  # 64 MB: the vendor/sku index stays in memory
+        # 64 MB of page cache: the (vendor, sku, term) index of a big file stays in memory.
+        conn.exec_driver_sql("PRAGMA cache_size=-65536")
     now = utcnow()
     result = prep.result
     status = status or ("imported" if prep.ok else "failed")
@@ -241,31 +317,48 @@ def commit_import(conn: Connection, prep: Prepared, *, final_path: str, status: 
     errors = None if status in ("imported", "duplicate") else prep.errors()
     message = message or prep.message()
     record = {
-        "file_name": prep.name, "sha256": prep.sha256, "size": prep.size, "status": status,
+        "file_name": prep.name,
+        "sha256": prep.sha256,
+        "size": prep.size,
+        "status": status,
         "profile": result.profile if result else (duplicate_of or {}).get("profile"),
         "vendor": result.vendor if result else (duplicate_of or {}).get("vendor"),
         "rows_total": result.total_rows if result else 0,
         "rows_imported": len(result.rows) if (result and imported) else 0,
-        "rows_matched": rows_matched, "errors": errors, "message": message, "final_path": final_path,
-        "actor": prep.actor, "received_at": now,
+        "rows_matched": rows_matched,
+        "errors": errors,
+        "message": message,
+        "final_path": final_path,
+        "actor": prep.actor,
+        "received_at": now,
     }
     import_id = conn.execute(insert(PriceImport).values(**record)).inserted_primary_key[0]
     if imported:
         assert result is not None
         _insert_costs(conn, import_id, result.rows, prep.matches, now)
     details: dict[str, Any] = {
-        "import_id": import_id, "file": prep.name, "status": status, "vendor": record["vendor"],
-        "profile": record["profile"], "sha256": prep.sha256, "final_path": final_path,
+        "import_id": import_id,
+        "file": prep.name,
+        "status": status,
+        "vendor": record["vendor"],
+        "profile": record["profile"],
+        "sha256": prep.sha256,
+        "final_path": final_path,
     }
     if imported:
-        details.update(rows=record["rows_imported"], matched=rows_matched,
-                       unmatched=record["rows_imported"] - rows_matched)
+        details.update(
+            rows=record["rows_imported"],
+            matched=rows_matched,
+            unmatched=record["rows_imported"] - rows_matched,
+        )
         action = "import.processed"
     elif status == "duplicate":
         details["duplicate_of"] = duplicate_of
         action = "import.duplicate"
     else:
-        details.update(reason=message, problems=len(errors or []), errors=(errors or [])[:ERRORS_IN_ACTIVITY])
+        details.update(
+            reason=message, problems=len(errors or []), errors=(errors or [])[:ERRORS_IN_ACTIVITY]
+        )
         action = "import.failed"
     activity.append(conn, actor=prep.actor, action=action, subject=prep.name, details=details)
     if matched_ids and table is not None:
@@ -281,8 +374,16 @@ def commit_import(conn: Connection, prep: Prepared, *, final_path: str, status: 
     return record
 
 
-def import_file(store: Any, path: Path, options: Options, matcher: Matcher | None, *,
-                final_path: str = "", vendor: str | None = None, table: CostTable | None = None) -> dict[str, Any]:
+def import_file(
+    store: Any,
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    *,
+    final_path: str = "",
+    vendor: str | None = None,
+    table: CostTable | None = None,
+) -> dict[str, Any]:
     """Synchronous: prepare + commit through ``store`` (for tools and benchmarks/intake.py; the
     daemon runs the same two steps, prepare in a thread and commit on the writer)."""
     prep = prepare(path, options, matcher, vendor=vendor)
@@ -293,21 +394,45 @@ def import_file(store: Any, path: Path, options: Options, matcher: Matcher | Non
 
 
 def load_catalog_keys(conn: Connection) -> list[CatalogKey]:
-    stmt = select(CatalogItem.id, CatalogItem.identifier, CatalogItem.name, CatalogItem.vendor_sku,
-                  CatalogItem.mpn, CatalogItem.manufacturer).where(CatalogItem.gone.is_(False))
-    return [CatalogKey(r.id, r.identifier, r.name, r.vendor_sku, r.mpn, r.manufacturer) for r in conn.execute(stmt)]
+    stmt = select(
+        CatalogItem.id,
+        CatalogItem.identifier,
+        CatalogItem.name,
+        CatalogItem.vendor_sku,
+        CatalogItem.mpn,
+        CatalogItem.manufacturer,
+    ).where(CatalogItem.gone.is_(False))
+    return [
+        CatalogKey(r.id, r.identifier, r.name, r.vendor_sku, r.mpn, r.manufacturer)
+        for r in conn.execute(stmt)
+    ]
 
 
 def load_mappings(conn: Connection) -> list[SavedMapping]:
-    return [SavedMapping(r.vendor, r.sku, r.term or None, r.item_id)
-            for r in conn.execute(select(ItemMapping.vendor, ItemMapping.sku, ItemMapping.term, ItemMapping.item_id))]
+    return [
+        SavedMapping(r.vendor, r.sku, r.term or None, r.item_id)
+        for r in conn.execute(
+            select(ItemMapping.vendor, ItemMapping.sku, ItemMapping.term, ItemMapping.item_id)
+        )
+    ]
 
 
-_REMATCH_COLS = (VendorCost.id, VendorCost.vendor, VendorCost.sku, VendorCost.mpn, VendorCost.manufacturer,
-                 VendorCost.description, VendorCost.term, VendorCost.item_id, VendorCost.match_method)
+_REMATCH_COLS = (
+    VendorCost.id,
+    VendorCost.vendor,
+    VendorCost.sku,
+    VendorCost.mpn,
+    VendorCost.manufacturer,
+    VendorCost.description,
+    VendorCost.term,
+    VendorCost.item_id,
+    VendorCost.match_method,
+)
 
 
-def apply_rematch(conn: Connection, matcher: Matcher, rows: Iterable[Any], *, only_unmatched: bool = False) -> set[int]:
+def apply_rematch(
+    conn: Connection, matcher: Matcher, rows: Iterable[Any], *, only_unmatched: bool = False
+) -> set[int]:
     """Match ``rows`` again; write the ones whose match changed. Returns the item ids affected
     (old and new), for the cost table."""
     changes, affected = [], set()
@@ -323,7 +448,7 @@ def apply_rematch(conn: Connection, matcher: Matcher, rows: Iterable[Any], *, on
             stmt = stmt.where(t.c.item_id.is_(None))
         stmt = stmt.values(item_id=bindparam("item"), match_method=bindparam("method"))
         for start in range(0, len(changes), CHUNK):
-            conn.execute(stmt, changes[start:start + CHUNK])
+            conn.execute(stmt, changes[start : start + CHUNK])
     return affected
 
 
@@ -349,9 +474,17 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 def import_json(r: Any, *, detail: bool = False) -> dict[str, Any]:
     out = {
-        "id": r.id, "file_name": r.file_name, "status": r.status, "profile": r.profile, "vendor": r.vendor,
-        "rows_total": r.rows_total, "rows_imported": r.rows_imported, "rows_matched": r.rows_matched,
-        "received_at": _iso(r.received_at), "final_path": r.final_path, "message": r.message,
+        "id": r.id,
+        "file_name": r.file_name,
+        "status": r.status,
+        "profile": r.profile,
+        "vendor": r.vendor,
+        "rows_total": r.rows_total,
+        "rows_imported": r.rows_imported,
+        "rows_matched": r.rows_matched,
+        "received_at": _iso(r.received_at),
+        "final_path": r.final_path,
+        "message": r.message,
     }
     if detail:
         out.update(errors=list(r.errors or []), sha256=r.sha256, size=r.size, actor=r.actor)
@@ -361,25 +494,45 @@ def import_json(r: Any, *, detail: bool = False) -> dict[str, Any]:
 def _newest_per_key() -> Any:
     """Vendor-cost rows not superseded by a later import of the same vendor + SKU + term."""
     newer = VendorCost.__table__.alias("newer")
-    return ~select(newer.c.id).where(
-        newer.c.vendor == VendorCost.vendor, newer.c.sku == VendorCost.sku,
-        newer.c.term.is_not_distinct_from(VendorCost.term), newer.c.import_id > VendorCost.import_id,
-    ).exists()
+    return (
+        ~select(newer.c.id)
+        .where(
+            newer.c.vendor == VendorCost.vendor,
+            newer.c.sku == VendorCost.sku,
+            newer.c.term.is_not_distinct_from(VendorCost.term),
+            newer.c.import_id > VendorCost.import_id,
+        )
+        .exists()
+    )
 
 
 def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
-    stmt = (select(*_REMATCH_COLS, VendorCost.cost, VendorCost.currency, VendorCost.row_number,
-                   PriceImport.file_name)
-            .join(PriceImport, PriceImport.id == VendorCost.import_id)
-            .where(VendorCost.item_id.is_(None), _newest_per_key())
-            .order_by(VendorCost.import_id.desc(), VendorCost.row_number, VendorCost.id).limit(limit))
+    stmt = (
+        select(
+            *_REMATCH_COLS,
+            VendorCost.cost,
+            VendorCost.currency,
+            VendorCost.row_number,
+            PriceImport.file_name,
+        )
+        .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        .where(VendorCost.item_id.is_(None), _newest_per_key())
+        .order_by(VendorCost.import_id.desc(), VendorCost.row_number, VendorCost.id)
+        .limit(limit)
+    )
     return list(conn.execute(stmt))
 
 
 def counts(conn: Connection) -> dict[str, int]:
     total = conn.execute(select(func.count()).select_from(VendorCost)).scalar() or 0
-    unmatched = conn.execute(select(func.count()).select_from(VendorCost).where(
-        VendorCost.item_id.is_(None), _newest_per_key())).scalar() or 0
+    unmatched = (
+        conn.execute(
+            select(func.count())
+            .select_from(VendorCost)
+            .where(VendorCost.item_id.is_(None), _newest_per_key())
+        ).scalar()
+        or 0
+    )
     return {"vendor_costs": total, "unmatched": unmatched}
 
 
@@ -389,14 +542,27 @@ def mapping_json(conn: Connection, mapping_id: int) -> dict[str, Any] | None:
 
 
 def mappings_json(conn: Connection, mapping_id: int | None = None) -> list[dict[str, Any]]:
-    stmt = (select(ItemMapping, CatalogItem.identifier, CatalogItem.name)
-            .join(CatalogItem, CatalogItem.id == ItemMapping.item_id, isouter=True)
-            .order_by(ItemMapping.vendor, ItemMapping.sku, ItemMapping.term, ItemMapping.id))
+    stmt = (
+        select(ItemMapping, CatalogItem.identifier, CatalogItem.name)
+        .join(CatalogItem, CatalogItem.id == ItemMapping.item_id, isouter=True)
+        .order_by(ItemMapping.vendor, ItemMapping.sku, ItemMapping.term, ItemMapping.id)
+    )
     if mapping_id is not None:
         stmt = stmt.where(ItemMapping.id == mapping_id)
-    return [{"id": r.id, "vendor": r.vendor, "sku": r.sku, "term": r.term or None, "item_id": r.item_id,
-             "identifier": r.identifier, "name": r.name, "created_by": r.created_by,
-             "created_at": _iso(r.created_at)} for r in conn.execute(stmt)]
+    return [
+        {
+            "id": r.id,
+            "vendor": r.vendor,
+            "sku": r.sku,
+            "term": r.term or None,
+            "item_id": r.item_id,
+            "identifier": r.identifier,
+            "name": r.name,
+            "created_by": r.created_by,
+            "created_at": _iso(r.created_at),
+        }
+        for r in conn.execute(stmt)
+    ]
 
 
 def _vendor_key(vendor: str | None) -> str:
@@ -409,11 +575,17 @@ def rows_for_key(conn: Connection, vendor: str, sku: str, term: str | None) -> l
     differ only in odd case or spacing are picked up by the next import or sync."""
     variants_v = {vendor, vendor.strip(), vendor.upper(), vendor.lower(), vendor.title()}
     variants_s = {sku, sku.strip(), sku.upper(), sku.lower()}
-    stmt = select(*_REMATCH_COLS).where(VendorCost.vendor.in_(variants_v), VendorCost.sku.in_(variants_s))
+    stmt = select(*_REMATCH_COLS).where(
+        VendorCost.vendor.in_(variants_v), VendorCost.sku.in_(variants_s)
+    )
     if term is not None:
         stmt = stmt.where(VendorCost.term == term)
     vkey, skey = _vendor_key(vendor), normalise_sku(sku)
-    return [r for r in conn.execute(stmt) if _vendor_key(r.vendor) == vkey and normalise_sku(r.sku) == skey]
+    return [
+        r
+        for r in conn.execute(stmt)
+        if _vendor_key(r.vendor) == vkey and normalise_sku(r.sku) == skey
+    ]
 
 
 # ---------------------------------------------------------------------------- file placement
@@ -462,8 +634,10 @@ def errors_report(record: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]
         f"sha256:   {record.get('sha256', '')}",
     ]
     if record.get("profile"):
-        lines.append(f"profile:  {record['profile']}   vendor: {record.get('vendor') or '-'}   "
-                     f"data rows: {record.get('rows_total', 0)}")
+        lines.append(
+            f"profile:  {record['profile']}   vendor: {record.get('vendor') or '-'}   "
+            f"data rows: {record.get('rows_total', 0)}"
+        )
     lines += ["", f"{len(errors)} problem{'s' if len(errors) != 1 else ''}:"]
     for e in errors:  # each message already names its row and column ("row 14, column Cost: …")
         lines.append(f"  {e['message']}")
@@ -554,7 +728,9 @@ class Intake:
         self.open_grace = max(60.0, 30 * self.stable)
         # Profiles were validated when the config was loaded; errors here cannot happen.
         self.options = Options(
-            profiles={name: profile_from_config(name, table) for name, table in cfg.profiles.items()},
+            profiles={
+                name: profile_from_config(name, table) for name, table in cfg.profiles.items()
+            },
             default_profile=cfg.inbox.default_profile or None,
             default_currency=cfg.inbox.default_currency,
         )
@@ -581,9 +757,15 @@ class Intake:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._inbox_real = os.path.realpath(self.inbox)
         self.scan()
-        self._tasks = [asyncio.create_task(coro, name=f"intake.{name}") for name, coro in (
-            ("watch", self._watch()), ("rescan", self._rescan_loop()), ("settle", self._settle_loop()),
-            ("worker", self._worker()))]
+        self._tasks = [
+            asyncio.create_task(coro, name=f"intake.{name}")
+            for name, coro in (
+                ("watch", self._watch()),
+                ("rescan", self._rescan_loop()),
+                ("settle", self._settle_loop()),
+                ("worker", self._worker()),
+            )
+        ]
         try:
             await asyncio.gather(*self._tasks)
         finally:
@@ -604,8 +786,12 @@ class Intake:
             t.cancel()
 
     async def status(self, status: dict[str, Any]) -> None:
-        status["inbox"] = {"path": str(self.inbox), "pending": len(self._tracked),
-                           "processed": str(self.processed), "failed": str(self.failed)}
+        status["inbox"] = {
+            "path": str(self.inbox),
+            "pending": len(self._tracked),
+            "processed": str(self.processed),
+            "failed": str(self.failed),
+        }
         if self._counts is None:
             self._counts = await self.daemon.store.read(counts)
         status["counts"].update(self._counts)
@@ -655,21 +841,32 @@ class Intake:
 
         while not self._stopping:
             try:
-                async for changes in awatch(self.inbox, watch_filter=InboxFilter(), recursive=False,
-                                            force_polling=True if self.force_polling else None,
-                                            debounce=1600, step=50, poll_delay_ms=300):
+                async for changes in awatch(
+                    self.inbox,
+                    watch_filter=InboxFilter(),
+                    recursive=False,
+                    force_polling=True if self.force_polling else None,
+                    debounce=1600,
+                    step=50,
+                    poll_delay_ms=300,
+                ):
                     for change, path in changes:
                         # A deleted event is only a hint and never acted on: a network mount that
                         # drops for a moment reports every file deleted (notes §5).
                         if change != Change.deleted and (key := self._track(path)) is not None:
                             c = self._tracked[key]
                             if not c.queued:
-                                c.changed_at = time.monotonic()  # it just changed: restart the clock
+                                c.changed_at = (
+                                    time.monotonic()
+                                )  # it just changed: restart the clock
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - events are hints; the rescan keeps working
-                log.warning("watching %s failed; relying on rescans until it works again", self.inbox,
-                            exc_info=True)
+                log.warning(
+                    "watching %s failed; relying on rescans until it works again",
+                    self.inbox,
+                    exc_info=True,
+                )
                 await asyncio.sleep(self.rescan)
 
     async def _rescan_loop(self) -> None:
@@ -711,7 +908,10 @@ class Intake:
             quiet = now - c.changed_at
             if path in writing and quiet < self.open_grace:
                 continue
-            if not await asyncio.to_thread(ends_complete, Path(path), c.size) and quiet < self.grace:
+            if (
+                not await asyncio.to_thread(ends_complete, Path(path), c.size)
+                and quiet < self.grace
+            ):
                 continue
             c.queued = True
             self._queue.put_nowait(path)
@@ -752,29 +952,54 @@ class Intake:
                 self._done(path_text)
                 return
             if c is not None and (st.st_size, st.st_mtime_ns) != (c.size, c.mtime_ns):
-                c.size, c.mtime_ns, c.changed_at, c.queued = st.st_size, st.st_mtime_ns, time.monotonic(), False
+                c.size, c.mtime_ns, c.changed_at, c.queued = (
+                    st.st_size,
+                    st.st_mtime_ns,
+                    time.monotonic(),
+                    False,
+                )
                 return
             sha = await asyncio.to_thread(sha256_of, path)
             earlier = await store.read(_imported_with, sha)
-            if earlier is not None and earlier.final_path and not os.path.exists(earlier.final_path) \
-                    and earlier.file_name == path.name:
+            if (
+                earlier is not None
+                and earlier.final_path
+                and not os.path.exists(earlier.final_path)
+                and earlier.file_name == path.name
+            ):
                 await self._finish_interrupted(path, earlier)
                 self._done(path_text)
                 return
             if earlier is not None:  # the same content was imported before: no need to read it
-                prep = Prepared(path=path, name=path.name, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                sha256=sha, actor=file_owner(st))
+                prep = Prepared(
+                    path=path,
+                    name=path.name,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    sha256=sha,
+                    actor=file_owner(st),
+                )
             else:
-                prep = await asyncio.to_thread(prepare, path, self.options, await self.matcher(), sha=sha, st=st)
+                prep = await asyncio.to_thread(
+                    prepare, path, self.options, await self.matcher(), sha=sha, st=st
+                )
             after = path.stat()
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 log.info("%s changed while it was read; waiting for it to settle", path.name)
                 if c is not None:
-                    c.size, c.mtime_ns, c.changed_at, c.queued = (after.st_size, after.st_mtime_ns,
-                                                                 time.monotonic(), False)
+                    c.size, c.mtime_ns, c.changed_at, c.queued = (
+                        after.st_size,
+                        after.st_mtime_ns,
+                        time.monotonic(),
+                        False,
+                    )
                 return
-            if prep.failure is not None and c is not None and c.parse_retries == 0 \
-                    and time.time() - after.st_mtime < self.grace:
+            if (
+                prep.failure is not None
+                and c is not None
+                and c.parse_retries == 0
+                and time.time() - after.st_mtime < self.grace
+            ):
                 # Young and unreadable: maybe a copy that paused; look once more after the grace.
                 c.parse_retries += 1
                 self._retry(path_text, self.grace)
@@ -784,14 +1009,31 @@ class Intake:
                 final = _unique(self._processed_today(), path.name, with_report=False)
                 where = f"{earlier.file_name} (import #{earlier.id}, {_iso(earlier.received_at)})"
                 message = f"Same content as {where}; not imported again."
-                dup = {"import_id": earlier.id, "file": earlier.file_name, "profile": earlier.profile,
-                       "vendor": earlier.vendor}
-                record = await store.write(lambda conn: commit_import(
-                    conn, prep, final_path=str(final), status="duplicate", message=message, duplicate_of=dup))
+                dup = {
+                    "import_id": earlier.id,
+                    "file": earlier.file_name,
+                    "profile": earlier.profile,
+                    "vendor": earlier.vendor,
+                }
+                record = await store.write(
+                    lambda conn: commit_import(
+                        conn,
+                        prep,
+                        final_path=str(final),
+                        status="duplicate",
+                        message=message,
+                        duplicate_of=dup,
+                    )
+                )
             else:
-                final = (_unique(self._processed_today(), path.name, with_report=False) if prep.ok
-                         else _unique(self.failed, path.name, with_report=True))
-                record = await store.write(lambda conn: commit_import(conn, prep, final_path=str(final), table=table))
+                final = (
+                    _unique(self._processed_today(), path.name, with_report=False)
+                    if prep.ok
+                    else _unique(self.failed, path.name, with_report=True)
+                )
+                record = await store.write(
+                    lambda conn: commit_import(conn, prep, final_path=str(final), table=table)
+                )
             self._counts = None
             self._suggest_cache.clear()
             # Only now, with the outcome committed, does the file leave the inbox.
@@ -812,14 +1054,31 @@ class Intake:
     async def _finish_interrupted(self, path: Path, earlier: Any) -> None:
         """The daemon stopped between committing this file and moving it: only move it now."""
         final = Path(earlier.final_path)
-        record = {"id": earlier.id, "status": earlier.status, "file_name": earlier.file_name,
-                  "errors": earlier.errors, "received_at": earlier.received_at, "sha256": earlier.sha256,
-                  "profile": earlier.profile, "vendor": earlier.vendor, "rows_total": earlier.rows_total}
+        record = {
+            "id": earlier.id,
+            "status": earlier.status,
+            "file_name": earlier.file_name,
+            "errors": earlier.errors,
+            "received_at": earlier.received_at,
+            "sha256": earlier.sha256,
+            "profile": earlier.profile,
+            "vendor": earlier.vendor,
+            "rows_total": earlier.rows_total,
+        }
         moved = await self._place(path, final, record)
-        await self.daemon.store.write(lambda c: activity.append(
-            c, actor=earlier.actor or "costrecond", action="import.moved", subject=earlier.file_name,
-            details={"import_id": earlier.id, "final_path": str(moved),
-                     "reason": "already imported before the daemon stopped; moved, not imported again"}))
+        await self.daemon.store.write(
+            lambda c: activity.append(
+                c,
+                actor=earlier.actor or "costrecond",
+                action="import.moved",
+                subject=earlier.file_name,
+                details={
+                    "import_id": earlier.id,
+                    "final_path": str(moved),
+                    "reason": "already imported before the daemon stopped; moved, not imported again",
+                },
+            )
+        )
         log.info("%s was already imported (#%d); moved to %s", path.name, earlier.id, moved)
 
     # ------------------------------------------------------------------ matching
@@ -859,12 +1118,16 @@ class Intake:
                 self.invalidate(catalogue=True)
                 matcher = await self.matcher()
                 store = self.daemon.store
-                rows = await store.read(lambda c: list(c.execute(
-                    select(*_REMATCH_COLS).where(VendorCost.item_id.is_(None)))))
+                rows = await store.read(
+                    lambda c: list(
+                        c.execute(select(*_REMATCH_COLS).where(VendorCost.item_id.is_(None)))
+                    )
+                )
                 if not rows:
                     return
                 changes = await asyncio.to_thread(
-                    lambda: [r for r in rows if matcher.match(r).item_id is not None])
+                    lambda: [r for r in rows if matcher.match(r).item_id is not None]
+                )
                 if not changes:
                     return
                 table = self.daemon.parts["recon"].table if "recon" in self.daemon.parts else None
@@ -876,44 +1139,71 @@ class Intake:
 
                 n = await store.write(_write)
                 self._counts = None
-                log.info("after sync: %d unmatched vendor rows now match (%d items)", len(changes), n)
+                log.info(
+                    "after sync: %d unmatched vendor rows now match (%d items)", len(changes), n
+                )
         except Exception:  # noqa: BLE001
             log.exception("re-matching vendor rows after the sync failed")
 
     # ------------------------------------------------------------------ mappings
 
-    async def create_mapping(self, *, vendor: str, sku: str, term: str | None, item_id: int,
-                             actor: str) -> dict[str, Any]:
+    async def create_mapping(
+        self, *, vendor: str, sku: str, term: str | None, item_id: int, actor: str
+    ) -> dict[str, Any]:
         store = self.daemon.store
         async with self._import_lock:
             current = await store.read(load_mappings)
             key = (_vendor_key(vendor), normalise_sku(sku), term)
             for m in current:
                 if (_vendor_key(m.vendor), normalise_sku(m.sku), m.term or None) == key:
-                    raise ApiError(409, "duplicate", f"A mapping for {vendor} {sku}"
-                                   f"{' (' + term + ')' if term else ''} already exists; delete it first.")
+                    raise ApiError(
+                        409,
+                        "duplicate",
+                        f"A mapping for {vendor} {sku}"
+                        f"{' (' + term + ')' if term else ''} already exists; delete it first.",
+                    )
             matcher = await self.matcher([*current, SavedMapping(vendor, sku, term, item_id)])
             table = self.daemon.parts["recon"].table if "recon" in self.daemon.parts else None
 
             def _write(conn: Connection) -> dict[str, Any]:
-                item = conn.execute(select(CatalogItem.identifier, CatalogItem.gone)
-                                    .where(CatalogItem.id == item_id)).first()
+                item = conn.execute(
+                    select(CatalogItem.identifier, CatalogItem.gone).where(
+                        CatalogItem.id == item_id
+                    )
+                ).first()
                 if item is None or item.gone:
-                    raise ApiError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
-                mid = conn.execute(insert(ItemMapping).values(
-                    vendor=vendor, sku=sku, term=term or "", item_id=item_id, created_by=actor,
-                    created_at=utcnow())).inserted_primary_key[0]
+                    raise ApiError(
+                        404, "not_found", f"Item {item_id} is not in the catalogue mirror."
+                    )
+                mid = conn.execute(
+                    insert(ItemMapping).values(
+                        vendor=vendor,
+                        sku=sku,
+                        term=term or "",
+                        item_id=item_id,
+                        created_by=actor,
+                        created_at=utcnow(),
+                    )
+                ).inserted_primary_key[0]
                 affected = apply_rematch(conn, matcher, rows_for_key(conn, vendor, sku, term))
                 mapping = mapping_json(conn, mid)
-                activity.append(conn, actor=actor, action="mapping.create", subject=f"{vendor} {sku}",
-                                after=item.identifier, details={**(mapping or {}), "rows_rematched": len(affected)})
+                activity.append(
+                    conn,
+                    actor=actor,
+                    action="mapping.create",
+                    subject=f"{vendor} {sku}",
+                    after=item.identifier,
+                    details={**(mapping or {}), "rows_rematched": len(affected)},
+                )
                 _refresh(conn, table, affected | {item_id}, "mapping created")
                 return mapping or {}
 
             try:
                 mapping = await store.write(_write)
             except IntegrityError:  # the same key saved by someone else a moment ago
-                raise ApiError(409, "duplicate", f"A mapping for {vendor} {sku} already exists.") from None
+                raise ApiError(
+                    409, "duplicate", f"A mapping for {vendor} {sku} already exists."
+                ) from None
             self._matcher = matcher if self._keys is not None else None
             self._counts = None
             self._suggest_cache.clear()
@@ -922,14 +1212,19 @@ class Intake:
     async def delete_mapping(self, mapping_id: int, *, actor: str) -> None:
         store = self.daemon.store
         async with self._import_lock:
-            existing = await store.read(lambda c: c.execute(
-                select(ItemMapping).where(ItemMapping.id == mapping_id)).first())
+            existing = await store.read(
+                lambda c: c.execute(select(ItemMapping).where(ItemMapping.id == mapping_id)).first()
+            )
             if existing is None:
                 raise ApiError(404, "not_found", f"Mapping {mapping_id} does not exist.")
             current = await store.read(load_mappings)
             term = existing.term or None
-            rest = [m for m in current if (m.vendor, m.sku, m.term or None, m.item_id)
-                    != (existing.vendor, existing.sku, term, existing.item_id)]
+            rest = [
+                m
+                for m in current
+                if (m.vendor, m.sku, m.term or None, m.item_id)
+                != (existing.vendor, existing.sku, term, existing.item_id)
+            ]
             matcher = await self.matcher(rest)
             table = self.daemon.parts["recon"].table if "recon" in self.daemon.parts else None
 
@@ -938,10 +1233,17 @@ class Intake:
                 if before is None:
                     raise ApiError(404, "not_found", f"Mapping {mapping_id} does not exist.")
                 conn.execute(delete(ItemMapping).where(ItemMapping.id == mapping_id))
-                affected = apply_rematch(conn, matcher, rows_for_key(conn, existing.vendor, existing.sku, term))
-                activity.append(conn, actor=actor, action="mapping.delete",
-                                subject=f"{existing.vendor} {existing.sku}", before=before["identifier"],
-                                details={**before, "rows_rematched": len(affected)})
+                affected = apply_rematch(
+                    conn, matcher, rows_for_key(conn, existing.vendor, existing.sku, term)
+                )
+                activity.append(
+                    conn,
+                    actor=actor,
+                    action="mapping.delete",
+                    subject=f"{existing.vendor} {existing.sku}",
+                    before=before["identifier"],
+                    details={**before, "rows_rematched": len(affected)},
+                )
                 _refresh(conn, table, affected | {existing.item_id}, "mapping deleted")
 
             await store.write(_write)
@@ -961,22 +1263,43 @@ class Intake:
                 suggestions = self._suggest_cache.get(key)
                 if suggestions is None:
                     suggestions = [
-                        {"item_id": s.item_id, "identifier": names.get(s.item_id, ("", ""))[0],
-                         "name": names.get(s.item_id, ("", ""))[1], "score": s.score, "reason": s.reason}
-                        for s in matcher.suggest(r, limit=5)]
+                        {
+                            "item_id": s.item_id,
+                            "identifier": names.get(s.item_id, ("", ""))[0],
+                            "name": names.get(s.item_id, ("", ""))[1],
+                            "score": s.score,
+                            "reason": s.reason,
+                        }
+                        for s in matcher.suggest(r, limit=5)
+                    ]
                     self._suggest_cache[key] = suggestions
-                out.append({"vendor_cost_id": r.id, "vendor": r.vendor, "sku": r.sku, "mpn": r.mpn,
-                            "description": r.description, "term": r.term, "cost": json_amount(r.cost),
-                            "currency": r.currency, "file": r.file_name, "row": r.row_number,
-                            "suggestions": suggestions})
+                out.append(
+                    {
+                        "vendor_cost_id": r.id,
+                        "vendor": r.vendor,
+                        "sku": r.sku,
+                        "mpn": r.mpn,
+                        "description": r.description,
+                        "term": r.term,
+                        "cost": json_amount(r.cost),
+                        "currency": r.currency,
+                        "file": r.file_name,
+                        "row": r.row_number,
+                        "suggestions": suggestions,
+                    }
+                )
             return out
 
         return await asyncio.to_thread(_build)
 
 
 def _imported_with(conn: Connection, sha: str) -> Any:
-    return conn.execute(select(PriceImport).where(PriceImport.sha256 == sha, PriceImport.status == "imported")
-                        .order_by(PriceImport.id).limit(1)).first()
+    return conn.execute(
+        select(PriceImport)
+        .where(PriceImport.sha256 == sha, PriceImport.status == "imported")
+        .order_by(PriceImport.id)
+        .limit(1)
+    ).first()
 
 
 def _place_file(path: Path, final: Path, record: Mapping[str, Any]) -> Path:
@@ -990,7 +1313,9 @@ def _place_file(path: Path, final: Path, record: Mapping[str, Any]) -> Path:
 
 
 def _set_final_path(conn: Connection, import_id: int, final_path: str) -> None:
-    conn.execute(update(PriceImport).where(PriceImport.id == import_id).values(final_path=final_path))
+    conn.execute(
+        update(PriceImport).where(PriceImport.id == import_id).values(final_path=final_path)
+    )
 
 
 # ---------------------------------------------------------------------------- API routes
@@ -1005,9 +1330,14 @@ def _routes() -> web.RouteTableDef:
 
     @routes.get("/v1/imports")
     async def list_imports(request: web.Request) -> web.Response:
-        limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=5000)
-        rows = await daemon_of(request).store.read(lambda c: list(c.execute(
-            select(PriceImport).order_by(PriceImport.id.desc()).limit(limit))))
+        limit = field_int(
+            request.query, "limit", required=False, default=200, minimum=1, maximum=5000
+        )
+        rows = await daemon_of(request).store.read(
+            lambda c: list(
+                c.execute(select(PriceImport).order_by(PriceImport.id.desc()).limit(limit))
+            )
+        )
         return ok({"imports": [import_json(r) for r in rows]})
 
     @routes.get("/v1/imports/{import_id}")
@@ -1015,15 +1345,18 @@ def _routes() -> web.RouteTableDef:
         raw = request.match_info["import_id"]
         if not raw.isdigit():
             raise ApiError(400, "bad_field", f"The import id must be a whole number, got {raw!r}.")
-        r = await daemon_of(request).store.read(lambda c: c.execute(
-            select(PriceImport).where(PriceImport.id == int(raw))).first())
+        r = await daemon_of(request).store.read(
+            lambda c: c.execute(select(PriceImport).where(PriceImport.id == int(raw))).first()
+        )
         if r is None:
             raise ApiError(404, "not_found", f"Import {raw} does not exist.")
         return ok({"import": import_json(r, detail=True)})
 
     @routes.get("/v1/unmatched")
     async def unmatched(request: web.Request) -> web.Response:
-        limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=2000)
+        limit = field_int(
+            request.query, "limit", required=False, default=200, minimum=1, maximum=2000
+        )
         return ok({"rows": await _intake(request).unmatched(limit)})
 
     @routes.get("/v1/mappings")
@@ -1041,17 +1374,24 @@ def _routes() -> web.RouteTableDef:
             raise ApiError(400, "bad_field", "The field 'sku' must not be empty.")
         raw_term = body.get("term")
         if raw_term is not None and not isinstance(raw_term, str):
-            raise ApiError(400, "bad_field", "The field 'term' must be a string such as \"P1M\", or empty for any term.")
+            raise ApiError(
+                400,
+                "bad_field",
+                "The field 'term' must be a string such as \"P1M\", or empty for any term.",
+            )
         term = None
         if raw_term and raw_term.strip():
             try:
                 term = normalise_term(raw_term)
             except ValueError as exc:
-                raise ApiError(400, "bad_field", f"The field 'term' is not a term: {exc}.") from None
+                raise ApiError(
+                    400, "bad_field", f"The field 'term' is not a term: {exc}."
+                ) from None
         item_id = field_int(body, "item_id", minimum=1)
         assert item_id is not None
-        mapping = await _intake(request).create_mapping(vendor=vendor, sku=sku, term=term, item_id=item_id,
-                                                        actor=actor_of(request))
+        mapping = await _intake(request).create_mapping(
+            vendor=vendor, sku=sku, term=term, item_id=item_id, actor=actor_of(request)
+        )
         return ok({"mapping": mapping}, status=201)
 
     @routes.delete("/v1/mappings/{mapping_id}")
