@@ -79,10 +79,11 @@ def test_daemon_not_running(snap_compare):
     async def run_before(pilot):
         await settle(
             pilot,
-            lambda: isinstance(pilot.app.screen, NotRunningScreen) and pilot.app._attempts == 1,
+            lambda: (
+                isinstance(pilot.app.screen, NotRunningScreen) and pilot.app.screen.attempts == 1
+            ),
         )
         await pilot.pause(0.05)
 
-    app = make_app(FakeClient(running=False), start_daemon=lambda: None)
-    app.RETRY_SECONDS = 3600
+    app = make_app(FakeClient(running=False), start_daemon=lambda: None)  # retries every 2 s
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -33,6 +33,9 @@ from costrecon_tui.widgets.status_line import StatusLine
 from costrecon_tui.widgets.tables import KeyTable
 
 log = logging.getLogger("costrecon_tui")
+# Textual draws on stderr: an unconfigured logger must never fall back to printing there.
+# cli.py may attach a file handler (details of unexpected errors go to the log, not the screen).
+log.addHandler(logging.NullHandler())
 
 VIEWS = ["costs", "activity", "files", "mappings", "sync"]
 TITLES = {
@@ -323,7 +326,12 @@ class CostreconApp(App[None]):
         self.connected = False
         self._show_status()
         if self._not_running is None:
-            self._not_running = NotRunningScreen(message, can_start=self.start_daemon is not None)
+            self._not_running = NotRunningScreen(
+                message,
+                can_start=self.start_daemon is not None,
+                attempts=self._attempts,
+                retry_seconds=self.RETRY_SECONDS,
+            )
             # close any modal first: its data belongs to the daemon that went away
             while len(self.screen_stack) > 1:
                 self.pop_screen()

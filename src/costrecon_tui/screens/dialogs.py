@@ -128,18 +128,21 @@ class NotRunningScreen(Screen[None]):
     NotRunningScreen #nr-status { color: $text-muted; margin-top: 1; }
     """
 
-    def __init__(self, message: str, *, can_start: bool) -> None:
+    def __init__(
+        self, message: str, *, can_start: bool, attempts: int = 1, retry_seconds: float = 2.0
+    ) -> None:
         super().__init__()
         self.message = message
         self.can_start = can_start
-        self.attempts = 0
+        self.attempts = attempts
+        self.retry_seconds = retry_seconds
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
             yield Static("✗ costrecond is not running", id="nr-title")
             yield Static(self._body(), id="nr-body")
-            yield Static("", id="nr-status")
+            yield Static(self._status(), id="nr-status")
         yield Footer()
 
     def _body(self) -> Text:
@@ -166,7 +169,10 @@ class NotRunningScreen(Screen[None]):
         if message and message != self.message:
             self.message = message
             self.query_one("#nr-body", Static).update(self._body())
-        self.query_one("#nr-status", Static).update(f"retrying every 2 s · attempt {attempts}")
+        self.query_one("#nr-status", Static).update(self._status())
+
+    def _status(self) -> str:
+        return f"retrying every {self.retry_seconds:g} s · attempt {self.attempts}"
 
     def action_start_daemon(self) -> None:
         self.app.start_daemon_now()  # type: ignore[attr-defined]
