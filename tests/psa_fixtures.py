@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from costrecon_daemon.psa.base import LineKey
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.serve import ServedApp
 
@@ -130,6 +131,8 @@ class SimAdapter:
 
     psa = ""
     line_edit_setting = ""  # text the "denied" message must contain: the PSA's own setting
+    item_edit_setting = ""
+    line_kind = ""
 
     def __init__(self, sim: Any, served: ServedApp, dataset: Dataset):
         self.sim = sim
@@ -148,7 +151,25 @@ class SimAdapter:
         return str(line_id)
 
     def has_line(self, line_id: int) -> bool:
+        """Whether the PSA holds this dataset line as a contract line at all."""
         return True
+
+    def item_psa_id(self, item_id: int) -> str:
+        return str(item_id)
+
+    def contract_psa_id(self, contract_id: int) -> str:
+        return str(contract_id)
+
+    def line_key(self, line_id: int) -> LineKey:
+        ln = self._dataset_line(line_id)
+        return LineKey(
+            self.line_psa_id(line_id), self.contract_psa_id(ln.contract_id), self.line_kind
+        )
+
+    def _dataset_line(self, line_id: int) -> SimLine:
+        if not hasattr(self, "_ds_lines"):
+            self._ds_lines = {ln.id: ln for ln in self.dataset.lines}
+        return self._ds_lines[line_id]
 
     # state, read and changed "in the PSA's UI"
     def item_cost(self, item_id: int) -> Decimal:
@@ -164,6 +185,9 @@ class SimAdapter:
     def set_line_cost(self, line_id: int, cost: Decimal | str) -> None:
         self.call(lambda: self._set_line_cost(line_id, Decimal(cost)))
 
+    def set_item_cost(self, item_id: int, cost: Decimal | str) -> None:
+        self.call(lambda: self._set_item_cost(item_id, Decimal(cost)))
+
     def write_count(self, kind: str, rec_id: int) -> int:
         """Writes of ``kind`` ("item" | "line") that reached the simulator with a whole body."""
         return self.write_counts(kind, [rec_id])[rec_id]
@@ -174,6 +198,9 @@ class SimAdapter:
 
     def deny_line_edit(self) -> None:
         self.call(self._deny_line_edit)
+
+    def deny_item_edit(self) -> None:
+        self.call(self._deny_item_edit)
 
     def faults(self, error_rate: float = 0.1, rate_limit: int | None = 40) -> None:
         """Inject 5xx at ``error_rate`` and 429 above ``rate_limit`` requests per second, each in
@@ -213,10 +240,24 @@ class SimAdapter:
     def _deny_line_edit(self) -> None:
         raise NotImplementedError
 
+    def _set_item_cost(self, item_id: int, cost: Decimal) -> None:
+        raise NotImplementedError
+
+    def _deny_item_edit(self) -> None:
+        raise NotImplementedError
+
 
 class ConnectWiseAdapter(SimAdapter):
     psa = "connectwise"
     line_edit_setting = "Finance > Agreements"
+    item_edit_setting = "Procurement > Product Catalog"
+    line_kind = "addition"
+
+    def _set_item_cost(self, item_id: int, cost: Decimal) -> None:
+        self.sim.set_item_cost(item_id, cost)
+
+    def _deny_item_edit(self) -> None:
+        self.sim.set_role(catalog_edit=False)
 
     def _item_cost(self, item_id: int) -> Decimal:
         return self.sim.item_cost(item_id)
@@ -240,6 +281,35 @@ class AutotaskAdapter(SimAdapter):
 
     psa = "autotask"
     line_edit_setting = "Contracts permission"
+    item_edit_setting = "System Administrator"  # Services update (AT-DOC-SVC)
+    line_kind = "contract_service"
+
+    def item_psa_id(self, item_id: int) -> str:
+        entity, rid = self.call(lambda: self._target("item", item_id))
+        return f"{'service' if entity == 'Services' else 'product'}:{rid}"
+
+    def contract_psa_id(self, contract_id: int) -> str:
+        return str(self.sim.contract_for_sim[contract_id])
+
+    def has_line(self, line_id: int) -> bool:
+        # A billed ContractCharge (the sim's cancelled product lines) is history, not a line.
+        return (
+            line_id in self.sim.contract_service_for_line
+            or not self._dataset_line(line_id).cancelled
+        )
+
+    def line_key(self, line_id: int) -> LineKey:
+        key = super().line_key(line_id)
+        if key.psa_id.startswith("contractcharge:"):
+            return LineKey(key.psa_id, key.contract_psa_id, "contract_charge")
+        return key
+
+    def _set_item_cost(self, item_id: int, cost: Decimal) -> None:
+        self.sim.set_cost(*self._target("item", item_id), cost)
+
+    def _deny_item_edit(self) -> None:
+        self.sim.security.can_edit_services = False
+        self.sim.security.can_edit_products = False
 
     def _target(self, kind: str, rec_id: int) -> tuple[str, int]:
         s = self.sim
@@ -284,6 +354,20 @@ class SyncroAdapter(SimAdapter):
 
     psa = "syncro"
     line_edit_setting = "Recurring Invoices - Edit"
+    item_edit_setting = "Products - Edit"
+    line_kind = "schedule_line"
+
+    def item_psa_id(self, item_id: int) -> str:
+        return str(self.sim.product_for_item[item_id])
+
+    def contract_psa_id(self, contract_id: int) -> str:
+        return str(contract_id + 4_000)
+
+    def _set_item_cost(self, item_id: int, cost: Decimal) -> None:
+        self.sim.set_product_cost(self.sim.product_for_item[item_id], cost)
+
+    def _deny_item_edit(self) -> None:
+        self.sim.set_permissions("products_list", "recurring_list", "recurring_edit")
 
     def __init__(self, sim: Any, served: ServedApp, dataset: Dataset):
         super().__init__(sim, served, dataset)
@@ -331,7 +415,7 @@ class SyncroAdapter(SimAdapter):
         self.sim.set_permissions("products_list", "products_edit", "recurring_list")
 
 
-def _serve(
+def make_sim(
     psa: str, dataset: Dataset, sim_options: dict[str, Any]
 ) -> tuple[Any, Callable[[], Any]]:
     if psa == "connectwise":
@@ -355,7 +439,9 @@ def _serve(
     raise ValueError(f"unknown PSA {psa!r}")
 
 
-def _settings(psa: str, sim: Any, base_url: str, concurrency: int | None) -> dict[str, Any]:
+def connector_settings(
+    psa: str, sim: Any, base_url: str, concurrency: int | None
+) -> dict[str, Any]:
     """The [psa.<kind>] table: the sims' own credentials, short retry waits for fast tests."""
     if psa == "connectwise":
         return {
@@ -407,9 +493,9 @@ def psa_daemon(
     sim_options: dict[str, Any] | None = None,
 ) -> Iterator[tuple[SimAdapter, DaemonProcess]]:
     """A served ``psa`` simulator and a synced daemon process wired to it."""
-    sim, make_app = _serve(psa, dataset, dict(sim_options or {}))
+    sim, make_app = make_sim(psa, dataset, dict(sim_options or {}))
     with ServedApp(make_app) as served:
-        settings = served.call(lambda: _settings(psa, sim, served.base_url, concurrency))
+        settings = served.call(lambda: connector_settings(psa, sim, served.base_url, concurrency))
         cfg: dict[str, Any] = {"psa": {"kind": psa}, f"psa.{psa}": settings}
         for k, v in (extra or {}).items():
             cfg.setdefault(k, {}).update(v)
