@@ -240,6 +240,7 @@ class ConnectWiseConnector:
             backoff_base=settings.backoff_base,
             verify_tls=settings.verify_tls,
             transport=transport,
+            backend="aiohttp",
         )
 
     @property
@@ -394,6 +395,7 @@ class ConnectWiseConnector:
         if conditions:
             params["conditions"] = conditions
         forward = {"pagination-type": "forward-only"}
+        first = True
         while True:
             resp = await self._call(
                 "GET", path, params=params, headers=forward, setting=read_setting
@@ -412,8 +414,11 @@ class ConnectWiseConnector:
                     if nxt[0] == "pageId"
                     else {**params, "page": nxt[1]}
                 )
+                first = False
                 continue
-            if len(rows) < self.page_size:
+            # No next link: the end, unless the very first page came back full without any Link,
+            # which is how an endpoint without forward-only support answers (§1.2, UNCERTAIN).
+            if not first or len(rows) < self.page_size or resp.headers.get("Link"):
                 return
             break
         # Navigable fallback.

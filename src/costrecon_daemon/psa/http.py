@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib.util
 import json
 import logging
 import random
+import socket
+import sys
 import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import httpx
 
 from costrecon_daemon.psa.base import PSARateLimited, PSAUnavailable
@@ -29,6 +33,13 @@ from costrecon_daemon.psa.base import PSARateLimited, PSAUnavailable
 __all__ = ["RetryingClient", "dumps", "loads", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
+
+# httpcore looks up the running async library with `import sniffio` on every request. When sniffio
+# is not installed, Python retries that failed import each time (a path scan costing ~2 ms per
+# request, half our per-request budget at 25 ms latency and 8 in flight). Recording the module as
+# absent makes the import fail at once, exactly as it would anyway.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0  # never sleep longer than this on one Retry-After
@@ -90,10 +101,34 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class HttpResponse:
+    """What :meth:`RetryingClient.request` returns with the aiohttp backend: the parts of
+    ``httpx.Response`` connectors use (``status_code``, ``headers``, ``content``, ``text``, ``json()``)."""
+
+    __slots__ = ("status_code", "headers", "content")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes):
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return loads(self.content)
+
+
 class RetryingClient:
-    """One pooled ``httpx.AsyncClient`` with a semaphore, retries and a request counter.
+    """One pooled HTTP client with a semaphore, retries and a request counter.
 
     ``name`` is the PSA's display name, used in the messages of the errors raised here.
+
+    ``backend="httpx"`` (default) returns ``httpx.Response`` and accepts an httpx ``transport``
+    (tests). ``backend="aiohttp"`` returns :class:`HttpResponse`; it costs about a third of the
+    CPU per request of httpx under concurrency (measured: ~0.9 ms vs ~3.7 ms per request with 8 in
+    flight on loopback), which is what lets a bulk pull reach requests × latency ÷ concurrency.
     """
 
     def __init__(
@@ -111,6 +146,7 @@ class RetryingClient:
         retry_statuses: frozenset[int] = RETRY_STATUSES,
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
+        backend: str = "httpx",
     ):
         self.name = name
         self.max_retries = max_retries
@@ -121,6 +157,22 @@ class RetryingClient:
         self.retries = 0
         self._sem = asyncio.Semaphore(max(1, concurrency))
         self._rng = random.Random(seed)
+        self._timeout = timeout
+        self._concurrency = max(1, concurrency)
+        self._verify_tls = verify_tls
+        self._headers = dict(headers or {})
+        self._session: aiohttp.ClientSession | None = None
+        self._use_aiohttp = backend == "aiohttp" and transport is None and auth is None
+        if transport is None:
+            # TCP_NODELAY: without it small requests can sit out a delayed-ACK round (~40 ms).
+            transport = httpx.AsyncHTTPTransport(
+                verify=verify_tls,
+                limits=httpx.Limits(
+                    max_connections=max(1, concurrency),
+                    max_keepalive_connections=max(1, concurrency),
+                ),
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            )
         self._client = httpx.AsyncClient(
             headers=dict(headers or {}),
             auth=auth,
@@ -136,6 +188,43 @@ class RetryingClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(
+                    limit=self._concurrency, ssl=None if self._verify_tls else False
+                ),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        content: str | bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response | HttpResponse:
+        if self._use_aiohttp:
+            data = content.encode() if isinstance(content, str) else content
+            async with self._aiohttp().request(
+                method, url, params=params, data=data, headers=headers, allow_redirects=False
+            ) as r:
+                body = await r.read()
+                return HttpResponse(r.status, r.headers, body)
+        resp = await self._client.request(
+            method, url, params=params, content=content, headers=headers
+        )
+        # Read the body while holding the slot so the connection goes back to the pool.
+        await resp.aread()
+        return resp
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
@@ -149,8 +238,8 @@ class RetryingClient:
         content: str | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
-    ) -> httpx.Response:
-        """Send with retries. Returns the response for any status that is not retried (the caller
+    ) -> Any:
+        """Send with retries (an ``httpx.Response`` or :class:`HttpResponse`, see the class). Returns the response for any status that is not retried (the caller
         maps 4xx to its own errors); raises PSARateLimited/PSAUnavailable when retries run out.
 
         ``idempotent=False`` (a POST that creates) is not re-sent after a transport failure, since
@@ -162,13 +251,15 @@ class RetryingClient:
             try:
                 async with self._sem:
                     self.requests_made += 1
-                    resp = await self._client.request(
-                        method, url, params=params, content=content, headers=headers
-                    )
-                    # Read the body while holding the slot so the connection goes back to the pool.
-                    await resp.aread()
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+                    resp = await self._send(method, url, params, content, headers)
+            except (
+                httpx.TimeoutException,
+                httpx.TransportError,
+                aiohttp.ClientError,
+                TimeoutError,
+            ) as exc:
+                timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
+                kind = "timed out" if timed_out else "failed"
                 if not idempotent or attempt >= self.max_retries:
                     raise PSAUnavailable(
                         f"{self.name} could not be reached ({method} {path} {kind} after "

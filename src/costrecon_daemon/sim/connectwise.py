@@ -83,9 +83,28 @@ class _Rec:
     def json(self, fields: str | None) -> str:
         cached = self._json.get(fields)
         if cached is None:
-            cached = dumps(self.data if fields is None else _project(self.data, fields))
+            obj = self.data if fields is None else _project(self.data, fields)
+            try:
+                cached = json.dumps(_wire(obj), separators=(",", ":"), ensure_ascii=False)
+            except TypeError:  # a Decimal too long for the float path: exact encoder
+                cached = dumps(obj)
             self._json[fields] = cached
         return cached
+
+
+def _wire(value: Any) -> Any:
+    """The JSON boundary: money goes out as a JSON number. A Decimal with at most 15 significant
+    digits converts to a float whose shortest repr is the same digits, so ``json.dumps`` writes it
+    digit for digit and fast; anything longer keeps the exact (slower) Decimal path."""
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, Decimal):
+        if len(value.as_tuple().digits) <= 15 and value.is_finite():
+            return float(value)
+        return value
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value
 
 
 def _get(rec: _Rec, path: str) -> Any:
