@@ -426,8 +426,10 @@ async def get_change_set(request: web.Request) -> web.Response:
     from .changes import change_set_json
 
     cs_id = int(request.match_info["cs_id"])
+    # Per-step detail can be thousands of rows: ?steps=0 gives the summary for progress polling.
+    with_steps = request.query.get("steps", "1") not in ("0", "false")
     cs = await _run_change(request, lambda: daemon_of(request).store.read(
-        lambda c: change_set_json(c, cs_id, with_steps=True)))
+        lambda c: change_set_json(c, cs_id, with_steps=with_steps)))
     return ok({"change_set": cs})
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from . import activity, events
@@ -478,16 +478,20 @@ def _mark_sending(conn: Connection, ids: list[int], outcomes: list[Any], cs_id: 
 def _record(conn: Connection, cs_id: int, actor: str, outcomes: list[tuple[StepRow, str, Decimal | None, str | None]],
             table: CostTable) -> None:
     now = utcnow()
-    items: set[int] = set()
+    items: set[int] = {s.item_id for s, *_ in outcomes}
+    # One executemany per table: a push records thousands of outcomes.
+    conn.execute(update(ChangeStep).where(ChangeStep.id == bindparam("sid"))
+                 .values(status=bindparam("st"), message=bindparam("msg"), updated_at=now),
+                 [{"sid": s.id, "st": status, "msg": message} for s, status, _, message in outcomes])
+    # The mirror follows what the PSA verifiably holds, so the table is right before the next sync.
+    verified = [(s, value) for s, status, value, _ in outcomes if value is not None and status in ("done", "conflict")]
+    item_vals = [{"pid": s.target_psa_id, "v": value} for s, value in verified if s.target == "item"]
+    line_vals = [{"pid": s.target_psa_id, "v": value} for s, value in verified if s.target == "line"]
+    if item_vals:
+        conn.execute(update(CatalogItem).where(CatalogItem.psa_id == bindparam("pid")).values(cost=bindparam("v")), item_vals)
+    if line_vals:
+        conn.execute(update(ContractLine).where(ContractLine.psa_id == bindparam("pid")).values(unit_cost=bindparam("v")), line_vals)
     for s, status, value, message in outcomes:
-        conn.execute(update(ChangeStep).where(ChangeStep.id == s.id).values(status=status, message=message, updated_at=now))
-        items.add(s.item_id)
-        if value is not None and status in ("done", "conflict"):
-            # The mirror follows what the PSA verifiably holds, so the table is right before the next sync.
-            if s.target == "item":
-                conn.execute(update(CatalogItem).where(CatalogItem.psa_id == s.target_psa_id).values(cost=value))
-            else:
-                conn.execute(update(ContractLine).where(ContractLine.psa_id == s.target_psa_id).values(unit_cost=value))
         if status in ("conflict", "failed", "denied"):
             ident = conn.execute(select(CatalogItem.identifier).where(CatalogItem.id == s.item_id)).scalar()
             activity.append(conn, actor=actor, action=f"push.{s.target}.{status}",
