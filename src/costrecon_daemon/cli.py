@@ -181,7 +181,12 @@ def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
         from .sim import syncro as mod
     import inspect
 
-    accepted = inspect.signature(mod.run_standalone).parameters
+    accepted = set(inspect.signature(mod.run_standalone).parameters)
+    if "knobs" in accepted:
+        # The Autotask and Syncro sims pass **knobs on to their simulator class, whose parameters
+        # are the credentials (--username/--secret/--integration-code, --api-token).
+        sim_cls = mod.AutotaskSim if kind == "autotask" else mod.SyncroSim
+        accepted |= set(inspect.signature(sim_cls).parameters)
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
         print(f"costrecond sim {kind}: --{unknown[0].replace('_', '-')} does not apply to this PSA.", file=sys.stderr)

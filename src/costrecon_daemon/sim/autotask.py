@@ -1194,9 +1194,11 @@ async def start_autotask_sim(
 
 def config_snippet(sim: AutotaskSim) -> str:
     """The ``[psa]`` TOML block that points costrecond at this sim."""
+    # Settings live in a [psa.autotask] table: config.py refuses other keys under [psa].
     return (
         "[psa]\n"
         'kind = "autotask"\n'
+        "\n[psa.autotask]\n"
         f'username = "{sim.username}"\n'
         f'secret = "{sim.secret}"\n'
         f'integration_code = "{sim.integration_code}"\n'

@@ -994,9 +994,11 @@ async def start_connectwise_sim(
 def config_snippet(
     base_url: str, company: str, public_key: str, private_key: str, client_id: str
 ) -> str:
+    # Settings live in a [psa.connectwise] table: config.py refuses other keys under [psa].
     return (
         "[psa]\n"
         'kind = "connectwise"\n'
+        "\n[psa.connectwise]\n"
         f'site = "{base_url}"\n'
         f'company = "{company}"\n'
         f'public_key = "{public_key}"\n'

@@ -455,9 +455,11 @@ async def start_syncro_sim(
 
 def config_snippet(sim: SyncroSim) -> str:
     """The ``[psa]`` TOML block that points costrecond at this sim."""
+    # Settings live in a [psa.syncro] table: config.py refuses other keys under [psa].
     return (
         "[psa]\n"
         'kind = "syncro"\n'
+        "\n[psa.syncro]\n"
         f'base_url = "{sim.base_url}"\n'
         f'api_token = "{sim.api_token}"\n'
         "concurrency = 3\n"
