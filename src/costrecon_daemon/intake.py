@@ -870,6 +870,9 @@ class Intake:
                 await asyncio.sleep(self.rescan)
 
     async def _rescan_loop(self) -> None:
+        # One early rescan: files dropped between the start-up scan and the watcher's start.
+        await asyncio.sleep(min(1.0, self.rescan))
+        self.scan()
         while True:
             await asyncio.sleep(self.rescan)
             if self.scan():
@@ -904,14 +907,17 @@ class Intake:
             return
         real = {os.path.realpath(p): p for p, _ in ready}
         writing = {real[r] for r in await asyncio.to_thread(open_for_writing, set(real))}
+        recheck = now + min(1.0, max(0.1, self.stable))
         for path, c in ready:
             quiet = now - c.changed_at
             if path in writing and quiet < self.open_grace:
+                c.not_before = recheck
                 continue
             if (
                 not await asyncio.to_thread(ends_complete, Path(path), c.size)
                 and quiet < self.grace
             ):
+                c.not_before = recheck
                 continue
             c.queued = True
             self._queue.put_nowait(path)
