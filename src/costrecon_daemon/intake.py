@@ -825,9 +825,9 @@ class Intake:
         try:
             st = os.stat(path)
         except OSError:
-            return False
+            return None
         if not stat_mod.S_ISREG(st.st_mode):
-            return False
+            return None  # directories, sockets, fifos: not price files
         self._tracked[path] = _Candidate(st.st_size, st.st_mtime_ns, time.monotonic())
         return path
 
