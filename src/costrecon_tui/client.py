@@ -291,7 +291,10 @@ class DaemonClient:
         return (await self._request("GET", f"/imports/{import_id}"))["import"]
 
     async def unmatched(self, limit: int = 500) -> list[dict[str, Any]]:
-        return (await self._request("GET", "/unmatched", params={"limit": limit}))["rows"]
+        rows = (await self._request("GET", "/unmatched", params={"limit": limit}))["rows"]
+        for r in rows:
+            r["cost"] = _dec(r.get("cost"))
+        return rows
 
     async def mappings(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/mappings"))["mappings"]

@@ -35,7 +35,7 @@ def write_samples(dataset: Dataset, directory: Path, *, seed: int = 7) -> list[P
     unknown = sorted(rng.sample([it for it in dataset.items if it.active], 8), key=lambda it: it.identifier)
     rows = [[f"IM-{rng.randint(100000, 999999)}", f"{it.name} (Ingram)", f"{(it.cost * Decimal('1.02')).quantize(Decimal('0.01'))}", "USD"]
             for it in unknown]
-    paths.append(_write(directory / "ingram-new-skus.csv", ["Ingram Part Number", "Description", "Customer Price", "Currency"], rows))
+    paths.append(_write(directory / "ingram-new-skus.csv", ["Part Number", "Description", "Unit Cost", "Currency"], rows))
 
     bad = [["ACME-100", "Widget service", "12.50", "USD"], ["ACME-101", "Widget plus", "-3.00", "USD"],
            ["ACME-102", "Widget pro", "twelve", "USD"], ["", "No SKU here", "4.00", "USD"]]
