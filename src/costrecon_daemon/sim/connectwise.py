@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import bisect
 import json
 import re
@@ -118,19 +119,28 @@ def _get(rec: _Rec, path: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _field_paths(fields: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(
+        tuple(p for p in path.strip().split("/") if p) for path in fields.split(",") if path.strip()
+    )
+
+
 def _project(data: dict[str, Any], fields: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for path in fields.split(","):
-        parts = [p for p in path.strip().split("/") if p]
-        if not parts:
+    for parts in _field_paths(fields):
+        if len(parts) == 1:
+            if parts[0] in data:
+                out[parts[0]] = data[parts[0]]
             continue
         src: Any = data
         dst = out
+        last = len(parts) - 1
         for i, part in enumerate(parts):
             if not isinstance(src, dict) or part not in src:
                 break
             src = src[part]
-            if i == len(parts) - 1:
+            if i == last:
                 dst[part] = src
             elif isinstance(src, dict):
                 dst = dst.setdefault(part, {})
