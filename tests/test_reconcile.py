@@ -233,8 +233,8 @@ def test_two_concurrent_approvals_of_one_item_create_one_change_set(tmp_path):
 # lines with some latency added: the kills still land mid-push, which is what is tested.
 KILL_SCALE = {
     "connectwise": dict(contracts=120, lines_per_item=3, latency=0.004, concurrency=4),
-    "autotask": dict(contracts=50, lines_per_item=1, latency=0.01, concurrency=3),
-    "syncro": dict(contracts=50, lines_per_item=1, latency=0.01, concurrency=3),
+    "autotask": dict(contracts=40, lines_per_item=1, latency=0.006, concurrency=3),
+    "syncro": dict(contracts=40, lines_per_item=1, latency=0.006, concurrency=3),
 }
 
 
