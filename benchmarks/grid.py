@@ -127,7 +127,7 @@ async def bench_grid(n: int, latency: float) -> dict[str, Any]:
         grid = costs.grid
         painter = Painter
         # the background prefetch of every row (for exact local filtering) finishes first
-        await settle(pilot, lambda: len(grid.search_text) >= len(grid.ids), timeout=120)
+        await settle(pilot, lambda: grid.prefetched, timeout=120)
         res["prefetch_done"] = time.perf_counter() - t0
 
         # filter: each keystroke until the new id list is painted with its visible rows loaded;
@@ -262,7 +262,7 @@ async def main() -> None:
     print(f"  first paint                    {ms(g['first_paint'])}   (goal ≤ 1000 ms)")
     fc = g["filter_confirmed"]
     print(
-        f"  all rows loaded in background  {ms(g['prefetch_done'])}   (from start; enables exact local filtering)"
+        f"  all rows loaded in background  {ms(g['prefetch_done'])}   (from start, incl. warming 1-char filters; enables exact local filtering)"
     )
     print(
         f"  filter keystroke → repainted   p50 {ms(statistics.median(f))}  p95 {ms(pct(f, 95))}  max {ms(max(f))}  ({len(f)} keystrokes; goal p95 ≤ 50 ms)"

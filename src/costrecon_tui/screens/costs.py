@@ -168,7 +168,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
         self.local_query = None
         self.grid.set_ids(view.ids, view.total, keep_cursor=same_query)
         if not key[0]:
-            # the unfiltered order: local filtering narrows it while the daemon answers
+            # the unfiltered order: local filtering narrows it while the daemon answers. An
+            # unchanged answer keeps the old list object, and with it the filter results cache.
+            if self._base is not None and self._base[0] == key[1:] and self._base[1] == view.ids:
+                return
             self._base = (key[1:], view.ids)
             self.grid.prefetch(view.ids)
         self._update_header()

@@ -142,13 +142,16 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         # the daemon's answer is on its way
         self.search_text: dict[int, str] = {}
         self._filter_base: list[int] | None = None
-        self._filter_results: LRUCache[str, tuple[list[int], list[str]]] = LRUCache(64)
+        self.prefetched = False
+        self._filter_texts: list[str] = []
+        self._filter_results: LRUCache[str, list[int]] = LRUCache(64)
         self._version: dict[int, int] = {}
         self._inflight: set[int] = set()
         self._stale: set[int] = set()
         self._strips: LRUCache[tuple, Strip] = LRUCache(2000)
         self._styles: dict[str, Style] | None = None
         self._columns: list[Column] = layout(80)
+        self._width = 0
         self._index: dict[int, int] | None = None
 
     # ------------------------------------------------------------------ model
@@ -278,8 +281,10 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
             await asyncio.sleep(0.01)  # yield to keystrokes between chunks
         # The rows are long-lived: move them out of the cyclic GC's reach, or every full
         # collection rescans ~1M objects and shows up as 20-60 ms hitches while typing.
+        await self.warm_filter(ids)
         if len(ids) >= 20_000:
             gc.freeze()
+        self.prefetched = True
 
     def local_filter(self, base: list[int], query: str) -> list[int] | None:
         """``base`` narrowed by a case-insensitive substring of PSA ID or name, or None when some
@@ -294,24 +299,35 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         q = query.lower()
         if self._filter_base is not base:
             try:
-                texts = [text[i] for i in base]
+                self._filter_texts = [text[i] for i in base]
             except KeyError:
                 return None
             self._filter_base = base
             self._filter_results.clear()
-            self._filter_results.set("", (base, texts))
+        if not q:
+            return base
         hit = self._filter_results.get(q)
         if hit is None:
-            for n in range(len(q) - 1, -1, -1):
+            prefix = None
+            for n in range(len(q) - 1, 0, -1):
                 prefix = self._filter_results.get(q[:n])
                 if prefix is not None:
                     break
-            assert prefix is not None  # "" is always there
-            ids, texts = prefix
-            keep = [n for n, t in enumerate(texts) if q in t]
-            hit = ([ids[n] for n in keep], [texts[n] for n in keep])
+            if prefix is None:
+                texts = self._filter_texts
+                hit = [base[n] for n, t in enumerate(texts) if q in t]
+            else:
+                hit = [i for i in prefix if q in text[i]]
             self._filter_results.set(q, hit)
-        return hit[0]
+        return hit
+
+    async def warm_filter(self, base: list[int]) -> None:
+        """Pre-compute the one-character filters (the only full scans) while the user is idle."""
+        for ch in "abcdefghijklmnopqrstuvwxyz0123456789":
+            if self._filter_base is not None and self._filter_base is not base:
+                return
+            self.local_filter(base, ch)
+            await asyncio.sleep(0.005)
 
     # ------------------------------------------------------------------ marks
 
@@ -432,7 +448,8 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         self._ensure_visible_rows()
 
     def on_resize(self, event: events.Resize) -> None:
-        self._columns = layout(self.scrollable_content_region.width or event.size.width)
+        self._width = self.scrollable_content_region.width or event.size.width
+        self._columns = layout(self._width)
         self.virtual_size = Size(event.size.width, len(self.ids))
         self._strips.clear()
         self._ensure_visible_rows()
@@ -446,17 +463,20 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
     # ------------------------------------------------------------------ rendering
 
     def _style(self, name: str) -> Style:
+        # computed once per theme/style change: ``rich_style`` walks the ancestors (≈0.3 ms), too
+        # slow to ask for on every line of every frame
         if self._styles is None:
             self._styles = {
                 n: self.get_component_rich_style(f"cost-grid--{n}", partial=True)
                 for n in ("cursor", "marked", "up", "down", "dim", "busy", "ok", "bad", "approve")
             }
+            self._styles["base"] = self.rich_style
         return self._styles[name]
 
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
-        width = self.scrollable_content_region.width or self.size.width
-        base = self.rich_style
+        width = self._width or self.scrollable_content_region.width or self.size.width
+        base = self._style("base")
         if index >= len(self.ids):
             return Strip.blank(width, base)
         item_id = self.ids[index]
@@ -475,7 +495,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         return strip
 
     def _render_row(self, row: CostRow, width: int, is_cursor: bool, is_marked: bool) -> Strip:
-        base = self.rich_style
+        base = self._style("base")
         line = base
         if is_marked:
             line = line + self._style("marked")
