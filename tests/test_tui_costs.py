@@ -264,3 +264,21 @@ async def test_remapped_key_from_keymap_triggers_the_action():
         assert client.calls_to("preview_change_set") == []
         await pilot.press("A")
         await settle(pilot, lambda: isinstance(app.screen, ApproveScreen))
+
+
+async def test_local_filter_after_prefetch_matches_the_daemons_answer(monkeypatch):
+    from costrecon_tui.widgets import cost_grid
+
+    monkeypatch.setattr(cost_grid, "PREFETCH_DELAY", 0.0)
+    client = FakeClient(300)
+    app = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, lambda: costs_ready(app) and app.costs.grid.prefetched)
+        grid = app.costs.grid
+        base = app.costs._base[1]
+        for query in ["m365", "M365-B", "singularity core", "-1", "zzz"]:
+            expected = (await client.cost_view(query=query)).ids
+            assert grid.local_filter(base, query) == expected, query
+        await pilot.press("slash", *"duo")
+        assert app.costs.local_query == "duo"  # shown at once, before the daemon answered
+        assert grid.ids == (await client.cost_view(query="duo")).ids
