@@ -275,6 +275,7 @@ class Daemon:
                     "limits": _limits(c)},
             "counts": info["counts"],
             "last_event": info["last_event"],
+            "events": {"last_id": info["last_event"]},
             "inbox": {"path": str(self.cfg.inbox_dir), "pending": 0},
             "push": {"running": []},
         }

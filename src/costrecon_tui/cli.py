@@ -273,8 +273,26 @@ def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- TUI
 
 
+def _tui_logging(cfg: Config) -> None:
+    """The TUI never writes to the terminal it draws on: its log goes to a file beside the daemon's."""
+    import logging
+
+    path = cfg.log_file.with_name("costrecon-tui.log")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("costrecon_tui")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def cmd_tui(cfg: Config, args: argparse.Namespace) -> int:
     from .app import CostreconApp
+
+    _tui_logging(cfg)
 
     start = None
     if args.start_daemon:
