@@ -22,10 +22,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.harness import DaemonProcess  # noqa: E402
+
 from costrecon_daemon.sim.connectwise import ConnectWiseSim  # noqa: E402
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine  # noqa: E402
 from costrecon_daemon.sim.serve import ServedApp  # noqa: E402
-from tests.harness import DaemonProcess  # noqa: E402
 
 ITEMS, AGREEMENTS, PER_AGREEMENT = 200, 300, 20  # 300 x 20 = 6,000 lines
 
