@@ -1,0 +1,152 @@
+"""End to end, as a technician does it: the real `costrecon demo` in tmux, driven with send-keys,
+read with capture-pane; then the simulated PSA and the activity log are checked."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from costrecon_daemon.psa.base import SyncChunk
+from costrecon_daemon.psa.connectwise import ConnectWiseConnector, ConnectWiseSettings
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, name: str):
+        self.socket = f"costrecon-e2e-{os.getpid()}-{name}"
+        self.target = "e2e"
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False).stdout
+
+    def start(self, command: list[str], width: int = 120, height: int = 40) -> None:
+        env = {**os.environ, "TERM": "xterm-256color", "TEXTUAL_ANIMATIONS": "none"}
+        subprocess.run(["tmux", "-L", self.socket, "new-session", "-d", "-s", self.target, "-x", str(width),
+                        "-y", str(height), " ".join(command) + "; sleep 120"], env=env, check=True)
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            self.tmux("send-keys", "-t", self.target, k)
+            time.sleep(0.15)
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", self.target, "-l", text)
+        time.sleep(0.2)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.target)
+
+    def wait_for(self, predicate, what: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{self.screen()}")
+
+    def kill(self) -> None:
+        self.tmux("kill-server")
+
+
+def _costrecon() -> list[str]:
+    exe = Path(sys.executable).parent / "costrecon"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "costrecon_tui.cli"]
+
+
+def _api(sock: Path, path: str, **params) -> dict:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d", timeout=10) as c:
+        r = c.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+
+def _psa_state(settings: dict) -> tuple[dict, list]:
+    """Read the simulated tenant back through the real ConnectWise client."""
+
+    async def go():
+        conn = ConnectWiseConnector(ConnectWiseSettings(**settings))
+        chunks: list[SyncChunk] = []
+
+        async def sink(chunk: SyncChunk) -> None:
+            chunks.append(chunk)
+
+        try:
+            await conn.connect()
+            await conn.pull(None, sink)
+        finally:
+            await conn.aclose()
+        items = {i.identifier: i for c in chunks for i in c.items}
+        contracts = {c.psa_id: c for ch in chunks for c in ch.contracts}
+        lines = [ln for c in chunks for ln in c.lines]
+        return items, [ln for ln in lines if ln.active and contracts[ln.contract_psa_id].active]
+
+    return asyncio.run(go())
+
+
+def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_path):
+    keep = tmp_path / "demo"
+    t = Tmux("demo")
+    try:
+        t.start([*_costrecon(), "demo", "--keep", str(keep)])
+        t.wait_for(lambda s: "costrecon — Costs" in s and "approve" in s, "the cost table with changes", 120)
+        t.keys("/")
+        t.type("DEF-BUS")
+        t.keys("Enter")
+        t.wait_for(lambda s: "DEF-BUS-A" in s and "DEF-BUS-M" in s and "DNSF-PRO" not in s, "the filter")
+        t.keys("space", "j", "space")
+        t.wait_for(lambda s: "2 marked" in s or s.count("●DEF-BUS") == 2, "two marked rows")
+        # cursor is on DEF-BUS-M: type a vendor cost over the imported one
+        t.keys("e")
+        t.type("3.99")
+        t.keys("Enter")
+        t.wait_for(lambda s: "3.99" in s, "the edited vendor cost")
+        t.keys("a")
+        t.wait_for(lambda s: "Approve cost change for 2 items?" in s, "the approval preview")
+        preview = t.screen()
+        assert "contract lines will change" in preview and "monthly cost impact" in preview
+        t.keys("y")
+        sock = keep / "run" / "costrecond.sock"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sets = _api(sock, "/v1/change-sets")["change_sets"]
+            if sets and sets[0]["status"] not in ("pending", "pushing"):
+                break
+            time.sleep(0.3)
+        assert sets[0]["status"] == "done", sets[0]
+        t.wait_for(lambda s: s.count("✓ done") >= 2, "both rows shown as done")
+
+        config = tomllib.loads((keep / "config.toml").read_text())
+        items, lines = _psa_state({**config["psa.connectwise"]} if "psa.connectwise" in config
+                                  else config["psa"]["connectwise"])
+        expected = {"DEF-BUS-A": Decimal("3.24"), "DEF-BUS-M": Decimal("3.99")}
+        for ident, cost in expected.items():
+            item = items[ident]
+            assert item.cost == cost, ident
+            mine = [ln for ln in lines if ln.item_psa_id == item.psa_id]
+            assert mine and {ln.unit_cost for ln in mine} == {cost}, ident
+
+        user = getpass.getuser()
+        approvals = _api(sock, "/v1/activity", action="approve")["entries"]
+        assert approvals and approvals[0]["actor"] == user
+        edits = _api(sock, "/v1/activity", action="cost.manual.set")["entries"]
+        assert edits and edits[0]["actor"] == user and edits[0]["subject"] == "DEF-BUS-M"
+        pushed = _api(sock, "/v1/activity", action="push.item")["entries"]
+        assert {e["subject"] for e in pushed} == set(expected) and {e["actor"] for e in pushed} == {user}
+
+        t.keys("q")
+        t.wait_for(lambda s: "costrecon demo: kept" in s, "the demo to stop and clean up", 60)
+    finally:
+        t.kill()
