@@ -19,8 +19,8 @@ import asyncio
 import base64
 import multiprocessing as mp
 import random
-import time
 import resource
+import time
 from decimal import Decimal
 
 import httpx

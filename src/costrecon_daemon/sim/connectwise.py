@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import bisect
+import functools
 import json
 import re
 import time
@@ -1006,8 +1006,11 @@ def config_snippet(
 ) -> str:
     # Settings live in a [psa.connectwise] table: config.py refuses other keys under [psa].
     return (
+        # config.py reads the PSA's keys from a [psa.connectwise] table under [psa].
         "[psa]\n"
         'kind = "connectwise"\n'
+        "\n"
+        "[psa.connectwise]\n"
         "\n[psa.connectwise]\n"
         f'site = "{base_url}"\n'
         f'company = "{company}"\n'
