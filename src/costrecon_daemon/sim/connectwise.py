@@ -1006,11 +1006,8 @@ def config_snippet(
 ) -> str:
     # Settings live in a [psa.connectwise] table: config.py refuses other keys under [psa].
     return (
-        # config.py reads the PSA's keys from a [psa.connectwise] table under [psa].
         "[psa]\n"
         'kind = "connectwise"\n'
-        "\n"
-        "[psa.connectwise]\n"
         "\n[psa.connectwise]\n"
         f'site = "{base_url}"\n'
         f'company = "{company}"\n'
