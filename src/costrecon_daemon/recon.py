@@ -139,6 +139,10 @@ def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | 
     stmt = (select(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status, func.count())
             .join(latest, and_(latest.c.item_id == ChangeStep.item_id, latest.c.cs == ChangeStep.change_set_id))
             .group_by(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status))
+    if id_list is not None:
+        # Also on the outer query, so SQLite walks the item index instead of every step of a big
+        # change set (a push refreshes a few items thousands of times).
+        stmt = stmt.where(ChangeStep.item_id.in_(id_list))
     counts: dict[int, tuple[int, dict[str, int]]] = {}
     for item_id, cs, status, n in conn.execute(stmt):
         counts.setdefault(item_id, (cs, {}))[1][status] = n
