@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -386,7 +387,8 @@ class AutotaskConnector:
                     )
             else:
                 wait = self.settings.retry_backoff * (2 ** (attempt - 1))
-            await asyncio.sleep(min(wait, 300.0))
+            # Jitter: requests refused together must not all come back at the same instant.
+            await asyncio.sleep(min(wait * random.uniform(1.0, 1.5), 300.0))
 
     async def _walk(
         self,

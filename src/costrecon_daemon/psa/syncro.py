@@ -19,6 +19,7 @@ with a fixed wait, the way SY-PS does it.
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -216,7 +217,8 @@ class SyncroConnector:
                 wait = self.settings.rate_limit_backoff
             else:
                 wait = self.settings.retry_backoff * (2 ** (attempt - 1))
-            await asyncio.sleep(wait)
+            # Jitter: requests refused together must not all come back at the same instant.
+            await asyncio.sleep(wait * random.uniform(1.0, 1.5))
 
     async def _pages(self, path: str, key: str, *, setting: str, what: str) -> list[dict[str, Any]]:
         """Every page of a list (25 each, from 1). ``meta.total_pages`` gives the rest, fetched
