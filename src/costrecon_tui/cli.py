@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from decimal import Decimal
@@ -76,8 +77,7 @@ def _row_json(r: CostRow) -> dict[str, Any]:
     return {"id": r.id, "psa_id": r.psa_id, "identifier": r.identifier, "name": r.name, "contracts": r.contracts,
             "lines": r.lines, "currency": r.currency, "catalog_cost": s(r.catalog_cost), "vendor_cost": s(r.vendor_cost),
             "change": s(r.change), "change_pct": s(r.change_pct), "state": r.state,
-            "vendor_source": None if r.vendor_source is None else r.vendor_source.__dict__ if hasattr(r.vendor_source, "__dict__") else {
-                k: getattr(r.vendor_source, k) for k in r.vendor_source.__slots__}}
+            "vendor_source": None if r.vendor_source is None else dataclasses.asdict(r.vendor_source)}
 
 
 def _print_preview(p: dict[str, Any]) -> None:
