@@ -34,7 +34,6 @@ Products -> ContractCharges (cancelled ones -> billed charges, which are no long
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import functools
 import itertools
@@ -52,6 +51,7 @@ from aiohttp import web
 
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
+from costrecon_daemon.sim.serve import serve_until_interrupted
 
 MAX_RECORDS = 500
 MAX_OR_CONDITIONS = 500
@@ -1213,17 +1213,8 @@ def run_standalone(
 ) -> None:
     """Serve until interrupted; print the base URL and the config snippet (``costrecond sim autotask``)."""
 
-    async def main() -> None:
-        sim = await start_autotask_sim(generate(size, seed=seed), host=host, port=port, **knobs)
-        print(f"Autotask simulator listening on {sim.base_url}", flush=True)
-        print("Add this to your costrecon config:\n", flush=True)
-        print(config_snippet(sim), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.close()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    serve_until_interrupted(
+        lambda: start_autotask_sim(generate(size, seed=seed), host=host, port=port, **knobs),
+        lambda sim: f"Autotask simulator listening on {sim.base_url}\n"
+        f"Add this to your costrecon config:\n\n{config_snippet(sim)}",
+    )

@@ -23,7 +23,6 @@ Control surface for tests (plain Python, no HTTP): :meth:`ConnectWiseSim.set_ite
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import bisect
 import functools
@@ -44,6 +43,7 @@ from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.conditions import ConditionError, compile_conditions
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
+from costrecon_daemon.sim.serve import serve_until_interrupted
 
 __all__ = ["ConnectWiseSim", "RunningSim", "run_standalone", "start_connectwise_sim"]
 
@@ -1030,8 +1030,8 @@ def run_standalone(
     """Serve a simulated tenant until interrupted (``costrecond sim connectwise``)."""
     from costrecon_daemon.sim.dataset import generate
 
-    async def main() -> None:
-        running = await start_connectwise_sim(
+    serve_until_interrupted(
+        lambda: start_connectwise_sim(
             generate(size, seed=seed),
             host=host,
             port=port,
@@ -1039,20 +1039,8 @@ def run_standalone(
             public_key=public_key,
             private_key=private_key,
             client_id=client_id,
-        )
-        print(f"ConnectWise PSA simulator ({size} data set) listening on {running.base_url}")
-        print(f"API root: {running.api_root}")
-        print("Put this in your costrecon config file:\n")
-        print(
-            config_snippet(running.base_url, company, public_key, private_key, client_id),
-            flush=True,
-        )
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await running.close()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+        ),
+        lambda running: f"ConnectWise PSA simulator ({size} data set) listening on {running.base_url}\n"
+        f"API root: {running.api_root}\nPut this in your costrecon config file:\n\n"
+        + config_snippet(running.base_url, company, public_key, private_key, client_id),
+    )

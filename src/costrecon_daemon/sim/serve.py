@@ -64,3 +64,22 @@ class ServedApp:
         asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+def serve_until_interrupted(start: Callable[[], Any], describe: Callable[[Any], str]) -> None:
+    """`costrecond sim …`: start a simulator (``await start()`` returns a running handle with
+    ``close()``), print ``describe(handle)`` — its URL and the config snippet — and serve until
+    Ctrl-C or SIGTERM."""
+
+    async def main() -> None:
+        running = await start()
+        print(describe(running), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await running.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

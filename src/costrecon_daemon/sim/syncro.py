@@ -23,7 +23,6 @@ Money: product ``price_cost`` is a JSON number; lines carry ``cost_cents`` (int)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections import Counter
@@ -35,6 +34,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
+from costrecon_daemon.sim.serve import serve_until_interrupted
 
 PER_PAGE = 25
 CENT = Decimal("0.01")
@@ -472,17 +472,8 @@ def run_standalone(
 ) -> None:
     """Serve until interrupted; print the base URL and the config snippet (``costrecond sim syncro``)."""
 
-    async def main() -> None:
-        sim = await start_syncro_sim(generate(size, seed=seed), host=host, port=port, **knobs)
-        print(f"Syncro simulator listening on {sim.base_url}", flush=True)
-        print("Add this to your costrecon config:\n", flush=True)
-        print(config_snippet(sim), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.close()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    serve_until_interrupted(
+        lambda: start_syncro_sim(generate(size, seed=seed), host=host, port=port, **knobs),
+        lambda sim: f"Syncro simulator listening on {sim.base_url}\n"
+        f"Add this to your costrecon config:\n\n{config_snippet(sim)}",
+    )
