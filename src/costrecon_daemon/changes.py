@@ -355,10 +355,19 @@ class PushWorker:
                     return
                 await self._push_group(cs_id, actor, group, denied)
 
-        await asyncio.gather(*(run_group(g) for g in groups.values()))
+        progress = asyncio.ensure_future(self._report_progress(cs_id))
+        try:
+            await asyncio.gather(*(run_group(g) for g in groups.values()))
+        finally:
+            progress.cancel()
         if self.stopping.is_set() and not denied:
             return  # resumed at next start; open steps stay open in the journal
         await self.store.write(_finish_change_set, cs_id, denied[0] if denied else None, self.table)
+
+    async def _report_progress(self, cs_id: int, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.store.write(_progress, cs_id, self.table)
 
     async def _push_group(self, cs_id: int, actor: str, group: list[StepRow], denied: list[PSAPermissionError]) -> None:
         try:
@@ -499,13 +508,23 @@ def _record(conn: Connection, cs_id: int, actor: str, outcomes: list[tuple[StepR
                             before=json_amount(s.before), after=json_amount(s.after),
                             details={"change_set_id": cs_id, "step_id": s.id, "message": message,
                                      "found": json_amount(value), "contract": s.contract_psa_id})
-    table.refresh(conn, items)
+    table.dirty.update(items)
+
+
+def _progress(conn: Connection, cs_id: int, table: CostTable) -> None:
+    """Publish push progress: refresh the rows touched since last time, count the steps.
+
+    Runs at most a few times a second (PushWorker), not per recorded group: on a big push the
+    refresh would otherwise cost more than the PSA calls it reports on."""
+    items, table.dirty = table.dirty, set()
+    if items:
+        table.refresh(conn, items)
+        events.emit(conn, "rows", {"ids": sorted(items)})
     counts = dict(conn.execute(select(ChangeStep.status, func.count()).where(ChangeStep.change_set_id == cs_id)
                                .group_by(ChangeStep.status)).all())
     total = sum(counts.values())
     finished = total - counts.get("pending", 0) - counts.get("sending", 0)
     events.emit(conn, "push", {"change_set_id": cs_id, "done": finished, "total": total, "status": "pushing"})
-    events.emit(conn, "rows", {"ids": sorted(items)})
 
 
 def _finish_change_set(conn: Connection, cs_id: int, denied: PSAPermissionError | None, table: CostTable) -> None:
@@ -545,6 +564,7 @@ def _finish_change_set(conn: Connection, cs_id: int, denied: PSAPermissionError 
                         details={"change_set_id": cs_id, "item_id": item_id, **c})
     activity.append(conn, actor=cs.actor, action="push.done", subject=f"change set {cs_id}",
                     details={"change_set_id": cs_id, "status": status, **counts, "message": message})
+    table.dirty.clear()
     table.refresh(conn, [i for i, _ in by_item])
     events.emit(conn, "push", {"change_set_id": cs_id, "done": total, "total": total, "status": status})
     events.emit(conn, "rows", {"ids": sorted(i for i, _ in by_item)})

@@ -180,6 +180,7 @@ class CostTable:
         self._lock = threading.Lock()
         self.loaded = False
         self.version = 0
+        self.dirty: set[int] = set()  # items whose rows a push changed, refreshed by its progress report
 
     def reload(self, conn: Connection) -> None:
         rows = load_rows(conn)
