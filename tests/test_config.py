@@ -84,3 +84,26 @@ def test_daemon_cli_prints_config_errors_without_traceback(tmp_path):
     assert r.returncode == 2
     assert "unknown key daemon.state_dri" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
+    path = write_config(tmp_path / "c.toml", {"psa": {"kind": "connectwise"},
+                                              "psa.connectwise": {"site": "https://x", "company": "acme",
+                                                                  "public_key": "pub", "private_key": 987654321,
+                                                                  "client_id": "abc"}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "psa.connectwise.private_key must be a string" in str(err.value)
+    assert "987654321" not in str(err.value)
+
+
+def test_the_example_config_loads_as_shipped(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    copy = tmp_path / "config.toml"
+    shutil.copy(example, copy)
+    copy.chmod(0o600)
+    cfg = load_config(copy, env={})
+    assert cfg.psa.kind == "none" and cfg.push.line_policy == "all"

@@ -252,7 +252,8 @@ def _psa(file: str, table: Any, env: dict[str, str]) -> PSASection:
             value = value.lower() in ("true", "1")
         want = ftext.split("|")[0].strip()
         if want in ("str",) and not isinstance(value, str) and value is not None:
-            raise ConfigError(f"{file}: psa.{kind}.{key} must be a string in quotes, got {value!r}.")
+            shown = "a value that is not text" if key in SECRET_FIELDS else repr(value)  # never echo a secret
+            raise ConfigError(f"{file}: psa.{kind}.{key} must be a string in quotes, got {shown}.")
         sub[key] = value
     missing = [
         name

@@ -98,6 +98,8 @@ class Daemon:
         self.bus = events.EventBus(loop)
         self.store = Store(cfg.database_url, self.bus)
         self.schema_version = await asyncio.to_thread(current_revision, self.store.writer_engine) or ""
+        # Events are a feed for live clients, the activity log is the record: keep a week of them.
+        await self.store.write(events.prune)
         self.connector = self._connector_factory(cfg)
         await self._attach_parts()
 
