@@ -92,6 +92,7 @@ def main() -> None:
             resp = c.post("/v1/change-sets", json=body)
             resp.raise_for_status()
             cs_id = resp.json()["change_set"]["id"]
+        t_journaled = time.perf_counter() - t0
         while True:  # poll the summary, as a client watching progress would
             cs = d.get(f"/v1/change-sets/{cs_id}", params={"steps": 0})["change_set"]
             if cs["status"] not in ("pending", "pushing"):
@@ -104,7 +105,7 @@ def main() -> None:
         bound = requests * args.latency / args.concurrency
         print(f"push: {cs['status']}, {cs['counts']['done']} targets done ({len(rows)} items, {n_lines} lines)")
         print(f"  requests            {requests}  ({requests / n_lines:.3f} per line; goal <= 1.2)")
-        print(f"  wall time           {wall:.2f} s")
+        print(f"  wall time           {wall:.2f} s  (of which approval + journal of {cs['total']} steps: {t_journaled:.2f} s)")
         print(f"  bound               {bound:.2f} s  (requests x {args.latency * 1000:.0f} ms / concurrency {args.concurrency})")
         print(f"  ratio to bound      {wall / bound:.2f}x  (goal <= 1.25x)")
         # Baseline in the same run: the naive client on a slice of the same lines, scaled per line.

@@ -142,7 +142,16 @@ async def run_sync(store: Store, connector: Connector, *, actor: str, full: bool
         outcome.seen_items.update(r.psa_id for r in chunk.items)
         outcome.seen_contracts.update(r.psa_id for r in chunk.contracts)
         outcome.seen_lines.update(r.psa_id for r in chunk.lines)
-        await store.write(apply_chunk, chunk)
+        progress = {"state": "running", "full": outcome.full, "items": outcome.items,
+                    "contracts": outcome.contracts, "lines": outcome.lines,
+                    "message": f"syncing: {outcome.items} items, {outcome.contracts} contracts, "
+                               f"{outcome.lines} lines so far"}
+
+        def _write(conn: Connection) -> None:
+            apply_chunk(conn, chunk)
+            events.emit(conn, "sync", progress)  # progress for live clients, in the same commit
+
+        await store.write(_write)
 
     result = await connector.pull(cursor, sink)
     outcome.requests = connector.requests_made - requests_before
