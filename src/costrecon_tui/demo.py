@@ -73,6 +73,16 @@ def _toml(sections: dict[str, dict[str, Any]]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    try:
+        return _run_demo(args)
+    except SystemExit:
+        raise
+    except Exception as exc:  # one sentence on screen, never a traceback
+        print(f"costrecon demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     root = Path(args.keep).expanduser().resolve() if args.keep else Path(tempfile.mkdtemp(prefix="costrecon-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"costrecon demo: simulated {args.psa} tenant, files in {root}", flush=True)
@@ -80,7 +90,8 @@ def run_demo(args: argparse.Namespace) -> int:
     sim, creds = _sim(args.psa, dataset)
     daemon: subprocess.Popen[bytes] | None = None
     try:
-        with ServedApp(sim.app) as served:
+        make_app = sim.app if args.psa == "connectwise" else sim.make_app
+        with ServedApp(make_app) as served:
             config = root / "config.toml"
             sections = {
                 "daemon": {"state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
