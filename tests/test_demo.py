@@ -1,0 +1,49 @@
+"""`costrecon demo` for every PSA: a simulated tenant synced, sample files imported, all cleaned up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+
+def _get(sock, path):
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d", timeout=10) as c:
+        return c.get(path).json()
+
+
+@pytest.mark.parametrize("psa", ["connectwise", "autotask", "syncro"])
+def test_demo_runs_every_psa_without_a_tui_and_cleans_up(tmp_path, psa):
+    keep = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "costrecon_tui.cli", "demo", "--psa", psa, "--no-tui",
+                             "--keep", str(keep)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops the demo" in line or not line:
+                break
+        assert any("Ready." in ln for ln in lines), "".join(lines)
+        sock = keep / "run" / "costrecond.sock"
+        status = _get(sock, "/v1/status")
+        assert status["psa"]["connected"] and status["psa"]["last_sync"]
+        assert status["counts"]["items"] == 320
+        imports = {i["file_name"]: i["status"] for i in _get(sock, "/v1/imports")["imports"]}
+        assert imports == {"pax8-price-update.csv": "imported", "ingram-new-skus.csv": "imported",
+                           "acme-prices-BROKEN.csv": "failed"}
+        assert (keep / "state" / "failed" / "acme-prices-BROKEN.csv.errors.txt").exists()
+        changed = _get(sock, "/v1/costs?changed=1")["ids"]
+        assert len(changed) > 10
+        assert _get(sock, "/v1/unmatched")["rows"], "the Ingram file's SKUs wait in Mappings"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert not (keep / "run" / "costrecond.sock").exists()  # the daemon it started has stopped
