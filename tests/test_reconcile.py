@@ -23,6 +23,7 @@ import pytest
 from .psa_fixtures import (
     PSAS,
     approve,
+    cw_daemon,
     live_lines,
     msp_tenant,
     psa_daemon,
@@ -284,3 +285,16 @@ def test_kill_9_five_times_during_a_big_push_ends_with_every_line_written_once(t
         pushed = d.get("/v1/activity", params={"action": "push.item", "limit": 50})["entries"]
         assert {e["subject"] for e in pushed} == {sim.identifier(i.id) for i in ds.items}
         assert d.get("/v1/activity/verify")["ok"]
+
+
+def test_a_write_that_landed_but_was_never_acknowledged_is_recorded_as_done(tmp_path):
+    """A gateway that answers 504 after the PSA committed: once retries run out the worker looks
+    at the line, finds the new cost and records the step done (so it is counted and can be undone)."""
+    ds = msp_tenant(contracts=3)
+    with cw_daemon(tmp_path, ds) as (sim, served, d):
+        row = set_vendor_cost(d, rows_by_identifier(d)["DNS-FILTER"], "1.40")
+        served.call(lambda: setattr(sim, "fail_after_applying_writes", True))
+        cs = wait_change_set(d, approve(d, [row]).json()["change_set"]["id"], timeout=120)
+        assert cs["status"] == "done", cs["counts"]
+        assert all(served.call(lambda ln=ln: sim.line_cost(ln.id)) == Decimal("1.40") for ln in live_lines(ds, 105))
+        assert rows_by_identifier(d)["DNS-FILTER"]["catalog_cost"] == "1.4000"

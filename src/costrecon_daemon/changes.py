@@ -433,6 +433,17 @@ class PushWorker:
         except PSAWriteNotApplied as exc:
             return "failed", None, exc.message, exc
         except PSAError as exc:
+            if exc.retryable:
+                # Retries ran out (timeouts, 5xx): the write may still have landed. Look once, so a
+                # change that did happen is recorded as done (and can be undone) rather than lost.
+                try:
+                    value = await (self.connector.read_item_cost(s.target_psa_id) if s.target == "item"
+                                   else self.connector.read_line_cost(
+                                       LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "")))
+                except PSAError:
+                    value = None
+                if value == s.after:
+                    return "done", value, None, None
             return "failed", None, exc.message, exc
         if value != s.after:
             return "failed", value, f"the PSA reports {display(value)} after writing {display(s.after)}", None

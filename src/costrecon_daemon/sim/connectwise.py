@@ -450,6 +450,8 @@ class ConnectWiseSim:
         # Whether a change to an addition also bumps its agreement's _info.lastUpdated (UNCERTAIN
         # on the real API, §1.6). Off by default: the harder case for clients.
         self.bump_agreement_on_addition_write = False
+        # A gateway that times out after the server committed: writes apply, the answer is a 504.
+        self.fail_after_applying_writes = False
         self._clock_offset = 0
         self._load(dataset)
 
@@ -850,6 +852,8 @@ class ConnectWiseSim:
             rec.touch(self._now())
             coll.changed()
             self._after_addition_write(rec)
+        if self.fail_after_applying_writes:
+            return _cw_fault(504, None)
         return _one(rec, None)
 
     def _apply(self, rec: _Rec, ops: list[tuple[str, str, Any]]) -> bool:
