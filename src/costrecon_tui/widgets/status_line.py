@@ -43,7 +43,9 @@ class StatusLine(Static):
         t.append(f"costrecond {status.get('daemon', {}).get('version', '')}".strip())
         t.append(" · ")
         kind = PSA_NAMES.get(psa.get("kind") or "", psa.get("kind") or "PSA")
-        if psa.get("connected"):
+        if psa.get("kind") == "none":
+            t.append("no PSA configured — set [psa] in the config file", style="yellow")
+        elif psa.get("connected"):
             t.append(f"{kind} ✓", style="green")
         else:
             t.append(f"{kind} ✗ {psa.get('error') or 'not connected'}", style="bold red")
