@@ -44,7 +44,8 @@ class Column:
 def layout(width: int) -> list[Column]:
     """Fixed column widths for a terminal width; only the name column flexes (never measure cells)."""
     narrow = width < 100
-    ident = 16 if width >= 110 else 12 if width >= 90 else 10
+    # The PSA ID is what people act on: it keeps more room than the name on narrow terminals.
+    ident = 16 if width >= 110 else 14 if width >= 90 else 13
     cols = [
         Column("gutter", "", 2),
         Column("identifier", "PSA ID", ident),
