@@ -146,3 +146,34 @@ def test_shared_group_makes_the_socket_group_writable(tmp_path):
         assert stat.S_IMODE(d.socket.stat().st_mode) == 0o660
         assert stat.S_IMODE(d.runtime.stat().st_mode) == 0o750
         assert d.get("/v1/health")["ok"]
+
+
+def test_runs_with_no_config_file_at_all_using_platform_directories(tmp_path):
+    import signal
+    import sys
+    import time
+
+    import httpx
+
+    run = tmp_path / "xdg-run"
+    run.mkdir(mode=0o700)
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "XDG_STATE_HOME": str(tmp_path / "xdg-state"), "XDG_RUNTIME_DIR": str(run)}
+    env.pop("COSTRECON_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "costrecon_daemon.cli", "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sock = run / "costrecon" / "costrecond.sock"
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d") as c:
+            status = c.get("/v1/status").json()
+        assert status["daemon"]["config"] is None  # embedded defaults
+        assert status["daemon"]["state_dir"] == str(tmp_path / "xdg-state" / "costrecon")
+        assert (tmp_path / "xdg-state" / "costrecon" / "costrecon.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert not sock.exists()
