@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -148,6 +149,7 @@ class SyncroConnector:
         self.minute = RollingWindowLimiter(settings.requests_per_minute, window=60.0)
         self.requests_made = 0
         self.rate_limited = 0  # 429s met (should stay 0 in normal use)
+        self._paused_until = 0.0  # monotonic time until which every request waits after a 429
 
     async def _call(
         self, method: str, path: str, *, setting: str, what: str, body: Any = None
@@ -156,6 +158,11 @@ class SyncroConnector:
         content = None if body is None else dumps(body)
         attempt = 0
         while True:
+            # "Retry later" is about everyone from this IP: after a 429 every request of this
+            # connector pauses, so the minute can roll over instead of being hammered by retries.
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             await self.minute.acquire()
             self.requests_made += 1
             failure: PSAError
@@ -214,9 +221,10 @@ class SyncroConnector:
             if attempt > self.settings.max_retries:
                 raise failure
             if isinstance(failure, PSARateLimited):
-                wait = self.settings.rate_limit_backoff
-            else:
-                wait = self.settings.retry_backoff * (2 ** (attempt - 1))
+                wait = self.settings.rate_limit_backoff * random.uniform(1.0, 1.5)
+                self._paused_until = max(self._paused_until, time.monotonic() + wait)
+                continue  # the shared pause above is the wait
+            wait = self.settings.retry_backoff * (2 ** (attempt - 1))
             # Jitter: requests refused together must not all come back at the same instant.
             await asyncio.sleep(wait * random.uniform(1.0, 1.5))
 
