@@ -237,6 +237,7 @@ class AutotaskConnector:
             line_write_calls=self.line_strategy.calls,  # contract services; charges take 2
         )
         self.requests_made = 0
+        self._paused_until = 0.0  # monotonic time until which every request waits after a 429
         self.budget = RollingWindowLimiter(settings.requests_per_hour)
         self._client = client or httpx.AsyncClient(timeout=settings.timeout)
         self._own_client = client is None
@@ -305,6 +306,11 @@ class AutotaskConnector:
         while True:
             url = path if path.startswith("http") else f"{self._root}{path}"
             content = None if body is None else dumps(body)
+            # After a request-limit 429 every request of this connector waits (shared pause), so
+            # the window can roll instead of being hit again by each retry on its own.
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             async with self._sem(endpoint):
                 # Take the budget slot inside the thread slot so its timestamp is the send time.
                 await self.budget.acquire()
@@ -385,6 +391,10 @@ class AutotaskConnector:
                         if thread_limited
                         else self.settings.rate_limit_wait
                     )
+                if not thread_limited:
+                    wait = min(wait * random.uniform(1.0, 1.5), 300.0)
+                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
+                    continue
             else:
                 wait = self.settings.retry_backoff * (2 ** (attempt - 1))
             # Jitter: requests refused together must not all come back at the same instant.
