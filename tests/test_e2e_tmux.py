@@ -146,6 +146,12 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
         pushed = _api(sock, "/v1/activity", action="push.item")["entries"]
         assert {e["subject"] for e in pushed} == set(expected) and {e["actor"] for e in pushed} == {user}
 
+        # and the technician sees it in the Activity view, under their own name
+        t.keys("2")
+        screen = t.wait_for(lambda s: "costrecon — Activity" in s and "push.done" in s, "the activity view")
+        approve_line = next(ln for ln in screen.splitlines() if " approve " in ln)
+        assert user[:8] in approve_line, approve_line
+
         t.keys("q")
         t.wait_for(lambda s: "costrecon demo: kept" in s, "the demo to stop and clean up", 60)
     finally:
