@@ -46,6 +46,9 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from .service import Daemon
 
     _setup_logging(cfg, to_stderr=True)
+    # The event loop (API, PSA calls) shares the GIL with the database writer thread; the default
+    # 5 ms switch interval would let one write hold back every in-flight PSA request that long.
+    sys.setswitchinterval(0.001)
 
     def ready() -> None:
         print(f"costrecond {__version__} ready on {cfg.socket_path} (pid {os.getpid()})", flush=True)
