@@ -20,7 +20,7 @@ KNOWN_CURRENCIES = frozenset(
     ["USD", "EUR", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "ZAR", "JPY", "SGD", "HKD", "INR", "MXN", "BRL", "AED", "ILS", "RON"]
 )
 
-_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
+_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "US$": "USD", "A$": "AUD"}
 
 
 class MoneyError(ValueError):
@@ -59,45 +59,69 @@ def normalise_currency(code: str | None) -> str:
     return code
 
 
-_NUMBER_CHARS = re.compile(r"[^0-9,.\-+]")
+_CURRENCY_TOKEN = r"(?:US\$|A\$|[$€£¥]|[A-Z]{3})"
+_AMOUNT = re.compile(
+    rf"""^\(?\s*(?P<sign1>[-+])?\s*(?P<cur1>{_CURRENCY_TOKEN})?\s*(?P<sign2>[-+])?\s*
+    (?P<num>\d[\d.,'\u00a0\u202f ]*)
+    \s*(?P<cur2>{_CURRENCY_TOKEN})?\s*(?P<sign3>-)?\s*\)?$""",
+    re.VERBOSE,
+)
+# Grouped numbers must group in threes; anything else ("12,5" in a dot-decimal file) is refused
+# rather than guessed, because a wrong guess is a 10x or 100x cost change.
+_GROUPED = {
+    ".": re.compile(r"^\d{1,3}(?:([,'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:\.\d+)?$|^\d+(?:\.\d+)?$"),
+    ",": re.compile(r"^\d{1,3}(?:([.'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:,\d+)?$|^\d+(?:,\d+)?$"),
+}
+
+
+def parse_amount_and_currency(text: str, decimal_mark: str = ".") -> tuple[Decimal, str | None]:
+    """Parse an amount cell strictly: ``(value, currency code from a symbol or None)``.
+
+    Accepts what distributors and people write — ``1,234.50``, ``1.234,50`` (with
+    ``decimal_mark=","``), ``0000074.34``, ``€ 12,50``, ``12.50 EUR``, ``(3.00)``, ``3.00-`` — and
+    refuses anything with stray characters (``12,5x``). Raises :class:`MoneyError` with a message
+    for people.
+    """
+    raw = text.strip()
+    if not raw:
+        raise MoneyError("is empty")
+    if raw.startswith("="):
+        raise MoneyError(
+            f"{raw!r} is a spreadsheet formula; save the sheet with values, not formulas"
+        )
+    match = _AMOUNT.match(raw)
+    if match is None:
+        raise MoneyError(f"{raw!r} is not a number")
+    cur1, cur2 = match["cur1"], match["cur2"]
+    if cur1 and cur2:
+        raise MoneyError(f"{raw!r} is not a number")
+    symbol = cur1 or cur2
+    currency = _SYMBOLS.get(symbol, symbol) if symbol else None
+    num = match["num"].strip()
+    if not _GROUPED[decimal_mark].match(num):
+        other = "," if decimal_mark == "." else "."
+        hint = f" (this file uses {decimal_mark!r} as the decimal mark, not {other!r})"
+        raise MoneyError(f"{raw!r} is not a number{hint}")
+    digits = "".join(ch for ch in num if ch.isdigit() or ch == decimal_mark)
+    if decimal_mark == ",":
+        digits = digits.replace(",", ".")
+    try:
+        value = Decimal(digits)
+    except InvalidOperation:  # pragma: no cover - the pattern above already guarantees digits
+        raise MoneyError(f"{raw!r} is not a number") from None
+    negative = bool(match["sign1"] == "-" or match["sign2"] == "-" or match["sign3"])
+    negative = negative or (raw.startswith("(") and raw.endswith(")"))
+    return quantize(-value if negative else value), currency
 
 
 def parse_amount(text: str | int | Decimal, *, decimal_mark: str = ".") -> Decimal:
-    """Parse an amount as people and distributors write it.
-
-    Accepts currency symbols and codes, thousands separators, zero padding (``0000074.34``), a
-    decimal comma when ``decimal_mark=","`` (EU files: ``1.234,50``), and a trailing or leading
-    minus. Never accepts floats.
-    """
+    """Parse an amount as people and distributors write it (see :func:`parse_amount_and_currency`);
+    Decimal and int pass through. Never accepts floats."""
     if isinstance(text, float):
         raise TypeError("money must be parsed from text or Decimal, not float")
     if isinstance(text, Decimal | int):
         return quantize(Decimal(text))
-    raw = str(text).strip()
-    if not raw:
-        raise MoneyError("empty amount")
-    negative = raw.startswith("(") and raw.endswith(")")
-    cleaned = _NUMBER_CHARS.sub("", raw)
-    if cleaned.endswith("-"):
-        negative, cleaned = True, cleaned[:-1]
-    if cleaned.startswith("-"):
-        negative, cleaned = True, cleaned[1:]
-    cleaned = cleaned.lstrip("+")
-    if not cleaned or not any(ch.isdigit() for ch in cleaned):
-        raise MoneyError(f"{raw!r} is not a number")
-    if decimal_mark == ",":
-        cleaned = cleaned.replace(".", "").replace(",", ".")
-    else:
-        cleaned = cleaned.replace(",", "")
-    if cleaned.count(".") > 1:
-        raise MoneyError(f"{raw!r} is not a number")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise MoneyError(f"{raw!r} is not a number") from None
-    if not value.is_finite():
-        raise MoneyError(f"{raw!r} is not a number")
-    return quantize(-value if negative else value)
+    return parse_amount_and_currency(str(text), decimal_mark)[0]
 
 
 def json_amount(value: Decimal | None) -> str | None:

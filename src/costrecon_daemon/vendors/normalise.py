@@ -8,67 +8,11 @@ the two always agree (vendors.md §5.2).
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
-from costrecon_daemon.money import MoneyError, quantize
+from costrecon_daemon.money import parse_amount_and_currency
 
-# ----------------------------------------------------------------------------------------- amounts
-
-_SYMBOL_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "US$": "USD", "A$": "AUD"}
-_CURRENCY_TOKEN = r"(?:US\$|A\$|[$€£¥]|[A-Z]{3})"
-_AMOUNT = re.compile(
-    rf"""^\(?\s*(?P<sign1>[-+])?\s*(?P<cur1>{_CURRENCY_TOKEN})?\s*(?P<sign2>[-+])?\s*
-    (?P<num>\d[\d.,'\u00a0\u202f ]*)
-    \s*(?P<cur2>{_CURRENCY_TOKEN})?\s*(?P<sign3>-)?\s*\)?$""",
-    re.VERBOSE,
-)
-# Grouped numbers must group in threes; anything else ("12,5" in a dot-decimal file) is refused
-# rather than guessed, because a wrong guess is a 10x or 100x cost change.
-_GROUPED = {
-    ".": re.compile(r"^\d{1,3}(?:([,'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:\.\d+)?$|^\d+(?:\.\d+)?$"),
-    ",": re.compile(r"^\d{1,3}(?:([.'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:,\d+)?$|^\d+(?:,\d+)?$"),
-}
-
-
-def parse_cost(text: str, decimal_mark: str = ".") -> tuple[Decimal, str | None]:
-    """Parse an amount cell strictly: ``(value, currency code from a symbol or None)``.
-
-    Accepts what distributors and people write — ``1,234.50``, ``1.234,50`` (with
-    ``decimal_mark=","``), ``0000074.34``, ``€ 12,50``, ``12.50 EUR``, ``(3.00)``, ``3.00-`` — and
-    refuses anything with stray characters (``12,5x``), unlike :func:`money.parse_amount`, which
-    strips them. Raises :class:`MoneyError` with a message for people.
-    """
-    raw = text.strip()
-    if not raw:
-        raise MoneyError("is empty")
-    if raw.startswith("="):
-        raise MoneyError(
-            f"{raw!r} is a spreadsheet formula; save the sheet with values, not formulas"
-        )
-    match = _AMOUNT.match(raw)
-    if match is None:
-        raise MoneyError(f"{raw!r} is not a number")
-    cur1, cur2 = match["cur1"], match["cur2"]
-    if cur1 and cur2:
-        raise MoneyError(f"{raw!r} is not a number")
-    symbol = cur1 or cur2
-    currency = _SYMBOL_CODES.get(symbol, symbol) if symbol else None
-    num = match["num"].strip()
-    if not _GROUPED[decimal_mark].match(num):
-        other = "," if decimal_mark == "." else "."
-        hint = f" (this file uses {decimal_mark!r} as the decimal mark, not {other!r})"
-        raise MoneyError(f"{raw!r} is not a number{hint}")
-    digits = "".join(ch for ch in num if ch.isdigit() or ch == decimal_mark)
-    if decimal_mark == ",":
-        digits = digits.replace(",", ".")
-    try:
-        value = Decimal(digits)
-    except InvalidOperation:  # pragma: no cover - the pattern above already guarantees digits
-        raise MoneyError(f"{raw!r} is not a number") from None
-    negative = bool(match["sign1"] == "-" or match["sign2"] == "-" or match["sign3"])
-    negative = negative or (raw.startswith("(") and raw.endswith(")"))
-    return quantize(-value if negative else value), currency
-
+# The strict amount parser lives with the money type (one way in); readers know it by this name.
+parse_cost = parse_amount_and_currency
 
 # ------------------------------------------------------------------------------------------- terms
 
