@@ -14,7 +14,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -172,14 +172,3 @@ def write_csv(entries: Iterable[dict[str, Any]], out: TextIO) -> int:
         writer.writerow([_cell(e.get(c)) for c in EXPORT_COLUMNS])
         n += 1
     return n
-
-
-def iter_all(conn: Connection, batch: int = 2000) -> Iterator[dict[str, Any]]:
-    last = 0
-    while True:
-        rows = conn.execute(select(_T).where(_T.c.id > last).order_by(_T.c.id).limit(batch)).all()
-        if not rows:
-            return
-        for r in rows:
-            yield to_json(r)
-        last = rows[-1].id

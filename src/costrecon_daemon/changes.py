@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from . import activity, events
@@ -579,8 +579,3 @@ def _finish_change_set(conn: Connection, cs_id: int, denied: PSAPermissionError 
     table.refresh(conn, [i for i, _ in by_item])
     events.emit(conn, "push", {"change_set_id": cs_id, "done": total, "total": total, "status": status})
     events.emit(conn, "rows", {"ids": sorted(i for i, _ in by_item)})
-
-
-def steps_at(conn: Connection, cs_id: int) -> dict[str, int]:
-    return dict(conn.execute(select(ChangeStep.status, func.count()).where(and_(ChangeStep.change_set_id == cs_id))
-                             .group_by(ChangeStep.status)).all())

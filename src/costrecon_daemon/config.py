@@ -71,7 +71,6 @@ class InboxSection:
 @dataclass(slots=True)
 class PushSection:
     line_policy: str = "all"  # all | matching
-    max_attempts: int = 5
 
 
 @dataclass(slots=True)
@@ -352,11 +351,6 @@ def _check_profiles(file: str, cfg: Config) -> None:
         cfg.inbox.default_currency = normalise_currency(cfg.inbox.default_currency)
     except MoneyError as exc:
         raise ConfigError(f"{file}: inbox.default_currency: {exc}.") from None
-
-
-def redact(settings: dict[str, Any]) -> dict[str, Any]:
-    """A copy safe to log or show: secret values replaced."""
-    return {k: ("••••" if k in SECRET_FIELDS and v else v) for k, v in settings.items()}
 
 
 def current_user() -> str:

@@ -6,7 +6,6 @@ Each part is a small object with optional ``start()`` (a long-running coroutine)
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .changes import PushWorker
@@ -51,4 +50,4 @@ async def attach(daemon: Daemon) -> None:
     daemon.parts["intake"] = Intake(daemon)
 
 
-__all__ = ["attach", "Reconciliation", "asyncio"]
+__all__ = ["attach", "Reconciliation"]
