@@ -47,7 +47,11 @@ class DaemonProcess:
         self.state = tmp / "state"
         self.runtime = tmp / "run"
         sections: dict[str, dict[str, Any]] = {
-            "daemon": {"state_dir": str(self.state), "runtime_dir": str(self.runtime), "log_level": "debug"},
+            "daemon": {
+                "state_dir": str(self.state),
+                "runtime_dir": str(self.runtime),
+                "log_level": "debug",
+            },
             "sync": {"interval_minutes": 60, "on_start": True},
             "inbox": {"stable_seconds": 0.3, "rescan_seconds": 2},
         }
@@ -61,20 +65,38 @@ class DaemonProcess:
     def socket(self) -> Path:
         return self.runtime / "costrecond.sock"
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "costrecon_daemon.cli", "-c", str(self.config), *args],
-                              capture_output=True, text=True, timeout=timeout, check=check)
+    def cli(
+        self, *args: str, check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "costrecon_daemon.cli", "-c", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
-    def tui_cli(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def tui_cli(
+        self, *args: str, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, COSTRECON_CONFIG=str(self.config))
-        return subprocess.run([sys.executable, "-m", "costrecon_tui.cli", *args], capture_output=True, text=True,
-                              timeout=timeout, env=env, input=input)
+        return subprocess.run(
+            [sys.executable, "-m", "costrecon_tui.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            input=input,
+        )
 
     def start(self, wait: bool = True) -> DaemonProcess:
         with open(self.out, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "costrecon_daemon.cli", "-c", str(self.config), "run"],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
         if wait:
             self.wait_ready()
         return self
@@ -92,7 +114,11 @@ class DaemonProcess:
         raise RuntimeError(f"daemon not ready: {self.out.read_text()[-2000:]}")
 
     def http(self, timeout: float = 30) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://d", timeout=timeout)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url="http://d",
+            timeout=timeout,
+        )
 
     def get(self, path: str, timeout: float = 30, **kw: Any) -> Any:
         with self.http(timeout) as c:
@@ -104,7 +130,9 @@ class DaemonProcess:
         with self.http(timeout) as c:
             return c.request(method, path, **kw)
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 60, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -115,11 +143,18 @@ class DaemonProcess:
             if last:
                 return last
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{self.out.read_text()[-3000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what}; daemon log tail:\n{self.out.read_text()[-3000:]}"
+        )
 
     def wait_synced(self, timeout: float = 60) -> dict[str, Any]:
-        return self.wait_for(lambda: (s := self.get("/v1/status"))["psa"]["last_sync"] and
-                             not s["psa"]["syncing"] and s, timeout, "first sync")
+        return self.wait_for(
+            lambda: (
+                (s := self.get("/v1/status"))["psa"]["last_sync"] and not s["psa"]["syncing"] and s
+            ),
+            timeout,
+            "first sync",
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None

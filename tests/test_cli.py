@@ -18,17 +18,27 @@ def test_costs_approve_and_undo_from_the_command_line(tmp_path):
     with cw_daemon(tmp_path, ds) as (sim, served, d):
         ids = d.get("/v1/costs")["ids"]
         with d.http() as c:
-            rows = {r["identifier"]: r for r in c.post("/v1/costs/rows", json={"ids": ids}).json()["rows"]}
-            c.put(f"/v1/costs/{rows['DNS-FILTER']['id']}/manual", json={"cost": "1.30"}).raise_for_status()
+            rows = {
+                r["identifier"]: r
+                for r in c.post("/v1/costs/rows", json={"ids": ids}).json()["rows"]
+            }
+            c.put(
+                f"/v1/costs/{rows['DNS-FILTER']['id']}/manual", json={"cost": "1.30"}
+            ).raise_for_status()
 
         out = d.tui_cli("costs", "--changed", "--json")
         assert out.returncode == 0, out.stderr
         changed = json.loads(out.stdout)
         assert [r["identifier"] for r in changed] == ["DNS-FILTER"]
-        assert changed[0]["vendor_cost"] == "1.3000" and changed[0]["vendor_source"]["kind"] == "manual"
+        assert (
+            changed[0]["vendor_cost"] == "1.3000"
+            and changed[0]["vendor_source"]["kind"] == "manual"
+        )
 
         table = d.tui_cli("costs", "--filter", "dns")
-        assert "DNS-FILTER" in table.stdout and "+0.15" in table.stdout and "M365" not in table.stdout
+        assert (
+            "DNS-FILTER" in table.stdout and "+0.15" in table.stdout and "M365" not in table.stdout
+        )
 
         dry = d.tui_cli("approve", "DNS-FILTER", "--dry-run")
         assert dry.returncode == 0 and "Approval preview" in dry.stdout and "1.15" in dry.stdout
@@ -41,7 +51,10 @@ def test_costs_approve_and_undo_from_the_command_line(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         assert "done" in done.stdout
         assert served.call(lambda: sim.item_cost(105)) == Decimal("1.30")
-        assert all(served.call(lambda ln=ln: sim.line_cost(ln.id)) == Decimal("1.30") for ln in live_lines(ds, 105))
+        assert all(
+            served.call(lambda ln=ln: sim.line_cost(ln.id)) == Decimal("1.30")
+            for ln in live_lines(ds, 105)
+        )
 
         cs_id = d.get("/v1/change-sets")["change_sets"][0]["id"]
         undo = d.tui_cli("undo", str(cs_id), "--yes", "--wait")
@@ -64,8 +77,21 @@ def test_costs_approve_and_undo_from_the_command_line(tmp_path):
 
 def test_exported_cells_cannot_become_spreadsheet_formulas():
     out = io.StringIO()
-    write_csv([{"id": 1, "at": "2026-01-01T00:00:00Z", "actor": "@admin", "action": "cost.manual.set",
-                "subject": "=HYPERLINK(\"http://x\")", "before": "+1", "after": "-2", "details": {"note": "ok"}}], out)
+    write_csv(
+        [
+            {
+                "id": 1,
+                "at": "2026-01-01T00:00:00Z",
+                "actor": "@admin",
+                "action": "cost.manual.set",
+                "subject": '=HYPERLINK("http://x")',
+                "before": "+1",
+                "after": "-2",
+                "details": {"note": "ok"},
+            }
+        ],
+        out,
+    )
     row = list(csv.reader(io.StringIO(out.getvalue())))[1]
     assert row[2] == "'@admin" and row[4].startswith("'=") and row[5] == "'+1" and row[6] == "'-2"
     assert row[7] == '{"note": "ok"}'

@@ -43,27 +43,55 @@ def test_bad_config_gets_one_sentence_naming_file_and_key(tmp_path, toml, messag
 
 
 def test_missing_required_psa_setting_names_the_key_and_env_var(tmp_path):
-    path = write_config(tmp_path / "c.toml", {"psa": {"kind": "connectwise"},
-                                              "psa.connectwise": {"site": "https://api-na.myconnectwise.net",
-                                                                  "company": "acme", "public_key": "pub",
-                                                                  "client_id": "abc"}})
-    with pytest.raises(ConfigError, match=r"missing psa\.connectwise\.private_key \(or COSTRECON_PSA_PRIVATE_KEY\)"):
+    path = write_config(
+        tmp_path / "c.toml",
+        {
+            "psa": {"kind": "connectwise"},
+            "psa.connectwise": {
+                "site": "https://api-na.myconnectwise.net",
+                "company": "acme",
+                "public_key": "pub",
+                "client_id": "abc",
+            },
+        },
+    )
+    with pytest.raises(
+        ConfigError, match=r"missing psa\.connectwise\.private_key \(or COSTRECON_PSA_PRIVATE_KEY\)"
+    ):
         load_config(path, env={})
 
 
 def test_secret_from_environment_completes_the_config(tmp_path):
-    path = write_config(tmp_path / "c.toml", {"psa": {"kind": "connectwise"},
-                                              "psa.connectwise": {"site": "https://x", "company": "acme",
-                                                                  "public_key": "pub", "client_id": "abc"}})
+    path = write_config(
+        tmp_path / "c.toml",
+        {
+            "psa": {"kind": "connectwise"},
+            "psa.connectwise": {
+                "site": "https://x",
+                "company": "acme",
+                "public_key": "pub",
+                "client_id": "abc",
+            },
+        },
+    )
     cfg = load_config(path, env={"COSTRECON_PSA_PRIVATE_KEY": "s3cret"})
     assert cfg.psa.settings["private_key"] == "s3cret"
 
 
 def test_world_readable_file_with_secrets_is_refused_with_the_fix(tmp_path):
-    path = write_config(tmp_path / "c.toml", {"psa": {"kind": "connectwise"},
-                                              "psa.connectwise": {"site": "https://x", "company": "acme",
-                                                                  "public_key": "pub", "private_key": "s3cret",
-                                                                  "client_id": "abc"}})
+    path = write_config(
+        tmp_path / "c.toml",
+        {
+            "psa": {"kind": "connectwise"},
+            "psa.connectwise": {
+                "site": "https://x",
+                "company": "acme",
+                "public_key": "pub",
+                "private_key": "s3cret",
+                "client_id": "abc",
+            },
+        },
+    )
     path.chmod(0o644)
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
@@ -79,18 +107,30 @@ def test_daemon_cli_prints_config_errors_without_traceback(tmp_path):
 
     path = tmp_path / "c.toml"
     path.write_text("[daemon]\nstate_dri = '/tmp/x'\n")
-    r = subprocess.run([sys.executable, "-m", "costrecon_daemon.cli", "-c", str(path), "status"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "costrecon_daemon.cli", "-c", str(path), "status"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "unknown key daemon.state_dri" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
-    path = write_config(tmp_path / "c.toml", {"psa": {"kind": "connectwise"},
-                                              "psa.connectwise": {"site": "https://x", "company": "acme",
-                                                                  "public_key": "pub", "private_key": 987654321,
-                                                                  "client_id": "abc"}})
+    path = write_config(
+        tmp_path / "c.toml",
+        {
+            "psa": {"kind": "connectwise"},
+            "psa.connectwise": {
+                "site": "https://x",
+                "company": "acme",
+                "public_key": "pub",
+                "private_key": 987654321,
+                "client_id": "abc",
+            },
+        },
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     assert "psa.connectwise.private_key must be a string" in str(err.value)

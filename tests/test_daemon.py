@@ -19,8 +19,12 @@ def test_runs_on_embedded_defaults_and_answers_health_over_the_socket(tmp_path):
         assert health["pid"] == d.proc.pid
         assert health["schema_version"] == "0001"
         # curl works against it, as the README says
-        out = subprocess.run(["curl", "-s", "--unix-socket", str(d.socket), "http://localhost/v1/health"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["curl", "-s", "--unix-socket", str(d.socket), "http://localhost/v1/health"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert json.loads(out)["pid"] == d.proc.pid
 
 
@@ -74,7 +78,11 @@ def test_a_user_not_allowed_gets_403_and_nothing_is_logged_as_them(tmp_path):
         r = d.request("GET", "/v1/activity")
         assert r.status_code == 403
         err = r.json()["error"]
-        assert err["code"] == "forbidden" and me in err["message"] and "allowed_users" in err["message"]
+        assert (
+            err["code"] == "forbidden"
+            and me in err["message"]
+            and "allowed_users" in err["message"]
+        )
         r = d.request("PUT", "/v1/costs/1/manual", json={"cost": "1.00"})
         assert r.status_code == 403
     # read the log as an allowed user afterwards: only the daemon itself appears
@@ -87,7 +95,11 @@ def test_malformed_bodies_are_400_naming_the_field(tmp_path):
     with DaemonProcess(tmp_path) as d:
         r = d.request("POST", "/v1/change-sets", content=b"{not json")
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
-        r = d.request("POST", "/v1/change-sets", json={"items": [{"item_id": 1, "cost": "abc", "seen_catalog_cost": None}]})
+        r = d.request(
+            "POST",
+            "/v1/change-sets",
+            json={"items": [{"item_id": 1, "cost": "abc", "seen_catalog_cost": None}]},
+        )
         assert r.status_code == 400 and "cost" in r.json()["error"]["message"]
         r = d.request("GET", "/v1/nope")
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
@@ -142,7 +154,9 @@ def test_shared_group_makes_the_socket_group_writable(tmp_path):
     import grp
 
     group = grp.getgrgid(os.getgid()).gr_name
-    with DaemonProcess(tmp_path, {"daemon": {"socket_group": group, "allowed_groups": [group]}}) as d:
+    with DaemonProcess(
+        tmp_path, {"daemon": {"socket_group": group, "allowed_groups": [group]}}
+    ) as d:
         assert stat.S_IMODE(d.socket.stat().st_mode) == 0o660
         assert stat.S_IMODE(d.runtime.stat().st_mode) == 0o750
         assert d.get("/v1/health")["ok"]
@@ -157,11 +171,21 @@ def test_runs_with_no_config_file_at_all_using_platform_directories(tmp_path):
 
     run = tmp_path / "xdg-run"
     run.mkdir(mode=0o700)
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-           "XDG_STATE_HOME": str(tmp_path / "xdg-state"), "XDG_RUNTIME_DIR": str(run)}
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
+        "XDG_RUNTIME_DIR": str(run),
+    }
     env.pop("COSTRECON_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "costrecon_daemon.cli", "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "costrecon_daemon.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sock = run / "costrecon" / "costrecond.sock"
     try:
         deadline = time.monotonic() + 30

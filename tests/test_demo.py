@@ -12,15 +12,31 @@ import pytest
 
 
 def _get(sock, path):
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d", timeout=10) as c:
+    with httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d", timeout=10
+    ) as c:
         return c.get(path).json()
 
 
 @pytest.mark.parametrize("psa", ["connectwise", "autotask", "syncro"])
 def test_demo_runs_every_psa_without_a_tui_and_cleans_up(tmp_path, psa):
     keep = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "costrecon_tui.cli", "demo", "--psa", psa, "--no-tui",
-                             "--keep", str(keep)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "costrecon_tui.cli",
+            "demo",
+            "--psa",
+            psa,
+            "--no-tui",
+            "--keep",
+            str(keep),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 120
@@ -35,8 +51,11 @@ def test_demo_runs_every_psa_without_a_tui_and_cleans_up(tmp_path, psa):
         assert status["psa"]["connected"] and status["psa"]["last_sync"]
         assert status["counts"]["items"] == 320
         imports = {i["file_name"]: i["status"] for i in _get(sock, "/v1/imports")["imports"]}
-        assert imports == {"pax8-price-update.csv": "imported", "ingram-new-skus.csv": "imported",
-                           "acme-prices-BROKEN.csv": "failed"}
+        assert imports == {
+            "pax8-price-update.csv": "imported",
+            "ingram-new-skus.csv": "imported",
+            "acme-prices-BROKEN.csv": "failed",
+        }
         assert (keep / "state" / "failed" / "acme-prices-BROKEN.csv.errors.txt").exists()
         changed = _get(sock, "/v1/costs?changed=1")["ids"]
         assert len(changed) > 10

@@ -29,12 +29,30 @@ class Tmux:
         self.target = "e2e"
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False
+        ).stdout
 
     def start(self, command: list[str], width: int = 120, height: int = 40) -> None:
         env = {**os.environ, "TERM": "xterm-256color", "TEXTUAL_ANIMATIONS": "none"}
-        subprocess.run(["tmux", "-L", self.socket, "new-session", "-d", "-s", self.target, "-x", str(width),
-                        "-y", str(height), " ".join(command) + "; sleep 120"], env=env, check=True)
+        subprocess.run(
+            [
+                "tmux",
+                "-L",
+                self.socket,
+                "new-session",
+                "-d",
+                "-s",
+                self.target,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                " ".join(command) + "; sleep 120",
+            ],
+            env=env,
+            check=True,
+        )
 
     def keys(self, *keys: str) -> None:
         for k in keys:
@@ -67,7 +85,9 @@ def _costrecon() -> list[str]:
 
 
 def _api(sock: Path, path: str, **params) -> dict:
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d", timeout=10) as c:
+    with httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d", timeout=10
+    ) as c:
         r = c.get(path, params=params)
         r.raise_for_status()
         return r.json()
@@ -101,11 +121,17 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
     t = Tmux("demo")
     try:
         t.start([*_costrecon(), "demo", "--keep", str(keep)])
-        t.wait_for(lambda s: "costrecon — Costs" in s and "approve" in s, "the cost table with changes", 120)
+        t.wait_for(
+            lambda s: "costrecon — Costs" in s and "approve" in s,
+            "the cost table with changes",
+            120,
+        )
         t.keys("/")
         t.type("DEF-BUS")
         t.keys("Enter")
-        t.wait_for(lambda s: "DEF-BUS-A" in s and "DEF-BUS-M" in s and "DNSF-PRO" not in s, "the filter")
+        t.wait_for(
+            lambda s: "DEF-BUS-A" in s and "DEF-BUS-M" in s and "DNSF-PRO" not in s, "the filter"
+        )
         t.keys("space", "j", "space")
         t.wait_for(lambda s: "2 marked" in s or s.count("●DEF-BUS") == 2, "two marked rows")
         # cursor is on DEF-BUS-M: type a vendor cost over the imported one
@@ -129,8 +155,11 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
         t.wait_for(lambda s: s.count("✓ done") >= 2, "both rows shown as done")
 
         config = tomllib.loads((keep / "config.toml").read_text())
-        items, lines = _psa_state({**config["psa.connectwise"]} if "psa.connectwise" in config
-                                  else config["psa"]["connectwise"])
+        items, lines = _psa_state(
+            {**config["psa.connectwise"]}
+            if "psa.connectwise" in config
+            else config["psa"]["connectwise"]
+        )
         expected = {"DEF-BUS-A": Decimal("3.24"), "DEF-BUS-M": Decimal("3.99")}
         for ident, cost in expected.items():
             item = items[ident]
@@ -144,11 +173,15 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
         edits = _api(sock, "/v1/activity", action="cost.manual.set")["entries"]
         assert edits and edits[0]["actor"] == user and edits[0]["subject"] == "DEF-BUS-M"
         pushed = _api(sock, "/v1/activity", action="push.item")["entries"]
-        assert {e["subject"] for e in pushed} == set(expected) and {e["actor"] for e in pushed} == {user}
+        assert {e["subject"] for e in pushed} == set(expected) and {e["actor"] for e in pushed} == {
+            user
+        }
 
         # and the technician sees it in the Activity view, under their own name
         t.keys("2")
-        screen = t.wait_for(lambda s: "costrecon — Activity" in s and "push.done" in s, "the activity view")
+        screen = t.wait_for(
+            lambda s: "costrecon — Activity" in s and "push.done" in s, "the activity view"
+        )
         approve_line = next(ln for ln in screen.splitlines() if " approve " in ln)
         assert user[:8] in approve_line, approve_line
 

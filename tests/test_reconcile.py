@@ -296,5 +296,8 @@ def test_a_write_that_landed_but_was_never_acknowledged_is_recorded_as_done(tmp_
         served.call(lambda: setattr(sim, "fail_after_applying_writes", True))
         cs = wait_change_set(d, approve(d, [row]).json()["change_set"]["id"], timeout=120)
         assert cs["status"] == "done", cs["counts"]
-        assert all(served.call(lambda ln=ln: sim.line_cost(ln.id)) == Decimal("1.40") for ln in live_lines(ds, 105))
+        assert all(
+            served.call(lambda ln=ln: sim.line_cost(ln.id)) == Decimal("1.40")
+            for ln in live_lines(ds, 105)
+        )
         assert rows_by_identifier(d)["DNS-FILTER"]["catalog_cost"] == "1.4000"

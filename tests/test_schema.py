@@ -42,8 +42,15 @@ def test_money_is_stored_as_integer_ten_thousandths(tmp_path):
     migrate(url)
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(insert(CatalogItem).values(psa_id="1", identifier="M365-BP", name="Business Premium",
-                                                cost=Decimal("22.0001"), currency="USD"))
+        conn.execute(
+            insert(CatalogItem).values(
+                psa_id="1",
+                identifier="M365-BP",
+                name="Business Premium",
+                cost=Decimal("22.0001"),
+                currency="USD",
+            )
+        )
     with engine.connect() as conn:
         raw = conn.execute(text("SELECT cost, typeof(cost) FROM catalog_items")).one()
         assert raw == (220001, "integer")

@@ -36,8 +36,17 @@ def _canonical(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _digest(entry_id: int, at: str, actor: str, action: str, subject: str, before: str | None,
-            after: str | None, details: str | None, prev_hash: str) -> str:
+def _digest(
+    entry_id: int,
+    at: str,
+    actor: str,
+    action: str,
+    subject: str,
+    before: str | None,
+    after: str | None,
+    details: str | None,
+    prev_hash: str,
+) -> str:
     payload = json.dumps(
         [entry_id, at, actor, action, subject, before, after, details, prev_hash],
         separators=(",", ":"),
@@ -69,13 +78,27 @@ def append(
     digest = _digest(entry_id, _at_text(at), actor, action, subject, b, a, d, prev_hash)
     conn.execute(
         insert(_T).values(
-            id=entry_id, at=at, actor=actor, action=action, subject=subject, before=b, after=a,
-            details=d, prev_hash=prev_hash, hash=digest,
+            id=entry_id,
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            before=b,
+            after=a,
+            details=d,
+            prev_hash=prev_hash,
+            hash=digest,
         )
     )
     entry = {
-        "id": entry_id, "at": _at_text(at), "actor": actor, "action": action, "subject": subject,
-        "before": b, "after": a, "details": details or {},
+        "id": entry_id,
+        "at": _at_text(at),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "before": b,
+        "after": a,
+        "details": details or {},
     }
     emit(conn, "activity", entry)
     return entry
@@ -88,8 +111,14 @@ def to_json(row: Any) -> dict[str, Any]:
     except ValueError:
         details = {"raw": details}
     return {
-        "id": row.id, "at": _at_text(row.at), "actor": row.actor, "action": row.action,
-        "subject": row.subject, "before": row.before, "after": row.after, "details": details,
+        "id": row.id,
+        "at": _at_text(row.at),
+        "actor": row.actor,
+        "action": row.action,
+        "subject": row.subject,
+        "before": row.before,
+        "after": row.after,
+        "details": details,
     }
 
 
@@ -134,7 +163,12 @@ class VerifyResult:
     reason: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "first_broken": self.first_broken, "reason": self.reason}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "first_broken": self.first_broken,
+            "reason": self.reason,
+        }
 
 
 def verify(conn: Connection) -> VerifyResult:
@@ -144,8 +178,17 @@ def verify(conn: Connection) -> VerifyResult:
             return VerifyResult(False, checked, row.id, f"entry {expected_id} is missing")
         if row.prev_hash != prev_hash:
             return VerifyResult(False, checked, row.id, "its link to the previous entry is broken")
-        digest = _digest(row.id, _at_text(row.at), row.actor, row.action, row.subject, row.before,
-                         row.after, row.details, row.prev_hash)
+        digest = _digest(
+            row.id,
+            _at_text(row.at),
+            row.actor,
+            row.action,
+            row.subject,
+            row.before,
+            row.after,
+            row.details,
+            row.prev_hash,
+        )
         if digest != row.hash:
             return VerifyResult(False, checked, row.id, "its content does not match its hash")
         prev_hash, expected_id, checked = row.hash, expected_id + 1, checked + 1
@@ -157,7 +200,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _cell(value: Any) -> str:
     """Spreadsheet-safe cell: a leading quote stops =, +, -, @ from being read as a formula."""
-    text = "" if value is None else (value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    text = (
+        ""
+        if value is None
+        else (value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    )
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

@@ -34,7 +34,9 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.data = status, code, message, data
 
 
-def error_response(status: int, code: str, message: str, data: dict[str, Any] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, data: dict[str, Any] | None = None
+) -> web.Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if data:
         body["data"] = data
@@ -72,29 +74,48 @@ async def body_of(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def field_decimal(data: dict[str, Any], name: str, *, required: bool = True, minimum: Decimal | None = None) -> Decimal | None:
+def field_decimal(
+    data: dict[str, Any], name: str, *, required: bool = True, minimum: Decimal | None = None
+) -> Decimal | None:
     value = data.get(name)
     if value is None:
         if required:
             raise ApiError(400, "missing_field", f"The field {name!r} is required.")
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise ApiError(400, "bad_field", f"The field {name!r} must be a decimal number as a string, such as \"12.50\".")
+        raise ApiError(
+            400,
+            "bad_field",
+            f'The field {name!r} must be a decimal number as a string, such as "12.50".',
+        )
     try:
         dec = Decimal(str(value).strip())
     except InvalidOperation:
-        raise ApiError(400, "bad_field", f"The field {name!r} is not a decimal number: {value!r}.") from None
+        raise ApiError(
+            400, "bad_field", f"The field {name!r} is not a decimal number: {value!r}."
+        ) from None
     if not dec.is_finite():
         raise ApiError(400, "bad_field", f"The field {name!r} is not a decimal number: {value!r}.")
     if dec.as_tuple().exponent < -4:  # type: ignore[operator]
-        raise ApiError(400, "bad_field", f"The field {name!r} has more than 4 decimal places: {value!r}.")
+        raise ApiError(
+            400, "bad_field", f"The field {name!r} has more than 4 decimal places: {value!r}."
+        )
     if minimum is not None and dec < minimum:
-        raise ApiError(400, "bad_field", f"The field {name!r} must be at least {minimum}, got {value!r}.")
+        raise ApiError(
+            400, "bad_field", f"The field {name!r} must be at least {minimum}, got {value!r}."
+        )
     return dec
 
 
-def field_int(data: dict[str, Any] | Any, name: str, *, required: bool = True, default: int | None = None,
-              minimum: int | None = None, maximum: int | None = None) -> int | None:
+def field_int(
+    data: dict[str, Any] | Any,
+    name: str,
+    *,
+    required: bool = True,
+    default: int | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
     value = data.get(name)
     if value is None or value == "":
         if required and default is None:
@@ -105,7 +126,9 @@ def field_int(data: dict[str, Any] | Any, name: str, *, required: bool = True, d
             raise ValueError
         number = int(value)
     except (TypeError, ValueError):
-        raise ApiError(400, "bad_field", f"The field {name!r} must be a whole number, got {value!r}.") from None
+        raise ApiError(
+            400, "bad_field", f"The field {name!r} must be a whole number, got {value!r}."
+        ) from None
     if minimum is not None and number < minimum:
         raise ApiError(400, "bad_field", f"The field {name!r} must be at least {minimum}.")
     if maximum is not None and number > maximum:
@@ -113,8 +136,14 @@ def field_int(data: dict[str, Any] | Any, name: str, *, required: bool = True, d
     return number
 
 
-def field_str(data: dict[str, Any], name: str, *, required: bool = True, choices: tuple[str, ...] | None = None,
-              default: str | None = None) -> str | None:
+def field_str(
+    data: dict[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    choices: tuple[str, ...] | None = None,
+    default: str | None = None,
+) -> str | None:
     value = data.get(name, default)
     if value is None:
         if required:
@@ -123,7 +152,11 @@ def field_str(data: dict[str, Any], name: str, *, required: bool = True, choices
     if not isinstance(value, str):
         raise ApiError(400, "bad_field", f"The field {name!r} must be a string.")
     if choices and value not in choices:
-        raise ApiError(400, "bad_field", f"The field {name!r} must be one of {', '.join(choices)}, got {value!r}.")
+        raise ApiError(
+            400,
+            "bad_field",
+            f"The field {name!r} must be one of {', '.join(choices)}, got {value!r}.",
+        )
     return value
 
 
@@ -139,19 +172,36 @@ def actor_of(request: web.Request) -> str:
 
 
 @web.middleware
-async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     daemon = daemon_of(request)
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is None:
-        return error_response(403, "forbidden", "Cannot identify the caller; connect through the daemon's Unix socket.")
+        return error_response(
+            403,
+            "forbidden",
+            "Cannot identify the caller; connect through the daemon's Unix socket.",
+        )
     try:
         peer: Peer = peer_of(sock)
     except OSError:
-        return error_response(403, "forbidden", "Cannot identify the caller; connect through the daemon's Unix socket.")
-    if not daemon.gate.allows(peer):
-        log.warning("refused API call %s %s from user %s (uid %d)", request.method, request.path, peer.user, peer.uid)
         return error_response(
-            403, "forbidden",
+            403,
+            "forbidden",
+            "Cannot identify the caller; connect through the daemon's Unix socket.",
+        )
+    if not daemon.gate.allows(peer):
+        log.warning(
+            "refused API call %s %s from user %s (uid %d)",
+            request.method,
+            request.path,
+            peer.user,
+            peer.uid,
+        )
+        return error_response(
+            403,
+            "forbidden",
             f"User {peer.user} is not allowed to use costrecond; add it to daemon.allowed_users "
             "(or one of its groups to daemon.allowed_groups) in the daemon's config and restart it.",
         )
@@ -162,15 +212,21 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         return error_response(exc.status, exc.code, exc.message, exc.data)
     except web.HTTPException as exc:
         if exc.status == 404:
-            return error_response(404, "not_found", f"No such API route: {request.method} {request.path}.")
+            return error_response(
+                404, "not_found", f"No such API route: {request.method} {request.path}."
+            )
         if exc.status == 405:
-            return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}.")
+            return error_response(
+                405, "method_not_allowed", f"{request.method} is not allowed on {request.path}."
+            )
         raise
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "costrecond hit an internal error; details are in the daemon log.")
+        return error_response(
+            500, "internal", "costrecond hit an internal error; details are in the daemon log."
+        )
 
 
 # ---------------------------------------------------------------- daemon routes
@@ -181,8 +237,15 @@ routes = web.RouteTableDef()
 @routes.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
     d = daemon_of(request)
-    return ok({"ok": True, "api_version": API_VERSION, "version": __version__,
-               "schema_version": d.schema_version, "pid": d.pid})
+    return ok(
+        {
+            "ok": True,
+            "api_version": API_VERSION,
+            "version": __version__,
+            "schema_version": d.schema_version,
+            "pid": d.pid,
+        }
+    )
 
 
 @routes.get("/v1/status")
@@ -225,7 +288,11 @@ def _time(q: Any, name: str) -> Any:
     try:
         t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, "bad_field", f"The field {name!r} must be an ISO date-time such as 2026-01-31T12:00:00Z.") from None
+        raise ApiError(
+            400,
+            "bad_field",
+            f"The field {name!r} must be an ISO date-time such as 2026-01-31T12:00:00Z.",
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
@@ -280,13 +347,22 @@ async def cost_view(request: web.Request) -> web.Response:
     q = request.query
     sort = q.get("sort", "identifier")
     if sort not in SORT_KEYS:
-        raise ApiError(400, "bad_field", f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}.")
+        raise ApiError(
+            400, "bad_field", f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}."
+        )
     state = q.get("state") or None
     if state is not None and state not in STATES:
-        raise ApiError(400, "bad_field", f"state must be one of {', '.join(s for s in STATES if s)}.")
+        raise ApiError(
+            400, "bad_field", f"state must be one of {', '.join(s for s in STATES if s)}."
+        )
     table = _recon(request).table
-    ids = table.view(query=q.get("q", ""), changed=q.get("changed") in ("1", "true"), state=state,
-                     sort=sort, descending=q.get("desc") in ("1", "true"))
+    ids = table.view(
+        query=q.get("q", ""),
+        changed=q.get("changed") in ("1", "true"),
+        state=state,
+        sort=sort,
+        descending=q.get("desc") in ("1", "true"),
+    )
     return ok({"ids": ids, "total": table.total(), "version": table.version})
 
 
@@ -294,8 +370,12 @@ async def cost_view(request: web.Request) -> web.Response:
 async def cost_rows(request: web.Request) -> web.Response:
     body = await body_of(request)
     ids = body.get("ids")
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise ApiError(400, "bad_field", "The field 'ids' must be a list of item ids (whole numbers).")
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in ids
+    ):
+        raise ApiError(
+            400, "bad_field", "The field 'ids' must be a list of item ids (whole numbers)."
+        )
     if len(ids) > 5000:
         raise ApiError(400, "bad_field", "Ask for at most 5000 rows at a time.")
     return ok({"rows": [r.to_json() for r in _recon(request).table.get(ids)]})
@@ -305,7 +385,9 @@ async def cost_rows(request: web.Request) -> web.Response:
 async def cost_row(request: web.Request) -> web.Response:
     rows = _recon(request).table.get([int(request.match_info["item_id"])])
     if not rows:
-        raise ApiError(404, "not_found", f"Item {request.match_info['item_id']} is not in the cost table.")
+        raise ApiError(
+            404, "not_found", f"Item {request.match_info['item_id']} is not in the cost table."
+        )
     return ok({"row": rows[0].to_json()})
 
 
@@ -321,7 +403,10 @@ async def set_manual_cost(request: web.Request) -> web.Response:
     item_id = int(request.match_info["item_id"])
     try:
         row = await daemon_of(request).store.write(
-            lambda c: set_manual(c, part.table, item_id=item_id, cost=cost, actor=actor, note=note, currency=currency))
+            lambda c: set_manual(
+                c, part.table, item_id=item_id, cost=cost, actor=actor, note=note, currency=currency
+            )
+        )
     except ManualCostError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     return ok({"row": row.to_json()})
@@ -335,7 +420,8 @@ async def revert_manual_cost(request: web.Request) -> web.Response:
     item_id = int(request.match_info["item_id"])
     try:
         row = await daemon_of(request).store.write(
-            lambda c: revert_manual(c, part.table, item_id=item_id, actor=actor))
+            lambda c: revert_manual(c, part.table, item_id=item_id, actor=actor)
+        )
     except ManualCostError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     return ok({"row": row.to_json() if row else None})
@@ -349,7 +435,11 @@ def _requests_of(body: dict[str, Any]) -> list[Any]:
 
     items = body.get("items")
     if not isinstance(items, list) or not items:
-        raise ApiError(400, "missing_field", "The field 'items' must be a non-empty list of {item_id, cost, seen_catalog_cost}.")
+        raise ApiError(
+            400,
+            "missing_field",
+            "The field 'items' must be a non-empty list of {item_id, cost, seen_catalog_cost}.",
+        )
     out = []
     for n, raw in enumerate(items):
         if not isinstance(raw, dict):
@@ -361,8 +451,12 @@ def _requests_of(body: dict[str, Any]) -> list[Any]:
         except ApiError as exc:
             raise ApiError(exc.status, exc.code, f"items[{n}]: {exc.message}") from None
         if "seen_catalog_cost" not in raw:
-            raise ApiError(400, "missing_field", f"items[{n}]: the field 'seen_catalog_cost' is required "
-                           "(the catalogue cost you approved against; null if it was blank).")
+            raise ApiError(
+                400,
+                "missing_field",
+                f"items[{n}]: the field 'seen_catalog_cost' is required "
+                "(the catalogue cost you approved against; null if it was blank).",
+            )
         out.append(Request(item_id, cost, seen))
     return out
 
@@ -383,23 +477,33 @@ async def create_change_set(request: web.Request) -> web.Response:
     d = daemon_of(request)
     body = await body_of(request)
     reqs = _requests_of(body)
-    policy = field_str(body, "policy", required=False, default=d.cfg.push.line_policy, choices=("all", "matching"))
+    policy = field_str(
+        body, "policy", required=False, default=d.cfg.push.line_policy, choices=("all", "matching")
+    )
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ApiError(400, "bad_field", "The field 'dry_run' must be true or false.")
     limits = d.connector.limits if d.connector else None
     if dry_run:
-        preview, _ = await _run_change(request, lambda: d.store.read(lambda c: plan(c, reqs, policy, limits)))
+        preview, _ = await _run_change(
+            request, lambda: d.store.read(lambda c: plan(c, reqs, policy, limits))
+        )
         return ok({"preview": preview})
     if d.connector is None:
-        raise ApiError(409, "no_psa", "No PSA is configured, so nothing can be pushed; set [psa] in the config file.")
+        raise ApiError(
+            409,
+            "no_psa",
+            "No PSA is configured, so nothing can be pushed; set [psa] in the config file.",
+        )
     actor = actor_of(request)
 
     def _create(conn: Any) -> dict[str, Any]:
         # Planned again inside the write transaction: the stale and busy checks see committed state,
         # so two clients approving the same item at once produce exactly one change set.
         preview, steps = plan(conn, reqs, policy, limits)
-        cs_id = journal(conn, actor=actor, kind="apply", policy=policy, preview=preview, steps=steps)
+        cs_id = journal(
+            conn, actor=actor, kind="apply", policy=policy, preview=preview, steps=steps
+        )
         _recon(request).table.refresh(conn, [r.item_id for r in reqs])
         events_rows(conn, [r.item_id for r in reqs])
         return change_set_json(conn, cs_id)
@@ -428,8 +532,12 @@ async def get_change_set(request: web.Request) -> web.Response:
     cs_id = int(request.match_info["cs_id"])
     # Per-step detail can be thousands of rows: ?steps=0 gives the summary for progress polling.
     with_steps = request.query.get("steps", "1") not in ("0", "false")
-    cs = await _run_change(request, lambda: daemon_of(request).store.read(
-        lambda c: change_set_json(c, cs_id, with_steps=with_steps)))
+    cs = await _run_change(
+        request,
+        lambda: daemon_of(request).store.read(
+            lambda c: change_set_json(c, cs_id, with_steps=with_steps)
+        ),
+    )
     return ok({"change_set": cs})
 
 
@@ -447,13 +555,24 @@ async def undo_change_set(request: web.Request) -> web.Response:
         preview, _ = await _run_change(request, lambda: d.store.read(lambda c: undo_plan(c, cs_id)))
         return ok({"preview": preview})
     if d.connector is None:
-        raise ApiError(409, "no_psa", "No PSA is configured, so nothing can be pushed; set [psa] in the config file.")
+        raise ApiError(
+            409,
+            "no_psa",
+            "No PSA is configured, so nothing can be pushed; set [psa] in the config file.",
+        )
     actor = actor_of(request)
 
     def _create(conn: Any) -> dict[str, Any]:
         preview, steps = undo_plan(conn, cs_id)
-        new_id = journal(conn, actor=actor, kind="undo", policy=preview["policy"], preview=preview, steps=steps,
-                         undo_of=cs_id)
+        new_id = journal(
+            conn,
+            actor=actor,
+            kind="undo",
+            policy=preview["policy"],
+            preview=preview,
+            steps=steps,
+            undo_of=cs_id,
+        )
         ids = [p["item_id"] for p in preview["per_item"]]
         _recon(request).table.refresh(conn, ids)
         events_rows(conn, ids)
@@ -475,4 +594,6 @@ def make_app(daemon: Daemon, extra: list[web.RouteTableDef] | None = None) -> we
 
 def routes_for_parts(daemon: Daemon) -> list[web.RouteTableDef]:
     """Route tables contributed by the attached parts (costs, change sets, imports, mappings)."""
-    return [part.routes for part in daemon.parts.values() if getattr(part, "routes", None) is not None]
+    return [
+        part.routes for part in daemon.parts.values() if getattr(part, "routes", None) is not None
+    ]

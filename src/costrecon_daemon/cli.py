@@ -51,7 +51,9 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
 
     def ready() -> None:
-        print(f"costrecond {__version__} ready on {cfg.socket_path} (pid {os.getpid()})", flush=True)
+        print(
+            f"costrecond {__version__} ready on {cfg.socket_path} (pid {os.getpid()})", flush=True
+        )
         _sd_notify("READY=1")
 
     try:
@@ -101,12 +103,17 @@ def cmd_start(cfg: Config, args: argparse.Namespace) -> int:
         cmd += ["--config", str(cfg.path)]
     cmd.append("run")
     with open(out_path, "ab") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = out_path.read_text(errors="replace").strip().splitlines()[-3:]
-            print("costrecond did not start: " + (" ".join(tail) or "see " + str(out_path)), file=sys.stderr)
+            print(
+                "costrecond did not start: " + (" ".join(tail) or "see " + str(out_path)),
+                file=sys.stderr,
+            )
             return 1
         try:
             health = _get(cfg, "/v1/health", timeout=1.0)
@@ -124,7 +131,10 @@ def cmd_stop(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     pid = read_lock_pid(cfg.lock_path)
     if not pid:
-        print("costrecond is running but its pid is unknown; stop it with systemctl or kill.", file=sys.stderr)
+        print(
+            "costrecond is running but its pid is unknown; stop it with systemctl or kill.",
+            file=sys.stderr,
+        )
         return 1
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
@@ -144,7 +154,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"running": False, "socket": str(cfg.socket_path)}))
         else:
-            print(f"costrecond is not running (no answer on {cfg.socket_path}); start it with `costrecond start`.")
+            print(
+                f"costrecond is not running (no answer on {cfg.socket_path}); start it with `costrecond start`."
+            )
         return EXIT_NOT_RUNNING
     if args.json:
         print(json.dumps({"running": True, **status}, indent=2))
@@ -155,15 +167,24 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         f"  socket:    {d['socket']}",
         f"  state dir: {d['state_dir']}",
         f"  config:    {d['config'] or 'embedded defaults'}",
-        f"  PSA:       {p['name']}" + (f" — {'connected' if p['connected'] else 'not connected'}" if p["kind"] != "none" else ""),
+        f"  PSA:       {p['name']}"
+        + (
+            f" — {'connected' if p['connected'] else 'not connected'}"
+            if p["kind"] != "none"
+            else ""
+        ),
     ]
     if p.get("error"):
         lines.append(f"  PSA error: {p['error']}")
     for prob in p.get("permission_problems") or []:
         lines.append(f"  permission: {prob['message']}")
     if p["kind"] != "none":
-        lines.append(f"  last sync: {p.get('last_sync') or 'never'}; next: {p.get('next_sync') or '—'}")
-    lines.append(f"  mirror:    {c['items']} items, {c['contracts']} contracts, {c['lines']} contract lines")
+        lines.append(
+            f"  last sync: {p.get('last_sync') or 'never'}; next: {p.get('next_sync') or '—'}"
+        )
+    lines.append(
+        f"  mirror:    {c['items']} items, {c['contracts']} contracts, {c['lines']} contract lines"
+    )
     inbox = status.get("inbox") or {}
     lines.append(f"  inbox:     {inbox.get('path')} ({inbox.get('pending', 0)} waiting)")
     print("\n".join(lines))
@@ -172,10 +193,20 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
     kind = args.psa
-    kwargs = {k: v for k, v in dict(company=args.company, public_key=args.public_key, private_key=args.private_key,
-                                    client_id=args.client_id, username=args.username, secret=args.secret,
-                                    integration_code=args.integration_code, api_token=args.api_token).items()
-              if v is not None}
+    kwargs = {
+        k: v
+        for k, v in dict(
+            company=args.company,
+            public_key=args.public_key,
+            private_key=args.private_key,
+            client_id=args.client_id,
+            username=args.username,
+            secret=args.secret,
+            integration_code=args.integration_code,
+            api_token=args.api_token,
+        ).items()
+        if v is not None
+    }
     if kind == "connectwise":
         from .sim import connectwise as mod
     elif kind == "autotask":
@@ -192,7 +223,10 @@ def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
         accepted |= set(inspect.signature(sim_cls).parameters)
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
-        print(f"costrecond sim {kind}: --{unknown[0].replace('_', '-')} does not apply to this PSA.", file=sys.stderr)
+        print(
+            f"costrecond sim {kind}: --{unknown[0].replace('_', '-')} does not apply to this PSA.",
+            file=sys.stderr,
+        )
         return 2
     try:
         mod.run_standalone(port=args.port, size=args.size, **kwargs)
@@ -208,21 +242,43 @@ def build_parser() -> argparse.ArgumentParser:
         "files from a watched folder, and applies approved cost changes to the PSA.",
     )
     p.add_argument("--version", action="version", version=f"costrecond {__version__}")
-    p.add_argument("--config", "-c", metavar="FILE", help="config file (default: $COSTRECON_CONFIG or "
-                   "~/.config/costrecon/config.toml; embedded defaults when absent)")
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="config file (default: $COSTRECON_CONFIG or "
+        "~/.config/costrecon/config.toml; embedded defaults when absent)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("run", help="run in the foreground (for systemd and for trying it out)")
     sub.add_parser("start", help="start in the background and wait until it answers")
     stop = sub.add_parser("stop", help="stop a running daemon (SIGTERM) and wait for it to exit")
     stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     st = sub.add_parser("status", help="show whether it runs, the PSA connection and the mirror")
-    st.add_argument("--json", action="store_true", help="machine-readable output; exit 3 when not running")
-    sim = sub.add_parser("sim", help="run a faithful fake PSA server to try costrecon without a PSA account")
+    st.add_argument(
+        "--json", action="store_true", help="machine-readable output; exit 3 when not running"
+    )
+    sim = sub.add_parser(
+        "sim", help="run a faithful fake PSA server to try costrecon without a PSA account"
+    )
     sim.add_argument("psa", choices=["connectwise", "autotask", "syncro"])
     sim.add_argument("--port", type=int, default=8765, help="loopback port (default 8765)")
-    sim.add_argument("--size", default="demo", choices=["tiny", "demo", "large"], help="data set (default demo)")
-    for flag in ("company", "public-key", "private-key", "client-id", "username", "secret", "integration-code", "api-token"):
-        sim.add_argument(f"--{flag}", help=f"credential the simulator accepts ({flag}); printed at start")
+    sim.add_argument(
+        "--size", default="demo", choices=["tiny", "demo", "large"], help="data set (default demo)"
+    )
+    for flag in (
+        "company",
+        "public-key",
+        "private-key",
+        "client-id",
+        "username",
+        "secret",
+        "integration-code",
+        "api-token",
+    ):
+        sim.add_argument(
+            f"--{flag}", help=f"credential the simulator accepts ({flag}); printed at start"
+        )
     return p
 
 
@@ -235,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"costrecond: {exc}", file=sys.stderr)
         return 2
-    handler = {"run": cmd_run, "start": cmd_start, "stop": cmd_stop, "status": cmd_status}[args.command]
+    handler = {"run": cmd_run, "start": cmd_start, "stop": cmd_stop, "status": cmd_status}[
+        args.command
+    ]
     return handler(cfg, args)
 
 

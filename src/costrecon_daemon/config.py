@@ -39,7 +39,9 @@ def config_search_path() -> Path:
 
 @dataclass(slots=True)
 class DaemonSection:
-    state_dir: Path = field(default_factory=lambda: platformdirs.user_state_path(APP, appauthor=False))
+    state_dir: Path = field(
+        default_factory=lambda: platformdirs.user_state_path(APP, appauthor=False)
+    )
     runtime_dir: Path | None = None
     database_url: str = ""
     log_level: str = "info"
@@ -117,7 +119,11 @@ class Config:
 
     @property
     def log_file(self) -> Path:
-        return Path(self.daemon.log_file).expanduser() if self.daemon.log_file else self.state_dir / "logs" / "costrecond.log"
+        return (
+            Path(self.daemon.log_file).expanduser()
+            if self.daemon.log_file
+            else self.state_dir / "logs" / "costrecond.log"
+        )
 
     def _dir(self, value: str, default: str) -> Path:
         return Path(value).expanduser() if value else self.state_dir / default
@@ -247,21 +253,31 @@ def _psa(file: str, table: Any, env: dict[str, str]) -> PSASection:
                 pass
         if "float" in ftext and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if "bool" in ftext and isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        if (
+            "bool" in ftext
+            and isinstance(value, str)
+            and value.lower() in ("true", "false", "1", "0")
+        ):
             value = value.lower() in ("true", "1")
         want = ftext.split("|")[0].strip()
         if want in ("str",) and not isinstance(value, str) and value is not None:
-            shown = "a value that is not text" if key in SECRET_FIELDS else repr(value)  # never echo a secret
+            shown = (
+                "a value that is not text" if key in SECRET_FIELDS else repr(value)
+            )  # never echo a secret
             raise ConfigError(f"{file}: psa.{kind}.{key} must be a string in quotes, got {shown}.")
         sub[key] = value
     missing = [
         name
         for name, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in sub
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and name not in sub
     ]
     if missing:
         hints = ", ".join(
-            f"psa.{kind}.{m} (or COSTRECON_PSA_{m.upper()})" if m in SECRET_FIELDS else f"psa.{kind}.{m}"
+            f"psa.{kind}.{m} (or COSTRECON_PSA_{m.upper()})"
+            if m in SECRET_FIELDS
+            else f"psa.{kind}.{m}"
             for m in missing
         )
         raise ConfigError(f"{file}: missing {hints}, required for psa.kind = {kind!r}.")
@@ -301,7 +317,9 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
             raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
         _check_secret_file_mode(path, raw)
     elif explicit:
-        raise ConfigError(f"{path}: no such config file; copy config.example.toml there or omit --config.")
+        raise ConfigError(
+            f"{path}: no such config file; copy config.example.toml there or omit --config."
+        )
     else:
         path = None
     file = str(path) if path else "embedded defaults"
@@ -309,7 +327,9 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     allowed = set(_SECTIONS) | {"psa", "profiles", "keys"}
     for key, table in raw.items():
         if key not in allowed:
-            raise ConfigError(f"{file}: unknown section [{key}]; expected one of: {', '.join(sorted(allowed))}.")
+            raise ConfigError(
+                f"{file}: unknown section [{key}]; expected one of: {', '.join(sorted(allowed))}."
+            )
         if key in _SECTIONS:
             _fill(file, key, getattr(cfg, key), table)
     cfg.psa = _psa(file, raw.get("psa", {}), env)
@@ -320,10 +340,14 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     _check_profiles(file, cfg)
     keys = raw.get("keys", {})
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
-        raise ConfigError(f'{file}: [keys] maps binding ids to key names, such as costs.approve = "a".')
+        raise ConfigError(
+            f'{file}: [keys] maps binding ids to key names, such as costs.approve = "a".'
+        )
     cfg.keys = keys
     if cfg.push.line_policy not in ("all", "matching"):
-        raise ConfigError(f"{file}: push.line_policy must be \"all\" or \"matching\", got {cfg.push.line_policy!r}.")
+        raise ConfigError(
+            f'{file}: push.line_policy must be "all" or "matching", got {cfg.push.line_policy!r}.'
+        )
     if cfg.daemon.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{file}: daemon.log_level must be debug, info, warning or error.")
     if cfg.sync.interval_minutes <= 0:
@@ -346,7 +370,9 @@ def _check_profiles(file: str, cfg: Config) -> None:
     wanted = cfg.inbox.default_profile
     if wanted and wanted not in merged_profiles(built):
         names = ", ".join(sorted(merged_profiles(built)))
-        raise ConfigError(f"{file}: inbox.default_profile names no profile: {wanted!r}; expected one of: {names}.")
+        raise ConfigError(
+            f"{file}: inbox.default_profile names no profile: {wanted!r}; expected one of: {names}."
+        )
     try:
         cfg.inbox.default_currency = normalise_currency(cfg.inbox.default_currency)
     except MoneyError as exc:

@@ -169,7 +169,9 @@ class PriceImport(Base):
 class VendorCost(Base):
     __tablename__ = "vendor_costs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    import_id: Mapped[int] = mapped_column(ForeignKey("price_imports.id", ondelete="CASCADE"), index=True)
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("price_imports.id", ondelete="CASCADE"), index=True
+    )
     row_number: Mapped[int] = mapped_column(Integer)
     vendor: Mapped[str] = mapped_column(String(128))
     sku: Mapped[str] = mapped_column(String(128))

@@ -26,7 +26,12 @@ def emit(conn: Connection, kind: str, data: dict[str, Any] | None = None) -> Non
 def after(conn: Connection, since: int, limit: int = 1000) -> list[dict[str, Any]]:
     rows = conn.execute(select(_T).where(_T.c.id > since).order_by(_T.c.id).limit(limit)).all()
     return [
-        {"id": r.id, "at": r.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "kind": r.kind, "data": r.data or {}}
+        {
+            "id": r.id,
+            "at": r.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "kind": r.kind,
+            "data": r.data or {},
+        }
         for r in rows
     ]
 
@@ -67,7 +72,9 @@ class EventBus:
             return True
         try:
             async with self._cond:
-                await asyncio.wait_for(self._cond.wait_for(lambda: self.generation != generation), timeout)
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: self.generation != generation), timeout
+                )
             return True
         except TimeoutError:
             return False

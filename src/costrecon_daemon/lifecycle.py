@@ -97,7 +97,9 @@ def _gid(group: str) -> int:
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise PermissionError(f"daemon.socket_group names {group!r}, which is not a group on this machine.") from None
+        raise PermissionError(
+            f"daemon.socket_group names {group!r}, which is not a group on this machine."
+        ) from None
 
 
 def bind_socket(path: Path, group: str = "") -> socket.socket:

@@ -17,7 +17,31 @@ QUANT = Decimal(1).scaleb(-SCALE)  # Decimal("0.0001")
 # Codes seen in PSA tenants and distributor files (vendors.md §4-5). A code outside this list is
 # refused at the edge rather than guessed.
 KNOWN_CURRENCIES = frozenset(
-    ["USD", "EUR", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "ZAR", "JPY", "SGD", "HKD", "INR", "MXN", "BRL", "AED", "ILS", "RON"]
+    [
+        "USD",
+        "EUR",
+        "GBP",
+        "CAD",
+        "AUD",
+        "NZD",
+        "CHF",
+        "SEK",
+        "NOK",
+        "DKK",
+        "PLN",
+        "CZK",
+        "HUF",
+        "ZAR",
+        "JPY",
+        "SGD",
+        "HKD",
+        "INR",
+        "MXN",
+        "BRL",
+        "AED",
+        "ILS",
+        "RON",
+    ]
 )
 
 _SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "US$": "USD", "A$": "AUD"}

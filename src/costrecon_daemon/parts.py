@@ -21,8 +21,11 @@ class Reconciliation:
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
         self.table = CostTable()
-        self.worker = (PushWorker(daemon.store, daemon.connector, self.table, daemon.stopping)
-                       if daemon.connector is not None else None)
+        self.worker = (
+            PushWorker(daemon.store, daemon.connector, self.table, daemon.stopping)
+            if daemon.connector is not None
+            else None
+        )
 
     async def start(self) -> None:
         await self.daemon.store.write(self.table.reload)
@@ -37,7 +40,9 @@ class Reconciliation:
             self.worker.wakeup.set()
 
     async def status(self, status: dict[str, Any]) -> None:
-        status["push"] = {"running": [self.worker.current] if self.worker and self.worker.current else []}
+        status["push"] = {
+            "running": [self.worker.current] if self.worker and self.worker.current else []
+        }
         status["counts"]["table_rows"] = self.table.total()
 
 

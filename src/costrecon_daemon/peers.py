@@ -48,7 +48,9 @@ class Gate:
 
     def __init__(self, allowed_users: list[str], allowed_groups: list[str]):
         own = pwd.getpwuid(os.getuid()).pw_name
-        self.users = frozenset(allowed_users) if (allowed_users or allowed_groups) else frozenset({own})
+        self.users = (
+            frozenset(allowed_users) if (allowed_users or allowed_groups) else frozenset({own})
+        )
         self.groups = frozenset(allowed_groups)
 
     def allows(self, peer: Peer) -> bool:

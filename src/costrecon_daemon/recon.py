@@ -19,7 +19,16 @@ from sqlalchemy.engine import Connection
 from .db import CatalogItem, ChangeStep, Contract, ContractLine, ManualCost, PriceImport, VendorCost
 from .money import json_amount, quantize
 
-SORT_KEYS = ("identifier", "name", "contracts", "catalog_cost", "vendor_cost", "change", "change_pct", "state")
+SORT_KEYS = (
+    "identifier",
+    "name",
+    "contracts",
+    "catalog_cost",
+    "vendor_cost",
+    "change",
+    "change_pct",
+    "state",
+)
 STATES = ("", "pending", "pushing", "done", "conflict", "failed", "denied")
 
 
@@ -42,8 +51,11 @@ class Row:
 
     @property
     def comparable(self) -> bool:
-        return (self.vendor_cost is not None and self.catalog_cost is not None
-                and self.vendor_currency == self.currency)
+        return (
+            self.vendor_cost is not None
+            and self.catalog_cost is not None
+            and self.vendor_currency == self.currency
+        )
 
     @property
     def change(self) -> Decimal | None:
@@ -53,7 +65,9 @@ class Row:
     def change_pct(self) -> Decimal | None:
         if not self.comparable or not self.catalog_cost:
             return None
-        return ((self.vendor_cost - self.catalog_cost) * 100 / self.catalog_cost).quantize(Decimal("0.01"))  # type: ignore[operator]
+        return ((self.vendor_cost - self.catalog_cost) * 100 / self.catalog_cost).quantize(
+            Decimal("0.01")
+        )  # type: ignore[operator]
 
     @property
     def changed(self) -> bool:
@@ -63,21 +77,35 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         detail = dict(self.state_detail)
         if self.vendor_cost is not None and self.vendor_currency != self.currency:
-            detail["currency_mismatch"] = f"vendor cost is in {self.vendor_currency}, catalogue in {self.currency}"
+            detail["currency_mismatch"] = (
+                f"vendor cost is in {self.vendor_currency}, catalogue in {self.currency}"
+            )
         return {
-            "id": self.id, "psa_id": self.psa_id, "identifier": self.identifier, "name": self.name,
-            "contracts": self.contracts, "lines": self.lines, "currency": self.currency,
-            "catalog_cost": json_amount(self.catalog_cost), "vendor_cost": json_amount(self.vendor_cost),
-            "vendor_source": self.vendor_source, "change": json_amount(self.change),
+            "id": self.id,
+            "psa_id": self.psa_id,
+            "identifier": self.identifier,
+            "name": self.name,
+            "contracts": self.contracts,
+            "lines": self.lines,
+            "currency": self.currency,
+            "catalog_cost": json_amount(self.catalog_cost),
+            "vendor_cost": json_amount(self.vendor_cost),
+            "vendor_source": self.vendor_source,
+            "change": json_amount(self.change),
             "change_pct": None if self.change_pct is None else format(self.change_pct, "f"),
-            "state": self.state, "state_detail": detail,
+            "state": self.state,
+            "state_detail": detail,
         }
 
 
 def _line_scope() -> Any:
     """Lines that count: live lines on live contracts (cancelled ones are kept but not counted)."""
-    return and_(ContractLine.active.is_(True), ContractLine.gone.is_(False),
-                Contract.active.is_(True), Contract.gone.is_(False))
+    return and_(
+        ContractLine.active.is_(True),
+        ContractLine.gone.is_(False),
+        Contract.active.is_(True),
+        Contract.gone.is_(False),
+    )
 
 
 def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, Row]:
@@ -88,19 +116,38 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
         return stmt if id_list is None else stmt.where(col.in_(id_list))
 
     items: dict[int, Row] = {}
-    stmt = select(CatalogItem.id, CatalogItem.psa_id, CatalogItem.identifier, CatalogItem.name,
-                  CatalogItem.currency, CatalogItem.cost).where(
-        CatalogItem.active.is_(True), CatalogItem.gone.is_(False))
+    stmt = select(
+        CatalogItem.id,
+        CatalogItem.psa_id,
+        CatalogItem.identifier,
+        CatalogItem.name,
+        CatalogItem.currency,
+        CatalogItem.cost,
+    ).where(CatalogItem.active.is_(True), CatalogItem.gone.is_(False))
     for r in conn.execute(restrict(stmt, CatalogItem.id)):
-        items[r.id] = Row(id=r.id, psa_id=r.psa_id, identifier=r.identifier, name=r.name, currency=r.currency,
-                          catalog_cost=r.cost, search=f"{r.identifier}\t{r.name}".casefold())
+        items[r.id] = Row(
+            id=r.id,
+            psa_id=r.psa_id,
+            identifier=r.identifier,
+            name=r.name,
+            currency=r.currency,
+            catalog_cost=r.cost,
+            search=f"{r.identifier}\t{r.name}".casefold(),
+        )
     if not items:
         return {}
     by_psa = {row.psa_id: row for row in items.values()}
 
-    agg = (select(ContractLine.item_psa_id, func.count(func.distinct(ContractLine.contract_psa_id)), func.count())
-           .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
-           .where(_line_scope()).group_by(ContractLine.item_psa_id))
+    agg = (
+        select(
+            ContractLine.item_psa_id,
+            func.count(func.distinct(ContractLine.contract_psa_id)),
+            func.count(),
+        )
+        .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
+        .where(_line_scope())
+        .group_by(ContractLine.item_psa_id)
+    )
     if id_list is not None:
         agg = agg.where(ContractLine.item_psa_id.in_(list(by_psa)))
     for psa_id, n_contracts, n_lines in conn.execute(agg):
@@ -108,37 +155,72 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
         if row is not None:
             row.contracts, row.lines = n_contracts, n_lines
 
-    ranked = (select(VendorCost.item_id, VendorCost.cost, VendorCost.currency, VendorCost.vendor, VendorCost.sku,
-                     VendorCost.row_number, VendorCost.imported_at, PriceImport.file_name,
-                     func.row_number().over(partition_by=VendorCost.item_id,
-                                            order_by=(VendorCost.imported_at.desc(), VendorCost.id.desc())).label("rn"))
-              .join(PriceImport, PriceImport.id == VendorCost.import_id)
-              .where(VendorCost.item_id.is_not(None)))
+    ranked = (
+        select(
+            VendorCost.item_id,
+            VendorCost.cost,
+            VendorCost.currency,
+            VendorCost.vendor,
+            VendorCost.sku,
+            VendorCost.row_number,
+            VendorCost.imported_at,
+            PriceImport.file_name,
+            func.row_number()
+            .over(
+                partition_by=VendorCost.item_id,
+                order_by=(VendorCost.imported_at.desc(), VendorCost.id.desc()),
+            )
+            .label("rn"),
+        )
+        .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        .where(VendorCost.item_id.is_not(None))
+    )
     ranked = restrict(ranked, VendorCost.item_id).subquery()
     for r in conn.execute(select(ranked).where(ranked.c.rn == 1)):
         row = items.get(r.item_id)
         if row is not None:
             row.vendor_cost, row.vendor_currency = r.cost, r.currency
-            row.vendor_source = {"kind": "import", "at": _iso(r.imported_at), "file": r.file_name, "row": r.row_number,
-                                 "vendor": r.vendor, "sku": r.sku, "by": None}
+            row.vendor_source = {
+                "kind": "import",
+                "at": _iso(r.imported_at),
+                "file": r.file_name,
+                "row": r.row_number,
+                "vendor": r.vendor,
+                "sku": r.sku,
+                "by": None,
+            }
     for r in conn.execute(restrict(select(ManualCost), ManualCost.item_id)):
         row = items.get(r.item_id)
         if row is not None:  # a manual override beats any import (DESIGN §3 provenance)
             row.vendor_cost, row.vendor_currency = r.cost, r.currency
-            row.vendor_source = {"kind": "manual", "at": _iso(r.set_at), "by": r.set_by, "file": None, "row": None,
-                                 "vendor": None, "sku": None}
+            row.vendor_source = {
+                "kind": "manual",
+                "at": _iso(r.set_at),
+                "by": r.set_by,
+                "file": None,
+                "row": None,
+                "vendor": None,
+                "sku": None,
+            }
     _apply_states(conn, items, id_list)
     return {i: row for i, row in items.items() if row.vendor_cost is not None or row.lines > 0}
 
 
 def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
-    latest = select(ChangeStep.item_id, func.max(ChangeStep.change_set_id).label("cs")).group_by(ChangeStep.item_id)
+    latest = select(ChangeStep.item_id, func.max(ChangeStep.change_set_id).label("cs")).group_by(
+        ChangeStep.item_id
+    )
     if id_list is not None:
         latest = latest.where(ChangeStep.item_id.in_(id_list))
     latest = latest.subquery()
-    stmt = (select(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status, func.count())
-            .join(latest, and_(latest.c.item_id == ChangeStep.item_id, latest.c.cs == ChangeStep.change_set_id))
-            .group_by(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status))
+    stmt = (
+        select(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status, func.count())
+        .join(
+            latest,
+            and_(latest.c.item_id == ChangeStep.item_id, latest.c.cs == ChangeStep.change_set_id),
+        )
+        .group_by(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status)
+    )
     if id_list is not None:
         # Also on the outer query, so SQLite walks the item index instead of every step of a big
         # change set (a push refreshes a few items thousands of times).
@@ -164,8 +246,12 @@ def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | 
         else:
             state = "done"
         row.state = state
-        row.state_detail = {"change_set_id": cs, "done": done, "total": total,
-                            **{k: v for k, v in c.items() if k in ("conflict", "failed", "denied", "cancelled")}}
+        row.state_detail = {
+            "change_set_id": cs,
+            "done": done,
+            "total": total,
+            **{k: v for k, v in c.items() if k in ("conflict", "failed", "denied", "cancelled")},
+        }
 
 
 def _iso(t: Any) -> str | None:
@@ -180,7 +266,9 @@ class CostTable:
         self._lock = threading.Lock()
         self.loaded = False
         self.version = 0
-        self.dirty: set[int] = set()  # items whose rows a push changed, refreshed by its progress report
+        self.dirty: set[int] = (
+            set()
+        )  # items whose rows a push changed, refreshed by its progress report
 
     def reload(self, conn: Connection) -> None:
         rows = load_rows(conn)
@@ -208,8 +296,15 @@ class CostTable:
     def total(self) -> int:
         return len(self._rows)
 
-    def view(self, *, query: str = "", changed: bool = False, state: str | None = None,
-             sort: str = "identifier", descending: bool = False) -> list[int]:
+    def view(
+        self,
+        *,
+        query: str = "",
+        changed: bool = False,
+        state: str | None = None,
+        sort: str = "identifier",
+        descending: bool = False,
+    ) -> list[int]:
         with self._lock:
             rows = list(self._rows.values())
         if query:
@@ -250,8 +345,16 @@ class ManualCostError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def set_manual(conn: Connection, table: CostTable, *, item_id: int, cost: Decimal, actor: str,
-               note: str | None = None, currency: str | None = None) -> Row:
+def set_manual(
+    conn: Connection,
+    table: CostTable,
+    *,
+    item_id: int,
+    cost: Decimal,
+    actor: str,
+    note: str | None = None,
+    currency: str | None = None,
+) -> Row:
     from . import activity, events
     from .db import upsert, utcnow
 
@@ -261,16 +364,39 @@ def set_manual(conn: Connection, table: CostTable, *, item_id: int, cost: Decima
     if cost < 0:
         raise ManualCostError(400, "bad_field", "A vendor cost must be 0 or more.")
     if currency and currency != item.currency:
-        raise ManualCostError(400, "bad_field", f"{item.identifier} is priced in {item.currency}; "
-                              f"a cost in {currency} cannot be set on it.")
+        raise ManualCostError(
+            400,
+            "bad_field",
+            f"{item.identifier} is priced in {item.currency}; "
+            f"a cost in {currency} cannot be set on it.",
+        )
     before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
     previous = table.get([item_id])
     shown_before = previous[0].vendor_cost if previous else before
-    upsert(conn, ManualCost, [{"item_id": item_id, "cost": quantize(cost), "currency": item.currency,
-                               "set_by": actor, "set_at": utcnow(), "note": note}], key=["item_id"])
-    activity.append(conn, actor=actor, action="cost.manual.set", subject=item.identifier,
-                    before=json_amount(shown_before), after=json_amount(quantize(cost)),
-                    details={"item_id": item_id, "currency": item.currency, "note": note})
+    upsert(
+        conn,
+        ManualCost,
+        [
+            {
+                "item_id": item_id,
+                "cost": quantize(cost),
+                "currency": item.currency,
+                "set_by": actor,
+                "set_at": utcnow(),
+                "note": note,
+            }
+        ],
+        key=["item_id"],
+    )
+    activity.append(
+        conn,
+        actor=actor,
+        action="cost.manual.set",
+        subject=item.identifier,
+        before=json_amount(shown_before),
+        after=json_amount(quantize(cost)),
+        details={"item_id": item_id, "currency": item.currency, "note": note},
+    )
     table.refresh(conn, [item_id])
     events.emit(conn, "rows", {"ids": [item_id]})
     rows = table.get([item_id])
@@ -289,14 +415,22 @@ def revert_manual(conn: Connection, table: CostTable, *, item_id: int, actor: st
         raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
     before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
     if before is None:
-        raise ManualCostError(409, "no_manual_cost", f"{item.identifier} has no manual vendor cost to revert.")
+        raise ManualCostError(
+            409, "no_manual_cost", f"{item.identifier} has no manual vendor cost to revert."
+        )
     # The override is a person's input, not the audit record: the activity log keeps its history.
     conn.execute(delete(ManualCost).where(ManualCost.item_id == item_id))
     table.refresh(conn, [item_id])
     rows = table.get([item_id])
-    activity.append(conn, actor=actor, action="cost.manual.revert", subject=item.identifier,
-                    before=json_amount(before), after=json_amount(rows[0].vendor_cost) if rows else None,
-                    details={"item_id": item_id})
+    activity.append(
+        conn,
+        actor=actor,
+        action="cost.manual.revert",
+        subject=item.identifier,
+        before=json_amount(before),
+        after=json_amount(rows[0].vendor_cost) if rows else None,
+        details={"item_id": item_id},
+    )
     events.emit(conn, "rows", {"ids": [item_id]})
     events.emit(conn, "view", {"reason": "manual cost reverted"})
     return rows[0] if rows else None

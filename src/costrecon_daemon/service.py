@@ -49,7 +49,12 @@ def build_connector(cfg: Config) -> Connector | None:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, *, connector_factory: Callable[[Config], Connector | None] = build_connector):
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        connector_factory: Callable[[Config], Connector | None] = build_connector,
+    ):
         self.cfg = cfg
         self.pid = os.getpid()
         self.user = current_user()
@@ -61,8 +66,13 @@ class Daemon:
         self.store: Store
         self.bus: events.EventBus
         self.schema_version = ""
-        self.psa_state: dict[str, Any] = {"connected": False, "error": None, "permission_problems": [],
-                                          "syncing": False, "next_sync": None}
+        self.psa_state: dict[str, Any] = {
+            "connected": False,
+            "error": None,
+            "permission_problems": [],
+            "syncing": False,
+            "next_sync": None,
+        }
         self._sync_wakeup = asyncio.Event()
         self._sync_full_requested = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -97,7 +107,9 @@ class Daemon:
         backup = await asyncio.to_thread(migrate, cfg.database_url)
         self.bus = events.EventBus(loop)
         self.store = Store(cfg.database_url, self.bus)
-        self.schema_version = await asyncio.to_thread(current_revision, self.store.writer_engine) or ""
+        self.schema_version = (
+            await asyncio.to_thread(current_revision, self.store.writer_engine) or ""
+        )
         # Events are a feed for live clients, the activity log is the record: keep a week of them.
         await self.store.write(events.prune)
         self.connector = self._connector_factory(cfg)
@@ -108,14 +120,27 @@ class Daemon:
         from .api import routes_for_parts
 
         app = make_app(self, routes_for_parts(self))
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=3.0)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=3.0
+        )
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=3.0).start()
 
-        await self.store.write(lambda c: activity.append(
-            c, actor=SYSTEM, action="daemon.start", subject=f"pid {self.pid}",
-            details={"version": __version__, "user": self.user, "psa": cfg.psa.kind,
-                     "schema": self.schema_version, "backup": backup}))
+        await self.store.write(
+            lambda c: activity.append(
+                c,
+                actor=SYSTEM,
+                action="daemon.start",
+                subject=f"pid {self.pid}",
+                details={
+                    "version": __version__,
+                    "user": self.user,
+                    "psa": cfg.psa.kind,
+                    "schema": self.schema_version,
+                    "backup": backup,
+                },
+            )
+        )
         log.info("costrecond %s listening on %s (pid %d)", __version__, cfg.socket_path, self.pid)
         if self.connector is not None:
             self._spawn(self._sync_loop(), "sync")
@@ -160,8 +185,11 @@ class Daemon:
                 await self.connector.aclose()
         if hasattr(self, "store"):
             with contextlib.suppress(Exception):
-                await self.store.write(lambda c: activity.append(
-                    c, actor=SYSTEM, action="daemon.stop", subject=f"pid {self.pid}"))
+                await self.store.write(
+                    lambda c: activity.append(
+                        c, actor=SYSTEM, action="daemon.stop", subject=f"pid {self.pid}"
+                    )
+                )
             await asyncio.to_thread(self.store.close)
         with contextlib.suppress(FileNotFoundError):
             if self._runner is not None:
@@ -174,7 +202,11 @@ class Daemon:
         if self.connector is None:
             from .api import ApiError
 
-            raise ApiError(409, "no_psa", "No PSA is configured; set [psa] kind and its settings in the config file.")
+            raise ApiError(
+                409,
+                "no_psa",
+                "No PSA is configured; set [psa] kind and its settings in the config file.",
+            )
         self._sync_full_requested = self._sync_full_requested or full
         self._sync_requested_by = actor
         self._sync_wakeup.set()
@@ -188,10 +220,17 @@ class Daemon:
         except PSAError as exc:
             message = exc.message
             self.psa_state.update(connected=False, error=message)
-            await self.store.write(lambda c: events.emit(c, "sync", {"state": "failed", "message": message}))
+            await self.store.write(
+                lambda c: events.emit(c, "sync", {"state": "failed", "message": message})
+            )
             return False
-        self.psa_state.update(connected=True, error=None,
-                              permission_problems=[{"capability": p.capability, "message": p.message} for p in problems])
+        self.psa_state.update(
+            connected=True,
+            error=None,
+            permission_problems=[
+                {"capability": p.capability, "message": p.message} for p in problems
+            ],
+        )
         return True
 
     async def _sync_loop(self) -> None:
@@ -204,7 +243,9 @@ class Daemon:
             first = False
             self._sync_requested_by = None
             wait = cfg.interval_minutes * 60
-            self.psa_state["next_sync"] = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)).isoformat()
+            self.psa_state["next_sync"] = (
+                dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
+            ).isoformat()
             self._sync_wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sync_wakeup.wait(), wait)
@@ -228,11 +269,18 @@ class Daemon:
             message = exc.message
             self.psa_state["error"] = message
             log.warning("sync failed: %s", message)
-            await self.store.write(lambda c: (
-                events.emit(c, "sync", {"state": "failed", "message": message}),
-                activity.append(c, actor=actor, action="sync.failed", subject=self.connector.display_name,
-                                details={"message": message}),
-            ))
+            await self.store.write(
+                lambda c: (
+                    events.emit(c, "sync", {"state": "failed", "message": message}),
+                    activity.append(
+                        c,
+                        actor=actor,
+                        action="sync.failed",
+                        subject=self.connector.display_name,
+                        details={"message": message},
+                    ),
+                )
+            )
             if exc.status in (401, 403):
                 self.psa_state["connected"] = False
         finally:
@@ -251,9 +299,19 @@ class Daemon:
         def _read(conn: Any) -> dict[str, Any]:
             return {
                 "counts": {
-                    "items": conn.execute(select(func.count()).select_from(CatalogItem).where(CatalogItem.gone.is_(False))).scalar(),
-                    "contracts": conn.execute(select(func.count()).select_from(Contract).where(Contract.gone.is_(False))).scalar(),
-                    "lines": conn.execute(select(func.count()).select_from(ContractLine).where(ContractLine.gone.is_(False))).scalar(),
+                    "items": conn.execute(
+                        select(func.count())
+                        .select_from(CatalogItem)
+                        .where(CatalogItem.gone.is_(False))
+                    ).scalar(),
+                    "contracts": conn.execute(
+                        select(func.count()).select_from(Contract).where(Contract.gone.is_(False))
+                    ).scalar(),
+                    "lines": conn.execute(
+                        select(func.count())
+                        .select_from(ContractLine)
+                        .where(ContractLine.gone.is_(False))
+                    ).scalar(),
                 },
                 "last_sync": get_state(conn, "last_sync"),
                 "last_full_sync": get_state(conn, "last_full_sync"),
@@ -264,17 +322,29 @@ class Daemon:
         info = await self.store.read(_read)
         c = self.connector
         status: dict[str, Any] = {
-            "daemon": {"pid": self.pid, "version": __version__, "started_at": self.started_at.isoformat(),
-                       "state_dir": str(self.cfg.state_dir), "socket": str(self.cfg.socket_path),
-                       "user": self.user, "schema_version": self.schema_version,
-                       "config": str(self.cfg.path) if self.cfg.path else None},
-            "psa": {"kind": self.cfg.psa.kind, "name": c.display_name if c else "none configured",
-                    "connected": self.psa_state["connected"], "error": self.psa_state["error"],
-                    "permission_problems": self.psa_state["permission_problems"],
-                    "last_sync": info["last_sync"], "last_full_sync": info["last_full_sync"],
-                    "next_sync": self.psa_state["next_sync"] if c else None,
-                    "syncing": self.psa_state["syncing"], "last_result": info["last_result"],
-                    "limits": _limits(c)},
+            "daemon": {
+                "pid": self.pid,
+                "version": __version__,
+                "started_at": self.started_at.isoformat(),
+                "state_dir": str(self.cfg.state_dir),
+                "socket": str(self.cfg.socket_path),
+                "user": self.user,
+                "schema_version": self.schema_version,
+                "config": str(self.cfg.path) if self.cfg.path else None,
+            },
+            "psa": {
+                "kind": self.cfg.psa.kind,
+                "name": c.display_name if c else "none configured",
+                "connected": self.psa_state["connected"],
+                "error": self.psa_state["error"],
+                "permission_problems": self.psa_state["permission_problems"],
+                "last_sync": info["last_sync"],
+                "last_full_sync": info["last_full_sync"],
+                "next_sync": self.psa_state["next_sync"] if c else None,
+                "syncing": self.psa_state["syncing"],
+                "last_result": info["last_result"],
+                "limits": _limits(c),
+            },
             "counts": info["counts"],
             "last_event": info["last_event"],
             "events": {"last_id": info["last_event"]},

@@ -49,7 +49,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///"):])
+        return Path(url[len("sqlite:///") :])
     return None
 
 
@@ -64,9 +64,11 @@ def migrate(url: str) -> str | None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     if path is not None:
+
         @event.listens_for(engine, "connect")
         def _fk(dbapi_conn: Any, _rec: Any) -> None:
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
     backup = None
     try:
         current = current_revision(engine)

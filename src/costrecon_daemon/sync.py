@@ -24,11 +24,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ITEM_COLS = ("identifier", "name", "kind", "cost", "currency", "active", "gone", "vendor_sku", "mpn",
-             "manufacturer", "vendor_name", "psa_updated_at")
+ITEM_COLS = (
+    "identifier",
+    "name",
+    "kind",
+    "cost",
+    "currency",
+    "active",
+    "gone",
+    "vendor_sku",
+    "mpn",
+    "manufacturer",
+    "vendor_name",
+    "psa_updated_at",
+)
 CONTRACT_COLS = ("name", "company", "status", "active", "gone", "currency", "psa_updated_at")
-LINE_COLS = ("contract_psa_id", "item_psa_id", "kind", "description", "quantity", "unit_cost", "currency",
-             "active", "gone", "psa_updated_at")
+LINE_COLS = (
+    "contract_psa_id",
+    "item_psa_id",
+    "kind",
+    "description",
+    "quantity",
+    "unit_cost",
+    "currency",
+    "active",
+    "gone",
+    "psa_updated_at",
+)
 
 
 def get_state(conn: Connection, key: str) -> str | None:
@@ -53,35 +75,96 @@ class SyncOutcome:
     seen_lines: set[str] = field(default_factory=set)
 
     def summary(self) -> dict[str, Any]:
-        return {"full": self.full, "items": self.items, "contracts": self.contracts, "lines": self.lines,
-                "gone": self.gone, "requests": self.requests, "seconds": round(self.seconds, 2)}
+        return {
+            "full": self.full,
+            "items": self.items,
+            "contracts": self.contracts,
+            "lines": self.lines,
+            "gone": self.gone,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def apply_chunk(conn: Connection, chunk: SyncChunk) -> None:
     now = utcnow()
     if chunk.items:
-        upsert(conn, CatalogItem, [
-            {"psa_id": r.psa_id, "identifier": r.identifier, "name": r.name, "kind": r.kind, "cost": r.cost,
-             "currency": r.currency, "active": r.active, "gone": False, "vendor_sku": r.vendor_sku,
-             "mpn": r.mpn, "manufacturer": r.manufacturer, "vendor_name": r.vendor_name,
-             "psa_updated_at": r.updated_at, "synced_at": now}
-            for r in chunk.items
-        ], key=["psa_id"], update=ITEM_COLS + ("synced_at",), only_if_changed=ITEM_COLS)
+        upsert(
+            conn,
+            CatalogItem,
+            [
+                {
+                    "psa_id": r.psa_id,
+                    "identifier": r.identifier,
+                    "name": r.name,
+                    "kind": r.kind,
+                    "cost": r.cost,
+                    "currency": r.currency,
+                    "active": r.active,
+                    "gone": False,
+                    "vendor_sku": r.vendor_sku,
+                    "mpn": r.mpn,
+                    "manufacturer": r.manufacturer,
+                    "vendor_name": r.vendor_name,
+                    "psa_updated_at": r.updated_at,
+                    "synced_at": now,
+                }
+                for r in chunk.items
+            ],
+            key=["psa_id"],
+            update=ITEM_COLS + ("synced_at",),
+            only_if_changed=ITEM_COLS,
+        )
     if chunk.contracts:
-        upsert(conn, Contract, [
-            {"psa_id": r.psa_id, "name": r.name, "company": r.company, "status": r.status, "active": r.active,
-             "gone": False, "currency": r.currency, "psa_updated_at": r.updated_at, "synced_at": now}
-            for r in chunk.contracts
-        ], key=["psa_id"], update=CONTRACT_COLS + ("synced_at",), only_if_changed=CONTRACT_COLS)
+        upsert(
+            conn,
+            Contract,
+            [
+                {
+                    "psa_id": r.psa_id,
+                    "name": r.name,
+                    "company": r.company,
+                    "status": r.status,
+                    "active": r.active,
+                    "gone": False,
+                    "currency": r.currency,
+                    "psa_updated_at": r.updated_at,
+                    "synced_at": now,
+                }
+                for r in chunk.contracts
+            ],
+            key=["psa_id"],
+            update=CONTRACT_COLS + ("synced_at",),
+            only_if_changed=CONTRACT_COLS,
+        )
     if chunk.lines:
         currency = _line_currencies(conn, chunk)
-        upsert(conn, ContractLine, [
-            {"psa_id": r.psa_id, "contract_psa_id": r.contract_psa_id, "item_psa_id": r.item_psa_id,
-             "kind": r.kind, "description": r.description[:512], "quantity": r.quantity, "unit_cost": r.unit_cost,
-             "currency": currency.get(r.contract_psa_id) or currency.get("item:" + r.item_psa_id) or "USD",
-             "active": r.active, "gone": False, "psa_updated_at": r.updated_at, "synced_at": now}
-            for r in chunk.lines
-        ], key=["psa_id"], update=LINE_COLS + ("synced_at",), only_if_changed=LINE_COLS)
+        upsert(
+            conn,
+            ContractLine,
+            [
+                {
+                    "psa_id": r.psa_id,
+                    "contract_psa_id": r.contract_psa_id,
+                    "item_psa_id": r.item_psa_id,
+                    "kind": r.kind,
+                    "description": r.description[:512],
+                    "quantity": r.quantity,
+                    "unit_cost": r.unit_cost,
+                    "currency": currency.get(r.contract_psa_id)
+                    or currency.get("item:" + r.item_psa_id)
+                    or "USD",
+                    "active": r.active,
+                    "gone": False,
+                    "psa_updated_at": r.updated_at,
+                    "synced_at": now,
+                }
+                for r in chunk.lines
+            ],
+            key=["psa_id"],
+            update=LINE_COLS + ("synced_at",),
+            only_if_changed=LINE_COLS,
+        )
 
 
 def _line_currencies(conn: Connection, chunk: SyncChunk) -> dict[str, str]:
@@ -90,13 +173,17 @@ def _line_currencies(conn: Connection, chunk: SyncChunk) -> dict[str, str]:
     wanted = {r.contract_psa_id for r in chunk.lines} - found.keys()
     wanted_list = list(wanted)
     for start in range(0, len(wanted_list), 500):
-        part = wanted_list[start:start + 500]
-        for psa_id, cur in conn.execute(select(Contract.psa_id, Contract.currency).where(Contract.psa_id.in_(part))):
+        part = wanted_list[start : start + 500]
+        for psa_id, cur in conn.execute(
+            select(Contract.psa_id, Contract.currency).where(Contract.psa_id.in_(part))
+        ):
             found[psa_id] = cur
     missing_items = list({r.item_psa_id for r in chunk.lines if r.contract_psa_id not in found})
     for start in range(0, len(missing_items), 500):
-        part = missing_items[start:start + 500]
-        for psa_id, cur in conn.execute(select(CatalogItem.psa_id, CatalogItem.currency).where(CatalogItem.psa_id.in_(part))):
+        part = missing_items[start : start + 500]
+        for psa_id, cur in conn.execute(
+            select(CatalogItem.psa_id, CatalogItem.currency).where(CatalogItem.psa_id.in_(part))
+        ):
             found["item:" + psa_id] = cur
     return found
 
@@ -111,7 +198,11 @@ def mark_gone(conn: Connection, result: PullResult, outcome: SyncOutcome) -> int
             stmt = stmt.where(extra)
         missing = [p for (p,) in conn.execute(stmt) if p not in seen]
         for start in range(0, len(missing), 500):
-            conn.execute(update(model).where(model.psa_id.in_(missing[start:start + 500])).values(gone=True, active=False))
+            conn.execute(
+                update(model)
+                .where(model.psa_id.in_(missing[start : start + 500]))
+                .values(gone=True, active=False)
+            )
         return len(missing)
 
     if result.complete_items:
@@ -123,7 +214,11 @@ def mark_gone(conn: Connection, result: PullResult, outcome: SyncOutcome) -> int
     elif result.complete_lines_for:
         scopes = list(result.complete_lines_for)
         for start in range(0, len(scopes), 500):
-            gone += _mark(ContractLine, outcome.seen_lines, ContractLine.contract_psa_id.in_(scopes[start:start + 500]))
+            gone += _mark(
+                ContractLine,
+                outcome.seen_lines,
+                ContractLine.contract_psa_id.in_(scopes[start : start + 500]),
+            )
     return gone
 
 
@@ -142,10 +237,15 @@ async def run_sync(store: Store, connector: Connector, *, actor: str, full: bool
         outcome.seen_items.update(r.psa_id for r in chunk.items)
         outcome.seen_contracts.update(r.psa_id for r in chunk.contracts)
         outcome.seen_lines.update(r.psa_id for r in chunk.lines)
-        progress = {"state": "running", "full": outcome.full, "items": outcome.items,
-                    "contracts": outcome.contracts, "lines": outcome.lines,
-                    "message": f"syncing: {outcome.items} items, {outcome.contracts} contracts, "
-                               f"{outcome.lines} lines so far"}
+        progress = {
+            "state": "running",
+            "full": outcome.full,
+            "items": outcome.items,
+            "contracts": outcome.contracts,
+            "lines": outcome.lines,
+            "message": f"syncing: {outcome.items} items, {outcome.contracts} contracts, "
+            f"{outcome.lines} lines so far",
+        }
 
         def _write(conn: Connection) -> None:
             apply_chunk(conn, chunk)
@@ -166,8 +266,13 @@ async def run_sync(store: Store, connector: Connector, *, actor: str, full: bool
         set_state(conn, "last_result", "ok")
         events.emit(conn, "view", {"reason": "sync"})
         events.emit(conn, "sync", {"state": "done", "message": _describe(outcome)})
-        activity.append(conn, actor=actor, action="sync.done", subject=connector.display_name,
-                        details=outcome.summary())
+        activity.append(
+            conn,
+            actor=actor,
+            action="sync.done",
+            subject=connector.display_name,
+            details=outcome.summary(),
+        )
 
     await store.write(_finish)
     log.info("sync done: %s", _describe(outcome))
@@ -176,5 +281,7 @@ async def run_sync(store: Store, connector: Connector, *, actor: str, full: bool
 
 def _describe(o: SyncOutcome) -> str:
     kind = "full" if o.full else "incremental"
-    return (f"{kind} sync: {o.items} items, {o.contracts} contracts, {o.lines} lines received, "
-            f"{o.gone} marked gone, {o.requests} requests in {o.seconds:.1f} s")
+    return (
+        f"{kind} sync: {o.items} items, {o.contracts} contracts, {o.lines} lines received, "
+        f"{o.gone} marked gone, {o.requests} requests in {o.seconds:.1f} s"
+    )

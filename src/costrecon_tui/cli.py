@@ -35,7 +35,7 @@ async def _all_rows(client: DaemonClient, *, changed: bool, query: str) -> list[
     view = await client.cost_view(query=query, changed_only=changed)
     rows: list[CostRow] = []
     for start in range(0, len(view.ids), 2000):
-        rows += await client.cost_rows(view.ids[start:start + 2000])
+        rows += await client.cost_rows(view.ids[start : start + 2000])
     return rows
 
 
@@ -54,8 +54,10 @@ def cmd_costs(cfg: Config, args: argparse.Namespace) -> int:
         print(header)
         for r in rows:
             change = "" if r.change is None else ("+" if r.change > 0 else "") + display(r.change)
-            print(f"{r.identifier[:24]:<24} {r.name[:34]:<34} {r.contracts:>5} {display(r.catalog_cost):>11} "
-                  f"{display(r.vendor_cost):>11} {change:>11} {_pct(r):>8}  {_action(r)}")
+            print(
+                f"{r.identifier[:24]:<24} {r.name[:34]:<34} {r.contracts:>5} {display(r.catalog_cost):>11} "
+                f"{display(r.vendor_cost):>11} {change:>11} {_pct(r):>8}  {_action(r)}"
+            )
         print(f"{len(rows)} row(s)")
         return 0
 
@@ -74,25 +76,49 @@ def _row_json(r: CostRow) -> dict[str, Any]:
     def s(v: Decimal | None) -> str | None:
         return None if v is None else str(v)
 
-    return {"id": r.id, "psa_id": r.psa_id, "identifier": r.identifier, "name": r.name, "contracts": r.contracts,
-            "lines": r.lines, "currency": r.currency, "catalog_cost": s(r.catalog_cost), "vendor_cost": s(r.vendor_cost),
-            "change": s(r.change), "change_pct": s(r.change_pct), "state": r.state,
-            "vendor_source": None if r.vendor_source is None else dataclasses.asdict(r.vendor_source)}
+    return {
+        "id": r.id,
+        "psa_id": r.psa_id,
+        "identifier": r.identifier,
+        "name": r.name,
+        "contracts": r.contracts,
+        "lines": r.lines,
+        "currency": r.currency,
+        "catalog_cost": s(r.catalog_cost),
+        "vendor_cost": s(r.vendor_cost),
+        "change": s(r.change),
+        "change_pct": s(r.change_pct),
+        "state": r.state,
+        "vendor_source": None if r.vendor_source is None else dataclasses.asdict(r.vendor_source),
+    }
 
 
 def _print_preview(p: dict[str, Any]) -> None:
     impact = p.get("monthly_impact")
     cur = p.get("currency") or ""
     print(f"  items:            {p['items']}")
-    print(f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy '{p['policy']}', "
-          f"{p.get('lines_already', 0)} already at the new cost")
+    print(
+        f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy '{p['policy']}', "
+        f"{p.get('lines_already', 0)} already at the new cost"
+    )
     print(f"  negotiated lines: {p['negotiated_lines']}")
-    print(f"  API calls:        {p['api_calls']}" + (f" (about {p['estimated_seconds']:.0f} s)" if p.get("estimated_seconds") is not None else ""))
+    print(
+        f"  API calls:        {p['api_calls']}"
+        + (
+            f" (about {p['estimated_seconds']:.0f} s)"
+            if p.get("estimated_seconds") is not None
+            else ""
+        )
+    )
     if impact is not None:
-        print(f"  monthly impact:   {'+' if Decimal(impact) > 0 else ''}{display(Decimal(impact))} {cur}")
+        print(
+            f"  monthly impact:   {'+' if Decimal(impact) > 0 else ''}{display(Decimal(impact))} {cur}"
+        )
     for per in p["per_item"]:
-        print(f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> {display(_d(per['after'])):>10}  "
-              f"{per['lines']} line(s)")
+        print(
+            f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> {display(_d(per['after'])):>10}  "
+            f"{per['lines']} line(s)"
+        )
     for w in p.get("warnings", []):
         print(f"  ! {w}")
 
@@ -114,17 +140,30 @@ def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
             for key in args.items:
                 row = by_key.get(key)
                 if row is None:
-                    print(f"costrecon: no row with PSA ID or id {key!r}; see `costrecon costs`.", file=sys.stderr)
+                    print(
+                        f"costrecon: no row with PSA ID or id {key!r}; see `costrecon costs`.",
+                        file=sys.stderr,
+                    )
                     return EXIT_USAGE
                 chosen.append(row)
             if args.all_changed:
-                chosen += [r for r in rows if r.change and r not in chosen and r.state not in ("pending", "pushing")]
+                chosen += [
+                    r
+                    for r in rows
+                    if r.change and r not in chosen and r.state not in ("pending", "pushing")
+                ]
             if not chosen:
-                print("costrecon: nothing to approve (name items, or use --all-changed).", file=sys.stderr)
+                print(
+                    "costrecon: nothing to approve (name items, or use --all-changed).",
+                    file=sys.stderr,
+                )
                 return EXIT_USAGE
             bad = [r.identifier for r in chosen if r.vendor_cost is None]
             if bad:
-                print(f"costrecon: no vendor cost for {', '.join(bad)}; set one first.", file=sys.stderr)
+                print(
+                    f"costrecon: no vendor cost for {', '.join(bad)}; set one first.",
+                    file=sys.stderr,
+                )
                 return EXIT_USAGE
             items = [ApprovalItem(r.id, r.vendor_cost, r.catalog_cost) for r in chosen]  # type: ignore[arg-type]
             preview = await client.preview_change_set(items, args.policy)
@@ -153,13 +192,17 @@ async def _wait_change_set(client: DaemonClient, cs_id: int) -> int:
         cs = await client.change_set(cs_id)
         if cs["status"] not in ("pending", "pushing"):
             c = cs["counts"]
-            print(f"Change set {cs_id}: {cs['status']} — {c['done']} done, {c['conflict']} conflict, "
-                  f"{c['failed']} failed, {c['denied']} denied, {c['cancelled']} not sent.")
+            print(
+                f"Change set {cs_id}: {cs['status']} — {c['done']} done, {c['conflict']} conflict, "
+                f"{c['failed']} failed, {c['denied']} denied, {c['cancelled']} not sent."
+            )
             if cs.get("message"):
                 print(f"  {cs['message']}")
             for step in cs.get("steps", []):
                 if step["status"] in ("conflict", "failed", "denied"):
-                    print(f"  {step['status']}: {step['identifier']} {step['target']} {step['target_psa_id']}: {step['message']}")
+                    print(
+                        f"  {step['status']}: {step['identifier']} {step['target']} {step['target_psa_id']}: {step['message']}"
+                    )
             return 0 if cs["status"] == "done" else EXIT_FAIL
         await asyncio.sleep(0.5)
 
@@ -176,11 +219,16 @@ def cmd_undo(cfg: Config, args: argparse.Namespace) -> int:
                 if not sys.stdin.isatty():
                     print("costrecon: add --yes to undo without a prompt.", file=sys.stderr)
                     return EXIT_USAGE
-                if input("Restore the previous costs in the PSA? [y/N] ").strip().lower() not in ("y", "yes"):
+                if input("Restore the previous costs in the PSA? [y/N] ").strip().lower() not in (
+                    "y",
+                    "yes",
+                ):
                     print("Nothing undone.")
                     return 0
             cs = (await client.undo(args.change_set))["change_set"]
-            print(f"Change set {cs['id']} (undo of {args.change_set}) queued: {cs['total']} step(s).")
+            print(
+                f"Change set {cs['id']} (undo of {args.change_set}) queued: {cs['total']} step(s)."
+            )
             if args.wait:
                 return await _wait_change_set(client, cs["id"])
             return 0
@@ -219,18 +267,22 @@ def _format_entry(e: dict[str, Any]) -> str:
 
 def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
     if args.activity_command == "verify":
+
         async def verify() -> int:
             async with _client(cfg, args) as client:
                 r = await client.verify_activity()
             if r["ok"]:
                 print(f"Activity log intact: {r['checked']} entries verified.")
                 return 0
-            print(f"Activity log broken at entry {r['first_broken']}: {r['reason']} "
-                  f"({r['checked']} entries before it verified).")
+            print(
+                f"Activity log broken at entry {r['first_broken']}: {r['reason']} "
+                f"({r['checked']} entries before it verified)."
+            )
             return EXIT_FAIL
 
         return _run(verify())
     if args.activity_command == "export":
+
         async def export() -> int:
             from costrecon_daemon.activity import write_csv
 
@@ -298,7 +350,9 @@ def cmd_tui(cfg: Config, args: argparse.Namespace) -> int:
     if args.start_daemon:
         start = _start_daemon_fn(cfg)
         start()
-    app = CostreconApp(_client(cfg, args), keymap=cfg.keys, start_daemon=start or _start_daemon_fn(cfg))
+    app = CostreconApp(
+        _client(cfg, args), keymap=cfg.keys, start_daemon=start or _start_daemon_fn(cfg)
+    )
     app.run()
     return 0
 
@@ -310,8 +364,13 @@ def _start_daemon_fn(cfg: Config) -> Any:
         cmd = [sys.executable, "-m", "costrecon_daemon.cli"]
         if cfg.path:
             cmd += ["--config", str(cfg.path)]
-        subprocess.run(cmd + ["start"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
+        subprocess.run(
+            cmd + ["start"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
 
     return start
 
@@ -329,28 +388,61 @@ def build_parser() -> argparse.ArgumentParser:
         "opens the full-screen cost table (the daemon, costrecond, must be running).",
     )
     p.add_argument("--version", action="version", version=f"costrecon {__version__}")
-    p.add_argument("--config", "-c", metavar="FILE", help="config file (default: $COSTRECON_CONFIG or ~/.config/costrecon/config.toml)")
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="config file (default: $COSTRECON_CONFIG or ~/.config/costrecon/config.toml)",
+    )
     p.add_argument("--socket", metavar="PATH", help="daemon socket (default: from the config)")
-    p.add_argument("--start-daemon", action="store_true", help="start costrecond first if it is not running")
+    p.add_argument(
+        "--start-daemon", action="store_true", help="start costrecond first if it is not running"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tui", help="open the full-screen cost table (the default)")
-    demo = sub.add_parser("demo", help="try everything against a simulated PSA with sample price files")
-    demo.add_argument("--psa", choices=["connectwise", "autotask", "syncro"], default="connectwise",
-                      help="which simulated PSA (default connectwise)")
-    demo.add_argument("--keep", metavar="DIR", help="keep the demo's state, config and files in DIR")
-    demo.add_argument("--no-tui", action="store_true", help="set everything up, print how to reach it, wait for Ctrl-C")
+    demo = sub.add_parser(
+        "demo", help="try everything against a simulated PSA with sample price files"
+    )
+    demo.add_argument(
+        "--psa",
+        choices=["connectwise", "autotask", "syncro"],
+        default="connectwise",
+        help="which simulated PSA (default connectwise)",
+    )
+    demo.add_argument(
+        "--keep", metavar="DIR", help="keep the demo's state, config and files in DIR"
+    )
+    demo.add_argument(
+        "--no-tui",
+        action="store_true",
+        help="set everything up, print how to reach it, wait for Ctrl-C",
+    )
     costs = sub.add_parser("costs", help="print the cost table")
     costs.add_argument("--changed", action="store_true", help="only rows whose vendor cost differs")
-    costs.add_argument("--filter", metavar="TEXT", help="only rows whose PSA ID or name contains TEXT")
+    costs.add_argument(
+        "--filter", metavar="TEXT", help="only rows whose PSA ID or name contains TEXT"
+    )
     costs.add_argument("--json", action="store_true", help="JSON for scripts (amounts as strings)")
-    ap = sub.add_parser("approve", help="push vendor costs to the catalogue item and its contract lines")
-    ap.add_argument("items", nargs="*", metavar="ITEM", help="PSA service ID (or row id) of each item")
-    ap.add_argument("--all-changed", action="store_true", help="every row whose vendor cost differs")
-    ap.add_argument("--policy", choices=["all", "matching"], default="all",
-                    help="all contract lines (default), or only those still at the old catalogue cost")
+    ap = sub.add_parser(
+        "approve", help="push vendor costs to the catalogue item and its contract lines"
+    )
+    ap.add_argument(
+        "items", nargs="*", metavar="ITEM", help="PSA service ID (or row id) of each item"
+    )
+    ap.add_argument(
+        "--all-changed", action="store_true", help="every row whose vendor cost differs"
+    )
+    ap.add_argument(
+        "--policy",
+        choices=["all", "matching"],
+        default="all",
+        help="all contract lines (default), or only those still at the old catalogue cost",
+    )
     ap.add_argument("--dry-run", action="store_true", help="show the preview only")
     ap.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    ap.add_argument("--wait", action="store_true", help="wait until the push finishes and report the outcome")
+    ap.add_argument(
+        "--wait", action="store_true", help="wait until the push finishes and report the outcome"
+    )
     undo = sub.add_parser("undo", help="restore the costs a change set replaced")
     undo.add_argument("change_set", type=int, metavar="CHANGESET")
     undo.add_argument("--dry-run", action="store_true")
@@ -379,8 +471,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"costrecon: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    handler = {None: cmd_tui, "tui": cmd_tui, "costs": cmd_costs, "approve": cmd_approve, "undo": cmd_undo,
-               "sync": cmd_sync, "activity": cmd_activity}[args.command]
+    handler = {
+        None: cmd_tui,
+        "tui": cmd_tui,
+        "costs": cmd_costs,
+        "approve": cmd_approve,
+        "undo": cmd_undo,
+        "sync": cmd_sync,
+        "activity": cmd_activity,
+    }[args.command]
     try:
         return handler(cfg, args)
     except ClientError as exc:

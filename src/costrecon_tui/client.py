@@ -113,7 +113,9 @@ class ApprovalItem:
         return {
             "item_id": self.item_id,
             "cost": str(self.cost),
-            "seen_catalog_cost": None if self.seen_catalog_cost is None else str(self.seen_catalog_cost),
+            "seen_catalog_cost": None
+            if self.seen_catalog_cost is None
+            else str(self.seen_catalog_cost),
         }
 
 
@@ -165,9 +167,13 @@ class DaemonClient:
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
-                raise DaemonError(resp.status_code, err.get("code", "error"), err["message"], err.get("data"))
+                raise DaemonError(
+                    resp.status_code, err.get("code", "error"), err["message"], err.get("data")
+                )
             except (ValueError, KeyError, TypeError):
-                raise DaemonError(resp.status_code, "http", f"costrecond answered HTTP {resp.status_code}.") from None
+                raise DaemonError(
+                    resp.status_code, "http", f"costrecond answered HTTP {resp.status_code}."
+                ) from None
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
@@ -206,8 +212,12 @@ class DaemonClient:
         d = await self._request("POST", "/costs/rows", json={"ids": list(ids)})
         return [CostRow.from_json(r) for r in d["rows"]]
 
-    async def set_manual_cost(self, item_id: int, cost: Decimal, note: str | None = None) -> CostRow:
-        d = await self._request("PUT", f"/costs/{item_id}/manual", json={"cost": str(cost), "note": note})
+    async def set_manual_cost(
+        self, item_id: int, cost: Decimal, note: str | None = None
+    ) -> CostRow:
+        d = await self._request(
+            "PUT", f"/costs/{item_id}/manual", json={"cost": str(cost), "note": note}
+        )
         return CostRow.from_json(d["row"])
 
     async def revert_manual_cost(self, item_id: int) -> CostRow:
@@ -216,7 +226,9 @@ class DaemonClient:
 
     # ------------------------------------------------------------------ approval
 
-    async def preview_change_set(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
+    async def preview_change_set(
+        self, items: list[ApprovalItem], policy: str = "all"
+    ) -> dict[str, Any]:
         body = {"items": [i.to_json() for i in items], "policy": policy, "dry_run": True}
         return (await self._request("POST", "/change-sets", json=body))["preview"]
 
@@ -231,7 +243,9 @@ class DaemonClient:
         return (await self._request("GET", f"/change-sets/{change_set_id}"))["change_set"]
 
     async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
-        return await self._request("POST", f"/change-sets/{change_set_id}/undo", json={"dry_run": dry_run})
+        return await self._request(
+            "POST", f"/change-sets/{change_set_id}/undo", json={"dry_run": dry_run}
+        )
 
     # ------------------------------------------------------------------ activity + events
 
@@ -248,7 +262,12 @@ class DaemonClient:
         params = {
             k: v
             for k, v in dict(
-                limit=limit, before_id=before_id, after_id=after_id, actor=actor, action=action, subject=subject
+                limit=limit,
+                before_id=before_id,
+                after_id=after_id,
+                actor=actor,
+                action=action,
+                subject=subject,
             ).items()
             if v is not None
         }
@@ -265,7 +284,12 @@ class DaemonClient:
                 params={"since": since, "timeout": timeout},
                 timeout=httpx.Timeout(timeout + 10, connect=3.0),
             )
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError, ConnectionRefusedError) as exc:
+        except (
+            httpx.ConnectError,
+            httpx.RemoteProtocolError,
+            FileNotFoundError,
+            ConnectionRefusedError,
+        ) as exc:
             raise DaemonNotRunning(self.socket_path) from exc
         d = self._decode(resp)
         return [Event(**e) for e in d["events"]]
@@ -299,7 +323,9 @@ class DaemonClient:
     async def mappings(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/mappings"))["mappings"]
 
-    async def create_mapping(self, vendor: str, sku: str, term: str | None, item_id: int) -> dict[str, Any]:
+    async def create_mapping(
+        self, vendor: str, sku: str, term: str | None, item_id: int
+    ) -> dict[str, Any]:
         body = {"vendor": vendor, "sku": sku, "term": term or "", "item_id": item_id}
         return (await self._request("POST", "/mappings", json=body))["mapping"]
 

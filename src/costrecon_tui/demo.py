@@ -31,13 +31,21 @@ def _sim(psa: str, dataset: Any) -> tuple[Any, dict[str, Any]]:
         from costrecon_daemon.sim.connectwise import ConnectWiseSim
 
         sim = ConnectWiseSim(dataset)
-        return sim, {"company": sim.company, "public_key": sim.public_key, "private_key": sim.private_key,
-                     "client_id": sim.client_id}
+        return sim, {
+            "company": sim.company,
+            "public_key": sim.public_key,
+            "private_key": sim.private_key,
+            "client_id": sim.client_id,
+        }
     if psa == "autotask":
         from costrecon_daemon.sim.autotask import AutotaskSim
 
         sim = AutotaskSim(dataset)
-        return sim, {"username": sim.username, "secret": sim.secret, "integration_code": sim.integration_code}
+        return sim, {
+            "username": sim.username,
+            "secret": sim.secret,
+            "integration_code": sim.integration_code,
+        }
     from costrecon_daemon.sim.syncro import SyncroSim
 
     sim = SyncroSim(dataset)
@@ -83,7 +91,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    root = Path(args.keep).expanduser().resolve() if args.keep else Path(tempfile.mkdtemp(prefix="costrecon-demo-"))
+    root = (
+        Path(args.keep).expanduser().resolve()
+        if args.keep
+        else Path(tempfile.mkdtemp(prefix="costrecon-demo-"))
+    )
     root.mkdir(parents=True, exist_ok=True)
     print(f"costrecon demo: simulated {args.psa} tenant, files in {root}", flush=True)
     dataset = generate("demo")
@@ -105,20 +117,42 @@ def _run_demo(args: argparse.Namespace) -> int:
             socket = root / "run" / "costrecond.sock"
             log = root / "costrecond.out"
             with open(log, "ab") as out:
-                daemon = subprocess.Popen([sys.executable, "-m", "costrecon_daemon.cli", "-c", str(config), "run"],
-                                          stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+                daemon = subprocess.Popen(
+                    [sys.executable, "-m", "costrecon_daemon.cli", "-c", str(config), "run"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
             _wait(lambda: _get(socket, "/v1/health"), daemon, log, "the daemon to start")
             print("  daemon up; waiting for the first sync…", flush=True)
-            _wait(lambda: (s := _get(socket, "/v1/status"))["psa"]["last_sync"] and not s["psa"]["syncing"],
-                  daemon, log, "the first sync", timeout=120)
+            _wait(
+                lambda: (
+                    (s := _get(socket, "/v1/status"))["psa"]["last_sync"]
+                    and not s["psa"]["syncing"]
+                ),
+                daemon,
+                log,
+                "the first sync",
+                timeout=120,
+            )
             inbox = root / "state" / "inbox"
             files = write_samples(dataset, inbox)
             print(f"  dropped {len(files)} sample price files into {inbox}", flush=True)
-            _wait(lambda: not any(p.exists() for p in files), daemon, log, "the price files to be imported",
-                  timeout=60, fatal=False)
+            _wait(
+                lambda: not any(p.exists() for p in files),
+                daemon,
+                log,
+                "the price files to be imported",
+                timeout=60,
+                fatal=False,
+            )
             if args.no_tui:
-                print(f"\nReady. In another terminal:\n  export COSTRECON_CONFIG={config}\n  costrecon\n"
-                      f"  curl --unix-socket {socket} http://localhost/v1/status\nCtrl-C stops the demo.", flush=True)
+                print(
+                    f"\nReady. In another terminal:\n  export COSTRECON_CONFIG={config}\n  costrecon\n"
+                    f"  curl --unix-socket {socket} http://localhost/v1/status\nCtrl-C stops the demo.",
+                    flush=True,
+                )
                 try:
                     while daemon.poll() is None:
                         time.sleep(0.5)
@@ -145,14 +179,23 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _get(socket: Path, path: str) -> Any:
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://d", timeout=5) as c:
+    with httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://d", timeout=5
+    ) as c:
         r = c.get(path)
         r.raise_for_status()
         return r.json()
 
 
-def _wait(check: Any, proc: subprocess.Popen[bytes], log: Path, what: str, *, timeout: float = 60,
-          fatal: bool = True) -> None:
+def _wait(
+    check: Any,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    what: str,
+    *,
+    timeout: float = 60,
+    fatal: bool = True,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -141,7 +141,9 @@ class PSAAuthError(PSAError):
 class PSAPermissionError(PSAError):
     """The API user's role lacks a right; ``setting`` names what to change in the PSA."""
 
-    def __init__(self, message: str, *, setting: str, status: int | None = None, detail: str | None = None):
+    def __init__(
+        self, message: str, *, setting: str, status: int | None = None, detail: str | None = None
+    ):
         super().__init__(message, status=status, detail=detail)
         self.setting = setting
 

@@ -1215,6 +1215,8 @@ def run_standalone(
 
     serve_until_interrupted(
         lambda: start_autotask_sim(generate(size, seed=seed), host=host, port=port, **knobs),
-        lambda sim: f"Autotask simulator listening on {sim.base_url}\n"
-        f"Add this to your costrecon config:\n\n{config_snippet(sim)}",
+        lambda sim: (
+            f"Autotask simulator listening on {sim.base_url}\n"
+            f"Add this to your costrecon config:\n\n{config_snippet(sim)}"
+        ),
     )

@@ -1044,7 +1044,9 @@ def run_standalone(
             private_key=private_key,
             client_id=client_id,
         ),
-        lambda running: f"ConnectWise PSA simulator ({size} data set) listening on {running.base_url}\n"
-        f"API root: {running.api_root}\nPut this in your costrecon config file:\n\n"
-        + config_snippet(running.base_url, company, public_key, private_key, client_id),
+        lambda running: (
+            f"ConnectWise PSA simulator ({size} data set) listening on {running.base_url}\n"
+            f"API root: {running.api_root}\nPut this in your costrecon config file:\n\n"
+            + config_snippet(running.base_url, company, public_key, private_key, client_id)
+        ),
     )

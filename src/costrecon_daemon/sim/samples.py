@@ -29,17 +29,55 @@ def write_samples(dataset: Dataset, directory: Path, *, seed: int = 7) -> list[P
             new = (it.cost * Decimal("0.95")).quantize(Decimal("0.01"))
         else:
             new = (it.cost * Decimal(1 + rng.choice([3, 5, 8, 12]) / 100)).quantize(Decimal("0.01"))
-        rows.append([it.vendor_sku, it.mpn or "", it.name, f"{new}", "USD", "Monthly" if it.identifier.endswith("-M") else ""])
-    paths = [_write(directory / "pax8-price-update.csv", ["SKU", "MPN", "Description", "Unit Cost", "Currency", "Term"], rows)]
+        rows.append(
+            [
+                it.vendor_sku,
+                it.mpn or "",
+                it.name,
+                f"{new}",
+                "USD",
+                "Monthly" if it.identifier.endswith("-M") else "",
+            ]
+        )
+    paths = [
+        _write(
+            directory / "pax8-price-update.csv",
+            ["SKU", "MPN", "Description", "Unit Cost", "Currency", "Term"],
+            rows,
+        )
+    ]
 
-    unknown = sorted(rng.sample([it for it in dataset.items if it.active], 8), key=lambda it: it.identifier)
-    rows = [[f"IM-{rng.randint(100000, 999999)}", f"{it.name} (Ingram)", f"{(it.cost * Decimal('1.02')).quantize(Decimal('0.01'))}", "USD"]
-            for it in unknown]
-    paths.append(_write(directory / "ingram-new-skus.csv", ["Part Number", "Description", "Unit Cost", "Currency"], rows))
+    unknown = sorted(
+        rng.sample([it for it in dataset.items if it.active], 8), key=lambda it: it.identifier
+    )
+    rows = [
+        [
+            f"IM-{rng.randint(100000, 999999)}",
+            f"{it.name} (Ingram)",
+            f"{(it.cost * Decimal('1.02')).quantize(Decimal('0.01'))}",
+            "USD",
+        ]
+        for it in unknown
+    ]
+    paths.append(
+        _write(
+            directory / "ingram-new-skus.csv",
+            ["Part Number", "Description", "Unit Cost", "Currency"],
+            rows,
+        )
+    )
 
-    bad = [["ACME-100", "Widget service", "12.50", "USD"], ["ACME-101", "Widget plus", "-3.00", "USD"],
-           ["ACME-102", "Widget pro", "twelve", "USD"], ["", "No SKU here", "4.00", "USD"]]
-    paths.append(_write(directory / "acme-prices-BROKEN.csv", ["SKU", "Description", "Cost", "Currency"], bad))
+    bad = [
+        ["ACME-100", "Widget service", "12.50", "USD"],
+        ["ACME-101", "Widget plus", "-3.00", "USD"],
+        ["ACME-102", "Widget pro", "twelve", "USD"],
+        ["", "No SKU here", "4.00", "USD"],
+    ]
+    paths.append(
+        _write(
+            directory / "acme-prices-BROKEN.csv", ["SKU", "Description", "Cost", "Currency"], bad
+        )
+    )
     return paths
 
 

@@ -17,7 +17,9 @@ from aiohttp import web
 class ServedApp:
     """An aiohttp application served on 127.0.0.1 from its own thread and event loop."""
 
-    def __init__(self, make_app: Callable[[], web.Application], host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, make_app: Callable[[], web.Application], host: str = "127.0.0.1", port: int = 0
+    ):
         self._make_app = make_app
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
