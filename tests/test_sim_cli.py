@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from costrecon_daemon.app import build_connector
 from costrecon_daemon.config import load_config
-from costrecon_daemon.service import build_connector
 
 # Each run passes one credential flag of its own, so the flags are shown to reach the simulator.
 CASES = {

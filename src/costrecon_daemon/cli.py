@@ -43,7 +43,7 @@ def _setup_logging(cfg: Config, *, to_stderr: bool) -> None:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from .service import Daemon
+    from .app import Daemon
 
     _setup_logging(cfg, to_stderr=True)
     # The event loop (API, PSA calls) shares the GIL with the database writer thread; the default

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from . import activity, events
-from .db import CatalogItem, Contract, ContractLine, SyncState, upsert, utcnow
-from .psa.base import Connector, PullResult, SyncChunk
+from .. import activity, events
+from ..db import CatalogItem, Contract, ContractLine, SyncState, upsert, utcnow
+from ..psa.base import Connector, PullResult, SyncChunk
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 

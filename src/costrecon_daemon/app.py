@@ -1,9 +1,11 @@
-"""costrecond: wires the parts together and owns the lifecycle (DESIGN.md §2).
+"""costrecond's composition root: builds the parts, wires them together and owns the lifecycle
+(DESIGN.md §2).
 
-Start order: instance lock → database backup + migrations → store → socket → API → workers
-(sync loop, inbox watcher, push worker). Shutdown (SIGTERM/SIGINT) runs it backwards: stop
-accepting, stop workers at a safe point, finish or roll back the current transaction,
-checkpoint the database, remove the socket, release the lock.
+Start order: instance lock → database backup + migrations → store → parts (connector, cost table,
+intake, push worker, sync loop, approvals) → socket → API → workers (sync loop, inbox watcher, push
+worker). Shutdown (SIGTERM/SIGINT) runs it backwards: stop accepting, stop workers at a safe
+point, finish or roll back the current transaction, checkpoint the database, remove the socket,
+release the lock.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from . import __version__, activity, events
-from .api import make_app
+from .api import Services, make_app
+from .changes import Approvals, PushWorker
 from .config import Config, current_user, psa_settings_class
+from .costs import CostTable
 from .db import CatalogItem, Contract, ContractLine
+from .intake import Intake
 from .lifecycle import InstanceLock, bind_socket, prepare_runtime_dir
+from .mirror import SyncLoop, get_state
+from .mirror.loop import SYSTEM
 from .peers import Gate
-from .psa.base import Connector, PermissionProblem, PSAError
+from .psa.base import Connector
 from .store import Store, current_revision, migrate
-from .sync import get_state, run_sync
 
 log = logging.getLogger(__name__)
-SYSTEM = "costrecond"  # the actor for what the daemon does by itself
 
 
 def build_connector(cfg: Config) -> Connector | None:
@@ -62,24 +67,20 @@ class Daemon:
         self.gate = Gate(cfg.daemon.allowed_users, cfg.daemon.allowed_groups)
         self.stopping = asyncio.Event()
         self._connector_factory = connector_factory
-        self.connector: Connector | None = None
-        self.store: Store
-        self.bus: events.EventBus
         self.schema_version = ""
-        self.psa_state: dict[str, Any] = {
-            "connected": False,
-            "error": None,
-            "permission_problems": [],
-            "syncing": False,
-            "next_sync": None,
-        }
-        self._sync_wakeup = asyncio.Event()
-        self._sync_full_requested = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._lock = InstanceLock(cfg.lock_path)
         self._runner: web.AppRunner | None = None
-        # Optional parts attach themselves here (intake, recon, changes); each has start/stop.
-        self.parts: dict[str, Any] = {}
+        # The parts, made by _build() once the database is migrated.
+        self.store: Store | None = None
+        self.bus: events.EventBus
+        self.connector: Connector | None = None
+        self.table: CostTable
+        self.intake: Intake
+        self.push: PushWorker | None = None
+        self.mirror: SyncLoop
+        self.approvals: Approvals
+        self._built = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -97,6 +98,45 @@ class Daemon:
     def request_stop(self) -> None:
         self.stopping.set()
 
+    def _build(self, store: Store, connector: Connector | None) -> None:
+        """The composition root: every part is made here and given what it needs."""
+        cfg = self.cfg
+        self.store = store
+        self.connector = connector
+        self.table = CostTable()
+        self.intake = Intake(cfg, store, self.table)
+        self.push = (
+            PushWorker(store, connector, self.table, self.stopping)
+            if connector is not None
+            else None
+        )
+        self.mirror = SyncLoop(
+            store,
+            connector,
+            cfg.sync,
+            self.stopping,
+            # After a sync the cost table reloads, then unmatched vendor rows are matched again
+            # against the fresh catalogue.
+            after_sync=[self._reload_table, self.intake.matching.after_sync],
+        )
+        self.approvals = Approvals(
+            store,
+            self.table,
+            self.push,
+            connector.limits if connector is not None else None,
+            cfg.push.line_policy,
+        )
+        self._built = True
+
+    async def _reload_table(self) -> None:
+        assert self.store is not None
+        await self.store.write(self.table.reload)
+
+    async def _run_costs(self) -> None:
+        await self._reload_table()
+        if self.push is not None:
+            await self.push.run()
+
     async def _start(self) -> None:
         cfg = self.cfg
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -106,27 +146,37 @@ class Daemon:
                 loop.add_signal_handler(sig, self.request_stop)
         backup = await asyncio.to_thread(migrate, cfg.database_url)
         self.bus = events.EventBus(loop)
-        self.store = Store(cfg.database_url, self.bus)
-        self.schema_version = (
-            await asyncio.to_thread(current_revision, self.store.writer_engine) or ""
-        )
+        store = Store(cfg.database_url, self.bus)
+        self.store = store
+        self.schema_version = await asyncio.to_thread(current_revision, store.writer_engine) or ""
         # Events are a feed for live clients, the activity log is the record: keep a week of them.
-        await self.store.write(events.prune)
-        self.connector = self._connector_factory(cfg)
-        await self._attach_parts()
+        await store.write(events.prune)
+        self._build(store, self._connector_factory(cfg))
 
         prepare_runtime_dir(cfg.runtime_dir, cfg.daemon.socket_group)
         sock = bind_socket(cfg.socket_path, cfg.daemon.socket_group)
-        from .api import routes_for_parts
-
-        app = make_app(self, routes_for_parts(self))
+        app = make_app(
+            Services(
+                store=store,
+                bus=self.bus,
+                gate=self.gate,
+                stopping=self.stopping,
+                table=self.table,
+                intake=self.intake,
+                approvals=self.approvals,
+                mirror=self.mirror,
+                status=self.status,
+                pid=self.pid,
+                schema_version=self.schema_version,
+            )
+        )
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=3.0
         )
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=3.0).start()
 
-        await self.store.write(
+        await store.write(
             lambda c: activity.append(
                 c,
                 actor=SYSTEM,
@@ -143,16 +193,9 @@ class Daemon:
         )
         log.info("costrecond %s listening on %s (pid %d)", __version__, cfg.socket_path, self.pid)
         if self.connector is not None:
-            self._spawn(self._sync_loop(), "sync")
-        for name, part in self.parts.items():
-            if hasattr(part, "start"):
-                self._spawn(part.start(), name)
-
-    async def _attach_parts(self) -> None:
-        """Optional subsystems; each module registers itself if present."""
-        from . import parts
-
-        await parts.attach(self)
+            self._spawn(self.mirror.run(), "sync")
+        self._spawn(self._run_costs(), "recon")
+        self._spawn(self.intake.inbox.start(), "intake")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -171,127 +214,39 @@ class Daemon:
         self.stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()  # stop accepting, close connections
-        for part in self.parts.values():
-            if hasattr(part, "stop"):
-                with contextlib.suppress(Exception):
-                    await part.stop()
+        if self._built:
+            try:
+                await self.intake.inbox.stop()
+            except Exception:
+                log.warning("stopping the inbox watcher failed", exc_info=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001 - _task_done has logged it already
+                pass
         if self.connector is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.connector.aclose()
-        if hasattr(self, "store"):
-            with contextlib.suppress(Exception):
+            except Exception:
+                log.warning("closing the PSA connection failed", exc_info=True)
+        if self.store is not None:
+            try:
                 await self.store.write(
                     lambda c: activity.append(
                         c, actor=SYSTEM, action="daemon.stop", subject=f"pid {self.pid}"
                     )
                 )
+            except Exception:
+                log.warning("could not record daemon.stop in the activity log", exc_info=True)
             await asyncio.to_thread(self.store.close)
         with contextlib.suppress(FileNotFoundError):
             if self._runner is not None:
                 self.cfg.socket_path.unlink()
         log.info("costrecond stopped")
-
-    # ------------------------------------------------------------------ sync
-
-    async def request_sync(self, actor: str, *, full: bool = False) -> dict[str, Any]:
-        if self.connector is None:
-            from .api import ApiError
-
-            raise ApiError(
-                409,
-                "no_psa",
-                "No PSA is configured; set [psa] kind and its settings in the config file.",
-            )
-        self._sync_full_requested = self._sync_full_requested or full
-        self._sync_requested_by = actor
-        self._sync_wakeup.set()
-        return {"started": True, "full": full, "already_running": self.psa_state["syncing"]}
-
-    async def _connect(self) -> bool:
-        assert self.connector is not None
-        try:
-            await self.connector.connect()
-            problems: list[PermissionProblem] = await self.connector.check_permissions()
-        except PSAError as exc:
-            message = exc.message
-            self.psa_state.update(connected=False, error=message)
-            await self.store.write(
-                lambda c: events.emit(c, "sync", {"state": "failed", "message": message})
-            )
-            return False
-        self.psa_state.update(
-            connected=True,
-            error=None,
-            permission_problems=[
-                {"capability": p.capability, "message": p.message} for p in problems
-            ],
-        )
-        return True
-
-    async def _sync_loop(self) -> None:
-        cfg = self.cfg.sync
-        first = True
-        while not self.stopping.is_set():
-            actor = getattr(self, "_sync_requested_by", None) or SYSTEM
-            if not first or cfg.on_start or self._sync_wakeup.is_set():
-                await self.sync_once(actor)
-            first = False
-            self._sync_requested_by = None
-            wait = cfg.interval_minutes * 60
-            self.psa_state["next_sync"] = (
-                dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
-            ).isoformat()
-            self._sync_wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_wakeup.wait(), wait)
-
-    async def sync_once(self, actor: str) -> None:
-        assert self.connector is not None
-        if not self.psa_state["connected"] and not await self._connect():
-            return
-        full = self._sync_full_requested or await self._full_due()
-        self._sync_full_requested = False
-        self.psa_state["syncing"] = True
-        await self.store.write(lambda c: events.emit(c, "sync", {"state": "running", "full": full}))
-        try:
-            await run_sync(self.store, self.connector, actor=actor, full=full)
-            self.psa_state["error"] = None
-            if "recon" in self.parts:
-                await self.parts["recon"].reload()
-            if "intake" in self.parts:  # re-match unmatched vendor rows against the fresh catalogue
-                await self.parts["intake"].after_sync()
-        except PSAError as exc:
-            message = exc.message
-            self.psa_state["error"] = message
-            log.warning("sync failed: %s", message)
-            await self.store.write(
-                lambda c: (
-                    events.emit(c, "sync", {"state": "failed", "message": message}),
-                    activity.append(
-                        c,
-                        actor=actor,
-                        action="sync.failed",
-                        subject=self.connector.display_name,
-                        details={"message": message},
-                    ),
-                )
-            )
-            if exc.status in (401, 403):
-                self.psa_state["connected"] = False
-        finally:
-            self.psa_state["syncing"] = False
-
-    async def _full_due(self) -> bool:
-        last = await self.store.read(lambda c: get_state(c, "last_full_sync"))
-        if not last:
-            return True
-        age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last)
-        return age.total_seconds() > self.cfg.sync.full_every_hours * 3600
 
     # ------------------------------------------------------------------ status
 
@@ -335,13 +290,13 @@ class Daemon:
             "psa": {
                 "kind": self.cfg.psa.kind,
                 "name": c.display_name if c else "none configured",
-                "connected": self.psa_state["connected"],
-                "error": self.psa_state["error"],
-                "permission_problems": self.psa_state["permission_problems"],
+                "connected": self.mirror.psa_state["connected"],
+                "error": self.mirror.psa_state["error"],
+                "permission_problems": self.mirror.psa_state["permission_problems"],
                 "last_sync": info["last_sync"],
                 "last_full_sync": info["last_full_sync"],
-                "next_sync": self.psa_state["next_sync"] if c else None,
-                "syncing": self.psa_state["syncing"],
+                "next_sync": self.mirror.psa_state["next_sync"] if c else None,
+                "syncing": self.mirror.psa_state["syncing"],
                 "last_result": info["last_result"],
                 "limits": _limits(c),
             },
@@ -351,9 +306,11 @@ class Daemon:
             "inbox": {"path": str(self.cfg.inbox_dir), "pending": 0},
             "push": {"running": []},
         }
-        for part in self.parts.values():
-            if hasattr(part, "status"):
-                await part.status(status)
+        # Each part adds its own figures (in this order, so the JSON keys stay where they were).
+        push = self.push
+        status["push"] = {"running": [push.current] if push and push.current else []}
+        status["counts"]["table_rows"] = self.table.total()
+        await self.intake.inbox.status(status)
         return status
 
 

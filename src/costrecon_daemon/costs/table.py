@@ -16,8 +16,17 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from .db import CatalogItem, ChangeStep, Contract, ContractLine, ManualCost, PriceImport, VendorCost
-from .money import json_amount, quantize
+from ..db import (
+    CatalogItem,
+    ChangeStep,
+    Contract,
+    ContractLine,
+    ManualCost,
+    PriceImport,
+    VendorCost,
+)
+from ..jsonable import iso
+from ..money import json_amount, quantize
 
 SORT_KEYS = (
     "identifier",
@@ -182,7 +191,7 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
             row.vendor_cost, row.vendor_currency = r.cost, r.currency
             row.vendor_source = {
                 "kind": "import",
-                "at": _iso(r.imported_at),
+                "at": iso(r.imported_at),
                 "file": r.file_name,
                 "row": r.row_number,
                 "vendor": r.vendor,
@@ -195,7 +204,7 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
             row.vendor_cost, row.vendor_currency = r.cost, r.currency
             row.vendor_source = {
                 "kind": "manual",
-                "at": _iso(r.set_at),
+                "at": iso(r.set_at),
                 "by": r.set_by,
                 "file": None,
                 "row": None,
@@ -252,10 +261,6 @@ def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | 
             "total": total,
             **{k: v for k, v in c.items() if k in ("conflict", "failed", "denied", "cancelled")},
         }
-
-
-def _iso(t: Any) -> str | None:
-    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class CostTable:
@@ -334,103 +339,3 @@ def _sort_key(sort: str) -> Any:
     if sort == "state":
         return lambda r: r.state or None
     return lambda r: getattr(r, sort)
-
-
-# ------------------------------------------------------------------ manual vendor costs
-
-
-class ManualCostError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def set_manual(
-    conn: Connection,
-    table: CostTable,
-    *,
-    item_id: int,
-    cost: Decimal,
-    actor: str,
-    note: str | None = None,
-    currency: str | None = None,
-) -> Row:
-    from . import activity, events
-    from .db import upsert, utcnow
-
-    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).first()
-    if item is None or item.gone:
-        raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
-    if cost < 0:
-        raise ManualCostError(400, "bad_field", "A vendor cost must be 0 or more.")
-    if currency and currency != item.currency:
-        raise ManualCostError(
-            400,
-            "bad_field",
-            f"{item.identifier} is priced in {item.currency}; "
-            f"a cost in {currency} cannot be set on it.",
-        )
-    before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
-    previous = table.get([item_id])
-    shown_before = previous[0].vendor_cost if previous else before
-    upsert(
-        conn,
-        ManualCost,
-        [
-            {
-                "item_id": item_id,
-                "cost": quantize(cost),
-                "currency": item.currency,
-                "set_by": actor,
-                "set_at": utcnow(),
-                "note": note,
-            }
-        ],
-        key=["item_id"],
-    )
-    activity.append(
-        conn,
-        actor=actor,
-        action="cost.manual.set",
-        subject=item.identifier,
-        before=json_amount(shown_before),
-        after=json_amount(quantize(cost)),
-        details={"item_id": item_id, "currency": item.currency, "note": note},
-    )
-    table.refresh(conn, [item_id])
-    events.emit(conn, "rows", {"ids": [item_id]})
-    rows = table.get([item_id])
-    if not rows:
-        raise ManualCostError(404, "not_found", f"Item {item_id} is not in the cost table.")
-    return rows[0]
-
-
-def revert_manual(conn: Connection, table: CostTable, *, item_id: int, actor: str) -> Row | None:
-    from sqlalchemy import delete
-
-    from . import activity, events
-
-    item = conn.execute(select(CatalogItem).where(CatalogItem.id == item_id)).first()
-    if item is None:
-        raise ManualCostError(404, "not_found", f"Item {item_id} is not in the catalogue mirror.")
-    before = conn.execute(select(ManualCost.cost).where(ManualCost.item_id == item_id)).scalar()
-    if before is None:
-        raise ManualCostError(
-            409, "no_manual_cost", f"{item.identifier} has no manual vendor cost to revert."
-        )
-    # The override is a person's input, not the audit record: the activity log keeps its history.
-    conn.execute(delete(ManualCost).where(ManualCost.item_id == item_id))
-    table.refresh(conn, [item_id])
-    rows = table.get([item_id])
-    activity.append(
-        conn,
-        actor=actor,
-        action="cost.manual.revert",
-        subject=item.identifier,
-        before=json_amount(before),
-        after=json_amount(rows[0].vendor_cost) if rows else None,
-        details={"item_id": item_id},
-    )
-    events.emit(conn, "rows", {"ids": [item_id]})
-    events.emit(conn, "view", {"reason": "manual cost reverted"})
-    return rows[0] if rows else None

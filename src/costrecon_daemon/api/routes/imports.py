@@ -1,0 +1,44 @@
+"""Price-file imports and the vendor rows no catalogue item matched."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from ...db import PriceImport
+from ...errors import InvalidInput, NotFound
+from ...intake.queries import import_json
+from ..context import services
+from ..errors import ok
+from ..fields import field_int
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/imports")
+async def list_imports(request: web.Request) -> web.Response:
+    limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=5000)
+    rows = await services(request).store.read(
+        lambda c: list(c.execute(select(PriceImport).order_by(PriceImport.id.desc()).limit(limit)))
+    )
+    return ok({"imports": [import_json(r) for r in rows]})
+
+
+@routes.get("/v1/imports/{import_id}")
+async def get_import(request: web.Request) -> web.Response:
+    raw = request.match_info["import_id"]
+    if not raw.isdigit():
+        raise InvalidInput("bad_field", f"The import id must be a whole number, got {raw!r}.")
+    r = await services(request).store.read(
+        lambda c: c.execute(select(PriceImport).where(PriceImport.id == int(raw))).first()
+    )
+    if r is None:
+        raise NotFound("not_found", f"Import {raw} does not exist.")
+    return ok({"import": import_json(r, detail=True)})
+
+
+@routes.get("/v1/unmatched")
+async def unmatched(request: web.Request) -> web.Response:
+    limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=2000)
+    assert limit is not None
+    return ok({"rows": await services(request).intake.mappings.unmatched(limit)})

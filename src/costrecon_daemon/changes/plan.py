@@ -1,0 +1,305 @@
+"""Planning a change set: which targets an approval (or an undo) writes, and the preview."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from ..db import CatalogItem, ChangeSet, ChangeStep, Contract, ContractLine
+from ..money import display, json_amount, quantize
+from ..psa.base import (
+    RateLimits,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+from ..errors import Conflict, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+POLICIES = ("all", "matching")
+TYPICAL_LATENCY = 0.25  # seconds per PSA call, for the preview's time estimate
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    item_id: int
+    cost: Decimal
+    seen_catalog_cost: Decimal | None
+
+
+@dataclass(slots=True)
+class PlannedStep:
+    item_id: int
+    target: str
+    target_psa_id: str
+    contract_psa_id: str | None
+    line_kind: str | None
+    before: Decimal | None
+    after: Decimal
+    currency: str
+
+
+# ------------------------------------------------------------------ planning
+
+
+def _live_lines(conn: Connection, item_psa_id: str) -> list[Any]:
+    stmt = (
+        select(
+            ContractLine.psa_id,
+            ContractLine.contract_psa_id,
+            ContractLine.kind,
+            ContractLine.unit_cost,
+            ContractLine.quantity,
+            ContractLine.currency,
+        )
+        .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
+        .where(
+            ContractLine.item_psa_id == item_psa_id,
+            ContractLine.active.is_(True),
+            ContractLine.gone.is_(False),
+            Contract.active.is_(True),
+            Contract.gone.is_(False),
+        )
+        .order_by(ContractLine.contract_psa_id, ContractLine.psa_id)
+    )
+    return list(conn.execute(stmt))
+
+
+def plan(
+    conn: Connection,
+    requests: list[Request],
+    policy: str,
+    limits: RateLimits | None,
+    *,
+    check_stale: bool = True,
+) -> tuple[dict[str, Any], list[PlannedStep]]:
+    if policy not in POLICIES:
+        raise InvalidInput(
+            "bad_field", f"policy must be one of {', '.join(POLICIES)}, got {policy!r}."
+        )
+    if not requests:
+        raise InvalidInput("missing_field", "No items to approve.")
+    seen_ids: set[int] = set()
+    steps: list[PlannedStep] = []
+    per_item: list[dict[str, Any]] = []
+    impact: dict[str, Decimal] = defaultdict(Decimal)
+    totals = {
+        "lines": 0,
+        "lines_skipped": 0,
+        "lines_already": 0,
+        "negotiated_lines": 0,
+        "item_writes": 0,
+    }
+    for req in requests:
+        if req.item_id in seen_ids:
+            raise InvalidInput("bad_field", f"Item {req.item_id} is listed twice.")
+        seen_ids.add(req.item_id)
+        item = conn.execute(select(CatalogItem).where(CatalogItem.id == req.item_id)).first()
+        if item is None or item.gone:
+            raise NotFound(
+                "not_found",
+                f"Item {req.item_id} is not in the catalogue mirror; sync and try again.",
+            )
+        if req.cost < 0:
+            raise InvalidInput(
+                "bad_field", f"The new cost of {item.identifier} must not be negative."
+            )
+        new = quantize(req.cost)
+        if check_stale and req.seen_catalog_cost != item.cost:
+            raise Conflict(
+                "stale",
+                f"The catalogue cost of {item.identifier} is now {display(item.cost)} {item.currency}, "
+                f"not the {display(req.seen_catalog_cost)} you saw; review the row and approve again.",
+                {"item_id": item.id, "current": json_amount(item.cost)},
+            )
+        old = item.cost
+        if old != new:
+            steps.append(
+                PlannedStep(item.id, "item", item.psa_id, None, None, old, new, item.currency)
+            )
+            totals["item_writes"] += 1
+        n_lines = n_skipped = n_already = 0
+        for line in _live_lines(conn, item.psa_id):
+            if line.unit_cost != old:
+                totals["negotiated_lines"] += 1
+            if line.unit_cost == new:
+                n_already += 1
+                continue
+            if policy == "matching" and line.unit_cost != old:
+                n_skipped += 1
+                continue
+            if line.currency != item.currency:
+                n_skipped += 1  # never write a cost across currencies
+                continue
+            steps.append(
+                PlannedStep(
+                    item.id,
+                    "line",
+                    line.psa_id,
+                    line.contract_psa_id,
+                    line.kind,
+                    line.unit_cost,
+                    new,
+                    item.currency,
+                )
+            )
+            n_lines += 1
+            if line.unit_cost is not None:
+                impact[item.currency] += line.quantity * (new - line.unit_cost)
+        totals["lines"] += n_lines
+        totals["lines_skipped"] += n_skipped
+        totals["lines_already"] += n_already
+        per_item.append(
+            {
+                "item_id": item.id,
+                "identifier": item.identifier,
+                "name": item.name,
+                "currency": item.currency,
+                "before": json_amount(old),
+                "after": json_amount(new),
+                "lines": n_lines,
+                "lines_skipped": n_skipped,
+                "lines_already": n_already,
+            }
+        )
+    api_calls = _api_calls(steps, limits)
+    currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
+    preview = {
+        "items": len(requests),
+        "item_writes": totals["item_writes"],
+        "lines": totals["lines"],
+        "lines_skipped": totals["lines_skipped"],
+        "lines_already": totals["lines_already"],
+        "negotiated_lines": totals["negotiated_lines"],
+        "api_calls": api_calls,
+        "estimated_seconds": round(limits.estimate_seconds(api_calls, TYPICAL_LATENCY), 1)
+        if limits
+        else None,
+        "monthly_impact": json_amount(quantize(impact[currencies[0]]))
+        if len(currencies) == 1
+        else None,
+        "impact_by_currency": {c: json_amount(quantize(v)) for c, v in impact.items()},
+        "currency": currencies[0] if len(currencies) == 1 else None,
+        "policy": policy,
+        "per_item": per_item,
+        "warnings": _warnings(totals, policy, limits),
+    }
+    return preview, steps
+
+
+def _api_calls(steps: list[PlannedStep], limits: RateLimits | None) -> int:
+    if limits is None:
+        return 0
+    items = sum(1 for s in steps if s.target == "item")
+    lines = len(steps) - items
+    contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
+    # guard reads: one batched read for the items and one per contract touched
+    return (
+        items * limits.item_write_calls
+        + lines * limits.line_write_calls
+        + (1 if items else 0)
+        + contracts
+    )
+
+
+def _warnings(totals: dict[str, int], policy: str, limits: RateLimits | None) -> list[str]:
+    out = []
+    if policy == "all" and totals["negotiated_lines"]:
+        out.append(
+            f"{totals['negotiated_lines']} contract line(s) carry a cost that differs from the catalogue "
+            "(negotiated); policy 'all' overwrites them — choose 'matching' to leave them alone."
+        )
+    if limits is None:
+        out.append(
+            "No PSA is configured: nothing can be pushed until [psa] is set in the config file."
+        )
+    return out
+
+
+def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[PlannedStep]]:
+    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
+    if cs is None:
+        raise NotFound("not_found", f"There is no change set {cs_id}.")
+    if cs.status in ("pending", "pushing"):
+        raise Conflict(
+            "busy", f"Change set {cs_id} is still being pushed; undo it when it has finished."
+        )
+    prior = conn.execute(
+        select(ChangeSet.id).where(ChangeSet.undo_of == cs_id, ChangeSet.status != "failed")
+    ).scalar()
+    if prior:
+        raise Conflict(
+            "already_undone", f"Change set {cs_id} was already undone by change set {prior}."
+        )
+    done = list(
+        conn.execute(
+            select(ChangeStep, CatalogItem.identifier, CatalogItem.name.label("item_name"))
+            .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
+            .where(ChangeStep.change_set_id == cs_id, ChangeStep.status == "done")
+            .order_by(ChangeStep.id)
+        )
+    )
+    steps = [
+        PlannedStep(
+            s.item_id,
+            s.target,
+            s.target_psa_id,
+            s.contract_psa_id,
+            s.line_kind,
+            s.after,
+            s.before,
+            s.currency,
+        )
+        for s in done
+        if s.before is not None
+    ]
+    if not steps:
+        raise Conflict(
+            "nothing_to_undo", f"Change set {cs_id} changed nothing that can be restored."
+        )
+    per: dict[int, dict[str, Any]] = {}
+    for s in done:
+        p = per.setdefault(
+            s.item_id,
+            {
+                "item_id": s.item_id,
+                "identifier": s.identifier,
+                "name": s.item_name,
+                "currency": s.currency,
+                "before": None,
+                "after": None,
+                "lines": 0,
+                "lines_skipped": 0,
+                "lines_already": 0,
+            },
+        )
+        if s.target == "item":
+            p["before"], p["after"] = json_amount(s.after), json_amount(s.before)
+        else:
+            p["lines"] += 1
+    preview = {
+        "items": len(per),
+        "item_writes": sum(1 for s in steps if s.target == "item"),
+        "lines": sum(1 for s in steps if s.target == "line"),
+        "lines_skipped": 0,
+        "lines_already": 0,
+        "negotiated_lines": 0,
+        "api_calls": len(steps),
+        "estimated_seconds": None,
+        "monthly_impact": None,
+        "impact_by_currency": {},
+        "currency": None,
+        "policy": cs.policy,
+        "per_item": list(per.values()),
+        "warnings": [],
+        "undo_of": cs_id,
+    }
+    return preview, steps

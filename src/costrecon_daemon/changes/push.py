@@ -1,0 +1,228 @@
+"""The push worker: applies open change sets to the PSA, verified, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ..money import display
+from ..psa.base import (
+    Connector,
+    LineKey,
+    PSAError,
+    PSAPermissionError,
+    PSAWriteNotApplied,
+)
+
+if TYPE_CHECKING:
+    from ..costs.table import CostTable
+    from ..store import Store
+
+
+from .journal import (
+    StepRow,
+    _finish_change_set,
+    _mark_sending,
+    _next_open_change_set,
+    _open_steps,
+    _progress,
+    _record,
+    _start_change_set,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PushWorker:
+    """Applies open change sets one at a time, groups of targets concurrently."""
+
+    def __init__(
+        self,
+        store: Store,
+        connector: Connector,
+        table: CostTable,
+        stopping: asyncio.Event,
+        *,
+        group_concurrency: int | None = None,
+    ):
+        self.store = store
+        self.connector = connector
+        self.table = table
+        self.stopping = stopping
+        self.wakeup = asyncio.Event()
+        self.current: int | None = None
+        self._group_concurrency = group_concurrency or max(2, connector.limits.concurrency * 2)
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            cs_id = await self.store.read(_next_open_change_set)
+            if cs_id is None:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), 30)
+                except TimeoutError:
+                    pass
+                continue
+            self.current = cs_id
+            try:
+                await self.push(cs_id)
+            finally:
+                self.current = None
+
+    async def push(self, cs_id: int) -> None:
+        actor = await self.store.write(_start_change_set, cs_id)
+        steps = await self.store.read(_open_steps, cs_id)
+        groups: dict[str, list[StepRow]] = defaultdict(list)
+        for s in steps:
+            groups["items" if s.target == "item" else f"c:{s.contract_psa_id}"].append(s)
+        denied: list[PSAPermissionError] = []
+        gate = asyncio.Semaphore(self._group_concurrency)
+
+        async def run_group(group: list[StepRow]) -> None:
+            async with gate:
+                if denied or self.stopping.is_set():
+                    return
+                await self._push_group(cs_id, actor, group, denied)
+
+        progress = asyncio.ensure_future(self._report_progress(cs_id))
+        try:
+            await asyncio.gather(*(run_group(g) for g in groups.values()))
+        finally:
+            progress.cancel()
+        if self.stopping.is_set() and not denied:
+            return  # resumed at next start; open steps stay open in the journal
+        await self.store.write(_finish_change_set, cs_id, denied[0] if denied else None, self.table)
+
+    async def _report_progress(self, cs_id: int, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.store.write(_progress, cs_id, self.table)
+
+    async def _push_group(
+        self, cs_id: int, actor: str, group: list[StepRow], denied: list[PSAPermissionError]
+    ) -> None:
+        try:
+            current = await self._read_current(group)
+        except PSAPermissionError as exc:
+            denied.append(exc)
+            return
+        except PSAError as exc:
+            await self.store.write(
+                _record,
+                cs_id,
+                actor,
+                [
+                    (s, "failed", None, f"could not read the current cost: {exc.message}")
+                    for s in group
+                ],
+                self.table,
+            )
+            return
+        outcomes: list[tuple[StepRow, str, Decimal | None, str | None]] = []
+        to_write: list[StepRow] = []
+        for s in group:
+            value = current.get(s.target_psa_id, _MISSING)
+            if value is _MISSING:
+                outcomes.append((s, "failed", None, "the target no longer exists in the PSA"))
+            elif value is None:
+                outcomes.append(
+                    (s, "failed", None, "the PSA does not show this cost to the API user")
+                )
+            elif value == s.after:
+                outcomes.append((s, "done", value, None))
+            elif value == s.before:
+                to_write.append(s)
+            else:
+                outcomes.append(
+                    (
+                        s,
+                        "conflict",
+                        value,
+                        f"the PSA holds {display(value)}, neither the expected {display(s.before)} "
+                        f"nor the new {display(s.after)}; left unchanged",
+                    )
+                )
+        # Journal before sending: these steps may have reached the PSA if we crash from here on.
+        await self.store.write(
+            _mark_sending, [s.id for s in to_write], outcomes, cs_id, actor, self.table
+        )
+        results = await asyncio.gather(*(self._write(s) for s in to_write))
+        final: list[tuple[StepRow, str, Decimal | None, str | None]] = []
+        for s, (status, value, message, exc) in zip(to_write, results, strict=True):
+            if isinstance(exc, PSAPermissionError):
+                denied.append(exc)
+            final.append((s, status, value, message))
+        if final:
+            await self.store.write(_record, cs_id, actor, final, self.table)
+
+    async def _read_current(self, group: list[StepRow]) -> dict[str, Decimal | None]:
+        c = self.connector
+        if group[0].target == "item":
+            ids = [s.target_psa_id for s in group]
+            batch = getattr(c, "read_item_costs", None)
+            if batch is not None:
+                return await batch(ids)
+            values = await asyncio.gather(*(_maybe(c.read_item_cost(i)) for i in ids))
+            return {i: v for i, v in zip(ids, values, strict=True) if v is not _MISSING}
+        keys = [LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "") for s in group]
+        batch = getattr(c, "read_line_costs", None)
+        if batch is not None:
+            return await batch(keys)
+        values = await asyncio.gather(*(_maybe(c.read_line_cost(k)) for k in keys))
+        return {k.psa_id: v for k, v in zip(keys, values, strict=True) if v is not _MISSING}
+
+    async def _write(self, s: StepRow) -> tuple[str, Decimal | None, str | None, Exception | None]:
+        try:
+            if s.target == "item":
+                value = await self.connector.write_item_cost(s.target_psa_id, s.after)
+            else:
+                key = LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "")
+                value = await self.connector.write_line_cost(key, s.after)
+        except PSAPermissionError as exc:
+            return "denied", None, exc.message, exc
+        except PSAWriteNotApplied as exc:
+            return "failed", None, exc.message, exc
+        except PSAError as exc:
+            if exc.retryable:
+                # Retries ran out (timeouts, 5xx): the write may still have landed. Look once, so a
+                # change that did happen is recorded as done (and can be undone) rather than lost.
+                try:
+                    value = await (
+                        self.connector.read_item_cost(s.target_psa_id)
+                        if s.target == "item"
+                        else self.connector.read_line_cost(
+                            LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "")
+                        )
+                    )
+                except PSAError:
+                    value = None
+                if value == s.after:
+                    return "done", value, None, None
+            return "failed", None, exc.message, exc
+        if value != s.after:
+            return (
+                "failed",
+                value,
+                f"the PSA reports {display(value)} after writing {display(s.after)}",
+                None,
+            )
+        return "done", value, None, None
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+async def _maybe(coro: Any) -> Any:
+    from ..psa.base import PSANotFound
+
+    try:
+        return await coro
+    except PSANotFound:
+        return _MISSING

@@ -1,0 +1,353 @@
+"""The import transaction: read a price file, match its rows, commit the outcome in one go."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import pwd
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
+
+from .. import activity, events
+from ..costs.table import CostTable
+from ..db import PriceImport, utcnow
+from ..vendors.matching import Matcher, MatchResult
+from ..vendors.profiles import Profile
+from ..vendors.readers import FileUnreadable, ReadResult, VendorRow, read_price_file
+from .rematch import CHUNK, REFRESH_LIMIT
+
+log = logging.getLogger(__name__)
+
+# Temporary names: uploads in progress and editors' lock files (notes §5).
+IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".swp")
+ZIP_SUFFIXES = (".xlsx", ".xlsm", ".zip")
+ERRORS_IN_ACTIVITY = 20
+
+
+def ignored_name(name: str) -> bool:
+    lower = name.lower()
+    return (
+        name.startswith((".", "~$"))
+        or lower.endswith(IGNORED_SUFFIXES)
+        or lower.endswith(".errors.txt")
+    )
+
+
+# ---------------------------------------------------------------------------- the import itself
+
+
+@dataclass(slots=True)
+class Options:
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    default_profile: str | None = None
+    default_currency: str = "USD"
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Everything about one file that is decided before the database is touched."""
+
+    path: Path
+    name: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    actor: str
+    result: ReadResult | None = None
+    failure: str | None = None  # the file as a whole could not be read
+    matches: list[MatchResult] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.failure is None and not self.result.errors
+
+    def errors(self) -> list[dict[str, Any]]:
+        if self.failure is not None:
+            return [{"row": None, "column": None, "message": self.failure}]
+        assert self.result is not None
+        return [
+            {"row": e.row, "column": e.column, "message": e.message} for e in self.result.errors
+        ]
+
+    def message(self) -> str:
+        if self.failure is not None:
+            return self.failure
+        assert self.result is not None
+        errors = self.result.errors
+        if errors:
+            rows = len({e.row for e in errors})
+            return (
+                f"{rows} row{'s' if rows != 1 else ''} of {self.result.total_rows} have problems, so nothing "
+                f"from this file was imported; first: {errors[0].message}"
+            )
+        matched = sum(1 for m in self.matches or () if m.item_id is not None)
+        return f"{len(self.result.rows)} costs imported, {matched} matched to catalogue items"
+
+
+def file_owner(st: os.stat_result) -> str:
+    """The activity log's actor for a dropped file: the OS user who owns it (st_uid), the closest
+    thing to "who dropped it" the file system records. The daemon itself never writes there."""
+    try:
+        return pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        return f"uid {st.st_uid}"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_NAME_NOISE = frozenset({
+    "price", "prices", "pricelist", "pricing", "list", "export", "full", "latest", "new", "current",
+    "file", "final", "copy", "daily", "weekly", "monthly", "update", "costs", "cost", "catalog",
+    "catalogue", "feed",
+})  # fmt: skip
+
+
+def vendor_from_filename(name: str) -> str:
+    """A vendor name for files whose profile and columns name none: the file name without dates,
+    numbers and words like "prices" ("acme-distribution-prices-2026-11.csv" → "Acme Distribution"),
+    so next month's file from the same source gets the same vendor (saved mappings key on it)."""
+    stem = name.split(".", 1)[0]
+    words = [w for w in re.split(r"[-_.\s()\[\]]+", stem) if w]
+    kept = [
+        w
+        for w in words
+        if not re.fullmatch(r"[vV]?\d+[a-zA-Z]?", w) and w.casefold() not in _NAME_NOISE
+    ]
+    text = " ".join(kept) or stem
+    return text if any(c.isupper() for c in text) else text.title()
+
+
+def prepare(
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    *,
+    vendor: str | None = None,
+    sha: str | None = None,
+    st: os.stat_result | None = None,
+) -> Prepared:
+    """Hash, read, validate and match one file (blocking: run it in a thread)."""
+    st = st or path.stat()
+    prep = Prepared(
+        path=path,
+        name=path.name,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=sha or sha256_of(path),
+        actor=file_owner(st),
+    )
+    try:
+        result = read_price_file(
+            path,
+            profile=options.default_profile or None,
+            profiles=options.profiles,
+            default_currency=options.default_currency,
+            vendor=vendor,
+        )
+    except FileUnreadable as exc:
+        prep.failure = str(exc)
+        return prep
+    except Exception as exc:  # noqa: BLE001 - a reader bug must fail the file, not lose it
+        log.exception("reading %s failed unexpectedly", path)
+        prep.failure = (
+            f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
+        )
+        return prep
+    prep.result = result
+    if not result.vendor:
+        fallback = vendor_from_filename(path.name)
+        result.vendor = fallback
+        for row in result.rows:
+            if not row.vendor:
+                row.vendor = fallback
+    if not result.errors and matcher is not None:
+        prep.matches = matcher.match_all(result.rows)
+    return prep
+
+
+def _placeholders(conn: Connection, n: int) -> str:
+    style = conn.dialect.paramstyle
+    if style == "qmark":
+        return ", ".join("?" * n)
+    if style in ("format", "pyformat"):
+        return ", ".join(["%s"] * n)
+    if style == "numeric":
+        return ", ".join(f":{i + 1}" for i in range(n))
+    raise NotImplementedError(style)  # pragma: no cover
+
+
+_VC_COLUMNS = (
+    "import_id",
+    "row_number",
+    "vendor",
+    "sku",
+    "mpn",
+    "manufacturer",
+    "description",
+    "term",
+    "cost",
+    "currency",
+    "item_id",
+    "match_method",
+    "imported_at",
+)
+_UNITS = 10_000
+
+
+def _insert_costs(
+    conn: Connection,
+    import_id: int,
+    rows: Sequence[VendorRow],
+    matches: Sequence[MatchResult] | None,
+    at: dt.datetime,
+) -> None:
+    """All rows of one file, by executemany in chunks straight to the driver: the ORM/Core bind
+    processing of 200,000 rows × 13 columns costs more than SQLite's own work. Values are the
+    stored forms (MoneyType's integer ten-thousandths, UTCDateTime's text); the reader has already
+    quantized every cost to 4 places, so ``scaleb`` is exact."""
+    sql = (
+        f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
+        f"VALUES ({_placeholders(conn, len(_VC_COLUMNS))})"
+    )
+    stamp = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    no_match = (None, None)
+    for start in range(0, len(rows), CHUNK):
+        part = rows[start : start + CHUNK]
+        found = matches[start : start + CHUNK] if matches is not None else [no_match] * len(part)
+        conn.exec_driver_sql(
+            sql,
+            [
+                (
+                    import_id,
+                    r.row,
+                    r.vendor,
+                    r.sku,
+                    r.mpn,
+                    r.manufacturer,
+                    r.description[:512],
+                    r.term,
+                    int(r.cost.scaleb(4)),
+                    r.currency,
+                    m[0],
+                    m[1],
+                    stamp,
+                )
+                for r, m in zip(part, found, strict=True)
+            ],
+        )
+
+
+def commit_import(
+    conn: Connection,
+    prep: Prepared,
+    *,
+    final_path: str,
+    status: str | None = None,
+    message: str | None = None,
+    table: CostTable | None = None,
+    duplicate_of: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record one file's outcome in the caller's (write) transaction: the ``PriceImport``, every
+    ``VendorCost`` row with its match, the activity entry and the events. All or nothing."""
+    if conn.dialect.name == "sqlite":
+        # 64 MB of page cache: the (vendor, sku, term) index of a big file stays in memory.
+        conn.exec_driver_sql("PRAGMA cache_size=-65536")
+    now = utcnow()
+    result = prep.result
+    status = status or ("imported" if prep.ok else "failed")
+    imported = status == "imported"
+    matched_ids: set[int] = set()
+    rows_matched = 0
+    if imported and prep.matches:
+        for m in prep.matches:
+            if m.item_id is not None:
+                matched_ids.add(m.item_id)
+                rows_matched += 1
+    errors = None if status in ("imported", "duplicate") else prep.errors()
+    message = message or prep.message()
+    record = {
+        "file_name": prep.name,
+        "sha256": prep.sha256,
+        "size": prep.size,
+        "status": status,
+        "profile": result.profile if result else (duplicate_of or {}).get("profile"),
+        "vendor": result.vendor if result else (duplicate_of or {}).get("vendor"),
+        "rows_total": result.total_rows if result else 0,
+        "rows_imported": len(result.rows) if (result and imported) else 0,
+        "rows_matched": rows_matched,
+        "errors": errors,
+        "message": message,
+        "final_path": final_path,
+        "actor": prep.actor,
+        "received_at": now,
+    }
+    import_id = conn.execute(insert(PriceImport).values(**record)).inserted_primary_key[0]
+    if imported:
+        assert result is not None
+        _insert_costs(conn, import_id, result.rows, prep.matches, now)
+    details: dict[str, Any] = {
+        "import_id": import_id,
+        "file": prep.name,
+        "status": status,
+        "vendor": record["vendor"],
+        "profile": record["profile"],
+        "sha256": prep.sha256,
+        "final_path": final_path,
+    }
+    if imported:
+        details.update(
+            rows=record["rows_imported"],
+            matched=rows_matched,
+            unmatched=record["rows_imported"] - rows_matched,
+        )
+        action = "import.processed"
+    elif status == "duplicate":
+        details["duplicate_of"] = duplicate_of
+        action = "import.duplicate"
+    else:
+        details.update(
+            reason=message, problems=len(errors or []), errors=(errors or [])[:ERRORS_IN_ACTIVITY]
+        )
+        action = "import.failed"
+    activity.append(conn, actor=prep.actor, action=action, subject=prep.name, details=details)
+    if matched_ids and table is not None:
+        if len(matched_ids) > REFRESH_LIMIT:
+            table.reload(conn)
+        else:
+            table.refresh(conn, matched_ids)
+            events.emit(conn, "rows", {"ids": sorted(matched_ids)})
+    if imported:
+        events.emit(conn, "view", {"reason": "vendor costs imported"})
+    events.emit(conn, "imports", {"id": import_id, "status": status, "file_name": prep.name})
+    record["id"] = import_id
+    return record
+
+
+def import_file(
+    store: Any,
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    *,
+    final_path: str = "",
+    vendor: str | None = None,
+    table: CostTable | None = None,
+) -> dict[str, Any]:
+    """Synchronous: prepare + commit through ``store`` (for tools and benchmarks/intake.py; the
+    daemon runs the same two steps, prepare in a thread and commit on the writer)."""
+    prep = prepare(path, options, matcher, vendor=vendor)
+    return store.write_sync(lambda c: commit_import(c, prep, final_path=final_path, table=table))

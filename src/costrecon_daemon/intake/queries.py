@@ -1,0 +1,143 @@
+"""Read-only queries behind the imports, unmatched-rows and mappings API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from ..db import CatalogItem, ItemMapping, PriceImport, VendorCost
+from ..jsonable import iso
+from ..vendors.normalise import normalise_sku
+
+log = logging.getLogger(__name__)
+
+_REMATCH_COLS = (
+    VendorCost.id,
+    VendorCost.vendor,
+    VendorCost.sku,
+    VendorCost.mpn,
+    VendorCost.manufacturer,
+    VendorCost.description,
+    VendorCost.term,
+    VendorCost.item_id,
+    VendorCost.match_method,
+)
+
+
+def import_json(r: Any, *, detail: bool = False) -> dict[str, Any]:
+    out = {
+        "id": r.id,
+        "file_name": r.file_name,
+        "status": r.status,
+        "profile": r.profile,
+        "vendor": r.vendor,
+        "rows_total": r.rows_total,
+        "rows_imported": r.rows_imported,
+        "rows_matched": r.rows_matched,
+        "received_at": iso(r.received_at),
+        "final_path": r.final_path,
+        "message": r.message,
+    }
+    if detail:
+        out.update(errors=list(r.errors or []), sha256=r.sha256, size=r.size, actor=r.actor)
+    return out
+
+
+def _newest_per_key() -> Any:
+    """Vendor-cost rows not superseded by a later import of the same vendor + SKU + term."""
+    newer = VendorCost.__table__.alias("newer")
+    return (
+        ~select(newer.c.id)
+        .where(
+            newer.c.vendor == VendorCost.vendor,
+            newer.c.sku == VendorCost.sku,
+            newer.c.term.is_not_distinct_from(VendorCost.term),
+            newer.c.import_id > VendorCost.import_id,
+        )
+        .exists()
+    )
+
+
+def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
+    stmt = (
+        select(
+            *_REMATCH_COLS,
+            VendorCost.cost,
+            VendorCost.currency,
+            VendorCost.row_number,
+            PriceImport.file_name,
+        )
+        .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        .where(VendorCost.item_id.is_(None), _newest_per_key())
+        .order_by(VendorCost.import_id.desc(), VendorCost.row_number, VendorCost.id)
+        .limit(limit)
+    )
+    return list(conn.execute(stmt))
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    total = conn.execute(select(func.count()).select_from(VendorCost)).scalar() or 0
+    unmatched = (
+        conn.execute(
+            select(func.count())
+            .select_from(VendorCost)
+            .where(VendorCost.item_id.is_(None), _newest_per_key())
+        ).scalar()
+        or 0
+    )
+    return {"vendor_costs": total, "unmatched": unmatched}
+
+
+def mapping_json(conn: Connection, mapping_id: int) -> dict[str, Any] | None:
+    rows = mappings_json(conn, mapping_id)
+    return rows[0] if rows else None
+
+
+def mappings_json(conn: Connection, mapping_id: int | None = None) -> list[dict[str, Any]]:
+    stmt = (
+        select(ItemMapping, CatalogItem.identifier, CatalogItem.name)
+        .join(CatalogItem, CatalogItem.id == ItemMapping.item_id, isouter=True)
+        .order_by(ItemMapping.vendor, ItemMapping.sku, ItemMapping.term, ItemMapping.id)
+    )
+    if mapping_id is not None:
+        stmt = stmt.where(ItemMapping.id == mapping_id)
+    return [
+        {
+            "id": r.id,
+            "vendor": r.vendor,
+            "sku": r.sku,
+            "term": r.term or None,
+            "item_id": r.item_id,
+            "identifier": r.identifier,
+            "name": r.name,
+            "created_by": r.created_by,
+            "created_at": iso(r.created_at),
+        }
+        for r in conn.execute(stmt)
+    ]
+
+
+def _vendor_key(vendor: str | None) -> str:
+    return " ".join((vendor or "").casefold().split())
+
+
+def rows_for_key(conn: Connection, vendor: str, sku: str, term: str | None) -> list[Any]:
+    """Vendor-cost rows a mapping (vendor, SKU, term; None = any) applies to, compared as the
+    Matcher compares them. The index on (vendor, sku, term) finds the usual spellings; rows that
+    differ only in odd case or spacing are picked up by the next import or sync."""
+    variants_v = {vendor, vendor.strip(), vendor.upper(), vendor.lower(), vendor.title()}
+    variants_s = {sku, sku.strip(), sku.upper(), sku.lower()}
+    stmt = select(*_REMATCH_COLS).where(
+        VendorCost.vendor.in_(variants_v), VendorCost.sku.in_(variants_s)
+    )
+    if term is not None:
+        stmt = stmt.where(VendorCost.term == term)
+    vkey, skey = _vendor_key(vendor), normalise_sku(sku)
+    return [
+        r
+        for r in conn.execute(stmt)
+        if _vendor_key(r.vendor) == vkey and normalise_sku(r.sku) == skey
+    ]

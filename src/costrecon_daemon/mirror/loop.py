@@ -1,0 +1,138 @@
+"""The sync loop: connect, sync on start and every ``interval_minutes`` (full every
+``full_every_hours``), or at once when someone asks; tell the other parts when the mirror moved."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .. import activity, events
+from ..config import SyncSection
+from ..errors import Conflict
+from ..psa.base import Connector, PermissionProblem, PSAError
+from ..store import Store
+from .sync import get_state, run_sync
+
+log = logging.getLogger(__name__)
+SYSTEM = "costrecond"  # the actor for what the daemon does by itself
+
+
+class SyncLoop:
+    def __init__(
+        self,
+        store: Store,
+        connector: Connector | None,
+        cfg: SyncSection,
+        stopping: asyncio.Event,
+        after_sync: Sequence[Callable[[], Awaitable[None]]] = (),
+    ):
+        self.store = store
+        self.connector = connector
+        self.cfg = cfg
+        self.stopping = stopping
+        # Run in order after each successful sync (the cost table reload, then re-matching).
+        self.after_sync = list(after_sync)
+        self.psa_state: dict[str, Any] = {
+            "connected": False,
+            "error": None,
+            "permission_problems": [],
+            "syncing": False,
+            "next_sync": None,
+        }
+        self._sync_wakeup = asyncio.Event()
+        self._sync_full_requested = False
+        self._sync_requested_by: str | None = None
+
+    async def request_sync(self, actor: str, *, full: bool = False) -> dict[str, Any]:
+        if self.connector is None:
+            raise Conflict(
+                "no_psa",
+                "No PSA is configured; set [psa] kind and its settings in the config file.",
+            )
+        self._sync_full_requested = self._sync_full_requested or full
+        self._sync_requested_by = actor
+        self._sync_wakeup.set()
+        return {"started": True, "full": full, "already_running": self.psa_state["syncing"]}
+
+    async def _connect(self) -> bool:
+        assert self.connector is not None
+        try:
+            await self.connector.connect()
+            problems: list[PermissionProblem] = await self.connector.check_permissions()
+        except PSAError as exc:
+            message = exc.message
+            self.psa_state.update(connected=False, error=message)
+            await self.store.write(
+                lambda c: events.emit(c, "sync", {"state": "failed", "message": message})
+            )
+            return False
+        self.psa_state.update(
+            connected=True,
+            error=None,
+            permission_problems=[
+                {"capability": p.capability, "message": p.message} for p in problems
+            ],
+        )
+        return True
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        first = True
+        while not self.stopping.is_set():
+            actor = self._sync_requested_by or SYSTEM
+            if not first or cfg.on_start or self._sync_wakeup.is_set():
+                await self.sync_once(actor)
+            first = False
+            self._sync_requested_by = None
+            wait = cfg.interval_minutes * 60
+            self.psa_state["next_sync"] = (
+                dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
+            ).isoformat()
+            self._sync_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sync_wakeup.wait(), wait)
+
+    async def sync_once(self, actor: str) -> None:
+        assert self.connector is not None
+        if not self.psa_state["connected"] and not await self._connect():
+            return
+        full = self._sync_full_requested or await self._full_due()
+        self._sync_full_requested = False
+        self.psa_state["syncing"] = True
+        await self.store.write(lambda c: events.emit(c, "sync", {"state": "running", "full": full}))
+        try:
+            await run_sync(self.store, self.connector, actor=actor, full=full)
+            self.psa_state["error"] = None
+            for then in self.after_sync:
+                await then()
+        except PSAError as exc:
+            message = exc.message
+            self.psa_state["error"] = message
+            log.warning("sync failed: %s", message)
+            await self.store.write(
+                lambda c: (
+                    events.emit(c, "sync", {"state": "failed", "message": message}),
+                    activity.append(
+                        c,
+                        actor=actor,
+                        action="sync.failed",
+                        subject=self.connector.display_name,
+                        details={"message": message},
+                    ),
+                )
+            )
+            if exc.status in (401, 403):
+                self.psa_state["connected"] = False
+        finally:
+            self.psa_state["syncing"] = False
+
+    async def _full_due(self) -> bool:
+        last = await self.store.read(lambda c: get_state(c, "last_full_sync"))
+        if not last:
+            return True
+        age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last)
+        return age.total_seconds() > self.cfg.full_every_hours * 3600
