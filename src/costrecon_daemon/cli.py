@@ -44,11 +44,10 @@ def _setup_logging(cfg: Config, *, to_stderr: bool) -> None:
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from .app import Daemon
+    from .runtime import tune_daemon
 
     _setup_logging(cfg, to_stderr=True)
-    # The event loop (API, PSA calls) shares the GIL with the database writer thread; the default
-    # 5 ms switch interval would let one write hold back every in-flight PSA request that long.
-    sys.setswitchinterval(0.001)
+    tune_daemon()  # process-wide interpreter settings, each explained in runtime.py
 
     def ready() -> None:
         print(

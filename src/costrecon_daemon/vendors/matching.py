@@ -27,12 +27,12 @@ confirms it once through a suggestion and the saved mapping does the rest. A row
 
 from __future__ import annotations
 
-import gc
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from costrecon_daemon.runtime import no_gc
 from costrecon_daemon.vendors.normalise import (
     manufacturers_agree,
     normalise_manufacturer,
@@ -249,15 +249,9 @@ class Matcher:
 
     def match_all(self, rows: Iterable[RowLike]) -> list[MatchResult]:
         match = self.match
-        paused = gc.isenabled()
-        # As in readers._finish: 200,000 new results would make the cyclic GC rescan every row
-        # again and again; results hold no cycles.
-        gc.disable()
-        try:
+        # 200,000 new results would make the cyclic GC rescan every row again and again.
+        with no_gc():
             return [match(r) for r in rows]
-        finally:
-            if paused:
-                gc.enable()
 
     def _decide(
         self, ids: list[int], term: str | None, manufacturer: str | None, method: str

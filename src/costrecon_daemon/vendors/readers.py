@@ -12,7 +12,6 @@ Nothing here touches the database or the watched folder; nothing ever turns an a
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import zipfile
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
+from costrecon_daemon.runtime import no_gc
 from costrecon_daemon.vendors.normalise import (
     TERM_MONTHS,
     normalise_billing,
@@ -935,11 +935,7 @@ def _finish(
     records = opener()
     if skip:
         next(islice(records, skip - 1, skip), None)  # past the header
-    gc_was_enabled = gc.isenabled()
-    # Hundreds of thousands of new rows make the cyclic GC rescan the growing list again and
-    # again (it doubled the intake time in benchmarks/intake.py); rows hold no cycles.
-    gc.disable()
-    try:
+    with no_gc():
         result = _convert(
             records,
             skip,
@@ -951,9 +947,6 @@ def _finish(
             decimal_mark=decimal_mark,
             today=today or date.today(),
         )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     if result.total_rows == 0:
         raise FileUnreadable(f"{name} has a header but no price rows.")
     if not result.rows and not result.errors:
