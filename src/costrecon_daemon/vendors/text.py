@@ -1,0 +1,153 @@
+"""Stage 1 for delimited text (CSV/TXT/TSV): decode the bytes, sniff the delimiter, split records."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date
+
+from costrecon_daemon.vendors.convert import _finish
+from costrecon_daemon.vendors.layout import (
+    _choose_profile,
+    _locate_columns,
+)
+from costrecon_daemon.vendors.profiles import (
+    DELIMITERS,
+    Profile,
+)
+from costrecon_daemon.vendors.rows import (
+    PEEK_CHARS,
+    FileUnreadable,
+    ReadResult,
+    _first_records,
+)
+
+
+def _read_text(
+    name: str,
+    data: bytes,
+    forced: Profile | None,
+    all_profiles: Mapping[str, Profile],
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+) -> ReadResult:
+    text, encoding = _decode(name, data, forced.encoding if forced else None)
+    head_lines = [line for line in text[:65536].splitlines()[:40] if line.strip()]
+    if not head_lines:
+        raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
+    first = head_lines[0].strip().lower()
+    if first.startswith("sep=") and len(first) in (5, 6):
+        # Excel's separator hint line ("sep=;"): trust it; the header search steps over it.
+        hinted = head_lines[0].strip()[4:] or "\t"
+        sniffed = hinted if hinted in DELIMITERS else _sniff_delimiter(head_lines[1:])
+    else:
+        sniffed = _sniff_delimiter(head_lines)
+
+    cut = text.rfind("\n", 0, PEEK_CHARS)
+    head_text = text if len(text) <= PEEK_CHARS or cut < 0 else text[: cut + 1]
+    split: dict[bool, list[str] | None] = {}
+
+    def opener_for(delimiter: str, peek: bool = False) -> Callable[[], Iterator[list[str]]]:
+        def opener() -> Iterator[list[str]]:
+            source = head_text if peek else text
+            if peek not in split:  # split once: the file is read ahead two or three times
+                split[peek] = _lines(source)
+            lines = split[peek]
+            if lines is None:
+                return csv.reader(io.StringIO(source, newline=""), delimiter=delimiter)
+            return csv.reader(lines, delimiter=delimiter)
+
+        return opener
+
+    try:
+        prof = forced or _choose_profile(
+            name, _first_records(opener_for(sniffed or ",", peek=True)), all_profiles, sniffed
+        )
+        delimiter = prof.delimiter or sniffed or ","
+        opener = opener_for(delimiter)
+        plan, skip = _locate_columns(prof, opener, name)
+        return _finish(
+            prof, plan, opener, skip, name, default_currency, vendor, today, delimiter, encoding
+        )
+    except csv.Error as exc:
+        raise FileUnreadable(f"{name} cannot be read as delimited text ({exc}).") from exc
+
+
+_EXOTIC_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _lines(text: str) -> list[str] | None:
+    """Lines for csv.reader, or None when only a StringIO will do. ``str.splitlines`` is the
+    fastest split but also breaks at form feeds and Unicode separators that may sit inside a
+    description, so it is used only when the text has none of them."""
+    if any(ch in text for ch in _EXOTIC_BREAKS):
+        return None
+    return text.splitlines(keepends=True)
+
+
+def _decode(name: str, data: bytes, encoding: str | None) -> tuple[str, str]:
+    """Bytes → text. BOMs win; then UTF-8; then cp1252, the Windows code page Excel's plain "CSV"
+    save uses in the US and western Europe (vendors.md §4.8)."""
+    if encoding:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            raise FileUnreadable(
+                f"{name} is not {encoding} text as its profile says (byte {exc.start} does not decode)."
+            ) from exc
+    if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise FileUnreadable(f"{name} starts like UTF-16 text but is damaged.") from exc
+    head = data[:8192]
+    if b"\x00" in head:
+        # UTF-16 saved without a BOM shows a NUL in every other byte; anything else with NULs is
+        # not text.
+        if len(head) >= 8 and head[1::2].count(0) > len(head) // 2 * 0.9:
+            return data.decode("utf-16-le", errors="replace"), "utf-16-le"
+        raise FileUnreadable(
+            f"{name} is not a text price file (it contains binary data); export the price list "
+            "from the vendor portal as CSV or XLSX and drop that instead."
+        )
+    if data.startswith(b"%PDF"):
+        raise FileUnreadable(f"{name} is a PDF; costrecon reads CSV, TXT and XLSX price files.")
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("cp1252", errors="replace")
+    controls = sum(1 for ch in text[:4096] if ch < " " and ch not in "\r\n\t")
+    if controls > 8:
+        raise FileUnreadable(
+            f"{name} is not a text price file (it contains binary data); export the price list "
+            "from the vendor portal as CSV or XLSX and drop that instead."
+        )
+    return text, "cp1252"
+
+
+def _sniff_delimiter(lines: list[str]) -> str | None:
+    """The delimiter among , ; tab | ~ that splits the first lines most consistently into the
+    most columns. Parsing (not counting characters) keeps quoted commas and decimal commas from
+    voting."""
+    best: tuple[float, int] | None = None
+    choice = None
+    sample = lines[:20]
+    for delimiter in DELIMITERS:
+        try:
+            counts = [len(r) for r in csv.reader(sample, delimiter=delimiter) if r]
+        except csv.Error:
+            continue
+        if not counts or max(counts) < 2:
+            continue
+        common, _ = Counter(counts).most_common(1)[0]
+        if common < 2:
+            continue
+        share = sum(1 for c in counts if c == common) / len(counts)
+        score = (round(share, 1), common)
+        if best is None or score > best:
+            best, choice = score, delimiter
+    return choice
