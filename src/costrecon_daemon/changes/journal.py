@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 from ..errors import Conflict, NotFound
 from ..jsonable import iso
 from .plan import PlannedStep
-from .states import OPEN
+from .states import OPEN, ChangeSetState, StepState
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def journal(
             kind=kind,
             undo_of=undo_of,
             policy=policy,
-            status="pending" if steps else "done",
+            status=ChangeSetState.PENDING if steps else ChangeSetState.DONE,
             preview=preview,
             finished_at=None if steps else now,
         )
@@ -91,7 +91,7 @@ def journal(
                     "before": s.before,
                     "after": s.after,
                     "currency": s.currency,
-                    "status": "pending",
+                    "status": StepState.PENDING,
                     "attempts": 0,
                     "updated_at": now,
                 }
@@ -125,7 +125,7 @@ def journal(
             "change_set_id": cs_id,
             "done": 0,
             "total": len(steps),
-            "status": "pending" if steps else "done",
+            "status": ChangeSetState.PENDING if steps else ChangeSetState.DONE,
         },
     )
     return cs_id
@@ -155,7 +155,15 @@ def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -
         "message": cs.message,
         "counts": {
             k: counts.get(k, 0)
-            for k in ("pending", "sending", "done", "conflict", "failed", "denied", "cancelled")
+            for k in (
+                StepState.PENDING,
+                StepState.SENDING,
+                StepState.DONE,
+                StepState.CONFLICT,
+                StepState.FAILED,
+                StepState.DENIED,
+                StepState.CANCELLED,
+            )
         },
         "total": sum(counts.values()),
     }
@@ -211,7 +219,7 @@ class StepRow:
 def _next_open_change_set(conn: Connection) -> int | None:
     return conn.execute(
         select(ChangeSet.id)
-        .where(ChangeSet.status.in_(("pending", "pushing")))
+        .where(ChangeSet.status.in_((ChangeSetState.PENDING, ChangeSetState.PUSHING)))
         .order_by(ChangeSet.id)
         .limit(1)
     ).scalar()
@@ -220,7 +228,9 @@ def _next_open_change_set(conn: Connection) -> int | None:
 def _start_change_set(conn: Connection, cs_id: int) -> str:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()
     if cs.status == "pending":
-        conn.execute(update(ChangeSet).where(ChangeSet.id == cs_id).values(status="pushing"))
+        conn.execute(
+            update(ChangeSet).where(ChangeSet.id == cs_id).values(status=ChangeSetState.PUSHING)
+        )
     return cs.actor
 
 
@@ -255,7 +265,7 @@ def _mark_sending(
             conn.execute(
                 update(ChangeStep)
                 .where(ChangeStep.id.in_(ids[start : start + 500]))
-                .values(status="sending", attempts=ChangeStep.attempts + 1, updated_at=now)
+                .values(status=StepState.SENDING, attempts=ChangeStep.attempts + 1, updated_at=now)
             )
     if outcomes:
         _record(conn, cs_id, actor, outcomes, table)
@@ -281,7 +291,7 @@ def _record(
     verified = [
         (s, value)
         for s, status, value, _ in outcomes
-        if value is not None and status in ("done", "conflict")
+        if value is not None and status in (StepState.DONE, StepState.CONFLICT)
     ]
     item_vals = [
         {"pid": s.target_psa_id, "v": value} for s, value in verified if s.target == "item"
@@ -304,7 +314,7 @@ def _record(
             line_vals,
         )
     for s, status, value, message in outcomes:
-        if status in ("conflict", "failed", "denied"):
+        if status in (StepState.CONFLICT, StepState.FAILED, StepState.DENIED):
             ident = conn.execute(
                 select(CatalogItem.identifier).where(CatalogItem.id == s.item_id)
             ).scalar()
@@ -343,11 +353,16 @@ def _progress(conn: Connection, cs_id: int, table: CostTable) -> None:
         ).all()
     )
     total = sum(counts.values())
-    finished = total - counts.get("pending", 0) - counts.get("sending", 0)
+    finished = total - counts.get(StepState.PENDING, 0) - counts.get(StepState.SENDING, 0)
     events.emit(
         conn,
         "push",
-        {"change_set_id": cs_id, "done": finished, "total": total, "status": "pushing"},
+        {
+            "change_set_id": cs_id,
+            "done": finished,
+            "total": total,
+            "status": ChangeSetState.PUSHING,
+        },
     )
 
 
@@ -362,7 +377,7 @@ def _finish_change_set(
             update(ChangeStep)
             .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
             .values(
-                status="cancelled",
+                status=StepState.CANCELLED,
                 message="not sent: the PSA refused permission",
                 updated_at=utcnow(),
             )
@@ -376,13 +391,13 @@ def _finish_change_set(
     )
     total = sum(counts.values())
     if denied is not None:
-        status = "denied"
-    elif counts.get("done", 0) == total:
-        status = "done"
-    elif counts.get("done", 0):
-        status = "partial"
+        status = ChangeSetState.DENIED
+    elif counts.get(StepState.DONE, 0) == total:
+        status = ChangeSetState.DONE
+    elif counts.get(StepState.DONE, 0):
+        status = ChangeSetState.PARTIAL
     else:
-        status = "failed"
+        status = ChangeSetState.FAILED
     conn.execute(
         update(ChangeSet)
         .where(ChangeSet.id == cs_id)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 from ..errors import Conflict, InvalidInput, NotFound
+from .states import ChangeSetState, StepState
 
 log = logging.getLogger(__name__)
 POLICIES = ("all", "matching")
@@ -228,12 +229,14 @@ def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[Planne
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
         raise NotFound("not_found", f"There is no change set {cs_id}.")
-    if cs.status in ("pending", "pushing"):
+    if cs.status in (ChangeSetState.PENDING, ChangeSetState.PUSHING):
         raise Conflict(
             "busy", f"Change set {cs_id} is still being pushed; undo it when it has finished."
         )
     prior = conn.execute(
-        select(ChangeSet.id).where(ChangeSet.undo_of == cs_id, ChangeSet.status != "failed")
+        select(ChangeSet.id).where(
+            ChangeSet.undo_of == cs_id, ChangeSet.status != ChangeSetState.FAILED
+        )
     ).scalar()
     if prior:
         raise Conflict(
@@ -243,7 +246,7 @@ def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[Planne
         conn.execute(
             select(ChangeStep, CatalogItem.identifier, CatalogItem.name.label("item_name"))
             .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
-            .where(ChangeStep.change_set_id == cs_id, ChangeStep.status == "done")
+            .where(ChangeStep.change_set_id == cs_id, ChangeStep.status == StepState.DONE)
             .order_by(ChangeStep.id)
         )
     )
