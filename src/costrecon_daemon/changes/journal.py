@@ -131,7 +131,45 @@ def journal(
     return cs_id
 
 
-def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -> dict[str, Any]:
+@dataclass(slots=True)
+class ChangeSetView:
+    """A change set as the API shows it (``steps`` only when asked for: it can be thousands)."""
+
+    id: int
+    created_at: str | None
+    actor: str
+    kind: str
+    undo_of: int | None
+    policy: str
+    status: str
+    preview: dict[str, Any]
+    finished_at: str | None
+    message: str | None
+    counts: dict[str, int]
+    total: int
+    steps: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "created_at": self.created_at,
+            "actor": self.actor,
+            "kind": self.kind,
+            "undo_of": self.undo_of,
+            "policy": self.policy,
+            "status": self.status,
+            "preview": self.preview,
+            "finished_at": self.finished_at,
+            "message": self.message,
+            "counts": self.counts,
+            "total": self.total,
+        }
+        if self.steps is not None:
+            out["steps"] = self.steps
+        return out
+
+
+def load_change_set(conn: Connection, cs_id: int, *, with_steps: bool = False) -> ChangeSetView:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
         raise NotFound("not_found", f"There is no change set {cs_id}.")
@@ -142,18 +180,18 @@ def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -
             .group_by(ChangeStep.status)
         ).all()
     )
-    out: dict[str, Any] = {
-        "id": cs.id,
-        "created_at": iso(cs.created_at),
-        "actor": cs.actor,
-        "kind": cs.kind,
-        "undo_of": cs.undo_of,
-        "policy": cs.policy,
-        "status": cs.status,
-        "preview": cs.preview,
-        "finished_at": iso(cs.finished_at),
-        "message": cs.message,
-        "counts": {
+    out = ChangeSetView(
+        id=cs.id,
+        created_at=iso(cs.created_at),
+        actor=cs.actor,
+        kind=cs.kind,
+        undo_of=cs.undo_of,
+        policy=cs.policy,
+        status=cs.status,
+        preview=cs.preview,
+        finished_at=iso(cs.finished_at),
+        message=cs.message,
+        counts={
             k: counts.get(k, 0)
             for k in (
                 StepState.PENDING,
@@ -165,8 +203,8 @@ def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -
                 StepState.CANCELLED,
             )
         },
-        "total": sum(counts.values()),
-    }
+        total=sum(counts.values()),
+    )
     if with_steps:
         rows = conn.execute(
             select(ChangeStep, CatalogItem.identifier)
@@ -174,7 +212,7 @@ def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -
             .where(ChangeStep.change_set_id == cs_id)
             .order_by(ChangeStep.id)
         )
-        out["steps"] = [
+        out.steps = [
             {
                 "id": s.id,
                 "item_id": s.item_id,
@@ -192,6 +230,10 @@ def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -
             for s in rows
         ]
     return out
+
+
+def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -> dict[str, Any]:
+    return load_change_set(conn, cs_id, with_steps=with_steps).to_json()
 
 
 def list_change_sets(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
@@ -216,7 +258,7 @@ class StepRow:
     status: str
 
 
-def _next_open_change_set(conn: Connection) -> int | None:
+def next_open_change_set(conn: Connection) -> int | None:
     return conn.execute(
         select(ChangeSet.id)
         .where(ChangeSet.status.in_((ChangeSetState.PENDING, ChangeSetState.PUSHING)))
@@ -225,7 +267,7 @@ def _next_open_change_set(conn: Connection) -> int | None:
     ).scalar()
 
 
-def _start_change_set(conn: Connection, cs_id: int) -> str:
+def start_change_set(conn: Connection, cs_id: int) -> str:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()
     if cs.status == "pending":
         conn.execute(
@@ -234,7 +276,7 @@ def _start_change_set(conn: Connection, cs_id: int) -> str:
     return cs.actor
 
 
-def _open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
+def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
     rows = conn.execute(
         select(ChangeStep)
         .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
@@ -256,7 +298,7 @@ def _open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
     ]
 
 
-def _mark_sending(
+def mark_sending(
     conn: Connection, ids: list[int], outcomes: list[Any], cs_id: int, actor: str, table: CostTable
 ) -> None:
     if ids:
@@ -268,10 +310,10 @@ def _mark_sending(
                 .values(status=StepState.SENDING, attempts=ChangeStep.attempts + 1, updated_at=now)
             )
     if outcomes:
-        _record(conn, cs_id, actor, outcomes, table)
+        record_outcomes(conn, cs_id, actor, outcomes, table)
 
 
-def _record(
+def record_outcomes(
     conn: Connection,
     cs_id: int,
     actor: str,
@@ -336,7 +378,7 @@ def _record(
     table.dirty.update(items)
 
 
-def _progress(conn: Connection, cs_id: int, table: CostTable) -> None:
+def record_progress(conn: Connection, cs_id: int, table: CostTable) -> None:
     """Publish push progress: refresh the rows touched since last time, count the steps.
 
     Runs at most a few times a second (PushWorker), not per recorded group: on a big push the
@@ -366,7 +408,7 @@ def _progress(conn: Connection, cs_id: int, table: CostTable) -> None:
     )
 
 
-def _finish_change_set(
+def finish_change_set(
     conn: Connection, cs_id: int, denied: PSAPermissionError | None, table: CostTable
 ) -> None:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,76 @@ class PlannedStep:
     before: Decimal | None
     after: Decimal
     currency: str
+
+
+@dataclass(slots=True)
+class PreviewItem:
+    """One approved item in a preview: its cost before and after (JSON amounts) and its lines."""
+
+    item_id: int
+    identifier: str
+    name: str
+    currency: str
+    before: str | None = None
+    after: str | None = None
+    lines: int = 0
+    lines_skipped: int = 0
+    lines_already: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "identifier": self.identifier,
+            "name": self.name,
+            "currency": self.currency,
+            "before": self.before,
+            "after": self.after,
+            "lines": self.lines,
+            "lines_skipped": self.lines_skipped,
+            "lines_already": self.lines_already,
+        }
+
+
+@dataclass(slots=True)
+class Preview:
+    """What an approval (or an undo) will write, shown before and journaled with the change set."""
+
+    items: int
+    item_writes: int
+    lines: int
+    policy: str
+    per_item: list[PreviewItem]
+    lines_skipped: int = 0
+    lines_already: int = 0
+    negotiated_lines: int = 0
+    api_calls: int = 0
+    estimated_seconds: float | None = None
+    monthly_impact: str | None = None
+    impact_by_currency: dict[str, str | None] = field(default_factory=dict)
+    currency: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    undo_of: int | None = None  # an undo's preview names the change set it reverses
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "items": self.items,
+            "item_writes": self.item_writes,
+            "lines": self.lines,
+            "lines_skipped": self.lines_skipped,
+            "lines_already": self.lines_already,
+            "negotiated_lines": self.negotiated_lines,
+            "api_calls": self.api_calls,
+            "estimated_seconds": self.estimated_seconds,
+            "monthly_impact": self.monthly_impact,
+            "impact_by_currency": self.impact_by_currency,
+            "currency": self.currency,
+            "policy": self.policy,
+            "per_item": [p.to_json() for p in self.per_item],
+            "warnings": self.warnings,
+        }
+        if self.undo_of is not None:
+            out["undo_of"] = self.undo_of
+        return out
 
 
 # ------------------------------------------------------------------ planning
@@ -90,7 +160,7 @@ def plan(
         raise InvalidInput("missing_field", "No items to approve.")
     seen_ids: set[int] = set()
     steps: list[PlannedStep] = []
-    per_item: list[dict[str, Any]] = []
+    per_item: list[PreviewItem] = []
     impact: dict[str, Decimal] = defaultdict(Decimal)
     totals = {
         "lines": 0,
@@ -159,41 +229,41 @@ def plan(
         totals["lines_skipped"] += n_skipped
         totals["lines_already"] += n_already
         per_item.append(
-            {
-                "item_id": item.id,
-                "identifier": item.identifier,
-                "name": item.name,
-                "currency": item.currency,
-                "before": json_amount(old),
-                "after": json_amount(new),
-                "lines": n_lines,
-                "lines_skipped": n_skipped,
-                "lines_already": n_already,
-            }
+            PreviewItem(
+                item.id,
+                item.identifier,
+                item.name,
+                item.currency,
+                json_amount(old),
+                json_amount(new),
+                n_lines,
+                n_skipped,
+                n_already,
+            )
         )
     api_calls = _api_calls(steps, limits)
     currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
-    preview = {
-        "items": len(requests),
-        "item_writes": totals["item_writes"],
-        "lines": totals["lines"],
-        "lines_skipped": totals["lines_skipped"],
-        "lines_already": totals["lines_already"],
-        "negotiated_lines": totals["negotiated_lines"],
-        "api_calls": api_calls,
-        "estimated_seconds": round(limits.estimate_seconds(api_calls, TYPICAL_LATENCY), 1)
+    preview = Preview(
+        items=len(requests),
+        item_writes=totals["item_writes"],
+        lines=totals["lines"],
+        lines_skipped=totals["lines_skipped"],
+        lines_already=totals["lines_already"],
+        negotiated_lines=totals["negotiated_lines"],
+        api_calls=api_calls,
+        estimated_seconds=round(limits.estimate_seconds(api_calls, TYPICAL_LATENCY), 1)
         if limits
         else None,
-        "monthly_impact": json_amount(quantize(impact[currencies[0]]))
+        monthly_impact=json_amount(quantize(impact[currencies[0]]))
         if len(currencies) == 1
         else None,
-        "impact_by_currency": {c: json_amount(quantize(v)) for c, v in impact.items()},
-        "currency": currencies[0] if len(currencies) == 1 else None,
-        "policy": policy,
-        "per_item": per_item,
-        "warnings": _warnings(totals, policy, limits),
-    }
-    return preview, steps
+        impact_by_currency={c: json_amount(quantize(v)) for c, v in impact.items()},
+        currency=currencies[0] if len(currencies) == 1 else None,
+        policy=policy,
+        per_item=per_item,
+        warnings=_warnings(totals, policy, limits),
+    )
+    return preview.to_json(), steps
 
 
 def _api_calls(steps: list[PlannedStep], limits: RateLimits | None) -> int:
@@ -268,41 +338,20 @@ def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[Planne
         raise Conflict(
             "nothing_to_undo", f"Change set {cs_id} changed nothing that can be restored."
         )
-    per: dict[int, dict[str, Any]] = {}
+    per: dict[int, PreviewItem] = {}
     for s in done:
-        p = per.setdefault(
-            s.item_id,
-            {
-                "item_id": s.item_id,
-                "identifier": s.identifier,
-                "name": s.item_name,
-                "currency": s.currency,
-                "before": None,
-                "after": None,
-                "lines": 0,
-                "lines_skipped": 0,
-                "lines_already": 0,
-            },
-        )
+        p = per.setdefault(s.item_id, PreviewItem(s.item_id, s.identifier, s.item_name, s.currency))
         if s.target == "item":
-            p["before"], p["after"] = json_amount(s.after), json_amount(s.before)
+            p.before, p.after = json_amount(s.after), json_amount(s.before)
         else:
-            p["lines"] += 1
-    preview = {
-        "items": len(per),
-        "item_writes": sum(1 for s in steps if s.target == "item"),
-        "lines": sum(1 for s in steps if s.target == "line"),
-        "lines_skipped": 0,
-        "lines_already": 0,
-        "negotiated_lines": 0,
-        "api_calls": len(steps),
-        "estimated_seconds": None,
-        "monthly_impact": None,
-        "impact_by_currency": {},
-        "currency": None,
-        "policy": cs.policy,
-        "per_item": list(per.values()),
-        "warnings": [],
-        "undo_of": cs_id,
-    }
-    return preview, steps
+            p.lines += 1
+    preview = Preview(
+        items=len(per),
+        item_writes=sum(1 for s in steps if s.target == "item"),
+        lines=sum(1 for s in steps if s.target == "line"),
+        api_calls=len(steps),
+        policy=cs.policy,
+        per_item=list(per.values()),
+        undo_of=cs_id,
+    )
+    return preview.to_json(), steps

@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 
 from .journal import (
     StepRow,
-    _finish_change_set,
-    _mark_sending,
-    _next_open_change_set,
-    _open_steps,
-    _progress,
-    _record,
-    _start_change_set,
+    finish_change_set,
+    mark_sending,
+    next_open_change_set,
+    open_steps,
+    record_outcomes,
+    record_progress,
+    start_change_set,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class PushWorker:
 
     async def run(self) -> None:
         while not self.stopping.is_set():
-            cs_id = await self.store.read(_next_open_change_set)
+            cs_id = await self.store.read(next_open_change_set)
             if cs_id is None:
                 self.wakeup.clear()
                 try:
@@ -73,8 +73,8 @@ class PushWorker:
                 self.current = None
 
     async def push(self, cs_id: int) -> None:
-        actor = await self.store.write(_start_change_set, cs_id)
-        steps = await self.store.read(_open_steps, cs_id)
+        actor = await self.store.write(start_change_set, cs_id)
+        steps = await self.store.read(open_steps, cs_id)
         groups: dict[str, list[StepRow]] = defaultdict(list)
         for s in steps:
             groups["items" if s.target == "item" else f"c:{s.contract_psa_id}"].append(s)
@@ -94,12 +94,12 @@ class PushWorker:
             progress.cancel()
         if self.stopping.is_set() and not denied:
             return  # resumed at next start; open steps stay open in the journal
-        await self.store.write(_finish_change_set, cs_id, denied[0] if denied else None, self.table)
+        await self.store.write(finish_change_set, cs_id, denied[0] if denied else None, self.table)
 
     async def _report_progress(self, cs_id: int, every: float = 0.5) -> None:
         while True:
             await asyncio.sleep(every)
-            await self.store.write(_progress, cs_id, self.table)
+            await self.store.write(record_progress, cs_id, self.table)
 
     async def _push_group(
         self, cs_id: int, actor: str, group: list[StepRow], denied: list[PSAPermissionError]
@@ -111,7 +111,7 @@ class PushWorker:
             return
         except PSAError as exc:
             await self.store.write(
-                _record,
+                record_outcomes,
                 cs_id,
                 actor,
                 [
@@ -147,7 +147,7 @@ class PushWorker:
                 )
         # Journal before sending: these steps may have reached the PSA if we crash from here on.
         await self.store.write(
-            _mark_sending, [s.id for s in to_write], outcomes, cs_id, actor, self.table
+            mark_sending, [s.id for s in to_write], outcomes, cs_id, actor, self.table
         )
         results = await asyncio.gather(*(self._write(s) for s in to_write))
         final: list[tuple[StepRow, str, Decimal | None, str | None]] = []
@@ -156,7 +156,7 @@ class PushWorker:
                 denied.append(exc)
             final.append((s, status, value, message))
         if final:
-            await self.store.write(_record, cs_id, actor, final, self.table)
+            await self.store.write(record_outcomes, cs_id, actor, final, self.table)
 
     async def _read_current(self, group: list[StepRow]) -> dict[str, Decimal | None]:
         c = self.connector

@@ -19,8 +19,8 @@ from ..money import json_amount
 from ..store import Store
 from ..vendors.matching import Mapping as SavedMapping
 from ..vendors.normalise import normalise_sku
-from .queries import _vendor_key, mapping_json, rows_for_key, unmatched_rows
-from .rematch import MatcherCache, _refresh, apply_rematch, load_mappings
+from .queries import mapping_json, rows_for_key, unmatched_rows, vendor_key
+from .rematch import MatcherCache, apply_rematch, load_mappings, refresh_table
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ class Mappings:
         store = self.store
         async with self.cache.lock:
             current = await store.read(load_mappings)
-            key = (_vendor_key(vendor), normalise_sku(sku), term)
+            key = (vendor_key(vendor), normalise_sku(sku), term)
             for m in current:
-                if (_vendor_key(m.vendor), normalise_sku(m.sku), m.term or None) == key:
+                if (vendor_key(m.vendor), normalise_sku(m.sku), m.term or None) == key:
                     raise Conflict(
                         "duplicate",
                         f"A mapping for {vendor} {sku}"
@@ -76,7 +76,7 @@ class Mappings:
                     after=item.identifier,
                     details={**(mapping or {}), "rows_rematched": len(affected)},
                 )
-                _refresh(conn, table, affected | {item_id}, "mapping created")
+                refresh_table(conn, table, affected | {item_id}, "mapping created")
                 return mapping or {}
 
             try:
@@ -123,7 +123,7 @@ class Mappings:
                     before=before["identifier"],
                     details={**before, "rows_rematched": len(affected)},
                 )
-                _refresh(conn, table, affected | {existing.item_id}, "mapping deleted")
+                refresh_table(conn, table, affected | {existing.item_id}, "mapping deleted")
 
             await store.write(_write)
             self.cache.adopt(matcher)

@@ -20,7 +20,7 @@ from ..jsonable import iso
 log = logging.getLogger(__name__)
 
 
-def _unique(directory: Path, name: str, *, with_report: bool) -> Path:
+def unique_path(directory: Path, name: str, *, with_report: bool) -> Path:
     """``directory/name``, or ``name (2)``, ``(3)``… when taken (never overwrite)."""
     stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
     n = 1
@@ -32,14 +32,14 @@ def _unique(directory: Path, name: str, *, with_report: bool) -> Path:
         n += 1
 
 
-def _move_no_clobber(src: Path, dst: Path) -> Path:
+def move_no_clobber(src: Path, dst: Path) -> Path:
     """Move ``src`` to ``dst`` without ever replacing an existing file (a clash gets a suffix)."""
     dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     while True:
         try:
             os.link(src, dst)  # fails if dst exists: no overwrite, unlike rename
         except FileExistsError:
-            dst = _unique(dst.parent, dst.name, with_report=False)
+            dst = unique_path(dst.parent, dst.name, with_report=False)
             continue
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
@@ -48,7 +48,7 @@ def _move_no_clobber(src: Path, dst: Path) -> Path:
             tmp = dst.with_name(f".{dst.name}.costrecon-tmp")
             shutil.copy2(src, tmp)
             if dst.exists():
-                dst = _unique(dst.parent, dst.name, with_report=False)
+                dst = unique_path(dst.parent, dst.name, with_report=False)
             os.replace(tmp, dst)
         os.unlink(src)
         return dst
@@ -73,8 +73,8 @@ def errors_report(record: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]
     return "\n".join(lines) + "\n"
 
 
-def _place_file(path: Path, final: Path, record: Mapping[str, Any]) -> Path:
-    moved = _move_no_clobber(path, final)
+def place_file(path: Path, final: Path, record: Mapping[str, Any]) -> Path:
+    moved = move_no_clobber(path, final)
     if record["status"] == "failed":
         report = moved.with_name(moved.name + ".errors.txt")
         tmp = report.with_name("." + report.name + ".tmp")
@@ -83,7 +83,7 @@ def _place_file(path: Path, final: Path, record: Mapping[str, Any]) -> Path:
     return moved
 
 
-def _set_final_path(conn: Connection, import_id: int, final_path: str) -> None:
+def set_final_path(conn: Connection, import_id: int, final_path: str) -> None:
     conn.execute(
         update(PriceImport).where(PriceImport.id == import_id).values(final_path=final_path)
     )

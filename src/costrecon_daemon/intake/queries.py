@@ -14,7 +14,7 @@ from ..vendors.normalise import normalise_sku
 
 log = logging.getLogger(__name__)
 
-_REMATCH_COLS = (
+REMATCH_COLS = (
     VendorCost.id,
     VendorCost.vendor,
     VendorCost.sku,
@@ -64,7 +64,7 @@ def _newest_per_key() -> Any:
 def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
     stmt = (
         select(
-            *_REMATCH_COLS,
+            *REMATCH_COLS,
             VendorCost.cost,
             VendorCost.currency,
             VendorCost.row_number,
@@ -120,7 +120,7 @@ def mappings_json(conn: Connection, mapping_id: int | None = None) -> list[dict[
     ]
 
 
-def _vendor_key(vendor: str | None) -> str:
+def vendor_key(vendor: str | None) -> str:
     return " ".join((vendor or "").casefold().split())
 
 
@@ -130,14 +130,14 @@ def rows_for_key(conn: Connection, vendor: str, sku: str, term: str | None) -> l
     differ only in odd case or spacing are picked up by the next import or sync."""
     variants_v = {vendor, vendor.strip(), vendor.upper(), vendor.lower(), vendor.title()}
     variants_s = {sku, sku.strip(), sku.upper(), sku.lower()}
-    stmt = select(*_REMATCH_COLS).where(
+    stmt = select(*REMATCH_COLS).where(
         VendorCost.vendor.in_(variants_v), VendorCost.sku.in_(variants_s)
     )
     if term is not None:
         stmt = stmt.where(VendorCost.term == term)
-    vkey, skey = _vendor_key(vendor), normalise_sku(sku)
+    vkey, skey = vendor_key(vendor), normalise_sku(sku)
     return [
         r
         for r in conn.execute(stmt)
-        if _vendor_key(r.vendor) == vkey and normalise_sku(r.sku) == skey
+        if vendor_key(r.vendor) == vkey and normalise_sku(r.sku) == skey
     ]

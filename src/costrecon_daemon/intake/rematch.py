@@ -17,7 +17,7 @@ from ..db import CatalogItem, ItemMapping, VendorCost
 from ..store import Store
 from ..vendors.matching import CatalogKey, Matcher
 from ..vendors.matching import Mapping as SavedMapping
-from .queries import _REMATCH_COLS, counts
+from .queries import REMATCH_COLS, counts
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def apply_rematch(
     return affected
 
 
-def _refresh(conn: Connection, table: CostTable | None, ids: set[int], reason: str) -> None:
+def refresh_table(conn: Connection, table: CostTable | None, ids: set[int], reason: str) -> None:
     if not ids:
         return
     if table is not None:
@@ -155,7 +155,7 @@ class MatcherCache:
                 store = self.store
                 rows = await store.read(
                     lambda c: list(
-                        c.execute(select(*_REMATCH_COLS).where(VendorCost.item_id.is_(None)))
+                        c.execute(select(*REMATCH_COLS).where(VendorCost.item_id.is_(None)))
                     )
                 )
                 if not rows:
@@ -169,7 +169,7 @@ class MatcherCache:
 
                 def _write(conn: Connection) -> int:
                     ids = apply_rematch(conn, matcher, changes, only_unmatched=True)
-                    _refresh(conn, table, ids, "vendor rows matched after sync")
+                    refresh_table(conn, table, ids, "vendor rows matched after sync")
                     return len(ids)
 
                 n = await store.write(_write)

@@ -46,7 +46,7 @@ from ..jsonable import iso
 from ..store import Store
 from ..vendors.profiles import profile_from_config
 from .importer import Options, Prepared, commit_import, file_owner, ignored_name, prepare, sha256_of
-from .placement import _place_file, _set_final_path, _unique
+from .placement import place_file, set_final_path, unique_path
 from .rematch import MatcherCache
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,17 @@ class Inbox:
             if t.get_name() != "intake.worker":
                 t.cancel()
         if self._busy is not None and not self._busy.done():
-            with contextlib.suppress(Exception, asyncio.CancelledError):
+            try:
                 await asyncio.wait_for(asyncio.shield(self._busy), 20)
+            except asyncio.CancelledError:
+                pass
+            except TimeoutError:
+                log.warning(
+                    "the import in progress did not finish within 20 s of shutdown; "
+                    "the next start finishes it (its file is still in the inbox)"
+                )
+            except Exception:  # noqa: BLE001 - the worker logs import failures itself
+                log.warning("the import in progress failed during shutdown", exc_info=True)
         for t in self._tasks:
             t.cancel()
 
@@ -409,7 +418,7 @@ class Inbox:
                 return
             table = self.table
             if earlier is not None:
-                final = _unique(self._processed_today(), path.name, with_report=False)
+                final = unique_path(self._processed_today(), path.name, with_report=False)
                 where = f"{earlier.file_name} (import #{earlier.id}, {iso(earlier.received_at)})"
                 message = f"Same content as {where}; not imported again."
                 dup = {
@@ -430,9 +439,9 @@ class Inbox:
                 )
             else:
                 final = (
-                    _unique(self._processed_today(), path.name, with_report=False)
+                    unique_path(self._processed_today(), path.name, with_report=False)
                     if prep.ok
-                    else _unique(self.failed, path.name, with_report=True)
+                    else unique_path(self.failed, path.name, with_report=True)
                 )
                 record = await store.write(
                     lambda conn: commit_import(conn, prep, final_path=str(final), table=table)
@@ -447,10 +456,10 @@ class Inbox:
         return self.processed / dt.date.today().isoformat()
 
     async def _place(self, path: Path, final: Path, record: Mapping[str, Any]) -> Path:
-        moved = await asyncio.to_thread(_place_file, path, final, record)
+        moved = await asyncio.to_thread(place_file, path, final, record)
         if moved != final:
             log.warning("%s was taken meanwhile; the file is at %s", final, moved)
-            await self.store.write(_set_final_path, record["id"], str(moved))
+            await self.store.write(set_final_path, record["id"], str(moved))
         return moved
 
     async def _finish_interrupted(self, path: Path, earlier: Any) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import activity, events
@@ -19,6 +20,17 @@ from .sync import get_state, run_sync
 
 log = logging.getLogger(__name__)
 SYSTEM = "costrecond"  # the actor for what the daemon does by itself
+
+
+@dataclass(slots=True)
+class PsaState:
+    """The connection as the sync loop last saw it (part of GET /v1/status)."""
+
+    connected: bool = False
+    error: str | None = None
+    permission_problems: list[dict[str, str]] = field(default_factory=list)
+    syncing: bool = False
+    next_sync: str | None = None  # ISO time of the next scheduled sync
 
 
 class SyncLoop:
@@ -36,13 +48,7 @@ class SyncLoop:
         self.stopping = stopping
         # Run in order after each successful sync (the cost table reload, then re-matching).
         self.after_sync = list(after_sync)
-        self.psa_state: dict[str, Any] = {
-            "connected": False,
-            "error": None,
-            "permission_problems": [],
-            "syncing": False,
-            "next_sync": None,
-        }
+        self.psa_state = PsaState()
         self._sync_wakeup = asyncio.Event()
         self._sync_full_requested = False
         self._sync_requested_by: str | None = None
@@ -56,7 +62,7 @@ class SyncLoop:
         self._sync_full_requested = self._sync_full_requested or full
         self._sync_requested_by = actor
         self._sync_wakeup.set()
-        return {"started": True, "full": full, "already_running": self.psa_state["syncing"]}
+        return {"started": True, "full": full, "already_running": self.psa_state.syncing}
 
     async def _connect(self) -> bool:
         assert self.connector is not None
@@ -65,18 +71,15 @@ class SyncLoop:
             problems: list[PermissionProblem] = await self.connector.check_permissions()
         except PSAError as exc:
             message = exc.message
-            self.psa_state.update(connected=False, error=message)
+            self.psa_state.connected, self.psa_state.error = False, message
             await self.store.write(
                 lambda c: events.emit(c, "sync", {"state": "failed", "message": message})
             )
             return False
-        self.psa_state.update(
-            connected=True,
-            error=None,
-            permission_problems=[
-                {"capability": p.capability, "message": p.message} for p in problems
-            ],
-        )
+        self.psa_state.connected, self.psa_state.error = True, None
+        self.psa_state.permission_problems = [
+            {"capability": p.capability, "message": p.message} for p in problems
+        ]
         return True
 
     async def run(self) -> None:
@@ -89,7 +92,7 @@ class SyncLoop:
             first = False
             self._sync_requested_by = None
             wait = cfg.interval_minutes * 60
-            self.psa_state["next_sync"] = (
+            self.psa_state.next_sync = (
                 dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait)
             ).isoformat()
             self._sync_wakeup.clear()
@@ -98,20 +101,20 @@ class SyncLoop:
 
     async def sync_once(self, actor: str) -> None:
         assert self.connector is not None
-        if not self.psa_state["connected"] and not await self._connect():
+        if not self.psa_state.connected and not await self._connect():
             return
         full = self._sync_full_requested or await self._full_due()
         self._sync_full_requested = False
-        self.psa_state["syncing"] = True
+        self.psa_state.syncing = True
         await self.store.write(lambda c: events.emit(c, "sync", {"state": "running", "full": full}))
         try:
             await run_sync(self.store, self.connector, actor=actor, full=full)
-            self.psa_state["error"] = None
+            self.psa_state.error = None
             for then in self.after_sync:
                 await then()
         except PSAError as exc:
             message = exc.message
-            self.psa_state["error"] = message
+            self.psa_state.error = message
             log.warning("sync failed: %s", message)
             await self.store.write(
                 lambda c: (
@@ -126,9 +129,9 @@ class SyncLoop:
                 )
             )
             if exc.status in (401, 403):
-                self.psa_state["connected"] = False
+                self.psa_state.connected = False
         finally:
-            self.psa_state["syncing"] = False
+            self.psa_state.syncing = False
 
     async def _full_due(self) -> bool:
         last = await self.store.read(lambda c: get_state(c, "last_full_sync"))

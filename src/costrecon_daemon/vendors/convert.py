@@ -11,7 +11,7 @@ from operator import attrgetter
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
 from costrecon_daemon.runtime import no_gc
-from costrecon_daemon.vendors.layout import _Plan
+from costrecon_daemon.vendors.layout import ColumnPlan
 from costrecon_daemon.vendors.normalise import (
     TERM_MONTHS,
     normalise_billing,
@@ -82,9 +82,9 @@ def _parse_date(text: str) -> date:
     raise ValueError(f"{text!r} is not a date")
 
 
-def _finish(
+def finish_read(
     prof: Profile,
-    plan: _Plan,
+    plan: ColumnPlan,
     opener: Callable[[], Iterator[list[str]]],
     skip: int,
     name: str,
@@ -130,7 +130,7 @@ def _finish(
 def _convert(
     records: Iterator[list[str]],
     skipped_records: int,
-    plan: _Plan,
+    plan: ColumnPlan,
     prof: Profile,
     *,
     vendor: str | None,

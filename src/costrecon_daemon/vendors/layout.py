@@ -18,7 +18,7 @@ from costrecon_daemon.vendors.rows import (
 
 
 @dataclass
-class _Plan:
+class ColumnPlan:
     index: dict[str, int]  # field -> column position
     joined: dict[str, tuple[tuple[int, ...], str]]
     names: dict[str, str]  # field -> column name for messages
@@ -26,7 +26,7 @@ class _Plan:
     keep_only: tuple[tuple[int, frozenset[str]], ...] = ()  # (column, accepted casefolded values)
 
 
-def _lookup_profile(name: str | None, all_profiles: Mapping[str, Profile]) -> Profile | None:
+def lookup_profile(name: str | None, all_profiles: Mapping[str, Profile]) -> Profile | None:
     if name is None:
         return None
     try:
@@ -38,7 +38,7 @@ def _lookup_profile(name: str | None, all_profiles: Mapping[str, Profile]) -> Pr
         ) from None
 
 
-def _match_header(prof: Profile, cells: list[str]) -> _Plan | None:
+def match_header(prof: Profile, cells: list[str]) -> ColumnPlan | None:
     """Resolve a profile's columns against a header row; None if a required column is missing."""
     positions: dict[str, int] = {}
     for i, cell in enumerate(cells):
@@ -84,10 +84,10 @@ def _match_header(prof: Profile, cells: list[str]) -> _Plan | None:
         )
         + 1
     )
-    return _Plan(index, joined, names, width, keep)
+    return ColumnPlan(index, joined, names, width, keep)
 
 
-def _positional_plan(prof: Profile) -> _Plan:
+def _positional_plan(prof: Profile) -> ColumnPlan:
     index = {f: r for f, r in prof.columns.items() if isinstance(r, int)}
     # A tuple of positions in a headerless profile means "first non-empty": handled as a join of
     # one column here (the first position), the rest being fallbacks people rarely need.
@@ -109,10 +109,10 @@ def _positional_plan(prof: Profile) -> _Plan:
         )
         + 1
     )
-    return _Plan(index, joined, names, width, keep)  # type: ignore[arg-type]
+    return ColumnPlan(index, joined, names, width, keep)  # type: ignore[arg-type]
 
 
-def _choose_profile(
+def choose_profile(
     name: str,
     first: list[tuple[int, list[str]]],
     all_profiles: Mapping[str, Profile],
@@ -132,7 +132,7 @@ def _choose_profile(
     for _, cells in first:
         keys = {header_key(c) for c in cells}
         for prof in signed:
-            if prof.signature <= keys and _match_header(prof, cells) is not None:
+            if prof.signature <= keys and match_header(prof, cells) is not None:
                 return prof
     # 2. The file name (longest fragment first, so STDPRICE_FULL.TXT is not PRICE.TXT).
     by_name = sorted(
@@ -147,7 +147,7 @@ def _choose_profile(
             and (
                 _fits_shape(prof, first[0][1])
                 if not prof.has_header
-                else any(_match_header(prof, c) for _, c in first)
+                else any(match_header(prof, c) for _, c in first)
             )
         ):
             return prof
@@ -169,7 +169,7 @@ def _choose_profile(
     for prof in all_profiles.values():
         if prof.has_header and not prof.signature:
             for _, cells in first:
-                if _match_header(prof, cells) is not None:
+                if match_header(prof, cells) is not None:
                     return prof
     raise FileUnreadable(
         f"{name} has no header row costrecon recognises: it needs a SKU (or part number) column "
@@ -184,16 +184,16 @@ def _fits_shape(prof: Profile, cells: list[str]) -> bool:
     return low <= len(cells) <= high
 
 
-def _locate_columns(
+def locate_columns(
     prof: Profile, opener: Callable[[], Iterator[list[str]]], name: str
-) -> tuple[_Plan, int]:
+) -> tuple[ColumnPlan, int]:
     """Find the header row for ``prof`` within the first rows: the column plan and how many raw
     records (blank ones included) precede the data."""
     if not prof.has_header:
         return _positional_plan(prof), 0
     seen = 0
     for position, cells in enumerate(islice(opener(), PEEK_ROWS), start=1):
-        plan = _match_header(prof, cells)
+        plan = match_header(prof, cells)
         if plan is not None:
             return plan, position
         if any(str(c).strip() for c in cells):
@@ -201,11 +201,11 @@ def _locate_columns(
             if seen >= HEADER_SEARCH_ROWS:
                 break
     raise FileUnreadable(
-        f"{name} does not have the header the {prof.name} profile expects ({_needed_columns(prof)})."
+        f"{name} does not have the header the {prof.name} profile expects ({needed_columns(prof)})."
     )
 
 
-def _needed_columns(prof: Profile) -> str:
+def needed_columns(prof: Profile) -> str:
     def show(ref: object) -> str:
         return " or ".join(repr(r) for r in ref) if isinstance(ref, tuple) else repr(ref)
 

@@ -16,11 +16,11 @@ from datetime import date
 from itertools import chain, islice
 from pathlib import Path
 
-from costrecon_daemon.vendors.convert import _finish
+from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
-    _lookup_profile,
-    _match_header,
-    _needed_columns,
+    lookup_profile,
+    match_header,
+    needed_columns,
 )
 from costrecon_daemon.vendors.profiles import (
     Profile,
@@ -32,10 +32,10 @@ from costrecon_daemon.vendors.rows import (
     ReadResult,
     RowError,
     VendorRow,
-    _cell_text,
+    cell_text,
 )
-from costrecon_daemon.vendors.text import _read_text
-from costrecon_daemon.vendors.workbook import _read_zip
+from costrecon_daemon.vendors.text import read_text
+from costrecon_daemon.vendors.workbook import read_zip
 
 __all__ = [
     "FileUnreadable",
@@ -71,7 +71,7 @@ def read_price_file(
     path = Path(path)
     name = path.name
     all_profiles = merged_profiles(profiles)
-    forced = _lookup_profile(profile, all_profiles)
+    forced = lookup_profile(profile, all_profiles)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -80,12 +80,12 @@ def read_price_file(
         raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
 
     if data[:4] == b"PK\x03\x04" or path.suffix.lower() in (".xlsx", ".xlsm", ".zip"):
-        return _read_zip(path, data, forced, all_profiles, default_currency, vendor, today)
+        return read_zip(path, data, forced, all_profiles, default_currency, vendor, today)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise FileUnreadable(
             f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it again."
         )
-    return _read_text(name, data, forced, all_profiles, default_currency, vendor, today)
+    return read_text(name, data, forced, all_profiles, default_currency, vendor, today)
 
 
 def rows_from_records(
@@ -106,7 +106,7 @@ def rows_from_records(
     prof = (
         profile
         if isinstance(profile, Profile)
-        else _lookup_profile(profile, merged_profiles(profiles))
+        else lookup_profile(profile, merged_profiles(profiles))
     )
     assert prof is not None
     iterator = iter(records)
@@ -114,20 +114,20 @@ def rows_from_records(
     if first is None:
         raise FileUnreadable(f"the {prof.name} source returned no price rows.")
     keys = list(first.keys())
-    plan = _match_header(prof, keys)
+    plan = match_header(prof, keys)
     if plan is None:
         raise FileUnreadable(
             f"the {prof.name} source does not carry the columns its profile needs "
-            f"({_needed_columns(prof)})."
+            f"({needed_columns(prof)})."
         )
 
     def cells(source: Iterable[Mapping[str, object]]) -> Iterator[list[str]]:
         for record in source:
-            yield [_cell_text(record.get(k)) for k in keys]
+            yield [cell_text(record.get(k)) for k in keys]
 
-    head = [[_cell_text(first.get(k)) for k in keys], *cells(islice(iterator, PEEK_ROWS))]
+    head = [[cell_text(first.get(k)) for k in keys], *cells(islice(iterator, PEEK_ROWS))]
 
     def opener() -> Iterator[list[str]]:
         return chain(head, cells(iterator))
 
-    return _finish(prof, plan, opener, 0, "source", default_currency, vendor, today, None, None)
+    return finish_read(prof, plan, opener, 0, "source", default_currency, vendor, today, None, None)

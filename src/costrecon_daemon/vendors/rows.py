@@ -63,7 +63,7 @@ class FileUnreadable(Exception):
     """The file as a whole cannot be read; ``str()`` is one sentence that says what to do."""
 
 
-def _numbered(records: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+def numbered(records: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
     """(row number, cells) for the rows that have any content. Row numbers are physical lines for
     a csv reader (a quoted field may span lines) and positions otherwise."""
     line_num = getattr(records, "line_num", None)
@@ -77,11 +77,11 @@ def _numbered(records: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
             yield number, fields
 
 
-def _first_records(opener: Callable[[], Iterator[list[str]]]) -> list[tuple[int, list[str]]]:
-    return list(islice(_numbered(islice(opener(), PEEK_ROWS)), HEADER_SEARCH_ROWS))
+def first_records(opener: Callable[[], Iterator[list[str]]]) -> list[tuple[int, list[str]]]:
+    return list(islice(numbered(islice(opener(), PEEK_ROWS)), HEADER_SEARCH_ROWS))
 
 
-def _cell_text(value: object) -> str:
+def cell_text(value: object) -> str:
     """A workbook or API value as the text a person sees. Floats (openpyxl's numbers) go through
     their shortest repr, so 74.34 stays "74.34" and never becomes 74.3400000000000034."""
     if value is None:

@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 
-from costrecon_daemon.vendors.convert import _finish
+from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
-    _choose_profile,
-    _locate_columns,
+    choose_profile,
+    locate_columns,
 )
 from costrecon_daemon.vendors.profiles import (
     DELIMITERS,
@@ -21,11 +21,11 @@ from costrecon_daemon.vendors.rows import (
     PEEK_CHARS,
     FileUnreadable,
     ReadResult,
-    _first_records,
+    first_records,
 )
 
 
-def _read_text(
+def read_text(
     name: str,
     data: bytes,
     forced: Profile | None,
@@ -63,13 +63,13 @@ def _read_text(
         return opener
 
     try:
-        prof = forced or _choose_profile(
-            name, _first_records(opener_for(sniffed or ",", peek=True)), all_profiles, sniffed
+        prof = forced or choose_profile(
+            name, first_records(opener_for(sniffed or ",", peek=True)), all_profiles, sniffed
         )
         delimiter = prof.delimiter or sniffed or ","
         opener = opener_for(delimiter)
-        plan, skip = _locate_columns(prof, opener, name)
-        return _finish(
+        plan, skip = locate_columns(prof, opener, name)
+        return finish_read(
             prof, plan, opener, skip, name, default_currency, vendor, today, delimiter, encoding
         )
     except csv.Error as exc:

@@ -11,10 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from costrecon_daemon.vendors.convert import _finish
+from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
-    _choose_profile,
-    _locate_columns,
+    choose_profile,
+    locate_columns,
 )
 from costrecon_daemon.vendors.profiles import (
     Profile,
@@ -22,13 +22,13 @@ from costrecon_daemon.vendors.profiles import (
 from costrecon_daemon.vendors.rows import (
     FileUnreadable,
     ReadResult,
-    _cell_text,
-    _first_records,
+    cell_text,
+    first_records,
 )
-from costrecon_daemon.vendors.text import _read_text
+from costrecon_daemon.vendors.text import read_text
 
 
-def _read_zip(
+def read_zip(
     path: Path,
     data: bytes,
     forced: Profile | None,
@@ -67,7 +67,7 @@ def _read_zip(
     inner_name = Path(texts[0]).name
     if not inner.strip():
         raise FileUnreadable(f"{name} holds an empty {inner_name}; download the price file again.")
-    return _read_text(inner_name, inner, forced, all_profiles, default_currency, vendor, today)
+    return read_text(inner_name, inner, forced, all_profiles, default_currency, vendor, today)
 
 
 def _read_xlsx(
@@ -102,16 +102,16 @@ def _read_xlsx(
         except (KeyError, ET.ParseError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise FileUnreadable(damaged) from exc
 
-    prof = forced or _choose_profile(
-        name, _first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
+    prof = forced or choose_profile(
+        name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
     )
     sheet_name = prof.sheet
 
     def opener() -> Iterator[list[str]]:
         return sheet_rows(sheet_name)
 
-    plan, skip = _locate_columns(prof, opener, name)
-    return _finish(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
+    plan, skip = locate_columns(prof, opener, name)
+    return finish_read(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
 
 
 class _NotPlainXlsx(Exception):
@@ -298,21 +298,23 @@ def _read_xlsx_openpyxl(
             sheet.reset_dimensions()  # some exporters write a wrong <dimension>; read what is there
             try:
                 for values in sheet.iter_rows(values_only=True):
-                    yield [_cell_text(v) for v in values]
+                    yield [cell_text(v) for v in values]
             except (zipfile.BadZipFile, EOFError, KeyError, OSError) as exc:
                 raise FileUnreadable(
                     f"{name} is damaged or was only partly copied; export it again."
                 ) from exc
 
-        prof = forced or _choose_profile(
-            name, _first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
+        prof = forced or choose_profile(
+            name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
         )
         sheet_name = prof.sheet
 
         def opener() -> Iterator[list[str]]:
             return sheet_rows(sheet_name)
 
-        plan, skip = _locate_columns(prof, opener, name)
-        return _finish(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
+        plan, skip = locate_columns(prof, opener, name)
+        return finish_read(
+            prof, plan, opener, skip, name, default_currency, vendor, today, None, None
+        )
     finally:
         workbook.close()
