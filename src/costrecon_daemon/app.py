@@ -123,7 +123,7 @@ class Daemon:
             store,
             self.table,
             self.push,
-            connector.limits if connector is not None else None,
+            connector,
             cfg.push.line_policy,
         )
         self._built = True
@@ -274,6 +274,7 @@ class Daemon:
                 "last_event": events.last_id(conn),
             }
 
+        assert self.store is not None  # the API (the only caller) starts after the store
         info = await self.store.read(_read)
         c = self.connector
         status: dict[str, Any] = {

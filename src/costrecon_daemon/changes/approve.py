@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from .. import events
 from ..costs.table import CostTable
 from ..errors import Conflict
-from ..psa.base import RateLimits
+from ..psa.base import Connector, RateLimits
 from ..store import Store
 from .journal import change_set_json, journal
 from .plan import Request, plan, undo_plan
@@ -25,14 +25,19 @@ class Approvals:
         store: Store,
         table: CostTable,
         worker: PushWorker | None,
-        limits: RateLimits | None,
+        connector: Connector | None,
         default_policy: str,
     ):
         self.store = store
         self.table = table
         self.worker = worker
-        self.limits = limits
+        self.connector = connector
         self.default_policy = default_policy
+
+    @property
+    def limits(self) -> RateLimits | None:
+        # Read at each request, as the connector's declared limits are its own business.
+        return self.connector.limits if self.connector is not None else None
 
     async def preview(self, reqs: list[Request], policy: str) -> dict[str, Any]:
         limits = self.limits

@@ -68,6 +68,7 @@ async def cost_row(request: web.Request) -> web.Response:
 async def set_manual_cost(request: web.Request) -> web.Response:
     body = await body_of(request)
     cost = field_decimal(body, "cost", minimum=Decimal(0))
+    assert cost is not None  # required
     note = field_str(body, "note", required=False)
     currency = field_str(body, "currency", required=False)
     d, actor = services(request), actor_of(request)

@@ -67,6 +67,7 @@ async def activity_verify(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.StreamResponse:
     d = services(request)
     since = field_int(request.query, "since", required=False, default=0, minimum=0)
+    assert since is not None  # it has a default
     if request.query.get("stream") in ("1", "true"):
         return await _stream_events(request, d, since)
     timeout = min(float(request.query.get("timeout", 25) or 25), 60.0)
