@@ -311,7 +311,8 @@ class Daemon:
         push = self.push
         status["push"] = {"running": [push.current] if push and push.current else []}
         status["counts"]["table_rows"] = self.table.total()
-        await self.intake.inbox.status(status)
+        status["inbox"] = self.intake.inbox.status_json()
+        status["counts"].update(await self.intake.matching.counts())
         return status
 
 

@@ -193,14 +193,14 @@ class Inbox:
         for t in self._tasks:
             t.cancel()
 
-    async def status(self, status: dict[str, Any]) -> None:
-        status["inbox"] = {
+    def status_json(self) -> dict[str, Any]:
+        """The inbox part of GET /v1/status."""
+        return {
             "path": str(self.inbox),
             "pending": len(self._tracked),
             "processed": str(self.processed),
             "failed": str(self.failed),
         }
-        status["counts"].update(await self.cache.counts())
 
     # ------------------------------------------------------------------ finding files
 
