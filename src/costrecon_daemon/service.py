@@ -22,10 +22,11 @@ from sqlalchemy import func, select
 
 from . import __version__, activity, events
 from .api import make_app
-from .config import Config, current_user, psa_settings_class
+from .config import Config, current_user
 from .db import CatalogItem, Contract, ContractLine
 from .lifecycle import InstanceLock, bind_socket, prepare_runtime_dir
 from .peers import Gate
+from .psa import registry as psa_registry
 from .psa.base import Connector, PermissionProblem, PSAError
 from .store import Store, current_revision, migrate
 from .sync import get_state, run_sync
@@ -35,17 +36,9 @@ SYSTEM = "costrecond"  # the actor for what the daemon does by itself
 
 
 def build_connector(cfg: Config) -> Connector | None:
-    kind = cfg.psa.kind
-    if kind == "none":
+    if cfg.psa.kind == "none":
         return None
-    settings = psa_settings_class(kind)(**cfg.psa.settings)
-    if kind == "connectwise":
-        from .psa.connectwise import ConnectWiseConnector as cls
-    elif kind == "autotask":
-        from .psa.autotask import AutotaskConnector as cls
-    else:
-        from .psa.syncro import SyncroConnector as cls
-    return cls(settings)
+    return psa_registry.build(cfg.psa.kind, cfg.psa.settings)
 
 
 class Daemon:
