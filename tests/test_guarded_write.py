@@ -135,3 +135,26 @@ async def test_a_value_someone_else_set_meanwhile_is_a_conflict_and_kept(psa):
             assert "9.76" in (out.message or "")
             assert sim.line_cost(line_id) == PERSON
             assert sim.write_count("line", line_id) == 1
+
+
+async def test_a_write_that_never_lands_is_tried_a_bounded_number_of_times():
+    ds = mixed_tenant()
+    with served("connectwise", ds) as sim:
+        async with connected(sim) as conn:
+            item = next(it for it in ds.items if it.active)
+
+            def rolled_back(request) -> None:
+                sim._set_item_cost(item.id, item.cost)
+
+            sim.call(
+                lambda: (
+                    setattr(sim.sim.knobs, "applied_error_rate", 1.0),
+                    setattr(sim.sim.knobs, "on_applied_error", rolled_back),
+                )
+            )
+            out = await guarded_write(
+                conn, sim.item_psa_id(item.id), item.cost, item.cost + 1, attempts=3, backoff=0
+            )
+            assert (out.status, out.value, out.writes) == ("failed", item.cost, 3)
+            assert "3 attempt(s)" in (out.message or "")
+            assert sim.write_count("item", item.id) == 3

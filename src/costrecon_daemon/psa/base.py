@@ -196,7 +196,11 @@ class Connector(Protocol):
     psa: str  # "connectwise" | "autotask" | "syncro"
     display_name: str  # "ConnectWise PSA"
     limits: RateLimits
-    requests_made: int  # every HTTP request sent, retries included (benchmarks and previews)
+
+    @property
+    def requests_made(self) -> int:
+        """Every HTTP request sent, retries included (benchmarks and previews)."""
+        ...
 
     async def connect(self) -> None:
         """Discover the API root (codebase/zone), check credentials. Raises PSAAuthError etc."""

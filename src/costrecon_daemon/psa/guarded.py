@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from costrecon_daemon.money import display
-from costrecon_daemon.psa.base import Connector, LineKey, PSAError, PSANotFound
+from costrecon_daemon.psa.base import Connector, LineKey, PSAError, PSANotFound, PSARateLimited
 
 __all__ = ["WriteOutcome", "conflict_message", "guarded_write"]
 
@@ -115,11 +115,12 @@ async def guarded_write(
             )
         if current != before:
             return WriteOutcome("conflict", current, conflict_message(current, before, after), sent)
-        if sent >= attempts:
+        if sent >= attempts or isinstance(unknown, PSARateLimited):
+            # (A write refused by the rate limit until retries ran out would only meet it again.)
             return WriteOutcome(
                 "failed",
                 current,
-                f"{unknown.message} It was still not applied after {sent} attempts; "
+                f"{unknown.message} It was still not applied after {sent} attempt(s); "
                 "try again later.",
                 sent,
             )

@@ -274,9 +274,7 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
-                connector=aiohttp.TCPConnector(
-                    limit=self._connections, ssl=None if self._verify_tls else False
-                ),
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._verify_tls),
                 auto_decompress=True,
             )
             # aiohttp re-sends a GET, PUT or DELETE once, silently, when a kept-alive connection
@@ -368,8 +366,9 @@ class Transport:
                     return resp
                 if resp.status_code == 429:
                     self.rate_limited += 1
-            if not isinstance(verdict, Retry):
+            if isinstance(verdict, PSAError):
                 raise verdict
+            assert isinstance(verdict, Retry)
             if mutates and verdict.maybe_applied:
                 status = verdict.error.status
                 raise PSAWriteAmbiguous(

@@ -7,6 +7,7 @@ connector. Connector modules are imported on first use: each pulls in its PSA's 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ class PSAKind:
     def settings_class(self) -> type:
         return getattr(importlib.import_module(self.module), self.settings)
 
-    def connector_class(self) -> type[Connector]:
+    def connector_class(self) -> Callable[[Any], Connector]:
         return getattr(importlib.import_module(self.module), self.connector)
 
 
