@@ -69,7 +69,6 @@ async def guarded_write(
     else:
         write = lambda: connector.write_item_cost(target, after)  # noqa: E731
         read = lambda: connector.read_item_cost(target)  # noqa: E731
-    rng = rng or random.Random()
     sent = 0
     unknown: PSAError | None = None
     while True:
@@ -92,6 +91,7 @@ async def guarded_write(
                 )
             return WriteOutcome("done", value, None, sent)
         # Give a slow gateway a moment to finish what it may still be applying before we look.
+        rng = rng or random.Random()
         await asyncio.sleep(rng.uniform(0.5, 1.0) * backoff * sent)
         try:
             current = await read()
