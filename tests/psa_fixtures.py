@@ -202,13 +202,20 @@ class SimAdapter:
     def deny_item_edit(self) -> None:
         self.call(self._deny_item_edit)
 
-    def faults(self, error_rate: float = 0.1, rate_limit: int | None = 40) -> None:
+    def faults(
+        self,
+        error_rate: float = 0.1,
+        rate_limit: int | None = 40,
+        applied_error_rate: float = 0.0,
+    ) -> None:
         """Inject 5xx at ``error_rate`` and 429 above ``rate_limit`` requests per second, each in
         the PSA's own shape (Syncro's per-minute limit squeezed into a one-second window, and the
-        ``Retry-After`` only where the PSA sends one)."""
+        ``Retry-After`` only where the PSA sends one); ``applied_error_rate`` of the writes are
+        applied and then answered 504 (a gateway timing out after the PSA committed)."""
 
         def go() -> None:
             k = self.sim.knobs
+            k.applied_error_rate = applied_error_rate
             k.error_rate = error_rate
             k.rate_limit = rate_limit
             k.rate_window = 1.0
@@ -220,6 +227,22 @@ class SimAdapter:
         """Injected faults answered so far, by kind ("429", "500"...)."""
         stats = getattr(self.sim, "request_stats", None) or self.sim.stats  # CW: .stats
         return self.call(lambda: dict(stats.faults))
+
+    def write_fault_counts(self) -> dict[str, int]:
+        """Injected faults answered to write requests, by kind ("429", "500", "applied-504")."""
+        stats = getattr(self.sim, "request_stats", None) or self.sim.stats  # CW: .stats
+        return self.call(lambda: dict(stats.write_faults))
+
+    def on_applied_error(self, fn: Callable[[], None] | None, rate: float = 1.0) -> None:
+        """Apply ``rate`` of the writes, run ``fn`` on the server's loop (it may use the
+        ``_``-prefixed accessors), then answer 504."""
+
+        def go() -> None:
+            k = self.sim.knobs
+            k.applied_error_rate = rate if fn is not None else 0.0
+            k.on_applied_error = None if fn is None else (lambda request: fn())
+
+        self.call(go)
 
     def latency(self, seconds: float) -> None:
         self.call(lambda: setattr(self.sim.knobs, "latency", seconds))

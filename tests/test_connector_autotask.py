@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from costrecon_daemon.psa.autotask import AutotaskConnector, AutotaskSettings, RollingWindowLimiter
+from costrecon_daemon.psa.autotask import AutotaskConnector, AutotaskSettings
 from costrecon_daemon.psa.base import (
     Connector,
     LineKey,
@@ -17,6 +17,7 @@ from costrecon_daemon.psa.base import (
     PSAWriteNotApplied,
     SyncChunk,
 )
+from costrecon_daemon.psa.limits import RollingWindow
 from costrecon_daemon.sim.autotask import CANT_READ_COSTS, SecurityLevel, start_autotask_sim
 from costrecon_daemon.sim.dataset import Dataset, generate, generate_custom
 
@@ -313,7 +314,7 @@ async def test_a_429_from_another_integration_is_survived(tenant):
 
 
 async def test_hourly_budget_waits_for_the_window_to_roll():
-    budget = RollingWindowLimiter(3, window=0.2)
+    budget = RollingWindow(3, window=0.2)
     loop = asyncio.get_running_loop()
     start = loop.time()
     for _ in range(4):

@@ -165,7 +165,15 @@ def test_injected_429_and_5xx_at_10_percent_still_finish_with_every_line_correct
         # and Syncro send no Retry-After and their connectors retry after a fixed wait, so retries
         # that met one 429 meet the next window together; at 60 a second the 429s are still about
         # a tenth of all requests (as at 40 for ConnectWise) without the herd exhausting retries.
-        sim.faults(error_rate=0.1, rate_limit=40 if psa == "connectwise" else 60)
+        #
+        # On top, a tenth of the writes is applied and then answered 504 (a gateway timing out
+        # after the PSA committed): the push must re-read those, never re-send them blind.
+        lines = [ln.id for i in (100, 103) for ln in live_lines(ds, i)]
+        line_base = sim.write_counts("line", lines)
+        item_base = sim.write_counts("item", [100, 103])
+        sim.faults(
+            error_rate=0.1, rate_limit=40 if psa == "connectwise" else 60, applied_error_rate=0.1
+        )
         cs = wait_change_set(d, approve(d, chosen).json()["change_set"]["id"], timeout=180)
         failed = [s["message"] for s in cs["steps"] if s["status"] != "done"]
         assert cs["status"] == "done", (cs["counts"], failed[:3])
@@ -176,6 +184,23 @@ def test_injected_429_and_5xx_at_10_percent_still_finish_with_every_line_correct
             }
         faults = sim.fault_counts()
         assert faults.get("429") and faults.get("500"), faults  # both kinds really happened
+        # Writes that reached the PSA: at most one per target plus one per ambiguous failure
+        # (a write answered 5xx, or applied and answered 504). In fact exactly one per target:
+        # after an ambiguous failure the target is read, and only one still at *before* (the
+        # write never landed) is written again.
+        line_writes = sim.write_counts("line", lines)
+        writes = [line_writes[i] - line_base[i] for i in lines]
+        item_writes = sim.write_counts("item", [100, 103])
+        writes += [item_writes[i] - item_base[i] for i in (100, 103)]
+        write_faults = sim.write_fault_counts()
+        ambiguous = sum(n for kind, n in write_faults.items() if kind != "429")
+        print(
+            f"\n{psa}: {len(writes)} targets, {sum(writes)} writes applied, "
+            f"write faults {write_faults} ({ambiguous} ambiguous)"
+        )
+        assert write_faults.get("applied-504"), write_faults  # the hard case really happened
+        assert sum(writes) <= len(writes) + ambiguous
+        assert set(writes) == {1}, writes
 
 
 @every_psa

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from . import __version__, activity, events
 from .api import Services, make_app
 from .changes import Approvals, PushWorker
-from .config import Config, current_user, psa_settings_class
+from .config import Config, current_user
 from .costs import CostTable
 from .db import CatalogItem, Contract, ContractLine
 from .intake import Intake
@@ -33,6 +33,7 @@ from .lifecycle import InstanceLock, bind_socket, prepare_runtime_dir
 from .mirror import SyncLoop, get_state
 from .mirror.loop import SYSTEM
 from .peers import Gate
+from .psa import registry as psa_registry
 from .psa.base import Connector
 from .store import Store, current_revision, migrate
 
@@ -40,17 +41,9 @@ log = logging.getLogger(__name__)
 
 
 def build_connector(cfg: Config) -> Connector | None:
-    kind = cfg.psa.kind
-    if kind == "none":
+    if cfg.psa.kind == "none":
         return None
-    settings = psa_settings_class(kind)(**cfg.psa.settings)
-    if kind == "connectwise":
-        from .psa.connectwise import ConnectWiseConnector as cls
-    elif kind == "autotask":
-        from .psa.autotask import AutotaskConnector as cls
-    else:
-        from .psa.syncro import SyncroConnector as cls
-    return cls(settings)
+    return psa_registry.build(cfg.psa.kind, cfg.psa.settings)
 
 
 class Daemon:

@@ -204,16 +204,13 @@ def _fill(file: str, section: str, obj: Any, table: Any) -> None:
 
 
 def psa_settings_class(kind: str) -> type:
-    """The connector's settings dataclass for ``kind`` (imported lazily: connectors are heavy)."""
-    if kind == "connectwise":
-        from .psa.connectwise import ConnectWiseSettings as cls
-    elif kind == "autotask":
-        from .psa.autotask import AutotaskSettings as cls
-    elif kind == "syncro":
-        from .psa.syncro import SyncroSettings as cls
-    else:  # pragma: no cover - guarded by PSA_KINDS
-        raise ConfigError(f"unknown PSA kind {kind!r}")
-    return cls
+    """The connector's settings dataclass for ``kind`` (psa/registry.py)."""
+    from .psa import registry
+
+    try:
+        return registry.settings_class(kind)
+    except ValueError as exc:  # pragma: no cover - guarded by PSA_KINDS
+        raise ConfigError(str(exc)) from None
 
 
 def _psa(file: str, table: Any, env: dict[str, str]) -> PSASection:

@@ -4,8 +4,6 @@
   match results), where the cyclic collector would rescan the growing list again and again.
 - ``sys.setswitchinterval`` (``tune_daemon``): the daemon's event loop shares the GIL with the
   database writer thread.
-- ``sys.modules["sniffio"]``: lives in ``psa/http.py`` next to the httpcore behaviour it works
-  around (the PSA transport owns it; importing that module applies it).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from ..psa.base import (
     LineKey,
     PSAError,
     PSAPermissionError,
-    PSAWriteNotApplied,
 )
+from ..psa.guarded import guarded_write
 
 if TYPE_CHECKING:
     from ..costs.table import CostTable
@@ -161,55 +161,26 @@ class PushWorker:
     async def _read_current(self, group: list[StepRow]) -> dict[str, Decimal | None]:
         c = self.connector
         if group[0].target == "item":
-            ids = [s.target_psa_id for s in group]
-            batch = getattr(c, "read_item_costs", None)
-            if batch is not None:
-                return await batch(ids)
-            values = await asyncio.gather(*(_maybe(c.read_item_cost(i)) for i in ids))
-            return {i: v for i, v in zip(ids, values, strict=True) if v is not _MISSING}
-        keys = [LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "") for s in group]
-        batch = getattr(c, "read_line_costs", None)
-        if batch is not None:
-            return await batch(keys)
-        values = await asyncio.gather(*(_maybe(c.read_line_cost(k)) for k in keys))
-        return {k.psa_id: v for k, v in zip(keys, values, strict=True) if v is not _MISSING}
+            return await c.read_item_costs([s.target_psa_id for s in group])
+        return await c.read_line_costs(
+            [LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "") for s in group]
+        )
 
     async def _write(self, s: StepRow) -> tuple[str, Decimal | None, str | None, Exception | None]:
+        # guarded_write re-reads the target after any write whose outcome is unknown and applies
+        # the same guard as _push_group: a write is never re-sent blind (issue 13).
+        target = (
+            s.target_psa_id
+            if s.target == "item"
+            else LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "")
+        )
         try:
-            if s.target == "item":
-                value = await self.connector.write_item_cost(s.target_psa_id, s.after)
-            else:
-                key = LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "")
-                value = await self.connector.write_line_cost(key, s.after)
+            out = await guarded_write(self.connector, target, s.before, s.after)
         except PSAPermissionError as exc:
             return "denied", None, exc.message, exc
-        except PSAWriteNotApplied as exc:
+        except PSAError as exc:  # PSAWriteNotApplied, a refused value...
             return "failed", None, exc.message, exc
-        except PSAError as exc:
-            if exc.retryable:
-                # Retries ran out (timeouts, 5xx): the write may still have landed. Look once, so a
-                # change that did happen is recorded as done (and can be undone) rather than lost.
-                try:
-                    value = await (
-                        self.connector.read_item_cost(s.target_psa_id)
-                        if s.target == "item"
-                        else self.connector.read_line_cost(
-                            LineKey(s.target_psa_id, s.contract_psa_id or "", s.line_kind or "")
-                        )
-                    )
-                except PSAError:
-                    value = None
-                if value == s.after:
-                    return "done", value, None, None
-            return "failed", None, exc.message, exc
-        if value != s.after:
-            return (
-                "failed",
-                value,
-                f"the PSA reports {display(value)} after writing {display(s.after)}",
-                None,
-            )
-        return "done", value, None, None
+        return out.status, out.value, out.message, None
 
 
 class _Missing:
@@ -217,12 +188,3 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
-
-
-async def _maybe(coro: Any) -> Any:
-    from ..psa.base import PSANotFound
-
-    try:
-        return await coro
-    except PSANotFound:
-        return _MISSING

@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
 from costrecon_daemon.psa.base import (
     CatalogRecord,
     ChunkSink,
+    Connector,
     ContractRecord,
     LineKey,
     LineRecord,
@@ -43,15 +39,14 @@ from costrecon_daemon.psa.base import (
     PSAError,
     PSANotFound,
     PSAPermissionError,
-    PSARateLimited,
-    PSAUnavailable,
     PSAValidationError,
     PSAWriteNotApplied,
     PullResult,
     RateLimits,
     SyncChunk,
 )
-from costrecon_daemon.psa.http import dumps, loads
+from costrecon_daemon.psa.http import Call, Classifier, HttpResponse, Retry, Transport, dumps, loads
+from costrecon_daemon.psa.limits import PerEndpoint, RollingWindow
 
 PAGE_SIZE = 500  # MaxRecords cap (§2.2)
 IN_CHUNK = 400  # ids per `in` condition: under the 500 OR-conditions limit (§2.2)
@@ -108,47 +103,6 @@ class AutotaskSettings:
     currency: str = "USD"
     retry_backoff: float = 1.0  # first wait after a 5xx/dropped connection, doubled each time
     rate_limit_wait: float = 60.0  # wait after a 429 without Retry-After (go-autotask's choice)
-
-
-# ---- request scheduling ------------------------------------------------------------------------
-
-
-class RollingWindowLimiter:
-    """Rolling-window limiter: at most ``limit`` request starts in any ``window`` seconds.
-
-    Autotask counts 10,000 requests per rolling hour per *database*, shared by every integration
-    (§2.5), so :meth:`seed` takes the tenant's current count from ThresholdInformation at connect.
-    """
-
-    def __init__(self, limit: int, window: float = 3600.0) -> None:
-        self.limit = max(1, limit)
-        self.window = window
-        self._starts: deque[float] = deque()
-        self._lock = asyncio.Lock()
-
-    def seed(self, already_used: int) -> None:
-        now = time.monotonic()
-        self._starts.extend([now] * max(0, min(already_used, self.limit)))
-
-    @property
-    def used(self) -> int:
-        self._expire(time.monotonic())
-        return len(self._starts)
-
-    def _expire(self, now: float) -> None:
-        # A small margin: the server stamps a request when it arrives, a little after we send it.
-        while self._starts and now - self._starts[0] >= self.window * 1.02:
-            self._starts.popleft()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._expire(now)
-                if len(self._starts) < self.limit:
-                    self._starts.append(now)
-                    return
-                await asyncio.sleep(self._starts[0] + self.window * 1.02 - now)
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -221,13 +175,108 @@ LINE_COST_STRATEGY = LineCostStrategy
 # ---- the connector -----------------------------------------------------------------------------
 
 
-class AutotaskConnector:
+class AutotaskClassifier(Classifier):
+    """Autotask answers (§2.5): failed operations come back as HTTP 500 with an ``errors`` array
+    of plain strings, and only the words tell a missing right, a missing record or a refused value
+    (never cured by retrying, §4.7) from a server fault (retried; ambiguous for a write). The
+    429 for the hourly limit carries no Retry-After (go-autotask then waits 60 s); the one for
+    the 3-threads-per-endpoint limit clears as soon as a slot frees up."""
+
+    name = "Autotask"
+
+    def __init__(self, *, rate_limit_wait: float, thread_wait: float) -> None:
+        self.rate_limit_wait = rate_limit_wait
+        self.thread_wait = thread_wait
+
+    def classify(self, resp: HttpResponse, call: Call) -> Retry | PSAError | None:
+        if resp.status_code == 500:
+            # A 500 whose words say what went wrong is an answer, not a server fault.
+            refused = self._refused(resp, call, _errors_of(resp))
+            if refused is not None:
+                return refused
+        return super().classify(resp, call)
+
+    def rate_limited(self, resp: HttpResponse, call: Call) -> Retry:
+        verdict = super().rate_limited(resp, call)
+        if "thread" in " ".join(_errors_of(resp)).lower():
+            # Another request of ours (or of another integration) holds the endpoint's threads:
+            # a short wait for this request alone, not a pause of the whole connector.
+            return Retry(verdict.error, wait=self.thread_wait, maybe_applied=False)
+        return verdict
+
+    def error(self, resp: HttpResponse, call: Call) -> PSAError:
+        status = resp.status_code
+        errors = _errors_of(resp)
+        if status == 401:
+            return PSAAuthError(
+                "Autotask refused the API credentials (HTTP 401); check the UserName, "
+                f"Secret and ApiIntegrationCode ({SETTING_API_USER}).",
+                status=401,
+            )
+        refused = self._refused(resp, call, errors)
+        if refused is not None:
+            return refused
+        return PSAError(
+            f"Autotask answered HTTP {status} while trying to {call.what}.",
+            status=status,
+            detail="; ".join(errors),
+        )
+
+    @staticmethod
+    def _refused(resp: HttpResponse, call: Call, errors: list[str]) -> PSAError | None:
+        status = resp.status_code
+        text = " ".join(errors).lower()
+        detail = "; ".join(errors)
+        setting = call.setting or SETTING_API_USER
+        if status == 403 or (status == 500 and any(w in text for w in _PERMISSION_WORDS)):
+            return PSAPermissionError(
+                f"Autotask refused to {call.what}: the API user's security level lacks the right "
+                f"({setting}).",
+                setting=setting,
+                status=status,
+                detail=detail,
+            )
+        if status == 404 or (status == 500 and any(w in text for w in _NOT_FOUND_WORDS)):
+            return PSANotFound(
+                f"Autotask has no such record (while trying to {call.what}).",
+                status=status,
+                detail=detail,
+            )
+        if status in (400, 405) or (status == 500 and any(w in text for w in _REFUSED_WORDS)):
+            return PSAValidationError(
+                f"Autotask refused the request while trying to {call.what}: {detail}",
+                status=status,
+                detail=detail,
+            )
+        return None
+
+
+class _ZoneClassifier(Classifier):
+    """zoneInformation answers anything but 200 (a 500 on the real API) for an unknown user."""
+
+    name = "Autotask"
+
+    def classify(self, resp: HttpResponse, call: Call) -> Retry | PSAError | None:
+        if resp.status_code == 200:
+            return None
+        if resp.status_code == 429:
+            return self.rate_limited(resp, call)
+        return PSAAuthError(
+            "Autotask does not know this API user name; check the UserName in the config "
+            f"({SETTING_API_USER}).",
+            status=resp.status_code,
+            detail=resp.text[:300],
+        )
+
+
+_ZONE = _ZoneClassifier()
+
+
+class AutotaskConnector(Connector):
     psa = "autotask"
     display_name = "Autotask PSA"
 
-    def __init__(
-        self, settings: AutotaskSettings, *, client: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, settings: AutotaskSettings) -> None:
         self.settings = settings
         self.line_strategy = LINE_COST_STRATEGY(settings.line_effective_date)
         self.limits = RateLimits(
@@ -236,15 +285,29 @@ class AutotaskConnector:
             item_write_calls=2,  # PATCH + GET verify
             line_write_calls=self.line_strategy.calls,  # contract services; charges take 2
         )
-        self.requests_made = 0
-        self._paused_until = 0.0  # monotonic time until which every request waits after a 429
-        self.budget = RollingWindowLimiter(settings.requests_per_hour)
-        self._client = client or httpx.AsyncClient(timeout=settings.timeout)
-        self._own_client = client is None
-        self._sems: dict[str, asyncio.Semaphore] = {}
+        # 10,000 requests per rolling hour per database, 3 threads per object endpoint (§2.5).
+        self.budget = RollingWindow.per_hour(settings.requests_per_hour)
+        self.threads = PerEndpoint(settings.concurrency)
+        self.http = Transport(
+            classifier=AutotaskClassifier(
+                rate_limit_wait=settings.rate_limit_wait, thread_wait=settings.retry_backoff
+            ),
+            slots=[self.threads],
+            budgets=[self.budget],
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            timeout=settings.timeout,
+            # Six object endpoints are pulled at once, each with its own threads.
+            connections=settings.concurrency * 8,
+            max_retries=settings.max_retries,
+            backoff_base=settings.retry_backoff,
+        )
         self._root: str | None = None
         self._zone_refreshed = False
         self._companies: dict[int, str] = {}
+
+    @property
+    def requests_made(self) -> int:
+        return self.http.requests_made
 
     # ---- transport -------------------------------------------------------------------------
 
@@ -254,33 +317,18 @@ class AutotaskConnector:
             "ApiIntegrationCode": s.integration_code,
             "UserName": s.username,
             "Secret": s.secret,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
         }
-
-    def _sem(self, endpoint: str) -> asyncio.Semaphore:
-        key = endpoint.lower()
-        if key not in self._sems:
-            self._sems[key] = asyncio.Semaphore(max(1, self.settings.concurrency))
-        return self._sems[key]
 
     async def _discover(self) -> None:
         if self.settings.zone_url:
             self._root = self.settings.zone_url.rstrip("/") + "/v1.0/"
             return
         url = self.settings.base_url_for_zone_lookup.rstrip("/") + "/v1.0/zoneInformation"
-        self.requests_made += 1  # no auth, exempt from thread limits (AT-DOC-THREAD)
-        try:
-            resp = await self._client.get(url, params={"user": self.settings.username})
-        except httpx.HTTPError as exc:
-            raise PSAUnavailable(f"Autotask zone lookup failed: {type(exc).__name__}") from None
-        if resp.status_code != 200:
-            raise PSAAuthError(
-                "Autotask does not know this API user name; check the UserName in the config "
-                f"({SETTING_API_USER}).",
-                status=resp.status_code,
-                detail=resp.text[:300],
-            )
+        # No credentials, exempt from the thread limits (AT-DOC-THREAD).
+        resp = await self.http.request(
+            "GET", url, what="look up the API user's zone", endpoint="zoneInformation",
+            params={"user": self.settings.username}, limited=False, classifier=_ZONE,
+        )  # fmt: skip
         zone = json.loads(resp.text)
         self._root = str(zone["url"]).rstrip("/") + "/v1.0/"
 
@@ -293,112 +341,33 @@ class AutotaskConnector:
         body: Any = None,
         setting: str = SETTING_API_USER,
         what: str = "call Autotask",
+        mutates: bool | None = None,
     ) -> Any:
-        """One API call, scheduled within the hourly budget and the endpoint's thread limit.
-
-        Retries 5xx-without-a-reason, dropped connections and 429s; never retries a failure whose
-        ``errors`` text says permission, not found or refused (§4.7).
+        """One API call, scheduled within the hourly budget and the endpoint's thread limit;
+        retries and error bodies are the transport's (psa/http.py, :class:`AutotaskClassifier`).
         """
         if self._root is None:
             await self._discover()
-        attempt = 0
-        thread_limited = False
+        content = None if body is None else dumps(body)
         while True:
             url = path if path.startswith("http") else f"{self._root}{path}"
-            content = None if body is None else dumps(body)
-            # After a request-limit 429 every request of this connector waits (shared pause), so
-            # the window can roll instead of being hit again by each retry on its own.
-            pause = self._paused_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            async with self._sem(endpoint):
-                # Take the budget slot inside the thread slot so its timestamp is the send time.
-                await self.budget.acquire()
-                self.requests_made += 1
-                try:
-                    resp = await self._client.request(
-                        method, url, headers=self._headers(), content=content
-                    )
-                except httpx.HTTPError as exc:
-                    failure: PSAError = PSAUnavailable(
-                        f"Autotask did not answer ({type(exc).__name__}) while trying to {what}."
-                    )
-                    resp = None
-            if resp is not None:
-                status = resp.status_code
-                if status == 200:
-                    return loads(resp.text) if resp.text else None
-                if status == 401:
-                    if not self._zone_refreshed and not self.settings.zone_url:
-                        # The old zone answers 401 after a zone move: rediscover once (AT-DJ).
-                        self._zone_refreshed = True
-                        old = self._root
-                        await self._discover()
-                        if self._root != old and not path.startswith("http"):
-                            continue
-                    raise PSAAuthError(
-                        "Autotask refused the API credentials (HTTP 401); check the UserName, "
-                        f"Secret and ApiIntegrationCode ({SETTING_API_USER}).",
-                        status=401,
-                    )
-                errors = _errors_of(resp)
-                text = " ".join(errors).lower()
-                if status == 403 or (status == 500 and any(w in text for w in _PERMISSION_WORDS)):
-                    raise PSAPermissionError(
-                        f"Autotask refused to {what}: the API user's security level lacks the right "
-                        f"({setting}).",
-                        setting=setting,
-                        status=status,
-                        detail="; ".join(errors),
-                    )
-                if status == 404 or (status == 500 and any(w in text for w in _NOT_FOUND_WORDS)):
-                    raise PSANotFound(
-                        f"Autotask has no such record (while trying to {what}).",
-                        status=status,
-                        detail="; ".join(errors),
-                    )
-                if status in (400, 405) or (
-                    status == 500 and any(w in text for w in _REFUSED_WORDS)
-                ):
-                    raise PSAValidationError(
-                        f"Autotask refused the request while trying to {what}: {'; '.join(errors)}",
-                        status=status,
-                        detail="; ".join(errors),
-                    )
-                if status == 429:
-                    thread_limited = "thread" in text
-                    retry_after = _retry_after(resp)
-                    failure = PSARateLimited(
-                        f"Autotask's request limit was reached while trying to {what}.",
-                        retry_after=retry_after,
-                    )
-                else:
-                    failure = PSAUnavailable(
-                        f"Autotask answered HTTP {status} while trying to {what}.",
-                        status=status,
-                        detail="; ".join(errors),
-                    )
-            attempt += 1
-            if attempt > self.settings.max_retries:
-                raise failure
-            if isinstance(failure, PSARateLimited):
-                wait = failure.retry_after
-                if wait is None:
-                    # The thread-limit reply clears as soon as a slot frees up; the hourly one
-                    # needs the window to roll (go-autotask waits 60 s).
-                    wait = (
-                        self.settings.retry_backoff
-                        if thread_limited
-                        else self.settings.rate_limit_wait
-                    )
-                if not thread_limited:
-                    wait = min(wait * random.uniform(1.0, 1.5), 300.0)
-                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
-                    continue
-            else:
-                wait = self.settings.retry_backoff * (2 ** (attempt - 1))
-            # Jitter: requests refused together must not all come back at the same instant.
-            await asyncio.sleep(min(wait * random.uniform(1.0, 1.5), 300.0))
+            try:
+                resp = await self.http.request(
+                    method, url, what=what, endpoint=endpoint, setting=setting, content=content,
+                    headers=self._headers(), mutates=mutates,
+                )  # fmt: skip
+            except PSAAuthError:
+                if self._zone_refreshed or self.settings.zone_url or path.startswith("http"):
+                    raise
+                # The old zone answers 401 after a zone move: rediscover once (AT-DJ). A 401 is a
+                # refusal, so a write sent again here is not a blind re-send.
+                self._zone_refreshed = True
+                old = self._root
+                await self._discover()
+                if self._root == old:
+                    raise
+                continue
+            return loads(resp.text) if resp.text else None
 
     async def _walk(
         self,
@@ -415,8 +384,9 @@ class AutotaskConnector:
             body["IncludeFields"] = include
         what = f"list {entity}"
         page = first or await self._call(
-            "POST", f"{entity}/query", endpoint=entity, body=body, setting=setting, what=what
-        )
+            "POST", f"{entity}/query", endpoint=entity, body=body, setting=setting, what=what,
+            mutates=False,
+        )  # fmt: skip
         out: list[dict[str, Any]] = []
         while True:
             out.extend(page.get("items") or [])
@@ -426,8 +396,9 @@ class AutotaskConnector:
             # Repeat the first request's method and body on nextPageUrl: a GET after a POST answers
             # 405 on some tenants (§2.2, AT-NEXT; UNCERTAIN, this is the safe reading).
             page = await self._call(
-                "POST", nxt, endpoint=entity, body=body, setting=setting, what=what
-            )
+                "POST", nxt, endpoint=entity, body=body, setting=setting, what=what,
+                mutates=False,
+            )  # fmt: skip
 
     async def _all(
         self,
@@ -450,7 +421,7 @@ class AutotaskConnector:
             body["IncludeFields"] = include
         first = await self._call(
             "POST", f"{entity}/query", endpoint=entity, body=body, setting=setting,
-            what=f"list {entity}",
+            what=f"list {entity}", mutates=False,
         )  # fmt: skip
         items = list(first.get("items") or [])
         threads = self.settings.concurrency
@@ -458,7 +429,7 @@ class AutotaskConnector:
             return await self._walk(entity, flt, include=include, setting=setting, first=first)
         counted = await self._call(
             "POST", f"{entity}/query/count", endpoint=entity, body={"filter": flt},
-            setting=setting, what=f"count {entity}",
+            setting=setting, what=f"count {entity}", mutates=False,
         )  # fmt: skip
         remaining = int((counted or {}).get("queryCount") or 0) - len(items)
         if remaining <= PAGE_SIZE:
@@ -516,6 +487,7 @@ class AutotaskConnector:
                     body={"MaxRecords": 25, "IncludeFields": ["id", "unitCost"], "filter": ALL},
                     setting=setting,
                     what=f"list {entity}",
+                    mutates=False,
                 )
                 seen_costs += [_dec(i.get("unitCost")) for i in page.get("items") or []]
             except PSAPermissionError as exc:
@@ -524,9 +496,10 @@ class AutotaskConnector:
             # without the right answers with the permission text; one with it, "no matching
             # records". (That the real API checks rights before existence is UNCERTAIN.)
             try:
+                # Record 0 does not exist, so re-sending this probe cannot change anything.
                 await self._call(
                     "PATCH", entity, endpoint=entity, body={"id": 0}, setting=setting,
-                    what=f"update {entity}",
+                    what=f"update {entity}", mutates=False,
                 )  # fmt: skip
             except PSAPermissionError as exc:
                 problems.append(PermissionProblem("edit_catalog", exc.message))
@@ -544,7 +517,7 @@ class AutotaskConnector:
             await self._call(
                 "POST", "ContractServices/query", endpoint="ContractServices",
                 body={"MaxRecords": 1, "filter": ALL}, setting=SETTING_CONTRACTS,
-                what="list contract services",
+                what="list contract services", mutates=False,
             )  # fmt: skip
         except PSAPermissionError as exc:
             problems.append(PermissionProblem("read_lines", exc.message))
@@ -553,7 +526,7 @@ class AutotaskConnector:
                 "POST", "ContractServiceAdjustments", endpoint="ContractServiceAdjustments",
                 body={"contractID": 0, "serviceID": 0, "effectiveDate": "2000-01-01T00:00:00Z",
                       "unitChange": 0},
-                setting=SETTING_CONTRACTS, what="adjust contract services",
+                setting=SETTING_CONTRACTS, what="adjust contract services", mutates=False,
             )  # fmt: skip
         except PSAPermissionError as exc:
             problems.append(PermissionProblem("edit_lines", exc.message))
@@ -742,8 +715,7 @@ class AutotaskConnector:
         return after
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
+        await self.http.aclose()
 
 
 _ITEM_ENTITY = {
@@ -752,7 +724,7 @@ _ITEM_ENTITY = {
 }
 
 
-def _errors_of(resp: httpx.Response) -> list[str]:
+def _errors_of(resp: HttpResponse) -> list[str]:
     try:
         data = json.loads(resp.text)
     except ValueError:
@@ -761,14 +733,6 @@ def _errors_of(resp: httpx.Response) -> list[str]:
     if isinstance(errs, list):
         return [str(e) for e in errs]
     return [str(errs)] if errs else []
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    try:
-        return float(raw) if raw else None
-    except ValueError:
-        return None
 
 
 def _stamp(text: str) -> datetime:

@@ -11,10 +11,11 @@ cannot read the value (Autotask hides costs from some security levels), never ze
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,14 @@ class PSAUnavailable(PSAError):
     retryable = True
 
 
+class PSAWriteAmbiguous(PSAError):
+    """A write was sent and no answer says whether it landed (a timeout after sending, a 5xx, a
+    connection dropped mid-request). It is never re-sent blind: the caller re-reads the target
+    and decides (psa/guarded.py), because a person may have changed it in between."""
+
+    retryable = True
+
+
 class PSAWriteNotApplied(PSAError):
     """The PSA accepted a write but the value read back is not the one sent (Autotask can silently
     ignore cost writes when the API user cannot see costs). Never counted as done."""
@@ -180,12 +189,18 @@ ChunkSink = Callable[[SyncChunk], Awaitable[None]]
 
 @runtime_checkable
 class Connector(Protocol):
-    """What every PSA connector provides. All methods are coroutines over one pooled client."""
+    """What every PSA connector provides. All methods are coroutines over one transport
+    (psa/http.py). Connectors subclass this protocol explicitly so they inherit the default
+    batch reads; callers rely on every method being there."""
 
     psa: str  # "connectwise" | "autotask" | "syncro"
     display_name: str  # "ConnectWise PSA"
     limits: RateLimits
-    requests_made: int  # every HTTP request sent, retries included (benchmarks and previews)
+
+    @property
+    def requests_made(self) -> int:
+        """Every HTTP request sent, retries included (benchmarks and previews)."""
+        ...
 
     async def connect(self) -> None:
         """Discover the API root (codebase/zone), check credentials. Raises PSAAuthError etc."""
@@ -211,4 +226,27 @@ class Connector(Protocol):
     async def write_line_cost(self, line: LineKey, cost: Decimal) -> Decimal:
         """Set one contract line's unit cost; returns the verified value read back."""
 
+    async def read_item_costs(self, item_psa_ids: list[str]) -> dict[str, Decimal | None]:
+        """Current cost of many items (the push guard). An id the PSA no longer has is left out.
+
+        This default reads them one by one; a connector whose API can filter by id overrides it
+        to read many in one request."""
+        got = await asyncio.gather(*(_or_gone(self.read_item_cost(i)) for i in item_psa_ids))
+        return {i: v for i, v in zip(item_psa_ids, got, strict=True) if v is not _GONE}
+
+    async def read_line_costs(self, lines: list[LineKey]) -> dict[str, Decimal | None]:
+        """Current cost of many contract lines by ``psa_id``; as :meth:`read_item_costs`."""
+        got = await asyncio.gather(*(_or_gone(self.read_line_cost(k)) for k in lines))
+        return {k.psa_id: v for k, v in zip(lines, got, strict=True) if v is not _GONE}
+
     async def aclose(self) -> None: ...
+
+
+_GONE: Any = object()
+
+
+async def _or_gone(read: Awaitable[Decimal | None]) -> Any:
+    try:
+        return await read
+    except PSANotFound:
+        return _GONE

@@ -38,11 +38,10 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
 from costrecon_daemon.psa.base import (
     CatalogRecord,
     ChunkSink,
+    Connector,
     ContractRecord,
     LineKey,
     LineRecord,
@@ -57,7 +56,8 @@ from costrecon_daemon.psa.base import (
     RateLimits,
     SyncChunk,
 )
-from costrecon_daemon.psa.http import RetryingClient, dumps, loads
+from costrecon_daemon.psa.http import Call, Classifier, HttpResponse, Transport, dumps, loads
+from costrecon_daemon.psa.limits import Concurrency
 
 __all__ = ["ConnectWiseConnector", "ConnectWiseSettings"]
 
@@ -207,13 +207,70 @@ class _Batcher:
             await self.sink(c)
 
 
-class ConnectWiseConnector:
+class ConnectWiseClassifier(Classifier):
+    """ConnectWise answers (§1.5): ``{code, message, errors[]}`` bodies; 429 always carries
+    ``Retry-After`` in seconds (honoured by the base class); 5xx are retried with backoff."""
+
+    name = NAME
+
+    def error(self, resp: HttpResponse, call: Call) -> PSAError:
+        status = resp.status_code
+        code = message = ""
+        try:
+            payload = loads(resp.content)
+            if isinstance(payload, dict):
+                code = str(payload.get("code") or "")
+                message = str(payload.get("message") or "")
+                for err in payload.get("errors") or []:
+                    if isinstance(err, dict) and err.get("message"):
+                        message += (
+                            f" ({err.get('field') or err.get('resource') or ''}: {err['message']})"
+                        )
+        except ValueError:
+            message = resp.text[:300]
+        detail = f"{status} {code}: {message}".strip()
+        target = call.what
+        if status == 401:
+            if code == "ConnectWiseApi" or "UserNotAuthenticated" in message:
+                return PSAAuthError(
+                    f"{NAME} accepted the API keys but the API member cannot log in; check that the "
+                    "API member is active and has a security role in System > Members.",
+                    status=status,
+                    detail=detail,
+                )
+            return PSAAuthError(
+                f"{NAME} rejected the credentials; check psa.connectwise company, public_key, "
+                "private_key and client_id.",
+                status=status,
+                detail=detail,
+            )
+        if status == 403:
+            setting = call.setting or "the security role of the API member"
+            return PSAPermissionError(
+                f"The {NAME} API member's security role does not allow {target}; in System > Security "
+                f"Roles set {setting}.",
+                setting=setting,
+                status=status,
+                detail=detail,
+            )
+        if status == 404:
+            return PSANotFound(
+                f"{NAME} has no {target} (it may have been deleted).", status=status, detail=detail
+            )
+        if status in (400, 409, 415, 422):
+            return PSAValidationError(
+                f"{NAME} refused {target}: {message or code or 'invalid request'}.",
+                status=status,
+                detail=detail,
+            )
+        return PSAError(f"{NAME} answered {status} to {target}.", status=status, detail=detail)
+
+
+class ConnectWiseConnector(Connector):
     psa = "connectwise"
     display_name = NAME
 
-    def __init__(
-        self, settings: ConnectWiseSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ):
+    def __init__(self, settings: ConnectWiseSettings):
         self.settings = settings
         self.site = _site_url(settings.site)
         self.page_size = max(1, min(MAX_PAGE_SIZE, settings.page_size))
@@ -225,8 +282,10 @@ class ConnectWiseConnector:
         token = base64.b64encode(
             f"{settings.company}+{settings.public_key}:{settings.private_key}".encode()
         ).decode()
-        self.http = RetryingClient(
-            name=NAME,
+        self.http = Transport(
+            classifier=ConnectWiseClassifier(),
+            # ConnectWise publishes no quota (§1.5): bounded concurrency and obeying 429.
+            slots=[Concurrency(self.limits.concurrency)],
             headers={
                 "Authorization": f"Basic {token}",
                 "clientId": settings.client_id,
@@ -235,12 +294,10 @@ class ConnectWiseConnector:
                 "Cache-Control": "no-cache",
             },
             timeout=settings.timeout,
-            concurrency=self.limits.concurrency,
+            connections=self.limits.concurrency,
             max_retries=settings.max_retries,
             backoff_base=settings.backoff_base,
             verify_tls=settings.verify_tls,
-            transport=transport,
-            backend="aiohttp",
         )
 
     @property
@@ -259,9 +316,15 @@ class ConnectWiseConnector:
 
     async def _discover_codebase(self) -> None:
         url = f"{self.site}/login/companyinfo/{self.settings.company}"
-        resp = await self.http.request("GET", url)
+        try:
+            resp = await self.http.request("GET", url, what="look up the company's codebase")
+        except PSAError as exc:
+            if exc.retryable:
+                raise
+            log.info("companyinfo answered %s; using %s", exc.status, DEFAULT_CODEBASE)
+            self._codebase = DEFAULT_CODEBASE
+            return
         if resp.status_code != 200:
-            log.info("companyinfo answered %s; using %s", resp.status_code, DEFAULT_CODEBASE)
             self._codebase = DEFAULT_CODEBASE
             return
         try:
@@ -303,78 +366,30 @@ class ConnectWiseConnector:
         headers: dict[str, str] | None = None,
         setting: str | None = None,
         what: str = "",
-    ) -> httpx.Response:
+        mutates: bool | None = None,
+    ) -> HttpResponse:
         if self._codebase is None:
             await self._discover_codebase()
-        resp = await self.http.request(
-            method, self.api_root + path, params=params, content=body, headers=headers
-        )
-        if resp.status_code == 404 and self._codebase_discovered:
+        what = what or f"{method} {path}"
+        try:
+            return await self.http.request(
+                method, self.api_root + path, what=what, setting=setting, params=params,
+                content=body, headers=headers, mutates=mutates,
+            )  # fmt: skip
+        except PSANotFound:
+            if not self._codebase_discovered:
+                raise
             # The cloud codebase can change under us (§1.1): re-read companyinfo once and retry.
+            # A 404 is a refusal, so sending a write again here is not a blind re-send.
             old = self._codebase
             await self._discover_codebase()
-            if self._codebase != old:
-                log.info("ConnectWise codebase changed from %s to %s", old, self._codebase)
-                resp = await self.http.request(
-                    method, self.api_root + path, params=params, content=body, headers=headers
-                )
-        if resp.status_code < 400:
-            return resp
-        raise self._error(resp, method, path, setting, what)
-
-    def _error(
-        self, resp: httpx.Response, method: str, path: str, setting: str | None, what: str
-    ) -> PSAError:
-        status = resp.status_code
-        code = message = ""
-        try:
-            payload = loads(resp.content)
-            if isinstance(payload, dict):
-                code = str(payload.get("code") or "")
-                message = str(payload.get("message") or "")
-                for err in payload.get("errors") or []:
-                    if isinstance(err, dict) and err.get("message"):
-                        message += (
-                            f" ({err.get('field') or err.get('resource') or ''}: {err['message']})"
-                        )
-        except ValueError:
-            message = resp.text[:300]
-        detail = f"{status} {code}: {message}".strip()
-        target = what or f"{method} {path}"
-        if status == 401:
-            if code == "ConnectWiseApi" or "UserNotAuthenticated" in message:
-                return PSAAuthError(
-                    f"{NAME} accepted the API keys but the API member cannot log in; check that the "
-                    "API member is active and has a security role in System > Members.",
-                    status=status,
-                    detail=detail,
-                )
-            return PSAAuthError(
-                f"{NAME} rejected the credentials; check psa.connectwise company, public_key, "
-                "private_key and client_id.",
-                status=status,
-                detail=detail,
-            )
-        if status == 403:
-            setting = setting or "the security role of the API member"
-            return PSAPermissionError(
-                f"The {NAME} API member's security role does not allow {target}; in System > Security "
-                f"Roles set {setting}.",
-                setting=setting,
-                status=status,
-                detail=detail,
-            )
-        if status == 404:
-            return PSANotFound(
-                f"{NAME} has no {target} (it may have been deleted).", status=status, detail=detail
-            )
-        if status in (400, 409, 415, 422):
-            return PSAValidationError(
-                f"{NAME} refused {target}: {message or code or 'invalid request'}.",
-                status=status,
-                detail=detail,
-            )
-        return PSAError(f"{NAME} answered {status} to {target}.", status=status, detail=detail)
+            if self._codebase == old:
+                raise
+            log.info("ConnectWise codebase changed from %s to %s", old, self._codebase)
+            return await self.http.request(
+                method, self.api_root + path, what=what, setting=setting, params=params,
+                content=body, headers=headers, mutates=mutates,
+            )  # fmt: skip
 
     async def _get(
         self, path: str, params: dict[str, str] | None = None, *, read_setting: str, what: str = ""
@@ -714,7 +729,8 @@ class ConnectWiseConnector:
         passed.
         """
         try:
-            await self._call("PATCH", path, body="[]", setting=setting)
+            # An empty JSON-Patch cannot change anything, so re-sending it is harmless.
+            await self._call("PATCH", path, body="[]", setting=setting, mutates=False)
         except PSAPermissionError:
             return False
         except (PSAValidationError, PSANotFound):

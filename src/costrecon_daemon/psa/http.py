@@ -1,10 +1,21 @@
-"""The one HTTP layer every PSA connector uses: pooled httpx client, bounded concurrency, timeouts,
-retries with exponential backoff and full jitter (DESIGN.md §3 "Rate limits are honoured").
+"""The one HTTP transport under every PSA connector: one pooled aiohttp session, the connector's
+limiters (psa/limits.py), retries with exponential backoff and full jitter, and a per-PSA
+:class:`Classifier` that says what an answer means (DESIGN.md §3 "Rate limits are honoured").
 
-What is retried: 429 (waiting at least ``Retry-After`` seconds when the PSA sends it), 5xx, and
-transport failures (connect errors, timeouts, dropped connections). Any other 4xx comes straight
-back to the connector, which turns it into a PSA-specific message. When retries run out the caller
-gets :class:`PSARateLimited` or :class:`PSAUnavailable`.
+What is retried, for every PSA alike:
+
+- a refusal that certainly changed nothing: 429 (the wait from ``Retry-After`` or the PSA's
+  documented default; a limit that concerns every request pauses the whole connector), and a
+  connection that could not be opened (refused, DNS, connect timeout: nothing was sent);
+- a read (and a query that only reads) after any failure the classifier calls retryable (5xx,
+  timeouts, dropped connections).
+
+A write (``mutates``) is **never re-sent** after a failure that leaves open whether it landed
+(a timeout after sending, a 5xx, a connection dropped mid-request): it raises
+:class:`PSAWriteAmbiguous` at once, and the caller re-reads the target before deciding anything
+(psa/guarded.py). Re-sending blind overwrote a value a person set between the two requests.
+A 503 is treated as ambiguous too: no PSA reference says it means "rejected before processing"
+(psa-apis.md is silent; UNCERTAIN, so the safe reading).
 
 Nothing here logs or raises headers, bodies or query strings with secrets: log lines name the
 method, the path and the status only.
@@ -14,35 +25,41 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import importlib.util
 import json
 import logging
 import random
-import socket
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
-import httpx
 
-from costrecon_daemon.psa.base import PSARateLimited, PSAUnavailable
+from costrecon_daemon.psa.base import (
+    PSAError,
+    PSARateLimited,
+    PSAUnavailable,
+    PSAWriteAmbiguous,
+)
+from costrecon_daemon.psa.limits import Limiter, Pause
 
-__all__ = ["RetryingClient", "dumps", "loads", "parse_retry_after"]
+__all__ = [
+    "Call",
+    "Classifier",
+    "HttpResponse",
+    "Retry",
+    "Transport",
+    "dumps",
+    "loads",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
-# httpcore looks up the running async library with `import sniffio` on every request. When sniffio
-# is not installed, Python retries that failed import each time (a path scan costing ~2 ms per
-# request, half our per-request budget at 25 ms latency and 8 in flight). Recording the module as
-# absent makes the import fail at once, exactly as it would anyway.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
-
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 300.0  # never sleep longer than this on one Retry-After
+SERVER_ERRORS = frozenset({500, 502, 503, 504})
+MAX_WAIT = 300.0  # never sleep longer than this on one Retry-After or pause
 
 
 # ---- JSON: money never goes through float -----------------------------------------------------
@@ -82,9 +99,6 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_float=Decimal)
 
 
-# ---- retries ----------------------------------------------------------------------------------
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """``Retry-After`` is seconds (ConnectWise) or an HTTP date (RFC 9110)."""
     if not value:
@@ -101,9 +115,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# ---- what a classifier sees and says ------------------------------------------------------------
+
+
 class HttpResponse:
-    """What :meth:`RetryingClient.request` returns with the aiohttp backend: the parts of
-    ``httpx.Response`` connectors use (``status_code``, ``headers``, ``content``, ``text``, ``json()``)."""
+    """An answer, read in full: ``status_code``, ``headers``, ``content``, ``text``, ``json()``."""
 
     __slots__ = ("status_code", "headers", "content")
 
@@ -120,89 +136,156 @@ class HttpResponse:
         return loads(self.content)
 
 
-class RetryingClient:
-    """One pooled HTTP client with a semaphore, retries and a request counter.
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as the classifier and the error messages know it."""
 
-    ``name`` is the PSA's display name, used in the messages of the errors raised here.
+    method: str
+    path: str  # for logs and messages: never the query string (it may carry a token)
+    endpoint: str  # the limiter key (Autotask: the object endpoint)
+    what: str  # "update the cost of Services 12": finishes "... while trying to <what>"
+    setting: str | None  # the PSA setting to name if the answer is a missing right
+    mutates: bool  # a write: never re-sent after an ambiguous failure
 
-    ``backend="httpx"`` (default) returns ``httpx.Response`` and accepts an httpx ``transport``
-    (tests). ``backend="aiohttp"`` returns :class:`HttpResponse`; it costs about a third of the
-    CPU per request of httpx under concurrency (measured: ~0.9 ms vs ~3.7 ms per request with 8 in
-    flight on loopback), which is what lets a bulk pull reach requests × latency ÷ concurrency.
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A failure that trying again may cure. ``error`` is raised when retries run out."""
+
+    error: PSAError
+    wait: float | None = None  # at least this long before trying again (None: backoff)
+    pause_all: bool = False  # the wait concerns every request of the connector (a rate limit)
+    maybe_applied: bool = True  # False only when the PSA certainly refused without acting
+
+
+class Classifier:
+    """How one PSA's answers are read. The defaults are plain HTTP; a connector subclasses this
+    for its PSA's error bodies and limit replies (override :meth:`error`, :meth:`rate_limited`,
+    :meth:`server_error`)."""
+
+    name = "The PSA"
+    rate_limit_wait: float | None = None  # 429 without Retry-After: wait this long (None: backoff)
+
+    def classify(self, resp: HttpResponse, call: Call) -> Retry | PSAError | None:
+        """None: hand the answer to the connector. A :class:`Retry`: maybe try again. A
+        :class:`PSAError`: raise it."""
+        status = resp.status_code
+        if status < 400:
+            return None
+        if status == 429:
+            return self.rate_limited(resp, call)
+        if status in SERVER_ERRORS:
+            return self.server_error(resp, call)
+        return self.error(resp, call)
+
+    def rate_limited(self, resp: HttpResponse, call: Call) -> Retry:
+        # A 429 is a refusal: the PSA did not act on the request, so even a write may be re-sent.
+        wait = parse_retry_after(resp.headers.get("Retry-After"))
+        if wait is None:
+            wait = self.rate_limit_wait
+        return Retry(
+            PSARateLimited(
+                f"{self.name} kept answering 'too many requests' while trying to {call.what}; "
+                "wait a few minutes and retry.",
+                retry_after=wait,
+            ),
+            wait=wait,
+            pause_all=True,
+            maybe_applied=False,
+        )
+
+    def server_error(self, resp: HttpResponse, call: Call) -> Retry | PSAError:
+        return Retry(
+            PSAUnavailable(
+                f"{self.name} returned server error {resp.status_code} while trying to "
+                f"{call.what}; try again later.",
+                status=resp.status_code,
+                detail=resp.text[:500],
+            )
+        )
+
+    def error(self, resp: HttpResponse, call: Call) -> PSAError | None:
+        return PSAError(
+            f"{self.name} answered HTTP {resp.status_code} while trying to {call.what}.",
+            status=resp.status_code,
+            detail=resp.text[:300],
+        )
+
+
+# ---- the transport ------------------------------------------------------------------------------
+
+# Failures where nothing of the request left this machine: always safe to try again.
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,  # refused, DNS, TLS handshake
+    aiohttp.ConnectionTimeoutError,  # connect (or pool) timeout, before any byte was written
+)
+# Failures after the request may have been sent: the PSA may have acted on it.
+_MAYBE_SENT: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class Transport:
+    """One pooled HTTP client per connector with its limiters, retries and classifier.
+
+    aiohttp, not httpx: it costs about a quarter of the CPU per request under concurrency
+    (measured: ~0.9 ms vs ~3.7 ms per request with 8 in flight on loopback), which is what lets a
+    bulk pull or push reach requests x latency / concurrency.
     """
 
     def __init__(
         self,
         *,
-        name: str,
+        classifier: Classifier,
+        slots: Sequence[Limiter] = (),
+        budgets: Sequence[Limiter] = (),
         headers: Mapping[str, str] | None = None,
-        auth: httpx.Auth | None = None,
         timeout: float = 30.0,
-        concurrency: int = 8,
+        connections: int = 8,
         max_retries: int = 5,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         verify_tls: bool = True,
-        retry_statuses: frozenset[int] = RETRY_STATUSES,
-        transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
-        backend: str = "httpx",
     ):
-        self.name = name
+        self.classifier = classifier
+        self.name = classifier.name
+        self.slots = list(slots)
+        self.budgets = list(budgets)
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.retry_statuses = retry_statuses
-        self.requests_made = 0
+        self.requests_made = 0  # every request sent, retries included
         self.retries = 0
-        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self.rate_limited = 0  # 429s met
         self._rng = random.Random(seed)
+        self.pause = Pause(self._rng)
         self._timeout = timeout
-        self._concurrency = max(1, concurrency)
+        self._connections = max(1, connections)
         self._verify_tls = verify_tls
         self._headers = dict(headers or {})
         self._session: aiohttp.ClientSession | None = None
-        self._use_aiohttp = backend == "aiohttp" and transport is None and auth is None
-        if transport is None:
-            # TCP_NODELAY: without it small requests can sit out a delayed-ACK round (~40 ms).
-            transport = httpx.AsyncHTTPTransport(
-                verify=verify_tls,
-                limits=httpx.Limits(
-                    max_connections=max(1, concurrency),
-                    max_keepalive_connections=max(1, concurrency),
-                ),
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
-        self._client = httpx.AsyncClient(
-            headers=dict(headers or {}),
-            auth=auth,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=max(1, concurrency),
-                max_keepalive_connections=max(1, concurrency),
-            ),
-            verify=verify_tls,
-            transport=transport,
-            follow_redirects=False,
-        )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    def _aiohttp(self) -> aiohttp.ClientSession:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
-                connector=aiohttp.TCPConnector(
-                    limit=self._concurrency, ssl=None if self._verify_tls else False
-                ),
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._verify_tls),
                 auto_decompress=True,
             )
+            # aiohttp re-sends a GET, PUT or DELETE once, silently, when a kept-alive connection
+            # drops mid-request (RFC 9112 §9.3.1). For a PUT that is a blind re-send of a write
+            # that may have landed; retries are decided here, so switch it off. (No public switch
+            # exists; aiohttp's own test client sets the same attribute.)
+            self._session._retry_connection = False
         return self._session
+
+    def _backoff(self, attempt: int) -> float:
+        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
 
     async def _send(
         self,
@@ -211,85 +294,108 @@ class RetryingClient:
         params: Mapping[str, str] | None,
         content: str | bytes | None,
         headers: Mapping[str, str] | None,
-    ) -> httpx.Response | HttpResponse:
-        if self._use_aiohttp:
+        endpoint: str,
+        limited: bool,
+    ) -> HttpResponse:
+        taken: list[Limiter] = []
+        try:
+            if limited:
+                for lim in self.slots:
+                    await lim.acquire(endpoint)
+                    taken.append(lim)
+                # After the slot: a request queued for a slot during a 429 still waits it out.
+                await self.pause.wait()
+                for lim in self.budgets:
+                    await lim.acquire(endpoint)
+            self.requests_made += 1
             data = content.encode() if isinstance(content, str) else content
-            async with self._aiohttp().request(
+            async with self._client().request(
                 method, url, params=params, data=data, headers=headers, allow_redirects=False
             ) as r:
-                body = await r.read()
-                return HttpResponse(r.status, r.headers, body)
-        resp = await self._client.request(
-            method, url, params=params, content=content, headers=headers
-        )
-        # Read the body while holding the slot so the connection goes back to the pool.
-        await resp.aread()
-        return resp
-
-    def _backoff(self, attempt: int) -> float:
-        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
+                # Read the body while holding the slot so the connection goes back to the pool.
+                return HttpResponse(r.status, r.headers, await r.read())
+        finally:
+            for lim in reversed(taken):
+                lim.release(endpoint)
 
     async def request(
         self,
         method: str,
         url: str,
         *,
+        what: str = "",
+        endpoint: str = "",
+        setting: str | None = None,
         params: Mapping[str, str] | None = None,
         content: str | bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        idempotent: bool = True,
-    ) -> Any:
-        """Send with retries (an ``httpx.Response`` or :class:`HttpResponse`, see the class). Returns the response for any status that is not retried (the caller
-        maps 4xx to its own errors); raises PSARateLimited/PSAUnavailable when retries run out.
-
-        ``idempotent=False`` (a POST that creates) is not re-sent after a transport failure, since
-        the first attempt may have landed."""
-        path = httpx.URL(url).path
+        mutates: bool | None = None,
+        limited: bool = True,
+        classifier: Classifier | None = None,
+    ) -> HttpResponse:
+        """Send, retrying what may be retried; return the answer the classifier accepts, raise
+        what it refuses. ``mutates`` defaults to "any method but GET/HEAD": pass False for a
+        POST that only reads (Autotask queries) or a probe that cannot change anything.
+        ``limited=False`` skips the limiters (Autotask's zone lookup is exempt, §2.5);
+        ``classifier`` reads this one call's answers differently (the same lookup again)."""
+        classify = (classifier or self.classifier).classify
+        path = urlsplit(url).path
+        if mutates is None:
+            mutates = method not in ("GET", "HEAD")
+        call = Call(method, path, endpoint, what or f"{method} {path}", setting, mutates)
         attempt = 0
         while True:
-            wait: float | None = None
             try:
-                async with self._sem:
-                    self.requests_made += 1
-                    resp = await self._send(method, url, params, content, headers)
-            except (
-                httpx.TimeoutException,
-                httpx.TransportError,
-                aiohttp.ClientError,
-                TimeoutError,
-            ) as exc:
-                timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
-                kind = "timed out" if timed_out else "failed"
-                if not idempotent or attempt >= self.max_retries:
-                    raise PSAUnavailable(
-                        f"{self.name} could not be reached ({method} {path} {kind} after "
-                        f"{attempt + 1} attempts); check the site address and network, then retry.",
-                        detail=type(exc).__name__,
-                    ) from None
-                log.info("%s %s %s (%s); retrying", method, path, kind, type(exc).__name__)
+                resp = await self._send(method, url, params, content, headers, endpoint, limited)
+            except aiohttp.InvalidURL:
+                raise PSAError(
+                    f"{self.name}: {url.split('?')[0]!r} is not a valid address; check the "
+                    "site/base URL in the config file."
+                ) from None
+            except _NOT_SENT as exc:
+                verdict: Retry | PSAError | None = Retry(
+                    self._unreachable(call, "could not connect", attempt, exc),
+                    maybe_applied=False,
+                )
+            except _MAYBE_SENT as exc:
+                kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
+                verdict = Retry(self._unreachable(call, kind, attempt, exc))
             else:
-                if resp.status_code not in self.retry_statuses:
+                verdict = classify(resp, call)
+                if verdict is None:
                     return resp
-                if attempt >= self.max_retries:
-                    if resp.status_code == 429:
-                        raise PSARateLimited(
-                            f"{self.name} kept answering 'too many requests'; wait a few minutes and retry.",
-                            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-                        )
-                    raise PSAUnavailable(
-                        f"{self.name} returned server error {resp.status_code} for {method} {path} "
-                        f"{attempt + 1} times; try again later.",
-                        status=resp.status_code,
-                        detail=resp.text[:500],
-                    )
                 if resp.status_code == 429:
-                    wait = parse_retry_after(resp.headers.get("Retry-After"))
-                    if wait is not None:
-                        wait = min(wait, MAX_RETRY_AFTER)
-                log.info("%s %s -> %s; retrying", method, path, resp.status_code)
-            backoff = self._backoff(attempt)
-            delay = backoff if wait is None else wait + backoff * 0.1
+                    self.rate_limited += 1
+            if isinstance(verdict, PSAError):
+                raise verdict
+            assert isinstance(verdict, Retry)
+            if mutates and verdict.maybe_applied:
+                status = verdict.error.status
+                raise PSAWriteAmbiguous(
+                    f"{self.name} did not confirm a write ({call.what}: "
+                    f"{f'HTTP {status}' if status else 'no answer'}); it may or may not have "
+                    "been applied, so it is read back before anything is sent again.",
+                    status=status,
+                    detail=verdict.error.detail,
+                )
+            if attempt >= self.max_retries:
+                raise verdict.error
+            log.info("%s %s -> %s; retrying", method, path, type(verdict.error).__name__)
             attempt += 1
             self.retries += 1
+            if verdict.wait is not None and verdict.pause_all:
+                self.pause.hold(min(verdict.wait, MAX_WAIT))
+                continue  # the shared pause is the wait
+            if verdict.wait is not None:
+                delay = min(verdict.wait, MAX_WAIT) * self._rng.uniform(1.0, 1.25)
+            else:
+                delay = self._backoff(attempt)
             if delay > 0:
                 await asyncio.sleep(delay)
+
+    def _unreachable(self, call: Call, kind: str, attempt: int, exc: BaseException) -> PSAError:
+        return PSAUnavailable(
+            f"{self.name} could not be reached while trying to {call.what} ({kind} after "
+            f"{attempt + 1} attempts); check the site address and network, then retry.",
+            detail=type(exc).__name__,
+        )

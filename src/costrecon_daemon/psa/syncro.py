@@ -19,18 +19,14 @@ with a fixed wait, the way SY-PS does it.
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
-
-from costrecon_daemon.psa.autotask import RollingWindowLimiter
 from costrecon_daemon.psa.base import (
     CatalogRecord,
     ChunkSink,
+    Connector,
     ContractRecord,
     LineKey,
     LineRecord,
@@ -40,14 +36,14 @@ from costrecon_daemon.psa.base import (
     PSANotFound,
     PSAPermissionError,
     PSARateLimited,
-    PSAUnavailable,
     PSAValidationError,
     PSAWriteNotApplied,
     PullResult,
     RateLimits,
     SyncChunk,
 )
-from costrecon_daemon.psa.http import RetryingClient, dumps, loads
+from costrecon_daemon.psa.http import Call, Classifier, HttpResponse, Retry, Transport, dumps, loads
+from costrecon_daemon.psa.limits import Concurrency, RollingWindow
 
 CENT = Decimal("0.01")
 PRODUCTS_LIST = "Products - List/Search"
@@ -79,7 +75,7 @@ def _permission_message(setting: str, what: str) -> str:
     )
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: HttpResponse) -> str:
     """Every error shape Syncro uses: {error}, {message}, {success,message[]}, {errors} (§3.5)."""
     try:
         data = loads(resp.text)
@@ -117,13 +113,66 @@ def _id(psa_id: str, what: str) -> int:
     return int(psa_id)
 
 
-class SyncroConnector:
+class SyncroClassifier(Classifier):
+    """Syncro answers (§3.5): a missing permission is a 401 (sometimes 403) whose body says
+    "permission"; 404 may have an empty body; 422 carries the refused fields; the 429 is the
+    plain-text "Retry later" of Rack::Attack with no Retry-After, so the wait is a fixed one
+    (SY-PS waits 30 s) and concerns every request from this IP: the whole connector pauses."""
+
+    name = "Syncro"
+
+    def __init__(self, *, rate_limit_wait: float) -> None:
+        self.rate_limit_wait = rate_limit_wait
+
+    def rate_limited(self, resp: HttpResponse, call: Call) -> Retry:
+        verdict = super().rate_limited(resp, call)
+        return Retry(
+            PSARateLimited(
+                "Syncro's limit of 180 requests a minute was reached; wait a minute and retry.",
+                retry_after=verdict.wait,
+            ),
+            wait=verdict.wait,
+            pause_all=True,
+            maybe_applied=False,
+        )
+
+    def error(self, resp: HttpResponse, call: Call) -> PSAError:
+        status = resp.status_code
+        text = _error_text(resp)
+        setting = call.setting or PRODUCTS_LIST
+        if status in (401, 403):
+            if "permission" in text.lower() or status == 403:
+                return PSAPermissionError(
+                    _permission_message(setting, call.what),
+                    setting=setting,
+                    status=status,
+                    detail=text,
+                )
+            return PSAAuthError(
+                "Syncro refused the API token (HTTP 401); check api_token in the config, and "
+                "that the token has not expired (Admin > API > API Tokens).",
+                status=status,
+            )
+        if status == 404:
+            return PSANotFound(
+                f"Syncro has no such record (while trying to {call.what}).", status=404
+            )
+        if status in (400, 422):
+            return PSAValidationError(
+                f"Syncro refused the change while trying to {call.what}: {text}",
+                status=status,
+                detail=text,
+            )
+        return PSAError(
+            f"Syncro answered HTTP {status} while trying to {call.what}: {text}", status=status
+        )
+
+
+class SyncroConnector(Connector):
     psa = "syncro"
     display_name = "Syncro"
 
-    def __init__(
-        self, settings: SyncroSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, settings: SyncroSettings) -> None:
         self.settings = settings
         self.limits = RateLimits(
             concurrency=settings.concurrency,
@@ -131,102 +180,39 @@ class SyncroConnector:
             item_write_calls=3,  # GET the product, PUT it whole, GET to verify
             line_write_calls=3,  # GET the schedule (name/description), PUT the line, GET to verify
         )
-        # Retries are done here (they must wait for the minute budget too), so the shared client
-        # runs with none and hands back every status.
-        self._http = RetryingClient(
-            name="Syncro",
+        # Paced below 180 requests a minute per IP (§3.5) so a 429 is not reached in normal use.
+        self.minute = RollingWindow.per_minute(settings.requests_per_minute)
+        self.http = Transport(
+            classifier=SyncroClassifier(rate_limit_wait=settings.rate_limit_backoff),
+            slots=[Concurrency(settings.concurrency)],
+            budgets=[self.minute],
             headers={
                 "Authorization": f"Bearer {settings.api_token}",
                 "Content-Type": "application/json",
                 "Accept": "application/json",
             },
             timeout=settings.timeout,
-            concurrency=settings.concurrency,
-            max_retries=0,
-            retry_statuses=frozenset(),
-            transport=transport,
+            connections=settings.concurrency,
+            max_retries=settings.max_retries,
+            backoff_base=settings.retry_backoff,
         )
-        self.minute = RollingWindowLimiter(settings.requests_per_minute, window=60.0)
-        self.requests_made = 0
-        self.rate_limited = 0  # 429s met (should stay 0 in normal use)
-        self._paused_until = 0.0  # monotonic time until which every request waits after a 429
+
+    @property
+    def requests_made(self) -> int:
+        return self.http.requests_made
+
+    @property
+    def rate_limited(self) -> int:
+        """429s met (should stay 0 in normal use)."""
+        return self.http.rate_limited
 
     async def _call(
         self, method: str, path: str, *, setting: str, what: str, body: Any = None
     ) -> Any:
         url = f"{self.settings.base_url.rstrip('/')}/{path.lstrip('/')}"
         content = None if body is None else dumps(body)
-        attempt = 0
-        while True:
-            # "Retry later" is about everyone from this IP: after a 429 every request of this
-            # connector pauses, so the minute can roll over instead of being hammered by retries.
-            pause = self._paused_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            await self.minute.acquire()
-            self.requests_made += 1
-            failure: PSAError
-            try:
-                resp = await self._http.request(method, url, content=content)
-            except PSAUnavailable as exc:
-                failure = PSAUnavailable(
-                    f"Syncro did not answer while trying to {what}.", detail=exc.detail
-                )
-                resp = None
-            if resp is not None:
-                status = resp.status_code
-                if 200 <= status < 300:
-                    return loads(resp.text) if resp.text.strip() else None
-                text = _error_text(resp)
-                if status in (401, 403):
-                    if "permission" in text.lower() or status == 403:
-                        raise PSAPermissionError(
-                            _permission_message(setting, what),
-                            setting=setting,
-                            status=status,
-                            detail=text,
-                        )
-                    raise PSAAuthError(
-                        "Syncro refused the API token (HTTP 401); check api_token in the config, and "
-                        "that the token has not expired (Admin > API > API Tokens).",
-                        status=status,
-                    )
-                if status == 404:
-                    raise PSANotFound(
-                        f"Syncro has no such record (while trying to {what}).", status=404
-                    )
-                if status in (400, 422):
-                    raise PSAValidationError(
-                        f"Syncro refused the change while trying to {what}: {text}",
-                        status=status,
-                        detail=text,
-                    )
-                if status == 429:
-                    # "Retry later" in plain text and no Retry-After (§3.5): wait a fixed time.
-                    self.rate_limited += 1
-                    failure = PSARateLimited(
-                        "Syncro's limit of 180 requests a minute was reached.",
-                        retry_after=self.settings.rate_limit_backoff,
-                    )
-                elif status >= 500:
-                    failure = PSAUnavailable(
-                        f"Syncro answered HTTP {status} while trying to {what}.", status=status
-                    )
-                else:
-                    raise PSAError(
-                        f"Syncro answered HTTP {status} while trying to {what}: {text}",
-                        status=status,
-                    )
-            attempt += 1
-            if attempt > self.settings.max_retries:
-                raise failure
-            if isinstance(failure, PSARateLimited):
-                wait = self.settings.rate_limit_backoff * random.uniform(1.0, 1.5)
-                self._paused_until = max(self._paused_until, time.monotonic() + wait)
-                continue  # the shared pause above is the wait
-            wait = self.settings.retry_backoff * (2 ** (attempt - 1))
-            # Jitter: requests refused together must not all come back at the same instant.
-            await asyncio.sleep(wait * random.uniform(1.0, 1.5))
+        resp = await self.http.request(method, url, what=what, setting=setting, content=content)
+        return loads(resp.text) if resp.text.strip() else None
 
     async def _pages(self, path: str, key: str, *, setting: str, what: str) -> list[dict[str, Any]]:
         """Every page of a list (25 each, from 1). ``meta.total_pages`` gives the rest, fetched
@@ -397,7 +383,7 @@ class SyncroConnector:
         return after
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.http.aclose()
 
 
 def _cents(ln: dict[str, Any]) -> Decimal | None:

@@ -37,6 +37,12 @@ class Knobs:
     slow_rate: float = 0.0  # fraction of requests that stall ``slow_seconds`` (client timeouts)
     slow_seconds: float = 60.0
     drop_rate: float = 0.0  # fraction of requests whose connection is closed without an answer
+    # A gateway that times out after the PSA committed: this fraction of writes is applied and
+    # then answered ``applied_error_status`` instead of the result. ``on_applied_error`` runs in
+    # between, on the server's loop (a person editing the record right after, say).
+    applied_error_rate: float = 0.0
+    applied_error_status: int = 504
+    on_applied_error: Callable[[web.Request], None] | None = None
     seed: int = 7
     # Deterministic faults for tests: each request pops one entry ("429", "500", "503", "slow",
     # "drop") before the random ones are considered.
@@ -58,7 +64,7 @@ class Knobs:
         """Switch every fault off (latency included)."""
         self.latency = self.latency_jitter = 0.0
         self.rate_limit = None
-        self.error_rate = self.slow_rate = self.drop_rate = 0.0
+        self.error_rate = self.slow_rate = self.drop_rate = self.applied_error_rate = 0.0
         self.scripted.clear()
 
     def _decide(self) -> str | None:
@@ -98,12 +104,14 @@ class RequestStats:
     by_path: Counter[tuple[str, str]] = field(default_factory=Counter)
     by_route: Counter[tuple[str, str]] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    write_faults: Counter[str] = field(default_factory=Counter)  # the same, on writes only
     total: int = 0
 
     def reset(self) -> None:
         self.by_path.clear()
         self.by_route.clear()
         self.faults.clear()
+        self.write_faults.clear()
         self.total = 0
 
     def count(self, method: str | None = None, contains: str = "") -> int:
@@ -120,6 +128,13 @@ ErrorShape = Callable[[int, int | None], web.Response]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def is_write(request: web.Request) -> bool:
+    """PATCH/PUT/DELETE, and POST except the query endpoints that only read (Autotask)."""
+    if request.method in ("PATCH", "PUT", "DELETE"):
+        return True
+    return request.method == "POST" and "/query" not in request.path.lower()
+
+
 def fault_middleware(
     knobs: Knobs, stats: RequestStats, shape: ErrorShape
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
@@ -133,9 +148,24 @@ def fault_middleware(
         if delay:
             await asyncio.sleep(delay)
         fault = knobs._decide()
+        write = is_write(request)
         if fault is None:
-            return await handler(request)
+            if not (write and knobs.applied_error_rate):
+                return await handler(request)
+            if knobs._rng.random() >= knobs.applied_error_rate:
+                return await handler(request)
+            response = await handler(request)
+            if response.status >= 400:
+                return response  # refused: nothing was applied, nothing to hide
+            kind = f"applied-{knobs.applied_error_status}"
+            stats.faults[kind] += 1
+            stats.write_faults[kind] += 1
+            if knobs.on_applied_error is not None:
+                knobs.on_applied_error(request)
+            return shape(knobs.applied_error_status, None)
         stats.faults[fault] += 1
+        if write:
+            stats.write_faults[fault] += 1
         if fault == "drop":
             # Close the socket with no status line: the client sees a dropped connection.
             if request.transport is not None:
