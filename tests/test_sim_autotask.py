@@ -162,8 +162,13 @@ async def test_patch_returns_item_id_and_contract_service_cost_is_read_only(at):
         f"Contracts/{cid}/Services", content=json.dumps({"id": csid, "unitCost": 9})
     )
     assert resp.status_code == 200 and sim.cost("ContractServices", csid) == before
-    sim.contract_service_cost_patch = "reject"
+    # The root entity has no write operations (contract: writes only on the child URL).
     resp = await client.patch("ContractServices", content=json.dumps({"id": csid, "unitCost": 9}))
+    assert resp.status_code == 405
+    sim.contract_service_cost_patch = "reject"
+    resp = await client.patch(
+        f"Contracts/{cid}/Services", content=json.dumps({"id": csid, "unitCost": 9})
+    )
     assert resp.status_code == 500 and "read-only" in resp.json()["errors"][0]
     missing = await client.patch("Services", content=json.dumps({"id": 1, "unitCost": 9}))
     assert missing.status_code == 500 and "No matching records" in missing.json()["errors"][0]

@@ -712,9 +712,12 @@ class AutotaskConnector:
     async def write_line_cost(self, line: LineKey, cost: Decimal) -> Decimal:
         kind, rid = _split(line.psa_id, "contractservice", "contractcharge")
         if kind == "contractcharge":
-            # Unbilled charges take a plain PATCH (§2.4); billed ones are refused (500 errors).
+            # Unbilled charges take a PATCH on the child URL: the root ContractCharges entity has
+            # no write operations (contract; a root PATCH answers 405). Billed charges are
+            # refused (500 errors).
+            cid = _contract_id(line)
             await self._call(
-                "PATCH", "ContractCharges", endpoint="ContractCharges",
+                "PATCH", f"Contracts/{cid}/Charges", endpoint="ContractCharges",
                 body={"id": rid, "unitCost": cost.quantize(Q4)}, setting=SETTING_CONTRACTS,
                 what=f"update the cost of contract charge {rid}",
             )  # fmt: skip
@@ -729,8 +732,10 @@ class AutotaskConnector:
                 f"Autotask returns no cost for {line.psa_id} to the API user, so the change cannot "
                 f"be made or verified; change {SETTING_READ_COSTS}."
             )
+        # The documented child URL for a contract's adjustments (AT-DOC-CSA; public clients).
         await self._call(
-            "POST", "ContractServiceAdjustments", endpoint="ContractServiceAdjustments",
+            "POST", f"Contracts/{int(current['contractID'])}/ServiceAdjustments",
+            endpoint="ContractServiceAdjustments",
             body=self.line_strategy.adjustment_body(current, cost), setting=SETTING_CONTRACTS,
             what=f"adjust the cost of contract service {rid}",
         )  # fmt: skip
@@ -744,6 +749,15 @@ class AutotaskConnector:
     async def aclose(self) -> None:
         if self._own_client:
             await self._client.aclose()
+
+
+def _contract_id(line: LineKey) -> int:
+    try:
+        return int(line.contract_psa_id)
+    except ValueError:
+        raise PSAValidationError(
+            f"Autotask contract id {line.contract_psa_id!r} of line {line.psa_id} is not a number."
+        ) from None
 
 
 _ITEM_ENTITY = {

@@ -41,6 +41,13 @@ from aiohttp import web
 
 from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.conditions import ConditionError, compile_conditions
+from costrecon_daemon.sim.contract import (
+    Recorder,
+    check,
+    env_recorder,
+    load,
+    recording_middleware,
+)
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
 from costrecon_daemon.sim.serve import serve_until_interrupted
@@ -240,7 +247,9 @@ def _item_json(it: SimItem, lu: int, vendor_ids: dict[str, int], mfr_ids: dict[s
         "minStockLevel": 0,
         "price": it.price,
         "cost": it.cost,
-        "priceAttribute": "FixedPrice",
+        # The spec's enum: FixedFee | NotToExceed | OverrideRate | TimeAndMaterials (a strict
+        # client generated from it refuses a whole page holding anything else).
+        "priceAttribute": "FixedFee",
         "taxableFlag": False,
         "dropShipFlag": False,
         "specialOrderFlag": False,
@@ -453,6 +462,7 @@ class ConnectWiseSim:
         # A gateway that times out after the server committed: writes apply, the answer is a 504.
         self.fail_after_applying_writes = False
         self._clock_offset = 0
+        self.recorder: Recorder | None = env_recorder()
         self._load(dataset)
 
     # ---- data --------------------------------------------------------------------------------
@@ -587,6 +597,7 @@ class ConnectWiseSim:
     def app(self) -> web.Application:
         app = web.Application(
             middlewares=[
+                recording_middleware("connectwise", self),
                 fault_middleware(self.knobs, self.stats, _cw_fault),
                 self._auth_middleware,
             ],
@@ -929,6 +940,8 @@ async def _read_patch(
         if path not in writable:
             return _invalid(resource, f"{path} cannot be updated.", path, "ReadOnly")
         value = entry.get("value")
+        if op != "remove" and (problems := _contract_value_problems(resource, path, value)):
+            return _invalid(resource, problems[0], path, "InvalidValue")
         if op != "remove":
             if "value" not in entry:
                 return _invalid(resource, f"{path} needs a value.", path, "Required")
@@ -946,6 +959,19 @@ async def _read_patch(
                 return _invalid(resource, f"{path} is out of range.", path, "OutOfRange")
         ops.append((op, path, value))
     return ops
+
+
+_CONTRACT_ENTITY = {"catalogItem": "CatalogItem", "agreementAddition": "Addition"}
+
+
+def _contract_value_problems(resource: str, path: str, value: Any) -> list[str]:
+    """A PATCH value checked against the entity's property in the published spec (type, enum,
+    max length); PatchOperation.value itself is typed loosely there (contracts/README)."""
+    contract = load("connectwise")
+    prop = contract.schemas[_CONTRACT_ENTITY[resource]]["properties"].get(path)
+    if prop is None:
+        return [f"{path} is not a field of {resource}."]
+    return check(contract.schemas, prop, value, path)
 
 
 def _types(t: type | tuple[type, ...]) -> Iterable[type]:
