@@ -148,3 +148,38 @@ class Checker:
         elif spec.get("required"):
             problems.append("a request body is required")
         return label, problems
+
+
+def _records(psa: str, schemas: dict[str, Any], schema: dict[str, Any], body: Any):
+    """(model name, records) of a reply, for replies whose entity model was extracted."""
+    ref = schema.get("$ref", "").rsplit("/", 1)[-1]
+    if psa == "connectwise":
+        if schema.get("type") == "array":
+            return schema["items"]["$ref"].rsplit("/", 1)[-1], body
+        return ref, [body]
+    if psa == "autotask" and "[" in ref:
+        model = ref.split("[", 1)[1].split("]", 1)[0].split(",", 1)[0]
+        return model, body.get("items") or [body.get("item")]
+    return ref, []
+
+
+def undeclared_fields(contract: Any, op: dict[str, Any], text: str) -> set[str]:
+    """Fields a reply carries that the entity's model in the contract does not declare."""
+    body = json.loads(text)
+    schema = op["responses"]["200"].get("schema") or {}
+    if contract.psa == "syncro":
+        out: set[str] = set()
+        for key, sub in schema.get("properties", {}).items():
+            value = body.get(key)
+            declared = sub.get("properties") or sub.get("items", {}).get("properties")
+            rows = value if isinstance(value, list) else [value]
+            if declared and key != "meta":
+                out |= {f"{key}.{f}" for r in rows if isinstance(r, dict) for f in r} - {
+                    f"{key}.{f}" for f in declared
+                }
+        return out
+    model, rows = _records(contract.psa, contract.schemas, schema, body)
+    entity = contract.schemas.get(model) or {}
+    if entity.get("x-not-extracted") or "properties" not in entity:
+        return set()
+    return {f for r in rows if isinstance(r, dict) for f in r} - set(entity["properties"])

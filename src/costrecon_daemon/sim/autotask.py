@@ -468,7 +468,6 @@ class AutotaskSim:
                     "internalDescription": None,
                     "invoiceDescription": ln.description,
                     "quoteItemID": None,
-                    "userDefinedFields": [],
                 }
                 for n, (start, end) in enumerate(periods):
                     units = Decimal(0) if (ln.cancelled and n == 1) else ln.quantity
@@ -506,7 +505,6 @@ class AutotaskSim:
                     "isBilled": ln.cancelled,
                     "datePurchased": "2025-01-15T00:00:00Z",
                     "status": 1,
-                    "userDefinedFields": [],
                 }
         self._sorted: dict[str, list[int]] = {n: sorted(t) for n, t in self.tables.items()}
         self._units_by_cs: dict[int, list[dict[str, Any]]] = {}
@@ -1160,7 +1158,6 @@ class AutotaskSim:
             "internalDescription": None,
             "invoiceDescription": svc["name"],
             "quoteItemID": None,
-            "userDefinedFields": [],
         }
         self._insert("ContractServices", rec)
         return rec

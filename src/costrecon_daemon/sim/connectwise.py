@@ -277,7 +277,6 @@ def _item_json(it: SimItem, lu: int, vendor_ids: dict[str, int], mfr_ids: dict[s
         "calculatedCostFlag": False,
         "category": {"id": zlib.crc32(it.category.encode()) % 90 + 10, "name": it.category},
         "billableOption": "Billable",
-        "dateEntered": _iso(_BASE_EPOCH - 86_400 * 30),
         "customFields": [],
         "_info": {"lastUpdated": _iso(lu), "updatedBy": "jsmith", "dateEntered": _iso(_BASE_EPOCH)},
     }
