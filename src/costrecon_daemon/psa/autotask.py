@@ -573,10 +573,9 @@ class AutotaskConnector:
             ]
         now_iso = started.strftime("%Y-%m-%dT%H:%M:%SZ")
         today_iso = started.strftime("%Y-%m-%dT00:00:00Z")
-        unit_filter = [
-            {"op": "lte", "field": "startDate", "value": now_iso},
-            {"op": "gte", "field": "endDate", "value": today_iso},
-        ]
+        # Current and future billing periods: a service added from next month (future-dated)
+        # has only a future row, and is a line whose cost must follow the vendor's too.
+        unit_filter = [{"op": "gte", "field": "endDate", "value": today_iso}]
         services, products, contracts, cservices, units, charges = await asyncio.gather(
             self._all("Services", svc_filter, setting=SETTING_SERVICES_EDIT),
             self._all("Products", ALL, setting=SETTING_PRODUCTS_EDIT),
@@ -603,10 +602,7 @@ class AutotaskConnector:
         active_contracts = {int(c["id"]) for c in contracts if c.get("status") == 1}
         for i in range(0, len(contract_recs), 1000):
             await sink(SyncChunk(contracts=contract_recs[i : i + 1000]))
-        qty: dict[int, Decimal] = {}
-        for u in units:
-            csid = int(u["contractServiceID"])
-            qty[csid] = qty.get(csid, Decimal(0)) + (_dec(u.get("units")) or Decimal(0))
+        qty = _units_now_or_next(units, now_iso)
         lines: list[LineRecord] = []
         for cs in cservices:
             cid, csid = int(cs["contractID"]), int(cs["id"])
@@ -783,6 +779,23 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return float(raw) if raw else None
     except ValueError:
         return None
+
+
+def _units_now_or_next(units: list[dict[str, Any]], now_iso: str) -> dict[int, Decimal]:
+    """Units per contract service: those of the period running now, else of the first future
+    period (a future-dated service)."""
+    now = _stamp(now_iso)
+    current: dict[int, Decimal] = {}
+    upcoming: dict[int, tuple[datetime, Decimal]] = {}
+    for u in units:
+        csid = int(u["contractServiceID"])
+        n = _dec(u.get("units")) or Decimal(0)
+        start = _stamp(str(u.get("startDate") or now_iso))
+        if start <= now:
+            current[csid] = current.get(csid, Decimal(0)) + n
+        elif csid not in upcoming or start < upcoming[csid][0]:
+            upcoming[csid] = (start, n)
+    return {csid: current.get(csid, first[1]) for csid, first in upcoming.items()} | current
 
 
 def _stamp(text: str) -> datetime:

@@ -55,6 +55,8 @@ from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
 from costrecon_daemon.sim.serve import serve_until_interrupted
 
 MAX_RECORDS = 500
+# Customer-currency prices of multi-currency contracts (fixed demo rates).
+FX_TO_CUSTOMER = {"CAD": Decimal("1.36"), "EUR": Decimal("0.92"), "GBP": Decimal("0.79")}
 MAX_OR_CONDITIONS = 500
 Q4 = Decimal("0.0001")
 
@@ -448,7 +450,10 @@ class AutotaskSim:
         cur_start = today.replace(day=1)
         prev_start = (cur_start - timedelta(days=1)).replace(day=1)
         periods = [(prev_start, cur_start - timedelta(days=1)), (cur_start, _month_end(cur_start))]
+        next_start = _month_end(cur_start) + timedelta(days=1)
+        next_period = [(next_start, _month_end(next_start))]
         self.contract_service_for_line: dict[int, int] = {}
+        currency_of = {c.id: c.currency for c in ds.contracts}
         self.charge_for_line: dict[int, int] = {}
         unit_id = itertools.count(29_700_000)
         for ln in ds.lines:
@@ -457,19 +462,23 @@ class AutotaskSim:
                 sid = self.service_for_item[ln.item_id]
                 csid = 29_690_000 + ln.id
                 self.contract_service_for_line[ln.id] = csid
+                # Multi-currency: unitPrice is in the customer's currency, internalCurrency* in
+                # the tenant's (§2.7); costs are always internal.
+                rate = FX_TO_CUSTOMER.get(currency_of[ln.contract_id], Decimal(1))
                 self.tables["ContractServices"][csid] = {
                     "id": csid,
                     "contractID": kid,
                     "serviceID": sid,
                     "unitCost": ln.unit_cost.quantize(Q4),
-                    "unitPrice": ln.unit_price.quantize(Q4),
+                    "unitPrice": (ln.unit_price * rate).quantize(Q4),
                     "internalCurrencyUnitPrice": ln.unit_price.quantize(Q4),
                     "internalCurrencyAdjustedPrice": ln.unit_price.quantize(Q4),
                     "internalDescription": None,
                     "invoiceDescription": ln.description,
                     "quoteItemID": None,
                 }
-                for n, (start, end) in enumerate(periods):
+                # A line starting next period has only that period's row (future-dated).
+                for n, (start, end) in enumerate(next_period if ln.starts_next_period else periods):
                     units = Decimal(0) if (ln.cancelled and n == 1) else ln.quantity
                     uid = next(unit_id)
                     self.tables["ContractServiceUnits"][uid] = {
@@ -1185,7 +1194,10 @@ class AutotaskSim:
         )
         if rows and running is None:
             return
-        end = _parse_dt(running["endDate"]).date() if running else _month_end(effective)
+        # A service new to the contract runs from the effective date to the end of the current
+        # period (rows for later periods appear as they are billed).
+        today = datetime.now(UTC).date()
+        end = _parse_dt(running["endDate"]).date() if running else _month_end(max(effective, today))
         base_units = running["units"] if running else Decimal(0)
         if running is not None:
             running["endDate"] = f"{(effective - timedelta(days=1)).isoformat()}T00:00:00Z"

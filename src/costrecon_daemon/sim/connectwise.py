@@ -32,7 +32,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -324,6 +324,12 @@ def _agreement_json(c: SimContract, lu: int) -> dict:
     }
 
 
+def _next_period_start() -> str:
+    """The first of next month: a future-dated addition (effectiveDate after today)."""
+    today = datetime.now(UTC).date()
+    return f"{(today.replace(day=28) + timedelta(days=4)).replace(day=1)}T00:00:00Z"
+
+
 def _addition_json(ln: SimLine, item: SimItem, status: str, lu: int) -> dict:
     data = {
         "id": ln.id,
@@ -338,7 +344,7 @@ def _addition_json(ln: SimLine, item: SimItem, status: str, lu: int) -> dict:
         "unitPrice": ln.unit_price,
         "unitCost": ln.unit_cost,
         "billCustomer": "Billable",
-        "effectiveDate": "2023-01-01T00:00:00Z",
+        "effectiveDate": _next_period_start() if ln.starts_next_period else "2023-01-01T00:00:00Z",
         "cancelledDate": _iso(lu) if ln.cancelled else None,
         "taxableFlag": False,
         "serialNumber": None,

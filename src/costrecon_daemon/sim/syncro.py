@@ -184,10 +184,13 @@ class SyncroSim:
             line_id += 1
             cost_cents = int((ln.unit_cost * 100).to_integral_value())
             retail_cents = int((ln.unit_price * 100).to_integral_value())
-            sched["lines"].append(
-                self._line(line_id, sched["id"], self.product_for_item[ln.item_id], ln.description,
-                           ln.quantity, cost_cents, retail_cents, len(sched["lines"]) + 1)
-            )  # fmt: skip
+            line = self._line(line_id, sched["id"], self.product_for_item[ln.item_id],
+                              ln.description, ln.quantity, cost_cents, retail_cents,
+                              len(sched["lines"]) + 1)  # fmt: skip
+            # A one-off item on a recurring invoice is billed once (Syncro has no line dates,
+            # so a future-dated line is simply on the schedule).
+            line["one_time_charge"] = not ds.item(ln.item_id).recurring
+            sched["lines"].append(line)
         # Ad-hoc lines with no product (labour, a one-off fee) exist on real schedules too.
         for n, sched in enumerate(self.schedules.values()):
             if n % 7 == 3:
