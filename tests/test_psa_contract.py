@@ -340,3 +340,18 @@ def test_the_fidelity_report_names_every_operation_and_exception():
             assert dev.why[:40] in out
     assert "DEVIATION (not in contract)" in out
     assert "covered by contract tests: 7 of 8 used operations" in out  # ConnectWise
+
+
+def test_connectwise_leaves_out_unset_fields_the_spec_does_not_mark_nullable():
+    schemas = load("connectwise").schemas
+    with served("connectwise") as (sim, client, _):
+        agr = sim.agreements.ids[0]
+        replies = {
+            "CatalogItem": client.get("/procurement/catalog").json(),
+            "Agreement": client.get("/finance/agreements").json(),
+            "Addition": client.get(f"/finance/agreements/{agr}/additions").json(),
+        }
+    for model, rows in replies.items():
+        props = schemas[model]["properties"]
+        sent_null = {k for r in rows for k, v in r.items() if v is None}
+        assert {k for k in sent_null if not props.get(k, {}).get("nullable")} == set(), model

@@ -287,41 +287,57 @@ def _item_json(it: SimItem, lu: int, vendor_ids: dict[str, int], mfr_ids: dict[s
             "name": it.manufacturer,
             "_info": _ref_info("manufacturer", mid),
         }
-    return data
+    return _omit_unset("CatalogItem", data)
+
+
+def _omit_unset(model: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Unset fields are left out rather than sent as null where the spec does not mark the field
+    nullable (strings, dates and references never are; contracts/README). That ConnectWise omits
+    them is the common understanding, not verified (UNCERTAIN): leaving them out is the stricter
+    test of a connector, which must then read every field with a default."""
+    props = load("connectwise").schemas[model]["properties"]
+    return {k: v for k, v in data.items() if v is not None or props.get(k, {}).get("nullable")}
 
 
 def _agreement_json(c: SimContract, lu: int) -> dict:
     cancelled = c.status == "Cancelled"
     company_id = 19_000 + zlib.crc32(c.company.encode()) % 900
-    return {
-        "id": c.id,
-        "name": c.name,
-        "type": {"id": 5, "name": "Managed Services"},
-        "company": {
-            "id": company_id,
-            "identifier": re.sub(r"[^A-Za-z0-9]", "", c.company)[:25],
-            "name": c.company,
-            "_info": _ref_info("company", company_id),
+    return _omit_unset(
+        "Agreement",
+        {
+            "id": c.id,
+            "name": c.name,
+            "type": {"id": 5, "name": "Managed Services"},
+            "company": {
+                "id": company_id,
+                "identifier": re.sub(r"[^A-Za-z0-9]", "", c.company)[:25],
+                "name": c.company,
+                "_info": _ref_info("company", company_id),
+            },
+            "contact": None,
+            "agreementStatus": c.status,
+            "cancelledFlag": cancelled,
+            "dateCancelled": _iso(lu) if cancelled else None,
+            "startDate": "2023-01-01T00:00:00Z",
+            "endDate": "2024-06-30T00:00:00Z" if c.status == "Expired" else None,
+            "noEndingDateFlag": c.status != "Expired",
+            "billingCycle": {"id": 2, "name": "Monthly"},
+            "billAmount": Decimal(0),
+            "taxable": False,
+            "currency": {
+                "id": 1,
+                "symbol": "$" if c.currency == "USD" else c.currency,
+                "currencyCode": c.currency,
+                "name": c.currency,
+            },
+            "customFields": [],
+            "_info": {
+                "lastUpdated": _iso(lu),
+                "updatedBy": "jsmith",
+                "dateEntered": _iso(_BASE_EPOCH),
+            },
         },
-        "contact": None,
-        "agreementStatus": c.status,
-        "cancelledFlag": cancelled,
-        "dateCancelled": _iso(lu) if cancelled else None,
-        "startDate": "2023-01-01T00:00:00Z",
-        "endDate": "2024-06-30T00:00:00Z" if c.status == "Expired" else None,
-        "noEndingDateFlag": c.status != "Expired",
-        "billingCycle": {"id": 2, "name": "Monthly"},
-        "billAmount": Decimal(0),
-        "taxable": False,
-        "currency": {
-            "id": 1,
-            "symbol": "$" if c.currency == "USD" else c.currency,
-            "currencyCode": c.currency,
-            "name": c.currency,
-        },
-        "customFields": [],
-        "_info": {"lastUpdated": _iso(lu), "updatedBy": "jsmith", "dateEntered": _iso(_BASE_EPOCH)},
-    }
+    )
 
 
 def _next_period_start() -> str:
@@ -370,7 +386,7 @@ def _addition_json(ln: SimLine, item: SimItem, status: str, lu: int) -> dict:
         "customFields": [],
         "_info": {"lastUpdated": _iso(lu), "updatedBy": "jsmith", "dateEntered": _iso(_BASE_EPOCH)},
     }
-    return data
+    return _omit_unset("Addition", data)
 
 
 # Fields a PATCH may change, and how each value must look.
