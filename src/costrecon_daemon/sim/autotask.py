@@ -17,10 +17,16 @@ Served by aiohttp on loopback. What it gets right, because the connector must co
 - ContractServices ``unitCost`` is read-only on update (§2.4 RISK): by default a PATCH of it is
   *silently ignored* (200 + itemId, value unchanged); ``contract_service_cost_patch="reject"`` makes it
   a 500 instead. Which one a real tenant does is UNCERTAIN;
-- ContractServiceAdjustments (create only). An adjustment with ``unitChange`` and
-  ``adjustedUnitCost`` changes the contract service's unit count and effective unit cost from its
-  ``effectiveDate``. **UNCERTAIN on a real tenant**: old SOAP docs say adjustments change only the
-  quantity (AT-ISS-PHP50); ``adjustments_change_cost=False`` simulates that reading;
+- the operations of the published contract (sim/contracts/autotask.json): ContractServices and
+  ContractCharges are written **only** through the child URLs ``/Contracts/{id}/Services`` and
+  ``/Contracts/{id}/Charges`` (a root write answers 405), which also list and read them, as do
+  ``/Contracts/{id}/ServiceUnits``; there is no ``query`` below a contract;
+  ``{Entity}/entityInformation/fields``; write bodies are type-checked against the contract;
+- ContractServiceAdjustments (create only, root or ``/Contracts/{id}/ServiceAdjustments``). A unit
+  change starts a new ContractServiceUnits row from the ``effectiveDate``; an adjustment for a
+  service not on the contract adds it (AT-DOC-CSA); ``adjustedUnitCost`` changes the contract
+  service's unit cost from that date. **UNCERTAIN on a real tenant**: old SOAP docs say adjustments
+  change only the quantity (AT-ISS-PHP50); ``adjustments_change_cost=False`` simulates that;
 - a security level that cannot see costs (§2.4): ``unitCost``/``cost`` read as null, cost writes are
   silently ignored (200 OK, value unchanged);
 - 10,000 requests per rolling hour per database and 3 concurrent requests per endpoint (§2.5), both
@@ -28,8 +34,10 @@ Served by aiohttp on loopback. What it gets right, because the connector must co
   go-autotask treats 429 as the rate limit); ``ThresholdInformation`` (counts against the quota).
 
 The neutral data set maps as: recurring items -> Services, the rest -> Products; lines on Services ->
-ContractServices (+ one ContractServiceUnits row per billing month: previous and current), lines on
-Products -> ContractCharges (cancelled ones -> billed charges, which are no longer contract lines).
+ContractServices (+ one ContractServiceUnits row per billing month: previous and current, or only
+next month's for a line that starts next period; customer-currency ``unitPrice`` on contracts in
+another currency), lines on Products -> ContractCharges (cancelled ones -> billed charges, which are
+no longer contract lines).
 """
 
 from __future__ import annotations
