@@ -319,20 +319,3 @@ def recording_middleware(psa: str, owner: Any) -> Any:
         return resp
 
     return record
-
-
-# ---- error bodies each PSA really sends (psa-apis.md §1.5, §2.5, §3.5) -------------------------
-
-
-def connectwise_invalid(resource: str, problems: list[str]) -> web.Response:
-    errors = [
-        {"code": "InvalidField", "message": p, "resource": resource, "field": _field_of(p)}
-        for p in problems
-    ]
-    body = {"code": "InvalidObject", "message": f"{resource} object is invalid", "errors": errors}
-    return web.json_response(body, status=400)
-
-
-def _field_of(problem: str) -> str:
-    m = re.match(r"body(?:\[\d+\])?\.?([A-Za-z_]+)?", problem)
-    return (m.group(1) or "") if m else ""
