@@ -282,7 +282,8 @@ async def test_a_billed_charge_is_refused_not_retried():
     try:
         chid = next(iter(sim.tables["ContractCharges"]))
         sim.tables["ContractCharges"][chid]["isBilled"] = True
-        key = LineKey(f"contractcharge:{chid}", "1", "contract_charge")
+        cid = str(sim.tables["ContractCharges"][chid]["contractID"])  # writes use the child URL
+        key = LineKey(f"contractcharge:{chid}", cid, "contract_charge")
         with pytest.raises(PSAValidationError, match="billed"):
             await conn.write_line_cost(key, Decimal("1"))
     finally:

@@ -111,7 +111,12 @@ def _psa_state(settings: dict) -> tuple[dict, list]:
         items = {i.identifier: i for c in chunks for i in c.items}
         contracts = {c.psa_id: c for ch in chunks for c in ch.contracts}
         lines = [ln for c in chunks for ln in c.lines]
-        return items, [ln for ln in lines if ln.active and contracts[ln.contract_psa_id].active]
+        # Lines of agreements billed in another currency (the demo has CAD ones) are never
+        # written: costrecon does not push a cost across currencies.
+        same_currency = [ln for ln in lines if contracts[ln.contract_psa_id].currency == "USD"]
+        return items, [
+            ln for ln in same_currency if ln.active and contracts[ln.contract_psa_id].active
+        ]
 
     return asyncio.run(go())
 

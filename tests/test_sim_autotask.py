@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -162,8 +163,13 @@ async def test_patch_returns_item_id_and_contract_service_cost_is_read_only(at):
         f"Contracts/{cid}/Services", content=json.dumps({"id": csid, "unitCost": 9})
     )
     assert resp.status_code == 200 and sim.cost("ContractServices", csid) == before
-    sim.contract_service_cost_patch = "reject"
+    # The root entity has no write operations (contract: writes only on the child URL).
     resp = await client.patch("ContractServices", content=json.dumps({"id": csid, "unitCost": 9}))
+    assert resp.status_code == 405
+    sim.contract_service_cost_patch = "reject"
+    resp = await client.patch(
+        f"Contracts/{cid}/Services", content=json.dumps({"id": csid, "unitCost": 9})
+    )
     assert resp.status_code == 500 and "read-only" in resp.json()["errors"][0]
     missing = await client.patch("Services", content=json.dumps({"id": 1, "unitCost": 9}))
     assert missing.status_code == 500 and "No matching records" in missing.json()["errors"][0]
@@ -231,3 +237,59 @@ def test_config_snippet_names_the_autotask_settings():
 
     text = config_snippet(Fake())  # type: ignore[arg-type]
     assert 'kind = "autotask"' in text and "base_url_for_zone_lookup" in text
+
+
+async def test_an_adjustment_starts_a_new_units_row_from_its_effective_date(at):
+    sim, client = at
+    csid = next(c for c in sim.tables["ContractServices"] if sim.current_units(c) > 0)
+    cs = sim.tables["ContractServices"][csid]
+    before_rows = {u["id"]: dict(u) for u in sim._units_for(csid)}
+    running_id = sim._current_unit(csid)["id"]
+    units = sim.current_units(csid)
+    today = datetime.now(UTC).date()
+    body = {"serviceID": cs["serviceID"], "effectiveDate": f"{today}T00:00:00Z", "unitChange": 3}
+    resp = await client.post(f"Contracts/{cs['contractID']}/ServiceAdjustments", json=body)
+    assert resp.status_code == 200, resp.text
+    assert sim.current_units(csid) == units + 3
+    rows = sim._units_for(csid)
+    if today.day != 1:  # on the 1st the running row starts that day and is the row
+        assert len(rows) == len(before_rows) + 1
+        old = next(u for u in rows if u["id"] == running_id)
+        assert old["units"] == units
+        assert old["endDate"] == f"{today - timedelta(days=1)}T00:00:00Z"  # history kept
+        new = next(u for u in rows if u["id"] not in before_rows)
+        assert new["startDate"] == f"{today}T00:00:00Z" and new["units"] == units + 3
+
+
+async def test_an_adjustment_for_a_service_not_on_the_contract_adds_the_service(at):
+    sim, client = at
+    kid = next(iter(sim.tables["Contracts"]))
+    on_contract = {c["serviceID"] for c in sim.tables["ContractServices"].values()
+                   if c["contractID"] == kid}  # fmt: skip
+    sid = next(s for s in sim.tables["Services"] if s not in on_contract)
+    body = {"serviceID": sid, "effectiveDate": "2025-01-01T00:00:00Z", "unitChange": 4}
+    resp = await client.post(f"Contracts/{kid}/ServiceAdjustments", json=body)
+    assert resp.status_code == 200, resp.text
+    listed = _body(await client.get(f"Contracts/{kid}/Services"))["items"]
+    added = [c for c in listed if c["serviceID"] == sid]
+    assert len(added) == 1 and added[0]["unitCost"] == sim.tables["Services"][sid]["unitCost"]
+    assert sim.current_units(added[0]["id"]) == 4
+
+
+async def test_contract_lines_are_written_only_through_the_child_urls(at):
+    sim, client = at
+    ch = next(c for c in sim.tables["ContractCharges"].values() if not c["isBilled"])
+    kid = ch["contractID"]
+    root = await client.patch("ContractCharges", json={"id": ch["id"], "unitCost": 1})
+    assert root.status_code == 405
+    child = await client.patch(f"Contracts/{kid}/Charges", json={"id": ch["id"], "unitCost": 1})
+    assert child.json() == {"itemId": ch["id"]} and ch["unitCost"] == Decimal(1)
+    other = next(k for k in sim.tables["Contracts"] if k != kid)
+    wrong = await client.patch(f"Contracts/{other}/Charges", json={"id": ch["id"], "unitCost": 2})
+    assert wrong.status_code == 500 and ch["unitCost"] == Decimal(1)
+    listed = _body(await client.get(f"Contracts/{kid}/Charges"))["items"]
+    assert {c["contractID"] for c in listed} == {kid} and ch["id"] in {c["id"] for c in listed}
+    assert (await client.post(f"Contracts/{kid}/Charges/query", json={})).status_code == 404
+    fields = _body(await client.get("ContractServices/entityInformation/fields"))["fields"]
+    read_only = {f["name"] for f in fields if f["isReadOnly"]}
+    assert "unitCost" in read_only and "invoiceDescription" not in read_only

@@ -120,3 +120,22 @@ def test_config_snippet_names_the_syncro_settings():
 
     text = config_snippet(Fake())  # type: ignore[arg-type]
     assert 'kind = "syncro"' in text and 'api_token = "t"' in text
+
+
+async def test_add_line_item_adds_a_line_and_schedules_carry_spec_types(sy):
+    sim, client = sy
+    sched = next(iter(sim.schedules.values()))
+    pid = next(iter(sim.products))
+    before = len(sched["lines"])
+    body = {"name": "DNS filtering", "product_id": pid, "quantity": 3, "cost_cents": 115,
+            "retail_cents": 200}  # fmt: skip
+    resp = await client.post(f"schedules/{sched['id']}/add_line_item", json=body)
+    assert resp.status_code == 200, resp.text
+    line = _body(resp)["schedule_line_item"]
+    assert line["quantity"] == "3" and line["price_cost"] == Decimal("1.15")
+    got = _body(await client.get(f"schedules/{sched['id']}"))["schedule"]
+    assert len(got["lines"]) == before + 1
+    assert isinstance(got["subtotal"], Decimal)  # a number, as in the spec's example
+    assert "T" in got["next_run"]  # a date-time, not a bare date
+    blank = await client.post(f"schedules/{sched['id']}/add_line_item", json={"cost_cents": 1})
+    assert blank.status_code == 422 and blank.json() == {"error": ["Name can't be blank"]}

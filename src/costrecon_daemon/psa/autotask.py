@@ -546,10 +546,9 @@ class AutotaskConnector(Connector):
             ]
         now_iso = started.strftime("%Y-%m-%dT%H:%M:%SZ")
         today_iso = started.strftime("%Y-%m-%dT00:00:00Z")
-        unit_filter = [
-            {"op": "lte", "field": "startDate", "value": now_iso},
-            {"op": "gte", "field": "endDate", "value": today_iso},
-        ]
+        # Current and future billing periods: a service added from next month (future-dated)
+        # has only a future row, and is a line whose cost must follow the vendor's too.
+        unit_filter = [{"op": "gte", "field": "endDate", "value": today_iso}]
         services, products, contracts, cservices, units, charges = await asyncio.gather(
             self._all("Services", svc_filter, setting=SETTING_SERVICES_EDIT),
             self._all("Products", ALL, setting=SETTING_PRODUCTS_EDIT),
@@ -576,10 +575,7 @@ class AutotaskConnector(Connector):
         active_contracts = {int(c["id"]) for c in contracts if c.get("status") == 1}
         for i in range(0, len(contract_recs), 1000):
             await sink(SyncChunk(contracts=contract_recs[i : i + 1000]))
-        qty: dict[int, Decimal] = {}
-        for u in units:
-            csid = int(u["contractServiceID"])
-            qty[csid] = qty.get(csid, Decimal(0)) + (_dec(u.get("units")) or Decimal(0))
+        qty = _units_now_or_next(units, now_iso)
         lines: list[LineRecord] = []
         for cs in cservices:
             cid, csid = int(cs["contractID"]), int(cs["id"])
@@ -685,9 +681,12 @@ class AutotaskConnector(Connector):
     async def write_line_cost(self, line: LineKey, cost: Decimal) -> Decimal:
         kind, rid = _split(line.psa_id, "contractservice", "contractcharge")
         if kind == "contractcharge":
-            # Unbilled charges take a plain PATCH (§2.4); billed ones are refused (500 errors).
+            # Unbilled charges take a PATCH on the child URL: the root ContractCharges entity has
+            # no write operations (contract; a root PATCH answers 405). Billed charges are
+            # refused (500 errors).
+            cid = _contract_id(line)
             await self._call(
-                "PATCH", "ContractCharges", endpoint="ContractCharges",
+                "PATCH", f"Contracts/{cid}/Charges", endpoint="ContractCharges",
                 body={"id": rid, "unitCost": cost.quantize(Q4)}, setting=SETTING_CONTRACTS,
                 what=f"update the cost of contract charge {rid}",
             )  # fmt: skip
@@ -702,8 +701,10 @@ class AutotaskConnector(Connector):
                 f"Autotask returns no cost for {line.psa_id} to the API user, so the change cannot "
                 f"be made or verified; change {SETTING_READ_COSTS}."
             )
+        # The documented child URL for a contract's adjustments (AT-DOC-CSA; public clients).
         await self._call(
-            "POST", "ContractServiceAdjustments", endpoint="ContractServiceAdjustments",
+            "POST", f"Contracts/{int(current['contractID'])}/ServiceAdjustments",
+            endpoint="ContractServiceAdjustments",
             body=self.line_strategy.adjustment_body(current, cost), setting=SETTING_CONTRACTS,
             what=f"adjust the cost of contract service {rid}",
         )  # fmt: skip
@@ -716,6 +717,15 @@ class AutotaskConnector(Connector):
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def _contract_id(line: LineKey) -> int:
+    try:
+        return int(line.contract_psa_id)
+    except ValueError:
+        raise PSAValidationError(
+            f"Autotask contract id {line.contract_psa_id!r} of line {line.psa_id} is not a number."
+        ) from None
 
 
 _ITEM_ENTITY = {
@@ -733,6 +743,23 @@ def _errors_of(resp: HttpResponse) -> list[str]:
     if isinstance(errs, list):
         return [str(e) for e in errs]
     return [str(errs)] if errs else []
+
+
+def _units_now_or_next(units: list[dict[str, Any]], now_iso: str) -> dict[int, Decimal]:
+    """Units per contract service: those of the period running now, else of the first future
+    period (a future-dated service)."""
+    now = _stamp(now_iso)
+    current: dict[int, Decimal] = {}
+    upcoming: dict[int, tuple[datetime, Decimal]] = {}
+    for u in units:
+        csid = int(u["contractServiceID"])
+        n = _dec(u.get("units")) or Decimal(0)
+        start = _stamp(str(u.get("startDate") or now_iso))
+        if start <= now:
+            current[csid] = current.get(csid, Decimal(0)) + n
+        elif csid not in upcoming or start < upcoming[csid][0]:
+            upcoming[csid] = (start, n)
+    return {csid: current.get(csid, first[1]) for csid, first in upcoming.items()} | current
 
 
 def _stamp(text: str) -> datetime:

@@ -17,10 +17,16 @@ Served by aiohttp on loopback. What it gets right, because the connector must co
 - ContractServices ``unitCost`` is read-only on update (§2.4 RISK): by default a PATCH of it is
   *silently ignored* (200 + itemId, value unchanged); ``contract_service_cost_patch="reject"`` makes it
   a 500 instead. Which one a real tenant does is UNCERTAIN;
-- ContractServiceAdjustments (create only). An adjustment with ``unitChange`` and
-  ``adjustedUnitCost`` changes the contract service's unit count and effective unit cost from its
-  ``effectiveDate``. **UNCERTAIN on a real tenant**: old SOAP docs say adjustments change only the
-  quantity (AT-ISS-PHP50); ``adjustments_change_cost=False`` simulates that reading;
+- the operations of the published contract (sim/contracts/autotask.json): ContractServices and
+  ContractCharges are written **only** through the child URLs ``/Contracts/{id}/Services`` and
+  ``/Contracts/{id}/Charges`` (a root write answers 405), which also list and read them, as do
+  ``/Contracts/{id}/ServiceUnits``; there is no ``query`` below a contract;
+  ``{Entity}/entityInformation/fields``; write bodies are type-checked against the contract;
+- ContractServiceAdjustments (create only, root or ``/Contracts/{id}/ServiceAdjustments``). A unit
+  change starts a new ContractServiceUnits row from the ``effectiveDate``; an adjustment for a
+  service not on the contract adds it (AT-DOC-CSA); ``adjustedUnitCost`` changes the contract
+  service's unit cost from that date. **UNCERTAIN on a real tenant**: old SOAP docs say adjustments
+  change only the quantity (AT-ISS-PHP50); ``adjustments_change_cost=False`` simulates that;
 - a security level that cannot see costs (§2.4): ``unitCost``/``cost`` read as null, cost writes are
   silently ignored (200 OK, value unchanged);
 - 10,000 requests per rolling hour per database and 3 concurrent requests per endpoint (§2.5), both
@@ -28,8 +34,10 @@ Served by aiohttp on loopback. What it gets right, because the connector must co
   go-autotask treats 429 as the rate limit); ``ThresholdInformation`` (counts against the quota).
 
 The neutral data set maps as: recurring items -> Services, the rest -> Products; lines on Services ->
-ContractServices (+ one ContractServiceUnits row per billing month: previous and current), lines on
-Products -> ContractCharges (cancelled ones -> billed charges, which are no longer contract lines).
+ContractServices (+ one ContractServiceUnits row per billing month: previous and current, or only
+next month's for a line that starts next period; customer-currency ``unitPrice`` on contracts in
+another currency), lines on Products -> ContractCharges (cancelled ones -> billed charges, which are
+no longer contract lines).
 """
 
 from __future__ import annotations
@@ -49,11 +57,14 @@ from typing import Any
 
 from aiohttp import web
 
+from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
 from costrecon_daemon.sim.serve import serve_until_interrupted
 
 MAX_RECORDS = 500
+# Customer-currency prices of multi-currency contracts (fixed demo rates).
+FX_TO_CUSTOMER = {"CAD": Decimal("1.36"), "EUR": Decimal("0.92"), "GBP": Decimal("0.79")}
 MAX_OR_CONDITIONS = 500
 Q4 = Decimal("0.0001")
 
@@ -335,6 +346,7 @@ class AutotaskSim:
         self.adjustments: list[dict[str, Any]] = []
         self._ids = itertools.count(30_000_000)
         self._clock_tick = 0
+        self.recorder: Recorder | None = env_recorder()
         self._load(dataset)
 
     # ---- data mapping --------------------------------------------------------------------
@@ -446,7 +458,10 @@ class AutotaskSim:
         cur_start = today.replace(day=1)
         prev_start = (cur_start - timedelta(days=1)).replace(day=1)
         periods = [(prev_start, cur_start - timedelta(days=1)), (cur_start, _month_end(cur_start))]
+        next_start = _month_end(cur_start) + timedelta(days=1)
+        next_period = [(next_start, _month_end(next_start))]
         self.contract_service_for_line: dict[int, int] = {}
+        currency_of = {c.id: c.currency for c in ds.contracts}
         self.charge_for_line: dict[int, int] = {}
         unit_id = itertools.count(29_700_000)
         for ln in ds.lines:
@@ -455,20 +470,23 @@ class AutotaskSim:
                 sid = self.service_for_item[ln.item_id]
                 csid = 29_690_000 + ln.id
                 self.contract_service_for_line[ln.id] = csid
+                # Multi-currency: unitPrice is in the customer's currency, internalCurrency* in
+                # the tenant's (§2.7); costs are always internal.
+                rate = FX_TO_CUSTOMER.get(currency_of[ln.contract_id], Decimal(1))
                 self.tables["ContractServices"][csid] = {
                     "id": csid,
                     "contractID": kid,
                     "serviceID": sid,
                     "unitCost": ln.unit_cost.quantize(Q4),
-                    "unitPrice": ln.unit_price.quantize(Q4),
+                    "unitPrice": (ln.unit_price * rate).quantize(Q4),
                     "internalCurrencyUnitPrice": ln.unit_price.quantize(Q4),
                     "internalCurrencyAdjustedPrice": ln.unit_price.quantize(Q4),
                     "internalDescription": None,
                     "invoiceDescription": ln.description,
                     "quoteItemID": None,
-                    "userDefinedFields": [],
                 }
-                for n, (start, end) in enumerate(periods):
+                # A line starting next period has only that period's row (future-dated).
+                for n, (start, end) in enumerate(next_period if ln.starts_next_period else periods):
                     units = Decimal(0) if (ln.cancelled and n == 1) else ln.quantity
                     uid = next(unit_id)
                     self.tables["ContractServiceUnits"][uid] = {
@@ -504,7 +522,6 @@ class AutotaskSim:
                     "isBilled": ln.cancelled,
                     "datePurchased": "2025-01-15T00:00:00Z",
                     "status": 1,
-                    "userDefinedFields": [],
                 }
         self._sorted: dict[str, list[int]] = {n: sorted(t) for n, t in self.tables.items()}
         self._units_by_cs: dict[int, list[dict[str, Any]]] = {}
@@ -565,6 +582,7 @@ class AutotaskSim:
         app = web.Application(
             client_max_size=4 * 1024 * 1024,
             middlewares=[
+                recording_middleware("autotask", self),
                 self._limits,
                 fault_middleware(self.knobs, self.request_stats, self._shape),
             ],
@@ -591,12 +609,8 @@ class AutotaskSim:
             # Body may be empty or non-JSON on the real API: clients must map by status (§2.5).
             return web.Response(status=401, text="Unauthorized", content_type="text/html")
         endpoint = rest_low[0]
-        if (
-            endpoint == "contracts"
-            and len(rest_low) >= 3
-            and rest_low[2] in ("services", "charges")
-        ):
-            endpoint = "contractservices" if rest_low[2] == "services" else "contractcharges"
+        if endpoint == "contracts" and len(rest_low) >= 3 and rest_low[2] in _CHILDREN:
+            endpoint = _CHILDREN[rest_low[2]].lower()
         now = time.monotonic()
         while self._window and now - self._window[0] > self.window_seconds:
             self._window.popleft()
@@ -680,21 +694,38 @@ class AutotaskSim:
             )
         if low and low[0] == "contractserviceadjustments":
             if len(low) == 1 and method == "POST":
-                return await self._create_adjustment(request)
+                return await self._create_adjustment(request, None)
+            if low[1:] == ["entityinformation", "fields"] and method == "GET":
+                return self._field_info("ContractServiceAdjustments")
             return _errors(405, "ContractServiceAdjustments can only be created.")
-        # Child paths /Contracts/{id}/Services and /Contracts/{id}/Charges.
+        # Child URLs: /Contracts/{id}/Services, /Charges, /ServiceUnits (lists and items) and
+        # /ServiceAdjustments (create). The API has no query paths below them.
         parent_contract: int | None = None
-        if (
-            len(low) >= 3
-            and low[0] == "contracts"
-            and low[1].isdigit()
-            and low[2] in ("services", "charges")
-        ):
+        if len(low) >= 3 and low[0] == "contracts" and low[1].isdigit():
+            child = _CHILDREN.get(low[2])
+            if child is None or len(low) > 4 or (len(low) == 4 and not low[3].isdigit()):
+                return web.Response(status=404, text="Not Found")
             parent_contract = int(low[1])
+            if child == "ContractServiceAdjustments":
+                if len(low) == 3 and method == "POST":
+                    return await self._create_adjustment(request, parent_contract)
+                return web.Response(status=405, text="Method Not Allowed")
             if parent_contract not in self.tables["Contracts"]:
                 return _errors(500, f"No matching records found for Contract id {parent_contract}.")
-            entity = "ContractServices" if low[2] == "services" else "ContractCharges"
-            low = [entity.lower(), *low[3:]]
+            try:
+                if len(low) == 4 and method == "GET":
+                    return self._get_one(child, int(low[3]), parent_contract)
+                if len(low) == 3 and method == "GET":
+                    return self._child_list(child, parent_contract)
+                if len(low) == 3 and method == "PATCH" and child in _PATCHABLE:
+                    return await self._patch(request, child, parent_contract)
+                if len(low) == 3 and method in ("POST", "PUT") and child in _PATCHABLE:
+                    return _errors(
+                        500, f"The {method} operation is not supported by this simulator."
+                    )
+            except FilterError as exc:
+                return _errors(500, str(exc))
+            return web.Response(status=405, text="Method Not Allowed")
         entity = _ENTITY_BY_LOWER.get(low[0]) if low else None
         if entity is None:
             return web.Response(status=404, text="Not Found")
@@ -702,21 +733,63 @@ class AutotaskSim:
         try:
             if sub == ["query"] and method in ("GET", "POST"):
                 spec = await self._query_spec(request)
-                return self._first_page(entity, spec, method, parent_contract)
+                return self._first_page(entity, spec, method, None)
             if sub == ["query", "count"] and method in ("GET", "POST"):
                 spec = await self._query_spec(request)
-                return _json_response({"queryCount": self._count(entity, spec, parent_contract)})
+                return _json_response({"queryCount": self._count(entity, spec, None)})
             if sub == ["query", "next"] and method in ("GET", "POST"):
                 return await self._next_page(request, entity)
+            if sub == ["entityinformation", "fields"] and method == "GET":
+                return self._field_info(entity)
             if len(sub) == 1 and sub[0].isdigit() and method == "GET":
-                return self._get_one(entity, int(sub[0]), parent_contract)
+                return self._get_one(entity, int(sub[0]), None)
+            if not sub and entity in _CHILD_WRITES_ONLY:
+                # Writes exist only on the child URL /Contracts/{id}/Services|Charges
+                # (contracts/autotask.json notInSources): the root answers 405 as the API does.
+                return web.Response(status=405, text="Method Not Allowed")
             if not sub and method == "PATCH":
-                return await self._patch(request, entity, parent_contract)
+                return await self._patch(request, entity, None)
             if not sub and method in ("POST", "PUT", "DELETE"):
                 return _errors(500, f"The {method} operation is not supported by this simulator.")
         except FilterError as exc:
             return _errors(500, str(exc))
         return web.Response(status=405, text="Method Not Allowed")
+
+    def _child_list(self, entity: str, parent: int) -> web.Response:
+        """GET /Contracts/{id}/Services etc.: every child record, in the query reply's shape."""
+        self._check_read(entity)
+        rows = [
+            self._visible(entity, r, None)
+            for rid in self._sorted[entity]
+            if (r := self.tables[entity][rid]).get("contractID") == parent
+        ]
+        details = {"count": len(rows), "requestCount": MAX_RECORDS,
+                   "prevPageUrl": None, "nextPageUrl": None}  # fmt: skip
+        return _json_response({"items": rows, "pageDetails": details})
+
+    def _field_info(self, entity: str) -> web.Response:
+        """entityInformation/fields: the sim's own field list with types and read-only flags."""
+        types = {"int": "integer", "decimal": "double", "str": "string", "bool": "boolean",
+                 "datetime": "datetime"}  # fmt: skip
+        schema = _SCHEMAS.get(entity, _ADJUSTMENT_FIELDS if entity.endswith("Adjustments") else {})
+        writable = _PATCHABLE.get(entity, set(schema))
+        fields = [
+            {
+                "name": name,
+                "dataType": types[ftype],
+                "length": 0,
+                "isPickList": False,
+                "isQueryable": entity != "ContractServiceAdjustments",
+                "isReadOnly": name == "id" or name not in writable,
+                "isReference": name.endswith("ID") and name != "id",
+                "isRequired": name in _REQUIRED.get(entity, ()),
+                "picklistValues": [],
+                "referenceEntityType": "",
+                "picklistParentValueField": "",
+            }
+            for name, ftype in schema.items()
+        ]
+        return _json_response({"fields": fields})
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -960,6 +1033,9 @@ class AutotaskSim:
         body = await self._body(request)
         if not self._can_edit(entity):
             return _errors(500, PERMISSION_TEXT.format(verb="update"))
+        problems = _contract_body_problems(entity, parent is not None, body)
+        if problems:
+            return _errors(500, *problems)
         rid = body.get("id")
         if not isinstance(rid, int) or isinstance(rid, bool):
             return _errors(500, "An id is required to update an entity.")
@@ -1002,22 +1078,47 @@ class AutotaskSim:
         self.stats.writes[f"{_PREFIX[entity]}:{rid}"] += 1
         return _json_response({"itemId": rid})
 
-    async def _create_adjustment(self, request: web.Request) -> web.Response:
+    async def _create_adjustment(self, request: web.Request, parent: int | None) -> web.Response:
+        """POST /ContractServiceAdjustments or /Contracts/{id}/ServiceAdjustments (AT-DOC-CSA).
+
+        As documented: a unit change starts a new ContractServiceUnits row from the effective date
+        (the running row ends the day before), and an adjustment for a service that is not on the
+        contract adds the service to it. How a cost/price adjustment shows on the contract service
+        itself is thin in the docs (UNCERTAIN, AT-ISS-PHP50): the sim changes ``unitCost``/
+        ``unitPrice`` once the effective date has come, and the new unit row carries the new cost;
+        ``adjustments_change_cost=False`` simulates the "quantity only" reading.
+        """
         try:
             body = await self._body(request)
         except FilterError as exc:
             return _errors(500, str(exc))
         if not self.security.can_edit_contracts:
             return _errors(500, PERMISSION_TEXT.format(verb="create"))
+        op = "/V1.0/ContractServiceAdjustments"
+        if parent is not None:
+            op = "/V1.0/Contracts/{parentId}/ServiceAdjustments"
+        contract = load("autotask")
+        problems = contract.body_problems(
+            contract.operation("POST", op), body, read_only=frozenset({"id"})
+        )
+        if problems:
+            return _errors(500, *problems)
         b = {k.lower(): v for k, v in body.items()}
+        if parent is not None:
+            if b.get("contractid") not in (None, parent):
+                return _errors(500, "contractID does not match the parent contract of the URL.")
+            b["contractid"] = parent
         missing = [f for f in ("contractID", "effectiveDate", "unitChange") if f.lower() not in b]
-        if "serviceid" not in b and "contractserviceid" not in b:
+        if b.get("serviceid") is None and b.get("contractserviceid") is None:
             missing.append("serviceID")
         if missing:
             return _errors(500, *[f"{f} is required." for f in missing])
+        kid = b["contractid"]
+        if kid not in self.tables["Contracts"]:
+            return _errors(500, f"No matching records found for Contract id {kid}.")
         cs = None
         for rec in self.tables["ContractServices"].values():
-            if rec["contractID"] != b["contractid"]:
+            if rec["contractID"] != kid:
                 continue
             if b.get("contractserviceid") not in (None, rec["id"]):
                 continue
@@ -1025,11 +1126,13 @@ class AutotaskSim:
                 continue
             cs = rec
             break
-        if cs is None:
+        if cs is None and b.get("contractserviceid") is not None:
             return _errors(500, "No matching contract service found for the adjustment.")
+        if cs is None and b["serviceid"] not in self.tables["Services"]:
+            return _errors(500, f"No matching records found for Service id {b['serviceid']}.")
         try:
             effective = _parse_dt(str(b["effectivedate"])).date()
-            unit_change = _coerce("decimal", b["unitchange"], "unitChange")
+            unit_change = Decimal(int(b["unitchange"]))
             adj_cost = b.get("adjustedunitcost")
             adj_cost = (
                 None if adj_cost is None else _coerce("decimal", adj_cost, "adjustedUnitCost")
@@ -1040,24 +1143,129 @@ class AutotaskSim:
             )
         except (FilterError, ValueError) as exc:
             return _errors(500, f"The adjustment is invalid: {exc}")
+        if cs is None:
+            cs = self._add_contract_service(kid, b["serviceid"], adj_cost, adj_price)
         adj_id = next(self._ids)
         self.adjustments.append({"id": adj_id, **body})
-        if effective <= datetime.now(UTC).date():
-            unit = self._current_unit(cs["id"])
-            if unit is not None and unit_change:
-                unit["units"] = (unit["units"] + unit_change).quantize(Q4)
-            # UNCERTAIN on a real tenant (§2.4, AT-ISS-PHP50): whether adjustedUnitCost changes the
-            # contract service's cost. adjustments_change_cost=False simulates "quantity only".
-            if self.adjustments_change_cost and self.security.can_read_costs:
-                if adj_cost is not None:
-                    cs["unitCost"] = adj_cost.quantize(Q4)
-                    if unit is not None:
-                        unit["cost"] = cs["unitCost"]
-                if adj_price is not None:
-                    cs["unitPrice"] = adj_price.quantize(Q4)
+        changes_cost = self.adjustments_change_cost and self.security.can_read_costs
+        new_cost = adj_cost if changes_cost and adj_cost is not None else None
+        self._start_unit_row(cs, effective, unit_change, new_cost)
+        if effective <= datetime.now(UTC).date() and changes_cost:
+            if adj_cost is not None:
+                cs["unitCost"] = adj_cost.quantize(Q4)
+            if adj_price is not None:
+                cs["unitPrice"] = adj_price.quantize(Q4)
         self.stats.writes[f"contractservice:{cs['id']}"] += 1
         return _json_response({"itemId": adj_id})
 
+    def _add_contract_service(
+        self, kid: int, sid: int, cost: Decimal | None, price: Decimal | None
+    ) -> dict[str, Any]:
+        svc = self.tables["Services"][sid]
+        csid = next(self._ids)
+        price = (price if price is not None else svc["unitPrice"]).quantize(Q4)
+        rec = {
+            "id": csid,
+            "contractID": kid,
+            "serviceID": sid,
+            "unitCost": (cost if cost is not None else svc["unitCost"]).quantize(Q4),
+            "unitPrice": price,
+            "internalCurrencyUnitPrice": price,
+            "internalCurrencyAdjustedPrice": price,
+            "internalDescription": None,
+            "invoiceDescription": svc["name"],
+            "quoteItemID": None,
+        }
+        self._insert("ContractServices", rec)
+        return rec
+
+    def _start_unit_row(
+        self, cs: dict[str, Any], effective: date, change: Decimal, cost: Decimal | None
+    ) -> None:
+        """The units (and cost) change from ``effective`` on: the row running that day ends the
+        day before and a new row starts; later rows change too. An effective date before every
+        row changes those rows in place (nothing ran before it)."""
+        rows = sorted(self._units_for(cs["id"]), key=lambda u: u["startDate"])
+        new_cost = (cost if cost is not None else cs["unitCost"]).quantize(Q4)
+        for u in rows:
+            if _parse_dt(u["startDate"]).date() >= effective:
+                u["units"] = (u["units"] + change).quantize(Q4)
+                if cost is not None:
+                    u["cost"] = new_cost
+        running = next(
+            (
+                u
+                for u in rows
+                if _parse_dt(u["startDate"]).date() < effective <= _parse_dt(u["endDate"]).date()
+            ),
+            None,
+        )
+        if rows and running is None:
+            return
+        # A service new to the contract runs from the effective date to the end of the current
+        # period (rows for later periods appear as they are billed).
+        today = datetime.now(UTC).date()
+        end = _parse_dt(running["endDate"]).date() if running else _month_end(max(effective, today))
+        base_units = running["units"] if running else Decimal(0)
+        if running is not None:
+            running["endDate"] = f"{(effective - timedelta(days=1)).isoformat()}T00:00:00Z"
+        uid = next(self._ids)
+        row = {
+            "id": uid,
+            "contractID": cs["contractID"],
+            "contractServiceID": cs["id"],
+            "serviceID": cs["serviceID"],
+            "startDate": f"{effective.isoformat()}T00:00:00Z",
+            "endDate": f"{end.isoformat()}T00:00:00Z",
+            "units": (base_units + change).quantize(Q4),
+            "cost": new_cost,
+            "price": cs["unitPrice"],
+            "internalCurrencyPrice": cs["unitPrice"],
+            "approveAndPostDate": None,
+            "vendorCompanyID": None,
+        }
+        self._insert("ContractServiceUnits", row)
+        self._units_by_cs.setdefault(cs["id"], []).append(row)
+
+
+_WRITE_OPS = {
+    ("Services", False): "/V1.0/Services",
+    ("Products", False): "/V1.0/Products",
+    ("ContractServices", True): "/V1.0/Contracts/{parentId}/Services",
+    ("ContractCharges", True): "/V1.0/Contracts/{parentId}/Charges",
+}
+
+
+def _contract_body_problems(entity: str, child: bool, body: dict[str, Any]) -> list[str]:
+    """A PATCH body checked against the published model (types; the spec has no enums here).
+    The real API answers a wrongly typed field with 500 and an errors array (§2.5)."""
+    contract = load("autotask")
+    return contract.body_problems(contract.operation("PATCH", _WRITE_OPS[entity, child]), body)
+
+
+_CHILDREN = {
+    "services": "ContractServices",
+    "charges": "ContractCharges",
+    "serviceunits": "ContractServiceUnits",
+    "serviceadjustments": "ContractServiceAdjustments",
+}
+_CHILD_WRITES_ONLY = {"ContractServices", "ContractCharges"}
+_ADJUSTMENT_FIELDS = {
+    "id": "int",
+    "contractID": "int",
+    "contractServiceID": "int",
+    "serviceID": "int",
+    "effectiveDate": "datetime",
+    "unitChange": "int",
+    "adjustedUnitCost": "decimal",
+    "adjustedUnitPrice": "decimal",
+    "allowRepeatService": "bool",
+    "quoteItemID": "int",
+}
+_REQUIRED = {
+    "Services": ("name", "unitPrice", "periodType", "billingCodeID"),
+    "ContractServiceAdjustments": ("contractID", "effectiveDate", "unitChange"),
+}
 
 _PREFIX = {
     "Services": "service",

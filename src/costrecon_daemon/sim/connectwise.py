@@ -32,7 +32,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +41,13 @@ from aiohttp import web
 
 from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.conditions import ConditionError, compile_conditions
+from costrecon_daemon.sim.contract import (
+    Recorder,
+    check,
+    env_recorder,
+    load,
+    recording_middleware,
+)
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
 from costrecon_daemon.sim.serve import serve_until_interrupted
@@ -240,7 +247,9 @@ def _item_json(it: SimItem, lu: int, vendor_ids: dict[str, int], mfr_ids: dict[s
         "minStockLevel": 0,
         "price": it.price,
         "cost": it.cost,
-        "priceAttribute": "FixedPrice",
+        # The spec's enum: FixedFee | NotToExceed | OverrideRate | TimeAndMaterials (a strict
+        # client generated from it refuses a whole page holding anything else).
+        "priceAttribute": "FixedFee",
         "taxableFlag": False,
         "dropShipFlag": False,
         "specialOrderFlag": False,
@@ -268,7 +277,6 @@ def _item_json(it: SimItem, lu: int, vendor_ids: dict[str, int], mfr_ids: dict[s
         "calculatedCostFlag": False,
         "category": {"id": zlib.crc32(it.category.encode()) % 90 + 10, "name": it.category},
         "billableOption": "Billable",
-        "dateEntered": _iso(_BASE_EPOCH - 86_400 * 30),
         "customFields": [],
         "_info": {"lastUpdated": _iso(lu), "updatedBy": "jsmith", "dateEntered": _iso(_BASE_EPOCH)},
     }
@@ -279,41 +287,63 @@ def _item_json(it: SimItem, lu: int, vendor_ids: dict[str, int], mfr_ids: dict[s
             "name": it.manufacturer,
             "_info": _ref_info("manufacturer", mid),
         }
-    return data
+    return _omit_unset("CatalogItem", data)
+
+
+def _omit_unset(model: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Unset fields are left out rather than sent as null where the spec does not mark the field
+    nullable (strings, dates and references never are; contracts/README). That ConnectWise omits
+    them is the common understanding, not verified (UNCERTAIN): leaving them out is the stricter
+    test of a connector, which must then read every field with a default."""
+    props = load("connectwise").schemas[model]["properties"]
+    return {k: v for k, v in data.items() if v is not None or props.get(k, {}).get("nullable")}
 
 
 def _agreement_json(c: SimContract, lu: int) -> dict:
     cancelled = c.status == "Cancelled"
     company_id = 19_000 + zlib.crc32(c.company.encode()) % 900
-    return {
-        "id": c.id,
-        "name": c.name,
-        "type": {"id": 5, "name": "Managed Services"},
-        "company": {
-            "id": company_id,
-            "identifier": re.sub(r"[^A-Za-z0-9]", "", c.company)[:25],
-            "name": c.company,
-            "_info": _ref_info("company", company_id),
+    return _omit_unset(
+        "Agreement",
+        {
+            "id": c.id,
+            "name": c.name,
+            "type": {"id": 5, "name": "Managed Services"},
+            "company": {
+                "id": company_id,
+                "identifier": re.sub(r"[^A-Za-z0-9]", "", c.company)[:25],
+                "name": c.company,
+                "_info": _ref_info("company", company_id),
+            },
+            "contact": None,
+            "agreementStatus": c.status,
+            "cancelledFlag": cancelled,
+            "dateCancelled": _iso(lu) if cancelled else None,
+            "startDate": "2023-01-01T00:00:00Z",
+            "endDate": "2024-06-30T00:00:00Z" if c.status == "Expired" else None,
+            "noEndingDateFlag": c.status != "Expired",
+            "billingCycle": {"id": 2, "name": "Monthly"},
+            "billAmount": Decimal(0),
+            "taxable": False,
+            "currency": {
+                "id": 1,
+                "symbol": "$" if c.currency == "USD" else c.currency,
+                "currencyCode": c.currency,
+                "name": c.currency,
+            },
+            "customFields": [],
+            "_info": {
+                "lastUpdated": _iso(lu),
+                "updatedBy": "jsmith",
+                "dateEntered": _iso(_BASE_EPOCH),
+            },
         },
-        "contact": None,
-        "agreementStatus": c.status,
-        "cancelledFlag": cancelled,
-        "dateCancelled": _iso(lu) if cancelled else None,
-        "startDate": "2023-01-01T00:00:00Z",
-        "endDate": "2024-06-30T00:00:00Z" if c.status == "Expired" else None,
-        "noEndingDateFlag": c.status != "Expired",
-        "billingCycle": {"id": 2, "name": "Monthly"},
-        "billAmount": Decimal(0),
-        "taxable": False,
-        "currency": {
-            "id": 1,
-            "symbol": "$" if c.currency == "USD" else c.currency,
-            "currencyCode": c.currency,
-            "name": c.currency,
-        },
-        "customFields": [],
-        "_info": {"lastUpdated": _iso(lu), "updatedBy": "jsmith", "dateEntered": _iso(_BASE_EPOCH)},
-    }
+    )
+
+
+def _next_period_start() -> str:
+    """The first of next month: a future-dated addition (effectiveDate after today)."""
+    today = datetime.now(UTC).date()
+    return f"{(today.replace(day=28) + timedelta(days=4)).replace(day=1)}T00:00:00Z"
 
 
 def _addition_json(ln: SimLine, item: SimItem, status: str, lu: int) -> dict:
@@ -330,7 +360,7 @@ def _addition_json(ln: SimLine, item: SimItem, status: str, lu: int) -> dict:
         "unitPrice": ln.unit_price,
         "unitCost": ln.unit_cost,
         "billCustomer": "Billable",
-        "effectiveDate": "2023-01-01T00:00:00Z",
+        "effectiveDate": _next_period_start() if ln.starts_next_period else "2023-01-01T00:00:00Z",
         "cancelledDate": _iso(lu) if ln.cancelled else None,
         "taxableFlag": False,
         "serialNumber": None,
@@ -356,7 +386,7 @@ def _addition_json(ln: SimLine, item: SimItem, status: str, lu: int) -> dict:
         "customFields": [],
         "_info": {"lastUpdated": _iso(lu), "updatedBy": "jsmith", "dateEntered": _iso(_BASE_EPOCH)},
     }
-    return data
+    return _omit_unset("Addition", data)
 
 
 # Fields a PATCH may change, and how each value must look.
@@ -453,6 +483,7 @@ class ConnectWiseSim:
         # A gateway that times out after the server committed: writes apply, the answer is a 504.
         self.fail_after_applying_writes = False
         self._clock_offset = 0
+        self.recorder: Recorder | None = env_recorder()
         self._load(dataset)
 
     # ---- data --------------------------------------------------------------------------------
@@ -587,6 +618,7 @@ class ConnectWiseSim:
     def app(self) -> web.Application:
         app = web.Application(
             middlewares=[
+                recording_middleware("connectwise", self),
                 fault_middleware(self.knobs, self.stats, _cw_fault),
                 self._auth_middleware,
             ],
@@ -929,6 +961,8 @@ async def _read_patch(
         if path not in writable:
             return _invalid(resource, f"{path} cannot be updated.", path, "ReadOnly")
         value = entry.get("value")
+        if op != "remove" and (problems := _contract_value_problems(resource, path, value)):
+            return _invalid(resource, problems[0], path, "InvalidValue")
         if op != "remove":
             if "value" not in entry:
                 return _invalid(resource, f"{path} needs a value.", path, "Required")
@@ -946,6 +980,19 @@ async def _read_patch(
                 return _invalid(resource, f"{path} is out of range.", path, "OutOfRange")
         ops.append((op, path, value))
     return ops
+
+
+_CONTRACT_ENTITY = {"catalogItem": "CatalogItem", "agreementAddition": "Addition"}
+
+
+def _contract_value_problems(resource: str, path: str, value: Any) -> list[str]:
+    """A PATCH value checked against the entity's property in the published spec (type, enum,
+    max length); PatchOperation.value itself is typed loosely there (contracts/README)."""
+    contract = load("connectwise")
+    prop = contract.schemas[_CONTRACT_ENTITY[resource]]["properties"].get(path)
+    if prop is None:
+        return [f"{path} is not a field of {resource}."]
+    return check(contract.schemas, prop, value, path)
 
 
 def _types(t: type | tuple[type, ...]) -> Iterable[type]:

@@ -12,7 +12,11 @@ What an MSP tenant looks like, and what the data set therefore contains:
 - backup, EDR, email security, RMM/PSA seats, DNS filtering, support plans, hardware-as-a-service,
   each with a distributor SKU (Pax8 / Ingram Micro / TD SYNNEX / direct styles);
 - some inactive catalogue items, some cancelled and expired contracts, some cancelled lines, and
-  lines whose unit cost was negotiated away from the catalogue cost.
+  lines whose unit cost was negotiated away from the catalogue cost;
+- one-off lines on non-recurring items (Autotask maps them to ContractCharges), lines that start
+  next billing period (``starts_next_period``), and, in data sets of ten contracts or more, a few
+  contracts billed in CAD (ConnectWise agreement currency, Autotask customer-currency prices).
+  These are added by a second random stream, so every other record is what it was before.
 
 ``large`` (50,000 items, 8,000 contracts, 150,000 lines) builds in a couple of seconds: no per-row
 string formatting beyond what the record needs.
@@ -72,6 +76,7 @@ class SimLine:
     unit_price: Decimal
     cancelled: bool
     description: str
+    starts_next_period: bool = False  # future-dated: billed from the first of next month
 
 
 @dataclass(slots=True)
@@ -750,7 +755,30 @@ def generate_custom(
     item_list = _make_items(rng, items, currency)
     contract_list = _make_contracts(rng, contracts, currency)
     line_list = _make_lines(rng, lines, item_list, contract_list)
+    _add_fidelity_cases(random.Random(seed * 7919 + 1), item_list, contract_list, line_list)
     return Dataset(items=item_list, contracts=contract_list, lines=line_list)
+
+
+def _add_fidelity_cases(
+    rng: random.Random, items: list[SimItem], contracts: list[SimContract], lines: list[SimLine]
+) -> None:
+    """The cases real tenants have that the first data sets lacked (psa-fidelity.md): one-off
+    lines, lines starting next period, and contracts in another currency. Its own random stream
+    keeps the rest of the data set unchanged."""
+    one_off = [it for it in items if not it.recurring and it.active]
+    for n, ln in enumerate(lines):
+        if one_off and n % 25 == 12:
+            item = one_off[int(rng.random() * len(one_off))]
+            ln.item_id = item.id
+            ln.quantity = Decimal(1 + int(rng.random() * 3))
+            ln.unit_cost, ln.unit_price = item.cost, item.price
+            ln.description = item.name
+        elif n % 40 == 21 and not ln.cancelled:
+            ln.starts_next_period = True
+    if len(contracts) >= 10:
+        for n, contract in enumerate(contracts):
+            if n % 15 == 7:
+                contract.currency = "CAD"
 
 
 def generate(size: str = "demo", seed: int = 7) -> Dataset:

@@ -12,9 +12,14 @@ What it gets right, because the connector must cope with it:
 - the schedule *list* view does not carry the lines: ``lines`` comes back as ``[]`` (the spec's
   example, §3.3 UNCERTAIN). A client must ``GET /schedules/{id}`` for each schedule; reading lines from
   the list would silently see none. ``schedule_list_lines="full"`` switches this off;
-- ``PUT /schedules/{id}/line_items/{lid}`` takes integer ``cost_cents`` (a non-integer is truncated as
-  Rails casts it) and needs ``name`` (422 ``{"error":["Name can't be blank"]}``), answering
-  ``{"schedule_line_item": {...}}``;
+- ``PUT /schedules/{id}/line_items/{lid}`` and ``POST /schedules/{id}/add_line_item`` take the
+  spec's line body (integer ``cost_cents``, numeric ``quantity``...; sim/contracts/syncro.json) and
+  need ``name`` (422 ``{"error":["Name can't be blank"]}``), answering ``{"schedule_line_item": ...}``;
+  a body of the wrong type is refused with 422 in the same shape (the spec types it; a real Rails
+  server may cast instead, but a connector that sends the wrong type is wrong either way);
+- write bodies are checked against the published contract (types, enums): products answer 422
+  ``{"success":false,"message":[...],"params":{...}}``, schedule lines ``{"error":[...]}`` (§3.5);
+- schedules carry ``subtotal`` as a number and ``next_run`` as a date-time (the spec's example);
 - 180 requests per minute per IP: 429 ``text/plain`` "Retry later" with **no** Retry-After (§3.5).
 
 Money: product ``price_cost`` is a JSON number; lines carry ``cost_cents`` (int) plus ``price_cost``
@@ -26,12 +31,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
 
 from costrecon_daemon.psa.http import dumps
+from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
 from costrecon_daemon.sim.serve import serve_until_interrupted
@@ -52,6 +59,12 @@ PRODUCT_READ_ONLY = {"id", "category_path", "product_skus", "location_quantities
 
 def _json(payload: Any, status: int = 200) -> web.Response:
     return web.Response(text=dumps(payload), status=status, content_type="application/json")
+
+
+def _contract_problems(method: str, template: str, body: dict[str, Any]) -> list[str]:
+    """The body checked against Syncro's published request schema (types, enums)."""
+    contract = load("syncro")
+    return contract.body_problems(contract.operation(method, template), body)
 
 
 def _cents_to_dollars(cents: int) -> Decimal:
@@ -85,6 +98,7 @@ class SyncroSim:
         self.base_url = ""
         self.products: dict[int, dict[str, Any]] = {}
         self.schedules: dict[int, dict[str, Any]] = {}
+        self.recorder: Recorder | None = env_recorder()
         self._load(dataset)
 
     @property
@@ -140,6 +154,10 @@ class SyncroSim:
                 "notes": None,
             }
         customers: dict[str, int] = {}
+        today = datetime.now(UTC).date()
+        first = (today.replace(day=1) + timedelta(days=32)).replace(day=1)
+        # A date-time in the spec's form (milliseconds, offset), not a bare date.
+        next_run = f"{first.isoformat()}T00:00:00.000-05:00"
         for c in ds.contracts:
             cust = customers.setdefault(c.company, 31_000 + len(customers))
             self.schedules[c.id + 4_000] = {
@@ -148,7 +166,7 @@ class SyncroSim:
                 "customer_id": cust,
                 "name": c.name,
                 "frequency": "Monthly",
-                "next_run": "2026-12-01",
+                "next_run": next_run,
                 "paused": c.status != "Active",
                 "email_customer": True,
                 "snail_mail": False,
@@ -166,10 +184,13 @@ class SyncroSim:
             line_id += 1
             cost_cents = int((ln.unit_cost * 100).to_integral_value())
             retail_cents = int((ln.unit_price * 100).to_integral_value())
-            sched["lines"].append(
-                self._line(line_id, sched["id"], self.product_for_item[ln.item_id], ln.description,
-                           ln.quantity, cost_cents, retail_cents, len(sched["lines"]) + 1)
-            )  # fmt: skip
+            line = self._line(line_id, sched["id"], self.product_for_item[ln.item_id],
+                              ln.description, ln.quantity, cost_cents, retail_cents,
+                              len(sched["lines"]) + 1)  # fmt: skip
+            # A one-off item on a recurring invoice is billed once (Syncro has no line dates,
+            # so a future-dated line is simply on the schedule).
+            line["one_time_charge"] = not ds.item(ln.item_id).recurring
+            sched["lines"].append(line)
         # Ad-hoc lines with no product (labour, a one-off fee) exist on real schedules too.
         for n, sched in enumerate(self.schedules.values()):
             if n % 7 == 3:
@@ -206,12 +227,12 @@ class SyncroSim:
         }
 
     @staticmethod
-    def _subtotal(sched: dict[str, Any]) -> str:
+    def _subtotal(sched: dict[str, Any]) -> Decimal:
         total = sum(
             (Decimal(ln["retail_cents"]) * Decimal(ln["quantity"]) for ln in sched["lines"]),
             Decimal(0),
         )
-        return format((total / 100).quantize(CENT), "f")
+        return (total / 100).quantize(CENT)  # a number, as in the spec's example
 
     # ---- in-process control for tests ------------------------------------------------------
 
@@ -241,7 +262,11 @@ class SyncroSim:
 
     def make_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._auth, fault_middleware(self.knobs, self.request_stats, self._shape)]
+            middlewares=[
+                recording_middleware("syncro", self),
+                self._auth,
+                fault_middleware(self.knobs, self.request_stats, self._shape),
+            ]
         )
         r = app.router
         r.add_get("/api/v1/products", self._products)
@@ -250,6 +275,7 @@ class SyncroSim:
         r.add_get("/api/v1/schedules", self._schedules)
         r.add_get("/api/v1/schedules/{id}", self._schedule)
         r.add_put("/api/v1/schedules/{id}/line_items/{lid}", self._put_line)
+        r.add_post("/api/v1/schedules/{id}/add_line_item", self._add_line)
         return app
 
     @staticmethod
@@ -340,6 +366,7 @@ class SyncroSim:
             for f in ("name", "description")
             if not str(body.get(f) or "").strip()
         ]
+        problems += _contract_problems("PUT", "/products/{id}", body)
         if problems:
             return _json({"success": False, "message": problems, "params": body}, status=422)
         updated = dict(product)
@@ -409,22 +436,63 @@ class SyncroSim:
         body = await self._read_body(request)
         if body is None:
             return _json({"error": ["Invalid JSON"]}, status=422)
+        problems = _contract_problems(
+            "PUT", "/schedules/{id}/line_items/{schedule_line_item_id}", body
+        )
         if not str(body.get("name") or "").strip():
-            return _json({"error": ["Name can't be blank"]}, status=422)
-        for key in ("name", "description", "quantity", "taxable"):
-            if key in body:
-                line[key] = str(body[key]) if key == "quantity" else body[key]
-        for key in ("cost_cents", "retail_cents"):
-            if key in body:
-                try:
-                    line[key] = int(Decimal(str(body[key])))  # Rails casts 12.9 to 12
-                except InvalidOperation:
-                    return _json({"error": [f"{key} is not a number"]}, status=422)
-        line["price_cost"] = _cents_to_dollars(line["cost_cents"])
-        line["price_retail"] = _cents_to_dollars(line["retail_cents"])
+            problems.insert(0, "Name can't be blank")
+        if problems:
+            return _json({"error": problems}, status=422)
+        self._apply_line(line, body)
         sched["subtotal"] = self._subtotal(sched)
         self.writes[f"line:{line['id']}"] += 1
         return _json({"schedule_line_item": line})
+
+    async def _add_line(self, request: web.Request) -> web.Response:
+        if (denied := self._allowed("recurring_edit")) is not None:
+            return denied
+        raw_sid = request.match_info["id"]
+        sched = self.schedules.get(int(raw_sid)) if raw_sid.isdigit() else None
+        if sched is None:
+            return _json({"message": "Not found"}, status=404)
+        body = await self._read_body(request)
+        if body is None:
+            return _json({"error": ["Invalid JSON"]}, status=422)
+        problems = _contract_problems("POST", "/schedules/{id}/add_line_item", body)
+        if not str(body.get("name") or "").strip():
+            problems.insert(0, "Name can't be blank")
+        pid = body.get("product_id")
+        if pid is not None and int(pid) not in self.products:
+            problems.append("Product must exist")
+        if problems:
+            return _json({"error": problems}, status=422)
+        lid = 1 + max(
+            (ln["id"] for s in self.schedules.values() for ln in s["lines"]), default=70_000
+        )
+        line = self._line(lid, sched["id"], None if pid is None else int(pid), "", Decimal(1),
+                          0, 0, len(sched["lines"]) + 1)  # fmt: skip
+        self._apply_line(line, body)
+        sched["lines"].append(line)
+        sched["subtotal"] = self._subtotal(sched)
+        self.writes[f"line:{lid}"] += 1
+        return _json({"schedule_line_item": line})
+
+    @staticmethod
+    def _apply_line(line: dict[str, Any], body: dict[str, Any]) -> None:
+        for key in ("name", "description", "taxable", "position", "one_time_charge"):
+            if key in body:
+                line[key] = body[key]
+        if body.get("quantity") is not None:
+            qty = Decimal(str(body["quantity"]))
+            # Read back as a string (the spec's line-item reply shows "quantity": "1.0").
+            line["quantity"] = (
+                format(qty.normalize(), "f") if qty == qty.to_integral() else str(qty)
+            )
+        for key in ("cost_cents", "retail_cents", "recurring_type_id"):
+            if body.get(key) is not None:
+                line[key] = int(body[key])
+        line["price_cost"] = _cents_to_dollars(line["cost_cents"])
+        line["price_retail"] = _cents_to_dollars(line["retail_cents"])
 
 
 # ---- starting it ----------------------------------------------------------------------------
