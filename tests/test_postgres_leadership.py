@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from sqlalchemy.engine import make_url
 
 from costrecon_daemon.leadership import Leadership
+from costrecon_daemon.store import migrate
 
 TAKEOVER_PROMISE_S = 10.0
 
@@ -29,7 +31,7 @@ CHILD = textwrap.dedent(
         lead = Leadership(sys.argv[1], identity="jump1:child")
         while not await lead.try_acquire():
             await asyncio.sleep(0.1)
-        print("leader", flush=True)
+        print("leader", lead.epoch, flush=True)
         while await lead.check():
             await asyncio.sleep(0.5)
 
@@ -45,30 +47,39 @@ def _admin(url: str) -> psycopg.Connection:
     )
 
 
-def _start_leader(url: str) -> subprocess.Popen[str]:
+@pytest.fixture
+def shared_db(pg_url: str) -> str:
+    """The database two daemons share, migrated as a daemon's start migrates it."""
+    migrate(pg_url)
+    return pg_url
+
+
+def _start_leader(url: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, text=True, env=env
     )
     assert child.stdout is not None
-    line = child.stdout.readline()  # blocks until the child leads (or dies)
-    assert line.strip() == "leader", "the first daemon could not take leadership"
-    return child
+    line = child.stdout.readline().split()  # blocks until the child leads (or dies)
+    assert line[:1] == ["leader"], "the first daemon could not take leadership"
+    return child, int(line[1])
 
 
-async def test_of_two_daemons_on_one_database_exactly_one_leads(pg_url):
-    a = Leadership(pg_url, identity="jump1:1")
-    b = Leadership(pg_url, identity="jump2:1")
+async def test_of_two_daemons_on_one_database_exactly_one_leads(shared_db):
+    a = Leadership(shared_db, identity="jump1:1")
+    b = Leadership(shared_db, identity="jump2:1")
     try:
         assert await a.try_acquire() is True
         assert await b.try_acquire() is False
         assert await a.try_acquire() is True  # asking again keeps it, no second claim
+        assert a.epoch == 1
         assert (a.is_leader, b.is_leader) == (True, False)
         assert await b.holder() == "jump1:1"
 
         await a.release()
         assert not a.is_leader
         assert await b.try_acquire() is True
+        assert b.epoch == 2  # a newer leader: writes fenced by epoch 1 can be refused
         assert await a.try_acquire() is False
         assert await a.holder() == "jump2:1"
     finally:
@@ -76,9 +87,9 @@ async def test_of_two_daemons_on_one_database_exactly_one_leads(pg_url):
         await b.release()
 
 
-async def test_kill_9_of_the_leader_hands_leadership_over_within_10_seconds(pg_url):
-    child = _start_leader(pg_url)
-    follower = Leadership(pg_url, identity="jump2:follower")
+async def test_kill_9_of_the_leader_hands_leadership_over_within_10_seconds(shared_db):
+    child, child_epoch = _start_leader(shared_db)
+    follower = Leadership(shared_db, identity="jump2:follower")
     try:
         assert await follower.try_acquire() is False
         assert await follower.holder() == "jump1:child"
@@ -90,7 +101,7 @@ async def test_kill_9_of_the_leader_hands_leadership_over_within_10_seconds(pg_u
             assert time.monotonic() - killed < TAKEOVER_PROMISE_S, "no takeover within 10 s"
             await asyncio.sleep(0.2)
         print(f"takeover {time.monotonic() - killed:.2f} s after kill -9")
-        assert follower.is_leader
+        assert follower.is_leader and follower.epoch == child_epoch + 1
         assert await follower.holder() == "jump2:follower"
     finally:
         if child.poll() is None:
@@ -99,12 +110,12 @@ async def test_kill_9_of_the_leader_hands_leadership_over_within_10_seconds(pg_u
         await follower.release()
 
 
-async def test_a_leader_whose_session_is_cut_off_notices_and_another_takes_over(pg_url):
-    leader = Leadership(pg_url, identity="jump1:2")
-    other = Leadership(pg_url, identity="jump2:2")
+async def test_a_leader_whose_session_is_cut_off_notices_and_another_takes_over(shared_db):
+    leader = Leadership(shared_db, identity="jump1:2")
+    other = Leadership(shared_db, identity="jump2:2")
     try:
         assert await leader.try_acquire()
-        with _admin(pg_url) as admin:
+        with _admin(shared_db) as admin:
             ended = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = 'costrecond jump1:2'"
@@ -121,10 +132,10 @@ async def test_a_leader_whose_session_is_cut_off_notices_and_another_takes_over(
         await other.release()
 
 
-async def test_run_starts_the_workers_on_gain_and_stops_them_on_loss(pg_url):
+async def test_run_starts_the_workers_on_gain_and_stops_them_on_loss(shared_db):
     calls: list[str] = []
-    first = Leadership(pg_url, identity="jump1:3", check_seconds=0.1)
-    second = Leadership(pg_url, identity="jump2:3", check_seconds=0.1)
+    first = Leadership(shared_db, identity="jump1:3", check_seconds=0.1)
+    second = Leadership(shared_db, identity="jump2:3", check_seconds=0.1)
     stop_first, stop_second = asyncio.Event(), asyncio.Event()
 
     def recorder(who: str):

@@ -24,8 +24,10 @@ transaction-pooling proxy (pgbouncer ``pool_mode = transaction``) hands the sess
 and silently breaks session locks; the README's team install says so.
 
 Leadership only decides who *runs* the PSA workers. It is not a fence on its own: a leader that
-was cut off may still be finishing one PSA request when the other takes over, which is why each
-step is claimed with a row lock and guarded by its before/after check (see changes.py).
+was cut off may still be finishing one PSA request when the other takes over. Each gain therefore
+bumps an **epoch** (a counter row in ``sync_state``); journal writes made by a leader can carry
+its epoch and be refused once a newer leader exists, and each step stays guarded by its
+before/after check against the PSA (changes.py).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Leadership:
         self._mutex = threading.Lock()
         self._leader = False
         self._lost: asyncio.Event | None = None
+        self.epoch: int | None = None  # fencing token of the last gain; None on SQLite
 
     @property
     def is_leader(self) -> bool:
@@ -210,7 +213,26 @@ class Leadership:
             if self._conn is None or self._conn.closed:
                 self._conn = self._connect()
             row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
-            return bool(row and row[0])
+            if not (row and row[0]):
+                return False
+            try:
+                self.epoch = self._bump_epoch(self._conn)
+            except Exception:
+                # A leader without a fencing token must not run: give the lock back.
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+                raise
+            return True
+
+    def _bump_epoch(self, conn) -> int:  # conn: psycopg.Connection
+        row = conn.execute(
+            "INSERT INTO sync_state (key, value, updated_at) VALUES (%s, '1', now())"
+            " ON CONFLICT (key) DO UPDATE"
+            " SET value = (CAST(sync_state.value AS BIGINT) + 1)::text, updated_at = now()"
+            " RETURNING value",
+            (f"leader_epoch:{self.name}"[:64],),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def _ping_blocking(self) -> None:
         with self._mutex:
