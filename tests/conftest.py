@@ -10,16 +10,18 @@ the reason — except in CI (``CI=true``), where a missing server is a failure, 
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,8 +52,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _sweep_stale_clusters() -> None:
+    """Remove clusters left by a test run that was killed: no live server, older than 10 min
+    (a younger directory without a server may be another run's initdb in progress)."""
+    for root in Path(tempfile.gettempdir()).glob("costrecon-pg-*"):
+        try:
+            if time.time() - root.stat().st_mtime < 600:
+                continue
+            pid_file = root / "data" / "postmaster.pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text().split()[0])
+                if Path(f"/proc/{pid}").exists():
+                    continue
+        except (OSError, ValueError, IndexError):
+            continue
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _die_with_parent(sig: int) -> Callable[[], None]:
+    """For Popen: the server gets ``sig`` when the test run dies, even by SIGKILL (Linux)."""
+
+    def prctl() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    return prctl
+
+
 class PostgresServer:
-    """One throwaway PostgreSQL cluster: initdb, start, create databases, stop, delete."""
+    """One throwaway PostgreSQL cluster: initdb, start, create databases, stop, delete.
+
+    The postmaster is a child of the test run (through ``runuser`` under root, which passes a
+    termination signal on), so a run that is killed does not leave a server behind.
+    """
 
     def __init__(self, bindir: Path):
         self.bindir = bindir
@@ -60,6 +95,7 @@ class PostgresServer:
         self.log = self.root / "server.log"
         self.port = _free_port()
         self.as_user: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:
             try:
                 pw = pwd.getpwnam(PG_USER)
@@ -71,55 +107,63 @@ class PostgresServer:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
             self.as_user = ["runuser", "-u", PG_USER, "--"]
 
-    def _run(self, *args: str) -> None:
-        subprocess.run(
-            [*self.as_user, *args], check=True, capture_output=True, text=True, timeout=120
-        )
-
     def start(self) -> None:
-        self._run(
-            str(self.bindir / "initdb"),
-            "-D",
-            str(self.data),
-            "-U",
-            PG_ROLE,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-locale",
+        subprocess.run(
+            [*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_ROLE]
+            + ["--auth=trust", "--encoding=UTF8", "--no-locale"],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         # Durability is pointless for a throwaway cluster; turning it off keeps the suite fast.
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
-        try:
-            self._run(
-                str(self.bindir / "pg_ctl"),
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.log),
-                "-o",
-                options,
+        options = ["-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
+        for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
+            options += ["-c", setting]
+        options += ["-c", "max_connections=200"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), *options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # runuser turns any termination signal into SIGTERM for the server; a server
+                # started directly gets SIGINT, PostgreSQL's fast shutdown.
+                preexec_fn=_die_with_parent(signal.SIGTERM if self.as_user else signal.SIGINT),
             )
-        except subprocess.CalledProcessError as exc:
-            log = self.log.read_text(errors="replace") if self.log.exists() else ""
-            raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}\n{log[-2000:]}") from exc
+        deadline = time.monotonic() + 60
+        while not self._accepts_connections():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"PostgreSQL did not start:\n{text}")
+            time.sleep(0.1)
+
+    def _accepts_connections(self) -> bool:
+        import psycopg
+
+        try:
+            psycopg.connect(self._conninfo(), connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
 
     def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            subprocess.run(
-                [*self.as_user, str(self.bindir / "pg_ctl"), "stop", "-m", "immediate"]
-                + ["-D", str(self.data), "-w"],
-                capture_output=True,
-                timeout=60,
-            )
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                subprocess.run(
+                    [*self.as_user, str(self.bindir / "pg_ctl"), "stop", "-m", "fast", "-w"]
+                    + ["-D", str(self.data)],
+                    capture_output=True,
+                    timeout=60,
+                )
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _conninfo(self, database: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user={PG_ROLE} dbname={database}"
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{PG_ROLE}@127.0.0.1:{self.port}/{database}"
@@ -127,9 +171,7 @@ class PostgresServer:
     def admin(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(
-            f"host=127.0.0.1 port={self.port} user={PG_ROLE} dbname=postgres", autocommit=True
-        ) as conn:
+        with psycopg.connect(self._conninfo(), autocommit=True) as conn:
             conn.execute(sql)
 
 
@@ -142,6 +184,7 @@ def pg_server() -> Iterator[PostgresServer]:
         pytest.skip(
             "PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql"
         )
+    _sweep_stale_clusters()
     server = PostgresServer(bindir)
     try:
         server.start()

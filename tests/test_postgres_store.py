@@ -4,8 +4,12 @@ chain whole and the event ids gap-free, as one daemon does."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 from alembic import command
 from sqlalchemy import func, select, text
@@ -51,6 +55,32 @@ def test_full_alembic_upgrade_downgrade_and_upgrade_on_postgresql(pg_url):
             lambda c: c.execute(text("SELECT version_num FROM alembic_version")).scalar()
         )
         assert rev == head_revision()
+    finally:
+        store.close()
+
+
+def test_two_daemons_starting_together_on_an_empty_postgresql_migrate_it_once(pg_url):
+    """Three daemon starts at once, as three processes (Alembic is per-process state)."""
+    code = "import sys; from costrecon_daemon.store import migrate; migrate(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, pg_url], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    failures = []
+    for p in starts:
+        _, err = p.communicate(timeout=120)
+        if p.returncode != 0:
+            failures.append(err.strip().splitlines()[-3:])
+    assert failures == []
+    store = Store(pg_url)
+    try:
+        versions = store.read_sync(
+            lambda c: c.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        )
+        assert versions == [head_revision()]
     finally:
         store.close()
 
