@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from costrecon_daemon.store import head_revision
+
 from .harness import DaemonProcess
 
 
@@ -17,7 +19,7 @@ def test_runs_on_embedded_defaults_and_answers_health_over_the_socket(tmp_path):
         health = d.get("/v1/health")
         assert health["api_version"] == 1
         assert health["pid"] == d.proc.pid
-        assert health["schema_version"] == "0001"
+        assert health["schema_version"] == head_revision()
         # curl works against it, as the README says
         out = subprocess.run(
             ["curl", "-s", "--unix-socket", str(d.socket), "http://localhost/v1/health"],

@@ -1,7 +1,10 @@
-"""Schema: migrations from an empty database produce exactly the models; money never floats."""
+"""Schema: migrations from an empty database produce exactly the models, on SQLite and on
+PostgreSQL; money never floats."""
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from decimal import Decimal
 
 from alembic.autogenerate import compare_metadata
@@ -12,10 +15,9 @@ from costrecon_daemon.db import Base, CatalogItem, make_engine
 from costrecon_daemon.store import head_revision, migrate
 
 
-def test_migrations_from_empty_equal_the_models(tmp_path):
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    migrate(url)
-    engine = create_engine(url)
+def test_migrations_from_empty_equal_the_models(database_url):
+    migrate(database_url)
+    engine = create_engine(database_url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn)
         assert ctx.get_current_revision() == head_revision()
@@ -23,36 +25,96 @@ def test_migrations_from_empty_equal_the_models(tmp_path):
     engine.dispose()
 
 
-def test_migrating_an_existing_database_keeps_a_backup(tmp_path):
-    import sqlite3
-
+def test_migrating_an_existing_sqlite_database_keeps_a_backup(tmp_path):
     db = tmp_path / "m.db"
     url = f"sqlite:///{db}"
-    migrate(url)
-    # pretend an older revision is installed: the next start backs up before upgrading
+    assert migrate(url) is None  # a new database: nothing to back up
+    assert migrate(url) is None  # already at head: nothing to do, no backup
+    # pretend the first revision is installed: the next start backs up before upgrading
     con = sqlite3.connect(db)
     con.execute("UPDATE alembic_version SET version_num = '0001'")
     con.commit()
     con.close()
-    assert migrate(url) is None  # already at head: nothing to do, no backup
+    backup = migrate(url)
+    assert backup == str(tmp_path / "m.db.bak-0001")
+    with sqlite3.connect(backup) as old:
+        assert old.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+    with sqlite3.connect(db) as new:
+        assert new.execute("SELECT version_num FROM alembic_version").fetchone() == (
+            head_revision(),
+        )
 
 
-def test_money_is_stored_as_integer_ten_thousandths(tmp_path):
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    migrate(url)
-    engine = make_engine(url)
+def test_money_is_stored_as_integer_ten_thousandths(database_url):
+    migrate(database_url)
+    engine = make_engine(database_url)
+    big = Decimal("123456789012.3456")  # beyond a 32-bit integer of ten-thousandths
+    with engine.begin() as conn:
+        conn.execute(
+            insert(CatalogItem),
+            [
+                dict(psa_id="1", identifier="M365-BP", name="Business Premium", currency="USD")
+                | {"cost": Decimal("22.0001")},
+                dict(psa_id="2", identifier="BIG", name="Datacentre", currency="USD")
+                | {"cost": big},
+            ],
+        )
+    type_of = "pg_typeof" if engine.dialect.name == "postgresql" else "typeof"
+    with engine.connect() as conn:
+        raw = conn.execute(
+            text(f"SELECT cost, CAST({type_of}(cost) AS TEXT) FROM catalog_items ORDER BY psa_id")
+        ).all()
+        assert [tuple(r) for r in raw] == [
+            (220001, "bigint" if type_of == "pg_typeof" else "integer"),
+            (1234567890123456, "bigint" if type_of == "pg_typeof" else "integer"),
+        ]
+        costs = conn.execute(select(CatalogItem.cost).order_by(CatalogItem.psa_id)).scalars()
+        assert list(costs) == [Decimal("22.0001"), big]
+    engine.dispose()
+
+
+def test_timestamps_read_back_as_the_same_utc_instant(database_url):
+    migrate(database_url)
+    engine = make_engine(database_url)
+    at = dt.datetime(2026, 12, 6, 23, 59, 59, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     with engine.begin() as conn:
         conn.execute(
             insert(CatalogItem).values(
-                psa_id="1",
-                identifier="M365-BP",
-                name="Business Premium",
-                cost=Decimal("22.0001"),
-                currency="USD",
+                psa_id="1", identifier="X", name="X", currency="EUR", synced_at=at
             )
         )
     with engine.connect() as conn:
-        raw = conn.execute(text("SELECT cost, typeof(cost) FROM catalog_items")).one()
-        assert raw == (220001, "integer")
-        assert conn.execute(select(CatalogItem.cost)).scalar() == Decimal("22.0001")
+        got = conn.execute(select(CatalogItem.synced_at)).scalar_one()
+    assert got == at and got.tzinfo == dt.UTC and got.microsecond == 123456
+    engine.dispose()
+
+
+def test_a_postgresql_database_made_by_the_text_timestamp_schema_is_converted(pg_url):
+    """0001 once created text timestamps on PostgreSQL too; 0002 turns them into timestamptz."""
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+    # Build 0001's tables with the old text type, as the earlier release did, then upgrade.
+    from alembic import command
+
+    from costrecon_daemon.store import alembic_config
+
+    with engine.begin() as conn:
+        cfg = alembic_config(pg_url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("ALTER TABLE events ALTER COLUMN at TYPE VARCHAR(32)"))
+        conn.execute(
+            text(
+                "INSERT INTO events (at, kind, data) "
+                "VALUES ('2026-12-06T21:47:01.123456Z', 'activity', '{}')"
+            )
+        )
+    migrate(pg_url)
+    with engine.connect() as conn:
+        kind, value = conn.execute(text("SELECT CAST(pg_typeof(at) AS TEXT), at FROM events")).one()
+        assert kind == "timestamp with time zone"
+        assert value == dt.datetime(2026, 12, 6, 21, 47, 1, 123456, tzinfo=dt.UTC)
+        ctx = MigrationContext.configure(conn)
+        assert compare_metadata(ctx, Base.metadata) == []
     engine.dispose()

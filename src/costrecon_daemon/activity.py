@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
-from .db import ActivityEntry, utcnow
+from .db import ActivityEntry, serialize_writers, utcnow
 from .events import emit
 
 GENESIS = "0" * 64
@@ -70,6 +70,10 @@ def append(
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append one entry inside the caller's (write) transaction and emit an ``activity`` event."""
+    # The chain reads the last hash then inserts the next id: two writers interleaving here would
+    # fork it. A no-op on SQLite (BEGIN IMMEDIATE); on PostgreSQL it holds even for a caller whose
+    # connection did not come from the Store's writer engine.
+    serialize_writers(conn)
     last = conn.execute(select(_T.c.id, _T.c.hash).order_by(_T.c.id.desc()).limit(1)).first()
     entry_id = (last.id + 1) if last else 1
     prev_hash = last.hash if last else GENESIS
@@ -142,10 +146,11 @@ def query(
         stmt = stmt.where(_T.c.id > after_id)
     if actor:
         stmt = stmt.where(_T.c.actor == actor)
+    # ilike: SQLite's LIKE ignores ASCII case and PostgreSQL's does not; filters must match alike.
     if action:
-        stmt = stmt.where(_T.c.action.like(f"{action}%"))
+        stmt = stmt.where(_T.c.action.ilike(f"{action}%"))
     if subject:
-        stmt = stmt.where(_T.c.subject.like(f"%{subject}%"))
+        stmt = stmt.where(_T.c.subject.ilike(f"%{subject}%"))
     if since is not None:
         stmt = stmt.where(_T.c.at >= since)
     if until is not None:

@@ -1,7 +1,9 @@
-"""The SQLite mirror: schema, engine set-up, and the one upsert helper (DESIGN.md §3).
+"""The mirror's schema, engine set-up, and the one upsert helper (DESIGN.md §3).
 
-Money columns hold integer ten-thousandths (:class:`MoneyType`), each beside a currency column.
-Timestamps are UTC ISO-8601 text (:class:`UTCDateTime`), so SQLite and PostgreSQL agree.
+SQLite is the embedded default; PostgreSQL (``postgresql+psycopg://``) serves a team. Money
+columns hold integer ten-thousandths in a BIGINT (:class:`MoneyType`), each beside a currency
+column. Timestamps (:class:`UTCDateTime`) are aware UTC datetimes in Python: ISO-8601 text on
+SQLite (sortable, microseconds kept) and ``timestamp with time zone`` on PostgreSQL.
 The schema is created and changed only by the Alembic migrations in ``migrations/``; a test
 checks that migrating an empty database yields exactly these models.
 """
@@ -9,6 +11,7 @@ checks that migrating an empty database yields exactly these models.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -26,7 +29,10 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
+    select,
 )
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -56,21 +62,35 @@ class MoneyType(TypeDecorator):
 
 
 class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes stored as ISO text (sortable, dialect-neutral)."""
+    """Aware UTC datetimes: ISO text on SQLite, ``timestamp with time zone`` on PostgreSQL.
+
+    Both keep microseconds, so a value reads back exactly as written (the activity log's hash
+    covers the time as text and must recompute identically on either backend).
+    """
 
     impl = String(32)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> str | None:
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(self.impl)
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime refused: store UTC")
+        if dialect.name == "postgresql":
+            return value.astimezone(dt.UTC)
         return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def process_result_value(self, value: str | None, dialect: Any) -> dt.datetime | None:
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
+        if isinstance(value, dt.datetime):
+            # psycopg returns the session's time zone; callers format as UTC "Z" text.
+            return value.astimezone(dt.UTC)
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
@@ -287,12 +307,39 @@ class Event(Base):
 # ---------------------------------------------------------------- engine
 
 
-def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -> Engine:
-    """An engine with the SQLite settings the daemon relies on (notes §6.1).
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for a PostgreSQL advisory lock, from a readable name."""
+    digest = hashlib.sha256(f"costrecon:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
-    Python 3.11's sqlite3 never issues BEGIN for SELECT and breaks SAVEPOINT in its legacy
+
+WRITER_LOCK = lock_key("writer")
+
+
+def serialize_writers(conn: Connection) -> None:
+    """Make this write transaction the only one in flight, on any daemon sharing the database.
+
+    SQLite gets this from ``BEGIN IMMEDIATE`` (one writer per file). On PostgreSQL the code still
+    relies on a single writer in places (the activity chain reads the last hash then appends; the
+    events table must become visible in id order for ``?since=N`` readers), so each write
+    transaction first takes a transaction-scoped advisory lock: held until COMMIT/ROLLBACK, never
+    leaked by a crash, re-entrant within one transaction. Under READ COMMITTED every statement
+    after the lock sees everything the previous holder committed.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(WRITER_LOCK)))
+
+
+def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -> Engine:
+    """An engine with the settings the daemon relies on (notes §6.1).
+
+    SQLite: Python 3.11's sqlite3 never issues BEGIN for SELECT and breaks SAVEPOINT in its legacy
     transaction mode, so the driver is put in autocommit and SQLAlchemy emits BEGIN IMMEDIATE
     itself: a deferred read-then-write transaction can fail with SQLITE_BUSY without waiting.
+
+    PostgreSQL: writers run READ COMMITTED transactions that start with :func:`serialize_writers`
+    (the equivalent of BEGIN IMMEDIATE across every daemon on the database); readers run
+    REPEATABLE READ, the consistent snapshot a deferred SQLite read transaction gives.
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
@@ -311,6 +358,20 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         def _on_begin(conn: Connection) -> None:
             # Readers take a plain deferred transaction: a consistent snapshot, no write lock.
             conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+        return engine
+    if url.startswith("postgresql"):
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            isolation_level="READ COMMITTED" if writer else "REPEATABLE READ",
+            connect_args={"application_name": "costrecond", "connect_timeout": 10},
+        )
+        if writer:
+
+            @event.listens_for(engine, "begin")
+            def _on_pg_begin(conn: Connection) -> None:
+                serialize_writers(conn)
 
         return engine
     return create_engine(url, pool_pre_ping=True)

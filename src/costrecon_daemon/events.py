@@ -14,12 +14,16 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from .db import Event, utcnow
+from .db import Event, serialize_writers, utcnow
 
 _T = Event.__table__
 
 
 def emit(conn: Connection, kind: str, data: dict[str, Any] | None = None) -> None:
+    # On PostgreSQL ids come from a sequence when the row is inserted, not when it is committed:
+    # two concurrent writers could commit id 8 before id 7, and a client that already read 8
+    # would never see 7. Holding the writer lock until commit makes ids visible in order.
+    serialize_writers(conn)
     conn.execute(insert(_T).values(at=utcnow(), kind=kind, data=data or {}))
 
 

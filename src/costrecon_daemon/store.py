@@ -1,8 +1,11 @@
 """Database access for the daemon: one writer thread, pooled readers, migrations at start.
 
 All writes go through :meth:`Store.write`, which runs a function on the single writer thread
-inside one ``BEGIN IMMEDIATE`` transaction and wakes event listeners after commit. Reads run on
-worker threads with their own connections; WAL lets them read while the writer commits.
+inside one write transaction and wakes event listeners after commit. Reads run on worker threads
+with their own connections. On SQLite the write transaction is ``BEGIN IMMEDIATE`` and WAL lets
+readers read while the writer commits; on PostgreSQL it starts with a transaction-scoped advisory
+lock, so the single-writer rule holds across every daemon sharing the database
+(:func:`costrecon_daemon.db.serialize_writers`), and readers get a REPEATABLE READ snapshot.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from .db import make_engine
+from .db import lock_key, make_engine
 from .events import EventBus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = lock_key("migrate")
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -57,8 +61,13 @@ def migrate(url: str) -> str | None:
     """Bring the schema to head. An existing SQLite file is copied first (``.bak-<rev>``).
 
     Returns the backup path when one was made. Runs with the plain driver transaction mode so
-    Alembic's DDL and version table behave as documented.
+    Alembic's DDL and version table behave as documented. The backup copy is SQLite-only: a
+    PostgreSQL database is backed up by its owner with ``pg_dump`` (README, "Team install"), and
+    its migration is transactional, so a failed upgrade leaves the previous schema untouched.
     """
+    if url.startswith("postgresql"):
+        _migrate_postgresql(url)
+        return None
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +96,26 @@ def migrate(url: str) -> str | None:
     finally:
         engine.dispose()
     return str(backup) if backup else None
+
+
+def _migrate_postgresql(url: str) -> None:
+    """One transaction: lock, read the revision, upgrade. Two daemons starting together on one
+    database would otherwise both see "empty" and both try to create the schema; the advisory lock
+    makes the second wait, then find the schema at head."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            current = MigrationContext.configure(conn).get_current_revision()
+            head = head_revision()
+            if current == head:
+                return
+            log.info("migrating database %s -> %s", current or "empty", head)
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
 
 
 def _backup_sqlite(src: Path, dst: Path) -> None:
