@@ -119,6 +119,7 @@ class IngramSim:
         bad_secret_style: str = "400",
         get_requests_per_minute: int | None = 60,
         post_requests_per_minute: int | None = None,
+        rate_window: float = 60.0,
         enforce_lengths: bool = True,
         warehouse_id_as_int: bool = False,
         pricing_inside_availability: bool = False,
@@ -134,6 +135,8 @@ class IngramSim:
         self.bad_secret_style = bad_secret_style
         self.get_limit = get_requests_per_minute
         self.post_limit = post_requests_per_minute
+        self.rate_window = rate_window  # seconds; tests shorten the documented minute
+        self.rate_limited = 0  # 429s the per-endpoint limiter answered
         self.enforce_lengths = enforce_lengths
         self.warehouse_id_as_int = warehouse_id_as_int
         self.pricing_inside_availability = pricing_inside_availability
@@ -290,13 +293,14 @@ class IngramSim:
             limit = None  # token calls are not counted by this limiter (UNCERTAIN)
         now = time.time()
         window = self._windows[(request.method, endpoint)]
-        while window and now - window[0] >= 60:
+        while window and now - window[0] >= self.rate_window:
             window.popleft()
-        reset = int((window[0] if window else now) + 60)
+        reset = math.ceil((window[0] if window else now) + self.rate_window)
         shown_limit = limit if limit is not None else 500
         if limit is not None and len(window) >= limit:
             resp: web.StreamResponse = self._too_many(reset)
             remaining = 0
+            self.rate_limited += 1
         else:
             if limit is not None:
                 window.append(now)
