@@ -45,7 +45,7 @@ __all__ = ["Pax8Source", "TERM_KEYS"]
 SOURCE = "pax8"
 VENDOR = "Pax8"
 FIX_CREDENTIALS = (
-    "check vendors.pax8.client_id and client_secret (or COSTRECON_PAX8_CLIENT_ID/_SECRET) against "
+    "check vendors.pax8.client_id and client_secret (or COSTRECON_PAX8_CLIENT_ID and COSTRECON_PAX8_CLIENT_SECRET) against "
     "the Pax8 app, Integrations > API credentials"
 )
 # Commitment words → normalised term; billing words → normalised billing (§1.6, §6).

@@ -157,8 +157,11 @@ class PullResult:
         out: list[dict[str, object]] = []
         for row in self.rows:
             monthly = row.monthly_cost
-            if monthly is None and row.term is not None:
+            if monthly is None:
                 continue
+            list_price = row.list_price
+            if list_price is not None and row.cost:
+                list_price = (list_price * monthly / row.cost).quantize(QUANT, ROUND_HALF_EVEN)
             out.append(
                 {
                     "sku": row.sku,
@@ -168,8 +171,8 @@ class PullResult:
                     "term": row.term or "",
                     "billing": row.billing or "",
                     "currency": row.currency,
-                    "cost": monthly if monthly is not None else row.cost,
-                    "list_price": row.list_price if row.list_price is not None else "",
+                    "cost": monthly,
+                    "list_price": list_price if list_price is not None else "",
                     "vendor": row.vendor,
                 }
             )
