@@ -437,3 +437,41 @@ async def test_each_simulator_prints_a_config_snippet_the_settings_accept():
     section = vendors_from_config(raw, {}, "snippet")
     assert section.pax8 is not None and section.pax8.base_url == pax8.base_url
     assert section.ingram is not None and section.ingram.customer_number == "20-222222"
+
+
+@pytest.mark.parametrize("kind", ["pax8", "ingram"])
+def test_sim_main_serves_and_prints_a_loadable_snippet(kind: str):
+    """What `costrecond sim pax8|ingram --port P` will run (the CLI hands its arguments on)."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"from costrecon_daemon.sim.{kind} import main; main(['--port', '0', '--size', 'tiny'])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any(
+            line.startswith("customer_number" if kind == "ingram" else "requests_per")
+            for line in lines
+        ):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "simulator exited"
+            lines.append(line)
+        snippet = "".join(lines[lines.index(f"[vendors.{kind}]\n") :])
+        section = vendors_from_config(tomllib.loads(snippet), {}, "snippet")
+        settings = getattr(section, kind)
+        url = settings.base_url
+        resp = httpx.get(
+            url.rstrip("/") + ("/products" if kind == "pax8" else "/resellers/v6/catalog")
+        )
+        assert resp.status_code == 401  # it really serves, and wants a token
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -260,6 +260,7 @@ class Pax8Source:
         except BaseException:
             for task in pricing_tasks:
                 task.cancel()
+            await asyncio.gather(*pricing_tasks, return_exceptions=True)
             raise
         for ref in index.unclaimed():
             result.not_found.append(
