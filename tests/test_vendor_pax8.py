@@ -241,3 +241,20 @@ async def test_rows_carry_the_partner_currency_and_feed_the_price_file_importer(
     terms = {(r.sku, r.term) for r in read.rows}
     assert all(r.currency == "EUR" for r in read.rows)
     assert any(t == "P1M" for _, t in terms) and any(t == "P1Y" for _, t in terms)
+
+
+async def test_subscribed_products_are_listed_for_pricing_in_either_wire_shape():
+    ds = generate("demo")
+    for legacy in (False, True):
+        async with pax8(ds, {"legacy_commitment_name": legacy, "currency": "GBP"}) as (sim, source):
+            subs = await source.subscriptions()
+            assert len(subs) == len(sim.subscriptions)
+            assert {s.currency for s in subs} == {"GBP"}
+            assert {s.commitment_term for s in subs} == {None, "1-Year"}
+            assert all(s.partner_cost is not None for s in subs)
+            refs = [
+                ProductRef(f"subscription:{pid}", product_id=pid)
+                for pid in sorted({s.product_id for s in subs})
+            ]
+            result = await source.pull(refs)
+        assert {r.product_id for r in result.rows} == {s.product_id for s in subs}

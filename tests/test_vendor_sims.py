@@ -68,6 +68,11 @@ def validator(contract: str, method: str, path: str, status: str = "200"):
         # §1.6: endQuantityRange is "number or null" (null = open-ended) on the wire and in every
         # client, though the extracted spec forgot `nullable`.
         defs["Rate"]["properties"]["endQuantityRange"] = {"type": ["number", "null"]}
+        # §1.7: monthly subscriptions carry commitmentTerm null (Pax8's CLI, 2026).
+        commitment = defs["Subscription"]["properties"]["commitmentTerm"]
+        defs["Subscription"]["properties"]["commitmentTerm"] = {
+            "anyOf": [commitment, {"type": "null"}]
+        }
     schema["$defs"] = defs
     return jsonschema.Draft202012Validator(schema)
 
@@ -229,6 +234,22 @@ def test_pax8_catalogue_holds_what_the_demo_msp_sells_and_more():
     vendors = {sim.by_id[pid]["vendorName"] for pid in sim.sold.values()}
     assert {"Microsoft", "Acronis", "SentinelOne"} <= vendors
     assert len(sim.products) - len(set(sim.sold.values())) == 400  # products it does not sell
+
+
+async def test_pax8_subscriptions_and_companies_fit_the_contract(pax8):
+    sim, client = pax8
+    auth = await _pax8_auth(sim, client)
+    subs = await client.get("subscriptions", params={"size": 200}, headers=auth)
+    validator("pax8", "GET", "/subscriptions").validate(subs.json())
+    content = subs.json()["content"]
+    assert {s["productId"] for s in content} <= set(sim.sold.values())
+    assert any(s["commitmentTerm"] is None for s in content)
+    assert any(isinstance(s["commitmentTerm"], dict) for s in content)
+    companies = await client.get("companies", params={"size": 200}, headers=auth)
+    validator("pax8", "GET", "/companies").validate(companies.json())
+    bad = await client.get("subscriptions", params={"companyId": "nope"}, headers=auth)
+    assert bad.status_code == 403 and bad.json()["message"] == "Invalid companyId"
+    validator("pax8", "GET", "/subscriptions", "403").validate(bad.json())
 
 
 # ---- Ingram Micro ---------------------------------------------------------------------------

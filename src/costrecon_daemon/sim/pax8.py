@@ -17,6 +17,10 @@ What it gets right, because the vendor source must cope with it:
   multi-band Volume/Tiered rates with open-ended last bands and 3-decimal rates; some products have
   no pricing and answer 404 in the error envelope (§1.6). ``charge_type_spelling`` switches the
   ``chargeType`` words between the spec's ``Per Unit`` and a client library's ``per_unit``;
+- ``/subscriptions`` and ``/companies`` (one company per PSA customer, one subscription per live
+  contract line selling a Pax8 product) with ``currencyCode``, ``partnerCost`` or only ``price``
+  by knob, ``commitmentTerm`` null for monthly or the legacy ``commitment`` name by knob, and
+  timestamps mixing ``Z``, ``-05:00``, ``-0700`` and bare dates (§1.7, §1.12);
 - every error is ``{type, message, instance, status, details}`` with ``instance`` under
   ``/public/v1/`` (§1.10).
 
@@ -132,6 +136,9 @@ class Pax8Sim:
         size_policy: str = "clamp",
         charge_type_spelling: str = "spec",
         send_retry_after: bool = False,
+        currency: str = "USD",
+        subscription_cost_field: str = "partnerCost",
+        legacy_commitment_name: bool = False,
         knobs: Knobs | None = None,
         seed: int = 7,
     ) -> None:
@@ -155,6 +162,12 @@ class Pax8Sim:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.pricing: dict[str, list[dict[str, Any]]] = {}
         self.sold: dict[int, str] = {}  # dataset item id -> Pax8 product id
+        self.currency = currency
+        # §1.7 CONFLICT: "partnerCost" (the spec) or only "price" (Pax8's CLI reads it as cost).
+        self.subscription_cost_field = subscription_cost_field
+        self.legacy_commitment_name = legacy_commitment_name  # "commitment" instead (§1.7)
+        self.companies: list[dict[str, Any]] = []
+        self.subscriptions: list[dict[str, Any]] = []
         self._rng = random.Random(seed * 7919 + 11)
         self._load(dataset, extra_products)
 
@@ -327,6 +340,80 @@ class Pax8Sim:
             self._other(n)
         # A real catalogue is not in the MSP's order: interleave sold and unsold products.
         self._rng.shuffle(self.products)
+        self._load_subscriptions(ds)
+
+    def _load_subscriptions(self, ds: Dataset) -> None:
+        """One Pax8 company per PSA customer and one subscription per live contract line that
+        sells a Pax8 product, in the term the catalogue item names."""
+        rng = self._rng
+        # §1.12: timestamps mix Z, -05:00 and -0700 offsets, and some carry plain dates.
+        stamps = ("2025-11-03T09:12:44Z", "2025-08-19T14:02:11.120-05:00",
+                  "2026-01-07T08:30:00-0700", "2025-12-03")  # fmt: skip
+        company_ids: dict[str, str] = {}
+        for c in ds.contracts:
+            if c.company in company_ids:
+                continue
+            cid = _uuid(rng)
+            company_ids[c.company] = cid
+            self.companies.append(
+                {
+                    "id": cid,
+                    "name": c.company,
+                    "address": {"street": f"{100 + len(company_ids)} Main St", "city": "Denver",
+                                "stateOrProvince": "CO", "postalCode": "80202", "country": "US"},
+                    "phone": "303-555-0100",
+                    "website": "example.com",
+                    "externalId": str(c.id),
+                    "billOnBehalfOfEnabled": True,
+                    "selfServiceAllowed": False,
+                    "orderApprovalRequired": False,
+                    "status": "Active",
+                    "updatedDate": stamps[len(company_ids) % len(stamps)],
+                }
+            )  # fmt: skip
+        contracts = {c.id: c for c in ds.contracts}
+        items = {it.id: it for it in ds.items}
+        for ln in ds.lines:
+            pid = self.sold.get(ln.item_id)
+            if pid is None or ln.cancelled:
+                continue
+            item = items[ln.item_id]
+            annual = item.identifier.endswith("-A")
+            terms = ("Annual", "1-Year") if annual else ("Monthly", "Monthly")
+            entry = next(
+                (e for e in self.pricing.get(pid, []) if (e["billingTerm"], e["commitmentTerm"]) == terms),
+                None,
+            )  # fmt: skip
+            cost = entry["rates"][0]["partnerBuyRate"] if entry else _rate(item.cost)
+            sub: dict[str, Any] = {
+                "id": _uuid(rng),
+                "companyId": company_ids[contracts[ln.contract_id].company],
+                "productId": pid,
+                "productName": self.by_id[pid]["name"],
+                "quantity": int(ln.quantity),
+                "startDate": stamps[ln.id % len(stamps)],
+                "createdDate": stamps[(ln.id + 1) % len(stamps)],
+                "billingStart": "2025-12-01",
+                "status": "Active",
+                "price": ln.unit_price,
+                "currencyCode": self.currency,
+                "billingTerm": terms[0],
+                "vendorSubscriptionId": _uuid(rng),
+            }
+            if self.subscription_cost_field == "partnerCost":
+                sub["partnerCost"] = cost
+            commitment = (
+                {"id": _uuid(rng), "term": "1-Year", "endDate": "2026-11-30T23:59:59Z"}
+                if annual
+                else None  # monthly subscriptions carry null here (§1.7)
+            )
+            if self.legacy_commitment_name:
+                sub["commitment"] = commitment
+            elif commitment is not None:
+                sub["commitmentTerm"] = commitment
+            else:
+                sub["commitmentTerm"] = None
+            self.subscriptions.append(sub)
 
     # ---- in-process control for tests ------------------------------------------------------
 
@@ -359,6 +446,8 @@ class Pax8Sim:
         r.add_get("/v1/products", self._products)
         r.add_get("/v1/products/{id}", self._product)
         r.add_get("/v1/products/{id}/pricing", self._pricing)
+        r.add_get("/v1/subscriptions", self._subscriptions)
+        r.add_get("/v1/companies", self._companies)
         return app
 
     @web.middleware
@@ -480,6 +569,39 @@ class Pax8Sim:
     @staticmethod
     def _public(product: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in product.items() if k != "description"}
+
+    def _envelope(self, request: web.Request, rows: list[dict[str, Any]]) -> web.Response:
+        paging = self._paging(request)
+        if isinstance(paging, web.Response):
+            return paging
+        page, size = paging
+        total = len(rows)
+        return _json(
+            {
+                "content": rows[page * size : (page + 1) * size],
+                "page": {"size": size, "totalElements": total,
+                         "totalPages": math.ceil(total / size), "number": page},
+            }
+        )  # fmt: skip
+
+    async def _subscriptions(self, request: web.Request) -> web.Response:
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        rows = self.subscriptions
+        q = request.query
+        if "companyId" in q:
+            if not any(c["id"] == q["companyId"] for c in self.companies):
+                return self._error(403, "FORBIDDEN", "Invalid companyId")
+            rows = [r for r in rows if r["companyId"] == q["companyId"]]
+        for key in ("status", "billingTerm", "productId"):
+            if key in q:
+                rows = [r for r in rows if r.get(key) == q[key]]
+        return self._envelope(request, rows)
+
+    async def _companies(self, request: web.Request) -> web.Response:
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        return self._envelope(request, self.companies)
 
     async def _product(self, request: web.Request) -> web.Response:
         if (denied := self._authorised(request)) is not None:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -40,7 +41,7 @@ from costrecon_daemon.vendors.sources.transport import (
     VendorResponseError,
 )
 
-__all__ = ["Pax8Source", "TERM_KEYS"]
+__all__ = ["Pax8Source", "Subscription", "TERM_KEYS"]
 
 SOURCE = "pax8"
 VENDOR = "Pax8"
@@ -78,6 +79,21 @@ def _charge_type(text: Any) -> str:
     # CONFLICT (§1.6): the spec says "Per Unit"/"Flat Rate", a client library per_unit/flat_rate.
     key = str(text or "").replace("_", " ").casefold()
     return {"per unit": "Per Unit", "flat rate": "Flat Rate"}.get(key, str(text or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An active subscription on one of the MSP's Pax8 companies: its product must be priced even
+    when no catalogue item is mapped to it yet (issue 16 item 2)."""
+
+    id: str
+    company_id: str
+    product_id: str
+    quantity: int
+    billing_term: str | None
+    commitment_term: str | None  # None for monthly (Pax8 sends null, §1.7)
+    currency: str | None
+    partner_cost: Decimal | None  # only when Pax8 sends partnerCost (§1.7 CONFLICT on "price")
 
 
 class Pax8Source:
@@ -226,6 +242,58 @@ class Pax8Source:
         # page = number + 1 while page < totalPages (§1.4); pages after the first in parallel.
         counts = await asyncio.gather(*(one(n) for n in range(1, total_pages)))
         return seen + sum(counts)
+
+    async def subscriptions(self) -> list[Subscription]:
+        """Active subscriptions across the partner's companies (paged like products)."""
+        out: list[Subscription] = []
+        number, pages = 0, 1
+        while number < pages:
+            params = {"page": number, "size": self.settings.page_size, "status": "Active"}
+            reply = await self._get("/subscriptions", params)
+            if reply.status != 200:
+                raise VendorResponseError(
+                    f"Pax8 answered {reply.status} to the subscription list; pull again later."
+                )
+            data = reply.json()
+            if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+                raise VendorResponseError("Pax8's subscription list had no content; pull again.")
+            for sub in data["content"]:
+                if isinstance(sub, dict) and sub.get("productId"):
+                    out.append(self._subscription(sub))
+            try:
+                pages = int((data.get("page") or {}).get("totalPages", 0))
+            except (TypeError, ValueError):
+                pages = 0
+            if not data["content"]:
+                break  # an empty page ends the walk whatever the totals say
+            number += 1
+        return out
+
+    @staticmethod
+    def _subscription(sub: dict[str, Any]) -> Subscription:
+        # §1.7 CONFLICT: the field is commitmentTerm (an object, null when monthly) or, on older
+        # wires, commitment.
+        commitment = sub.get("commitmentTerm", sub.get("commitment"))
+        term = commitment.get("term") if isinstance(commitment, dict) else None
+        cost = sub.get("partnerCost")
+        try:
+            partner_cost = None if cost is None else Decimal(str(cost))
+        except InvalidOperation:
+            partner_cost = None
+        try:
+            quantity = int(sub.get("quantity") or 0)
+        except (TypeError, ValueError):
+            quantity = 0
+        return Subscription(
+            id=str(sub.get("id") or ""),
+            company_id=str(sub.get("companyId") or ""),
+            product_id=str(sub["productId"]),
+            quantity=quantity,
+            billing_term=sub.get("billingTerm"),
+            commitment_term=term,
+            currency=sub.get("currencyCode") or None,
+            partner_cost=partner_cost,
+        )
 
     # ---- pricing ---------------------------------------------------------------------------
 
