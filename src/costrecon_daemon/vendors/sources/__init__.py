@@ -1,0 +1,34 @@
+"""Distributor APIs as vendor-cost sources: Pax8 and Ingram Micro (issue 16).
+
+Each source turns a list of :class:`ProductRef` (the products mapped to catalogue items) into one
+:class:`PullResult` (price rows with provenance, plus what could not be priced and why), ready to
+be imported all-or-nothing like a price file. Settings live in :mod:`.settings`.
+"""
+
+from costrecon_daemon.vendors.sources.prices import (
+    NotPriced,
+    ProductRef,
+    PullResult,
+    RateBand,
+    VendorPrice,
+)
+from costrecon_daemon.vendors.sources.transport import (
+    VendorAuthError,
+    VendorRateLimited,
+    VendorResponseError,
+    VendorSourceError,
+    VendorUnavailable,
+)
+
+__all__ = [
+    "NotPriced",
+    "ProductRef",
+    "PullResult",
+    "RateBand",
+    "VendorAuthError",
+    "VendorPrice",
+    "VendorRateLimited",
+    "VendorResponseError",
+    "VendorSourceError",
+    "VendorUnavailable",
+]
