@@ -205,8 +205,8 @@ async def test_rows_without_change_cannot_be_approved():
         same = next(n for n, i in enumerate(grid.ids) if grid.rows[i].change == 0)
         grid.move_to(same)
         await pilot.press("a")
-        await settle(pilot, lambda: app._notifications)
-        assert "Nothing to approve" in list(app._notifications)[-1].message
+        await settle(pilot, lambda: app.notice_messages())
+        assert "Nothing to approve" in app.notice_messages()[-1]
         assert client.calls_to("preview_change_set") == []
 
 
@@ -220,8 +220,8 @@ async def test_a_stale_catalogue_cost_is_reported_and_not_approved():
         client._rows[target]["catalog_cost"] += Decimal("1")  # someone changed it in the PSA
         grid.marked.add(target)
         await pilot.press("a")
-        await settle(pilot, lambda: app._notifications)
-        assert "changed" in list(app._notifications)[-1].message
+        await settle(pilot, lambda: app.notice_messages())
+        assert "changed" in app.notice_messages()[-1]
         assert not isinstance(app.screen, ApproveScreen)
         assert client.calls_to("approve") == []
 

@@ -10,8 +10,10 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.widgets import DataTable
 
+from costrecon_tui.widgets.errors import StaysUp
 
-class KeyTable(DataTable[Any]):
+
+class KeyTable(StaysUp, DataTable[Any]):
     BINDINGS = [
         Binding("enter", "select_cursor", "Open", id="table.open"),
         Binding("j", "cursor_down", "Down", show=False, id="table.down"),
