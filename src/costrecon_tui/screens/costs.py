@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from rich.text import Text
 from textual import on, work
@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
+from costrecon_daemon.money import MoneyError, parse_amount
 from costrecon_tui import keymap
 from costrecon_tui.client import ApprovalItem, CostRow, DaemonError
 from costrecon_tui.widgets import display
@@ -41,30 +42,69 @@ SORT_TITLES = {
 SORT_COLUMN = {"change_pct": "change"}
 CONFIRM_DELAY = 0.15
 
-_COST = re.compile(r"^\$?\s*(\d{1,3}(,\d{3})+|\d+)?(\.\d*)?$")
+_DIGITS = re.compile(r"\d+")
+
+
+def _decimal_mark(raw: str) -> tuple[str, str]:
+    """Which mark is the decimal point in a cost typed by a person: ``(mark, "")`` or
+    ``("", hint)`` when it cannot be told (``1,250`` is 1250 in one country and 1.25 in another)."""
+    if "," not in raw:
+        return ".", ""
+    if "." in raw:
+        return ("," if raw.rfind(",") > raw.rfind(".") else "."), ""
+    after = raw.rsplit(",", 1)[1]
+    if raw.count(",") > 1:
+        return ".", ""  # 1,250,000: commas group thousands
+    if len(after) == 3 and _DIGITS.fullmatch(after):
+        whole = raw.rsplit(",", 1)[0].lstrip("$€£ ")
+        return "", (
+            f"{raw!r} is ambiguous: type {whole}{after} for thousands or {whole}.{after} "
+            "(use '.' for decimals)"
+        )
+    return ",", ""
 
 
 def parse_cost(text: str) -> tuple[Decimal | None, str]:
     """Validate a vendor cost typed by a person: a decimal ≥ 0 with at most 4 decimals.
 
-    Returns ``(value, "")`` or ``(None, reason)``; the reason is one line, shown as the user types.
+    A decimal comma is read as a decimal point when that is unambiguous (``12,50``); ``1,250`` is
+    refused with a hint. Returns ``(value, "")`` or ``(None, reason)``; the reason is one line,
+    shown as the user types.
     """
     raw = text.strip()
     if not raw:
         return None, "type a cost, e.g. 22.50"
     if raw.startswith("-") or raw.startswith("−"):
         return None, "a cost cannot be negative"
-    m = _COST.match(raw)
-    if not m or not (m.group(1) or (m.group(3) and len(m.group(3)) > 1)):
-        return None, f"{raw!r} is not a number (use digits and one '.')"
-    frac = m.group(3) or ""
-    if len(frac) - 1 > 4:
-        return None, f"at most 4 decimals (got {len(frac) - 1})"
+    mark, hint = _decimal_mark(raw)
+    if hint:
+        return None, hint
+    decimals = raw.rsplit(mark, 1)[1] if mark in raw else ""
+    if len(decimals.strip()) > 4 and decimals.strip().isdigit():
+        return None, f"at most 4 decimals (got {len(decimals.strip())})"
+    if raw.startswith(mark):
+        raw = "0" + raw  # ".5" is how people type half a unit
     try:
-        value = Decimal(raw.lstrip("$").strip().replace(",", ""))
-    except InvalidOperation:
-        return None, f"{raw!r} is not a number"
+        value = parse_amount(raw, decimal_mark=mark)
+    except MoneyError as exc:
+        return None, f"{exc} (use digits and one '.')"
+    if value < 0:
+        return None, "a cost cannot be negative"
     return value, ""
+
+
+def needs_second_look(old: Decimal | None, new: Decimal, pct_limit: float) -> str:
+    """Why a manual cost deserves a second question ("" when it does not): it is zero, or it
+    moves the cost it replaces by more than ``pct_limit`` percent."""
+    if new == 0:
+        return "The new cost is zero."
+    if old is None or old == 0:
+        return ""
+    pct = (new - old) / old * 100
+    if abs(pct) <= Decimal(str(pct_limit)):
+        return ""
+    word = "above" if pct > 0 else "below"
+    return f"That is {abs(pct):.1f} % {word} the catalogue cost."
 
 
 def approval_problem(row: CostRow) -> str | None:
@@ -373,6 +413,26 @@ class CostsView(ReportsWorkerErrors, Vertical):
             return
         self._save_cost(item_id, value)
 
+    async def _second_look(self, row: CostRow | None, value: Decimal) -> bool:
+        if row is None:
+            return True
+        old = row.catalog_cost if row.catalog_cost is not None else row.vendor_cost
+        why = needs_second_look(old, value, getattr(self.app, "confirm_change_pct", 50.0))
+        if not why:
+            return True
+        from costrecon_tui.screens.dialogs import ConfirmScreen
+
+        detail = Text()
+        detail.append(f"{row.identifier}  {row.name}\n\n")
+        detail.append(f"catalogue cost  {display.amount(old)} {row.currency}\n")
+        detail.append(f"new vendor cost {display.amount(value)} {row.currency}\n\n", style="bold")
+        detail.append(why, style="bold yellow")
+        return bool(
+            await self.app.push_screen_wait(
+                ConfirmScreen("Set this vendor cost?", detail, yes="Set cost")
+            )
+        )
+
     def cancel_edit(self) -> None:
         self._editing = None
         self._edit_reason = ""
@@ -386,6 +446,9 @@ class CostsView(ReportsWorkerErrors, Vertical):
 
     @work(group="costs-edit", exit_on_error=False)
     async def _save_cost(self, item_id: int, value: Decimal) -> None:
+        if not await self._second_look(self.grid.rows.get(item_id), value):
+            self.notify("Vendor cost not changed.", timeout=2)
+            return
         row = await self.app.client.set_manual_cost(item_id, value)
         self.grid.update_rows([row])
         self.notify(
