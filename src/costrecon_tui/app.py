@@ -31,6 +31,7 @@ from costrecon_tui.screens.dialogs import ErrorScreen, HelpScreen, NotRunningScr
 from costrecon_tui.screens.files import FilesView
 from costrecon_tui.screens.mappings import MappingsView
 from costrecon_tui.screens.sync import SyncView
+from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import StaysUp
 from costrecon_tui.widgets.notices import Notices
 from costrecon_tui.widgets.status_line import StatusLine
@@ -109,6 +110,7 @@ class CostreconApp(StaysUp, App[None]):
         self.unexpected_errors: list[tuple[str, BaseException]] = []
         self._main_is_ready = False
         self._error_clock: list[tuple[float, str]] = []
+        self._sync_view_fetched = 0.0
         self.client = client
         self.start_daemon = start_daemon
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -411,13 +413,17 @@ class CostreconApp(StaysUp, App[None]):
         elif ev.kind == "sync":
             self.sync_event = data
             if data.get("state") == "failed":
-                self.notify(f"PSA sync failed: {data.get('message')}", severity="error", timeout=8)
+                self.notify(
+                    f"PSA sync failed: {display.plain(data.get('message'))}",
+                    severity="error",
+                    timeout=8,
+                )
             if data.get("state") in ("done", "failed"):
                 self.refresh_status()
             else:
                 self._status_changed()
         elif ev.kind == "push":
-            cs_id = int(data.get("change_set_id"))
+            cs_id = display.number(data.get("change_set_id"))
             status = data.get("status")
             if status in ("pending", "pushing"):
                 self.pushes[cs_id] = data
@@ -434,6 +440,13 @@ class CostreconApp(StaysUp, App[None]):
             self.files.load()
             self.mappings_view.load()
             self.refresh_status()
+        if self.current_view == "sync" and ev.kind != "sync":
+            # the Sync view shows counts, inbox and pushes: keep it live while it is on screen,
+            # at most one status request a second however busy the feed is
+            now = time.monotonic()
+            if now - self._sync_view_fetched >= 1.0:
+                self._sync_view_fetched = now
+                self.refresh_status()
 
     # ------------------------------------------------------------------ errors
 

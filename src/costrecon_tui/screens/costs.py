@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from decimal import Decimal
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -116,6 +117,47 @@ def approval_problem(row: CostRow) -> str | None:
     if row.state in ("pending", "pushing"):
         return "already being pushed"
     return None
+
+
+def info_text(row: CostRow, now: Any) -> Text:
+    """The `i` detail of one row. Source precedence fields are shown when the daemon sends them
+    (which source wins and why, the ones it beat); without them the detail still reads whole."""
+    t = Text()
+    t.append(row.identifier, style="bold")
+    t.append(f"  {row.name}\n")
+    t.append(
+        f"PSA id {row.psa_id or '—'} · {row.contracts} contracts · {row.lines} contract lines"
+        f" · {row.currency or 'currency unknown'}\n\n"
+    )
+    t.append(f"catalogue cost  {display.amount(row.catalog_cost)}\n")
+    t.append(
+        f"vendor cost     {display.amount(row.vendor_cost)}  "
+        f"({display.source_text(row.vendor_source, now)})\n"
+    )
+    t.append(f"change          {display.change_text(row.change, row.change_pct)}\n")
+    src = row.vendor_source
+    if src and src.at:
+        t.append(f"cost dated      {display.stamp(src.at, now)} UTC\n")
+    for key, value in (src.extra if src else {}).items():
+        t.append(f"{key.replace('_', ' '):<15} {display.plain(value)}\n")
+    sources = row.extra.get("vendor_sources") or row.extra.get("sources")
+    if isinstance(sources, list) and sources:
+        t.append("\nsources (the first wins)\n", style="bold")
+        for s in sources:
+            t.append(f"  {display.plain(s)}\n")
+    for key, value in row.extra.items():
+        if key not in ("vendor_sources", "sources"):
+            t.append(f"{key.replace('_', ' '):<15} {display.plain(value)}\n")
+    state = display.state_text(
+        row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False
+    )
+    t.append(f"\naction          {state}\n")
+    d = row.state_detail
+    if d.get("change_set_id"):
+        t.append(f"change set      #{d['change_set_id']} (see Activity, key 2)\n")
+    if d.get("message"):
+        t.append(f"reason          {display.plain(d['message'])}\n")
+    return t
 
 
 class GridHeader(Static):
@@ -482,28 +524,7 @@ class CostsView(ReportsWorkerErrors, Vertical):
             return
         from costrecon_tui.screens.dialogs import TextScreen
 
-        now = self.app.now()
-        lines = [
-            f"[b]{row.identifier}[/b]  {row.name}",
-            f"PSA id {row.psa_id} · {row.contracts} contracts · {row.lines} contract lines · {row.currency}",
-            "",
-            f"catalogue cost  {display.amount(row.catalog_cost)}",
-            f"vendor cost     {display.amount(row.vendor_cost)}  ({display.source_text(row.vendor_source, now)})",
-            f"change          {display.change_text(row.change, row.change_pct)}",
-        ]
-        src = row.vendor_source
-        if src and src.at:
-            lines.append(f"cost dated      {src.at}")
-        lines += [
-            "",
-            f"action          {display.state_text(row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False)}",
-        ]
-        d = row.state_detail
-        if d.get("change_set_id"):
-            lines.append(f"change set      #{d['change_set_id']} (see Activity, key 2)")
-        if d.get("message"):
-            lines.append(f"reason          {d['message']}")
-        self.app.push_screen(TextScreen(f"Item {row.identifier}", "\n".join(lines)))
+        self.app.push_screen(TextScreen(f"Item {row.identifier}", info_text(row, self.app.now())))
 
     # ------------------------------------------------------------------ approve
 

@@ -135,8 +135,11 @@ def state_text(
         return f"push {progress}" if narrow else f"pushing {progress}"
     if state == "pending":
         return "◷ pending"
-    if state == "done":
+    if state == "done" and not change:
         return "✓ done"
+    # "done" while the vendor cost differs again (a later edit, a revert, a new price file) is
+    # not true any more: the row needs approving like any other
+
     if state == "conflict":
         return "! conflict"
     if state == "failed":
@@ -154,7 +157,7 @@ def state_kind(state: str) -> str:
     if state in ("pushing", "pending"):
         return "busy"
     if state == "done":
-        return "ok"
+        return "ok"  # the text says "approve" when the cost moved again since
     if state in ("conflict", "failed", "denied"):
         return "bad"
     return "idle"
