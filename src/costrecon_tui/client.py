@@ -74,7 +74,22 @@ class VendorSource:
 
 
 _ROW_FIELDS = frozenset(
-    ["id", "psa_id", "identifier", "name", "contracts", "lines", "currency", "catalog_cost", "vendor_cost", "vendor_source", "change", "change_pct", "state", "state_detail"]
+    [
+        "id",
+        "psa_id",
+        "identifier",
+        "name",
+        "contracts",
+        "lines",
+        "currency",
+        "catalog_cost",
+        "vendor_cost",
+        "vendor_source",
+        "change",
+        "change_pct",
+        "state",
+        "state_detail",
+    ]
 )
 
 

@@ -50,7 +50,7 @@ class SuggestionScreen(FittedModal[int | None]):
             Option(
                 f"{n}. {s.get('identifier') or '—':<16} {s.get('name') or ''}"
                 + (f"  (score {s['score']})" if s.get("score") is not None else ""),
-                id=str(s["item_id"]),
+                id=str(n),  # by position: a repeated item id must not break the list
             )
             for n, s in enumerate(self._suggestions(), 1)
         ]
@@ -79,7 +79,7 @@ class SuggestionScreen(FittedModal[int | None]):
 
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(int(event.option.id or 0) or None)
+        self.action_pick(int(event.option.id or 0))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
