@@ -107,7 +107,7 @@ class FakeClient:
         self.psa_connected = True
         self.permission_problems = [
             {
-                "capability": "update_contract_line_cost",
+                "capability": "edit_lines",
                 "message": "The API member 'costrecon' cannot edit agreement additions: in "
                 "ConnectWise, System > Security Roles > 'API Member' > Finance > Agreements, "
                 "set Edit Level to All.",

@@ -55,7 +55,18 @@ def preview_summary(p: dict[str, Any], *, skipped_note: str = "") -> Text:
         f"{n(p.get('api_calls'))} PSA API calls, {display.duration(p.get('estimated_seconds'))}"
     )
     t.append(" · monthly cost impact ")
-    if impact is None:
+    by_currency = p.get("impact_by_currency")
+    if impact is None and isinstance(by_currency, dict) and by_currency:
+        for n_cur, (code, value) in enumerate(sorted(by_currency.items())):
+            v = _dec(value)
+            if n_cur:
+                t.append(", ")
+            if v is None:
+                t.append(f"unknown {code}", style="bold")
+            else:
+                arrow = display.UP if v > 0 else display.DOWN if v < 0 else "="
+                t.append(f"{arrow}{display.signed(v)} {code}", style="bold")
+    elif impact is None:
         t.append("unknown", style="bold")
     else:
         arrow = display.UP if impact > 0 else display.DOWN if impact < 0 else "="
