@@ -189,25 +189,6 @@ class CostreconApp(StaysUp, App[None]):
             self.pop_screen()
         self.show_view(name)
 
-    def action_costs(self, action: str) -> None:
-        self.show_view("costs")
-        costs = self.costs
-        if action == "mark_all":
-            costs.grid.action_mark_all()
-        elif action == "clear_marks":
-            costs.grid.clear_marks()
-        elif action == "sort_next":
-            costs.action_sort(1)
-        else:
-            getattr(costs, f"action_{action}")()
-
-    def action_activity_follow(self) -> None:
-        self.show_view("activity")
-        self.activity_view.action_follow()
-
-    def action_reload_view(self) -> None:
-        self.view(self.current_view).reload()
-
     def action_sync_now(self) -> None:
         self.sync_view.sync_now()
 
