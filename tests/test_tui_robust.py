@@ -205,3 +205,20 @@ def test_permissions_name_each_capability_with_the_fix_for_each_problem():
     assert by_what["update contract line costs"] == (False, "Set Edit to All.")
     assert by_what["read the product catalogue"] == (True, "")
     assert all(ok is None for ok, _, _ in permission_rows({"connected": False}))
+
+
+async def test_errors_on_every_frame_end_the_app_with_a_failing_exit_status(capsys):
+    from costrecon_tui.app import MAX_ERRORS
+    from costrecon_tui.cli import EXIT_FAIL, tui_exit_status
+
+    app = make_app(FakeClient())
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: all_views_ready(app))
+            for n in range(MAX_ERRORS + 1):
+                app._handle_exception(RuntimeError(f"broken frame {n}"))
+            await pilot.pause(0.1)
+    assert len(app.unexpected_errors) == MAX_ERRORS  # shown in the panel, then the app ended
+    assert app.return_code == 1
+    assert tui_exit_status(app, "/var/log/costrecon-tui.log") == EXIT_FAIL
+    assert "details are in /var/log/costrecon-tui.log" in capsys.readouterr().err
