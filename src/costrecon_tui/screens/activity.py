@@ -229,7 +229,18 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         if self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1, animate=False)
         self._unseen = 0
+        self._fit_when()
         self._update_line()
+
+    def _fit_when(self, entries: Any = None, *, grow_only: bool = False) -> None:
+        now = self.app.now()
+        entries = self.entries.values() if entries is None else entries
+        widest = max((len(display.stamp(e.get("at"), now)) for e in entries), default=5)
+        width = max(10, widest)
+        column = self.table.columns.get("at")  # type: ignore[call-overload]
+        if grow_only and column is not None and column.width >= width:
+            return
+        self.table.set_column_width("at", width)  # type: ignore[attr-defined]
 
     def add_entry(self, entry: dict[str, Any]) -> None:
         """A live `activity` event: append (oldest at top, newest at the bottom, like a tail)."""
@@ -241,6 +252,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             return
         table = self.table
         table.add_row(*self._row(entry), key=str(entry["id"]))
+        self._fit_when([entry], grow_only=True)
         if self.follow:
             table.move_cursor(row=table.row_count - 1, animate=False)
         else:

@@ -91,6 +91,9 @@ class FilesView(ReportsWorkerErrors, Vertical):
             )
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
+        now = self.app.now()
+        widest = max((len(display.stamp(i.get("received_at"), now)) for i in imports), default=5)
+        table.set_column_width("at", max(8, widest))  # type: ignore[attr-defined]
         self._update_line()
 
     def _update_line(self) -> None:
