@@ -56,6 +56,13 @@ TERMS = ["monthly", "annual", "triennial"]
 FILES = ["pax8-2026-02.csv", "ingram-pricelist-0226.xlsx", "tdsynnex-feb.csv", "datto-2026Q1.csv"]
 
 
+PSA_NAMES = {
+    "connectwise": "ConnectWise PSA (acme-msp)",
+    "autotask": "Autotask (webservices14)",
+    "syncro": "Syncro (acme-msp.syncromsp.com)",
+}
+
+
 def _iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
@@ -73,7 +80,9 @@ class FakeClient:
         auto_push: bool = False,
         push_step_delay: float = 0.05,
         record_calls: bool = True,
+        psa: str = "connectwise",
     ) -> None:
+        self.psa = psa
         self._running = running
         self._wake: asyncio.Event | None = None
         self.latency = latency
@@ -98,7 +107,7 @@ class FakeClient:
         self.psa_connected = True
         self.permission_problems = [
             {
-                "capability": "update_contract_line_cost",
+                "capability": "edit_lines",
                 "message": "The API member 'costrecon' cannot edit agreement additions: in "
                 "ConnectWise, System > Security Roles > 'API Member' > Finance > Agreements, "
                 "set Edit Level to All.",
@@ -144,6 +153,10 @@ class FakeClient:
                         "vendor": vendor,
                         "sku": f"{vendor[:3].upper()}-{1000 + i}",
                     }
+            if self.psa == "syncro":
+                ident = str(41000 + i)  # Syncro's product ids are short numbers
+            elif self.psa == "autotask":
+                ident = f"{ident[:10]}-{29682900 + i}"  # service name prefix + Autotask id
             contracts = rng.randint(0, 45)
             item_id = 1000 + i
             self._rows[item_id] = {
@@ -536,8 +549,8 @@ class FakeClient:
                 "user": "jtech",
             },
             "psa": {
-                "kind": "connectwise",
-                "name": "ConnectWise PSA (acme-msp)",
+                "kind": self.psa,
+                "name": PSA_NAMES.get(self.psa, self.psa),
                 "connected": self.psa_connected,
                 "error": None
                 if self.psa_connected
@@ -887,7 +900,8 @@ class FakeClient:
             "lines_skipped": 0,
             "negotiated_lines": 0,
             "api_calls": len(done) * 2,
-            "estimated_seconds": round(len(done) * 0.7, 1),
+            # the daemon cannot estimate an undo's time (changes.py sends null): the TUI crashed
+            "estimated_seconds": None,
             "monthly_impact": "-12.5000",
             "currency": "USD",
             "policy": cs["policy"],

@@ -62,7 +62,13 @@ def test_demo_runs_every_psa_without_a_tui_and_cleans_up(tmp_path, psa):
         assert _get(sock, "/v1/unmatched")["rows"], "the Ingram file's SKUs wait in Mappings"
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # a demo that does not stop must not outlive the test run (nor its daemon)
+            proc.kill()
+            out, _ = proc.communicate()
+            pytest.fail(f"costrecon demo did not stop within 60 s of Ctrl-C:\n{out}")
     assert proc.returncode == 0, out
     assert "Traceback" not in out
     assert not (keep / "run" / "costrecond.sock").exists()  # the daemon it started has stopped

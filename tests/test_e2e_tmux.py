@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +193,127 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
         assert user[:8] in approve_line, approve_line
 
         t.keys("q")
+        t.wait_for(lambda s: "costrecon demo: kept" in s, "the demo to stop and clean up", 60)
+    finally:
+        t.kill()
+
+
+def _cli_costs(keep: Path, query: str) -> list[dict]:
+    env = {**os.environ, "COSTRECON_CONFIG": str(keep / "config.toml")}
+    out = subprocess.run(
+        [*_costrecon(), "costs", "--json", "--filter", query],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
+    return json.loads(out)
+
+
+def _wait_change_sets_settled(sock: Path, count: int) -> list[dict]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        sets = _api(sock, "/v1/change-sets")["change_sets"]
+        if len(sets) >= count and all(s["status"] not in ("pending", "pushing") for s in sets):
+            return sets
+        time.sleep(0.3)
+    raise AssertionError(f"change sets did not finish: {sets}")
+
+
+def _confirm_key(screen: str, label: str) -> str:
+    """The key the dialog's confirm button names, e.g. ``Approve 30 (y)`` → ``y``."""
+    match = re.search(label + r" \((\w)\)", screen)
+    assert match, f"no confirm button {label!r} on screen:\n{screen}"
+    return match.group(1)
+
+
+def test_a_day_at_80x24_mark_30_approve_undo_edit_palette_and_quit(tmp_path):
+    keep = tmp_path / "demo"
+    t = Tmux("day80")
+    try:
+        t.start([*_costrecon(), "demo", "--keep", str(keep)], width=80, height=24)
+        t.wait_for(lambda s: "costrecon — Costs" in s and "approve" in s, "the cost table", 120)
+        sock = keep / "run" / "costrecond.sock"
+        before = {r["identifier"]: r for r in _cli_costs(keep, "")}
+
+        # mark 30 rows of the changed-only view and approve them through the dialog
+        changed = [r for r in before.values() if r["change"] not in (None, "0", "0.0000")]
+        t.keys("c")
+        t.wait_for(lambda s: "changed only" in s, "the changed-only filter")
+        n = min(30, len(changed))
+        for _ in range(n):
+            t.tmux("send-keys", "-t", t.target, "Space")
+        t.wait_for(lambda s: f"{n} marked" in s, f"{n} marked rows")
+        t.keys("a")
+        dialog = t.wait_for(
+            lambda s: "Approve cost change for" in s and re.search(r"Approve \d+ \(", s),
+            "the approval dialog with its confirm button",
+            20,
+        )
+        # the confirm button and its key are on screen at 80x24 however many items
+        key = _confirm_key(dialog, rf"Approve {n}")
+        t.keys(key)
+        sets = _wait_change_sets_settled(sock, 1)
+        approved = sets[0]
+        assert approved["status"] == "done", approved
+        pushed = _cli_costs(keep, "")
+        moved = [r for r in pushed if r["catalog_cost"] != before[r["identifier"]]["catalog_cost"]]
+        assert len(moved) == n
+
+        # undo it from the Activity view and read a restored cost back through the CLI
+        t.keys("2")
+        t.wait_for(lambda s: "costrecon — Activity" in s and "push.done" in s, "activity")
+        t.keys("u")
+        dialog = t.wait_for(
+            lambda s: "Undo change set #" in s and re.search(r"Undo #\d+ \(", s),
+            "the undo dialog with its confirm button",
+            20,
+        )
+        t.keys(_confirm_key(dialog, r"Undo #\d+"))
+        sets = _wait_change_sets_settled(sock, 2)
+        assert sets[0]["kind"] == "undo" and sets[0]["status"] == "done", sets[0]
+        sample = moved[0]["identifier"]
+        restored = next(r for r in _cli_costs(keep, sample) if r["identifier"] == sample)
+        assert restored["catalog_cost"] == before[sample]["catalog_cost"]
+
+        # edit a vendor cost typed with a decimal comma
+        t.keys("1", "c", "Escape")
+        t.wait_for(lambda s: "changed only" not in s and "marked" not in s, "all rows, no marks")
+        target = sorted(before)[0]
+        t.keys("/")
+        t.type(target)
+        t.keys("Enter", "e")
+        t.type("12,50")
+        t.keys("Enter")
+        screen = t.wait_for(
+            lambda s: "Set this vendor cost?" in s or "12.50" in s, "the edit to be taken"
+        )
+        if "Set this vendor cost?" in screen:  # a wild number: the second look names the key
+            t.keys(_confirm_key(screen, "Set cost"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = next(r for r in _cli_costs(keep, target) if r["identifier"] == target)
+            if row["vendor_cost"] == "12.5000":
+                break
+            time.sleep(0.3)
+        assert row["vendor_cost"] == "12.5000", row
+
+        # the palette opens with ctrl+p
+        t.keys("Escape", "C-p")
+        t.wait_for(lambda s: "Search for commands" in s, "the command palette")
+        t.keys("Escape")
+        t.wait_for(lambda s: "Search for commands" not in s, "the palette to close")
+
+        # q leaves the screen at once (the demo then says it is stopping its daemon)
+        start = time.monotonic()
+        t.tmux("send-keys", "-t", t.target, "q")
+        while "costrecon — " in t.screen() and time.monotonic() - start < 10:
+            time.sleep(0.02)
+        left = time.monotonic() - start
+        print(f"q left the screen in {left:.2f} s")
+        assert left < 1.0, f"q took {left:.2f} s to leave the screen"
+        t.wait_for(lambda s: "stopping the daemon" in s, "the stopping line", 5)
         t.wait_for(lambda s: "costrecon demo: kept" in s, "the demo to stop and clean up", 60)
     finally:
         t.kill()

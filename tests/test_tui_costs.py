@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from costrecon_tui.screens.costs import parse_cost
+from costrecon_tui.screens.dialogs import ConfirmScreen
 from costrecon_tui.screens.preview import ApproveScreen
-from tests.fake_client import FakeClient, costs_ready, make_app, settle
+from costrecon_tui.widgets import display
+from tests.fake_client import FakeClient, costs_ready, make_app, screen_text, settle
 
 
 async def test_space_marks_and_moves_down_and_v_marks_the_range_from_the_anchor():
@@ -87,6 +89,12 @@ def test_cost_validation_rules():
     assert "not a number" in parse_cost("12,5O")[1]
     assert "not a number" in parse_cost("1.2.3")[1]
     assert parse_cost("")[0] is None
+    # a decimal comma is a decimal point when nothing else can be meant
+    assert parse_cost("12,50") == (Decimal("12.50"), "")
+    assert parse_cost("1.234,50")[0] == Decimal("1234.50")
+    assert parse_cost("1,250,000")[0] == Decimal("1250000")
+    value, hint = parse_cost("1,250")
+    assert value is None and "ambiguous" in hint and "1250" in hint and "1.250" in hint
 
 
 async def test_edit_refuses_invalid_input_and_sends_nothing_then_saves_the_decimal():
@@ -103,12 +111,13 @@ async def test_edit_refuses_invalid_input_and_sends_nothing_then_saves_the_decim
         await pilot.press("home", "ctrl+k", *"-3", "enter")
         assert "negative" in costs._edit_reason
         assert client.calls_to("set_manual_cost") == []
-        await pilot.press("home", "ctrl+k", *"7.1234", "enter")
+        close = (row.catalog_cost * Decimal("1.1")).quantize(Decimal("0.0001"))
+        await pilot.press("home", "ctrl+k", *str(close), "enter")
         await settle(pilot, lambda: client.calls_to("set_manual_cost"))
         assert client.calls_to("set_manual_cost") == [
-            {"item_id": row.id, "cost": Decimal("7.1234"), "note": None}
+            {"item_id": row.id, "cost": close, "note": None}
         ]
-        await settle(pilot, lambda: costs.grid.rows[row.id].vendor_cost == Decimal("7.1234"))
+        await settle(pilot, lambda: costs.grid.rows[row.id].vendor_cost == close)
         assert costs.grid.rows[row.id].vendor_source.kind == "manual"
         assert costs.grid.has_focus
 
@@ -205,8 +214,8 @@ async def test_rows_without_change_cannot_be_approved():
         same = next(n for n, i in enumerate(grid.ids) if grid.rows[i].change == 0)
         grid.move_to(same)
         await pilot.press("a")
-        await settle(pilot, lambda: app._notifications)
-        assert "Nothing to approve" in list(app._notifications)[-1].message
+        await settle(pilot, lambda: app.notice_messages())
+        assert "Nothing to approve" in app.notice_messages()[-1]
         assert client.calls_to("preview_change_set") == []
 
 
@@ -220,8 +229,8 @@ async def test_a_stale_catalogue_cost_is_reported_and_not_approved():
         client._rows[target]["catalog_cost"] += Decimal("1")  # someone changed it in the PSA
         grid.marked.add(target)
         await pilot.press("a")
-        await settle(pilot, lambda: app._notifications)
-        assert "changed" in list(app._notifications)[-1].message
+        await settle(pilot, lambda: app.notice_messages())
+        assert "changed" in app.notice_messages()[-1]
         assert not isinstance(app.screen, ApproveScreen)
         assert client.calls_to("approve") == []
 
@@ -282,3 +291,44 @@ async def test_local_filter_after_prefetch_matches_the_daemons_answer(monkeypatc
         await pilot.press("slash", *"duo")
         assert app.costs.local_query == "duo"  # shown at once, before the daemon answered
         assert grid.ids == (await client.cost_view(query="duo")).ids
+
+
+async def test_a_wild_manual_cost_is_asked_about_again_naming_old_new_and_percentage():
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: costs_ready(app))
+        costs = app.costs
+        row = costs.grid.cursor_row
+        wild = (row.catalog_cost * Decimal("0.005")).quantize(Decimal("0.01"))
+        await pilot.press("e", "home", "ctrl+k", *str(wild), "enter")
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        text = screen_text(app)
+        assert display.amount(row.catalog_cost) in text and display.amount(wild) in text
+        assert "99.5 % below" in text
+        assert str(app.screen.query_one("#yes").label) == "Set cost (y)"
+        await pilot.press("n")
+        await settle(pilot, lambda: app.screen is app.main)
+        assert client.calls_to("set_manual_cost") == []
+        await pilot.press("e", "home", "ctrl+k", "0", "enter")
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "zero" in screen_text(app)
+        await pilot.press("y")
+        await settle(pilot, lambda: client.calls_to("set_manual_cost"))
+        assert client.calls_to("set_manual_cost")[0]["cost"] == Decimal("0")
+
+
+async def test_a_decimal_comma_saves_as_a_decimal_point_and_an_ambiguous_one_is_refused():
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: costs_ready(app))
+        costs = app.costs
+        row = costs.grid.cursor_row
+        near = (row.catalog_cost * Decimal("1.1")).quantize(Decimal("0.01"))
+        typed = str(near).replace(".", ",")
+        await pilot.press("e", "home", "ctrl+k", *"1,250", "enter")
+        assert "ambiguous" in costs._edit_reason and client.calls_to("set_manual_cost") == []
+        await pilot.press("home", "ctrl+k", *typed, "enter")
+        await settle(pilot, lambda: client.calls_to("set_manual_cost"))
+        assert client.calls_to("set_manual_cost")[0]["cost"] == near

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from costrecon_tui.screens.dialogs import NotRunningScreen
+from costrecon_tui.screens.dialogs import ErrorScreen, NotRunningScreen
 from tests.fake_client import FakeClient, all_views_ready, costs_ready, make_app, settle
 
 
@@ -73,9 +73,10 @@ async def test_daemon_restart_reconnects_resumes_events_from_last_id_and_refetch
         assert len(grid.ids) == 40
 
 
-async def test_errors_from_the_daemon_are_one_line_notifications_not_tracebacks():
+async def test_an_unexpected_error_shows_the_error_panel_and_the_app_keeps_running():
     client = FakeClient()
     app = make_app(client)
+    app.log_path = "/tmp/costrecon-tui-test.log"
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, lambda: costs_ready(app))
 
@@ -84,7 +85,9 @@ async def test_errors_from_the_daemon_are_one_line_notifications_not_tracebacks(
 
         client.cost_rows = boom  # type: ignore[method-assign]
         app.costs.grid.invalidate_all()
-        await settle(pilot, lambda: app._notifications)
-        msg = list(app._notifications)[-1].message
-        assert "disk on fire" in msg and "log" in msg
+        await settle(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "disk on fire" in app.screen.message
+        assert app.screen.log_path == "/tmp/costrecon-tui-test.log"
+        await pilot.press("escape")
+        await settle(pilot, lambda: app.screen is app.main)
         assert app.is_running

@@ -76,6 +76,13 @@ class PushSection:
 
 
 @dataclass(slots=True)
+class TuiSection:
+    # a manual vendor cost that moves the catalogue cost by more than this (or to zero) is asked
+    # about a second time in the TUI
+    confirm_change_pct: float = 50.0
+
+
+@dataclass(slots=True)
 class PSASection:
     kind: str = "none"
     settings: dict[str, Any] = field(default_factory=dict)  # the [psa.<kind>] table, validated
@@ -88,6 +95,7 @@ class Config:
     sync: SyncSection = field(default_factory=SyncSection)
     inbox: InboxSection = field(default_factory=InboxSection)
     push: PushSection = field(default_factory=PushSection)
+    tui: TuiSection = field(default_factory=TuiSection)
     psa: PSASection = field(default_factory=PSASection)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
@@ -156,6 +164,7 @@ _SECTIONS: dict[str, type] = {
     "sync": SyncSection,
     "inbox": InboxSection,
     "push": PushSection,
+    "tui": TuiSection,
 }
 
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
@@ -347,6 +356,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         )
     if cfg.daemon.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{file}: daemon.log_level must be debug, info, warning or error.")
+    if cfg.tui.confirm_change_pct <= 0:
+        raise ConfigError(f"{file}: tui.confirm_change_pct must be greater than 0.")
     if cfg.sync.interval_minutes <= 0:
         raise ConfigError(f"{file}: sync.interval_minutes must be greater than 0.")
     return cfg

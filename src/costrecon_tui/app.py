@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header
 from textual.worker import WorkerCancelled
@@ -25,10 +27,13 @@ from costrecon_tui.client import ClientError, DaemonError, DaemonNotRunning, Eve
 from costrecon_tui.commands import CostreconCommands
 from costrecon_tui.screens.activity import ActivityView
 from costrecon_tui.screens.costs import CostsView
-from costrecon_tui.screens.dialogs import HelpScreen, NotRunningScreen
+from costrecon_tui.screens.dialogs import ErrorScreen, HelpScreen, NotRunningScreen
 from costrecon_tui.screens.files import FilesView
 from costrecon_tui.screens.mappings import MappingsView
 from costrecon_tui.screens.sync import SyncView
+from costrecon_tui.widgets import display
+from costrecon_tui.widgets.errors import StaysUp
+from costrecon_tui.widgets.notices import Notices
 from costrecon_tui.widgets.status_line import StatusLine
 from costrecon_tui.widgets.tables import KeyTable
 
@@ -38,6 +43,7 @@ log = logging.getLogger("costrecon_tui")
 log.addHandler(logging.NullHandler())
 
 VIEWS = ["costs", "activity", "files", "mappings", "sync"]
+GRID_ACTIONS = {b.action.split("(")[0] for b in keys.GRID}
 TITLES = {
     "costs": "Costs",
     "activity": "Activity",
@@ -46,9 +52,13 @@ TITLES = {
     "sync": "Sync",
 }
 RETRY_SECONDS = 2.0
+# More unexpected errors than this within ERROR_WINDOW seconds means something is failing on every
+# frame: the app ends (terminal restored, exit status 1) instead of stacking error panels.
+MAX_ERRORS = 5
+ERROR_WINDOW = 10.0
 
 
-class MainScreen(Screen[None]):
+class MainScreen(StaysUp, Screen[None]):
     """Header, status line, the five views in a switcher, footer."""
 
     BINDINGS = keys.MAIN
@@ -62,6 +72,7 @@ class MainScreen(Screen[None]):
             yield FilesView(id="files")
             yield MappingsView(id="mappings")
             yield SyncView(id="sync")
+        yield Notices(id="notices")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -75,7 +86,7 @@ class MainScreen(Screen[None]):
         app.show_view(VIEWS[(VIEWS.index(app.current_view) + step) % len(VIEWS)])
 
 
-class CostreconApp(App[None]):
+class CostreconApp(StaysUp, App[None]):
     TITLE = "costrecon"
     CSS_PATH = Path(__file__).parent / "app.tcss"
     BINDINGS = keys.APP
@@ -90,8 +101,16 @@ class CostreconApp(App[None]):
         keymap: dict[str, str] | None = None,
         start_daemon: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
+        log_path: str | None = None,
+        confirm_change_pct: float = 50.0,
     ) -> None:
         super().__init__()
+        self.log_path = log_path
+        self.confirm_change_pct = confirm_change_pct
+        self.unexpected_errors: list[tuple[str, BaseException]] = []
+        self._main_is_ready = False
+        self._error_clock: list[tuple[float, str]] = []
+        self._sync_view_fetched = 0.0
         self.client = client
         self.start_daemon = start_daemon
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -119,6 +138,7 @@ class CostreconApp(App[None]):
 
     def main_ready(self) -> None:
         """Called by MainScreen once its views exist: focus the grid and connect."""
+        self._main_is_ready = True
         self.sub_title = TITLES[self.current_view]
         self.costs.grid.focus()
         self._show_status()
@@ -169,27 +189,26 @@ class CostreconApp(App[None]):
             self.pop_screen()
         self.show_view(name)
 
-    def action_costs(self, action: str) -> None:
-        self.show_view("costs")
-        costs = self.costs
-        if action == "mark_all":
-            costs.grid.action_mark_all()
-        elif action == "clear_marks":
-            costs.grid.clear_marks()
-        elif action == "sort_next":
-            costs.action_sort(1)
-        else:
-            getattr(costs, f"action_{action}")()
-
-    def action_activity_follow(self) -> None:
-        self.show_view("activity")
-        self.activity_view.action_follow()
-
-    def action_reload_view(self) -> None:
-        self.view(self.current_view).reload()
-
     def action_sync_now(self) -> None:
         self.sync_view.sync_now()
+
+    def action_in_view(self, view: str, action: str) -> None:
+        """A palette command: switch to the view it acts on, then run the view's action there
+        (never on a view the user cannot see)."""
+        if self.screen is not self.main:
+            self.pop_screen()
+        self.show_view(view)
+        target = self.costs.grid if view == "costs" and action in GRID_ACTIONS else self.view(view)
+
+        async def run() -> None:
+            await self.run_action(action, target)
+
+        self.call_after_refresh(lambda: self.run_worker(run(), exit_on_error=False))
+
+    def keys_for(self, binding: Any) -> str:
+        """The key(s) that run a binding now, after the user's keymap."""
+        keys_ = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
+        return ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys_.split(","))
 
     def action_help(self) -> None:
         screen = self.screen
@@ -203,11 +222,7 @@ class CostreconApp(App[None]):
             if shown not in keys_:
                 keys_.append(shown)
         rows = [(", ".join(k), desc, bid) for bid, (k, desc) in by_id.items()]
-        if screen is self.main:
-            title = TITLES[self.current_view]
-            rows.append(("ctrl+p, :", "Command palette", "app.palette"))
-        else:
-            title = screen.__class__.__name__
+        title = TITLES[self.current_view] if screen is self.main else type(screen).__name__
         self.push_screen(HelpScreen(title, rows))
 
     # ------------------------------------------------------------------ busy + status line
@@ -379,13 +394,17 @@ class CostreconApp(App[None]):
         elif ev.kind == "sync":
             self.sync_event = data
             if data.get("state") == "failed":
-                self.notify(f"PSA sync failed: {data.get('message')}", severity="error", timeout=8)
+                self.notify(
+                    f"PSA sync failed: {display.plain(data.get('message'))}",
+                    severity="error",
+                    timeout=8,
+                )
             if data.get("state") in ("done", "failed"):
                 self.refresh_status()
             else:
                 self._status_changed()
         elif ev.kind == "push":
-            cs_id = int(data.get("change_set_id"))
+            cs_id = display.number(data.get("change_set_id"))
             status = data.get("status")
             if status in ("pending", "pushing"):
                 self.pushes[cs_id] = data
@@ -402,6 +421,13 @@ class CostreconApp(App[None]):
             self.files.load()
             self.mappings_view.load()
             self.refresh_status()
+        if self.current_view == "sync" and ev.kind != "sync":
+            # the Sync view shows counts, inbox and pushes: keep it live while it is on screen,
+            # at most one status request a second however busy the feed is
+            now = time.monotonic()
+            if now - self._sync_view_fetched >= 1.0:
+                self._sync_view_fetched = now
+                self.refresh_status()
 
     # ------------------------------------------------------------------ errors
 
@@ -420,12 +446,62 @@ class CostreconApp(App[None]):
         if isinstance(exc, ClientError):
             self.notify(str(exc), severity="error", timeout=6)
             return
-        log.error("unexpected error in %s", context or "a worker", exc_info=exc)
-        self.notify(
-            f"Something went wrong ({type(exc).__name__}: {exc}). Details are in the log.",
-            severity="error",
-            timeout=10,
-        )
+        if not self.report_unexpected(exc, context or "a worker"):
+            log.error("unexpected error in %s", context or "a worker", exc_info=exc)
+
+    def report_unexpected(self, exc: BaseException, where: str) -> bool:
+        """Show an unexpected failure in the error panel and keep running. False when the app
+        cannot carry on (not started yet, or failing over and over): the caller lets it end."""
+        now = time.monotonic()
+        recent = [t for t, _ in self._error_clock if now - t < ERROR_WINDOW]
+        if not self._main_is_ready or self._exit or len(recent) >= MAX_ERRORS:
+            return False
+        log.error("unexpected error in %s", where, exc_info=exc)
+        self.unexpected_errors.append((where, exc))
+        self._error_clock.append((now, where))
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.call_later(self._show_error_panel, f"An action failed unexpectedly ({message}).")
+        return True
+
+    def _show_error_panel(self, message: str) -> None:
+        if isinstance(self.screen, ErrorScreen):
+            return  # one panel at a time; the log has every failure
+        # a dialog that failed may be half built and no longer answer keys: close dialogs first
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, NotRunningScreen):
+            self.pop_screen()
+        self.push_screen(ErrorScreen(message, self.log_path))
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual ends the app on any exception it catches; keep running when it is safe to
+        if self.report_unexpected(error, "Textual"):
+            return
+        log.critical("the TUI ends after an unexpected error", exc_info=error)
+        super()._handle_exception(error)
+
+    def notice_messages(self) -> list[str]:
+        """Every notification still held (newest last), as the user reads them."""
+        try:
+            return [n.message for n in self.main.query_one(Notices).notices]
+        except Exception:
+            return [n.message for n in self._notifications]
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Notifications go to the notice lines above the footer (no toast over the table)."""
+        try:
+            notices = self.main.query_one(Notices)
+        except Exception:
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+            return
+        text = f"{title}: {message}" if title else message
+        notices.add(text, str(severity), 5.0 if timeout is None else timeout)
 
     def on_worker_state_changed(self, event: Any) -> None:
         from textual.worker import WorkerState

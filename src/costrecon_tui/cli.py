@@ -325,36 +325,53 @@ def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- TUI
 
 
-def _tui_logging(cfg: Config) -> None:
-    """The TUI never writes to the terminal it draws on: its log goes to a file beside the daemon's."""
+def _tui_logging(cfg: Config) -> str | None:
+    """The TUI never writes to the terminal it draws on: its log goes to a file beside the daemon's.
+    Returns the log's path (the error panel names it), or None when it cannot be written."""
     import logging
 
     path = cfg.log_file.with_name("costrecon-tui.log")
+    shown: str | None = str(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         handler: logging.Handler = logging.FileHandler(path)
     except OSError:
         handler = logging.NullHandler()
+        shown = None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("costrecon_tui")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    return shown
 
 
 def cmd_tui(cfg: Config, args: argparse.Namespace) -> int:
     from .app import CostreconApp
 
-    _tui_logging(cfg)
+    log_path = _tui_logging(cfg)
 
     start = None
     if args.start_daemon:
         start = _start_daemon_fn(cfg)
         start()
     app = CostreconApp(
-        _client(cfg, args), keymap=cfg.keys, start_daemon=start or _start_daemon_fn(cfg)
+        _client(cfg, args),
+        keymap=cfg.keys,
+        start_daemon=start or _start_daemon_fn(cfg),
+        log_path=log_path,
+        confirm_change_pct=cfg.tui.confirm_change_pct,
     )
     app.run()
-    return 0
+    return tui_exit_status(app, log_path)
+
+
+def tui_exit_status(app: Any, log_path: str | None) -> int:
+    """Textual restores the terminal after a crash; the exit status and one sentence say so."""
+    if not app.return_code:
+        return 0
+    where = f"; details are in {log_path}" if log_path else ""
+    print(f"costrecon: the TUI stopped after an unexpected error{where}.", file=sys.stderr)
+    return EXIT_FAIL
 
 
 def _start_daemon_fn(cfg: Config) -> Any:

@@ -55,6 +55,42 @@ class VendorSource:
     row: int | None = None
     vendor: str | None = None
     sku: str | None = None
+    # what a newer daemon adds (which source wins and why, the sources it beat): shown by `i`
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VendorSource:
+        known = {"kind", "at", "by", "file", "row", "vendor", "sku"}
+        return cls(
+            kind=str(d.get("kind") or "import"),
+            at=d.get("at"),
+            by=d.get("by"),
+            file=d.get("file"),
+            row=d.get("row"),
+            vendor=d.get("vendor"),
+            sku=d.get("sku"),
+            extra={k: v for k, v in d.items() if k not in known and v is not None},
+        )
+
+
+_ROW_FIELDS = frozenset(
+    [
+        "id",
+        "psa_id",
+        "identifier",
+        "name",
+        "contracts",
+        "lines",
+        "currency",
+        "catalog_cost",
+        "vendor_cost",
+        "vendor_source",
+        "change",
+        "change_pct",
+        "state",
+        "state_detail",
+    ]
+)
 
 
 @dataclass(slots=True)
@@ -73,25 +109,30 @@ class CostRow:
     change_pct: Decimal | None
     state: str  # "" | pending | pushing | done | conflict | failed | denied
     state_detail: dict[str, Any] = field(default_factory=dict)
+    # fields a newer daemon sends that this client does not model (e.g. competing cost sources)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CostRow:
+        # only the id is required: any other field may be missing or null and still render
         src = d.get("vendor_source")
+        psa_id = str(d.get("psa_id") or "")
         return cls(
             id=d["id"],
-            psa_id=d["psa_id"],
-            identifier=d["identifier"],
-            name=d["name"],
-            contracts=d["contracts"],
-            lines=d["lines"],
-            currency=d["currency"],
+            psa_id=psa_id,
+            identifier=str(d.get("identifier") or psa_id or "—"),
+            name=str(d.get("name") or ""),
+            contracts=int(d.get("contracts") or 0),
+            lines=int(d.get("lines") or 0),
+            currency=str(d.get("currency") or ""),
             catalog_cost=_dec(d.get("catalog_cost")),
             vendor_cost=_dec(d.get("vendor_cost")),
-            vendor_source=VendorSource(**src) if src else None,
+            vendor_source=VendorSource.from_json(src) if isinstance(src, dict) else None,
             change=_dec(d.get("change")),
             change_pct=_dec(d.get("change_pct")),
             state=d.get("state") or "",
             state_detail=d.get("state_detail") or {},
+            extra={k: v for k, v in d.items() if k not in _ROW_FIELDS and v is not None},
         )
 
 

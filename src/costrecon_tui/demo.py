@@ -101,6 +101,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     dataset = generate("demo")
     sim, creds = _sim(args.psa, dataset)
     daemon: subprocess.Popen[bytes] | None = None
+    status = 0
     try:
         make_app = sim.app if args.psa == "connectwise" else sim.make_app
         with ServedApp(make_app) as served:
@@ -160,10 +161,17 @@ def _run_demo(args: argparse.Namespace) -> int:
                     pass
             else:
                 from .app import CostreconApp
+                from .cli import tui_exit_status
                 from .client import DaemonClient
 
                 os.environ["COSTRECON_CONFIG"] = str(config)
-                CostreconApp(DaemonClient(socket)).run()
+                log_path = str(root / "costrecon-tui.log")
+                _tui_log(Path(log_path))
+                app = CostreconApp(DaemonClient(socket), log_path=log_path)
+                app.run()
+                # the screen is back to the shell at once; say what the next seconds are for
+                print("costrecon demo: stopping the daemon and the simulator…", flush=True)
+                status = tui_exit_status(app, log_path if args.keep else None)
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
@@ -175,7 +183,17 @@ def _run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"costrecon demo: kept {root}")
-    return 0
+    return status
+
+
+def _tui_log(path: Path) -> None:
+    import logging
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("costrecon_tui")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _get(socket: Path, path: str) -> Any:

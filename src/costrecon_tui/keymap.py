@@ -21,7 +21,8 @@ def bind(
 APP = [
     bind("q", "quit", "Quit", "app.quit"),
     bind("question_mark", "help", "Help", "app.help"),
-    bind("colon", "command_palette", "Commands", "app.palette", show=False),
+    # one binding for both keys: Textual adds its own ctrl+p only when no binding opens the palette
+    bind("ctrl+p,colon", "command_palette", "Commands", "app.palette", show=False),
 ]
 
 MAIN = [

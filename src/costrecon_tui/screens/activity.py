@@ -56,6 +56,87 @@ def change_set_of(entry: dict[str, Any]) -> int | None:
     return int(cs) if cs is not None else None
 
 
+def _count(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def change_set_parts(cs: dict[str, Any]) -> list[Any]:
+    """A change set's outcome as its journal recorded it, beside what its preview promised, with
+    the reason when they differ. Any field may be missing: what is not known shows as "—".
+
+    The journal counts targets (catalogue items and contract lines); the preview's promise is
+    ``item_writes + lines``. Lines the policy left alone get no journal step at all, so "skipped"
+    only has a preview figure, and the detail says so instead of printing a false 0.
+    """
+    c = cs.get("counts") if isinstance(cs.get("counts"), dict) else {}
+    p = cs.get("preview") if isinstance(cs.get("preview"), dict) else {}
+    head = Text()
+    head.append(f"\nChange set #{cs.get('id', '?')} ({cs.get('kind') or 'apply'}", style="bold")
+    if cs.get("undo_of"):
+        head.append(f", undo of #{cs['undo_of']}", style="bold")
+    head.append(
+        f") · {cs.get('status') or '—'} · policy {cs.get('policy') or '—'}"
+        f" · by {cs.get('actor') or '—'}",
+        style="bold",
+    )
+    promised_changed = None
+    if _count(p.get("lines")) is not None:
+        promised_changed = (_count(p.get("item_writes")) or 0) + (_count(p.get("lines")) or 0)
+    failed = [_count(c.get(k)) for k in ("failed", "denied")]
+    rows = [
+        ("changed", _count(c.get("done")), promised_changed),
+        ("skipped", _count(c.get("skipped")), _count(p.get("lines_skipped"))),
+        ("conflicts", _count(c.get("conflict")), 0 if p else None),
+        (
+            "failed",
+            None if all(f is None for f in failed) else sum(f or 0 for f in failed),
+            0 if p else None,
+        ),
+    ]
+    pending = sum(_count(c.get(k)) or 0 for k in ("pending", "sending"))
+    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
+    table.add_column("targets")
+    table.add_column("journal", justify="right")
+    table.add_column("preview", justify="right")
+    if pending:
+        rows.append(("waiting", pending, None))
+    reasons = []
+    for label, journal, promised in rows:
+        table.add_row(
+            label,
+            "—" if journal is None else str(journal),
+            "—" if promised is None else str(promised),
+        )
+    if _count(c.get("skipped")) is None and _count(p.get("lines_skipped")):
+        reasons.append(
+            f"{p['lines_skipped']} line(s) were left alone by the line policy; they are not "
+            "journal steps, so the journal has no count for them."
+        )
+    changed, conflicts, fails = rows[0][1], rows[2][1] or 0, rows[3][1] or 0
+    if promised_changed is not None and changed is not None and changed != promised_changed:
+        if pending:
+            reasons.append(f"{pending} target(s) are still waiting to be pushed.")
+        if conflicts or fails:
+            reasons.append(
+                f"{conflicts + fails} target(s) were not changed: a conflict (the PSA held another "
+                "cost than expected) or a refused write; each step below says which."
+            )
+        cancelled = _count(c.get("cancelled")) or 0
+        if cancelled:
+            reasons.append(f"{cancelled} target(s) were cancelled before they were sent.")
+        if not (pending or conflicts or fails or cancelled):
+            reasons.append("The targets changed in the PSA between the preview and the push.")
+    if cs.get("message"):
+        reasons.append(display.plain(cs["message"]))
+    parts: list[Any] = [head, table]
+    if reasons:
+        parts.append(Text("\n".join(reasons), style="yellow"))
+    return parts
+
+
 class ActivityView(ReportsWorkerErrors, Vertical):
     BINDINGS = keymap.ACTIVITY
 
@@ -80,7 +161,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             id="activity-filter",
         )
         table: DataTable[Any] = KeyTable(cursor_type="row", id="activity-table", flex="subject")
-        table.add_column("When (UTC)", key="at", width=11)
+        table.add_column("When (UTC)", key="at", width=display.STAMP_WIDTH)
         table.add_column("Actor", key="actor", width=8)
         table.add_column("Action", key="action", width=21)
         table.add_column("Subject", key="subject", width=28)
@@ -125,15 +206,13 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         before, after = e.get("before"), e.get("after")
         change = ""
         if before is not None or after is not None:
-            change = (
-                f"{before if before is not None else '—'} → {after if after is not None else '—'}"
-            )
+            change = f"{display.plain(before)} → {display.plain(after)}"
         cs = change_set_of(e)
         subject = e.get("subject") or ""
         if cs is not None and f"#{cs}" not in subject:
             subject = f"{subject} [#{cs}]"
         return (
-            Text(display.stamp(e.get("at"))),
+            Text(display.stamp(e.get("at"), self.app.now())),
             Text(e.get("actor") or ""),
             Text(("✗ " if any(b in action for b in BAD) else "") + action, style=style),
             Text(subject, overflow="ellipsis"),
@@ -150,7 +229,18 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         if self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1, animate=False)
         self._unseen = 0
+        self._fit_when()
         self._update_line()
+
+    def _fit_when(self, entries: Any = None, *, grow_only: bool = False) -> None:
+        now = self.app.now()
+        entries = self.entries.values() if entries is None else entries
+        widest = max((len(display.stamp(e.get("at"), now)) for e in entries), default=5)
+        width = max(10, widest)
+        column = self.table.columns.get("at")  # type: ignore[call-overload]
+        if grow_only and column is not None and column.width >= width:
+            return
+        self.table.set_column_width("at", width)  # type: ignore[attr-defined]
 
     def add_entry(self, entry: dict[str, Any]) -> None:
         """A live `activity` event: append (oldest at top, newest at the bottom, like a tail)."""
@@ -162,6 +252,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             return
         table = self.table
         table.add_row(*self._row(entry), key=str(entry["id"]))
+        self._fit_when([entry], grow_only=True)
         if self.follow:
             table.move_cursor(row=table.row_count - 1, animate=False)
         else:
@@ -253,44 +344,34 @@ class ActivityView(ReportsWorkerErrors, Vertical):
     async def show_detail(self, entry: dict[str, Any]) -> None:
         from costrecon_tui.screens.dialogs import TextScreen
 
+        now = self.app.now()
         t = Text()
-        t.append(f"#{entry['id']}  {entry.get('at')}  by {entry.get('actor')}\n", style="bold")
-        t.append(f"action   {entry.get('action')}\nsubject  {entry.get('subject')}\n")
+        t.append(
+            f"#{entry.get('id')}  {display.stamp(entry.get('at'), now)} UTC"
+            f"  by {entry.get('actor') or '—'}\n",
+            style="bold",
+        )
+        t.append(f"action   {entry.get('action') or '—'}\nsubject  {entry.get('subject') or '—'}\n")
         if entry.get("before") is not None or entry.get("after") is not None:
-            t.append(f"before   {entry.get('before')}\nafter    {entry.get('after')}\n")
-        for k, v in (entry.get("details") or {}).items():
+            t.append(
+                f"before   {display.plain(entry.get('before'))}\n"
+                f"after    {display.plain(entry.get('after'))}\n"
+            )
+        details = entry.get("details")
+        for k, v in details.items() if isinstance(details, dict) else []:
             if v is not None:
-                t.append(f"{k:<8} {v}\n", style="dim")
+                t.append(f"{str(k).replace('_', ' '):<8} {display.plain(v)}\n", style="dim")
         extra = []
         cs_id = change_set_of(entry)
         if cs_id is not None:
             cs = await self.app.client.change_set(cs_id)
-            extra.append(Static(self._change_set_text(cs)))
+            extra += [Static(part) for part in change_set_parts(cs)]
             extra.append(Static(self._steps_table(cs.get("steps") or [])))
             if entry.get("action") != "undo" or cs.get("kind") == "apply":
                 t.append("\nu in the Activity view undoes this change set.", style="dim")
         self.app.push_screen(
             TextScreen(f"Activity #{entry['id']}: {entry.get('action')}", t, extra=extra)
         )
-
-    @staticmethod
-    def _change_set_text(cs: dict[str, Any]) -> Text:
-        c = cs.get("counts") or {}
-        t = Text()
-        t.append(f"\nChange set #{cs['id']} ({cs.get('kind')}", style="bold")
-        if cs.get("undo_of"):
-            t.append(f", undo of #{cs['undo_of']}", style="bold")
-        t.append(
-            f") · {cs.get('status')} · policy {cs.get('policy')} · by {cs.get('actor')}\n",
-            style="bold",
-        )
-        t.append(
-            f"done {c.get('done', 0)} · conflict {c.get('conflict', 0)} · failed {c.get('failed', 0)} · "
-            f"denied {c.get('denied', 0)} · skipped {c.get('skipped', 0)} · pending {c.get('pending', 0)}"
-        )
-        if cs.get("message"):
-            t.append(f"\n{cs['message']}")
-        return t
 
     @staticmethod
     def _steps_table(steps: list[dict[str, Any]]) -> Table:
@@ -309,12 +390,12 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             status = s.get("status") or ""
             outcome = f"{marks.get(status, '')} {status}"
             if s.get("message"):
-                outcome += f": {s['message']}"
+                outcome += f": {display.plain(s['message'])}"
             table.add_row(
-                s.get("target") or "",
+                str(s.get("target") or ""),
                 str(s.get("target_psa_id") or ""),
                 str(s.get("contract_psa_id") or "—"),
-                f"{s.get('before')} → {s.get('after')}",
+                f"{display.plain(s.get('before'))} → {display.plain(s.get('after'))}",
                 Text(outcome, style="bold red" if status in BAD else ""),
             )
         if len(steps) > 500:
@@ -337,7 +418,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         from costrecon_tui.screens.preview import UndoScreen
 
         client = self.app.client
-        preview = (await client.undo(cs_id, dry_run=True))["preview"]
+        preview = (await client.undo(cs_id, dry_run=True) or {}).get("preview") or {}
         if not await self.app.push_screen_wait(UndoScreen(cs_id, preview)):
             return
         result = await client.undo(cs_id)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -12,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
+from costrecon_daemon.money import MoneyError, parse_amount
 from costrecon_tui import keymap
 from costrecon_tui.client import ApprovalItem, CostRow, DaemonError
 from costrecon_tui.widgets import display
@@ -41,30 +43,69 @@ SORT_TITLES = {
 SORT_COLUMN = {"change_pct": "change"}
 CONFIRM_DELAY = 0.15
 
-_COST = re.compile(r"^\$?\s*(\d{1,3}(,\d{3})+|\d+)?(\.\d*)?$")
+_DIGITS = re.compile(r"\d+")
+
+
+def _decimal_mark(raw: str) -> tuple[str, str]:
+    """Which mark is the decimal point in a cost typed by a person: ``(mark, "")`` or
+    ``("", hint)`` when it cannot be told (``1,250`` is 1250 in one country and 1.25 in another)."""
+    if "," not in raw:
+        return ".", ""
+    if "." in raw:
+        return ("," if raw.rfind(",") > raw.rfind(".") else "."), ""
+    after = raw.rsplit(",", 1)[1]
+    if raw.count(",") > 1:
+        return ".", ""  # 1,250,000: commas group thousands
+    if len(after) == 3 and _DIGITS.fullmatch(after):
+        whole = raw.rsplit(",", 1)[0].lstrip("$€£ ")
+        return "", (
+            f"{raw!r} is ambiguous: type {whole}{after} for thousands or {whole}.{after} "
+            "(use '.' for decimals)"
+        )
+    return ",", ""
 
 
 def parse_cost(text: str) -> tuple[Decimal | None, str]:
     """Validate a vendor cost typed by a person: a decimal ≥ 0 with at most 4 decimals.
 
-    Returns ``(value, "")`` or ``(None, reason)``; the reason is one line, shown as the user types.
+    A decimal comma is read as a decimal point when that is unambiguous (``12,50``); ``1,250`` is
+    refused with a hint. Returns ``(value, "")`` or ``(None, reason)``; the reason is one line,
+    shown as the user types.
     """
     raw = text.strip()
     if not raw:
         return None, "type a cost, e.g. 22.50"
     if raw.startswith("-") or raw.startswith("−"):
         return None, "a cost cannot be negative"
-    m = _COST.match(raw)
-    if not m or not (m.group(1) or (m.group(3) and len(m.group(3)) > 1)):
-        return None, f"{raw!r} is not a number (use digits and one '.')"
-    frac = m.group(3) or ""
-    if len(frac) - 1 > 4:
-        return None, f"at most 4 decimals (got {len(frac) - 1})"
+    mark, hint = _decimal_mark(raw)
+    if hint:
+        return None, hint
+    decimals = raw.rsplit(mark, 1)[1] if mark in raw else ""
+    if len(decimals.strip()) > 4 and decimals.strip().isdigit():
+        return None, f"at most 4 decimals (got {len(decimals.strip())})"
+    if raw.startswith(mark):
+        raw = "0" + raw  # ".5" is how people type half a unit
     try:
-        value = Decimal(raw.lstrip("$").strip().replace(",", ""))
-    except InvalidOperation:
-        return None, f"{raw!r} is not a number"
+        value = parse_amount(raw, decimal_mark=mark)
+    except MoneyError as exc:
+        return None, f"{exc} (use digits and one '.')"
+    if value < 0:
+        return None, "a cost cannot be negative"
     return value, ""
+
+
+def needs_second_look(old: Decimal | None, new: Decimal, pct_limit: float) -> str:
+    """Why a manual cost deserves a second question ("" when it does not): it is zero, or it
+    moves the cost it replaces by more than ``pct_limit`` percent."""
+    if new == 0:
+        return "The new cost is zero."
+    if old is None or old == 0:
+        return ""
+    pct = (new - old) / old * 100
+    if abs(pct) <= Decimal(str(pct_limit)):
+        return ""
+    word = "above" if pct > 0 else "below"
+    return f"That is {abs(pct):.1f} % {word} the catalogue cost."
 
 
 def approval_problem(row: CostRow) -> str | None:
@@ -76,6 +117,47 @@ def approval_problem(row: CostRow) -> str | None:
     if row.state in ("pending", "pushing"):
         return "already being pushed"
     return None
+
+
+def info_text(row: CostRow, now: Any) -> Text:
+    """The `i` detail of one row. Source precedence fields are shown when the daemon sends them
+    (which source wins and why, the ones it beat); without them the detail still reads whole."""
+    t = Text()
+    t.append(row.identifier, style="bold")
+    t.append(f"  {row.name}\n")
+    t.append(
+        f"PSA id {row.psa_id or '—'} · {row.contracts} contracts · {row.lines} contract lines"
+        f" · {row.currency or 'currency unknown'}\n\n"
+    )
+    t.append(f"catalogue cost  {display.amount(row.catalog_cost)}\n")
+    t.append(
+        f"vendor cost     {display.amount(row.vendor_cost)}  "
+        f"({display.source_text(row.vendor_source, now)})\n"
+    )
+    t.append(f"change          {display.change_text(row.change, row.change_pct)}\n")
+    src = row.vendor_source
+    if src and src.at:
+        t.append(f"cost dated      {display.stamp(src.at, now)} UTC\n")
+    for key, value in (src.extra if src else {}).items():
+        t.append(f"{key.replace('_', ' '):<15} {display.plain(value)}\n")
+    sources = row.extra.get("vendor_sources") or row.extra.get("sources")
+    if isinstance(sources, list) and sources:
+        t.append("\nsources (the first wins)\n", style="bold")
+        for s in sources:
+            t.append(f"  {display.plain(s)}\n")
+    for key, value in row.extra.items():
+        if key not in ("vendor_sources", "sources"):
+            t.append(f"{key.replace('_', ' '):<15} {display.plain(value)}\n")
+    state = display.state_text(
+        row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False
+    )
+    t.append(f"\naction          {state}\n")
+    d = row.state_detail
+    if d.get("change_set_id"):
+        t.append(f"change set      #{d['change_set_id']} (see Activity, key 2)\n")
+    if d.get("message"):
+        t.append(f"reason          {display.plain(d['message'])}\n")
+    return t
 
 
 class GridHeader(Static):
@@ -373,6 +455,26 @@ class CostsView(ReportsWorkerErrors, Vertical):
             return
         self._save_cost(item_id, value)
 
+    async def _second_look(self, row: CostRow | None, value: Decimal) -> bool:
+        if row is None:
+            return True
+        old = row.catalog_cost if row.catalog_cost is not None else row.vendor_cost
+        why = needs_second_look(old, value, getattr(self.app, "confirm_change_pct", 50.0))
+        if not why:
+            return True
+        from costrecon_tui.screens.dialogs import ConfirmScreen
+
+        detail = Text()
+        detail.append(f"{row.identifier}  {row.name}\n\n")
+        detail.append(f"catalogue cost  {display.amount(old)} {row.currency}\n")
+        detail.append(f"new vendor cost {display.amount(value)} {row.currency}\n\n", style="bold")
+        detail.append(why, style="bold yellow")
+        return bool(
+            await self.app.push_screen_wait(
+                ConfirmScreen("Set this vendor cost?", detail, yes="Set cost")
+            )
+        )
+
     def cancel_edit(self) -> None:
         self._editing = None
         self._edit_reason = ""
@@ -386,6 +488,9 @@ class CostsView(ReportsWorkerErrors, Vertical):
 
     @work(group="costs-edit", exit_on_error=False)
     async def _save_cost(self, item_id: int, value: Decimal) -> None:
+        if not await self._second_look(self.grid.rows.get(item_id), value):
+            self.notify("Vendor cost not changed.", timeout=2)
+            return
         row = await self.app.client.set_manual_cost(item_id, value)
         self.grid.update_rows([row])
         self.notify(
@@ -419,28 +524,7 @@ class CostsView(ReportsWorkerErrors, Vertical):
             return
         from costrecon_tui.screens.dialogs import TextScreen
 
-        now = self.app.now()
-        lines = [
-            f"[b]{row.identifier}[/b]  {row.name}",
-            f"PSA id {row.psa_id} · {row.contracts} contracts · {row.lines} contract lines · {row.currency}",
-            "",
-            f"catalogue cost  {display.amount(row.catalog_cost)}",
-            f"vendor cost     {display.amount(row.vendor_cost)}  ({display.source_text(row.vendor_source, now)})",
-            f"change          {display.change_text(row.change, row.change_pct)}",
-        ]
-        src = row.vendor_source
-        if src and src.at:
-            lines.append(f"cost dated      {src.at}")
-        lines += [
-            "",
-            f"action          {display.state_text(row.state, row.state_detail, vendor=row.vendor_cost, change=row.change, narrow=False)}",
-        ]
-        d = row.state_detail
-        if d.get("change_set_id"):
-            lines.append(f"change set      #{d['change_set_id']} (see Activity, key 2)")
-        if d.get("message"):
-            lines.append(f"reason          {d['message']}")
-        self.app.push_screen(TextScreen(f"Item {row.identifier}", "\n".join(lines)))
+        self.app.push_screen(TextScreen(f"Item {row.identifier}", info_text(row, self.app.now())))
 
     # ------------------------------------------------------------------ approve
 

@@ -8,11 +8,14 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.css.scalar import Scalar
+from textual.screen import ModalScreen, Screen, ScreenResultType
+from textual.widgets import Button, Footer, Header, Static
 
 from costrecon_tui import keymap
+from costrecon_tui.widgets.errors import StaysUp
 
 
 def dialog_css(name: str, extra: str = "") -> str:
@@ -23,13 +26,67 @@ def dialog_css(name: str, extra: str = "") -> str:
     border: thick $primary; background: $surface; padding: 0 1;
 }}
 {name} .title {{ text-style: bold; height: auto; }}
-{name} VerticalScroll {{ height: auto; max-height: 100%; }}
+{name} .fill {{ height: auto; }}
+{name} .buttons {{ height: 1; margin-top: 1; }}
+{name} Button {{ margin-right: 2; }}
 {name} .hint {{ color: $text-muted; height: 1; }}
 {extra}
 """
 
 
-class TextScreen(ModalScreen[None]):
+class FittedModal(StaysUp, ModalScreen[ScreenResultType]):
+    """A dialog that always fits the terminal: the one ``.fill`` child (the long list) gets the
+    rows the other parts leave, so the confirm button and its key hint stay on screen at 80×24
+    while the list scrolls inside the dialog.
+
+    Textual cannot express "auto height, but at most what is left" in CSS (``max-height: 1fr`` is
+    ignored in an auto-height container), so the limit is computed from the laid-out siblings.
+    """
+
+    BINDINGS = [
+        Binding("up", "scroll_fill(-1)", "Scroll up", show=False, id="dialog.up"),
+        Binding("down", "scroll_fill(1)", "Scroll down", show=False, id="dialog.down"),
+        Binding("pageup", "scroll_fill(-10)", "Page up", show=False, id="dialog.page_up"),
+        Binding("pagedown", "scroll_fill(10)", "Page down", show=False, id="dialog.page_down"),
+    ]
+
+    def action_scroll_fill(self, rows: int) -> None:
+        try:
+            fill = self.query_one("#dialog .fill")
+        except NoMatches:
+            return
+        if abs(rows) > 1:
+            rows = (rows // abs(rows)) * max(1, fill.size.height - 1)
+        fill.scroll_relative(y=rows, animate=False)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.fit)
+
+    def fit(self) -> None:
+        if not self.is_mounted:
+            return
+        try:
+            box = self.query_one("#dialog", Vertical)
+            fill = box.query_one(".fill")
+        except NoMatches:
+            return
+        reserved = box.styles.border.spacing.height + box.styles.padding.height
+        for child in box.children:
+            if not child.display:
+                continue
+            margin = child.styles.margin
+            reserved += margin.top + margin.bottom
+            if child is not fill:
+                reserved += child.outer_size.height
+        limit = max(1, self.size.height - reserved)
+        if fill.styles.max_height != Scalar.from_number(limit):
+            fill.styles.max_height = limit
+
+
+class TextScreen(FittedModal[None]):
     """A read-only detail (item info, conflict reason, activity entry…); esc/enter/q closes."""
 
     SCOPED_CSS = False
@@ -45,18 +102,18 @@ class TextScreen(ModalScreen[None]):
         self.extra = list(extra)
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Static(self.title_text, classes="title")
-            with VerticalScroll():
+            with VerticalScroll(classes="fill"):
                 yield Static(self.body, id="body")
                 yield from self.extra
-            yield Static("esc close", classes="hint")
+            yield Static("esc close · ↑↓ scroll", classes="hint")
 
     def action_close(self) -> None:
         self.dismiss(None)
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(FittedModal[bool]):
     SCOPED_CSS = False
     DEFAULT_CSS = dialog_css("ConfirmScreen")
     BINDINGS = [
@@ -64,23 +121,30 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("escape,n", "answer(False)", "No", id="confirm.no"),
     ]
 
-    def __init__(self, question: str, detail: str = "") -> None:
+    def __init__(self, question: str, detail: str | Text = "", *, yes: str = "Yes") -> None:
         super().__init__()
         self.question = question
         self.detail = detail
+        self.yes = yes
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Static(self.question, classes="title")
-            if self.detail:
-                yield Static(self.detail)
+            with VerticalScroll(classes="fill"):
+                yield Static(self.detail or "")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes} (y)", variant="error", id="yes", compact=True)
+                yield Button("No (n)", id="no", compact=True)
             yield Static("y yes · n/esc no", classes="hint")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
 
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(FittedModal[None]):
     """Every binding active in the current view (captured when ? was pressed), with its id."""
 
     SCOPED_CSS = False
@@ -104,18 +168,18 @@ class HelpScreen(ModalScreen[None]):
             "Change: ▲ increase (costs more) · ▼ decrease.  ▶ cursor · ● marked.",
             style="dim",
         )
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Static(f"Keys — {self.view_title}", classes="title")
-            with VerticalScroll():
+            with VerticalScroll(classes="fill"):
                 yield Static(table)
                 yield Static(legend)
-            yield Static("esc close", classes="hint")
+            yield Static("esc close · ↑↓ scroll", classes="hint")
 
     def action_close(self) -> None:
         self.dismiss(None)
 
 
-class NotRunningScreen(Screen[None]):
+class NotRunningScreen(StaysUp, Screen[None]):
     """Shown while costrecond does not answer; the app retries every ~2 s and closes this itself."""
 
     BINDINGS = keymap.NOT_RUNNING
@@ -179,3 +243,38 @@ class NotRunningScreen(Screen[None]):
 
     def action_retry(self) -> None:
         self.app.retry_now()  # type: ignore[attr-defined]
+
+
+class ErrorScreen(FittedModal[None]):
+    """An unexpected failure inside the TUI: one sentence, where the details went, and the app
+    keeps running underneath (the alternative, Textual's default, ends the session)."""
+
+    SCOPED_CSS = False
+    DEFAULT_CSS = dialog_css(
+        "ErrorScreen", "ErrorScreen > Vertical { border: thick $error; width: 76; }"
+    )
+    BINDINGS = [Binding("escape,enter,q", "close", "Close", id="error.close")]
+
+    def __init__(self, message: str, log_path: str | None) -> None:
+        super().__init__()
+        self.message = message
+        self.log_path = log_path
+
+    def compose(self) -> ComposeResult:
+        t = Text()
+        t.append(self.message + "\n\n")
+        if self.log_path:
+            t.append("Details are in ")
+            t.append(self.log_path, style="bold")
+            t.append(".\n")
+        else:
+            t.append("Details were not logged (no log file is configured).\n")
+        t.append("costrecon is still running: press esc to close this and carry on.")
+        with Vertical(id="dialog"):
+            yield Static("✗ Something went wrong in costrecon", classes="title")
+            with VerticalScroll(classes="fill"):
+                yield Static(t)
+            yield Static("esc close", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

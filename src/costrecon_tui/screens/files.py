@@ -39,7 +39,7 @@ class FilesView(ReportsWorkerErrors, Vertical):
 
     def compose(self) -> ComposeResult:
         table: DataTable[Any] = KeyTable(cursor_type="row", id="files-table", flex="message")
-        table.add_column("Received", key="at", width=11)
+        table.add_column("Received", key="at", width=display.STAMP_WIDTH)
         table.add_column("File", key="file", width=26)
         table.add_column("Status", key="status", width=11)
         table.add_column("Vendor", key="vendor", width=10)
@@ -78,24 +78,27 @@ class FilesView(ReportsWorkerErrors, Vertical):
         keep = table.cursor_row
         table.clear()
         for i in imports:
-            label, style = STATUS.get(i["status"], (i["status"], ""))
+            label, style = STATUS.get(i.get("status"), (i.get("status") or "—", ""))
             table.add_row(
-                display.stamp(i.get("received_at")),
+                display.stamp(i.get("received_at"), self.app.now()),
                 Text(i.get("file_name") or "", overflow="ellipsis"),
                 Text(label, style=style),
                 i.get("vendor") or "—",
                 f"{i.get('rows_imported', 0)}/{i.get('rows_total', 0)}",
                 str(i.get("rows_matched", 0)),
-                Text(i.get("message") or "", overflow="ellipsis"),
+                Text(display.plain(i.get("message") or ""), overflow="ellipsis"),
                 key=str(i["id"]),
             )
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
+        now = self.app.now()
+        widest = max((len(display.stamp(i.get("received_at"), now)) for i in imports), default=5)
+        table.set_column_width("at", max(8, widest))  # type: ignore[attr-defined]
         self._update_line()
 
     def _update_line(self) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
-        failed = sum(1 for i in self.imports.values() if i["status"] == "failed")
+        failed = sum(1 for i in self.imports.values() if i.get("status") == "failed")
         t.append(f"{len(self.imports)} files")
         if failed:
             t.append(f" · {failed} failed", style="bold red")
@@ -127,19 +130,22 @@ class FilesView(ReportsWorkerErrors, Vertical):
         from costrecon_tui.screens.dialogs import TextScreen
 
         d = await self.app.client.import_detail(import_id)
-        label, style = STATUS.get(d["status"], (d["status"], ""))
+        label, style = STATUS.get(d.get("status"), (d.get("status") or "—", ""))
         t = Text()
         t.append(f"{d.get('file_name')}  ", style="bold")
         t.append(label, style=style)
         t.append(
-            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received {d.get('received_at')}"
+            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received {display.stamp(d.get('received_at'), self.app.now())} UTC"
         )
         t.append(
             f"\nrows {d.get('rows_total', 0)} · imported {d.get('rows_imported', 0)} · matched {d.get('rows_matched', 0)}"
         )
         t.append(f"\nfile now at {d.get('final_path') or '—'}")
         if d.get("message"):
-            t.append(f"\n\n{d['message']}", style="bold" if d["status"] == "failed" else "")
+            t.append(
+                f"\n\n{display.plain(d['message'])}",
+                style="bold" if d.get("status") == "failed" else "",
+            )
         extra = []
         errors = d.get("errors") or []
         if errors:
@@ -150,7 +156,12 @@ class FilesView(ReportsWorkerErrors, Vertical):
             table.add_column("Column", no_wrap=True)
             table.add_column("Problem", ratio=1)
             for e in errors:
-                table.add_row(str(e.get("row", "")), e.get("column") or "", e.get("message") or "")
+                e = e if isinstance(e, dict) else {"message": e}
+                table.add_row(
+                    str(e.get("row") or ""),
+                    str(e.get("column") or ""),
+                    display.plain(e.get("message") or ""),
+                )
             extra = [
                 Static(
                     Text(f"\n{len(errors)} problem{'s' if len(errors) != 1 else ''}:", style="bold")

@@ -3,6 +3,7 @@ saved vendor-SKU → item mappings. Matching only *suggests*; a person confirms 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rich.text import Text
@@ -10,24 +11,21 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
 from costrecon_tui import keymap
-from costrecon_tui.screens.dialogs import ConfirmScreen, dialog_css
+from costrecon_tui.screens.dialogs import ConfirmScreen, FittedModal, dialog_css
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 from costrecon_tui.widgets.tables import KeyTable
 
 
-class SuggestionScreen(ModalScreen[int | None]):
+class SuggestionScreen(FittedModal[int | None]):
     """Pick the catalogue item for one unmatched vendor row: number keys or enter."""
 
     SCOPED_CSS = False
-    DEFAULT_CSS = dialog_css(
-        "SuggestionScreen", "SuggestionScreen OptionList { height: auto; max-height: 12; }"
-    )
+    DEFAULT_CSS = dialog_css("SuggestionScreen", "SuggestionScreen OptionList { height: auto; }")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="suggest.cancel")] + [
         Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}")
         for n in range(1, 10)
@@ -40,44 +38,58 @@ class SuggestionScreen(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         r = self.row
         head = Text()
-        head.append(f"{r['vendor']} {r['sku']}", style="bold")
+        head.append(f"{r.get('vendor') or '—'} {r.get('sku') or '—'}", style="bold")
         head.append(f"  {r.get('description') or ''}\n")
+        where = f"{r.get('file') or 'a price file'}" + (f" row {r['row']}" if r.get("row") else "")
         head.append(
-            f"MPN {r.get('mpn') or '—'} · term {r.get('term') or '—'} · cost {display.amount(r.get('cost'))} "
-            f"{r.get('currency') or ''} · {r.get('file')} row {r.get('row')}",
+            f"MPN {r.get('mpn') or '—'} · term {r.get('term') or '—'} · cost "
+            f"{display.amount(_dec(r.get('cost')))} {r.get('currency') or ''} · {where}",
             style="dim",
         )
         options = [
             Option(
-                f"{n}. {s['identifier']:<16} {s['name']}  (score {s['score']})",
-                id=str(s["item_id"]),
+                f"{n}. {s.get('identifier') or '—':<16} {s.get('name') or ''}"
+                + (f"  (score {s['score']})" if s.get("score") is not None else ""),
+                id=str(n),  # by position: a repeated item id must not break the list
             )
-            for n, s in enumerate(r.get("suggestions") or [], 1)
+            for n, s in enumerate(self._suggestions(), 1)
         ]
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Static("Map this vendor row to a catalogue item", classes="title")
             yield Static(head)
             if options:
-                yield OptionList(*options, id="suggestions")
-                yield Static("1-9 or enter picks · esc cancels", classes="hint")
+                yield OptionList(*options, id="suggestions", classes="fill")
+                yield Static("1-9 or enter picks · ↑↓ move · esc cancels", classes="hint")
             else:
                 yield Static(
                     "No catalogue item looks like this one. Check the SKU in the PSA, or add the item there "
                     "and sync.",
+                    classes="fill",
                 )
                 yield Static("esc close", classes="hint")
 
+    def _suggestions(self) -> list[dict[str, Any]]:
+        # a suggestion without an item id cannot be picked: leave it out rather than fail
+        return [s for s in self.row.get("suggestions") or [] if s and s.get("item_id") is not None]
+
     def action_pick(self, n: int) -> None:
-        suggestions = self.row.get("suggestions") or []
+        suggestions = self._suggestions()
         if 1 <= n <= len(suggestions):
             self.dismiss(int(suggestions[n - 1]["item_id"]))
 
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(int(event.option.id or 0) or None)
+        self.action_pick(int(event.option.id or 0))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _dec(value: Any) -> Decimal | None:
+    try:
+        return None if value is None else Decimal(str(value))
+    except ArithmeticError:
+        return None
 
 
 class MappingsView(ReportsWorkerErrors, Vertical):
@@ -116,7 +128,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         t2.add_column("→ PSA ID", width=15, key="identifier")
         t2.add_column("Name", width=30, key="name")
         t2.add_column("By", width=8, key="by")
-        t2.add_column("When", width=11, key="when")
+        t2.add_column("When", width=display.STAMP_WIDTH, key="when")
         yield t2
 
     @property
@@ -147,12 +159,14 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         for n, r in enumerate(self.unmatched):
             best = (r.get("suggestions") or [None])[0]
             t1.add_row(
-                r["vendor"],
-                r["sku"],
+                r.get("vendor") or "—",
+                r.get("sku") or "—",
                 Text(r.get("description") or "", overflow="ellipsis"),
-                Text(display.amount(r.get("cost")), justify="right"),
+                Text(display.amount(_dec(r.get("cost"))), justify="right"),
                 Text(
-                    f"{best['identifier']} ({best['score']})" if best else "no suggestion",
+                    f"{best.get('identifier') or '—'} ({best.get('score') or '?'})"
+                    if best
+                    else "no suggestion",
                     style="" if best else "dim",
                 ),
                 key=str(n),
@@ -164,13 +178,13 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         t2.clear()
         for m in self.mappings:
             t2.add_row(
-                m["vendor"],
-                m["sku"],
+                m.get("vendor") or "—",
+                m.get("sku") or "—",
                 m.get("term") or "",
                 m.get("identifier") or "",
                 Text(m.get("name") or "", overflow="ellipsis"),
                 m.get("created_by") or "",
-                display.stamp(m.get("created_at")),
+                display.stamp(m.get("created_at"), self.app.now()),
                 key=str(m["id"]),
             )
         if t2.row_count:
@@ -219,7 +233,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             row["vendor"], row["sku"], row.get("term"), item_id
         )
         self.notify(
-            f"Mapped {row['vendor']} {row['sku']} → {m.get('identifier')}; its cost now counts.",
+            f"Mapped {row.get('vendor')} {row.get('sku')} → {m.get('identifier')}; its cost now counts.",
             timeout=4,
         )
         self.load()
@@ -240,12 +254,12 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     async def delete(self, m: dict[str, Any]) -> None:
         ok = await self.app.push_screen_wait(
             ConfirmScreen(
-                f"Delete mapping {m['vendor']} {m['sku']} → {m.get('identifier')}?",
+                f"Delete mapping {m.get('vendor')} {m.get('sku')} → {m.get('identifier')}?",
                 "Its vendor rows become unmatched again until someone maps them.",
             )
         )
         if not ok:
             return
         await self.app.client.delete_mapping(m["id"])
-        self.notify(f"Deleted mapping {m['vendor']} {m['sku']}.", timeout=3)
+        self.notify(f"Deleted mapping {m.get('vendor')} {m.get('sku')}.", timeout=3)
         self.load()

@@ -11,10 +11,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from costrecon_tui.client import ApprovalItem
+from costrecon_tui.screens.dialogs import FittedModal, dialog_css
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 
@@ -26,45 +26,64 @@ POLICIES = {
 }
 
 
-def modal_css(name: str) -> str:
-    return f"""
-{name} {{ align: center middle; }}
-{name} > Vertical {{
-    width: 100; max-width: 100%; height: auto; max-height: 100%;
-    border: thick $primary; background: $surface; padding: 0 1;
-}}
-{name} .title {{ text-style: bold; height: auto; }}
-{name} .summary {{ height: auto; }}
-{name} .policy {{ height: auto; margin-top: 1; }}
-{name} .per-item {{ height: auto; max-height: 12; border: none; margin-top: 1; }}
-{name} .buttons {{ height: 1; margin-top: 1; }}
-{name} Button {{ margin-right: 2; }}
-{name} .hint {{ color: $text-muted; height: 1; }}
-"""
+def _dec(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
 
 
 def preview_summary(p: dict[str, Any], *, skipped_note: str = "") -> Text:
-    impact = Decimal(str(p.get("monthly_impact") or "0"))
+    """The blast radius in words. Any field may be missing or null (an older or busier daemon):
+    what is unknown is said to be unknown, never guessed."""
+    n = display.number
+    impact = _dec(p.get("monthly_impact"))
     cur = p.get("currency") or ""
     t = Text()
-    t.append(f"{p['items']} item{'s' if p['items'] != 1 else ''}", style="bold")
+    t.append(_plural(n(p.get("items")), "item"), style="bold")
     t.append(" and ")
-    t.append(f"{p['lines']} contract line{'s' if p['lines'] != 1 else ''}", style="bold")
-    t.append(f" will change · {p.get('lines_skipped', 0)} lines skipped by policy")
-    t.append(f" · {p.get('negotiated_lines', 0)} lines already differ (negotiated)\n")
+    t.append(_plural(n(p.get("lines")), "contract line"), style="bold")
+    t.append(f" will change · {n(p.get('lines_skipped'))} lines skipped by policy")
+    t.append(f" · {n(p.get('negotiated_lines'))} lines already differ (negotiated)\n")
     t.append(
-        f"{p.get('api_calls', 0)} PSA API calls, {display.duration(p.get('estimated_seconds', 0))}"
+        f"{n(p.get('api_calls'))} PSA API calls, {display.duration(p.get('estimated_seconds'))}"
     )
     t.append(" · monthly cost impact ")
-    arrow = display.UP if impact > 0 else display.DOWN if impact < 0 else "="
-    t.append(
-        f"{arrow}{display.signed(impact)} {cur}", style="bold red" if impact > 0 else "bold green"
-    )
+    by_currency = p.get("impact_by_currency")
+    if impact is None and isinstance(by_currency, dict) and by_currency:
+        for n_cur, (code, value) in enumerate(sorted(by_currency.items())):
+            v = _dec(value)
+            if n_cur:
+                t.append(", ")
+            if v is None:
+                t.append(f"unknown {code}", style="bold")
+            else:
+                arrow = display.UP if v > 0 else display.DOWN if v < 0 else "="
+                t.append(f"{arrow}{display.signed(v)} {code}", style="bold")
+    elif impact is None:
+        t.append("unknown", style="bold")
+    else:
+        arrow = display.UP if impact > 0 else display.DOWN if impact < 0 else "="
+        t.append(
+            f"{arrow}{display.signed(impact)} {cur}".rstrip(),
+            style="bold red" if impact > 0 else "bold green",
+        )
     if skipped_note:
         t.append(f"\nNot included: {skipped_note}.", style="yellow")
-    for w in p.get("warnings") or []:
-        t.append(f"\n! {w}", style="yellow")
     return t
+
+
+def warnings_text(p: dict[str, Any]) -> Text | None:
+    warnings = [display.plain(w) for w in p.get("warnings") or []]
+    if not warnings:
+        return None
+    return Text("\n".join(f"! {w}" for w in warnings), style="yellow")
 
 
 def per_item_table(p: dict[str, Any]) -> Table:
@@ -77,29 +96,30 @@ def per_item_table(p: dict[str, Any]) -> Table:
     table.add_column("Skip", justify="right", no_wrap=True)
     per_item = p.get("per_item") or []
     for it in per_item[:PER_ITEM_SHOWN]:
-        before = Decimal(str(it["before"])) if it.get("before") is not None else None
-        after = Decimal(str(it["after"])) if it.get("after") is not None else None
+        it = it or {}
+        before = _dec(it.get("before"))
+        after = _dec(it.get("after"))
         arrow = ""
         if before is not None and after is not None and after != before:
             arrow = display.UP if after > before else display.DOWN
         table.add_row(
-            it.get("identifier", ""),
-            it.get("name", ""),
+            str(it.get("identifier") or "—"),
+            str(it.get("name") or ""),
             display.amount(before),
             f"{arrow}{display.amount(after)}",
-            str(it.get("lines", 0)),
-            str(it.get("lines_skipped", 0)),
+            str(display.number(it.get("lines"))),
+            str(display.number(it.get("lines_skipped"))),
         )
     if len(per_item) > PER_ITEM_SHOWN:
         table.add_row("…", f"and {len(per_item) - PER_ITEM_SHOWN:,} more items", "", "", "", "")
     return table
 
 
-class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
+class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
     """Shows the preview, lets the user choose the line policy; dismisses with the policy or None."""
 
     SCOPED_CSS = False
-    DEFAULT_CSS = modal_css("ApproveScreen")
+    DEFAULT_CSS = dialog_css("ApproveScreen", ".per-item { margin-top: 1; }")
     BINDINGS = [
         Binding("y", "confirm", "Approve", id="approve.confirm"),
         Binding("p", "toggle_policy", "Line policy", id="approve.policy"),
@@ -116,7 +136,7 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         self.skipped_note = skipped_note
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Static(self._title(), classes="title")
             yield Static(
                 preview_summary(self.preview, skipped_note=self.skipped_note),
@@ -124,12 +144,13 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
                 id="summary",
             )
             yield Static(self._policy_text(), classes="policy", id="policy")
-            with VerticalScroll(classes="per-item"):
+            with VerticalScroll(classes="fill per-item"):
+                yield Static(warnings_text(self.preview) or "", id="warnings")
                 yield Static(per_item_table(self.preview), id="per-item")
             with Horizontal(classes="buttons"):
                 yield Button(self._confirm_label(), variant="error", id="confirm", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
-            yield Static("y approve · p line policy · esc cancel", classes="hint")
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+            yield Static("y approve · p line policy · esc cancel · ↑↓ scroll items", classes="hint")
 
     def _title(self) -> str:
         return (
@@ -140,6 +161,7 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         return f"Approve {len(self.items)} (y)"
 
     def on_mount(self) -> None:
+        super().on_mount()
         self.query_one("#confirm", Button).focus()
 
     def action_confirm(self) -> None:
@@ -185,7 +207,9 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         self.query_one("#summary", Static).update(
             preview_summary(preview, skipped_note=self.skipped_note)
         )
+        self.query_one("#warnings", Static).update(warnings_text(preview) or "")
         self.query_one("#per-item", Static).update(per_item_table(preview))
+        self.call_after_refresh(self.fit)
 
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:
@@ -196,11 +220,11 @@ class ApproveScreen(ReportsWorkerErrors, ModalScreen[str | None]):
         self.action_cancel()
 
 
-class UndoScreen(ModalScreen[bool]):
+class UndoScreen(FittedModal[bool]):
     """Shows the undo preview of a change set; dismisses with True to undo."""
 
     SCOPED_CSS = False
-    DEFAULT_CSS = modal_css("UndoScreen")
+    DEFAULT_CSS = dialog_css("UndoScreen", ".per-item { margin-top: 1; }")
     BINDINGS = [
         Binding("y", "confirm", "Undo", id="undo.confirm"),
         Binding("escape,n", "cancel", "Cancel", id="undo.cancel"),
@@ -212,22 +236,24 @@ class UndoScreen(ModalScreen[bool]):
         self.preview = preview
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Static(
                 f"Undo change set #{self.change_set_id}? (puts the old costs back, same conflict guard)",
                 classes="title",
             )
             yield Static(preview_summary(self.preview), classes="summary")
-            with VerticalScroll(classes="per-item"):
+            with VerticalScroll(classes="fill per-item"):
+                yield Static(warnings_text(self.preview) or "")
                 yield Static(per_item_table(self.preview))
             with Horizontal(classes="buttons"):
                 yield Button(
                     f"Undo #{self.change_set_id} (y)", variant="error", id="confirm", compact=True
                 )
-                yield Button("Cancel", id="cancel", compact=True)
-            yield Static("y undo · esc cancel", classes="hint")
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+            yield Static("y undo · esc cancel · ↑↓ scroll items", classes="hint")
 
     def on_mount(self) -> None:
+        super().on_mount()
         self.query_one("#confirm", Button).focus()
 
     def action_confirm(self) -> None:

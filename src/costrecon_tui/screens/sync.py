@@ -14,6 +14,52 @@ from costrecon_tui import keymap
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 
+# What costrecon needs of a PSA API user (psa/base.py PermissionProblem.capability). The daemon
+# reports only the problems today; a capability it checked without a problem is shown as ✓.
+CAPABILITIES = {
+    "read_catalog": "read the product catalogue",
+    "edit_catalog": "update catalogue item costs",
+    "read_lines": "read contract lines",
+    "edit_lines": "update contract line costs",
+    "read_costs": "see cost fields",
+}
+
+
+def permission_rows(psa: dict[str, Any]) -> list[tuple[bool | None, str, str]]:
+    """``(ok, what, fix)`` for each permission: ok is None when it could not be checked.
+
+    A ``permissions`` list (``{capability, ok, message}``), when the daemon sends one, is shown as
+    it is; otherwise every known capability not named by a problem counts as checked and fine.
+    """
+    listed = psa.get("permissions")
+    if isinstance(listed, list) and listed:
+        out = []
+        for p in listed:
+            if not isinstance(p, dict):
+                continue
+            cap = str(p.get("capability") or "?")
+            ok = p.get("ok")
+            out.append(
+                (
+                    None if ok is None else bool(ok),
+                    CAPABILITIES.get(cap, cap.replace("_", " ")),
+                    display.plain(p.get("message") or p.get("fix") or ""),
+                )
+            )
+        return out
+    problems = [p for p in psa.get("permission_problems") or [] if isinstance(p, dict)]
+    checked = bool(psa.get("connected"))
+    failing = {str(p.get("capability")): display.plain(p.get("message") or "") for p in problems}
+    out = []
+    for cap, what in CAPABILITIES.items():
+        if cap in failing:
+            out.append((False, what, failing.pop(cap)))
+        else:
+            out.append((True if checked else None, what, ""))
+    for cap, fix in failing.items():
+        out.append((False, cap.replace("_", " "), fix))
+    return out
+
 
 class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
     BINDINGS = keymap.SYNC
@@ -33,6 +79,14 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
 
     def focus_main(self) -> None:
         self.focus()
+
+    def on_mount(self) -> None:
+        # relative times ("12 min ago") go stale while the view is shown
+        self.set_interval(5.0, self._tick)
+
+    def _tick(self) -> None:
+        if self.display and getattr(self.app, "current_view", "") == "sync" and self.status:
+            self.query_one("#sync-body", Static).update(self._render_body())
 
     def reload(self) -> None:
         self.app.refresh_status()
@@ -57,16 +111,19 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
         if psa.get("connected"):
             t.append("  ✓ connected\n", style="green")
         else:
-            t.append(f"  ✗ not connected: {psa.get('error') or 'no answer'}\n", style="bold red")
-        t.append("\nPermissions check\n", style="bold underline")
-        problems = psa.get("permission_problems") or []
-        if not problems:
             t.append(
-                "  ✓ the API user can read and update everything costrecon needs\n", style="green"
+                f"  ✗ not connected: {display.plain(psa.get('error') or 'no answer')}\n",
+                style="bold red",
             )
-        for p in problems:
-            t.append(f"  ✗ {p.get('capability')}: ", style="bold red")
-            t.append(f"{p.get('message')}\n")
+        t.append("\nPermissions of the API user\n", style="bold underline")
+        for ok, what, fix in permission_rows(psa):
+            if ok is None:
+                t.append(f"  ? {what}: not checked (no connection)\n", style="dim")
+            elif ok:
+                t.append(f"  ✓ {what}\n", style="green")
+            else:
+                t.append(f"  ✗ {what}\n", style="bold red")
+                t.append(f"    fix: {fix or 'see the PSA reference in the README'}\n")
         t.append("\nSync\n", style="bold underline")
         ev = self.sync_event or {}
         if psa.get("syncing") or ev.get("state") == "running":
@@ -75,28 +132,33 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
                 style="yellow",
             )
         elif ev.get("state") == "failed":
-            t.append(f"  ✗ last sync failed: {ev.get('message')}\n", style="bold red")
-        t.append(
-            f"  last sync  {psa.get('last_sync') or 'never'} ({display.age(psa.get('last_sync'), now)})\n"
-        )
-        t.append(
-            f"  next sync  {psa.get('next_sync') or '—'} ({display.age(psa.get('next_sync'), now)})\n"
-        )
+            t.append(
+                f"  ✗ last sync failed: {display.plain(ev.get('message'))}\n", style="bold red"
+            )
+        for label, key in (("last sync", "last_sync"), ("next sync", "next_sync")):
+            when = psa.get(key)
+            shown = f"{display.stamp(when, now)} UTC ({display.age(when, now)})" if when else "—"
+            t.append(f"  {label}  {shown}\n")
         if psa.get("last_result"):
-            t.append(f"  result     {psa['last_result']}\n")
+            t.append(f"  result     {display.plain(psa['last_result'])}\n")
         c = st.get("counts") or {}
         t.append("\nMirror\n", style="bold underline")
         t.append(
-            f"  {c.get('items', 0):,} items · {c.get('contracts', 0):,} contracts · {c.get('lines', 0):,} lines · "
-            f"{c.get('vendor_costs', 0):,} vendor costs · {c.get('unmatched', 0):,} unmatched vendor rows\n"
+            f"  {display.number(c.get('items')):,} items · {display.number(c.get('contracts')):,} contracts · "
+            f"{display.number(c.get('lines')):,} lines · "
+            f"{display.number(c.get('vendor_costs')):,} vendor costs · "
+            f"{display.number(c.get('unmatched')):,} unmatched vendor rows\n"
         )
         inbox = st.get("inbox") or {}
-        t.append(f"  inbox {inbox.get('path') or '—'} ({inbox.get('pending', 0)} waiting)\n")
+        t.append(
+            f"  inbox {inbox.get('path') or '—'} ({display.number(inbox.get('pending'))} waiting)\n"
+        )
         d = st.get("daemon") or {}
         t.append("\nDaemon\n", style="bold underline")
         t.append(
-            f"  costrecond {d.get('version')} · pid {d.get('pid')} · user {d.get('user')} · "
-            f"started {display.age(d.get('started_at'), now)}\n  state {d.get('state_dir')}\n"
+            f"  costrecond {d.get('version') or '—'} · pid {d.get('pid') or '—'} · "
+            f"user {d.get('user') or '—'} · started {display.age(d.get('started_at'), now)}\n"
+            f"  state {d.get('state_dir') or '—'}\n"
         )
         t.append("\ns syncs now.", style="dim")
         return t

@@ -41,11 +41,17 @@ class Column:
     right: bool = False
 
 
-def layout(width: int) -> list[Column]:
-    """Fixed column widths for a terminal width; only the name column flexes (never measure cells)."""
+def layout(width: int, longest_id: int | None = None) -> list[Column]:
+    """Fixed column widths for a terminal width; only the name column flexes (never measure cells).
+
+    ``longest_id`` is the longest PSA ID loaded so far: short IDs (Syncro's numbers) give their
+    room to the name, so rows of similar products can be told apart.
+    """
     narrow = width < 100
     # The PSA ID is what people act on: it keeps more room than the name on narrow terminals.
     ident = 16 if width >= 110 else 14 if width >= 90 else 13
+    if longest_id is not None:
+        ident = min(ident, max(6, longest_id + 1))
     cols = [
         Column("gutter", "", 2),
         Column("identifier", "PSA ID", ident),
@@ -153,6 +159,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         self._styles: dict[str, Style] | None = None
         self._columns: list[Column] = layout(80)
         self._width = 0
+        self._longest_id: int | None = None
         self._index: dict[int, int] | None = None
 
     # ------------------------------------------------------------------ model
@@ -262,11 +269,24 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
 
     def _store(self, row: CostRow) -> None:
         self.rows[row.id] = row
+        if self._longest_id is None or len(row.identifier) > self._longest_id:
+            self._longest_id = len(row.identifier)
+            self._relayout()
         text = f"{row.identifier}\t{row.name}".lower()
         if self.search_text.get(row.id, text) != text:
             self._filter_base = None  # a renamed item: remembered results may be wrong
         self.search_text[row.id] = text
         self._version[row.id] = self._version.get(row.id, 0) + 1
+
+    def _relayout(self) -> None:
+        if not self._width:
+            return
+        columns = layout(self._width, self._longest_id)
+        if columns != self._columns:
+            self._columns = columns
+            self._strips.clear()
+            self.refresh()
+            self.post_message(self.Changed(self))
 
     @work(exclusive=True, group="grid-prefetch", exit_on_error=False)
     async def prefetch(self, ids: list[int]) -> None:
@@ -450,7 +470,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self._width = self.scrollable_content_region.width or event.size.width
-        self._columns = layout(self._width)
+        self._columns = layout(self._width, self._longest_id)
         self.virtual_size = Size(event.size.width, len(self.ids))
         self._strips.clear()
         self._ensure_visible_rows()

@@ -84,10 +84,40 @@ def age(value: str | None, now: datetime) -> str:
     return f"in {span}" if future else f"{span} ago"
 
 
-def stamp(value: str | None) -> str:
-    """A compact absolute time in UTC: ``03-02 09:15``."""
+def stamp(value: str | None, now: datetime | None = None) -> str:
+    """An absolute time in UTC: ``09:15`` today, ``2026-03-02 09:15`` any other day (a date
+    without its year is ambiguous in a log kept for years)."""
     dt = parse_time(value)
-    return dt.astimezone(UTC).strftime("%m-%d %H:%M") if dt else "—"
+    if dt is None:
+        return "—"
+    dt = dt.astimezone(UTC)
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return dt.strftime("%H:%M") if dt.date() == today else dt.strftime("%Y-%m-%d %H:%M")
+
+
+STAMP_WIDTH = 16
+
+
+def plain(value: Any) -> str:
+    """Any payload value as words: dicts become ``key value, …`` and lists ``a, b``; never a
+    Python repr on screen."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{str(k).replace('_', ' ')} {plain(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return ", ".join(plain(v) for v in value) or "none"
+    return str(value)
+
+
+def number(value: Any, default: int = 0) -> int:
+    """A count from a payload that may omit it or send null."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def state_text(
@@ -105,8 +135,11 @@ def state_text(
         return f"push {progress}" if narrow else f"pushing {progress}"
     if state == "pending":
         return "◷ pending"
-    if state == "done":
+    if state == "done" and not change:
         return "✓ done"
+    # "done" while the vendor cost differs again (a later edit, a revert, a new price file) is
+    # not true any more: the row needs approving like any other
+
     if state == "conflict":
         return "! conflict"
     if state == "failed":
@@ -124,7 +157,7 @@ def state_kind(state: str) -> str:
     if state in ("pushing", "pending"):
         return "busy"
     if state == "done":
-        return "ok"
+        return "ok"  # the text says "approve" when the cost moved again since
     if state in ("conflict", "failed", "denied"):
         return "bad"
     return "idle"
@@ -149,8 +182,14 @@ def source_text(source: Any, now: datetime) -> str:
     return f"{API_MARK} {SOURCE_WORDS.get(kind, kind)}{' ' + source.vendor if source.vendor else ''}, {when}"
 
 
-def duration(seconds: float) -> str:
-    seconds = float(seconds)
+def duration(seconds: Any) -> str:
+    """``~40 s`` / ``~3 min``; an estimate the daemon could not make says so."""
+    if seconds is None:
+        return "time not estimated"
+    try:
+        seconds = float(Decimal(str(seconds)))
+    except (ArithmeticError, ValueError):
+        return "time not estimated"
     if seconds < 90:
         return f"~{round(seconds)} s"
     if seconds < 5400:

@@ -10,8 +10,10 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.widgets import DataTable
 
+from costrecon_tui.widgets.errors import StaysUp
 
-class KeyTable(DataTable[Any]):
+
+class KeyTable(StaysUp, DataTable[Any]):
     BINDINGS = [
         Binding("enter", "select_cursor", "Open", id="table.open"),
         Binding("j", "cursor_down", "Down", show=False, id="table.down"),
@@ -28,6 +30,15 @@ class KeyTable(DataTable[Any]):
         super().__init__(*args, **kwargs)
         self.flex = flex
         self.min_flex = min_flex
+
+    def set_column_width(self, key: str, width: int) -> None:
+        """Give a fixed column the width its content needs now (e.g. times that are all today
+        need 5 cells, not 16), and let the flexible column take the difference."""
+        col = self.columns.get(key)  # type: ignore[call-overload]
+        if col is None or col.width == width:
+            return
+        col.width = width
+        self.fit_flex_column()
 
     def on_resize(self, event: events.Resize) -> None:
         self.fit_flex_column()

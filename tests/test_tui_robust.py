@@ -1,0 +1,224 @@
+"""The TUI never dies: every view takes every key it declares and every palette command, every
+dialog renders from payloads whose optional fields are all null, and undo works although the
+daemon cannot estimate its time."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from textual.widgets import Input
+
+from costrecon_tui import keymap
+from costrecon_tui.client import ApprovalItem, CostRow
+from costrecon_tui.commands import commands
+from costrecon_tui.screens.activity import change_set_parts
+from costrecon_tui.screens.costs import info_text
+from costrecon_tui.screens.dialogs import (
+    ConfirmScreen,
+    ErrorScreen,
+    HelpScreen,
+    TextScreen,
+)
+from costrecon_tui.screens.mappings import SuggestionScreen
+from costrecon_tui.screens.preview import ApproveScreen, UndoScreen
+from costrecon_tui.screens.sync import permission_rows
+from tests.fake_client import NOW, FakeClient, all_views_ready, make_app, screen_text, settle
+
+VIEW_KEYS = {
+    "costs": keymap.GRID + keymap.COSTS,
+    "activity": keymap.ACTIVITY,
+    "files": keymap.FILES,
+    "mappings": keymap.MAPPINGS,
+    "sync": keymap.SYNC,
+}
+GLOBAL = [b for b in keymap.APP + keymap.MAIN if b.action != "quit"]
+
+
+async def _back_to(pilot: Any, view: str) -> None:
+    """Close whatever a key opened (dialog, filter, editor) and return to ``view``."""
+    app = pilot.app
+    for _ in range(6):
+        await pilot.pause()
+        if app.screen is not app.main:
+            await pilot.press("escape")
+            continue
+        if isinstance(app.focused, Input):
+            await pilot.press("escape")
+            continue
+        break
+    app.show_view(view)
+    await pilot.pause()
+
+
+def _assert_up(app: Any, caplog: Any) -> None:
+    assert app.is_running
+    assert app.unexpected_errors == []
+    assert not isinstance(app.screen, ErrorScreen)
+    errors = [r for r in caplog.records if r.name.startswith("costrecon_tui") and r.levelno >= 40]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+@pytest.mark.parametrize("psa", ["connectwise", "autotask", "syncro"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_every_key_of_every_view_and_every_palette_command_leaves_the_app_up(
+    psa, size, caplog
+):
+    caplog.set_level(logging.INFO, logger="costrecon_tui")
+    client = FakeClient(psa=psa, auto_push=True, push_step_delay=0.001)
+    app = make_app(client)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        for view, bindings in VIEW_KEYS.items():
+            app.show_view(view)
+            await pilot.pause()
+            for binding in bindings + GLOBAL:
+                for key in binding.key.split(","):
+                    await pilot.press(key.strip())
+                    await _back_to(pilot, view)
+                    _assert_up(app, caplog)
+        for command in commands():
+            if command.action == "quit":
+                continue
+            await app.run_action(command.action)
+            await pilot.pause(0.05)
+            await _back_to(pilot, app.current_view)
+            _assert_up(app, caplog)
+
+
+async def test_palette_opens_with_ctrl_p_and_lists_each_view_action_with_its_key():
+    app = make_app(FakeClient())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("ctrl+p")
+        await settle(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"undo")
+        await pilot.pause(0.3)
+        options = app.screen.query_one("CommandList")
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("Activity: Undo change set" in label and "(u)" in label for label in labels)
+    names = {c.name for c in commands()}
+    for expected in (
+        "Costs: Approve",
+        "Costs: Edit cost",
+        "Costs: Revert manual",
+        "Costs: Info/reason",
+        "Activity: Undo change set",
+        "Mappings: Map to…",
+        "Sync: Sync now",
+    ):
+        assert expected in names
+
+
+async def test_approve_from_the_palette_in_another_view_switches_to_costs_first():
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("5")
+        assert app.current_view == "sync"
+        await app.run_action("in_view('costs', 'approve')")
+        await settle(pilot, lambda: app.current_view == "costs")
+
+
+async def test_undo_opens_although_the_daemon_sends_no_time_estimate():
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        cs_id = next(iter(client._change_sets))
+        app.activity_view.undo(cs_id)
+        await settle(pilot, lambda: isinstance(app.screen, UndoScreen))
+        assert "time not estimated" in screen_text(app)
+        await pilot.press("y")
+        await settle(pilot, lambda: any(not c["dry_run"] for c in client.calls_to("undo")))
+        assert app.is_running and app.unexpected_errors == []
+
+
+NULL_ROW = CostRow.from_json({"id": 1})
+
+
+@pytest.mark.parametrize(
+    "make_screen",
+    [
+        lambda: ApproveScreen([ApprovalItem(1, Decimal("1"), None)], {}),
+        lambda: ApproveScreen(
+            [ApprovalItem(1, Decimal("1"), None)],
+            {
+                "items": None,
+                "lines": None,
+                "estimated_seconds": None,
+                "monthly_impact": None,
+                "per_item": [{"identifier": None, "before": None, "after": None}],
+                "warnings": [{"kind": "rate", "detail": None}],
+            },
+        ),
+        lambda: UndoScreen(7, {}),
+        lambda: UndoScreen(7, {"per_item": [{}], "estimated_seconds": None}),
+        lambda: SuggestionScreen({}),
+        lambda: SuggestionScreen({"suggestions": [{"item_id": 3}, {}, None]}),
+        lambda: TextScreen("Item", info_text(NULL_ROW, NOW)),
+        lambda: TextScreen("Change set", "", extra=[]),
+        lambda: ConfirmScreen("Sure?"),
+        lambda: HelpScreen("Costs", []),
+        lambda: ErrorScreen("It broke.", None),
+    ],
+)
+async def test_each_dialog_renders_from_a_payload_with_every_optional_field_null(make_screen):
+    app = make_app(FakeClient())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        screen = make_screen()
+        app.push_screen(screen)
+        await settle(pilot, lambda: app.screen is screen and screen.is_mounted)
+        await pilot.pause(0.05)
+        assert app.unexpected_errors == [] and app.is_running
+        assert screen_text(app)  # something readable, and no exception while composing
+
+
+def test_change_set_detail_with_no_fields_and_with_a_preview_that_differs():
+    parts = change_set_parts({})
+    assert parts  # renders without counts or preview
+    parts = change_set_parts(
+        {
+            "id": 4,
+            "status": "done",
+            "counts": {"done": 5, "conflict": 2, "failed": 0, "denied": 0, "pending": 0},
+            "preview": {"items": 1, "item_writes": 1, "lines": 6, "lines_skipped": 7},
+        }
+    )
+    reason = str(parts[-1])
+    assert "7 line(s) were left alone by the line policy" in reason
+    assert "2 target(s) were not changed" in reason
+
+
+def test_permissions_name_each_capability_with_the_fix_for_each_problem():
+    rows = permission_rows(
+        {
+            "connected": True,
+            "permission_problems": [{"capability": "edit_lines", "message": "Set Edit to All."}],
+        }
+    )
+    by_what = {what: (ok, fix) for ok, what, fix in rows}
+    assert by_what["update contract line costs"] == (False, "Set Edit to All.")
+    assert by_what["read the product catalogue"] == (True, "")
+    assert all(ok is None for ok, _, _ in permission_rows({"connected": False}))
+
+
+async def test_errors_on_every_frame_end_the_app_with_a_failing_exit_status(capsys):
+    from costrecon_tui.app import MAX_ERRORS
+    from costrecon_tui.cli import EXIT_FAIL, tui_exit_status
+
+    app = make_app(FakeClient())
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: all_views_ready(app))
+            for n in range(MAX_ERRORS + 1):
+                app._handle_exception(RuntimeError(f"broken frame {n}"))
+            await pilot.pause(0.1)
+    assert len(app.unexpected_errors) == MAX_ERRORS  # shown in the panel, then the app ended
+    assert app.return_code == 1
+    assert tui_exit_status(app, "/var/log/costrecon-tui.log") == EXIT_FAIL
+    assert "details are in /var/log/costrecon-tui.log" in capsys.readouterr().err
