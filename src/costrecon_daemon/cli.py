@@ -19,16 +19,27 @@ import httpx
 
 from . import __version__
 from .config import Config, ConfigError, load_config
-from .lifecycle import AlreadyRunning, is_locked, read_lock_pid
+from .lifecycle import AlreadyRunning, is_locked, read_lock_pid, secure_state_dir
+from .sockets import UntrustedSocket, trusted
+from .text import printable
 
 EXIT_NOT_RUNNING = 3
+
+
+class PrintableFormatter(logging.Formatter):
+    """Escapes control characters in the message (file names, PSA text) so no log line can be
+    forged or carry terminal escapes; the traceback of an exception is left as Python wrote it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def _setup_logging(cfg: Config, *, to_stderr: bool) -> None:
     level = getattr(logging, cfg.daemon.log_level.upper())
     root = logging.getLogger()
     root.setLevel(level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fh = logging.handlers.RotatingFileHandler(cfg.log_file, maxBytes=5_000_000, backupCount=5)
     fh.setFormatter(fmt)
@@ -45,7 +56,14 @@ def _setup_logging(cfg: Config, *, to_stderr: bool) -> None:
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from .service import Daemon
 
+    try:
+        tightened = secure_state_dir(cfg.state_dir, cfg.daemon.socket_group)
+    except PermissionError as exc:
+        print(f"costrecond: {exc}", file=sys.stderr)
+        return 1
     _setup_logging(cfg, to_stderr=True)
+    for note in tightened:
+        logging.getLogger("costrecond").warning("%s", note)
     # The event loop (API, PSA calls) shares the GIL with the database writer thread; the default
     # 5 ms switch interval would let one write hold back every in-flight PSA request that long.
     sys.setswitchinterval(0.001)
@@ -85,6 +103,7 @@ def _sd_notify(message: str) -> None:
 
 
 def _get(cfg: Config, path: str, timeout: float = 5.0) -> Any:
+    trusted(cfg.socket_path)  # raises UntrustedSocket: never believe a planted fake daemon
     transport = httpx.HTTPTransport(uds=str(cfg.socket_path))
     with httpx.Client(transport=transport, base_url="http://costrecond", timeout=timeout) as client:
         resp = client.get(path)
@@ -294,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"run": cmd_run, "start": cmd_start, "stop": cmd_stop, "status": cmd_status}[
         args.command
     ]
-    return handler(cfg, args)
+    try:
+        return handler(cfg, args)
+    except UntrustedSocket as exc:
+        print(f"costrecond: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
