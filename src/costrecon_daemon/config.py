@@ -52,6 +52,7 @@ class DaemonSection:
     allowed_users: list[str] = field(default_factory=list)
     allowed_groups: list[str] = field(default_factory=list)
     socket_group: str = ""
+    activity_key_file: str = ""
 
 
 @dataclass(slots=True)
