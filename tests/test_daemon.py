@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -74,23 +76,70 @@ def test_start_and_stop_commands_detach_and_wait(tmp_path):
     assert not d.socket.exists()
 
 
+def _request_as(uid: int, gid: int, sock: Path, method: str, path: str, body: bytes = b"") -> str:
+    """One raw HTTP request over the socket from a child process running as another user."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(sock))
+                head = f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                s.sendall(head.encode() + body)
+                chunks = []
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+            os.write(w, b"".join(chunks))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    return data.decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to call as another user")
 def test_a_user_not_allowed_gets_403_and_nothing_is_logged_as_them(tmp_path):
+    import grp
+    import pwd
+    import shutil
+    import tempfile
+
     me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    with DaemonProcess(tmp_path, {"daemon": {"allowed_users": ["somebody-else"]}}) as d:
-        r = d.request("GET", "/v1/activity")
-        assert r.status_code == 403
-        err = r.json()["error"]
-        assert (
-            err["code"] == "forbidden"
-            and me in err["message"]
-            and "allowed_users" in err["message"]
-        )
-        r = d.request("PUT", "/v1/costs/1/manual", json={"cost": "1.00"})
-        assert r.status_code == 403
-    # read the log as an allowed user afterwards: only the daemon itself appears
-    with DaemonProcess(tmp_path) as d2:
-        actors = {e["actor"] for e in d2.get("/v1/activity")["entries"]}
-        assert actors == {"costrecond"}
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    # A runtime dir the shared group can reach; the caller is in the group but not allowed.
+    shared = Path(tempfile.mkdtemp(prefix="costrecon-403-"))
+    shared.chmod(0o755)
+    try:
+        extra = {
+            "daemon": {
+                "runtime_dir": str(shared / "run"),
+                "socket_group": group,
+                "allowed_users": [me],
+            }
+        }
+        d = DaemonProcess(tmp_path, extra)
+        d.runtime = shared / "run"
+        with d:
+            answer = _request_as(nobody.pw_uid, nobody.pw_gid, d.socket, "GET", "/v1/activity")
+            assert answer.startswith("HTTP/1.1 403")
+            assert '"forbidden"' in answer and "nobody" in answer and "allowed_users" in answer
+            body = b'{"cost": "1.00"}'
+            answer = _request_as(
+                nobody.pw_uid, nobody.pw_gid, d.socket, "PUT", "/v1/costs/1/manual", body
+            )
+            assert answer.startswith("HTTP/1.1 403")
+            actors = {e["actor"] for e in d.get("/v1/activity")["entries"]}
+            assert "nobody" not in actors
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_malformed_bodies_are_400_naming_the_field(tmp_path):

@@ -2,8 +2,14 @@
 
 Each entry's hash covers its id, time, actor, action, subject, before, after, details and the
 previous entry's hash. Editing or deleting any entry breaks the chain at that point, and
-``verify`` reports the first broken entry. (Removing entries from the *end* cannot be detected
-from inside the database; an exported copy or a backup is the anchor for that.)
+``verify`` reports the first broken entry.
+
+A plain SHA-256 chain only proves consistency: whoever can write the database file can edit an
+entry and recompute every hash after it. With a key (``daemon.activity_key_file``, kept outside the
+database, 0600) each new entry's hash is an HMAC, stored as ``k`` + 63 hex digits so it fits the
+same column and is told apart from a plain hash; without the key nobody can forge those. Removing
+entries from the *end* leaves a consistent chain, so an export records a checkpoint (the head's
+id and hash, signed when keyed) and ``verify`` against that checkpoint detects the loss.
 
 There is deliberately no update or delete function in this module.
 """
@@ -13,12 +19,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import hmac
 import json
+import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
 from .db import ActivityEntry, serialize_writers, utcnow
@@ -46,13 +56,67 @@ def _digest(
     after: str | None,
     details: str | None,
     prev_hash: str,
+    key: bytes | None = None,
 ) -> str:
     payload = json.dumps(
         [entry_id, at, actor, action, subject, before, after, details, prev_hash],
         separators=(",", ":"),
         ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    ).encode()
+    if key is not None:
+        return KEYED + hmac.new(key, payload, hashlib.sha256).hexdigest()[:63]
+    return hashlib.sha256(payload).hexdigest()
+
+
+KEYED = "k"  # prefix of a keyed (HMAC) hash; a plain SHA-256 hex digest never starts with "k"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainKey:
+    """The key, and the first entry id it signs: entries from ``since`` on must all be keyed, so
+    re-hashing them as plain SHA-256 (possible without the key) is caught too."""
+
+    secret: bytes
+    since: int
+
+
+_key: ChainKey | None = None
+
+
+def use_key(key: ChainKey | None) -> None:
+    """Set once at daemon start from ``daemon.activity_key_file``: entries appended after are
+    keyed. Module state because every writer appends through ``append`` on a bare connection."""
+    global _key
+    _key = key
+
+
+def next_id(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(_T.c.id), 0))).scalar_one()) + 1
+
+
+def load_key(path: Path, *, next_entry: int) -> ChainKey:
+    """Read the chain key, creating a random one (0600) on first use and pinning the first entry
+    it signs. A key others can read is no secret: refused, as a secret-holding config is."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{secrets.token_hex(32)}\nsince={next_entry}\n")
+    st = os.stat(path)
+    if st.st_mode & 0o077:
+        raise PermissionError(
+            f"{path} (the activity log key) can be read by others; run `chmod 600 {path}`."
+        )
+    lines = path.read_text().split()
+    secret = lines[0] if lines else ""
+    since = next((ln[6:] for ln in lines[1:] if ln.startswith("since=")), None)
+    if len(secret) < 32 or (since is not None and not since.isdigit()):
+        raise PermissionError(f"{path} does not hold an activity log key; move it aside.")
+    if since is None:  # a key written by hand: it signs from the next entry on
+        with open(path, "a") as fh:
+            fh.write(f"since={next_entry}\n")
+        since = str(next_entry)
+    return ChainKey(secret.encode(), int(since))
 
 
 def _at_text(at: dt.datetime) -> str:
@@ -79,7 +143,8 @@ def append(
     prev_hash = last.hash if last else GENESIS
     at = utcnow()
     b, a, d = _canonical(before), _canonical(after), _canonical(details)
-    digest = _digest(entry_id, _at_text(at), actor, action, subject, b, a, d, prev_hash)
+    secret = _key.secret if _key is not None else None
+    digest = _digest(entry_id, _at_text(at), actor, action, subject, b, a, d, prev_hash, secret)
     conn.execute(
         insert(_T).values(
             id=entry_id,
@@ -176,13 +241,35 @@ class VerifyResult:
         }
 
 
-def verify(conn: Connection) -> VerifyResult:
+def verify(
+    conn: Connection, *, checkpoint: Checkpoint | None = None, key: ChainKey | None = None
+) -> VerifyResult:
+    """Walk the chain from the first entry. Keyed entries need the key (``key``, else the one in
+    use); once an entry is keyed, an unkeyed one after it means someone appended without the key.
+    ``checkpoint`` (from an earlier export) must still be in the chain, or entries were cut off."""
+    key = key if key is not None else _key
     prev_hash, expected_id, checked = GENESIS, 1, 0
     for row in conn.execute(select(_T).order_by(_T.c.id)):
         if row.id != expected_id:
             return VerifyResult(False, checked, row.id, f"entry {expected_id} is missing")
         if row.prev_hash != prev_hash:
             return VerifyResult(False, checked, row.id, "its link to the previous entry is broken")
+        keyed = row.hash.startswith(KEYED)
+        if keyed and key is None:
+            return VerifyResult(
+                False,
+                checked,
+                row.id,
+                "it is signed with the activity log key, which this daemon does not have "
+                "(set daemon.activity_key_file)",
+            )
+        if not keyed and key is not None and row.id >= key.since:
+            return VerifyResult(
+                False,
+                checked,
+                row.id,
+                f"it is not signed, though the log is signed from entry {key.since} on",
+            )
         digest = _digest(
             row.id,
             _at_text(row.at),
@@ -193,11 +280,60 @@ def verify(conn: Connection) -> VerifyResult:
             row.after,
             row.details,
             row.prev_hash,
+            key.secret if (keyed and key is not None) else None,
         )
-        if digest != row.hash:
+        if not hmac.compare_digest(digest, row.hash):
             return VerifyResult(False, checked, row.id, "its content does not match its hash")
+        if checkpoint is not None and row.id == checkpoint.id and row.hash != checkpoint.hash:
+            return VerifyResult(
+                False, checked, row.id, "it differs from the entry recorded at the last export"
+            )
         prev_hash, expected_id, checked = row.hash, expected_id + 1, checked + 1
+    if checkpoint is not None and checkpoint.id >= expected_id:
+        return VerifyResult(
+            False,
+            checked,
+            expected_id,
+            f"the log ends at entry {expected_id - 1} but the export recorded entry "
+            f"{checkpoint.id}: entries were removed from the end",
+        )
     return VerifyResult(True, checked, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The head of the chain at an export: kept outside the database, it anchors the end."""
+
+    id: int
+    hash: str
+    signature: str | None = None  # HMAC of "id:hash" when the log is keyed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "hash": self.hash, "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        return cls(int(data["id"]), str(data["hash"]), data.get("signature"))
+
+
+def _sign(key: ChainKey, entry_id: int, entry_hash: str) -> str:
+    message = f"{entry_id}:{entry_hash}".encode()
+    return hmac.new(key.secret, message, hashlib.sha256).hexdigest()
+
+
+def checkpoint(conn: Connection) -> Checkpoint:
+    last = conn.execute(select(_T.c.id, _T.c.hash).order_by(_T.c.id.desc()).limit(1)).first()
+    entry_id, entry_hash = (last.id, last.hash) if last else (0, GENESIS)
+    signature = _sign(_key, entry_id, entry_hash) if _key is not None else None
+    return Checkpoint(entry_id, entry_hash, signature)
+
+
+def checkpoint_is_genuine(cp: Checkpoint, key: ChainKey | None = None) -> bool:
+    """A signed checkpoint was made by a daemon holding the key (not typed in by someone)."""
+    key = key if key is not None else _key
+    if cp.signature is None or key is None:
+        return cp.signature is None
+    return hmac.compare_digest(cp.signature, _sign(key, cp.id, cp.hash))
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

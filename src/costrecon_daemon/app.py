@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -144,6 +145,12 @@ class Daemon:
         self.schema_version = await asyncio.to_thread(current_revision, store.writer_engine) or ""
         # Events are a feed for live clients, the activity log is the record: keep a week of them.
         await store.write(events.prune)
+        if cfg.daemon.activity_key_file:
+            next_entry = await store.read(activity.next_id)
+            key_path = Path(cfg.daemon.activity_key_file).expanduser()
+            activity.use_key(
+                await asyncio.to_thread(activity.load_key, key_path, next_entry=next_entry)
+            )
         self._build(store, self._connector_factory(cfg))
 
         prepare_runtime_dir(cfg.runtime_dir, cfg.daemon.socket_group)

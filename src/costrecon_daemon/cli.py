@@ -9,6 +9,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,19 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy.exc
 
 from . import __version__
 from .config import Config, ConfigError, load_config
-from .lifecycle import AlreadyRunning, is_locked, read_lock_pid
+from .lifecycle import AlreadyRunning, is_locked, read_lock_pid, secure_state_dir
+from .sockets import UntrustedSocket, trusted
+from .store import sqlite_path
+from .text import printable
 
 EXIT_NOT_RUNNING = 3
+
+
+class PrintableFormatter(logging.Formatter):
+    """Escapes control characters in the message (file names, PSA text) so no log line can be
+    forged or carry terminal escapes; the traceback of an exception is left as Python wrote it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def _setup_logging(cfg: Config, *, to_stderr: bool) -> None:
     level = getattr(logging, cfg.daemon.log_level.upper())
     root = logging.getLogger()
     root.setLevel(level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fh = logging.handlers.RotatingFileHandler(cfg.log_file, maxBytes=5_000_000, backupCount=5)
     fh.setFormatter(fmt)
@@ -46,7 +60,14 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from .app import Daemon
     from .runtime import tune_daemon
 
+    try:
+        tightened = secure_state_dir(cfg.state_dir, cfg.daemon.socket_group)
+    except PermissionError as exc:
+        print(f"costrecond: {exc}", file=sys.stderr)
+        return 1
     _setup_logging(cfg, to_stderr=True)
+    for note in tightened:
+        logging.getLogger("costrecond").warning("%s", note)
     tune_daemon()  # process-wide interpreter settings, each explained in runtime.py
 
     def ready() -> None:
@@ -63,7 +84,27 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     except (PermissionError, ConfigError) as exc:
         print(f"costrecond: {exc}", file=sys.stderr)
         return 1
+    except (sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError) as exc:
+        logging.getLogger("costrecond").error("database refused: %s", exc)
+        print(f"costrecond: {_database_problem(cfg, exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _database_problem(cfg: Config, exc: Exception) -> str:
+    """One sentence for a database that cannot be opened (issue 13 item 9: not 130 lines)."""
+    path = sqlite_path(cfg.database_url)
+    if path is None:
+        return (
+            f"the database at daemon.database_url cannot be used ({type(exc).__name__}); "
+            "check that the server is up and the role may connect, then start again."
+        )
+    backups = sorted(path.parent.glob(f"{path.name}.bak-*"))
+    restore = f"restore {backups[-1]} over it" if backups else "restore it from your backup"
+    return (
+        f"{path} is damaged or is not a costrecon database; {restore}, or move it aside "
+        "(with its -wal and -shm files) to start with an empty mirror that the next sync refills."
+    )
 
 
 def _sd_notify(message: str) -> None:
@@ -84,6 +125,7 @@ def _sd_notify(message: str) -> None:
 
 
 def _get(cfg: Config, path: str, timeout: float = 5.0) -> Any:
+    trusted(cfg.socket_path)  # raises UntrustedSocket: never believe a planted fake daemon
     transport = httpx.HTTPTransport(uds=str(cfg.socket_path))
     with httpx.Client(transport=transport, base_url="http://costrecond", timeout=timeout) as client:
         resp = client.get(path)
@@ -293,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"run": cmd_run, "start": cmd_start, "stop": cmd_stop, "status": cmd_status}[
         args.command
     ]
-    return handler(cfg, args)
+    try:
+        return handler(cfg, args)
+    except UntrustedSocket as exc:
+        print(f"costrecond: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

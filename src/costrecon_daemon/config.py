@@ -7,7 +7,10 @@ group or others is refused (DESIGN.md §3 "Secrets").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import grp
+import math
 import os
 import pwd
 import stat
@@ -49,6 +52,7 @@ class DaemonSection:
     allowed_users: list[str] = field(default_factory=list)
     allowed_groups: list[str] = field(default_factory=list)
     socket_group: str = ""
+    activity_key_file: str = ""
 
 
 @dataclass(slots=True)
@@ -184,6 +188,9 @@ def _expect(file: str, key: str, value: Any, typ: Any) -> Any:
     if typ in (float, "float"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{file}: {key} must be a number, got {value!r}.")
+        if not math.isfinite(value):
+            # TOML allows nan and inf; an infinite interval silently stops the sync loop.
+            raise ConfigError(f"{file}: {key} must be a finite number, got {value!r}.")
         return float(value)
     if typ in (int, "int"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -356,11 +363,56 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         )
     if cfg.daemon.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{file}: daemon.log_level must be debug, info, warning or error.")
-    if cfg.tui.confirm_change_pct <= 0:
-        raise ConfigError(f"{file}: tui.confirm_change_pct must be greater than 0.")
-    if cfg.sync.interval_minutes <= 0:
-        raise ConfigError(f"{file}: sync.interval_minutes must be greater than 0.")
+    for key, value in (
+        ("sync.interval_minutes", cfg.sync.interval_minutes),
+        ("sync.full_every_hours", cfg.sync.full_every_hours),
+        ("inbox.rescan_seconds", cfg.inbox.rescan_seconds),
+        ("tui.confirm_change_pct", cfg.tui.confirm_change_pct),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{file}: {key} must be greater than 0.")
+    if cfg.inbox.stable_seconds < 0:
+        raise ConfigError(f"{file}: inbox.stable_seconds must be 0 or more.")
+    _check_folders(file, cfg)
+    _check_own_access(file, cfg)
     return cfg
+
+
+def _check_folders(file: str, cfg: Config) -> None:
+    """processed/ and failed/ must be other folders than the inbox: a file moved "out" into the
+    folder being watched would be taken again, forever."""
+    inbox = cfg.inbox_dir.resolve()
+    for key, folder in (
+        ("inbox.processed_dir", cfg.processed_dir),
+        ("inbox.failed_dir", cfg.failed_dir),
+    ):
+        if folder.resolve() == inbox:
+            raise ConfigError(
+                f"{file}: {key} is the inbox itself ({inbox}); name another folder, or leave it "
+                "empty for the default beside the inbox."
+            )
+
+
+def _check_own_access(file: str, cfg: Config) -> None:
+    """The daemon's own user must pass its own gate: `costrecond status`/`stop` and the daemon's
+    start-up check talk to the socket as that user."""
+    users, groups = cfg.daemon.allowed_users, cfg.daemon.allowed_groups
+    if not (users or groups):
+        return
+    me = current_user()
+    if me in users:
+        return
+    mine = set()
+    with contextlib.suppress(KeyError, OSError):
+        for gid in os.getgrouplist(me, os.getgid()):
+            with contextlib.suppress(KeyError):
+                mine.add(grp.getgrgid(gid).gr_name)
+    if mine & set(groups):
+        return
+    raise ConfigError(
+        f"{file}: daemon.allowed_users does not include {me!r}, the user costrecond runs as; "
+        f"add it (costrecond's own status and stop commands need it)."
+    )
 
 
 def _check_profiles(file: str, cfg: Config) -> None:

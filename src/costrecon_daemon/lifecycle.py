@@ -13,6 +13,7 @@ import fcntl
 import grp
 import os
 import socket
+import stat
 from pathlib import Path
 
 
@@ -78,19 +79,84 @@ def is_locked(path: Path) -> bool:
         os.close(fd)
 
 
-def prepare_runtime_dir(path: Path, group: str = "") -> None:
-    """0700 (or 0750 with a shared group) directory owned by us. Refuses a dir someone else owns."""
-    path.mkdir(parents=True, exist_ok=True)
-    st = path.stat()
+def _own_dir(path: Path, mode: int, what: str) -> list[str]:
+    """Create ``path`` (parents as needed) or accept it only if it is a real directory of ours.
+
+    Nothing here follows a symlink at ``path`` itself: another local user could plant one (in /tmp
+    especially) so that we chmod their target or serve our socket where they can reach it. Returns
+    a line for the log when an existing directory had to be tightened.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise PermissionError(
+            f"{path} is a symbolic link; remove it, or set {what} to a directory of your own."
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"{path} is not a directory; move it aside or set {what}.")
     if st.st_uid != os.getuid():
         raise PermissionError(
-            f"{path} belongs to another user; set daemon.runtime_dir to a directory of your own."
+            f"{path} belongs to another user; set {what} to a directory of your own."
         )
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        current = stat.S_IMODE(os.fstat(fd).st_mode)
+        if current != mode:
+            os.fchmod(fd, mode)
+            return [f"{path}: permissions tightened from {current:o} to {mode:o}"]
+        return []
+    finally:
+        os.close(fd)
+
+
+def prepare_runtime_dir(path: Path, group: str = "") -> None:
+    """0700 (or 0750 with a shared group) directory owned by us. Refuses a dir someone else owns
+    and a symlink (issue: a planted /tmp/costrecon-<uid> link let another user hijack the socket)."""
+    _own_dir(path, 0o750 if group else 0o700, "daemon.runtime_dir")
     if group:
-        os.chown(path, -1, _gid(group))
-        os.chmod(path, 0o750)
-    else:
-        os.chmod(path, 0o700)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, -1, _gid(group))
+        finally:
+            os.close(fd)
+
+
+# The database, its WAL/SHM companions, backups, the log and the lock: everything the daemon keeps.
+_PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".bak", ".log", ".lock", ".key")
+
+
+def secure_state_dir(path: Path, group: str = "") -> list[str]:
+    """Make the state directory and the files in it private whatever the umask was.
+
+    The directory becomes 0700 (0750 with the shared-install group) and every database, log and
+    backup file 0600 (0640); the process umask is set so that files created later (SQLite creates
+    ``-wal``/``-shm`` lazily) are born private. Returns what was tightened, for the log.
+    """
+    os.umask(0o027 if group else 0o077)
+    file_mode = 0o640 if group else 0o600
+    notes = _own_dir(path, 0o750 if group else 0o700, "daemon.state_dir")
+    for entry in os.scandir(path):
+        if not entry.name.endswith(_PRIVATE_SUFFIXES) and ".db" not in entry.name:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        if stat.S_IMODE(st.st_mode) & ~file_mode:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, file_mode)
+            finally:
+                os.close(fd)
+            notes.append(
+                f"{entry.path}: permissions tightened from {stat.S_IMODE(st.st_mode):o} "
+                f"to {file_mode:o}"
+            )
+    return notes
 
 
 def _gid(group: str) -> int:
