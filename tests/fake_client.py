@@ -881,11 +881,103 @@ class FakeClient:
             for cs in list(self._change_sets.values())[-limit:]
         ]
 
-    async def change_set(self, change_set_id: int) -> dict[str, Any]:
+    async def change_set(self, change_set_id: int, *, steps: bool = True) -> dict[str, Any]:
         await self._call("change_set", change_set_id=change_set_id)
         if change_set_id not in self._change_sets:
             raise DaemonError(404, "not_found", f"There is no change set #{change_set_id}.")
-        return self._change_sets[change_set_id]
+        cs = self._change_sets[change_set_id]
+        return cs if steps else {k: v for k, v in cs.items() if k != "steps"}
+
+    async def change_set_steps(
+        self,
+        change_set_id: int,
+        *,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        """``GET /v1/change-sets/{id}/steps``: a page of the journal, answered from this fake's
+        own journal in step order."""
+        await self._call(
+            "change_set_steps",
+            change_set_id=change_set_id,
+            status=status,
+            offset=offset,
+            limit=limit,
+        )
+        cs = self._change_sets.get(change_set_id)
+        if cs is None:
+            raise DaemonError(404, "not_found", f"There is no change set {change_set_id}.")
+        steps = cs["steps"]
+        if status:
+            steps = [s for s in steps if s["status"] == status]
+        page = steps[offset : offset + limit]
+        keys = ("id", "target", "target_psa_id", "contract_psa_id", "before", "after", "status")
+        return {
+            "total": len(steps),
+            "steps": [
+                {
+                    **{k: s.get(k) for k in keys},
+                    "value": s.get("value", s["after"] if s["status"] == "done" else None),
+                    "message": s.get("message"),
+                }
+                for s in page
+            ],
+        }
+
+    def add_big_change_set(self, lines: int, *, conflicts_every: int = 0) -> int:
+        """Journal a vendor-wide price rise of ``lines`` contract lines over the catalogue (steps
+        pending, the ``approve`` entry logged): the MSP-scale change set of issue 14."""
+        cs_id = max(self._change_sets, default=10) + 1
+        ids = sorted(self._rows)
+        steps = []
+        for n in range(lines + len(ids)):
+            r = self._rows[ids[n % len(ids)]]
+            is_item = n < len(ids)
+            steps.append(
+                {
+                    "id": n + 1,
+                    "item_id": r["id"],
+                    "target": "item" if is_item else "line",
+                    "target_psa_id": r["psa_id"] if is_item else str(200000 + n),
+                    "contract_psa_id": None if is_item else str(7000 + n % 8000),
+                    "before": str(r["catalog_cost"]),
+                    "after": str((r["catalog_cost"] * Decimal("1.05")).quantize(Q)),
+                    "status": "pending",
+                    "message": None,
+                }
+            )
+        self._change_sets[cs_id] = {
+            "id": cs_id,
+            "created_at": _iso(NOW),
+            "actor": "costrecond",
+            "kind": "apply",
+            "undo_of": None,
+            "policy": "all",
+            "status": "pending",
+            "preview": {"items": len(ids), "item_writes": len(ids), "lines": lines},
+            "finished_at": None,
+            "message": None,
+            "counts": {
+                "pending": len(steps),
+                "done": 0,
+                "conflict": 0,
+                "failed": 0,
+                "denied": 0,
+                "skipped": 0,
+            },
+            "steps": steps,
+            "conflicts_every": conflicts_every,
+        }
+        self._add_activity(
+            "approve",
+            f"change set {cs_id}",
+            None,
+            None,
+            {"change_set_id": cs_id, "items": len(ids), "lines": lines},
+            actor="costrecond",
+        )
+        return cs_id
 
     async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
         await self._call("undo", change_set_id=change_set_id, dry_run=dry_run)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from costrecon_tui.screens.dialogs import HelpScreen, TextScreen
 from costrecon_tui.screens.mappings import SuggestionScreen
-from costrecon_tui.screens.preview import UndoScreen
 from tests.fake_client import FakeClient, all_views_ready, make_app, screen_text, settle
 
 
@@ -25,60 +24,6 @@ async def test_number_keys_and_tab_switch_views():
         assert app.current_view == "activity"
         await pilot.press("shift+tab", "shift+tab")
         assert app.current_view == "sync"
-
-
-async def test_activity_tails_live_and_follow_toggles():
-    client = FakeClient()
-    app = make_app(client)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, lambda: all_views_ready(app))
-        await pilot.press("2")
-        view = app.activity_view
-        table = view.table
-        n = table.row_count
-        assert table.cursor_row == n - 1  # following: newest at the bottom
-        await client.set_manual_cost(
-            client._rows[1003]["id"], client._rows[1003]["catalog_cost"] + 1
-        )
-        await settle(pilot, lambda: table.row_count == n + 1)
-        assert table.cursor_row == n
-        await pilot.press("f", "k")
-        await client.revert_manual_cost(1003)
-        await settle(pilot, lambda: table.row_count == n + 2)
-        assert table.cursor_row == n - 1 and view._unseen == 1
-
-
-async def test_activity_filter_by_actor_goes_to_the_daemon_and_words_filter_locally():
-    client = FakeClient()
-    app = make_app(client)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, lambda: all_views_ready(app))
-        await pilot.press("2", "slash", *"actor:system", "enter")
-        await settle(pilot, lambda: client.calls_to("activity")[-1]["actor"] == "system")
-        view = app.activity_view
-        await settle(pilot, lambda: view.table.row_count == 4)
-        await pilot.press("slash", "end", *" import", "enter")
-        await settle(pilot, lambda: view.table.row_count == 2)
-        await pilot.press("escape")
-        await settle(pilot, lambda: view.table.row_count == 9)
-
-
-async def test_activity_detail_shows_per_line_outcomes_and_u_undoes_after_confirmation():
-    client = FakeClient()
-    app = make_app(client)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, lambda: all_views_ready(app))
-        await pilot.press("2")  # cursor on the newest entry: push.done of change set #11
-        await pilot.press("enter")
-        await settle(pilot, lambda: isinstance(app.screen, TextScreen))
-        text = screen_text(app)
-        assert "Change set #11" in text and "conflict" in text
-        await pilot.press("escape", "u")
-        await settle(pilot, lambda: isinstance(app.screen, UndoScreen))
-        assert client.calls_to("undo") == [{"change_set_id": 11, "dry_run": True}]
-        await pilot.press("y")
-        await settle(pilot, lambda: len(client.calls_to("undo")) == 2)
-        assert client.calls_to("undo")[-1] == {"change_set_id": 11, "dry_run": False}
 
 
 async def test_files_enter_shows_the_error_report():

@@ -280,8 +280,30 @@ class DaemonClient:
     async def change_sets(self, limit: int = 50) -> list[dict[str, Any]]:
         return (await self._request("GET", "/change-sets", params={"limit": limit}))["change_sets"]
 
-    async def change_set(self, change_set_id: int) -> dict[str, Any]:
-        return (await self._request("GET", f"/change-sets/{change_set_id}"))["change_set"]
+    async def change_set(self, change_set_id: int, *, steps: bool = True) -> dict[str, Any]:
+        """A change set; ``steps=False`` leaves out the per-step list (use
+        :meth:`change_set_steps` to page through a big one)."""
+        params = {} if steps else {"steps": 0}
+        return (await self._request("GET", f"/change-sets/{change_set_id}", params=params))[
+            "change_set"
+        ]
+
+    async def change_set_steps(
+        self,
+        change_set_id: int,
+        *,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        """One page of a change set's journal steps: ``{"total": n, "steps": [...]}``, where
+        ``total`` counts the steps with that status (all steps without one). A 120,000-line change
+        set is read a page at a time, never whole."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if status:
+            params["status"] = status
+        d = await self._request("GET", f"/change-sets/{change_set_id}/steps", params=params)
+        return {"total": int(d.get("total") or 0), "steps": list(d.get("steps") or [])}
 
     async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
         return await self._request(
