@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -479,7 +480,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_PIPE = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The entry point. A reader that closes the pipe early (``costrecon costs --json | head``)
+    ends every command quietly: no BrokenPipeError traceback, on any command, at any write."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # flush inside the handler: a write still buffered at exit would fail after it
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's documented dance: point stdout at devnull so the interpreter's own flush at
+        # shutdown does not fail a second time and print "Exception ignored … BrokenPipeError".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return cmd_demo(None, args)
