@@ -39,7 +39,7 @@ async def test_a_change_set_is_one_row_and_new_entries_tail_at_the_bottom():
         assert table.row_count == SEEDED_ROWS
         assert _keys(view)[-1] == "cs11" and table.cursor_row == SEEDED_ROWS - 1
         row = _row_text(view, "cs11")
-        assert "approve → push.done" in row and "change set #11" in row
+        assert "approve → push.done" in row and "#11 · 1 item · 2 lines" in row
         await client.set_manual_cost(1003, client._rows[1003]["catalog_cost"] + 1)
         await settle(pilot, lambda: table.row_count == SEEDED_ROWS + 1)
         assert table.cursor_row == SEEDED_ROWS  # following: the newest is under the cursor
@@ -263,3 +263,15 @@ async def test_detail_and_undo_work_from_a_change_set_row():
         # the undo is a change set of its own: one more row, at the bottom
         await settle(pilot, lambda: _keys(app.activity_view)[-1] == "cs12")
         assert "undo of #11" in _row_text(app.activity_view, "cs12")
+
+
+def test_snapshot_80x24_with_an_expanded_change_set(snap_compare):
+    async def run_before(pilot):
+        app = pilot.app
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("2", "enter")
+        await settle(pilot, lambda: app.activity_view.steps_table.row_count == 3)
+
+    app = make_app(FakeClient())
+    app.RETRY_SECONDS = 3600
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

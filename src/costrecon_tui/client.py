@@ -302,7 +302,17 @@ class DaemonClient:
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if status:
             params["status"] = status
-        d = await self._request("GET", f"/change-sets/{change_set_id}/steps", params=params)
+        try:
+            d = await self._request("GET", f"/change-sets/{change_set_id}/steps", params=params)
+        except DaemonError as exc:
+            if exc.status != 404:
+                raise
+            # A daemon older than the steps endpoint: read the change set whole and page here
+            # (a missing change set raises its own 404 from this call).
+            steps = (await self.change_set(change_set_id)).get("steps") or []
+            if status:
+                steps = [s for s in steps if s.get("status") == status]
+            return {"total": len(steps), "steps": steps[offset : offset + limit]}
         return {"total": int(d.get("total") or 0), "steps": list(d.get("steps") or [])}
 
     async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:

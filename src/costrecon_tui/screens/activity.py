@@ -186,10 +186,26 @@ def money_text(value: Any) -> str:
         return display.plain(value)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def change_text(before: Any, after: Any) -> str:
     if before is None and after is None:
         return ""
     return f"{money_text(before)} → {money_text(after)}"
+
+
+def step_target(s: dict[str, Any]) -> str:
+    """``item M365-BS`` / ``line 88121``: the catalogue item by its identifier when the daemon
+    sends it, a contract line by its PSA id."""
+    target = str(s.get("target") or "")
+    if target == "item" and s.get("identifier"):
+        return f"item {s['identifier']}"
+    return f"{target} {s.get('target_psa_id') or ''}".strip()
+
+
+MONEY_DETAILS = ("monthly_impact", "found", "cost", "price", "before", "after")
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -346,24 +362,23 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         table: DataTable[Any] = ActivityTable(
             cursor_type="row", id="activity-table", flex="subject"
         )
-        table.add_column("When (UTC)", key="at", width=display.STAMP_WIDTH)
+        table.add_column("UTC", key="at", width=display.STAMP_WIDTH)
         table.add_column("Actor", key="actor", width=8)
         table.add_column("Action", key="action", width=21)
         table.add_column("Subject", key="subject", width=28)
-        table.add_column("Before → after", key="change", width=20)
+        table.add_column("Before → after", key="change", width=16)
         yield table
         with Vertical(id="activity-steps-box"):
             yield Static(id="activity-steps-head")
-            steps: DataTable[Any] = DataTable(
-                cursor_type="none", id="activity-steps", zebra_stripes=True
+            steps: DataTable[Any] = KeyTable(
+                cursor_type="none", id="activity-steps", zebra_stripes=True, flex="outcome"
             )
             steps.can_focus = False  # keys stay on the log; ] [ s page and filter the steps
             for label, key, width in (
-                ("Target", "target", 6),
-                ("PSA id", "psa", 10),
-                ("Contract", "contract", 9),
-                ("Before → after", "change", 17),
-                ("Outcome", "outcome", 30),
+                ("Target", "target", 18),
+                ("Contract", "contract", 8),
+                ("Before → after", "change", 16),
+                ("Outcome", "outcome", 60),
             ):
                 steps.add_column(label, key=key, width=width)
             yield steps
@@ -507,16 +522,16 @@ class ActivityView(ReportsWorkerErrors, Vertical):
 
     def _subject(self, row: ChangeSetRow) -> str:
         d = (row.origin or {}).get("details") or {}
-        parts = [f"change set #{row.cs_id}"]
+        parts = [f"#{row.cs_id}"]
         if d.get("undo_of"):
             parts.append(f"undo of #{d['undo_of']}")
         item = d.get("item")
         if isinstance(item, dict) and item.get("identifier"):
             parts.append(str(item["identifier"]))
         elif d.get("items") is not None:
-            parts.append(f"{display.number(d.get('items'))} items")
+            parts.append(_plural(display.number(d.get("items")), "item"))
         if d.get("lines") is not None:
-            parts.append(f"{display.number(d.get('lines')):,} lines")
+            parts.append(_plural(display.number(d.get("lines")), "line"))
         return " · ".join(parts)
 
     def _progress(self, row: ChangeSetRow) -> str:
@@ -613,7 +628,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             else:
                 stamps.append(len(display.stamp(row.get("at"), now)))
                 actors.append(len(row.get("actor") or ""))
-        for key, width in (("at", max(10, max(stamps))), ("actor", min(16, max(actors)))):
+        for key, width in (("at", max(stamps)), ("actor", min(16, max(actors)))):
             column = self.table.columns.get(key)  # type: ignore[call-overload]
             if grow_only and column is not None and column.width >= width:
                 continue
@@ -747,7 +762,10 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         if self.expanded is not None and self.expanded.cs_id == row.cs_id:
             self.action_collapse()
             return
+        # the row being read must stay under the cursor while new entries arrive
+        self.follow = False
         self._set_expanded(StepsPage(row.cs_id))
+        self._update_line()
         self.load_steps()
 
     def action_collapse(self) -> None:
@@ -773,9 +791,16 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         if page is None:
             return
         self._show_steps(loading=True)
-        result = await self.app.client.change_set_steps(
-            page.cs_id, status=page.status, offset=page.offset, limit=STEP_PAGE
-        )
+        try:
+            result = await self.app.client.change_set_steps(
+                page.cs_id, status=page.status, offset=page.offset, limit=STEP_PAGE
+            )
+        except Exception:
+            if self.expanded is page:
+                self.query_one("#activity-steps-head", Static).update(
+                    Text(f"Change set #{page.cs_id} · the steps could not be read · ← close")
+                )
+            raise  # the app's one error handler says what happened
         if self.expanded is not page:
             return
         page.total = display.number(result.get("total"))
@@ -802,6 +827,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             return
         table = self.steps_table
         table.clear()
+        self.call_after_refresh(table.fit_flex_column)  # type: ignore[attr-defined]
         for s in page.steps:
             status = str(s.get("status") or "")
             outcome = f"{STEP_MARKS.get(status, '')} {status}".strip()
@@ -809,9 +835,8 @@ class ActivityView(ReportsWorkerErrors, Vertical):
                 outcome += f": {display.plain(s['message'])}"
             contract = s.get("contract_psa_id")
             table.add_row(
-                Text(str(s.get("target") or "")),
-                Text(str(s.get("identifier") or s.get("target_psa_id") or "")),
-                Text("—" if contract is None else str(contract)),
+                Text(step_target(s), overflow="ellipsis"),
+                Text("—" if contract is None else str(contract), overflow="ellipsis"),
                 Text(change_text(s.get("before"), s.get("after")), overflow="ellipsis"),
                 Text(outcome, style="bold red" if status in BAD else "", overflow="ellipsis"),
             )
@@ -1095,7 +1120,8 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         details = entry.get("details")
         for k, v in details.items() if isinstance(details, dict) else []:
             if v is not None:
-                t.append(f"{str(k).replace('_', ' '):<8} {display.plain(v)}\n", style="dim")
+                shown = money_text(v) if k in MONEY_DETAILS else display.plain(v)
+                t.append(f"{str(k).replace('_', ' '):<8} {shown}\n", style="dim")
         extra = []
         cs_id = change_set_id if change_set_id is not None else change_set_of(entry)
         if cs_id is not None:
@@ -1124,7 +1150,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
     @staticmethod
     def _steps_table(steps: list[dict[str, Any]]) -> Table:
         table = Table(box=None, expand=True, header_style="bold", pad_edge=False)
-        for col in ("Target", "PSA id", "Contract", "Before → after", "Outcome"):
+        for col in ("Target", "Contract", "Before → after", "Outcome"):
             table.add_column(col, no_wrap=col != "Outcome")
         for s in steps:
             status = str(s.get("status") or "")
@@ -1132,8 +1158,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             if s.get("message"):
                 outcome += f": {display.plain(s['message'])}"
             table.add_row(
-                str(s.get("target") or ""),
-                str(s.get("target_psa_id") or ""),
+                step_target(s),
                 str(s.get("contract_psa_id") or "—"),
                 change_text(s.get("before"), s.get("after")),
                 Text(outcome, style="bold red" if status in BAD else ""),
