@@ -432,7 +432,7 @@ class FakeClient:
                 "change set #11",
                 None,
                 None,
-                {"change_set_id": 11, "status": "partial"},
+                {"change_set_id": 11, "status": "partial", "done": 2, "conflict": 1},
                 "mrivera",
             ),
         ]
@@ -871,7 +871,11 @@ class FakeClient:
         if not counts["pending"]:
             cs["finished_at"] = _iso(NOW)
             self._add_activity(
-                "push.done", f"change set #{cs_id}", None, None, {"change_set_id": cs_id}
+                "push.done",
+                f"change set {cs_id}",
+                None,
+                None,
+                {"change_set_id": cs_id, "status": cs["status"], **counts},
             )
 
     async def change_sets(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -275,3 +275,25 @@ def test_snapshot_80x24_with_an_expanded_change_set(snap_compare):
     app = make_app(FakeClient())
     app.RETRY_SECONDS = 3600
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_a_running_change_set_row_shows_its_progress_from_push_events():
+    from costrecon_tui.client import ApprovalItem
+
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = await _open_activity(pilot, app)
+        row = client._rows[1001]
+        cs = await client.approve(
+            [ApprovalItem(1001, row["catalog_cost"] + 1, row["catalog_cost"])]
+        )
+        total = len(client._change_sets[cs["id"]]["steps"])
+        await settle(pilot, lambda: f"cs{cs['id']}" in view.table.rows)
+        client.push_steps(cs["id"], 2)
+        await settle(pilot, lambda: f"2/{total} sent" in _row_text(view, f"cs{cs['id']}"))
+        assert "approve → pushing" in _row_text(view, f"cs{cs['id']}")
+        client.push_steps(cs["id"])
+        await settle(pilot, lambda: "approve → push.done" in _row_text(view, f"cs{cs['id']}"))
+        assert _row_text(view, f"cs{cs['id']}").endswith(f"✓{total}")
+        assert view.table.row_count == SEEDED_ROWS + 1

@@ -320,7 +320,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         finally:
             self.table.loading = False
         self.rows, self.groups = {}, {}
-        self._pending.clear()
+        # entries still buffered stay: those the read already had are skipped by id at the flush
         for e in reversed(entries):
             self._fold(e)
         self._newest = max((e["id"] for e in entries), default=0)
@@ -526,14 +526,20 @@ class ActivityView(ReportsWorkerErrors, Vertical):
     def add_entry(self, entry: dict[str, Any]) -> None:
         """A live `activity` event: buffered, and applied with the others a few times a second,
         so a push that logs thousands of entries costs a few redraws, not thousands."""
-        if not self.loaded or not isinstance(entry.get("id"), int):
+        if not isinstance(entry.get("id"), int):
             return
+        if not self.loaded and len(self._pending) >= MAX_SCAN:
+            return  # the first load, when it answers, has them
         self._pending.append(entry)
         if self._flush_timer is None:
             self._flush_timer = self.set_timer(FLUSH_SECONDS, self._flush)
 
     def _flush(self) -> None:
         self._flush_timer = None
+        if not self.loaded:  # the first load is still reading: apply these after it
+            if self._pending:
+                self._flush_timer = self.set_timer(FLUSH_SECONDS, self._flush)
+            return
         pending, self._pending = self._pending, []
         if not pending:
             return

@@ -120,7 +120,10 @@ class ChangeSetRow:
     def count_of(self, status: str) -> int:
         if status in self.outcome:
             return self.outcome[status]
-        return sum(n for a, n in self.actions.items() if a.endswith("." + status))
+        # before push.done: the per-target entries (push.line.conflict, push.item.failed…)
+        return sum(
+            n for a, n in self.actions.items() if a.count(".") == 2 and a.endswith("." + status)
+        )
 
     @property
     def bad(self) -> bool:
