@@ -886,8 +886,8 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         path = Path(text).expanduser()
         try:
             n = self.export_csv(path)
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+            reason = getattr(exc, "strerror", None) or "not a usable file name"
             self.notify(
                 f"Could not write {path}: {reason.lower()}; choose another file.",
                 severity="error",
