@@ -10,7 +10,7 @@ from ... import events as event_log
 from ...jsonable import dumps
 from ..context import Services, actor_of, services
 from ..errors import ok
-from ..fields import body_of, field_bool, field_int, field_time
+from ..fields import body_of, field_bool, field_int, field_seconds, field_time
 
 routes = web.RouteTableDef()
 
@@ -70,7 +70,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     assert since is not None  # it has a default
     if request.query.get("stream") in ("1", "true"):
         return await _stream_events(request, d, since)
-    timeout = min(float(request.query.get("timeout", 25) or 25), 60.0)
+    timeout = field_seconds(request.query, "timeout", default=25.0, maximum=60.0)
     generation = d.bus.generation
     found = await d.store.read(event_log.after, since)
     if not found and timeout > 0:
