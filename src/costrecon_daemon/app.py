@@ -292,6 +292,7 @@ class Daemon:
                 "connected": self.mirror.psa_state.connected,
                 "error": self.mirror.psa_state.error,
                 "permission_problems": self.mirror.psa_state.permission_problems,
+                "permissions": self.mirror.psa_state.permissions,
                 "last_sync": info["last_sync"],
                 "last_full_sync": info["last_full_sync"],
                 "next_sync": self.mirror.psa_state.next_sync if c else None,
