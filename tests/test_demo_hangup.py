@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,3 +117,56 @@ def test_demo_keep_refuses_a_directory_that_is_not_empty(tmp_path):
     assert "not an empty directory" in r.stderr and "Traceback" not in r.stderr
     assert (keep / "config.toml").read_text() == "# my own config\n"
     assert sorted(p.name for p in keep.iterdir()) == ["config.toml"]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("how", ["kill-session", "sigterm"])
+def test_demo_with_its_tui_in_tmux_leaves_nothing_when_the_session_dies(tmp_path, how):
+    from .test_e2e_tmux import Tmux, _costrecon
+
+    t = Tmux(f"hup-{how}")
+    # TMPDIR: the demo's temp dir lands in tmp_path, where this test can look for it.
+    t.start(["env", f"TMPDIR={tmp_path}", *_costrecon(), "demo", "--psa", "syncro"], 100, 30)
+    roots: list[Path] = []
+    try:
+        t.wait_for(lambda s: "costrecon — Costs" in s, "the cost table", 120)
+        roots = [p for p in tmp_path.iterdir() if p.name.startswith("costrecon-demo-")]
+        assert len(roots) == 1 and _pids_of_daemons_for(roots[0])
+        if how == "kill-session":
+            t.tmux("kill-session", "-t", t.target)  # what a dropped SSH session does: SIGHUP
+        else:
+            # Only the demo this test started: the one whose environment carries our TMPDIR
+            # (other demos may be running on this machine).
+            mark = f"TMPDIR={tmp_path}".encode()
+            demo = [
+                int(p.name)
+                for p in Path("/proc").iterdir()
+                if p.name.isdigit()
+                and mark in _environ(p).split(b"\0")
+                and b"demo" in _cmdline(p).split(b" ")  # the demo itself, not its daemon
+            ]
+            assert len(demo) == 1, f"expected one demo process, found {demo}"
+            for pid in demo:
+                os.kill(pid, signal.SIGTERM)
+        pids, left = _wait_gone(roots[0])
+        assert pids == [] and not left, (pids, left, t.screen())
+    finally:
+        t.kill()
+        for root in roots:
+            for pid in _pids_of_daemons_for(root):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _environ(proc: Path) -> bytes:
+    try:
+        return (proc / "environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
