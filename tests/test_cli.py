@@ -7,7 +7,7 @@ import io
 import json
 from decimal import Decimal
 
-from costrecon_daemon.activity import write_csv
+from costrecon_tui.export import write_csv
 
 from .harness import DaemonProcess
 from .psa_fixtures import cw_daemon, live_lines, msp_tenant

@@ -16,6 +16,7 @@ from costrecon_daemon.psa.base import (
     PSAValidationError,
     PSAWriteNotApplied,
     SyncChunk,
+    failing,
 )
 from costrecon_daemon.psa.limits import RollingWindow
 from costrecon_daemon.sim.autotask import CANT_READ_COSTS, SecurityLevel, start_autotask_sim
@@ -207,7 +208,7 @@ async def test_contract_service_cost_that_autotask_will_not_change_is_never_done
 async def test_cant_read_costs_is_reported_and_writes_are_never_counted_done(tenant):
     sim, conn = tenant
     sim.set_security(CANT_READ_COSTS)
-    problems = await conn.check_permissions()
+    problems = failing(await conn.check_permissions())
     read_costs = [p for p in problems if p.capability == "read_costs"]
     assert read_costs and "Can't Read Costs" in read_costs[0].message
     sid = next(iter(sim.tables["Services"]))
@@ -220,7 +221,7 @@ async def test_cant_read_costs_is_reported_and_writes_are_never_counted_done(ten
 async def test_missing_services_edit_right_names_system_administrator(tenant):
     sim, conn = tenant
     sim.set_security(SecurityLevel(name="Inventory only", can_edit_services=False))
-    problems = await conn.check_permissions()
+    problems = failing(await conn.check_permissions())
     assert [p.capability for p in problems] == ["edit_catalog"]
     assert "System Administrator" in problems[0].message
     sid = next(iter(sim.tables["Services"]))
@@ -233,7 +234,7 @@ async def test_missing_services_edit_right_names_system_administrator(tenant):
 
 async def test_all_clear_permissions(tenant):
     _, conn = tenant
-    assert await conn.check_permissions() == []
+    assert failing(await conn.check_permissions()) == []
 
 
 async def test_wrong_secret_is_an_auth_error():

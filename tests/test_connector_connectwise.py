@@ -15,6 +15,7 @@ from costrecon_daemon.psa.base import (
     PSAUnavailable,
     PSAValidationError,
     PSAWriteNotApplied,
+    failing,
 )
 from costrecon_daemon.psa.connectwise import ConnectWiseConnector, ConnectWiseSettings
 from costrecon_daemon.sim.dataset import generate, generate_custom
@@ -182,10 +183,10 @@ async def test_unknown_company_is_reported():
 async def test_missing_edit_rights_are_found_without_changing_data():
     async with connectwise(generate("tiny")) as (running, conn):
         await conn.connect()
-        assert await conn.check_permissions() == []
+        assert failing(await conn.check_permissions()) == []
         running.sim.set_role(catalog_edit=False, agreements_edit=False)
         before = {i: running.sim.item_cost(i) for i in range(1, 21)}
-        problems = await conn.check_permissions()
+        problems = failing(await conn.check_permissions())
         assert {p.capability for p in problems} == {"edit_catalog", "edit_lines"}
         assert any("Procurement > Product Catalog" in p.message for p in problems)
         assert any("Finance > Agreements" in p.message for p in problems)

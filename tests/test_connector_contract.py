@@ -27,6 +27,7 @@ from costrecon_daemon.psa.base import (
     PSAPermissionError,
     PSAWriteNotApplied,
     SyncChunk,
+    failing,
 )
 from costrecon_daemon.psa.guarded import guarded_write
 from costrecon_daemon.sim.dataset import Dataset, generate_custom
@@ -279,15 +280,36 @@ PROBE = {
 async def test_check_permissions_names_the_missing_setting(psa):
     with served(psa, mixed_tenant()) as sim:
         async with connected(sim) as conn:
-            assert await conn.check_permissions() == []
+            assert failing(await conn.check_permissions()) == []
             how, capability, setting = PROBE[psa]
             if how == "deny_line_edit":
                 sim.deny_line_edit()
             else:
                 sim.call(lambda: sim.sim.set_permissions("products_list", "products_edit"))
-            problems = await conn.check_permissions()
+            problems = failing(await conn.check_permissions())
             assert [p.capability for p in problems] == [capability]
             assert setting in problems[0].message
+
+
+@every_psa
+async def test_check_permissions_lists_every_permission_it_checked(psa):
+    # The Sync view names each permission with ✓/✗ (issue 20 item 7), not only the problems.
+    with served(psa, mixed_tenant()) as sim:
+        async with connected(sim) as conn:
+            checks = await conn.check_permissions()
+            by_cap = {c.capability: c for c in checks}
+            assert {"read_catalog", "edit_catalog", "read_lines", "edit_lines"} <= set(by_cap)
+            assert len(by_cap) == len(checks)  # one entry per permission
+            assert by_cap["read_catalog"].ok is True and by_cap["read_lines"].ok is True
+            assert all(c.ok is not False for c in checks)
+            how, capability, setting = PROBE[psa]
+            if how == "deny_line_edit":
+                sim.deny_line_edit()
+            else:
+                sim.call(lambda: sim.sim.set_permissions("products_list", "products_edit"))
+            after = {c.capability: c.to_json() for c in await conn.check_permissions()}
+            assert after[capability]["ok"] is False and setting in after[capability]["fix"]
+            assert after["read_catalog"] == {**after["read_catalog"], "ok": True, "fix": None}
 
 
 # ---- limits and faults -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from costrecon_daemon.psa.base import (
     PSAPermissionError,
     PSAValidationError,
     SyncChunk,
+    failing,
 )
 from costrecon_daemon.psa.syncro import SyncroConnector, SyncroSettings
 from costrecon_daemon.sim.dataset import generate, generate_custom
@@ -156,7 +157,7 @@ async def test_conflicting_edits_are_visible_on_read(account):
 async def test_missing_list_permissions_are_named(account, granted, capability, setting):
     sim, conn = account
     sim.set_permissions(*granted)
-    problems = await conn.check_permissions()
+    problems = failing(await conn.check_permissions())
     assert [p.capability for p in problems] == [capability]
     assert setting in problems[0].message
 

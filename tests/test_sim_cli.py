@@ -15,6 +15,7 @@ import pytest
 
 from costrecon_daemon.app import build_connector
 from costrecon_daemon.config import load_config
+from costrecon_daemon.psa.base import failing
 
 # Each run passes one credential flag of its own, so the flags are shown to reach the simulator.
 CASES = {
@@ -88,7 +89,7 @@ async def test_sim_command_prints_a_working_config_snippet(tmp_path: Path, psa: 
         assert conn is not None
         try:
             await conn.connect()
-            assert await conn.check_permissions() == []
+            assert failing(await conn.check_permissions()) == []
             assert conn.requests_made >= 2
         finally:
             await conn.aclose()

@@ -16,17 +16,15 @@ There is deliberately no update or delete function in this module.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
@@ -334,29 +332,3 @@ def checkpoint_is_genuine(cp: Checkpoint, key: ChainKey | None = None) -> bool:
     if cp.signature is None or key is None:
         return cp.signature is None
     return hmac.compare_digest(cp.signature, _sign(key, cp.id, cp.hash))
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    """Spreadsheet-safe cell: a leading quote stops =, +, -, @ from being read as a formula."""
-    text = (
-        ""
-        if value is None
-        else (value if isinstance(value, str) else json.dumps(value, sort_keys=True))
-    )
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-EXPORT_COLUMNS = ("id", "at", "actor", "action", "subject", "before", "after", "details")
-
-
-def write_csv(entries: Iterable[dict[str, Any]], out: TextIO) -> int:
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    n = 0
-    for e in entries:
-        writer.writerow([_cell(e.get(c)) for c in EXPORT_COLUMNS])
-        n += 1
-    return n

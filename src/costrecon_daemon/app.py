@@ -24,7 +24,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from . import __version__, activity, events
-from .api import Services, make_app
+from .api import ApiRunner, Services, make_app
 from .changes import Approvals, PushWorker
 from .config import Config, current_user
 from .costs import CostTable
@@ -170,9 +170,7 @@ class Daemon:
                 schema_version=self.schema_version,
             )
         )
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=3.0
-        )
+        self._runner = ApiRunner(app, handle_signals=False, access_log=None, shutdown_timeout=3.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=3.0).start()
 
@@ -294,6 +292,7 @@ class Daemon:
                 "connected": self.mirror.psa_state.connected,
                 "error": self.mirror.psa_state.error,
                 "permission_problems": self.mirror.psa_state.permission_problems,
+                "permissions": self.mirror.psa_state.permissions,
                 "last_sync": info["last_sync"],
                 "last_full_sync": info["last_full_sync"],
                 "next_sync": self.mirror.psa_state.next_sync if c else None,

@@ -15,8 +15,10 @@ from typing import Any
 from costrecon_daemon import __version__
 from costrecon_daemon.config import Config, ConfigError, load_config
 from costrecon_daemon.money import display
+from costrecon_daemon.text import printable
 
 from .client import ApprovalItem, ClientError, CostRow, DaemonClient
+from .export import checkpoint_path, read_checkpoint, write_checkpoint, write_csv
 
 EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 
@@ -260,23 +262,40 @@ def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _format_entry(e: dict[str, Any]) -> str:
+    # The client escapes control characters already; printable() again (it is idempotent) keeps
+    # a forged line or an escape sequence off the terminal even for data from elsewhere.
     change = ""
     if e.get("before") is not None or e.get("after") is not None:
-        change = f"  {e.get('before') or '—'} → {e.get('after') or '—'}"
-    return f"{e['at'][:19].replace('T', ' ')}  {e['actor']:<12} {e['action']:<22} {e['subject']}{change}"
+        change = f"  {printable(e.get('before') or '—')} → {printable(e.get('after') or '—')}"
+    return (
+        f"{printable(str(e.get('at') or ''))[:19].replace('T', ' ')}  "
+        f"{printable(e.get('actor') or ''):<12} {printable(e.get('action') or ''):<22} "
+        f"{printable(e.get('subject') or '')}{change}"
+    )
 
 
 def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
     if args.activity_command == "verify":
+        checkpoint = None
+        if args.checkpoint:
+            try:
+                checkpoint = read_checkpoint(Path(args.checkpoint))
+            except ValueError as exc:
+                print(f"costrecon: {printable(exc)}", file=sys.stderr)
+                return EXIT_USAGE
 
         async def verify() -> int:
             async with _client(cfg, args) as client:
-                r = await client.verify_activity()
+                r = await client.verify_activity(checkpoint)
+            against = (
+                f" and it still ends at or after entry {checkpoint['id']}" if checkpoint else ""
+            )
             if r["ok"]:
-                print(f"Activity log intact: {r['checked']} entries verified.")
+                print(f"Activity log intact: {r['checked']} entries verified{against}.")
                 return 0
+            where = f" at entry {r['first_broken']}" if r.get("first_broken") is not None else ""
             print(
-                f"Activity log broken at entry {r['first_broken']}: {r['reason']} "
+                f"Activity log broken{where}: {printable(r['reason'])} "
                 f"({r['checked']} entries before it verified)."
             )
             return EXIT_FAIL
@@ -285,20 +304,29 @@ def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
     if args.activity_command == "export":
 
         async def export() -> int:
-            from costrecon_daemon.activity import write_csv
-
             async with _client(cfg, args) as client:
+                # The checkpoint first, then exactly the entries up to it: the CSV and its
+                # checkpoint describe the same log, however busy the daemon is meanwhile.
+                checkpoint = await client.activity_checkpoint()
                 entries: list[dict[str, Any]] = []
                 after = 0
-                while True:
+                while after < checkpoint["id"]:
                     batch = await client.activity(after_id=after, limit=5000)
                     if not batch:
                         break
-                    entries += batch
+                    entries += [e for e in batch if e["id"] <= checkpoint["id"]]
                     after = batch[-1]["id"]
-            with open(args.csv, "w", newline="", encoding="utf-8") as fh:
+            csv_path = Path(args.csv)
+            with open(csv_path, "w", newline="", encoding="utf-8") as fh:
                 n = write_csv(entries, fh)
-            print(f"Exported {n} entries to {args.csv}.")
+            cp_path = checkpoint_path(csv_path)
+            write_checkpoint(cp_path, checkpoint)
+            print(f"Exported {n} entries to {printable(args.csv)}.")
+            print(
+                f"Checkpoint (entry {checkpoint['id']}) saved to {printable(cp_path)}; "
+                f"`costrecon activity verify --checkpoint {printable(cp_path)}` detects entries "
+                "removed since."
+            )
             return 0
 
         return _run(export())
@@ -474,9 +502,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail = asub.add_parser("tail", help="print recent entries and follow new ones (like tail -f)")
     tail.add_argument("-n", "--lines", type=int, default=20)
     tail.add_argument("--no-follow", action="store_true")
-    exp = asub.add_parser("export", help="write the whole log as CSV (formula-safe)")
+    exp = asub.add_parser(
+        "export",
+        help="write the whole log as CSV (formula-safe), with its checkpoint beside it",
+    )
     exp.add_argument("--csv", required=True, metavar="FILE")
-    asub.add_parser("verify", help="check the hash chain; report the first broken entry")
+    ver = asub.add_parser("verify", help="check the hash chain; report the first broken entry")
+    ver.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="also check against the checkpoint an export saved (FILE.checkpoint.json): "
+        "detects entries removed from the end of the log",
+    )
     return p
 
 
@@ -508,7 +545,7 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(Path(args.config) if args.config else None)
     except ConfigError as exc:
-        print(f"costrecon: {exc}", file=sys.stderr)
+        print(f"costrecon: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     handler = {
         None: cmd_tui,
@@ -522,7 +559,7 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         return handler(cfg, args)
     except ClientError as exc:
-        print(f"costrecon: {exc}", file=sys.stderr)
+        print(f"costrecon: {printable(exc)}", file=sys.stderr)
         from .client import DaemonNotRunning
 
         return EXIT_NOT_RUNNING if isinstance(exc, DaemonNotRunning) else EXIT_FAIL

@@ -16,7 +16,28 @@ from typing import Any
 
 import httpx
 
+from costrecon_daemon.text import printable
+
 API = "/v1"
+
+
+def safe(value: Any) -> Any:
+    """``value`` with every string in it (keys too) shown with its control characters escaped.
+
+    Names, subjects, file names and messages come from price files, the PSA and other users: a
+    newline or an ESC/OSC sequence in one must never reach a terminal raw (issue 13 item 6). The
+    client escapes them as they arrive, so no view or command prints them. Numbers, booleans and
+    None pass through.
+    """
+    if isinstance(value, str):
+        # isprintable() is false for every character printable() escapes: a fast path for the
+        # thousands of clean names in a cost grid page.
+        return value if value.isprintable() else printable(value)
+    if isinstance(value, dict):
+        return {safe(k): safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [safe(v) for v in value]
+    return value
 
 
 class ClientError(Exception):
@@ -209,7 +230,10 @@ class DaemonClient:
             try:
                 err = resp.json()["error"]
                 raise DaemonError(
-                    resp.status_code, err.get("code", "error"), err["message"], err.get("data")
+                    resp.status_code,
+                    err.get("code", "error"),
+                    printable(err["message"]),
+                    safe(err.get("data")),
                 )
             except (ValueError, KeyError, TypeError):
                 raise DaemonError(
@@ -217,7 +241,7 @@ class DaemonClient:
                 ) from None
         if resp.status_code == 204 or not resp.content:
             return None
-        return resp.json()
+        return safe(resp.json())
 
     # ------------------------------------------------------------------ daemon
 
@@ -346,8 +370,20 @@ class DaemonClient:
         }
         return (await self._request("GET", "/activity", params=params))["entries"]
 
-    async def verify_activity(self) -> dict[str, Any]:
-        return await self._request("GET", "/activity/verify")
+    async def verify_activity(self, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The chain's check; against ``checkpoint`` (from an export) it also catches tail cuts."""
+        params: dict[str, Any] = {}
+        if checkpoint is not None:
+            params = {
+                "checkpoint_id": checkpoint["id"],
+                "checkpoint_hash": checkpoint["hash"],
+            }
+            if checkpoint.get("signature"):
+                params["checkpoint_signature"] = checkpoint["signature"]
+        return await self._request("GET", "/activity/verify", params=params)
+
+    async def activity_checkpoint(self) -> dict[str, Any]:
+        return (await self._request("GET", "/activity/checkpoint"))["checkpoint"]
 
     async def events(self, since: int, timeout: float = 25.0) -> list[Event]:
         """Long-poll: returns as soon as there are events after ``since`` (or empty on timeout)."""
@@ -375,7 +411,7 @@ class DaemonClient:
             ) as resp:
                 async for line in resp.aiter_lines():
                     if line.strip():
-                        yield Event(**json.loads(line))
+                        yield Event(**safe(json.loads(line)))
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise DaemonNotRunning(self.socket_path) from exc
 

@@ -14,7 +14,7 @@ from typing import Any
 from .. import activity, events
 from ..config import SyncSection
 from ..errors import Conflict
-from ..psa.base import Connector, PermissionProblem, PSAError
+from ..psa.base import Connector, PermissionCheck, PSAError, failing
 from ..store import Store
 from .sync import get_state, run_sync
 
@@ -29,6 +29,8 @@ class PsaState:
     connected: bool = False
     error: str | None = None
     permission_problems: list[dict[str, str]] = field(default_factory=list)
+    # every permission checked, granted or not: {capability, ok, message, fix}
+    permissions: list[dict[str, Any]] = field(default_factory=list)
     syncing: bool = False
     next_sync: str | None = None  # ISO time of the next scheduled sync
 
@@ -68,7 +70,7 @@ class SyncLoop:
         assert self.connector is not None
         try:
             await self.connector.connect()
-            problems: list[PermissionProblem] = await self.connector.check_permissions()
+            checks: list[PermissionCheck] = await self.connector.check_permissions()
         except PSAError as exc:
             message = exc.message
             self.psa_state.connected, self.psa_state.error = False, message
@@ -78,8 +80,9 @@ class SyncLoop:
             return False
         self.psa_state.connected, self.psa_state.error = True, None
         self.psa_state.permission_problems = [
-            {"capability": p.capability, "message": p.message} for p in problems
+            {"capability": p.capability, "message": p.message} for p in failing(checks)
         ]
+        self.psa_state.permissions = [c.to_json() for c in checks]
         return True
 
     async def run(self) -> None:

@@ -34,7 +34,7 @@ from costrecon_daemon.psa.base import (
     ContractRecord,
     LineKey,
     LineRecord,
-    PermissionProblem,
+    PermissionCheck,
     PSAAuthError,
     PSAError,
     PSANotFound,
@@ -44,6 +44,7 @@ from costrecon_daemon.psa.base import (
     PullResult,
     RateLimits,
     SyncChunk,
+    granted,
 )
 from costrecon_daemon.psa.http import Call, Classifier, HttpResponse, Retry, Transport, dumps, loads
 from costrecon_daemon.psa.limits import PerEndpoint, RollingWindow
@@ -472,8 +473,16 @@ class AutotaskConnector(Connector):
         used = int((info or {}).get("currentTimeframeRequestCount") or 0)
         self.budget.seed(max(0, used - 1))
 
-    async def check_permissions(self) -> list[PermissionProblem]:
-        problems: list[PermissionProblem] = []
+    async def check_permissions(self) -> list[PermissionCheck]:
+        # Services and Products are probed alike; a capability is granted only when both are.
+        checked: dict[str, list[str]] = {}
+        refused: dict[str, list[str]] = {}
+
+        def note(capability: str, what: str, problem: str | None = None) -> None:
+            checked.setdefault(capability, []).append(what)
+            if problem is not None:
+                refused.setdefault(capability, []).append(problem)
+
         seen_costs: list[Decimal | None] = []
         for entity, setting in (
             ("Services", SETTING_SERVICES_EDIT),
@@ -490,8 +499,9 @@ class AutotaskConnector(Connector):
                     mutates=False,
                 )
                 seen_costs += [_dec(i.get("unitCost")) for i in page.get("items") or []]
+                note("read_catalog", f"listed {entity}")
             except PSAPermissionError as exc:
-                problems.append(PermissionProblem("read_catalog", exc.message))
+                note("read_catalog", f"listed {entity}", exc.message)
             # Edit probe that cannot change anything: PATCH a record id that does not exist. A level
             # without the right answers with the permission text; one with it, "no matching
             # records". (That the real API checks rights before existence is UNCERTAIN.)
@@ -501,26 +511,29 @@ class AutotaskConnector(Connector):
                     "PATCH", entity, endpoint=entity, body={"id": 0}, setting=setting,
                     what=f"update {entity}", mutates=False,
                 )  # fmt: skip
+                note("edit_catalog", f"may update {entity}")
             except PSAPermissionError as exc:
-                problems.append(PermissionProblem("edit_catalog", exc.message))
+                note("edit_catalog", f"may update {entity}", exc.message)
             except (PSANotFound, PSAValidationError):
-                pass
+                note("edit_catalog", f"may update {entity}")
         if seen_costs and all(c is None for c in seen_costs):
-            problems.append(
-                PermissionProblem(
-                    "read_costs",
-                    "Autotask returns no unit costs to the API user, so cost writes would be "
-                    f"silently ignored; change {SETTING_READ_COSTS}.",
-                )
+            note(
+                "read_costs",
+                "unit costs visible",
+                "Autotask returns no unit costs to the API user, so cost writes would be "
+                f"silently ignored; change {SETTING_READ_COSTS}.",
             )
+        elif seen_costs:
+            note("read_costs", "unit costs visible")
         try:
             await self._call(
                 "POST", "ContractServices/query", endpoint="ContractServices",
                 body={"MaxRecords": 1, "filter": ALL}, setting=SETTING_CONTRACTS,
                 what="list contract services", mutates=False,
             )  # fmt: skip
+            note("read_lines", "listed contract services")
         except PSAPermissionError as exc:
-            problems.append(PermissionProblem("read_lines", exc.message))
+            note("read_lines", "listed contract services", exc.message)
         try:
             await self._call(
                 "POST", "ContractServiceAdjustments", endpoint="ContractServiceAdjustments",
@@ -528,11 +541,24 @@ class AutotaskConnector(Connector):
                       "unitChange": 0},
                 setting=SETTING_CONTRACTS, what="adjust contract services", mutates=False,
             )  # fmt: skip
+            note("edit_lines", "may adjust contract services")
         except PSAPermissionError as exc:
-            problems.append(PermissionProblem("edit_lines", exc.message))
+            note("edit_lines", "may adjust contract services", exc.message)
         except (PSANotFound, PSAValidationError):
-            pass
-        return problems
+            note("edit_lines", "may adjust contract services")
+        checks = [
+            PermissionCheck(cap, " ".join(dict.fromkeys(refused[cap])), ok=False)
+            if cap in refused
+            else granted(cap, "; ".join(whats))
+            for cap, whats in checked.items()
+        ]
+        if "read_costs" not in checked:
+            checks.append(
+                PermissionCheck(
+                    "read_costs", "not checked: no catalogue item to look at yet.", ok=None
+                )
+            )
+        return checks
 
     async def pull(self, since: str | None, sink: ChunkSink) -> PullResult:
         start_requests = self.requests_made

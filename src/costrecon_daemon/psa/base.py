@@ -116,8 +116,37 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class PermissionProblem:
+    """One permission the check looked at (issue 20: the Sync view names every one it checked).
+
+    ``ok``: True granted, False refused, None not checkable without changing data.
+    """
+
     capability: str  # "read_catalog", "edit_catalog", "read_lines", "edit_lines", "read_costs"
-    message: str  # one sentence naming the exact PSA role/setting to change
+    # refused: one sentence naming the exact PSA role/setting to change (the fix); otherwise what
+    # was checked, or why it could not be
+    message: str
+    ok: bool | None = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "capability": self.capability,
+            "ok": self.ok,
+            "message": self.message,
+            "fix": self.message if self.ok is False else None,
+        }
+
+
+# The name for what check_permissions returns: every check, granted or not.
+PermissionCheck = PermissionProblem
+
+
+def granted(capability: str, checked: str) -> PermissionCheck:
+    return PermissionCheck(capability, checked, ok=True)
+
+
+def failing(checks: list[PermissionCheck]) -> list[PermissionCheck]:
+    """The refused permissions among ``checks`` (what needs a person's fix)."""
+    return [c for c in checks if c.ok is False]
 
 
 # ---- errors: every message is one sentence for a person; secrets never appear in them ----
@@ -205,8 +234,9 @@ class Connector(Protocol):
     async def connect(self) -> None:
         """Discover the API root (codebase/zone), check credentials. Raises PSAAuthError etc."""
 
-    async def check_permissions(self) -> list[PermissionProblem]:
-        """Probe read/edit rights without changing anything; empty list when all is well."""
+    async def check_permissions(self) -> list[PermissionCheck]:
+        """Probe read/edit rights without changing anything: one entry per permission checked,
+        granted or not (:func:`failing` picks the problems)."""
 
     async def pull(self, since: str | None, sink: ChunkSink) -> PullResult:
         """Pull the catalogue, contracts and contract lines into ``sink`` in batches.

@@ -45,7 +45,7 @@ from costrecon_daemon.psa.base import (
     ContractRecord,
     LineKey,
     LineRecord,
-    PermissionProblem,
+    PermissionCheck,
     PSAAuthError,
     PSAError,
     PSANotFound,
@@ -55,6 +55,7 @@ from costrecon_daemon.psa.base import (
     PullResult,
     RateLimits,
     SyncChunk,
+    granted,
 )
 from costrecon_daemon.psa.http import Call, Classifier, HttpResponse, Transport, dumps, loads
 from costrecon_daemon.psa.limits import Concurrency
@@ -737,16 +738,22 @@ class ConnectWiseConnector(Connector):
             return True
         return True
 
-    async def check_permissions(self) -> list[PermissionProblem]:
-        problems: list[PermissionProblem] = []
+    async def check_permissions(self) -> list[PermissionCheck]:
+        checks: list[PermissionCheck] = []
 
         def problem(capability: str, setting: str, doing: str) -> None:
-            problems.append(
-                PermissionProblem(
+            checks.append(
+                PermissionCheck(
                     capability,
                     f"The {NAME} API member cannot {doing}; in System > Security Roles set {setting}.",
                 )
             )
+
+        def fine(capability: str, setting: str) -> None:
+            checks.append(granted(capability, setting))
+
+        def unknown(capability: str, why: str) -> None:
+            checks.append(PermissionCheck(capability, f"not checked: {why}.", ok=None))
 
         items: list[dict[str, Any]] = []
         try:
@@ -755,11 +762,14 @@ class ConnectWiseConnector(Connector):
                 {"pageSize": "1", "fields": "id"},
                 read_setting=SETTING_CATALOG_READ,
             )
+            fine("read_catalog", SETTING_CATALOG_READ)
         except PSAPermissionError:
             problem("read_catalog", SETTING_CATALOG_READ, "read the product catalogue")
-        if items and not await self._probe_edit(
-            f"/procurement/catalog/{items[0]['id']}", SETTING_CATALOG_EDIT
-        ):
+        if not items:
+            unknown("edit_catalog", "no catalogue item to probe")
+        elif await self._probe_edit(f"/procurement/catalog/{items[0]['id']}", SETTING_CATALOG_EDIT):
+            fine("edit_catalog", SETTING_CATALOG_EDIT)
+        else:
             problem("edit_catalog", SETTING_CATALOG_EDIT, "edit product catalogue costs")
 
         addition: tuple[int, int] | None = None
@@ -778,10 +788,15 @@ class ConnectWiseConnector(Connector):
                 if rows:
                     addition = (int(row["id"]), int(rows[0]["id"]))
                     break
+            fine("read_lines", SETTING_AGREEMENTS_READ)
         except PSAPermissionError:
             problem("read_lines", SETTING_AGREEMENTS_READ, "read agreements and their additions")
-        if addition and not await self._probe_edit(
+        if addition is None:
+            unknown("edit_lines", "no agreement addition to probe")
+        elif await self._probe_edit(
             f"/finance/agreements/{addition[0]}/additions/{addition[1]}", SETTING_AGREEMENTS_EDIT
         ):
+            fine("edit_lines", SETTING_AGREEMENTS_EDIT)
+        else:
             problem("edit_lines", SETTING_AGREEMENTS_EDIT, "edit agreement addition costs")
-        return problems
+        return checks

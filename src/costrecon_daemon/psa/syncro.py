@@ -30,7 +30,7 @@ from costrecon_daemon.psa.base import (
     ContractRecord,
     LineKey,
     LineRecord,
-    PermissionProblem,
+    PermissionCheck,
     PSAAuthError,
     PSAError,
     PSANotFound,
@@ -41,6 +41,7 @@ from costrecon_daemon.psa.base import (
     PullResult,
     RateLimits,
     SyncChunk,
+    granted,
 )
 from costrecon_daemon.psa.http import Call, Classifier, HttpResponse, Retry, Transport, dumps, loads
 from costrecon_daemon.psa.limits import Concurrency, RollingWindow
@@ -243,21 +244,29 @@ class SyncroConnector(Connector):
     async def connect(self) -> None:
         await self._call("GET", "products?page=1", setting=PRODUCTS_LIST, what="list products")
 
-    async def check_permissions(self) -> list[PermissionProblem]:
+    async def check_permissions(self) -> list[PermissionCheck]:
         # Syncro has no "who am I" call: read probes show List rights; Edit rights are only learnt
         # from a refused write (a PUT with no change is still a write), so they are not probed.
-        problems: list[PermissionProblem] = []
+        checks: list[PermissionCheck] = []
         try:
             await self._call("GET", "products?page=1", setting=PRODUCTS_LIST, what="list products")
+            checks.append(granted("read_catalog", f"listed products ({PRODUCTS_LIST})"))
         except PSAPermissionError as exc:
-            problems.append(PermissionProblem("read_catalog", exc.message))
+            checks.append(PermissionCheck("read_catalog", exc.message))
         try:
             await self._call(
                 "GET", "schedules?page=1", setting=RECURRING_LIST, what="list recurring invoices"
             )
+            checks.append(granted("read_lines", f"listed recurring invoices ({RECURRING_LIST})"))
         except PSAPermissionError as exc:
-            problems.append(PermissionProblem("read_lines", exc.message))
-        return problems
+            checks.append(PermissionCheck("read_lines", exc.message))
+        untestable = (
+            "not checked: Syncro shows edit rights only by refusing a write; the first push "
+            "names the missing '{}' permission if it is missing."
+        )
+        checks.append(PermissionCheck("edit_catalog", untestable.format(PRODUCTS_EDIT), ok=None))
+        checks.append(PermissionCheck("edit_lines", untestable.format(RECURRING_EDIT), ok=None))
+        return checks
 
     async def pull(self, since: str | None, sink: ChunkSink) -> PullResult:
         # No incremental filter exists for products or schedules: `since` is ignored and this is

@@ -118,7 +118,7 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
         t.append("\nPermissions of the API user\n", style="bold underline")
         for ok, what, fix in permission_rows(psa):
             if ok is None:
-                t.append(f"  ? {what}: not checked (no connection)\n", style="dim")
+                t.append(f"  ? {what}: {fix or 'not checked (no connection)'}\n", style="dim")
             elif ok:
                 t.append(f"  ✓ {what}\n", style="green")
             else:

@@ -11,7 +11,15 @@ from ...changes import POLICIES, Request, change_set_json, list_change_sets
 from ...errors import CostreconError, InvalidInput
 from ..context import actor_of, services
 from ..errors import ok
-from ..fields import body_of, field_bool, field_decimal, field_int, field_str, path_id
+from ..fields import (
+    body_of,
+    field_bool,
+    field_decimal,
+    field_id,
+    field_int,
+    field_str,
+    path_id,
+)
 
 routes = web.RouteTableDef()
 
@@ -27,8 +35,8 @@ def _requests_of(body: dict[str, Any]) -> list[Request]:
     for n, raw in enumerate(items):
         if not isinstance(raw, dict):
             raise InvalidInput("bad_field", f"items[{n}] must be an object.")
-        item_id = field_int(raw, "item_id")
         try:
+            item_id = field_id(raw, "item_id")
             cost = field_decimal(raw, "cost", minimum=Decimal(0))
             seen = field_decimal(raw, "seen_catalog_cost", required=False)
         except CostreconError as exc:
@@ -39,7 +47,7 @@ def _requests_of(body: dict[str, Any]) -> list[Request]:
                 f"items[{n}]: the field 'seen_catalog_cost' is required "
                 "(the catalogue cost you approved against; null if it was blank).",
             )
-        assert item_id is not None and cost is not None
+        assert cost is not None
         out.append(Request(item_id, cost, seen))
     return out
 

@@ -10,7 +10,7 @@ from ...costs import SORT_KEYS, STATES, revert_manual, set_manual
 from ...errors import InvalidInput, NotFound
 from ..context import actor_of, services
 from ..errors import ok
-from ..fields import body_of, field_decimal, field_str, path_id
+from ..fields import body_of, field_decimal, field_ids, field_str, path_id
 
 routes = web.RouteTableDef()
 
@@ -42,15 +42,7 @@ async def cost_view(request: web.Request) -> web.Response:
 @routes.post("/v1/costs/rows")
 async def cost_rows(request: web.Request) -> web.Response:
     body = await body_of(request)
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
-    ):
-        raise InvalidInput(
-            "bad_field", "The field 'ids' must be a list of item ids (whole numbers)."
-        )
-    if len(ids) > 5000:
-        raise InvalidInput("bad_field", "Ask for at most 5000 rows at a time.")
+    ids = field_ids(body, "ids", most=5000)
     return ok({"rows": [r.to_json() for r in services(request).table.get(ids)]})
 
 

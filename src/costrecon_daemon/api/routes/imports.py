@@ -6,11 +6,11 @@ from aiohttp import web
 from sqlalchemy import select
 
 from ...db import PriceImport
-from ...errors import InvalidInput, NotFound
+from ...errors import NotFound
 from ...intake.queries import import_json
 from ..context import services
 from ..errors import ok
-from ..fields import field_int
+from ..fields import field_int, path_id
 
 routes = web.RouteTableDef()
 
@@ -26,14 +26,12 @@ async def list_imports(request: web.Request) -> web.Response:
 
 @routes.get("/v1/imports/{import_id}")
 async def get_import(request: web.Request) -> web.Response:
-    raw = request.match_info["import_id"]
-    if not raw.isdigit():
-        raise InvalidInput("bad_field", f"The import id must be a whole number, got {raw!r}.")
+    import_id = path_id(request, "import_id")
     r = await services(request).store.read(
-        lambda c: c.execute(select(PriceImport).where(PriceImport.id == int(raw))).first()
+        lambda c: c.execute(select(PriceImport).where(PriceImport.id == import_id)).first()
     )
     if r is None:
-        raise NotFound("not_found", f"Import {raw} does not exist.")
+        raise NotFound("not_found", f"Import {import_id} does not exist.")
     return ok({"import": import_json(r, detail=True)})
 
 

@@ -9,7 +9,7 @@ from ...intake.queries import mappings_json
 from ...vendors.normalise import normalise_term
 from ..context import actor_of, services
 from ..errors import ok
-from ..fields import body_of, field_int, field_str
+from ..fields import body_of, field_id, field_str, path_id
 
 routes = web.RouteTableDef()
 
@@ -34,14 +34,14 @@ async def create_mapping(request: web.Request) -> web.Response:
             "bad_field",
             "The field 'term' must be a string such as \"P1M\", or empty for any term.",
         )
+    raw_term = field_str(body, "term", required=False)
     term = None
     if raw_term and raw_term.strip():
         try:
             term = normalise_term(raw_term)
         except ValueError as exc:
             raise InvalidInput("bad_field", f"The field 'term' is not a term: {exc}.") from None
-    item_id = field_int(body, "item_id", minimum=1)
-    assert item_id is not None
+    item_id = field_id(body, "item_id")
     mapping = await services(request).intake.mappings.create_mapping(
         vendor=vendor, sku=sku, term=term, item_id=item_id, actor=actor_of(request)
     )
@@ -50,8 +50,6 @@ async def create_mapping(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/mappings/{mapping_id}")
 async def delete_mapping(request: web.Request) -> web.Response:
-    raw = request.match_info["mapping_id"]
-    if not raw.isdigit():
-        raise InvalidInput("bad_field", f"The mapping id must be a whole number, got {raw!r}.")
-    await services(request).intake.mappings.delete_mapping(int(raw), actor=actor_of(request))
+    mapping_id = path_id(request, "mapping_id")
+    await services(request).intake.mappings.delete_mapping(mapping_id, actor=actor_of(request))
     return web.Response(status=204)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from aiohttp import web
 
 from ... import API_VERSION, __version__
 from ... import activity as activity_log
 from ... import events as event_log
+from ...errors import InvalidInput
 from ...jsonable import dumps
 from ..context import Services, actor_of, services
 from ..errors import ok
-from ..fields import body_of, field_bool, field_int, field_time
+from ..fields import body_of, field_bool, field_int, field_seconds, field_str, field_time
 
 routes = web.RouteTableDef()
 
@@ -57,9 +61,43 @@ async def activity(request: web.Request) -> web.Response:
     return ok({"entries": entries})
 
 
+@routes.get("/v1/activity/checkpoint")
+async def activity_checkpoint(request: web.Request) -> web.Response:
+    """The chain's head (signed when the log is keyed): an export keeps it to detect tail cuts."""
+    cp = await services(request).store.read(activity_log.checkpoint)
+    return ok({"checkpoint": cp.to_json()})
+
+
+_HASH = re.compile(r"k?[0-9a-f]{63,64}")
+
+
+def _checkpoint_of(q: Any) -> activity_log.Checkpoint | None:
+    if not q.get("checkpoint_id") and not q.get("checkpoint_hash"):
+        return None
+    entry_id = field_int(q, "checkpoint_id", minimum=0)
+    entry_hash = field_str(q, "checkpoint_hash", max_length=64)
+    signature = field_str(q, "checkpoint_signature", required=False, max_length=64) or None
+    assert entry_id is not None and entry_hash is not None  # both required
+    if len(entry_hash) != 64 or not _HASH.fullmatch(entry_hash):
+        raise InvalidInput("bad_field", "The field 'checkpoint_hash' is not an entry hash.")
+    if signature is not None and not _HASH.fullmatch(signature):
+        raise InvalidInput("bad_field", "The field 'checkpoint_signature' is not a signature.")
+    return activity_log.Checkpoint(entry_id, entry_hash, signature)
+
+
 @routes.get("/v1/activity/verify")
 async def activity_verify(request: web.Request) -> web.Response:
-    result = await services(request).store.read(activity_log.verify)
+    cp = _checkpoint_of(request.query)
+    if cp is not None and not activity_log.checkpoint_is_genuine(cp):
+        result = activity_log.VerifyResult(
+            False,
+            0,
+            None,
+            "the checkpoint's signature does not match the activity log key, so it was not "
+            "written by this daemon; verify against the checkpoint saved with an export",
+        )
+    else:
+        result = await services(request).store.read(lambda c: activity_log.verify(c, checkpoint=cp))
     return ok(result.to_json())
 
 
@@ -70,7 +108,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     assert since is not None  # it has a default
     if request.query.get("stream") in ("1", "true"):
         return await _stream_events(request, d, since)
-    timeout = min(float(request.query.get("timeout", 25) or 25), 60.0)
+    timeout = field_seconds(request.query, "timeout", default=25.0, maximum=60.0)
     generation = d.bus.generation
     found = await d.store.read(event_log.after, since)
     if not found and timeout > 0:
