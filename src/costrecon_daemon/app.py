@@ -37,6 +37,7 @@ from .peers import Gate
 from .psa import registry as psa_registry
 from .psa.base import Connector
 from .store import Store, current_revision, migrate
+from .vendors.pulls import VendorPulls
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Daemon:
         self.push: PushWorker | None = None
         self.mirror: SyncLoop
         self.approvals: Approvals
+        self.vendors: VendorPulls
         self._built = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -120,6 +122,7 @@ class Daemon:
             connector,
             cfg.push.line_policy,
         )
+        self.vendors = VendorPulls(cfg.vendors, store, self.intake, self.table, self.stopping)
         self._built = True
 
     async def _reload_table(self) -> None:
@@ -168,6 +171,7 @@ class Daemon:
                 status=self.status,
                 pid=self.pid,
                 schema_version=self.schema_version,
+                vendors=self.vendors,
             )
         )
         self._runner = web.AppRunner(
@@ -196,6 +200,7 @@ class Daemon:
             self._spawn(self.mirror.run(), "sync")
         self._spawn(self._run_costs(), "recon")
         self._spawn(self.intake.inbox.start(), "intake")
+        self._spawn(self.vendors.run(), "vendors")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -313,6 +318,7 @@ class Daemon:
         status["counts"]["table_rows"] = self.table.total()
         status["inbox"] = self.intake.inbox.status_json()
         status["counts"].update(await self.intake.matching.counts())
+        status["vendors"] = self.vendors.status_json()
         return status
 
 
