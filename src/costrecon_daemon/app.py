@@ -106,14 +106,26 @@ class Daemon:
             if connector is not None
             else None
         )
+        self.vendors = VendorPulls(
+            cfg.vendors,
+            store,
+            self.intake,
+            self.table,
+            self.stopping,
+            wait_for_catalogue=connector is not None,
+        )
         self.mirror = SyncLoop(
             store,
             connector,
             cfg.sync,
             self.stopping,
             # After a sync the cost table reloads, then unmatched vendor rows are matched again
-            # against the fresh catalogue.
-            after_sync=[self._reload_table, self.intake.matching.after_sync],
+            # against the fresh catalogue (and the first vendor pulls may start).
+            after_sync=[
+                self._reload_table,
+                self.intake.matching.after_sync,
+                self.vendors.catalogue_synced,
+            ],
         )
         self.approvals = Approvals(
             store,
@@ -122,7 +134,6 @@ class Daemon:
             connector,
             cfg.push.line_policy,
         )
-        self.vendors = VendorPulls(cfg.vendors, store, self.intake, self.table, self.stopping)
         self._built = True
 
     async def _reload_table(self) -> None:

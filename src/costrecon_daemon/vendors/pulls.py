@@ -47,6 +47,7 @@ __all__ = ["SOURCES", "VendorPulls"]
 log = logging.getLogger(__name__)
 
 SYSTEM = "costrecond"
+CATALOGUE_WAIT = 300.0  # seconds the first scheduled pull waits for the first catalogue sync
 SOURCES = ("pax8", "ingram")
 VENDOR_NAMES = {"pax8": "Pax8", "ingram": "Ingram Micro"}
 PROFILE = {"pax8": "pax8-api", "ingram": "ingram-api"}
@@ -125,6 +126,7 @@ class VendorPulls:
         stopping: asyncio.Event,
         *,
         source_factory: Callable[[str, Any], Any] = _build_source,
+        wait_for_catalogue: bool = False,
     ) -> None:
         self.section = section or VendorsSection()
         self.store = store
@@ -139,6 +141,14 @@ class VendorPulls:
         self._locks = {name: asyncio.Lock() for name in self.states}
         self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._wake = asyncio.Event()
+        # Scheduled pulls wait for the first catalogue sync: the refs come from the catalogue.
+        self._catalogue = asyncio.Event()
+        if not wait_for_catalogue:
+            self._catalogue.set()
+
+    async def catalogue_synced(self) -> None:
+        """After-sync hook (mirror loop): the catalogue mirror is current."""
+        self._catalogue.set()
 
     @property
     def configured(self) -> tuple[str, ...]:
@@ -185,6 +195,11 @@ class VendorPulls:
         older than its interval), then every ``pull_every_hours``."""
         if not self.states:
             return
+        with contextlib.suppress(TimeoutError):
+            # A PSA that cannot be reached must not stop pulls for ever: wait a while at most.
+            await asyncio.wait_for(
+                self._first(self._catalogue.wait(), self.stopping.wait()), CATALOGUE_WAIT
+            )
         last = await self.store.read(
             lambda c: {n: get_state(c, f"vendors.{n}.last_ok") for n in self.states}
         )
