@@ -84,7 +84,7 @@ def test_first_pull_imports_pax8_costs_as_one_import_beside_the_catalogue(tmp_pa
 
 
 def test_429_storm_and_token_expiry_mid_pull_still_complete(tmp_path: Path) -> None:
-    opts = {"token_ttl": 0.4, "knobs": Knobs(latency=0.02, seed=3)}
+    opts = {"token_ttl": 0.5, "knobs": Knobs(latency=0.05, seed=3)}
     with pax8_and_daemon(tmp_path, sim_options=opts) as (sim, served, d):
         wait_first_pull(d)
         served.call(lambda: sim.fail_next(5, "429"))  # on the token call: 5 retries ride it

@@ -235,17 +235,19 @@ class IngramSource:
         """Every business call goes through here: token, ``IM-*`` headers, one 401 refresh."""
         url = f"{self.settings.resellers_root}{path}"
         endpoint = f"{method} {path}"
-        token = await self._fresh_token()
+        await self._fresh_token()
+        tokens: list[str] = []
+
+        def headers() -> dict[str, str]:
+            # A fresh correlation id on every attempt: it is unique per transaction (§2.4); the
+            # token is the one cached when the request leaves, not when it was queued.
+            tokens.append(self._token or "")
+            sent = self._headers(tokens[-1])
+            if body is not None:
+                sent["Content-Type"] = "application/json"
+            return sent
+
         for attempt in (0, 1):
-            current = token
-
-            def headers(current: str = current) -> dict[str, str]:
-                # A fresh correlation id on every attempt: it is unique per transaction (§2.4).
-                sent = self._headers(current)
-                if body is not None:
-                    sent["Content-Type"] = "application/json"
-                return sent
-
             reply = await self._send(
                 method,
                 url,
@@ -259,7 +261,7 @@ class IngramSource:
             if reply.status_code != 401:
                 break
             if attempt == 0:
-                token = await self._fresh_token(stale=token)
+                await self._fresh_token(stale=tokens[-1])
         if reply.status_code == 401:
             raise VendorAuthError(
                 f"Ingram Micro refused a fresh token for {path}; {FIX_CREDENTIALS}."

@@ -192,20 +192,23 @@ class Pax8Source:
         """Every business call goes through here: a bearer token, refreshed once on a 401."""
         url = f"{self.settings.base_url.rstrip('/')}{path}"
         query = {k: str(v) for k, v in (params or {}).items()}
-        token = await self._fresh_token()
+        await self._fresh_token()
+        sent: list[str] = []
+
+        def headers() -> dict[str, str]:
+            # The token is read when the request leaves (after the limiters), not when it was
+            # queued: a request that waited for its turn must not carry a token refreshed since.
+            token = self._token or ""
+            sent.append(token)
+            return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
         for attempt in (0, 1):
-            reply = await self._send(
-                "GET",
-                url,
-                endpoint=path,
-                params=query,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            )
+            reply = await self._send("GET", url, endpoint=path, params=query, headers=headers)
             if reply.status_code != 401:
                 return reply
             if attempt == 0:
                 # A token can die before its expires_in (revoked, rotated): refresh once.
-                token = await self._fresh_token(stale=token)
+                await self._fresh_token(stale=sent[-1])
         if reply.status_code == 401:
             raise VendorAuthError(
                 f"Pax8 refused a fresh token for {path}; {FIX_CREDENTIALS}, and that the "
