@@ -83,6 +83,20 @@ def test_first_pull_imports_pax8_costs_as_one_import_beside_the_catalogue(tmp_pa
         assert sum(1 for p in priced if p.endswith("/pricing")) < len(sim.products)
 
 
+def test_costrecon_vendors_pull_wait_prints_the_import_and_a_second_pull_is_one_more_import(
+    tmp_path: Path,
+) -> None:
+    with pax8_and_daemon(tmp_path) as (_, _s, d):
+        wait_first_pull(d)
+        out = d.tui_cli("vendors", "pull", "pax8", "--wait", timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("Pax8: Pax8 API pull, ") and "matched" in out.stdout
+        assert [i["status"] for i in api_imports(d)] == ["imported", "imported"]
+        bad = d.tui_cli("vendors", "pull", "ingram")
+        assert bad.returncode != 0 and "[vendors.ingram]" in bad.stderr
+        assert "Traceback" not in bad.stderr
+
+
 def test_429_storm_and_token_expiry_mid_pull_still_complete(tmp_path: Path) -> None:
     opts = {"token_ttl": 0.5, "knobs": Knobs(latency=0.05, seed=3)}
     with pax8_and_daemon(tmp_path, sim_options=opts) as (sim, served, d):
