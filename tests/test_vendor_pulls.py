@@ -180,5 +180,49 @@ def test_ingram_partial_answer_imports_the_rest_with_its_currency(tmp_path: Path
             (imp,) = api_imports(d)
             assert imp["vendor"] == "Ingram Micro" and imp["rows_imported"] > 0
             rows = [r for r in rows_by_identifier(d).values() if r.get("vendor_cost")]
-            assert rows and all(r["vendor_currency"] for r in rows if "vendor_currency" in r)
-            assert all(Decimal(str(r["vendor_cost"])) > 0 for r in rows)
+            assert rows and all(Decimal(str(r["vendor_cost"])) > 0 for r in rows)
+            # A mapping to a part Ingram does not know: the 207 answer names it, the rest imports.
+            item_id = rows[0]["id"]
+            made = d.request(
+                "POST",
+                "/v1/mappings",
+                json={"vendor": "Ingram Micro", "sku": "12351211", "item_id": item_id},
+            )
+            assert made.status_code in (200, 201), made.text
+            result = pull(d, "ingram")
+            assert result["state"] == "ok", result
+            (nf,) = result["not_found"]
+            assert nf["identifier"] == "part number 12351211"
+            assert "Product not found" in nf["reason"]
+            newest = api_imports(d)[0]
+            assert newest["file_name"].endswith(", 1 not found") and newest["status"] == "imported"
+            assert newest["rows_imported"] == imp["rows_imported"]
+
+
+def test_rows_keep_their_currency_terms_and_provenance_and_a_manual_cost_still_wins(
+    tmp_path: Path,
+) -> None:
+    with pax8_and_daemon(tmp_path, settings={"currency": "EUR"}) as (_, _s, d):
+        assert wait_first_pull(d)["state"] == "ok"
+        rows = rows_by_identifier(d)
+        pulled = {
+            k: r for k, r in rows.items() if (r["vendor_source"] or {}).get("vendor") == "Pax8"
+        }
+        assert pulled, "no catalogue row got a cost from the Pax8 pull"
+        for r in pulled.values():
+            src = r["vendor_source"]
+            assert src["kind"] == "import" and src["file"].startswith("Pax8 API pull, ")
+            assert src["sku"] and src["at"]
+            # Pax8 priced in EUR, the catalogue is in USD: kept apart, never compared.
+            assert "EUR" in r["state_detail"]["currency_mismatch"] and r["change"] is None
+        # Term: the monthly and the annual catalogue item got different Pax8 costs.
+        monthly, annual = rows.get("EXO-P1-M"), rows.get("EXO-P1-A")
+        if monthly and annual and monthly["vendor_cost"] and annual["vendor_cost"]:
+            assert Decimal(monthly["vendor_cost"]) != Decimal(annual["vendor_cost"])
+        # A manual cost wins over the next pull.
+        key, row = sorted(pulled.items())[0]
+        put = d.request("PUT", f"/v1/costs/{row['id']}/manual", json={"cost": "1.2345"})
+        assert put.status_code == 200, put.text
+        assert pull(d)["state"] == "ok"
+        after = rows_by_identifier(d)[key]
+        assert after["vendor_cost"] == "1.2345" and after["vendor_source"]["kind"] == "manual"
