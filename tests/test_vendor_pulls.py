@@ -149,8 +149,12 @@ def test_kill_9_mid_pull_leaves_nothing_half_imported_and_the_next_pull_complete
         _served,
         d,
     ):
-        assert d.get("/v1/status")["vendors"]["sources"][0]["state"] == "pulling"
-        time.sleep(1.0)
+        d.wait_for(
+            lambda: d.get("/v1/status")["vendors"]["sources"][0]["state"] == "pulling",
+            30,
+            "the first pull to start",
+        )
+        time.sleep(1.0)  # well inside the pull: 130 pricing calls at 0.3 s, one at a time
         assert d.proc is not None
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)

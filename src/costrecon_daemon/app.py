@@ -235,6 +235,8 @@ class Daemon:
                 await self.intake.inbox.stop()
             except Exception:
                 log.warning("stopping the inbox watcher failed", exc_info=True)
+        if self._built:
+            await self.vendors.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -377,6 +377,14 @@ class VendorPulls:
             lambda c: events.emit(c, "vendors", {"source": name, "state": state})
         )
 
+    async def aclose(self) -> None:
+        """At shutdown: stop pulls in flight. Nothing is half-stored: a pull writes only in its
+        final transaction, which either committed or never started."""
+        tasks = [t for t in self._running.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def status_json(self) -> dict[str, Any]:
         return {
             "pull_every_hours": self.section.pull_every_hours,
