@@ -223,6 +223,14 @@ def test_rows_keep_their_currency_terms_and_provenance_and_a_manual_cost_still_w
         monthly, annual = rows.get("EXO-P1-M"), rows.get("EXO-P1-A")
         if monthly and annual and monthly["vendor_cost"] and annual["vendor_cost"]:
             assert Decimal(monthly["vendor_cost"]) != Decimal(annual["vendor_cost"])
+        # The pull's own provenance: product, both terms, quantity, every band, pulled at.
+        (imp,) = api_imports(d)
+        prov = d.get(f"/v1/vendors/pulls/{imp['id']}")["rows"]
+        assert len(prov) == imp["rows_imported"]
+        assert {p["currency"] for p in prov} == {"EUR"}
+        assert {p["billing_term"] for p in prov} >= {"Monthly", "Annual"}
+        assert all(p["bands"] and p["pulled_at"] and p["product_id"] for p in prov)
+        assert any(len(p["bands"]) > 1 for p in prov), "multi-band prices keep every band"
         # A manual cost wins over the next pull.
         key, row = sorted(pulled.items())[0]
         put = d.request("PUT", f"/v1/costs/{row['id']}/manual", json={"cost": "1.2345"})

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from .. import activity, events
 from ..costs.table import CostTable
-from ..db import CatalogItem, ItemMapping
+from ..db import CatalogItem, ItemMapping, VendorPullRow
 from ..errors import Conflict, InvalidInput
 from ..intake import Intake, Prepared, commit_import
 from ..mirror.sync import get_state, set_state
@@ -42,7 +42,7 @@ from .readers import FileUnreadable, rows_from_records
 from .sources import ProductRef, PullResult, VendorAuthError, VendorSourceError
 from .sources.settings import VendorsSection
 
-__all__ = ["SOURCES", "VendorPulls"]
+__all__ = ["SOURCES", "VendorPulls", "pull_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +328,9 @@ class VendorPulls:
                 table=self.table,
                 message=f"{prep.name}; {matched} matched to catalogue items",
             )
+            provenance = _provenance(name, result, record["id"])
+            if provenance:
+                conn.execute(insert(VendorPullRow), provenance)
             activity.append(
                 conn,
                 actor=actor,
@@ -418,6 +421,41 @@ def _catalogue_refs(conn: Connection, vendor: str) -> list[ProductRef]:
     return refs
 
 
+def _provenance(name: str, result: PullResult, import_id: int) -> list[dict[str, Any]]:
+    """One provenance row per imported row: the row numbers are the records' positions, as
+    ``rows_from_records`` numbers them (one-time charges are not records, see
+    ``PullResult.records``)."""
+    out = []
+    recurring = [r for r in result.rows if r.monthly_cost is not None]
+    for number, row in enumerate(recurring, start=1):
+        out.append(
+            {
+                "import_id": import_id,
+                "row_number": number,
+                "source": name,
+                "product_id": row.product_id[:128],
+                "sku": row.sku[:128],
+                "billing_term": row.billing_term,
+                "commitment_term": row.commitment_term,
+                "quantity": row.quantity,
+                "cost": row.cost,
+                "currency": row.currency,
+                "pulled_at": row.pulled_at,
+                "bands": [
+                    {
+                        "start": b.start,
+                        "end": b.end,
+                        "cost": format(b.cost, "f"),
+                        "list_price": None if b.list_price is None else format(b.list_price, "f"),
+                        "charge_type": b.charge_type,
+                    }
+                    for b in row.bands
+                ],
+            }
+        )
+    return out
+
+
 def _reported(result: PullResult) -> list[dict[str, Any]]:
     """Not-found entries worth a person's time: those the catalogue or a mapping expected."""
     out = []
@@ -454,3 +492,29 @@ def _prepared(name: str, result: PullResult, actor: str) -> Prepared:
     read.profile = PROFILE[name]
     prep.result = read
     return prep
+
+
+def pull_rows(conn: Connection, import_id: int) -> list[dict[str, Any]]:
+    """The provenance rows of one API pull, in row order (empty for a file import)."""
+    out = []
+    for r in conn.execute(
+        select(VendorPullRow.__table__)
+        .where(VendorPullRow.import_id == import_id)
+        .order_by(VendorPullRow.row_number)
+    ):
+        out.append(
+            {
+                "row": r.row_number,
+                "source": r.source,
+                "product_id": r.product_id,
+                "sku": r.sku,
+                "billing_term": r.billing_term,
+                "commitment_term": r.commitment_term,
+                "quantity": r.quantity,
+                "cost": format(r.cost, "f"),
+                "currency": r.currency,
+                "pulled_at": _iso(r.pulled_at),
+                "bands": r.bands or [],
+            }
+        )
+    return out

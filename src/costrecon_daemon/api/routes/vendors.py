@@ -6,6 +6,8 @@ import asyncio
 
 from aiohttp import web
 
+from ...errors import InvalidInput
+from ...vendors.pulls import pull_rows
 from ..context import actor_of, services
 from ..errors import ok
 from ..fields import body_of, field_bool, field_str
@@ -33,3 +35,13 @@ async def pull(request: web.Request) -> web.Response:
     # anyway, but the pull should still finish for the next reader).
     results = await asyncio.shield(asyncio.gather(*tasks))
     return ok({"started": names, "results": list(results), **pulls.status_json()})
+
+
+@routes.get("/v1/vendors/pulls/{import_id}")
+async def pull_provenance(request: web.Request) -> web.Response:
+    """Each row of an API pull as the distributor sent it: terms, quantity, bands, pulled at."""
+    raw = request.match_info["import_id"]
+    if not raw.isdigit():
+        raise InvalidInput("bad_field", f"The import id must be a whole number, got {raw!r}.")
+    rows = await services(request).store.read(lambda c: pull_rows(c, int(raw)))
+    return ok({"import_id": int(raw), "rows": rows})
