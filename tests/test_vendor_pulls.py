@@ -78,6 +78,10 @@ def test_first_pull_imports_pax8_costs_as_one_import_beside_the_catalogue(tmp_pa
         status = d.get("/v1/status")["vendors"]
         (src,) = status["sources"]
         assert src["last_pull"] and src["next_pull"] and src["fix"] is None
+        # A priced product no catalogue item takes in that term waits in Mappings, with
+        # suggestions, like an unmatched file row.
+        waiting = [r for r in d.get("/v1/unmatched")["rows"] if r["vendor"] == "Pax8"]
+        assert waiting and all(r["file"].startswith("Pax8 API pull, ") for r in waiting)
         # Pricing was asked for sold products only (mapped or subscribed), never all 463.
         priced = {p for (m, p) in served.call(lambda: list(sim.request_stats.by_path))}
         assert sum(1 for p in priced if p.endswith("/pricing")) < len(sim.products)
@@ -220,9 +224,9 @@ def test_rows_keep_their_currency_terms_and_provenance_and_a_manual_cost_still_w
             # Pax8 priced in EUR, the catalogue is in USD: kept apart, never compared.
             assert "EUR" in r["state_detail"]["currency_mismatch"] and r["change"] is None
         # Term: the monthly and the annual catalogue item got different Pax8 costs.
-        monthly, annual = rows.get("EXO-P1-M"), rows.get("EXO-P1-A")
-        if monthly and annual and monthly["vendor_cost"] and annual["vendor_cost"]:
-            assert Decimal(monthly["vendor_cost"]) != Decimal(annual["vendor_cost"])
+        monthly, annual = rows["EXO-P1-M"], rows["EXO-P1-A"]
+        assert monthly["vendor_source"]["vendor"] == annual["vendor_source"]["vendor"] == "Pax8"
+        assert Decimal(monthly["vendor_cost"]) != Decimal(annual["vendor_cost"])
         # The pull's own provenance: product, both terms, quantity, every band, pulled at.
         (imp,) = api_imports(d)
         prov = d.get(f"/v1/vendors/pulls/{imp['id']}")["rows"]
