@@ -93,3 +93,37 @@ def test_the_file_permission_rule_knows_when_a_file_holds_vendor_secrets():
     assert file_holds_vendor_secrets(tomllib.loads('[vendors.pax8]\nclient_secret = "s"\n'))
     assert not file_holds_vendor_secrets(tomllib.loads("[vendors.pax8]\npage_size = 100\n"))
     assert not file_holds_vendor_secrets({})
+
+
+def test_the_daemon_config_loads_vendor_tables_and_refuses_a_readable_file_with_their_secrets(
+    tmp_path,
+):
+    from costrecon_daemon.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path}"\n[vendors]\npull_every_hours = 6\n'
+        '[vendors.pax8]\nclient_id = "cid"\nclient_secret = "s3cr3t-value"\n'
+    )
+    path.chmod(0o600)
+    cfg = load_config(path, env={})
+    assert cfg.vendors.configured == ("pax8",) and cfg.vendors.pax8.pull_every_hours == 6.0
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    message = str(err.value)
+    assert "vendor API secrets" in message and "chmod 600" in message
+    assert "s3cr3t-value" not in message and "\n" not in message
+
+
+def test_a_typo_in_a_vendor_table_stops_the_daemon_config_with_one_sentence(tmp_path):
+    from costrecon_daemon.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(f'[daemon]\nstate_dir = "{tmp_path}"\n[vendors.pax8]\nclient_idd = "x"\n')
+    path.chmod(0o600)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "vendors.pax8.client_idd" in str(err.value) and "\n" not in str(err.value)
+    path.write_text(f'[daemon]\nstate_dir = "{tmp_path}"\n')
+    assert load_config(path, env={}).vendors.configured == ()  # none configured: files only

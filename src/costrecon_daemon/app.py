@@ -37,6 +37,7 @@ from .peers import Gate
 from .psa import registry as psa_registry
 from .psa.base import Connector
 from .store import Store, current_revision, migrate
+from .vendors.pulls import VendorPulls
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Daemon:
         self.push: PushWorker | None = None
         self.mirror: SyncLoop
         self.approvals: Approvals
+        self.vendors: VendorPulls
         self._built = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,14 +106,26 @@ class Daemon:
             if connector is not None
             else None
         )
+        self.vendors = VendorPulls(
+            cfg.vendors,
+            store,
+            self.intake,
+            self.table,
+            self.stopping,
+            wait_for_catalogue=connector is not None,
+        )
         self.mirror = SyncLoop(
             store,
             connector,
             cfg.sync,
             self.stopping,
             # After a sync the cost table reloads, then unmatched vendor rows are matched again
-            # against the fresh catalogue.
-            after_sync=[self._reload_table, self.intake.matching.after_sync],
+            # against the fresh catalogue (and the first vendor pulls may start).
+            after_sync=[
+                self._reload_table,
+                self.intake.matching.after_sync,
+                self.vendors.catalogue_synced,
+            ],
         )
         self.approvals = Approvals(
             store,
@@ -168,6 +182,7 @@ class Daemon:
                 status=self.status,
                 pid=self.pid,
                 schema_version=self.schema_version,
+                vendors=self.vendors,
             )
         )
         self._runner = ApiRunner(app, handle_signals=False, access_log=None, shutdown_timeout=3.0)
@@ -194,6 +209,7 @@ class Daemon:
             self._spawn(self.mirror.run(), "sync")
         self._spawn(self._run_costs(), "recon")
         self._spawn(self.intake.inbox.start(), "intake")
+        self._spawn(self.vendors.run(), "vendors")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -217,6 +233,8 @@ class Daemon:
                 await self.intake.inbox.stop()
             except Exception:
                 log.warning("stopping the inbox watcher failed", exc_info=True)
+        if self._built:
+            await self.vendors.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -312,6 +330,7 @@ class Daemon:
         status["counts"]["table_rows"] = self.table.total()
         status["inbox"] = self.intake.inbox.status_json()
         status["counts"].update(await self.intake.matching.counts())
+        status["vendors"] = self.vendors.status_json()
         return status
 
 

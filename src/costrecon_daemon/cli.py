@@ -300,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="machine-readable output; exit 3 when not running"
     )
     sim = sub.add_parser(
-        "sim", help="run a faithful fake PSA server to try costrecon without a PSA account"
+        "sim",
+        help="run a faithful fake PSA server to try costrecon without a PSA account "
+        "(or `sim pax8|ingram --port P` for a distributor API; --help there for its options)",
     )
     sim.add_argument("psa", choices=["connectwise", "autotask", "syncro"])
     sim.add_argument("--port", type=int, default=8765, help="loopback port (default 8765)")
@@ -323,7 +325,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def vendor_sim(argv: list[str]) -> int | None:
+    """``costrecond sim pax8|ingram ...``: the distributor simulators own their options, so the
+    rest of the command line goes to their ``main`` (None: not a distributor sim)."""
+    if "sim" not in argv:
+        return None
+    at = argv.index("sim")
+    kind = argv[at + 1] if at + 1 < len(argv) else ""
+    if kind not in ("pax8", "ingram"):
+        return None
+    if kind == "pax8":
+        from .sim import pax8 as mod
+    else:
+        from .sim import ingram as mod  # type: ignore[no-redef]
+    try:
+        return mod.main(argv[at + 2 :])
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    forwarded = vendor_sim(argv)
+    if forwarded is not None:
+        return forwarded
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         return cmd_sim(None, args)

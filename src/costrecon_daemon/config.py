@@ -103,6 +103,9 @@ class Config:
     psa: PSASection = field(default_factory=PSASection)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    # [vendors]: distributor API sources (vendors/sources/settings.py VendorsSection); None
+    # until load_config fills it, which it always does.
+    vendors: Any = None
 
     # ---- derived paths: everything can be overridden, nothing is hard-coded elsewhere
 
@@ -297,6 +300,13 @@ def _psa(file: str, table: Any, env: dict[str, str]) -> PSASection:
     return PSASection(kind=kind, settings=sub)
 
 
+def _vendors(file: str, raw: dict[str, Any], env: dict[str, str]) -> Any:
+    """[vendors], [vendors.pax8], [vendors.ingram] (issue 16): validated here, at load."""
+    from .vendors.sources.settings import vendors_from_config
+
+    return vendors_from_config(raw, env, file)
+
+
 def _check_secret_file_mode(path: Path, raw: dict[str, Any]) -> None:
     psa = raw.get("psa") or {}
     has_secret = any(
@@ -304,6 +314,16 @@ def _check_secret_file_mode(path: Path, raw: dict[str, Any]) -> None:
         for sub in psa.values()
         if isinstance(psa, dict)
     )
+    from .vendors.sources.settings import file_holds_vendor_secrets
+
+    if file_holds_vendor_secrets(raw):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path} holds vendor API secrets but is readable by group or others (mode "
+                f"{mode:o}); run `chmod 600 {path}`, or move them to COSTRECON_PAX8_* / "
+                "COSTRECON_INGRAM_* environment variables."
+            )
     if not has_secret:
         return
     mode = stat.S_IMODE(path.stat().st_mode)
@@ -337,7 +357,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         path = None
     file = str(path) if path else "embedded defaults"
     cfg = Config(path=path)
-    allowed = set(_SECTIONS) | {"psa", "profiles", "keys"}
+    allowed = set(_SECTIONS) | {"psa", "profiles", "keys", "vendors"}
     for key, table in raw.items():
         if key not in allowed:
             raise ConfigError(
@@ -346,6 +366,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         if key in _SECTIONS:
             _fill(file, key, getattr(cfg, key), table)
     cfg.psa = _psa(file, raw.get("psa", {}), env)
+    cfg.vendors = _vendors(file, raw, env)
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
         raise ConfigError(f"{file}: [profiles.NAME] entries must be tables.")

@@ -208,6 +208,28 @@ class VendorCost(Base):
     __table_args__ = (Index("ix_vendor_costs_vendor_sku", "vendor", "sku", "term"),)
 
 
+class VendorPullRow(Base):
+    """The provenance of one price row a distributor API pull imported (issue 16), beside its
+    ``vendor_costs`` row (same import, same row number): what the distributor said, whole."""
+
+    __tablename__ = "vendor_pull_rows"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("price_imports.id", ondelete="CASCADE"), index=True
+    )
+    row_number: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))  # pax8 | ingram
+    product_id: Mapped[str] = mapped_column(String(128))  # Pax8 product id / Ingram part number
+    sku: Mapped[str] = mapped_column(String(128))
+    billing_term: Mapped[str | None] = mapped_column(String(32))
+    commitment_term: Mapped[str | None] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    cost: Mapped[Decimal] = mapped_column(MoneyType)  # per unit per billing period, as sent
+    currency: Mapped[str] = mapped_column(String(3))
+    pulled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    bands: Mapped[list[Any] | None] = mapped_column(JSON)  # every rate band, amounts as text
+
+
 class ItemMapping(Base):
     """A person's decision: this vendor SKU (and term) is that catalogue item."""
 

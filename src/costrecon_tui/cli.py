@@ -258,6 +258,31 @@ def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
     return _run(go())
 
 
+def cmd_vendors(cfg: Config, args: argparse.Namespace) -> int:
+    """``costrecon vendors pull [pax8|ingram] [--wait]``: one line per source."""
+
+    async def go() -> int:
+        async with _client(cfg, args) as client:
+            answer = await client.vendor_pull(args.source, wait=args.wait)
+            if not args.wait:
+                print(f"Pull started: {', '.join(answer['started'])}.")
+                return 0
+            failed = False
+            for st in answer["results"]:
+                if st["state"] == "failed":
+                    failed = True
+                    print(f"{st['vendor']}: {st['error']}")
+                    if st.get("fix"):
+                        print(f"  Fix: {st['fix']}")
+                else:
+                    print(f"{st['vendor']}: {st['last_result']}")
+                for nf in st.get("not_found") or []:
+                    print(f"  not found: {nf['identifier']}: {nf['reason']}")
+            return EXIT_FAIL if failed else 0
+
+    return _run(go())
+
+
 # ---------------------------------------------------------------- activity
 
 
@@ -497,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="sync the PSA mirror now")
     sync.add_argument("--full", action="store_true", help="a full pass instead of incremental")
     sync.add_argument("--wait", action="store_true", help="wait for the result")
+    vend = sub.add_parser("vendors", help="distributor API sources (Pax8, Ingram Micro)")
+    vsub = vend.add_subparsers(dest="vendors_command", metavar="ACTION", required=True)
+    vpull = vsub.add_parser("pull", help="pull costs now (all configured sources by default)")
+    vpull.add_argument("source", nargs="?", choices=["pax8", "ingram"], help="only this source")
+    vpull.add_argument("--wait", action="store_true", help="wait for the result and print it")
     act = sub.add_parser("activity", help="the activity log: tail, export, verify")
     asub = act.add_subparsers(dest="activity_command", metavar="ACTION", required=True)
     tail = asub.add_parser("tail", help="print recent entries and follow new ones (like tail -f)")
@@ -555,6 +585,7 @@ def _main(argv: list[str] | None = None) -> int:
         "undo": cmd_undo,
         "sync": cmd_sync,
         "activity": cmd_activity,
+        "vendors": cmd_vendors,
     }[args.command]
     try:
         return handler(cfg, args)

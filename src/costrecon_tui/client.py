@@ -254,6 +254,19 @@ class DaemonClient:
     async def sync_now(self, *, full: bool = False) -> dict[str, Any]:
         return await self._request("POST", "/sync", json={"full": full})
 
+    async def vendor_pull(self, source: str | None = None, *, wait: bool = False) -> dict[str, Any]:
+        """Pull costs from a distributor API now (None: every configured source)."""
+        # A waited pull lasts as long as the distributor takes: no short client timeout.
+        return await self._request(
+            "POST",
+            "/vendors/pull",
+            json={"source": source, "wait": wait},
+            timeout=None if wait else 30.0,
+        )
+
+    async def vendor_sources(self) -> dict[str, Any]:
+        return await self._request("GET", "/vendors")
+
     # ------------------------------------------------------------------ costs
 
     async def cost_view(

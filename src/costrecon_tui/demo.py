@@ -262,7 +262,12 @@ def _demo(args: argparse.Namespace, root: Path, cleanup: _Cleanup) -> int:
     daemon: subprocess.Popen[bytes] | None = None
     status = 0
     make_app = sim.app if args.psa == "connectwise" else sim.make_app
-    with ServedApp(make_app) as served:
+    # Costs also arrive from a Pax8 simulator selling the same items (README "Vendor APIs").
+    from costrecon_daemon.sim.pax8 import Pax8Sim
+
+    pax8 = Pax8Sim(dataset)
+    with ServedApp(make_app) as served, ServedApp(pax8.make_app) as pax8_served:
+        pax8.base_url = pax8_served.base_url + "/v1"
         config = root / "config.toml"
         sections = {
             "daemon": {"state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
@@ -270,6 +275,11 @@ def _demo(args: argparse.Namespace, root: Path, cleanup: _Cleanup) -> int:
             "inbox": {"stable_seconds": 0.5, "rescan_seconds": 5.0},
             "psa": {"kind": args.psa},
             f"psa.{args.psa}": _settings(args.psa, sim, served.base_url, creds),
+            "vendors.pax8": {
+                "base_url": pax8.base_url,
+                "client_id": pax8.client_id,
+                "client_secret": pax8.client_secret,
+            },
         }
         config.write_text("# written by `costrecon demo`\n" + _toml(sections))
         config.chmod(0o600)
@@ -308,6 +318,18 @@ def _demo(args: argparse.Namespace, root: Path, cleanup: _Cleanup) -> int:
             timeout=60,
             fatal=False,
         )
+        _wait(
+            lambda: any(
+                v["state"] in ("ok", "failed")
+                for v in _get(socket, "/v1/status")["vendors"]["sources"]
+            ),
+            daemon,
+            log,
+            "the first Pax8 pull",
+            timeout=60,
+            fatal=False,
+        )
+        print("  costs pulled from the Pax8 simulator (see the Files view)", flush=True)
         if args.no_tui:
             print(
                 f"\nReady. In another terminal:\n  export COSTRECON_CONFIG={config}\n  costrecon\n"

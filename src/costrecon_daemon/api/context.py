@@ -31,6 +31,7 @@ class Services:
     status: Callable[[], Awaitable[dict[str, Any]]]
     pid: int
     schema_version: str
+    vendors: Any = None  # vendors.pulls.VendorPulls (issue 16)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -29,7 +29,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -212,6 +212,9 @@ class Classifier:
         )
 
 
+# Request headers, or a function that makes them for each attempt.
+Headers = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
+
 # ---- the transport ------------------------------------------------------------------------------
 
 # Failures where nothing of the request left this machine: always safe to try again.
@@ -293,7 +296,7 @@ class Transport:
         url: str,
         params: Mapping[str, str] | None,
         content: str | bytes | None,
-        headers: Mapping[str, str] | None,
+        headers: Headers,
         endpoint: str,
         limited: bool,
     ) -> HttpResponse:
@@ -308,6 +311,9 @@ class Transport:
                 for lim in self.budgets:
                     await lim.acquire(endpoint)
             self.requests_made += 1
+            if callable(headers):
+                # Made per attempt, after the limiters: a fresh correlation id or token each time.
+                headers = headers()
             data = content.encode() if isinstance(content, str) else content
             async with self._client().request(
                 method, url, params=params, data=data, headers=headers, allow_redirects=False
@@ -328,7 +334,7 @@ class Transport:
         setting: str | None = None,
         params: Mapping[str, str] | None = None,
         content: str | bytes | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Headers = None,
         mutates: bool | None = None,
         limited: bool = True,
         classifier: Classifier | None = None,
@@ -337,7 +343,9 @@ class Transport:
         what it refuses. ``mutates`` defaults to "any method but GET/HEAD": pass False for a
         POST that only reads (Autotask queries) or a probe that cannot change anything.
         ``limited=False`` skips the limiters (Autotask's zone lookup is exempt, §2.5);
-        ``classifier`` reads this one call's answers differently (the same lookup again)."""
+        ``classifier`` reads this one call's answers differently (the same lookup again).
+        ``headers`` may be a function called for every attempt (Ingram wants a new correlation
+        id per transaction, distributor-apis.md §2.4)."""
         classify = (classifier or self.classifier).classify
         path = urlsplit(url).path
         if mutates is None:

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import Protocol
 
-__all__ = ["Concurrency", "Limiter", "Pause", "PerEndpoint", "RollingWindow"]
+__all__ = ["Concurrency", "Limiter", "Pause", "PerEndpoint", "PerEndpointWindow", "RollingWindow"]
 
 
 class Limiter(Protocol):
@@ -139,3 +139,37 @@ class Pause:
             waited += left
         if waited:
             await asyncio.sleep(self._rng.uniform(0, min(1.0, waited * 0.1)))
+
+
+class PerEndpointWindow:
+    """At most ``limit`` request starts in any ``window`` seconds *per endpoint*, for endpoints
+    whose name starts with ``prefix`` (others pass freely). Ingram Micro counts 60 GETs a minute
+    per endpoint and says what is left in ``X-RateLimit-*`` headers (distributor-apis.md §2.8):
+    name GET endpoints ``"GET <path>"`` and pass ``prefix="GET "``. :meth:`hold` takes the
+    server's word that an endpoint's budget is spent until a moment it names."""
+
+    def __init__(self, limit: int, window: float, *, prefix: str = "") -> None:
+        self.limit = max(1, limit)
+        self.window = window
+        self.prefix = prefix
+        self._windows: dict[str, RollingWindow] = {}
+        self._held: dict[str, float] = {}  # endpoint -> time.monotonic() it may start again
+
+    def _for(self, endpoint: str) -> RollingWindow:
+        win = self._windows.get(endpoint)
+        if win is None:
+            win = self._windows[endpoint] = RollingWindow(self.limit, self.window)
+        return win
+
+    async def acquire(self, endpoint: str) -> None:
+        if not endpoint.startswith(self.prefix):
+            return
+        while (left := self._held.get(endpoint, 0.0) - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        await self._for(endpoint).acquire(endpoint)
+
+    def release(self, endpoint: str) -> None:
+        pass
+
+    def hold(self, endpoint: str, seconds: float) -> None:
+        self._held[endpoint] = max(self._held.get(endpoint, 0.0), time.monotonic() + seconds)

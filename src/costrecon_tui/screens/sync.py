@@ -141,6 +141,7 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
             t.append(f"  {label}  {shown}\n")
         if psa.get("last_result"):
             t.append(f"  result     {display.plain(psa['last_result'])}\n")
+        self._render_vendors(t, st.get("vendors") or {}, now)
         c = st.get("counts") or {}
         t.append("\nMirror\n", style="bold underline")
         t.append(
@@ -162,6 +163,38 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
         )
         t.append("\ns syncs now.", style="dim")
         return t
+
+    @staticmethod
+    def _render_vendors(t: Text, vendors: dict[str, Any], now: Any) -> None:
+        """Distributor API sources (issue 16): state, last and next pull, the fix when refused."""
+        sources = [s for s in vendors.get("sources") or [] if isinstance(s, dict)]
+        if not sources:
+            return
+        t.append("\nVendor APIs\n", style="bold underline")
+        for src in sources:
+            name = display.plain(src.get("vendor") or src.get("name") or "?")
+            state = src.get("state") or "idle"
+            if state == "pulling":
+                t.append(f"  ⟳ {name}: pulling now\n", style="yellow")
+            elif state == "failed":
+                t.append(
+                    f"  ✗ {name}: {display.plain(src.get('error') or 'failed')}\n",
+                    style="bold red",
+                )
+                if src.get("fix"):
+                    t.append(f"    fix: {display.plain(src['fix'])}\n")
+            elif state == "ok":
+                t.append(
+                    f"  ✓ {name}: {display.plain(src.get('last_result') or '')}\n", style="green"
+                )
+            else:
+                t.append(f"  · {name}: not pulled yet\n", style="dim")
+            for label, key in (("last pull", "last_pull"), ("next pull", "next_pull")):
+                when = src.get(key)
+                shown = (
+                    f"{display.stamp(when, now)} UTC ({display.age(when, now)})" if when else "—"
+                )
+                t.append(f"    {label}  {shown}\n")
 
     def action_reload(self) -> None:
         self.reload()

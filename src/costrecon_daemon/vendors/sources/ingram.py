@@ -19,20 +19,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 from costrecon_daemon.money import MoneyError, normalise_currency
-from costrecon_daemon.psa.http import dumps
-from costrecon_daemon.vendors.sources.prices import NotPriced, ProductRef, PullResult, VendorPrice
-from costrecon_daemon.vendors.sources.settings import IngramSettings
-from costrecon_daemon.vendors.sources.transport import (
-    Reply,
-    SlidingWindow,
+from costrecon_daemon.psa.base import PSAError
+from costrecon_daemon.psa.http import HttpResponse, Transport, dumps, parse_retry_after
+from costrecon_daemon.psa.limits import Concurrency, Limiter, PerEndpointWindow
+from costrecon_daemon.vendors.sources.errors import (
     VendorAuthError,
-    VendorHttp,
+    VendorClassifier,
     VendorResponseError,
     VendorSourceError,
-    retry_after_seconds,
+    as_vendor_error,
 )
+from costrecon_daemon.vendors.sources.prices import NotPriced, ProductRef, PullResult, VendorPrice
+from costrecon_daemon.vendors.sources.settings import IngramSettings
 
 __all__ = ["CatalogCandidate", "IngramSource"]
 
@@ -46,6 +47,7 @@ FIX_CREDENTIALS = (
 )
 REFRESH_MARGIN = 3600.0
 MAX_BATCH = 50  # §2.5: "up to 50 products" per call
+MAX_HINT = 120.0  # never hold requests longer than this on one rate-limit header
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class CatalogCandidate:
     discontinued: bool
 
 
-def _error_text(reply: Reply) -> str:
+def _error_text(reply: HttpResponse) -> str:
     """Ingram's message from either error shape (application ``errors[]`` or gateway ``fault``)."""
     try:
         data = reply.json()
@@ -94,6 +96,27 @@ def _money(value: Any) -> Decimal | None:
     return amount if amount.is_finite() else None
 
 
+def reset_wait(headers: Any) -> float | None:
+    """Seconds until Ingram's window resets: ``Retry-After``, else ``X-RateLimit-Reset``."""
+    wait = parse_retry_after(headers.get("Retry-After"))
+    if wait is not None:
+        return wait
+    reset = (headers.get("X-RateLimit-Reset") or "").strip()
+    try:
+        stamp = float(reset)
+    except ValueError:
+        return None
+    # CONFLICT (§2.8): documented as an epoch, also described as seconds to wait. A small
+    # number cannot be an epoch, so read it as seconds.
+    return max(0.0, stamp - time.time()) if stamp > 1e9 else max(0.0, stamp)
+
+
+class _IngramClassifier(VendorClassifier):
+    def wait_hint(self, resp: HttpResponse) -> float | None:
+        wait = reset_wait(resp.headers)
+        return None if wait is None else min(wait, MAX_HINT)
+
+
 class IngramSource:
     """One Ingram Micro reseller account."""
 
@@ -106,18 +129,24 @@ class IngramSource:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        post_limit = settings.post_requests_per_minute
-        self.http = VendorHttp(
-            "Ingram Micro",
+        # §2.8: 60 GETs a minute per endpoint (GET endpoints are named "GET <path>"); the P&A
+        # POST limit is unpublished, so it is limited only when the config names one.
+        self.get_window = PerEndpointWindow(settings.get_requests_per_minute, 60.0, prefix="GET ")
+        budgets: list[Limiter] = [self.get_window]
+        if settings.post_requests_per_minute:
+            budgets.append(
+                PerEndpointWindow(settings.post_requests_per_minute, 60.0, prefix="POST ")
+            )
+        self.http = Transport(
+            classifier=_IngramClassifier("Ingram Micro"),
+            slots=[Concurrency(settings.concurrency)],
+            budgets=budgets,
             timeout=settings.timeout,
-            concurrency=settings.concurrency,
+            connections=settings.concurrency,
             max_retries=settings.max_retries,
             backoff_base=settings.retry_backoff,
-            budget=SlidingWindow(post_limit) if post_limit else None,
             seed=seed,
         )
-        # §2.8: 60 GETs a minute per endpoint; one window per endpoint path.
-        self._get_windows: dict[str, SlidingWindow] = {}
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -139,23 +168,29 @@ class IngramSource:
                 return self._token
             s = self.settings
             self.token_requests += 1
-            reply = await self.http.send(
+            reply = await self._send(
                 "POST",
                 s.token_url,
-                form={
-                    "grant_type": "client_credentials",
-                    "client_id": s.client_id,
-                    "client_secret": s.client_secret,
+                endpoint="token",
+                content=urlencode(
+                    {
+                        "grant_type": "client_credentials",
+                        "client_id": s.client_id,
+                        "client_secret": s.client_secret,
+                    }
+                ),
+                headers={
+                    "Accept": "application/json",
+                    "Content-Type": "application/x-www-form-urlencoded",
                 },
-                headers={"Accept": "application/json"},
             )
-            if reply.status in (400, 401, 403):
+            if reply.status_code in (400, 401, 403):
                 raise VendorAuthError(
                     f"Ingram Micro refused the API credentials; {FIX_CREDENTIALS}."
                 )
-            if reply.status != 200:
+            if reply.status_code != 200:
                 raise VendorResponseError(
-                    f"Ingram Micro's token endpoint answered {reply.status}; check "
+                    f"Ingram Micro's token endpoint answered {reply.status_code}; check "
                     "vendors.ingram.base_url and pull again."
                 )
             data = reply.json()
@@ -186,59 +221,72 @@ class IngramSource:
             "Accept": "application/json",
         }
 
-    async def _call(self, method: str, path: str, *, params: Any = None, body: Any = None) -> Reply:
-        """Every business call goes through here (one place to swap in the shared transport)."""
+    async def _send(self, method: str, url: str, **kw: Any) -> HttpResponse:
+        """One request through the shared transport; its own failures become pull errors. Every
+        Ingram call made here only reads (P&A is a POST that reads), so a 5xx may be retried."""
+        try:
+            return await self.http.request(method, url, mutates=False, **kw)
+        except PSAError as exc:
+            raise as_vendor_error(exc) from None
+
+    async def _call(
+        self, method: str, path: str, *, params: Any = None, body: Any = None
+    ) -> HttpResponse:
+        """Every business call goes through here: token, ``IM-*`` headers, one 401 refresh."""
         url = f"{self.settings.resellers_root}{path}"
-        window = None
-        if method == "GET":
-            window = self._get_windows.setdefault(
-                path, SlidingWindow(self.settings.get_requests_per_minute)
-            )
-        token = await self._fresh_token()
+        endpoint = f"{method} {path}"
+        await self._fresh_token()
+        tokens: list[str] = []
+
+        def headers() -> dict[str, str]:
+            # A fresh correlation id on every attempt: it is unique per transaction (§2.4); the
+            # token is the one cached when the request leaves, not when it was queued.
+            tokens.append(self._token or "")
+            sent = self._headers(tokens[-1])
+            if body is not None:
+                sent["Content-Type"] = "application/json"
+            return sent
+
         for attempt in (0, 1):
-            current = token
-            reply = await self.http.send(
+            reply = await self._send(
                 method,
                 url,
+                endpoint=endpoint,
                 params=params,
-                json_body=dumps(body) if body is not None else None,
-                # A fresh correlation id on every attempt: it is unique per transaction (§2.4).
-                headers=lambda current=current: self._headers(current),
-                budget=window,
+                content=dumps(body) if body is not None else None,
+                headers=headers,
             )
-            if window is not None:
-                self._obey_rate_headers(window, reply)
-            if reply.status != 401:
+            if method == "GET":
+                self._obey_rate_headers(endpoint, reply)
+            if reply.status_code != 401:
                 break
             if attempt == 0:
-                token = await self._fresh_token(stale=token)
-        if reply.status == 401:
+                await self._fresh_token(stale=tokens[-1])
+        if reply.status_code == 401:
             raise VendorAuthError(
                 f"Ingram Micro refused a fresh token for {path}; {FIX_CREDENTIALS}."
             )
-        if reply.status == 400 and "customer number" in _error_text(reply).casefold():
+        if reply.status_code == 400 and "customer number" in _error_text(reply).casefold():
             raise VendorAuthError(
                 "Ingram Micro says the customer number does not match these credentials; set "
                 "vendors.ingram.customer_number to the one shown in Xvantage."
             )
         return reply
 
-    @staticmethod
-    def _obey_rate_headers(window: SlidingWindow, reply: Reply) -> None:
-        """When Ingram says nothing is left this minute, hold further GETs until its reset."""
+    def _obey_rate_headers(self, endpoint: str, reply: HttpResponse) -> None:
+        """When Ingram says nothing is left this minute, hold further GETs to that endpoint
+        until its reset (the server's count wins over ours: other tools share the account)."""
         remaining = reply.headers.get("X-RateLimit-Remaining")
-        if remaining is None or reply.status == 429:
+        if remaining is None or reply.status_code == 429:
             return
         try:
             left = int(remaining)
         except ValueError:
             return
         if left <= 0:
-            wait = retry_after_seconds(
-                {"X-RateLimit-Reset": reply.headers.get("X-RateLimit-Reset", "")}
-            )
+            wait = reset_wait({"X-RateLimit-Reset": reply.headers.get("X-RateLimit-Reset", "")})
             if wait:
-                window.pause_until(min(wait, 120.0))
+                self.get_window.hold(endpoint, min(wait, MAX_HINT))
 
     # ---- price and availability -------------------------------------------------------------
 
@@ -247,7 +295,7 @@ class IngramSource:
         complete; part numbers Ingram does not know are reported in ``not_found``."""
         started = self._clock()
         result = PullResult(source=SOURCE, vendor=VENDOR, started_at=started)
-        before = self.http.requests
+        before = self.http.requests_made
         # One lookup per distinct identifier; refs that share one share the answer.
         wanted: dict[tuple[str, str], list[ProductRef]] = {}
         for ref in refs:
@@ -259,7 +307,7 @@ class IngramSource:
         result.rows.sort(key=lambda r: r.sku)
         result.not_found.sort(key=lambda n: n.identifier)
         result.products_seen = len(keys)
-        result.requests = self.http.requests - before
+        result.requests = self.http.requests_made - before
         result.finished_at = self._clock()
         return result
 
@@ -287,10 +335,10 @@ class IngramSource:
                 "products": [{kind: value} for kind, value in batch],
             },
         )
-        if reply.status not in (200, 207):
+        if reply.status_code not in (200, 207):
             detail = _error_text(reply)
             raise VendorSourceError(
-                f"Ingram Micro answered {reply.status} to price and availability"
+                f"Ingram Micro answered {reply.status_code} to price and availability"
                 f"{f' ({detail})' if detail else ''}; pull again later."
             )
         data = reply.json()
@@ -395,20 +443,16 @@ class IngramSource:
         page = 1
         page_size = min(100, max(1, limit))
         while len(out) < limit:
-            params: list[tuple[str, str]] = [
-                ("pageNumber", str(page)),
-                ("pageSize", str(page_size)),
-                ("keyword", keyword),
-            ]
+            params = {"pageNumber": str(page), "pageSize": str(page_size), "keyword": keyword}
             if vendor:
-                params.append(("vendor", vendor))
+                params["vendor"] = vendor
             reply = await self._call("GET", SEARCH_PATH, params=params)
-            if reply.status == 404:
+            if reply.status_code == 404:
                 break
-            if reply.status != 200:
+            if reply.status_code != 200:
                 detail = _error_text(reply)
                 raise VendorSourceError(
-                    f"Ingram Micro answered {reply.status} to a catalogue search"
+                    f"Ingram Micro answered {reply.status_code} to a catalogue search"
                     f"{f' ({detail})' if detail else ''}; try again later."
                 )
             data = reply.json()

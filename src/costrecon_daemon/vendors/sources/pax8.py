@@ -4,7 +4,8 @@ A pull: a client-credentials token (cached until shortly before it expires; a 40
 call refreshes it once), the product list paged at 200, then ``/products/{id}/pricing`` for the
 products the caller asked about and for no other. Pricing starts as soon as the page holding a
 product arrives, so paging and pricing overlap. The whole pull stays within Pax8's 1,000 requests
-a minute, token calls included, through one sliding-window budget.
+a minute, token calls included, through the shared connector transport (psa/http.py) with one
+rolling-window budget; 429 and 5xx are retried there.
 
 Cost of a (product, billing term, commitment term) = the partner buy rate of the band that holds
 the quantity asked for (1 unless the ref names one); every band is kept on the row, and each term
@@ -23,7 +24,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from costrecon_daemon.money import normalise_currency
+from costrecon_daemon.psa.base import PSAError
+from costrecon_daemon.psa.http import HttpResponse, Transport
+from costrecon_daemon.psa.limits import Concurrency, RollingWindow
 from costrecon_daemon.vendors.normalise import normalise_mpn, normalise_sku
+from costrecon_daemon.vendors.sources.errors import (
+    VendorAuthError,
+    VendorClassifier,
+    VendorResponseError,
+    as_vendor_error,
+)
 from costrecon_daemon.vendors.sources.prices import (
     NotPriced,
     ProductRef,
@@ -33,13 +43,6 @@ from costrecon_daemon.vendors.sources.prices import (
     band_for,
 )
 from costrecon_daemon.vendors.sources.settings import Pax8Settings
-from costrecon_daemon.vendors.sources.transport import (
-    Reply,
-    SlidingWindow,
-    VendorAuthError,
-    VendorHttp,
-    VendorResponseError,
-)
 
 __all__ = ["Pax8Source", "Subscription", "TERM_KEYS"]
 
@@ -108,14 +111,16 @@ class Pax8Source:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self.budget = SlidingWindow(settings.requests_per_minute, 60.0)
-        self.http = VendorHttp(
-            "Pax8",
+        # §1.11: 1,000 requests a minute, token calls included: one budget for every call.
+        self.budget = RollingWindow.per_minute(settings.requests_per_minute)
+        self.http = Transport(
+            classifier=VendorClassifier("Pax8"),
+            slots=[Concurrency(settings.concurrency)],
+            budgets=[self.budget],
             timeout=settings.timeout,
-            concurrency=settings.concurrency,
+            connections=settings.concurrency,
             max_retries=settings.max_retries,
             backoff_base=settings.retry_backoff,
-            budget=self.budget,
             seed=seed,
         )
         self._token: str | None = None
@@ -148,17 +153,18 @@ class Pax8Source:
                 }
             )
             self.token_requests += 1
-            reply = await self.http.send(
+            reply = await self._send(
                 "POST",
                 s.effective_token_url,
-                json_body=body,
-                headers={"Accept": "application/json"},
+                endpoint="token",
+                content=body,
+                headers={"Accept": "application/json", "Content-Type": "application/json"},
             )
-            if reply.status in (400, 401, 403):
+            if reply.status_code in (400, 401, 403):
                 raise VendorAuthError(f"Pax8 refused the API credentials; {FIX_CREDENTIALS}.")
-            if reply.status != 200:
+            if reply.status_code != 200:
                 raise VendorResponseError(
-                    f"Pax8's token endpoint answered {reply.status}; check vendors.pax8.base_url "
+                    f"Pax8's token endpoint answered {reply.status_code}; check vendors.pax8.base_url "
                     "and pull again."
                 )
             data = reply.json()
@@ -174,23 +180,36 @@ class Pax8Source:
             self._token_expires = time.monotonic() + max(0.0, lifetime - margin)
             return token
 
-    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Reply:
-        """Every business call goes through here (one place to swap in the shared transport)."""
+    async def _send(self, method: str, url: str, **kw: Any) -> HttpResponse:
+        """One request through the shared transport; its own failures become pull errors. Every
+        Pax8 request is a read (the token POST included), so a 5xx may always be retried."""
+        try:
+            return await self.http.request(method, url, mutates=False, **kw)
+        except PSAError as exc:
+            raise as_vendor_error(exc) from None
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> HttpResponse:
+        """Every business call goes through here: a bearer token, refreshed once on a 401."""
         url = f"{self.settings.base_url.rstrip('/')}{path}"
-        token = await self._fresh_token()
+        query = {k: str(v) for k, v in (params or {}).items()}
+        await self._fresh_token()
+        sent: list[str] = []
+
+        def headers() -> dict[str, str]:
+            # The token is read when the request leaves (after the limiters), not when it was
+            # queued: a request that waited for its turn must not carry a token refreshed since.
+            token = self._token or ""
+            sent.append(token)
+            return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
         for attempt in (0, 1):
-            reply = await self.http.send(
-                "GET",
-                url,
-                params=params,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            )
-            if reply.status != 401:
+            reply = await self._send("GET", url, endpoint=path, params=query, headers=headers)
+            if reply.status_code != 401:
                 return reply
             if attempt == 0:
                 # A token can die before its expires_in (revoked, rotated): refresh once.
-                token = await self._fresh_token(stale=token)
-        if reply.status == 401:
+                await self._fresh_token(stale=sent[-1])
+        if reply.status_code == 401:
             raise VendorAuthError(
                 f"Pax8 refused a fresh token for {path}; {FIX_CREDENTIALS}, and that the "
                 "credential has access to the partner API."
@@ -201,14 +220,14 @@ class Pax8Source:
 
     async def _page(self, number: int) -> tuple[list[dict[str, Any]], int]:
         reply = await self._get("/products", {"page": number, "size": self.settings.page_size})
-        if reply.status == 403:
+        if reply.status_code == 403:
             raise VendorAuthError(
                 "Pax8 answered 403 to the product list; the API credential needs access to "
                 "products (Integrations > API credentials)."
             )
-        if reply.status != 200:
+        if reply.status_code != 200:
             raise VendorResponseError(
-                f"Pax8 answered {reply.status} to the product list (page {number}); pull again later."
+                f"Pax8 answered {reply.status_code} to the product list (page {number}); pull again later."
             )
         data = reply.json()
         content = data.get("content") if isinstance(data, dict) else None
@@ -250,9 +269,9 @@ class Pax8Source:
         while number < pages:
             params = {"page": number, "size": self.settings.page_size, "status": "Active"}
             reply = await self._get("/subscriptions", params)
-            if reply.status != 200:
+            if reply.status_code != 200:
                 raise VendorResponseError(
-                    f"Pax8 answered {reply.status} to the subscription list; pull again later."
+                    f"Pax8 answered {reply.status_code} to the subscription list; pull again later."
                 )
             data = reply.json()
             if not isinstance(data, dict) or not isinstance(data.get("content"), list):
@@ -302,7 +321,7 @@ class Pax8Source:
         cannot complete (nothing partial is returned: an import is all or nothing)."""
         started = self._clock()
         result = PullResult(source=SOURCE, vendor=VENDOR, started_at=started)
-        requests_before = self.http.requests
+        requests_before = self.http.requests_made
         index = _RefIndex(refs)
         pricing_tasks: list[asyncio.Task[None]] = []
         priced: dict[tuple[str, int], list[ProductRef]] = {}
@@ -335,7 +354,7 @@ class Pax8Source:
                 NotPriced((ref.key,), ref.describe(), "Pax8 has no product with this identifier.")
             )
         result.rows.sort(key=lambda r: (r.sku, r.billing_term or "", r.commitment_term or ""))
-        result.requests = self.http.requests - requests_before
+        result.requests = self.http.requests_made - requests_before
         result.finished_at = self._clock()
         return result
 
@@ -347,15 +366,15 @@ class Pax8Source:
         reply = await self._get(f"/products/{pid}/pricing", params)
         keys = tuple(r.key for r in refs)
         what = f"Pax8 product {product.get('sku') or pid}"
-        if reply.status == 404:
+        if reply.status_code == 404:
             # Pricing is not available for every product (§1.6): reported, not fatal.
             result.not_found.append(
                 NotPriced(keys, what, "Pax8 publishes no pricing for this product (404).")
             )
             return
-        if reply.status != 200:
+        if reply.status_code != 200:
             raise VendorResponseError(
-                f"Pax8 answered {reply.status} to the pricing of {what}; pull again later."
+                f"Pax8 answered {reply.status_code} to the pricing of {what}; pull again later."
             )
         data = reply.json()
         entries = data.get("content") if isinstance(data, dict) else None
