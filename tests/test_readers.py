@@ -36,6 +36,10 @@ from .pricefiles import (
     write_truncated_xlsx,
     write_utf16_tab,
     write_xlsx,
+    write_xlsx_far_cell,
+    write_xlsx_far_row,
+    write_xlsx_shared_strings_bomb,
+    write_zip_bomb_csv,
 )
 
 TODAY = date(2026, 11, 15)
@@ -459,3 +463,45 @@ def test_excels_sep_hint_line_sets_the_delimiter(tmp_path: Path) -> None:
     assert [(r.row, r.sku, r.description, r.cost) for r in result.rows] == [
         (3, "A-1", "Widget, large", D("10.50"))
     ]
+
+
+# ------------------------------------------------------------------ hostile files (issue 13 #1)
+
+
+def test_a_small_zip_holding_gigabytes_of_csv_is_refused_before_it_is_inflated(
+    tmp_path: Path,
+) -> None:
+    path = write_zip_bomb_csv(tmp_path, gib=4)
+    assert path.stat().st_size < 40 << 20
+    with pytest.raises(FileUnreadable, match="was refused: PRICES.CSV"):
+        read_price_file(path)
+
+
+def test_an_xlsx_whose_shared_strings_expand_to_hundreds_of_mib_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = write_xlsx_shared_strings_bomb(tmp_path, mib=600)
+    assert path.stat().st_size < 20 << 20
+    with pytest.raises(FileUnreadable, match="sharedStrings.xml"):
+        read_price_file(path)
+
+
+def test_an_xlsx_with_a_cell_at_column_zzzzzz_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileUnreadable, match="column ZZZZZZ"):
+        read_price_file(write_xlsx_far_cell(tmp_path))
+
+
+def test_an_xlsx_with_row_two_billion_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(FileUnreadable, match="row numbered 2,000,000,000"):
+        read_price_file(write_xlsx_far_row(tmp_path))
+
+
+def test_a_text_file_over_the_size_cap_is_refused_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from costrecon_daemon.vendors import limits
+
+    path = write_generic_csv(tmp_path, SAMPLE_HARDWARE)
+    monkeypatch.setattr(limits, "MAX_TEXT_BYTES", path.stat().st_size - 1)
+    with pytest.raises(FileUnreadable, match="was refused"):
+        read_price_file(path)

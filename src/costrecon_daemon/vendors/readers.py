@@ -11,11 +11,13 @@ Nothing here touches the database or the watched folder; nothing ever turns an a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from itertools import chain, islice
 from pathlib import Path
 
+from costrecon_daemon.vendors import limits
 from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
     lookup_profile,
@@ -73,7 +75,10 @@ def read_price_file(
     all_profiles = merged_profiles(profiles)
     forced = lookup_profile(profile, all_profiles)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            # Checked on the open file, before its bytes are held (issue 13: a 300 MB+ file).
+            limits.check_text_size(name, os.fstat(fh.fileno()).st_size)
+            data = fh.read()
     except OSError as exc:
         raise FileUnreadable(f"{name} could not be opened ({exc.strerror or exc}).") from exc
     if not data.strip():
