@@ -14,6 +14,10 @@ from ..vendors.normalise import normalise_sku
 
 log = logging.getLogger(__name__)
 
+# The start of an import's message once its file changed after the import (issue 13 #12); the
+# Files view shows it and /v1/imports flags it.
+CHANGED_AFTER_IMPORT = "Changed after import"
+
 REMATCH_COLS = (
     VendorCost.id,
     VendorCost.vendor,
@@ -40,6 +44,7 @@ def import_json(r: Any, *, detail: bool = False) -> dict[str, Any]:
         "received_at": iso(r.received_at),
         "final_path": r.final_path,
         "message": r.message,
+        "changed_after_import": (r.message or "").startswith(CHANGED_AFTER_IMPORT),
     }
     if detail:
         out.update(errors=list(r.errors or []), sha256=r.sha256, size=r.size, actor=r.actor)
