@@ -440,7 +440,6 @@ class Inbox:
                 await self._refuse(path, st, refusal)
                 self._done(path_text)
                 return
-            await self._report_reappeared(path.name)
             if c is not None and (st.st_size, st.st_mtime_ns) != (c.size, c.mtime_ns):
                 c.size, c.mtime_ns, c.changed_at, c.queued = (
                     st.st_size,
@@ -460,8 +459,10 @@ class Inbox:
                 return
             try:
                 sha = await asyncio.to_thread(sha256_of_fd, fd)
+                head = os.pread(fd, 4096, 0)
             finally:
                 os.close(fd)
+            await self._report_reappeared(path.name, head)
             earlier = await store.read(_imported_with, sha)
             if (
                 earlier is not None
@@ -659,11 +660,19 @@ class Inbox:
 
     # ------------------------------------------------------------------ changed after import
 
-    async def _report_reappeared(self, name: str) -> None:
-        """A file of the same name soon after an import: most likely the writer went on appending
-        after the import took the first part (it reopened the name once the file was moved)."""
+    async def _report_reappeared(self, name: str, head: bytes) -> None:
+        """A file of the same name soon after an import that does not start like it (no header
+        line: a continuation): the writer went on appending after the import took the first part
+        (it reopened the name once the file was moved). A whole new copy starts the same way."""
         recent = self._recent.pop(name, None)
-        if recent is not None and time.monotonic() - recent[3] < CHANGED_WINDOW:
+        if recent is None or time.monotonic() - recent[3] >= CHANGED_WINDOW:
+            return
+        try:
+            with open(recent[1], "rb") as fh:
+                before = fh.read(4096)
+        except OSError:
+            return
+        if head.split(b"\n", 1)[0] != before.split(b"\n", 1)[0]:
             await self._changed_after_import(
                 name, recent[0], "more data arrived under the same name after it was imported"
             )
