@@ -76,7 +76,7 @@ def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
             PriceImport.file_name,
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)
-        .where(VendorCost.item_id.is_(None), _newest_per_key())
+        .where(VendorCost.item_id.is_(None), PriceImport.status == "imported", _newest_per_key())
         .order_by(VendorCost.import_id.desc(), VendorCost.row_number, VendorCost.id)
         .limit(limit)
     )
@@ -84,12 +84,16 @@ def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
 
 
 def counts(conn: Connection) -> dict[str, int]:
-    total = conn.execute(select(func.count()).select_from(VendorCost)).scalar() or 0
+    # Rows of an import still being written ("importing") do not exist yet for anyone.
+    staged = VendorCost.import_id.not_in(
+        select(PriceImport.id).where(PriceImport.status == "importing")
+    )
+    total = conn.execute(select(func.count()).select_from(VendorCost).where(staged)).scalar() or 0
     unmatched = (
         conn.execute(
             select(func.count())
             .select_from(VendorCost)
-            .where(VendorCost.item_id.is_(None), _newest_per_key())
+            .where(VendorCost.item_id.is_(None), staged, _newest_per_key())
         ).scalar()
         or 0
     )

@@ -51,9 +51,10 @@ from .importer import (
     Options,
     Prepared,
     commit_import,
+    drop_unfinished,
     file_owner,
     ignored_name,
-    prepare,
+    stream_import,
 )
 from .placement import place_file, set_final_path, unique_path
 from .queries import CHANGED_AFTER_IMPORT
@@ -217,6 +218,9 @@ class Inbox:
         for d in (self.inbox, self.processed, self.failed):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._inbox_real = os.path.realpath(self.inbox)
+        dropped = await asyncio.to_thread(drop_unfinished, self.store)
+        if dropped:
+            log.warning("took back the rows of %d import(s) cut short by a stop", dropped)
         await self._quarantine_interrupted()
         self.scan()
         self._tasks = [
@@ -473,7 +477,7 @@ class Inbox:
                 await self._finish_interrupted(path, earlier)
                 self._done(path_text)
                 return
-            if earlier is not None:  # the same content was imported before: no need to read it
+            if earlier is not None:  # the same content was imported before: not read again
                 prep = Prepared(
                     path=path,
                     name=path.name,
@@ -482,53 +486,6 @@ class Inbox:
                     sha256=sha,
                     actor=file_owner(st),
                 )
-            else:
-                matcher = await self.cache.matcher()
-                await asyncio.to_thread(self._write_marker, path, st, sha)
-                try:
-                    prep = await asyncio.to_thread(
-                        prepare, path, self.options, matcher, sha=sha, st=st
-                    )
-                except BaseException:
-                    self._clear_marker()
-                    raise
-            try:
-                after = os.lstat(path)
-            except OSError:
-                after = None
-            if after is None or (
-                after.st_size,
-                after.st_mtime_ns,
-                after.st_ino,
-                after.st_mode,
-            ) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode):
-                # Changed, or swapped for a link, while it was read: nothing read is kept.
-                self._clear_marker()
-                if after is None:
-                    self._done(path_text)
-                    return
-                log.info("%s changed while it was read; waiting for it to settle", path.name)
-                if c is not None:
-                    c.size, c.mtime_ns, c.changed_at, c.queued = (
-                        after.st_size,
-                        after.st_mtime_ns,
-                        time.monotonic(),
-                        False,
-                    )
-                return
-            if (
-                prep.failure is not None
-                and c is not None
-                and c.parse_retries == 0
-                and time.time() - after.st_mtime < self.grace
-            ):
-                # Young and unreadable: maybe a copy that paused; look once more after the grace.
-                self._clear_marker()
-                c.parse_retries += 1
-                self._retry(path_text, self.grace)
-                return
-            table = self.table
-            if earlier is not None:
                 final = unique_path(self._processed_today(), path.name, with_report=False)
                 where = f"{earlier.file_name} (import #{earlier.id}, {iso(earlier.received_at)})"
                 message = f"Same content as {where}; not imported again."
@@ -548,23 +505,99 @@ class Inbox:
                         duplicate_of=dup,
                     )
                 )
-            else:
-                final = (
+                await self._finish(path, path_text, st, record)
+                return
+            matcher = await self.cache.matcher()
+            await asyncio.to_thread(self._write_marker, path, st, sha)
+            verdict: dict[str, Any] = {}
+
+            def before_commit(prep: Prepared) -> bool:
+                verdict["go"] = self._verdict(path, st, c, prep)
+                return verdict["go"] is None
+
+            def final_for(ok: bool) -> Path:
+                return (
                     unique_path(self._processed_today(), path.name, with_report=False)
-                    if prep.ok
+                    if ok
                     else unique_path(self.failed, path.name, with_report=True)
                 )
-                record = await store.write(
-                    lambda conn: commit_import(conn, prep, final_path=str(final), table=table)
+
+            try:
+                record = await asyncio.to_thread(
+                    stream_import,
+                    store,
+                    path,
+                    self.options,
+                    matcher,
+                    final_for=final_for,
+                    table=self.table,
+                    sha=sha,
+                    st=st,
+                    before_commit=before_commit,
                 )
-            self.cache.changed()
-            # Only now, with the outcome committed, does the file leave the inbox.
-            moved = await self._place(path, Path(record["final_path"]), record)
-            self._clear_marker()
+            except BaseException:
+                self._clear_marker()
+                raise
+            if record is None:
+                self._clear_marker()
+                self._after_veto(path_text, c, verdict.get("go"))
+                return
+            await self._finish(path, path_text, st, record)
+
+    async def _finish(
+        self, path: Path, path_text: str, st: os.stat_result, record: dict[str, Any]
+    ) -> None:
+        self.cache.changed()
+        # Only now, with the outcome committed, does the file leave the inbox.
+        moved = await self._place(path, Path(record["final_path"]), record)
+        self._clear_marker()
+        self._done(path_text)
+        if record["status"] == "imported":
+            self._recent[path.name] = (record["id"], str(moved), st.st_size, time.monotonic())
+        log.info("%s: %s (%s)", path.name, record["status"], record["message"])
+
+    def _verdict(
+        self, path: Path, st: os.stat_result, c: _Candidate | None, prep: Prepared
+    ) -> tuple[str, os.stat_result | None] | None:
+        """Whether a read file may be recorded (None), or why not: it changed (or was swapped
+        for a link) while it was read, or it is young and unreadable (a copy that paused)."""
+        try:
+            after = os.lstat(path)
+        except OSError:
+            return ("gone", None)
+        if (after.st_size, after.st_mtime_ns, after.st_ino, after.st_mode) != (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+            st.st_mode,
+        ):
+            return ("changed", after)
+        if (
+            prep.failure is not None
+            and c is not None
+            and c.parse_retries == 0
+            and time.time() - after.st_mtime < self.grace
+        ):
+            return ("young", after)
+        return None
+
+    def _after_veto(self, path_text: str, c: _Candidate | None, why: Any) -> None:
+        kind, after = why if why else ("gone", None)
+        if kind == "gone" or after is None:
             self._done(path_text)
-            if record["status"] == "imported":
-                self._recent[path.name] = (record["id"], str(moved), st.st_size, time.monotonic())
-            log.info("%s: %s (%s)", path.name, record["status"], record["message"])
+        elif kind == "changed":
+            log.info("%s changed while it was read; waiting for it to settle", path_text)
+            if c is not None:
+                c.size, c.mtime_ns, c.changed_at, c.queued = (
+                    after.st_size,
+                    after.st_mtime_ns,
+                    time.monotonic(),
+                    False,
+                )
+        else:  # young and unreadable: maybe a copy that paused; look once more after the grace
+            if c is not None:
+                c.parse_retries += 1
+            self._retry(path_text, self.grace)
 
     # ------------------------------------------------------------------ hostile files
 

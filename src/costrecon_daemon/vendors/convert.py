@@ -383,7 +383,8 @@ def _convert(
         if start is not None:
             starts.append(start)  # type: ignore[arg-type]
         if streaming:
-            add_hash(hash((row_vendor, sku, term, billing, currency)))
+            # billing is not stored (vendor_costs has no column for it), so not in the key
+            add_hash(hash((row_vendor, sku, term, currency)))
             if len(rows) >= STREAM_CHUNK:
                 streamed += len(rows)
                 sink(rows)  # type: ignore[misc]

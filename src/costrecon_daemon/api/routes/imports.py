@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from ...db import PriceImport
 from ...errors import InvalidInput, NotFound
+from ...intake.importer import STAGED
 from ...intake.queries import import_json
 from ..context import services
 from ..errors import ok
@@ -19,7 +20,15 @@ routes = web.RouteTableDef()
 async def list_imports(request: web.Request) -> web.Response:
     limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=5000)
     rows = await services(request).store.read(
-        lambda c: list(c.execute(select(PriceImport).order_by(PriceImport.id.desc()).limit(limit)))
+        lambda c: list(
+            c.execute(
+                select(PriceImport)
+                # an import still being written has no outcome yet: it is listed once it has
+                .where(PriceImport.status != STAGED)
+                .order_by(PriceImport.id.desc())
+                .limit(limit)
+            )
+        )
     )
     return ok({"imports": [import_json(r) for r in rows]})
 
