@@ -312,6 +312,7 @@ def distributor(rows: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         dataset = generate_custom(500, 60, 1500)
+        (directory / "d").mkdir()
         with psa_daemon(directory / "d", dataset) as (_adapter, d):
             assert d.proc is not None
             pid = d.proc.pid

@@ -64,3 +64,35 @@ def test_a_300k_row_file_is_imported_with_memory_bounded(tmp_path: Path) -> None
         d.wait_for(lambda: d.get("/v1/status")["counts"]["vendor_costs"] == ROWS, 30, "the counts")
         assert peak[0] - resting <= GROWTH_BOUND_MB, (resting, peak[0])
         assert peak[0] <= PEAK_BOUND_MB, (resting, peak[0])
+
+
+def test_unmatched_rows_come_in_pages_filtered_by_file_or_vendor(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with DaemonProcess(tmp_path / "d") as d:
+        inbox = inbox_of(d)
+        first = [pf.PriceLine(f"ONE{i:03d}", None, f"One {i}", D("1.50")) for i in range(23)]
+        second = [pf.PriceLine(f"TWO{i:03d}", None, f"Two {i}", D("2.50")) for i in range(17)]
+        pf.write_generic_csv(inbox, first, name="alpha-prices.csv")
+        one = wait_import(d, "alpha-prices.csv")
+        pf.write_generic_csv(inbox, second, name="beta-prices.csv")
+        two = wait_import(d, "beta-prices.csv")
+
+        def pages(**params: object) -> list[list[dict]]:
+            out, before = [], None
+            while True:
+                query = {"limit": 10, **params, **({"before": before} if before else {})}
+                got = d.get("/v1/unmatched", params=query)
+                out.append(got["rows"])
+                before = got["before"]
+                if before is None:
+                    return out
+
+        every = pages()
+        assert [len(p) for p in every] == [10, 10, 10, 10, 0]
+        skus = [r["sku"] for p in every for r in p]
+        assert len(set(skus)) == 40
+        assert skus[:17] == [f"TWO{i:03d}" for i in reversed(range(17))]  # newest file first
+        only_one = [r for p in pages(import_id=one["id"]) for r in p]
+        assert {r["file"] for r in only_one} == {"alpha-prices.csv"} and len(only_one) == 23
+        by_vendor = [r for p in pages(vendor=two["vendor"]) for r in p]
+        assert {r["sku"][:3] for r in by_vendor} == {"TWO"}

@@ -66,7 +66,25 @@ def _newest_per_key() -> Any:
     )
 
 
-def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
+def unmatched_rows(
+    conn: Connection,
+    limit: int,
+    *,
+    before: int | None = None,
+    import_id: int | None = None,
+    vendor: str | None = None,
+) -> list[Any]:
+    """One page of vendor rows no catalogue item matched, newest first (by row id: a later
+    import's rows always have higher ids), never the whole set: at 2,000,000 rows the page is
+    read along the primary key and stops at ``limit``. ``before`` is the last id of the previous
+    page; ``import_id`` and ``vendor`` narrow it to one file or one vendor."""
+    conds = [VendorCost.item_id.is_(None), PriceImport.status == "imported", _newest_per_key()]
+    if before is not None:
+        conds.append(VendorCost.id < before)
+    if import_id is not None:
+        conds.append(VendorCost.import_id == import_id)
+    if vendor is not None:
+        conds.append(VendorCost.vendor == vendor)
     stmt = (
         select(
             *REMATCH_COLS,
@@ -76,8 +94,8 @@ def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
             PriceImport.file_name,
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)
-        .where(VendorCost.item_id.is_(None), PriceImport.status == "imported", _newest_per_key())
-        .order_by(VendorCost.import_id.desc(), VendorCost.row_number, VendorCost.id)
+        .where(*conds)
+        .order_by(VendorCost.id.desc())
         .limit(limit)
     )
     return list(conn.execute(stmt))

@@ -48,6 +48,15 @@ async def get_import(request: web.Request) -> web.Response:
 
 @routes.get("/v1/unmatched")
 async def unmatched(request: web.Request) -> web.Response:
-    limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=2000)
+    q = request.query
+    limit = field_int(q, "limit", required=False, default=200, minimum=1, maximum=2000)
     assert limit is not None
-    return ok({"rows": await services(request).intake.mappings.unmatched(limit)})
+    rows = await services(request).intake.mappings.unmatched(
+        limit,
+        before=field_int(q, "before", required=False, minimum=1, maximum=2**62),
+        import_id=field_int(q, "import_id", required=False, minimum=1, maximum=2**62),
+        vendor=q.get("vendor") or None,
+    )
+    # The next page: pass "before" back. Absent once a page comes back short.
+    following = rows[-1]["vendor_cost_id"] if len(rows) == limit else None
+    return ok({"rows": rows, "before": following})
