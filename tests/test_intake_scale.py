@@ -96,3 +96,42 @@ def test_unmatched_rows_come_in_pages_filtered_by_file_or_vendor(tmp_path: Path)
         assert {r["file"] for r in only_one} == {"alpha-prices.csv"} and len(only_one) == 23
         by_vendor = [r for p in pages(vendor=two["vendor"]) for r in p]
         assert {r["sku"][:3] for r in by_vendor} == {"TWO"}
+
+
+def test_old_imports_keep_only_their_matched_rows_beyond_the_retention(tmp_path: Path) -> None:
+    from .psa_fixtures import cw_daemon, msp_tenant, rows_by_identifier
+
+    (tmp_path / "d").mkdir()
+    with cw_daemon(
+        tmp_path / "d", msp_tenant(contracts=2), extra={"inbox": {"keep_imports": 2}}
+    ) as (
+        _sim,
+        _served,
+        d,
+    ):
+        inbox = inbox_of(d)
+        ids = []
+        for month in range(1, 5):
+            lines = [
+                pf.PriceLine("PAX-M365-BP-M", None, "Microsoft 365 BP", D(f"21.{month:02d}"),
+                             term="P1M"),
+                *(pf.PriceLine(f"NOPE-{month}-{i}", None, f"Other {i}", D("1.00"))
+                  for i in range(5)),
+            ]  # fmt: skip
+            name = f"pax8-prices-2026-{month:02d}.csv"
+            pf.write_generic_csv(inbox, lines, name=name)
+            record = wait_import(d, name)
+            assert record["status"] == "imported" and record["rows_matched"] == 1
+            ids.append(record["id"])
+
+        def pruned() -> list[int] | None:
+            acts = d.get("/v1/activity", params={"action": "import.pruned"})["entries"]
+            got = sorted(a["details"]["import_id"] for a in acts)
+            return got if len(got) == 2 else None
+
+        assert d.wait_for(pruned, 30, "pruning") == ids[:2]
+        # 4 matched rows (one per import, kept for provenance) + the newest 2 files' 5 unmatched
+        d.wait_for(lambda: d.get("/v1/status")["counts"]["vendor_costs"] == 14, 30, "counts")
+        unmatched = {r["sku"][:6] for r in d.get("/v1/unmatched")["rows"]}
+        assert unmatched == {"NOPE-3", "NOPE-4"}
+        assert rows_by_identifier(d)["M365-BP-M"]["vendor_cost"] == "21.0400"

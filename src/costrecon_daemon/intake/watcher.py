@@ -59,6 +59,7 @@ from .importer import (
 from .placement import place_file, set_final_path, unique_path
 from .queries import CHANGED_AFTER_IMPORT
 from .rematch import MatcherCache
+from .retention import prune
 
 log = logging.getLogger(__name__)
 ZIP_SUFFIXES = (".xlsx", ".xlsm", ".zip")
@@ -211,6 +212,8 @@ class Inbox:
         self.in_progress_marker = cfg.state_dir / "intake-in-progress.json"
         # inbox name → (import id, where it went, its size, monotonic time) of recent imports
         self._recent: dict[str, tuple[int, str, int, float]] = {}
+        self.keep_imports = max(1, cfg.inbox.keep_imports)
+        self._pruning: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -554,7 +557,19 @@ class Inbox:
         self._done(path_text)
         if record["status"] == "imported":
             self._recent[path.name] = (record["id"], str(moved), st.st_size, time.monotonic())
+            self._schedule_prune()
         log.info("%s: %s (%s)", path.name, record["status"], record["message"])
+
+    def _schedule_prune(self) -> None:
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.create_task(self._prune(), name="intake.prune")
+
+    async def _prune(self) -> None:
+        try:
+            if await prune(self.store, self.keep_imports):
+                self.cache.changed()
+        except Exception:  # noqa: BLE001 - retention is housekeeping; the next import retries
+            log.warning("pruning old imports failed; the next import tries again", exc_info=True)
 
     def _verdict(
         self, path: Path, st: os.stat_result, c: _Candidate | None, prep: Prepared
