@@ -231,6 +231,10 @@ def _insert_costs(
     processing of 200,000 rows × 13 columns costs more than SQLite's own work. Values are the
     stored forms (MoneyType's integer ten-thousandths, UTCDateTime's text); the reader has already
     quantized every cost to 4 places, so ``scaleb`` is exact."""
+    if conn.dialect.name == "sqlite":
+        # 16 MB of page cache on the writer: the (vendor, sku, term) and import_id indexes of a
+        # table growing by millions of rows stay mostly in memory (the default is 2 MB).
+        conn.exec_driver_sql("PRAGMA cache_size=-16384")
     sql = (
         f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
         f"VALUES ({_placeholders(conn, len(_VC_COLUMNS))})"
@@ -430,6 +434,31 @@ def drop_unfinished(store: Any) -> int:
     return len(ids)
 
 
+def _repeated_hashes(hashes: Any) -> set[int]:
+    """The hashes that occur more than once, in bounded memory: a 16 MiB bitmap flags a slot seen
+    before (sorting 2,000,000 hashes would make as many int objects, ~70 MB); only the few rows
+    that land on a flagged slot are counted exactly in a second pass."""
+    bits = 1 << 27
+    mask = bits - 1
+    seen = bytearray(bits >> 3)
+    maybe: set[int] = set()
+    for h in hashes:
+        slot = h & mask
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        if seen[byte] & bit:
+            maybe.add(slot)
+        else:
+            seen[byte] |= bit
+    del seen
+    if not maybe:
+        return set()
+    counted: dict[int, int] = {}
+    for h in hashes:
+        if h & mask in maybe:
+            counted[h] = counted.get(h, 0) + 1
+    return {h for h, n in counted.items() if n > 1}
+
+
 def _repeats(
     store: Any,
     import_id: int,
@@ -443,9 +472,7 @@ def _repeats(
     hashes = result.key_hashes
     if hashes is None or len(hashes) < 2:
         return [], set(), set()
-    ordered = sorted(hashes)
-    repeated = {a for a, b in zip(ordered, ordered[1:], strict=False) if a == b}
-    del ordered
+    repeated = _repeated_hashes(hashes)
     if not repeated:
         return [], set(), set()
     found: dict[tuple, list[tuple[int, Any, str, int | None, int | None]]] = {}
