@@ -135,3 +135,47 @@ def test_old_imports_keep_only_their_matched_rows_beyond_the_retention(tmp_path:
         unmatched = {r["sku"][:6] for r in d.get("/v1/unmatched")["rows"]}
         assert unmatched == {"NOPE-3", "NOPE-4"}
         assert rows_by_identifier(d)["M365-BP-M"]["vendor_cost"] == "21.0400"
+
+
+def test_a_sku_repeated_with_another_cost_fails_the_streamed_file_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Repeats are found without holding the file (one hash per row): identical repeats collapse,
+    a repeat with another cost, however far apart, fails the whole file naming both rows."""
+    from sqlalchemy import text
+
+    from costrecon_daemon.intake import Options, import_file
+    from costrecon_daemon.store import Store, migrate
+
+    url = f"sqlite:///{tmp_path / 'costrecon.db'}"
+    migrate(url)
+    store = Store(url)
+    try:
+        lines = [pf.PriceLine(f"R{i:06d}", None, f"Item {i}", D("2.00")) for i in range(45_000)]
+        same = [*lines, lines[10], lines[30_000]]  # identical repeats
+        ok = import_file(
+            store, pf.write_generic_csv(tmp_path, same, name="same.csv"), Options(), None
+        )
+        assert ok["status"] == "imported" and ok["rows_imported"] == 45_000
+
+        clash = [*lines, pf.PriceLine("R000007", None, "Item 7", D("2.50"))]
+        bad = import_file(
+            store, pf.write_generic_csv(tmp_path, clash, name="clash.csv"), Options(), None
+        )
+        assert bad["status"] == "failed"
+        assert [e["row"] for e in bad["errors"]] == [45_002]
+        assert "row 9 says 2 USD, row 45002 says 2.5 USD" in bad["errors"][0]["message"]
+        left = store.read_sync(
+            lambda c: c.execute(
+                text("SELECT count(*) FROM vendor_costs WHERE import_id = :i"), {"i": bad["id"]}
+            ).scalar()
+        )
+        assert left == 0
+        statuses = store.read_sync(
+            lambda c: [
+                r[0] for r in c.execute(text("SELECT status FROM price_imports ORDER BY id"))
+            ]
+        )
+        assert statuses == ["imported", "failed"]
+    finally:
+        store.close()

@@ -478,7 +478,7 @@ def _repeats(
     found: dict[tuple, list[tuple[int, Any, str, int | None, int | None]]] = {}
     for row, _m in matched:
         key = (row.vendor, row.sku, row.term, row.currency)
-        if hash(key) in repeated:
+        if hash(key[1:]) in repeated:
             found.setdefault(key, []).append((row.row, row.cost, row.currency, None, row.row))
 
     def scan(conn: Connection) -> None:
@@ -493,7 +493,7 @@ def _repeats(
         ).where(VendorCost.import_id == import_id)
         for r in conn.execution_options(yield_per=20_000).execute(stmt):
             key = (r.vendor, r.sku, r.term, r.currency)
-            if hash(key) in repeated:
+            if hash(key[1:]) in repeated:
                 found.setdefault(key, []).append((r.row_number, r.cost, r.currency, r.id, None))
 
     store.read_sync(scan)

@@ -383,8 +383,10 @@ def _convert(
         if start is not None:
             starts.append(start)  # type: ignore[arg-type]
         if streaming:
-            # billing is not stored (vendor_costs has no column for it), so not in the key
-            add_hash(hash((row_vendor, sku, term, currency)))
+            # Billing is not stored (vendor_costs has no column for it) and the vendor may be
+            # filled in later (from the file name), so neither is hashed; the caller compares
+            # the full key of the few rows whose hash repeats.
+            add_hash(hash((sku, term, currency)))
             if len(rows) >= STREAM_CHUNK:
                 streamed += len(rows)
                 sink(rows)  # type: ignore[misc]
