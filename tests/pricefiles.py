@@ -396,3 +396,99 @@ def write_ingram_price_zip(
         archive.write(inner, "PRICE.TXT")
     inner.unlink()
     return path
+
+
+# ----------------------------------------------------------------------------- hostile files
+# Issue 13 item 1: small files that inflate into memory bombs. Each is built with real
+# compression (no forged sizes), the way an attacker or a broken exporter would make it.
+
+_BOMB_ROW = b"ABC-123,Acme widget,12.50\n"
+
+
+def write_zip_bomb_csv(directory: Path, name: str = "prices.zip", gib: int = 4) -> Path:
+    """A zip of a few MB holding a ``gib`` GiB CSV (a header, then one row repeated)."""
+    import zipfile
+
+    path = directory / name
+    block = _BOMB_ROW * ((1 << 24) // len(_BOMB_ROW))
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+        archive.open("PRICES.CSV", "w", force_zip64=True) as fh,
+    ):
+        fh.write(b"SKU,Description,Cost\n")
+        written = 0
+        while written < gib << 30:
+            fh.write(block)
+            written += len(block)
+    return path
+
+
+_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/'
+    'package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/>'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+    'relationships+xml"/></Types>'
+)
+_WORKBOOK = (
+    '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/'
+    'spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/'
+    'relationships"><sheets><sheet name="Prices" sheetId="1" r:id="rId1"/></sheets></workbook>'
+)
+_WORKBOOK_RELS = (
+    '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.'
+    'org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.'
+    'openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+    'Target="worksheets/sheet1.xml"/></Relationships>'
+)
+_SHEET_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+    'spreadsheetml/2006/main"><sheetData>'
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>SKU</t></is></c>'
+    '<c r="B1" t="inlineStr"><is><t>Cost</t></is></c></row>'
+)
+_SHEET_TAIL = "</sheetData></worksheet>"
+
+
+def _write_hand_xlsx(path: Path, sheet_rows: str, shared: bytes | None = None) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        archive.writestr("xl/workbook.xml", _WORKBOOK)
+        archive.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
+        archive.writestr("xl/worksheets/sheet1.xml", _SHEET_HEAD + sheet_rows + _SHEET_TAIL)
+        if shared is not None:
+            archive.writestr("xl/sharedStrings.xml", shared)
+    return path
+
+
+def write_xlsx_far_cell(directory: Path, name: str = "far-cell.xlsx") -> Path:
+    """A few KB: one data row whose second cell sits at column ZZZZZZ."""
+    row = (
+        '<row r="2"><c r="A2" t="inlineStr"><is><t>ABC-1</t></is></c>'
+        '<c r="ZZZZZZ2"><v>12.5</v></c></row>'
+    )
+    return _write_hand_xlsx(directory / name, row)
+
+
+def write_xlsx_far_row(directory: Path, name: str = "far-row.xlsx") -> Path:
+    """A few KB: one data row numbered two billion."""
+    row = (
+        '<row r="2000000000"><c r="A2000000000" t="inlineStr"><is><t>ABC-1</t></is></c>'
+        '<c r="B2000000000"><v>12.5</v></c></row>'
+    )
+    return _write_hand_xlsx(directory / name, row)
+
+
+def write_xlsx_shared_strings_bomb(
+    directory: Path, name: str = "strings.xlsx", mib: int = 600
+) -> Path:
+    """A few MB whose sharedStrings.xml expands to ``mib`` MiB of one repeated string."""
+    one = b"<si><t>" + b"x" * 4000 + b"</t></si>"
+    count = (mib << 20) // len(one)
+    shared = (
+        b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+        b'spreadsheetml/2006/main">' + one * count + b"</sst>"
+    )
+    row = '<row r="2"><c r="A2" t="s"><v>0</v></c><c r="B2"><v>12.5</v></c></row>'
+    return _write_hand_xlsx(directory / name, row, shared)

@@ -36,6 +36,10 @@ from .pricefiles import (
     write_truncated_xlsx,
     write_utf16_tab,
     write_xlsx,
+    write_xlsx_far_cell,
+    write_xlsx_far_row,
+    write_xlsx_shared_strings_bomb,
+    write_zip_bomb_csv,
 )
 
 TODAY = date(2026, 11, 15)
@@ -459,3 +463,94 @@ def test_excels_sep_hint_line_sets_the_delimiter(tmp_path: Path) -> None:
     assert [(r.row, r.sku, r.description, r.cost) for r in result.rows] == [
         (3, "A-1", "Widget, large", D("10.50"))
     ]
+
+
+# ------------------------------------------------------------------ hostile files (issue 13 #1)
+
+
+def test_a_small_zip_holding_gigabytes_of_csv_is_refused_before_it_is_inflated(
+    tmp_path: Path,
+) -> None:
+    path = write_zip_bomb_csv(tmp_path, gib=4)
+    assert path.stat().st_size < 40 << 20
+    with pytest.raises(FileUnreadable, match="was refused: PRICES.CSV"):
+        read_price_file(path)
+
+
+def test_an_xlsx_whose_shared_strings_expand_to_hundreds_of_mib_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = write_xlsx_shared_strings_bomb(tmp_path, mib=600)
+    assert path.stat().st_size < 20 << 20
+    with pytest.raises(FileUnreadable, match="sharedStrings.xml"):
+        read_price_file(path)
+
+
+def test_an_xlsx_with_a_cell_at_column_zzzzzz_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileUnreadable, match="column ZZZZZZ"):
+        read_price_file(write_xlsx_far_cell(tmp_path))
+
+
+def test_an_xlsx_with_row_two_billion_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(FileUnreadable, match="row numbered 2,000,000,000"):
+        read_price_file(write_xlsx_far_row(tmp_path))
+
+
+def test_a_text_file_over_the_size_cap_is_refused_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from costrecon_daemon.vendors import limits
+
+    path = write_generic_csv(tmp_path, SAMPLE_HARDWARE)
+    monkeypatch.setattr(limits, "MAX_TEXT_BYTES", path.stat().st_size - 1)
+    with pytest.raises(FileUnreadable, match="was refused"):
+        read_price_file(path)
+
+
+# ------------------------------------------------------------------ streaming (issue 15)
+
+from costrecon_daemon.vendors.readers import stream_price_file  # noqa: E402
+
+STREAMED_FILES = {
+    "generic": lambda d: write_generic_csv(d, SAMPLE_HARDWARE + SAMPLE_CLOUD),
+    "eu": lambda d: write_eu_csv(d, SAMPLE_HARDWARE),
+    "cp1252": lambda d: write_cp1252_csv(d, SAMPLE_HARDWARE),
+    "utf16": lambda d: write_utf16_tab(d, SAMPLE_HARDWARE),
+    "ingram": lambda d: write_ingram_price_txt(d, SAMPLE_HARDWARE),
+    "ingram-zip": lambda d: write_ingram_price_zip(d, SAMPLE_HARDWARE),
+    "stdprice": lambda d: write_ingram_stdprice(d, SAMPLE_HARDWARE),
+    "synnex": lambda d: write_synnex(d, SAMPLE_HARDWARE),
+    "dh": lambda d: write_dh_itemlist(d, SAMPLE_HARDWARE),
+    "csp": lambda d: write_ms_csp(d, SAMPLE_CLOUD, today=date(2026, 11, 15)),
+    "xlsx": lambda d: write_xlsx(d, SAMPLE_HARDWARE),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STREAMED_FILES))
+def test_the_streaming_reader_gives_the_same_rows_as_the_whole_file_reader(
+    tmp_path: Path, kind: str
+) -> None:
+    path = STREAMED_FILES[kind](tmp_path)
+    whole = read_price_file(path, today=date(2026, 11, 15))
+    got: list = []
+    streamed = stream_price_file(path, got.extend, today=date(2026, 11, 15))
+    assert got == whole.rows
+    assert streamed.streamed == len(whole.rows) and streamed.rows == []
+    assert (streamed.profile, streamed.vendor, streamed.errors) == (
+        whole.profile,
+        whole.vendor,
+        whole.errors,
+    )
+    assert (streamed.encoding, streamed.delimiter) == (whole.encoding, whole.delimiter)
+
+
+def test_the_streaming_reader_finds_a_bad_row_late_in_a_big_file(tmp_path: Path) -> None:
+    lines = [PriceLine(f"S{i:06d}", None, f"Item {i}", Decimal("1.25")) for i in range(50_000)]
+    path = write_generic_csv(tmp_path, lines)
+    text = path.read_text().replace("S049990,", "S049990X,").replace(",1.25,USD", ",1.2x5,USD", 1)
+    text = text[: text.rindex("1.25")] + "oops" + text[text.rindex("1.25") + 4 :]
+    path.write_text(text)
+    got: list = []
+    result = stream_price_file(path, got.extend)
+    assert [e.row for e in result.errors] == [2, 50_001]
+    assert len(got) + 2 == 50_000

@@ -72,6 +72,8 @@ class InboxSection:
     force_polling: bool = False
     default_currency: str = "USD"
     default_profile: str = ""
+    # Imports per vendor whose unmatched rows are kept; older ones keep only matched rows.
+    keep_imports: int = 3
 
 
 @dataclass(slots=True)
@@ -394,6 +396,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
             raise ConfigError(f"{file}: {key} must be greater than 0.")
     if cfg.inbox.stable_seconds < 0:
         raise ConfigError(f"{file}: inbox.stable_seconds must be 0 or more.")
+    if cfg.inbox.keep_imports < 1:
+        raise ConfigError(f"{file}: inbox.keep_imports must be 1 or more.")
     _check_folders(file, cfg)
     _check_own_access(file, cfg)
     return cfg

@@ -442,6 +442,24 @@ class DaemonClient:
             r["cost"] = _dec(r.get("cost"))
         return rows
 
+    async def unmatched_page(
+        self,
+        limit: int = 200,
+        *,
+        before: int | None = None,
+        import_id: int | None = None,
+        vendor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of unmatched rows and the ``before`` cursor of the next (None at the end)."""
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (("before", before), ("import_id", import_id), ("vendor", vendor)):
+            if value is not None:
+                params[key] = value
+        page = await self._request("GET", "/unmatched", params=params)
+        for r in page["rows"]:
+            r["cost"] = _dec(r.get("cost"))
+        return page
+
     async def mappings(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/mappings"))["mappings"]
 

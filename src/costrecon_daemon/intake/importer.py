@@ -13,15 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from .. import activity, events
 from ..costs.table import CostTable
-from ..db import PriceImport, utcnow
+from ..db import PriceImport, VendorCost, utcnow
 from ..vendors.matching import Matcher, MatchResult
 from ..vendors.profiles import Profile
-from ..vendors.readers import FileUnreadable, ReadResult, VendorRow, read_price_file
+from ..vendors.readers import (
+    FileUnreadable,
+    ReadResult,
+    RowError,
+    VendorRow,
+    read_price_file,
+    stream_price_file,
+)
 from .rematch import CHUNK, REFRESH_LIMIT
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,11 @@ class Prepared:
     result: ReadResult | None = None
     failure: str | None = None  # the file as a whole could not be read
     matches: list[MatchResult] | None = None
+    staged: int = 0  # rows already written under a staged import (stream_import), not in result
+
+    @property
+    def row_count(self) -> int:
+        return (len(self.result.rows) if self.result is not None else 0) + self.staged
 
     @property
     def ok(self) -> bool:
@@ -89,7 +101,7 @@ class Prepared:
                 f"from this file was imported; first: {errors[0].message}"
             )
         matched = sum(1 for m in self.matches or () if m.item_id is not None)
-        return f"{len(self.result.rows)} costs imported, {matched} matched to catalogue items"
+        return f"{self.row_count} costs imported, {matched} matched to catalogue items"
 
 
 def file_owner(st: os.stat_result) -> str:
@@ -219,6 +231,10 @@ def _insert_costs(
     processing of 200,000 rows × 13 columns costs more than SQLite's own work. Values are the
     stored forms (MoneyType's integer ten-thousandths, UTCDateTime's text); the reader has already
     quantized every cost to 4 places, so ``scaleb`` is exact."""
+    if conn.dialect.name == "sqlite":
+        # 16 MB of page cache on the writer: the (vendor, sku, term) and import_id indexes of a
+        # table growing by millions of rows stay mostly in memory (the default is 2 MB).
+        conn.exec_driver_sql("PRAGMA cache_size=-16384")
     sql = (
         f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
         f"VALUES ({_placeholders(conn, len(_VC_COLUMNS))})"
@@ -260,9 +276,15 @@ def commit_import(
     message: str | None = None,
     table: CostTable | None = None,
     duplicate_of: dict[str, Any] | None = None,
+    import_id: int | None = None,
 ) -> dict[str, Any]:
     """Record one file's outcome in the caller's (write) transaction: the ``PriceImport``, every
-    ``VendorCost`` row with its match, the activity entry and the events. All or nothing."""
+    ``VendorCost`` row with its match, the activity entry and the events. All or nothing.
+
+    This is the stable entry point for "import these rows as one all-or-nothing import" (API
+    pulls feed it a :class:`Prepared` built from :func:`~..vendors.readers.rows_from_records`).
+    ``import_id`` is the staged record of :func:`stream_import` (its ``prep.staged`` unmatched
+    rows are already written); it is completed instead of a new record being inserted."""
     if conn.dialect.name == "sqlite":
         # 64 MB of page cache: the (vendor, sku, term) index of a big file stays in memory.
         conn.exec_driver_sql("PRAGMA cache_size=-65536")
@@ -287,7 +309,7 @@ def commit_import(
         "profile": result.profile if result else (duplicate_of or {}).get("profile"),
         "vendor": result.vendor if result else (duplicate_of or {}).get("vendor"),
         "rows_total": result.total_rows if result else 0,
-        "rows_imported": len(result.rows) if (result and imported) else 0,
+        "rows_imported": prep.row_count if (result and imported) else 0,
         "rows_matched": rows_matched,
         "errors": errors,
         "message": message,
@@ -295,7 +317,10 @@ def commit_import(
         "actor": prep.actor,
         "received_at": now,
     }
-    import_id = conn.execute(insert(PriceImport).values(**record)).inserted_primary_key[0]
+    if import_id is None:
+        import_id = conn.execute(insert(PriceImport).values(**record)).inserted_primary_key[0]
+    else:
+        conn.execute(update(PriceImport).where(PriceImport.id == import_id).values(**record))
     if imported:
         assert result is not None
         _insert_costs(conn, import_id, result.rows, prep.matches, now)
@@ -347,7 +372,291 @@ def import_file(
     vendor: str | None = None,
     table: CostTable | None = None,
 ) -> dict[str, Any]:
-    """Synchronous: prepare + commit through ``store`` (for tools and benchmarks/intake.py; the
-    daemon runs the same two steps, prepare in a thread and commit on the writer)."""
-    prep = prepare(path, options, matcher, vendor=vendor)
-    return store.write_sync(lambda c: commit_import(c, prep, final_path=final_path, table=table))
+    """Synchronous: the streaming import the daemon runs, through ``store`` (for tools and
+    benchmarks/intake.py). The signature is unchanged from the whole-file import it replaced."""
+    record = stream_import(
+        store, path, options, matcher, final_for=lambda ok: final_path, vendor=vendor, table=table
+    )
+    assert record is not None  # no before_commit veto here
+    return record
+
+
+# ---------------------------------------------------------------------------- the streaming import
+
+STAGED = "importing"  # the status of a PriceImport whose rows are still being written
+DELETE_CHUNK = 20_000
+
+
+def _begin_staged(conn: Connection, prep: Prepared, at: dt.datetime) -> int:
+    return conn.execute(
+        insert(PriceImport).values(
+            file_name=prep.name,
+            sha256=prep.sha256,
+            size=prep.size,
+            status=STAGED,
+            rows_total=0,
+            rows_imported=0,
+            rows_matched=0,
+            message=f"{prep.name} is being imported.",
+            final_path="",
+            actor=prep.actor,
+            received_at=at,
+        )
+    ).inserted_primary_key[0]
+
+
+def _delete_some(conn: Connection, import_id: int) -> int:
+    ids = select(VendorCost.id).where(VendorCost.import_id == import_id).limit(DELETE_CHUNK)
+    return conn.execute(delete(VendorCost).where(VendorCost.id.in_(ids))).rowcount or 0
+
+
+def drop_staged(store: Any, import_id: int, *, record_too: bool) -> None:
+    """Take back a staged import's rows, a chunk per transaction (the writer is never held for
+    long), then its record when ``record_too``."""
+    while store.write_sync(_delete_some, import_id):
+        pass
+    if record_too:
+        store.write_sync(
+            lambda c: c.execute(delete(PriceImport).where(PriceImport.id == import_id))
+        )
+
+
+def drop_unfinished(store: Any) -> int:
+    """At start: imports left staged by a daemon that died mid-import never happened. Their rows
+    go (a chunk at a time) and their records too; the inbox watcher sets their file aside."""
+    ids = store.read_sync(
+        lambda c: [
+            r.id for r in c.execute(select(PriceImport.id).where(PriceImport.status == STAGED))
+        ]
+    )
+    for import_id in ids:
+        drop_staged(store, import_id, record_too=True)
+    return len(ids)
+
+
+def _repeated_hashes(hashes: Any) -> set[int]:
+    """The hashes that occur more than once, in bounded memory: a 16 MiB bitmap flags a slot seen
+    before (sorting 2,000,000 hashes would make as many int objects, ~70 MB); only the few rows
+    that land on a flagged slot are counted exactly in a second pass."""
+    bits = 1 << 27
+    mask = bits - 1
+    seen = bytearray(bits >> 3)
+    maybe: set[int] = set()
+    for h in hashes:
+        slot = h & mask
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        if seen[byte] & bit:
+            maybe.add(slot)
+        else:
+            seen[byte] |= bit
+    del seen
+    if not maybe:
+        return set()
+    counted: dict[int, int] = {}
+    for h in hashes:
+        if h & mask in maybe:
+            counted[h] = counted.get(h, 0) + 1
+    return {h for h, n in counted.items() if n > 1}
+
+
+def _repeats(
+    store: Any,
+    import_id: int,
+    result: ReadResult,
+    matched: list[tuple[VendorRow, MatchResult]],
+) -> tuple[list[dict[str, Any]], set[int], set[int]]:
+    """Rows that repeat a (vendor, SKU, term, currency), found without holding the file: the
+    reader kept one 8-byte hash per row; only keys whose hash repeats are looked at. Returns the
+    errors (repeats with another cost, naming both rows), the staged ids and the row numbers of
+    matched rows that are identical repeats (dropped)."""
+    hashes = result.key_hashes
+    if hashes is None or len(hashes) < 2:
+        return [], set(), set()
+    repeated = _repeated_hashes(hashes)
+    if not repeated:
+        return [], set(), set()
+    found: dict[tuple, list[tuple[int, Any, str, int | None, int | None]]] = {}
+    for row, _m in matched:
+        key = (row.vendor, row.sku, row.term, row.currency)
+        if hash(key[1:]) in repeated:
+            found.setdefault(key, []).append((row.row, row.cost, row.currency, None, row.row))
+
+    def scan(conn: Connection) -> None:
+        stmt = select(
+            VendorCost.id,
+            VendorCost.row_number,
+            VendorCost.vendor,
+            VendorCost.sku,
+            VendorCost.term,
+            VendorCost.currency,
+            VendorCost.cost,
+        ).where(VendorCost.import_id == import_id)
+        for r in conn.execution_options(yield_per=20_000).execute(stmt):
+            key = (r.vendor, r.sku, r.term, r.currency)
+            if hash(key[1:]) in repeated:
+                found.setdefault(key, []).append((r.row_number, r.cost, r.currency, r.id, None))
+
+    store.read_sync(scan)
+    errors: list[dict[str, Any]] = []
+    drop_ids: set[int] = set()
+    drop_rows: set[int] = set()
+    for key, rows in found.items():
+        if len(rows) < 2:
+            continue  # a hash collision, not a repeat
+        rows.sort(key=lambda x: x[0])
+        first = rows[0]
+        for number, cost, currency, staged_id, matched_row in rows[1:]:
+            if cost == first[1]:
+                if staged_id is not None:
+                    drop_ids.add(staged_id)
+                else:
+                    drop_rows.add(matched_row)  # type: ignore[arg-type]
+                continue
+            label = f"{key[1]!r}" + (f" ({key[2]})" if key[2] else "")
+            errors.append(
+                {
+                    "row": number,
+                    "column": None,
+                    "message": (
+                        f"row {number}: SKU {label} appears twice with different costs: row "
+                        f"{first[0]} says {first[1].normalize():f} {first[2]}, row {number} says "
+                        f"{cost.normalize():f} {currency}"
+                    ),
+                }
+            )
+    errors.sort(key=lambda e: e["row"])
+    return errors, drop_ids, drop_rows
+
+
+def stream_import(
+    store: Any,
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    *,
+    final_for: Any,
+    vendor: str | None = None,
+    table: CostTable | None = None,
+    sha: str | None = None,
+    st: os.stat_result | None = None,
+    before_commit: Any = None,
+) -> dict[str, Any] | None:
+    """Import one file with memory bounded whatever its size (issue 15), all or nothing.
+
+    Blocking: run it in a thread. Rows are validated and matched as they stream; each chunk of
+    unmatched rows is written in its own short transaction under a ``PriceImport`` staged as
+    "importing" (every reader of vendor rows leaves such imports out), so the writer is free
+    between chunks and the API stays responsive. Matched rows (a catalogue's worth at most) are
+    kept and written in the final transaction, which turns the import visible at once: the cost
+    table never sees part of a file. A file with any bad row has its staged rows taken back and is
+    recorded as failed with every problem. ``final_for(ok)`` names where the file will go;
+    ``before_commit(prep)`` may veto the outcome (the file changed while read): then nothing is
+    kept and None is returned.
+    """
+    st = st or path.stat()
+    prep = Prepared(
+        path=path,
+        name=path.name,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=sha or sha256_of(path),
+        actor=file_owner(st),
+    )
+    started = utcnow()
+    import_id = store.write_sync(_begin_staged, prep, started)
+    fallback = vendor_from_filename(path.name)
+    matched: list[tuple[VendorRow, MatchResult]] = []
+    staged = 0
+
+    def sink(rows: list[VendorRow]) -> None:
+        nonlocal staged
+        for r in rows:
+            if not r.vendor:
+                r.vendor = fallback
+        results = matcher.match_all(rows) if matcher is not None else None
+        if results is None:
+            loose, loose_matches = rows, None
+        else:
+            loose, loose_matches = [], []
+            for r, m in zip(rows, results, strict=True):
+                if m.item_id is not None:
+                    matched.append((r, m))
+                else:
+                    loose.append(r)
+                    loose_matches.append(m)
+        if loose:
+            store.write_sync(_insert_costs, import_id, loose, loose_matches, started)
+            staged += len(loose)
+
+    try:
+        try:
+            result = stream_price_file(
+                path,
+                sink,
+                profile=options.default_profile or None,
+                profiles=options.profiles,
+                default_currency=options.default_currency,
+                vendor=vendor,
+            )
+        except FileUnreadable as exc:
+            prep.failure = str(exc)
+            result = None
+        except Exception as exc:  # noqa: BLE001 - a reader bug must fail the file, not lose it
+            log.exception("reading %s failed unexpectedly", path)
+            prep.failure = (
+                f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
+            )
+            result = None
+        drop_ids: set[int] = set()
+        if result is not None:
+            if not result.vendor:
+                result.vendor = fallback
+            repeat_errors, drop_ids, drop_rows = _repeats(store, import_id, result, matched)
+            if repeat_errors:
+                result.errors = sorted(
+                    [*result.errors, *(_as_row_error(e) for e in repeat_errors)],
+                    key=lambda e: (e.row == 0, e.row),
+                )
+            if drop_rows:
+                matched = [(r, m) for r, m in matched if r.row not in drop_rows]
+            result.duplicates += len(drop_ids) + len(drop_rows)
+            if not result.streamed and not result.errors:
+                prep.failure = (
+                    f"{path.name} has no usable price rows: all {result.total_rows} rows were "
+                    "skipped (deleted items, or prices not in effect today)."
+                )
+            result.rows = [r for r, _ in matched]
+            prep.matches = [m for _, m in matched]
+            prep.result = result
+        if before_commit is not None and not before_commit(prep):
+            drop_staged(store, import_id, record_too=True)
+            return None
+        if prep.ok:
+            for start in range(0, len(ids := sorted(drop_ids)), DELETE_CHUNK):
+                part = ids[start : start + DELETE_CHUNK]
+                store.write_sync(
+                    lambda c, part=part: c.execute(
+                        delete(VendorCost).where(VendorCost.id.in_(part))
+                    )
+                )
+            prep.staged = staged - len(drop_ids)
+        else:
+            drop_staged(store, import_id, record_too=False)
+            prep.staged = 0
+        final_path = str(final_for(prep.ok))
+        return store.write_sync(
+            lambda c: commit_import(
+                c, prep, final_path=final_path, table=table, import_id=import_id
+            )
+        )
+    except BaseException:
+        # Never leave a staged import behind from a daemon that lives on.
+        try:
+            drop_staged(store, import_id, record_too=True)
+        except Exception:  # noqa: BLE001 - the next start drops it (drop_unfinished)
+            log.warning("could not take back the staged rows of import #%d", import_id)
+        raise
+
+
+def _as_row_error(e: dict[str, Any]) -> RowError:
+    return RowError(e["row"], e["column"], e["message"])

@@ -128,8 +128,18 @@ class Mappings:
             await store.write(_write)
             self.cache.adopt(matcher)
 
-    async def unmatched(self, limit: int) -> list[dict[str, Any]]:
-        rows = await self.store.read(unmatched_rows, limit)
+    async def unmatched(
+        self,
+        limit: int,
+        *,
+        before: int | None = None,
+        import_id: int | None = None,
+        vendor: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One page of unmatched vendor rows (see :func:`.queries.unmatched_rows`)."""
+        rows = await self.store.read(
+            lambda c: unmatched_rows(c, limit, before=before, import_id=import_id, vendor=vendor)
+        )
         matcher = await self.cache.matcher()
         names = self.cache.names
 

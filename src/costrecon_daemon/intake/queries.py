@@ -14,6 +14,10 @@ from ..vendors.normalise import normalise_sku
 
 log = logging.getLogger(__name__)
 
+# The start of an import's message once its file changed after the import (issue 13 #12); the
+# Files view shows it and /v1/imports flags it.
+CHANGED_AFTER_IMPORT = "Changed after import"
+
 REMATCH_COLS = (
     VendorCost.id,
     VendorCost.vendor,
@@ -40,6 +44,7 @@ def import_json(r: Any, *, detail: bool = False) -> dict[str, Any]:
         "received_at": iso(r.received_at),
         "final_path": r.final_path,
         "message": r.message,
+        "changed_after_import": (r.message or "").startswith(CHANGED_AFTER_IMPORT),
     }
     if detail:
         out.update(errors=list(r.errors or []), sha256=r.sha256, size=r.size, actor=r.actor)
@@ -61,7 +66,25 @@ def _newest_per_key() -> Any:
     )
 
 
-def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
+def unmatched_rows(
+    conn: Connection,
+    limit: int,
+    *,
+    before: int | None = None,
+    import_id: int | None = None,
+    vendor: str | None = None,
+) -> list[Any]:
+    """One page of vendor rows no catalogue item matched, newest first (by row id: a later
+    import's rows always have higher ids), never the whole set: at 2,000,000 rows the page is
+    read along the primary key and stops at ``limit``. ``before`` is the last id of the previous
+    page; ``import_id`` and ``vendor`` narrow it to one file or one vendor."""
+    conds = [VendorCost.item_id.is_(None), PriceImport.status == "imported", _newest_per_key()]
+    if before is not None:
+        conds.append(VendorCost.id < before)
+    if import_id is not None:
+        conds.append(VendorCost.import_id == import_id)
+    if vendor is not None:
+        conds.append(VendorCost.vendor == vendor)
     stmt = (
         select(
             *REMATCH_COLS,
@@ -71,20 +94,24 @@ def unmatched_rows(conn: Connection, limit: int) -> list[Any]:
             PriceImport.file_name,
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)
-        .where(VendorCost.item_id.is_(None), _newest_per_key())
-        .order_by(VendorCost.import_id.desc(), VendorCost.row_number, VendorCost.id)
+        .where(*conds)
+        .order_by(VendorCost.id.desc())
         .limit(limit)
     )
     return list(conn.execute(stmt))
 
 
 def counts(conn: Connection) -> dict[str, int]:
-    total = conn.execute(select(func.count()).select_from(VendorCost)).scalar() or 0
+    # Rows of an import still being written ("importing") do not exist yet for anyone.
+    staged = VendorCost.import_id.not_in(
+        select(PriceImport.id).where(PriceImport.status == "importing")
+    )
+    total = conn.execute(select(func.count()).select_from(VendorCost).where(staged)).scalar() or 0
     unmatched = (
         conn.execute(
             select(func.count())
             .select_from(VendorCost)
-            .where(VendorCost.item_id.is_(None), _newest_per_key())
+            .where(VendorCost.item_id.is_(None), staged, _newest_per_key())
         ).scalar()
         or 0
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -28,6 +29,9 @@ from costrecon_daemon.vendors.rows import (
     RowError,
     VendorRow,
 )
+
+STREAM_CHUNK = 20_000  # rows handed to the sink at a time: a few MB
+MAX_ERRORS_KEPT = 100_000  # row problems listed for one file; the rest are counted
 
 
 def _detect_decimal_mark(samples: list[str], delimiter: str | None) -> str:
@@ -93,7 +97,12 @@ def finish_read(
     today: date | None,
     delimiter: str | None,
     encoding: str | None,
+    sink: Callable[[list[VendorRow]], None] | None = None,
 ) -> ReadResult:
+    """Validate every row. With ``sink``, rows are handed over in chunks as they are read and
+    never held together (the streaming import): the result's ``rows`` is then empty, and its
+    ``key_hashes`` holds one hash per row's (vendor, SKU, term, billing, currency) so the caller
+    can find repeated SKUs afterwards without keeping the rows."""
     if prof.decimal_mark:
         decimal_mark = prof.decimal_mark
     else:
@@ -115,10 +124,11 @@ def finish_read(
             default_currency=default_currency,
             decimal_mark=decimal_mark,
             today=today or date.today(),
+            sink=sink,
         )
     if result.total_rows == 0:
         raise FileUnreadable(f"{name} has a header but no price rows.")
-    if not result.rows and not result.errors:
+    if not result.rows and not result.errors and not result.streamed:
         raise FileUnreadable(
             f"{name} has no usable price rows: all {result.total_rows} rows were skipped "
             "(deleted items, or prices not in effect today)."
@@ -138,6 +148,7 @@ def _convert(
     default_currency: str,
     decimal_mark: str,
     today: date,
+    sink: Callable[[list[VendorRow]], None] | None = None,
 ) -> ReadResult:
     """Validate and convert rows. This loop is the intake hot path (benchmarks/intake.py): plain
     amounts take a fast path with no regex, lookups of repeated text (currency, term) are cached,
@@ -177,8 +188,17 @@ def _convert(
     total = skipped = duplicates = 0
     new_row = VendorRow
     append = rows.append
+    streaming = sink is not None
+    key_hashes = array("q")
+    add_hash = key_hashes.append
+    streamed = 0
+    errors_dropped = 0
 
     def error(number: int, fld: str | None, text: str) -> None:
+        nonlocal errors_dropped
+        if streaming and len(errors) >= MAX_ERRORS_KEPT:
+            errors_dropped += 1  # counted, not held: a file of 2M bad rows must not fill memory
+            return
         column = names.get(fld) if fld else None
         where = f"row {number}, column {column}" if column else f"row {number}"
         errors.append(RowError(number, column, f"{where}: {text}"))
@@ -362,16 +382,34 @@ def _convert(
         )
         if start is not None:
             starts.append(start)  # type: ignore[arg-type]
+        if streaming:
+            # Billing is not stored (vendor_costs has no column for it) and the vendor may be
+            # filled in later (from the file name), so neither is hashed; the caller compares
+            # the full key of the few rows whose hash repeats.
+            add_hash(hash((sku, term, currency)))
+            if len(rows) >= STREAM_CHUNK:
+                streamed += len(rows)
+                sink(rows)  # type: ignore[misc]
+                rows = []
+                append = rows.append
+
+    if streaming and rows:
+        streamed += len(rows)
+        sink(rows)  # type: ignore[misc]
+        rows = []
 
     # Duplicates: one C-speed set over the SKUs proves the common case (no SKU twice) without a
     # per-row dict; only files that repeat a SKU (every Microsoft list does, per term) take the
     # keyed pass.
-    if len(set(map(_SKU, rows))) != len(rows):
+    if not streaming and len(set(map(_SKU, rows))) != len(rows):
         rows, duplicates = _collapse_duplicates(rows, starts or None, error)
     errors.sort(key=_ROW)
+    if errors_dropped:
+        more = f"{errors_dropped:,} more problems (only the first {MAX_ERRORS_KEPT:,} are listed)"
+        errors.append(RowError(0, None, f"… and {more}"))
 
     result_vendor = vendor_counts.most_common(1)[0][0] if vendor_counts else file_vendor
-    return ReadResult(
+    result = ReadResult(
         profile=prof.name,
         vendor=result_vendor or "",
         rows=rows,
@@ -381,6 +419,9 @@ def _convert(
         duplicates=duplicates,
         decimal_mark=decimal_mark,
     )
+    if streaming:
+        result.streamed, result.key_hashes = streamed, key_hashes
+    return result
 
 
 # The steps of _convert that are not on every row's path. The per-row checks stay inline above:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import islice
+from typing import Any
 
 HEADER_SEARCH_ROWS = 10  # a header may sit under a title line or two ("Price list November 2026")
 DECIMAL_SAMPLE_ROWS = 500
@@ -52,6 +53,8 @@ class ReadResult:
     decimal_mark: str = "."
     delimiter: str | None = None  # None for workbooks and records
     encoding: str | None = None
+    streamed: int = 0  # rows handed to a sink instead of kept in ``rows`` (streaming import)
+    key_hashes: Any = None  # array('q') of row-key hashes when streamed (repeated-SKU check)
 
     @property
     def ok(self) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
+from typing import BinaryIO
 
+from costrecon_daemon.vendors import limits
 from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
     choose_profile,
@@ -21,6 +24,7 @@ from costrecon_daemon.vendors.rows import (
     PEEK_CHARS,
     FileUnreadable,
     ReadResult,
+    VendorRow,
     first_records,
 )
 
@@ -151,3 +155,115 @@ def _sniff_delimiter(lines: list[str]) -> str | None:
         if best is None or score > best:
             best, choice = score, delimiter
     return choice
+
+
+# ------------------------------------------------------------------------------------ streaming
+
+
+def _valid_utf8(open_binary: Callable[[], BinaryIO]) -> bool:
+    """One pass over the whole file with an incremental decoder (C speed, a chunk at a time): the
+    head alone cannot prove a 500 MB file is UTF-8, and a cp1252 byte on row 1,900,000 must not
+    fail the file halfway through the import."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open_binary() as fh:
+        try:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def stream_text(
+    name: str,
+    open_binary: Callable[[], BinaryIO],
+    forced: Profile | None,
+    all_profiles: Mapping[str, Profile],
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+    sink: Callable[[list[VendorRow]], None],
+) -> ReadResult:
+    """:func:`read_text` for a file that is never held whole: the head (1 MiB) decides encoding,
+    delimiter and profile; then the rows are decoded, split and validated as they stream from
+    disk and handed to ``sink`` in chunks (issue 15: bounded memory at 2,000,000 rows)."""
+    with open_binary() as fh:
+        head = fh.read(PEEK_CHARS)
+    if not head.strip():
+        raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
+    cut = head.rfind(b"\n")
+    if len(head) >= PEEK_CHARS and cut > 0:
+        head = head[: cut + 1]  # never split a multi-byte character at the cut
+    text, encoding = _decode(name, head, forced.encoding if forced else None)
+    errors = "strict"
+    stream_encoding = encoding
+    if encoding == "utf-8":
+        if not _valid_utf8(open_binary):
+            stream_encoding = encoding = "cp1252"
+            errors = "replace"
+            text = head.decode("cp1252", errors="replace")
+        else:
+            stream_encoding = "utf-8-sig"
+    elif encoding in ("cp1252", "utf-16-le"):
+        errors = "replace"
+    head_lines = [line for line in text[:65536].splitlines()[:40] if line.strip()]
+    if not head_lines:
+        raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
+    first = head_lines[0].strip().lower()
+    if first.startswith("sep=") and len(first) in (5, 6):
+        hinted = head_lines[0].strip()[4:] or "\t"
+        sniffed = hinted if hinted in DELIMITERS else _sniff_delimiter(head_lines[1:])
+    else:
+        sniffed = _sniff_delimiter(head_lines)
+
+    def opener_for(delimiter: str, peek: bool = False) -> Callable[[], Iterator[list[str]]]:
+        def opener() -> Iterator[list[str]]:
+            if peek:
+                return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            stream = io.TextIOWrapper(
+                open_binary(), encoding=stream_encoding, errors=errors, newline=""
+            )
+            return csv.reader(stream, delimiter=delimiter)
+
+        return opener
+
+    try:
+        prof = forced or choose_profile(
+            name, first_records(opener_for(sniffed or ",", peek=True)), all_profiles, sniffed
+        )
+        delimiter = prof.delimiter or sniffed or ","
+        opener = opener_for(delimiter)
+        plan, skip = locate_columns(prof, opener_for(delimiter, peek=True), name)
+        if "effective_start" in plan.index:
+            # Effective-dated lists (Microsoft) resolve overlapping ranges across the whole file;
+            # they run to thousands of rows, not millions, so they are read whole.
+            with open_binary() as fh:
+                data = fh.read(limits.MAX_TEXT_BYTES + 1)
+            limits.check_text_size(name, len(data))
+            result = read_text(name, data, prof, all_profiles, default_currency, vendor, today)
+            for start in range(0, len(result.rows), 20_000):
+                sink(result.rows[start : start + 20_000])
+            result.streamed, result.rows = len(result.rows), []
+            result.key_hashes = None  # repeats were already resolved
+            return result
+        return finish_read(
+            prof,
+            plan,
+            opener,
+            skip,
+            name,
+            default_currency,
+            vendor,
+            today,
+            delimiter,
+            encoding,
+            sink=sink,
+        )
+    except csv.Error as exc:
+        raise FileUnreadable(f"{name} cannot be read as delimited text ({exc}).") from exc
+    except UnicodeDecodeError as exc:
+        raise FileUnreadable(
+            f"{name} is not {encoding} text throughout (byte {exc.start} of a later part does "
+            "not decode); export it again."
+        ) from exc

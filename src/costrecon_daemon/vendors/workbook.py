@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from costrecon_daemon.vendors import limits
 from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
     choose_profile,
@@ -46,6 +47,7 @@ def read_zip(
             f"{name} is not a readable Excel workbook or zip (the file is damaged or was only "
             "partly copied); export or copy it again."
         ) from exc
+    limits.check_archive(name, archive)
     if "xl/workbook.xml" in members:
         return _read_xlsx(name, archive, forced, all_profiles, default_currency, vendor, today)
     # Distributors ship zipped text (Ingram PRICE.ZIP, STDPRICE_FULL.ZIP): read the one price
@@ -59,7 +61,7 @@ def read_zip(
             "only when it holds exactly one .txt/.csv file."
         )
     try:
-        inner = archive.read(texts[0])
+        inner = limits.read_member(name, archive, texts[0], limits.MAX_TEXT_BYTES)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise FileUnreadable(
             f"{name} is damaged or was only partly copied; copy it again."
@@ -84,7 +86,7 @@ def _read_xlsx(
         "copied); export it again."
     )
     try:
-        workbook = _Workbook(archive)
+        workbook = _Workbook(archive, name)
     except _NotPlainXlsx:
         return _read_xlsx_openpyxl(
             name, archive, forced, all_profiles, default_currency, vendor, today
@@ -122,6 +124,7 @@ class _NoSuchSheet(Exception):
     pass
 
 
+_SMALL_PART = 64 << 20  # workbook.xml and its relationships: a list of sheets
 _MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -139,12 +142,15 @@ class _Workbook:
     typed them.
     """
 
-    def __init__(self, archive: zipfile.ZipFile) -> None:
+    def __init__(self, archive: zipfile.ZipFile, name: str = "the workbook") -> None:
         self.archive = archive
-        root = ET.fromstring(archive.read("xl/workbook.xml"))
+        self.name = name
+        root = ET.fromstring(limits.read_member(name, archive, "xl/workbook.xml", _SMALL_PART))
         if not root.tag.startswith("{" + _MAIN_NS + "}"):
             raise _NotPlainXlsx(root.tag)
-        rels_root = ET.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+        rels_root = ET.fromstring(
+            limits.read_member(name, archive, "xl/_rels/workbook.xml.rels", _SMALL_PART)
+        )
         targets = {
             rel.get("Id"): rel.get("Target", "")
             for rel in rels_root.iter(f"{{{_PKG_REL_NS}}}Relationship")
@@ -162,6 +168,7 @@ class _Workbook:
     def shared_strings(self) -> list[str]:
         if self._shared is None:
             strings: list[str] = []
+            chars = 0
             if "xl/sharedStrings.xml" in self.archive.namelist():
                 si_tag, t_tag = f"{{{_MAIN_NS}}}si", f"{{{_MAIN_NS}}}t"
                 rph_tag = f"{{{_MAIN_NS}}}rPh"
@@ -175,8 +182,19 @@ class _Workbook:
                                     parts.append(child.text or "")
                                 elif child.tag != rph_tag:
                                     parts.extend(t.text or "" for t in child.iter(t_tag))
-                            strings.append("".join(parts))
+                            text = "".join(parts)
+                            chars += len(text)
+                            strings.append(text)
                             el.clear()
+                            if (
+                                len(strings) > limits.MAX_SHARED_STRINGS
+                                or chars > limits.MAX_SHARED_CHARS
+                            ):
+                                raise limits.refuse(
+                                    self.name,
+                                    f"its shared strings pass {limits.MAX_SHARED_STRINGS:,} "
+                                    f"entries or {limits.MAX_SHARED_CHARS >> 20} MiB of text",
+                                )
             self._shared = strings
         return self._shared
 
@@ -194,12 +212,22 @@ class _Workbook:
         t_tag = ns + "t"
         columns: dict[str, int] = {}
         expected = 1
+        cells_read = 0
+        name = self.name
         with self.archive.open(path) as fh:
             for _, el in ET.iterparse(fh):
                 if el.tag != row_tag:
                     continue
                 r = el.get("r")
                 number = int(r) if r else expected
+                if number > limits.MAX_ROW_INDEX or number < 1:
+                    # Rows Excel left out are yielded as empty rows: r="2000000000" would be
+                    # two billion of them.
+                    raise limits.refuse(
+                        name,
+                        f"it has a row numbered {number:,} (Excel stops at row "
+                        f"{limits.MAX_ROW_INDEX:,})",
+                    )
                 while expected < number:  # rows Excel left out are empty rows
                     yield []
                     expected += 1
@@ -212,6 +240,13 @@ class _Workbook:
                         col = columns.get(letters)
                         if col is None:
                             col = columns[letters] = _column_index(letters)
+                            if not 0 <= col < limits.MAX_COLUMNS:
+                                # Cells before it are padded: ZZZZZZ2 would be 321 million.
+                                raise limits.refuse(
+                                    name,
+                                    f"it has a cell at column {letters[:12]} (Excel "
+                                    f"stops at column XFD, the {limits.MAX_COLUMNS:,}th)",
+                                )
                         if col > len(cells):
                             cells.extend([""] * (col - len(cells)))
                     kind = c.get("t")
@@ -239,6 +274,9 @@ class _Workbook:
                     else:  # "str" (formula text result), "e" (#N/A…), "d" (ISO date)
                         cells.append(text)
                 el.clear()
+                cells_read += len(cells)
+                if cells_read > limits.MAX_CELLS:
+                    raise limits.refuse(name, f"a sheet has more than {limits.MAX_CELLS:,} cells")
                 yield cells
 
 
@@ -296,8 +334,20 @@ def _read_xlsx_openpyxl(
             else:
                 sheet = workbook.worksheets[0]
             sheet.reset_dimensions()  # some exporters write a wrong <dimension>; read what is there
+            cells_read = 0
             try:
-                for values in sheet.iter_rows(values_only=True):
+                for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                    if number > limits.MAX_ROW_INDEX:
+                        raise limits.refuse(name, f"a sheet goes past row {limits.MAX_ROW_INDEX:,}")
+                    if len(values) > limits.MAX_COLUMNS:
+                        raise limits.refuse(
+                            name, f"a row has more than {limits.MAX_COLUMNS:,} columns"
+                        )
+                    cells_read += len(values)
+                    if cells_read > limits.MAX_CELLS:
+                        raise limits.refuse(
+                            name, f"a sheet has more than {limits.MAX_CELLS:,} cells"
+                        )
                     yield [cell_text(v) for v in values]
             except (zipfile.BadZipFile, EOFError, KeyError, OSError) as exc:
                 raise FileUnreadable(

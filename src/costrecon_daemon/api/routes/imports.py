@@ -6,7 +6,8 @@ from aiohttp import web
 from sqlalchemy import select
 
 from ...db import PriceImport
-from ...errors import NotFound
+from ...errors import InvalidInput, NotFound
+from ...intake.importer import STAGED
 from ...intake.queries import import_json
 from ..context import services
 from ..errors import ok
@@ -19,7 +20,15 @@ routes = web.RouteTableDef()
 async def list_imports(request: web.Request) -> web.Response:
     limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=5000)
     rows = await services(request).store.read(
-        lambda c: list(c.execute(select(PriceImport).order_by(PriceImport.id.desc()).limit(limit)))
+        lambda c: list(
+            c.execute(
+                select(PriceImport)
+                # an import still being written has no outcome yet: it is listed once it has
+                .where(PriceImport.status != STAGED)
+                .order_by(PriceImport.id.desc())
+                .limit(limit)
+            )
+        )
     )
     return ok({"imports": [import_json(r) for r in rows]})
 
@@ -37,6 +46,15 @@ async def get_import(request: web.Request) -> web.Response:
 
 @routes.get("/v1/unmatched")
 async def unmatched(request: web.Request) -> web.Response:
-    limit = field_int(request.query, "limit", required=False, default=200, minimum=1, maximum=2000)
+    q = request.query
+    limit = field_int(q, "limit", required=False, default=200, minimum=1, maximum=2000)
     assert limit is not None
-    return ok({"rows": await services(request).intake.mappings.unmatched(limit)})
+    rows = await services(request).intake.mappings.unmatched(
+        limit,
+        before=field_int(q, "before", required=False, minimum=1, maximum=2**62),
+        import_id=field_int(q, "import_id", required=False, minimum=1, maximum=2**62),
+        vendor=q.get("vendor") or None,
+    )
+    # The next page: pass "before" back. Absent once a page comes back short.
+    following = rows[-1]["vendor_cost_id"] if len(rows) == limit else None
+    return ok({"rows": rows, "before": following})
