@@ -17,7 +17,7 @@ from ..errors import CostreconError
 from ..peers import Peer, peer_of
 from .context import SERVICES, Services, services
 from .errors import error_response, response_for
-from .routes import changes, costs, imports, mappings, system
+from .routes import changes, costs, history, imports, mappings, system
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ async def guard(
 def make_app(parts: Services) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=8 * 1024 * 1024)
     app[SERVICES] = parts
-    for module in (system, costs, changes, imports, mappings):
+    for module in (system, costs, changes, imports, mappings, history):
         app.add_routes(module.routes)
     return app
 
