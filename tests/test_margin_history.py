@@ -81,3 +81,85 @@ def test_cost_history_lists_every_manual_value_with_date_and_source(tmp_path):
         ]
         assert all(p["at"] and p["by"] for p in points)
         assert d.request("GET", "/v1/costs/999999/history").status_code == 404
+
+
+def _db(tmp_path):
+    from costrecon_daemon.db import make_engine
+    from costrecon_daemon.store import migrate
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate(url)
+    return make_engine(url)
+
+
+def _import(conn, vendor, cost, at, item_id=1):
+    from sqlalchemy import insert
+
+    from costrecon_daemon.db import PriceImport, VendorCost
+
+    imp = conn.execute(
+        insert(PriceImport).values(
+            file_name=f"{vendor.lower()}-prices.csv",
+            sha256="0" * 64,
+            status="imported",
+            vendor=vendor,
+            received_at=at,
+        )
+    ).inserted_primary_key[0]
+    conn.execute(
+        insert(VendorCost).values(
+            import_id=imp,
+            row_number=2,
+            vendor=vendor,
+            sku="M365-BP",
+            cost=Decimal(cost),
+            currency="USD",
+            item_id=item_id,
+            imported_at=at,
+        )
+    )
+
+
+def test_a_second_vendor_taking_over_an_item_says_why_and_is_logged(tmp_path):
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from costrecon_daemon import activity
+    from costrecon_daemon.costs import CostTable
+    from costrecon_daemon.db import CatalogItem
+
+    engine = _db(tmp_path)
+    day = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    table = CostTable(margin_floor=Decimal(20))
+    with engine.begin() as conn:
+        conn.execute(
+            insert(CatalogItem).values(
+                id=1,
+                psa_id="1",
+                identifier="M365-BP",
+                name="Business Premium",
+                cost=Decimal("22"),
+                price=Decimal("30.80"),
+                currency="USD",
+            )
+        )
+        _import(conn, "Pax8", "22.50", day)
+        table.reload(conn)
+        assert table.get([1])[0].vendor_source["vendor"] == "Pax8"
+        assert "wins_because" not in table.get([1])[0].vendor_source  # one source: no contest
+        _import(conn, "Ingram", "21.90", day + dt.timedelta(days=2))
+        table.refresh(conn, [1])
+        row = table.get([1])[0]
+        entries = activity.query(conn, action="cost.source.changed")
+    assert row.vendor_cost == Decimal("21.90")
+    assert (
+        "Ingram (2026-12-03) is newer than Pax8 (2026-12-01)" in row.vendor_source["wins_because"]
+    )
+    out = row.to_json()
+    assert [s["vendor"] for s in out["vendor_sources"]] == ["Ingram", "Pax8"]
+    assert out["vendor_sources"][0]["wins"] is True
+    assert len(entries) == 1 and entries[0]["subject"] == "M365-BP"
+    assert (
+        entries[0]["before"] == "22.5000 from Pax8" and entries[0]["after"] == "21.9000 from Ingram"
+    )
