@@ -16,6 +16,7 @@ from textual.widgets import Input, Static
 from costrecon_daemon.money import MoneyError, parse_amount
 from costrecon_tui import keymap
 from costrecon_tui.client import ApprovalItem, CostRow, DaemonError
+from costrecon_tui.screens.item_detail import margin_lines, precedence_lines
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.cost_grid import CostGrid, fit
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
@@ -135,9 +136,11 @@ def info_text(row: CostRow, now: Any) -> Text:
         f"({display.source_text(row.vendor_source, now)})\n"
     )
     t.append(f"change          {display.change_text(row.change, row.change_pct)}\n")
+    t.append_text(margin_lines(row))
     src = row.vendor_source
     if src and src.at:
         t.append(f"cost dated      {display.stamp(src.at, now)} UTC\n")
+    t.append_text(precedence_lines(row, now))
     for key, value in (src.extra if src else {}).items():
         if key in ("wins_because", "competing"):
             continue  # the precedence block of the detail screen says these in words

@@ -109,9 +109,7 @@ class ItemDetailScreen(TextScreen):
     """
 
     def __init__(self, row: CostRow, body: Text, now: datetime) -> None:
-        body = body.copy()
-        body.append_text(margin_lines(row))
-        body.append_text(precedence_lines(row, now))
+        """``body`` is the row's detail (screens.costs.info_text); the history is added below."""
         super().__init__(
             f"Item {row.identifier}",
             body,

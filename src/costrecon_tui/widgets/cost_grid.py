@@ -114,7 +114,7 @@ def layout(width: int, longest_id: int | None = None, prices: bool | None = None
         Column("vendor_cost", _title(("Vendor cost", "Vendor"), ven_w), ven_w, True),
     ]
     if not swap:
-        cols.append(Column("change", "Change", 14 if narrow else 16, True))
+        cols.append(Column("change", "Change", 12 if narrow else 16, True))  # ▲+0.24 +8.0%
     if show_prices:
         pw = 10 if full else 8
         cols += [
