@@ -154,7 +154,8 @@ def test_a_second_vendor_taking_over_an_item_says_why_and_is_logged(tmp_path):
         entries = activity.query(conn, action="cost.source.changed")
     assert row.vendor_cost == Decimal("21.90")
     assert (
-        "Ingram (2026-12-03) is newer than Pax8 (2026-12-01)" in row.vendor_source["wins_because"]
+        "Ingram (2026-12-03 00:00 UTC) is newer than Pax8 (2026-12-01 00:00 UTC)"
+        in row.vendor_source["wins_because"]
     )
     out = row.to_json()
     assert [s["vendor"] for s in out["vendor_sources"]] == ["Ingram", "Pax8"]

@@ -287,6 +287,10 @@ def _source_key(source: dict[str, Any] | None) -> str | None:
     return f"{source.get('kind')}:{(source.get('vendor') or source.get('file') or '').casefold()}"
 
 
+def _when(at: str | None) -> str:
+    return (at or "?")[:16].replace("T", " ") + (" UTC" if at else "")
+
+
 def _apply_sources(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
     """When more than one source supplies a cost for an item, say which wins and why.
 
@@ -346,10 +350,10 @@ def _apply_sources(conn: Connection, items: dict[int, Row], id_list: list[int] |
             )
             why = "manual override: a person's cost beats every import"
         else:
-            second = imports[1]
+            first, second = imports[0], imports[1]
             why = (
-                f"newest: {imports[0]['vendor']} ({(imports[0]['at'] or '')[:10]}) is newer than "
-                f"{second['vendor']} ({(second['at'] or '')[:10]})"
+                f"newest: {first['vendor']} ({_when(first['at'])}) is newer than "
+                f"{second['vendor']} ({_when(second['at'])})"
             )
         entries.extend(imports)
         entries[0]["wins"] = True
