@@ -63,6 +63,16 @@ PSA_NAMES = {
 }
 
 
+def _margin(price: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    if price is None or cost is None or price <= 0:
+        return None
+    return ((price - cost) * 100 / price).quantize(Decimal("0.1"))
+
+
+def _pct(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
 def _iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
@@ -91,6 +101,7 @@ class FakeClient:
         self.record_calls = record_calls
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.user = "jtech"
+        self.margin_floor = Decimal(20)
         self._rows: dict[int, dict[str, Any]] = {}
         self._hay: dict[int, str] = {}
         self._events: list[Event] = []
@@ -177,6 +188,13 @@ class FakeClient:
                 "state": "",
                 "state_detail": {},
                 "quantity": contracts * rng.randint(3, 25),
+                # sell prices: a markup of 18–50 % by position (no draw from rng, so the
+                # rows' costs stay what the snapshots show); every 9th item has no price
+                "price": None
+                if i % 9 == 8
+                else (cat * (Decimal("1.18") + Decimal(i % 5) * Decimal("0.08"))).quantize(
+                    Decimal("0.01")
+                ),
             }
             self._hay[item_id] = f"{ident}\t{name}".lower()
 
@@ -506,7 +524,33 @@ class FakeClient:
         if cat is not None and ven is not None:
             change = ven - cat
             pct = (change / cat * 100).quantize(Decimal("0.01")) if cat else None
-        return {
+        price = r.get("price")
+        after = _margin(price, ven)
+        sources = None
+        src = r["vendor_source"]
+        if src and src.get("kind") == "import" and r["id"] % 7 == 3:
+            # a second distributor also prices this item; the newer import wins
+            sources = [
+                {**src, "cost": str(ven), "currency": "USD", "wins": True},
+                {
+                    "kind": "import",
+                    "vendor": "TD SYNNEX",
+                    "file": FILES[2],
+                    "at": _iso(NOW - timedelta(days=30)),
+                    "cost": str((ven * Decimal("1.03")).quantize(Decimal("0.01"))),
+                    "currency": "USD",
+                },
+            ]
+            src = {**src, "wins_because": f"newest: {src.get('vendor')} is newer than TD SYNNEX"}
+        extra = {
+            "price": None if price is None else str(price),
+            "margin_pct": _pct(_margin(price, cat)),
+            "margin_after_pct": _pct(after),
+            "line_margin_min_after_pct": _pct(after),
+            "below_margin_floor": bool(after is not None and change and after < self.margin_floor),
+            "vendor_sources": sources,
+        }
+        return extra | {
             "id": r["id"],
             "psa_id": r["psa_id"],
             "identifier": r["identifier"],
@@ -516,7 +560,7 @@ class FakeClient:
             "currency": r["currency"],
             "catalog_cost": None if cat is None else str(cat),
             "vendor_cost": None if ven is None else str(ven),
-            "vendor_source": r["vendor_source"],
+            "vendor_source": src,
             "change": None if change is None else str(change.quantize(Q)),
             "change_pct": None if pct is None else str(pct),
             "state": r["state"],
@@ -670,6 +714,44 @@ class FakeClient:
         self.emit("rows", {"ids": [item_id]})
         return CostRow.from_json(self._json_row(r))
 
+    async def cost_history(self, item_id: int) -> dict[str, Any]:
+        await self._call("cost_history", item_id=item_id)
+        r = self._rows[item_id]
+        base = r["import_cost"] or r["catalog_cost"] or Decimal(1)
+        points = []
+        for n, step in enumerate((Decimal("0.94"), Decimal("0.97"), Decimal("0.97"), Decimal(1))):
+            points.append(
+                {
+                    "at": _iso(NOW - timedelta(days=30 * (4 - n))),
+                    "cost": str((base * step).quantize(Q)),
+                    "currency": r["currency"],
+                    "kind": "import",
+                    "source": FILES[(item_id + n) % len(FILES)],
+                    "vendor": "Pax8",
+                    "by": "costrecond",
+                }
+            )
+        src = r["vendor_source"]
+        if src and src.get("kind") == "manual":
+            points.append(
+                {
+                    "at": src.get("at"),
+                    "cost": str(r["vendor_cost"]),
+                    "currency": r["currency"],
+                    "kind": "manual",
+                    "source": "manual edit",
+                    "vendor": None,
+                    "by": src.get("by"),
+                }
+            )
+        return {
+            "item_id": item_id,
+            "identifier": r["identifier"],
+            "name": r["name"],
+            "currency": r["currency"],
+            "points": points,
+        }
+
     async def revert_manual_cost(self, item_id: int) -> CostRow:
         await self._call("revert_manual_cost", item_id=item_id)
         r = self._rows[item_id]
@@ -722,6 +804,7 @@ class FakeClient:
                 }
             )
         calls = (len(items) + lines) * 2
+        margin = self._margin_preview(items)
         warnings = []
         if any(self._rows[i.item_id]["contracts"] == 0 for i in items):
             warnings.append("Some items are on no active contract: only the catalogue changes.")
@@ -737,6 +820,46 @@ class FakeClient:
             "policy": policy,
             "per_item": per_item,
             "warnings": warnings,
+            "margin": margin,
+        }
+
+    def _margin_preview(self, items: list[ApprovalItem]) -> dict[str, Any]:
+        """Like changes/margin.py: each row's lines priced at the item price, one per contract."""
+        low = []
+        before = after = Decimal(0)
+        for it in items:
+            r = self._rows[it.item_id]
+            price = r.get("price")
+            if price is None:
+                continue
+            qty = Decimal(r["quantity"])
+            before += qty * (price - (r["catalog_cost"] or 0))
+            after += qty * (price - it.cost)
+            m = _margin(price, it.cost)
+            if m is not None and m < self.margin_floor:
+                for c in range(min(r["contracts"], 3)):
+                    low.append(
+                        {
+                            "customer": f"Client {it.item_id % 97 + c:03d} LLC",
+                            "contract": "Managed Services",
+                            "item": r["identifier"],
+                            "price": str(price),
+                            "cost_after": str(it.cost),
+                            "margin_after_pct": _pct(m),
+                        }
+                    )
+        return {
+            "floor_pct": format(self.margin_floor, "f"),
+            "below_floor_count": len(low),
+            "below_floor": low,
+            "lines_unpriced": 0,
+            "monthly": {
+                "USD": {
+                    "before": str(before.quantize(Q)),
+                    "after": str(after.quantize(Q)),
+                    "change": str((after - before).quantize(Q)),
+                }
+            },
         }
 
     async def preview_change_set(

@@ -140,7 +140,10 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
             lambda s: "DEF-BUS-A" in s and "DEF-BUS-M" in s and "DNSF-PRO" not in s, "the filter"
         )
         t.keys("space", "j", "space")
-        t.wait_for(lambda s: "2 marked" in s or s.count("●DEF-BUS") == 2, "two marked rows")
+        # the marks are read back from the screen text itself: the selection column says [x]
+        marked = t.wait_for(lambda s: "2 marked" in s, "two marked rows")
+        assert set(re.findall(r"\[x\] (DEF-BUS-\w)", marked)) == {"DEF-BUS-A", "DEF-BUS-M"}
+        assert "[ ] DEF-BUS" not in marked
         # cursor is on DEF-BUS-M: type a vendor cost over the imported one
         t.keys("e")
         t.type("3.99")
@@ -244,7 +247,11 @@ def test_a_day_at_80x24_mark_30_approve_undo_edit_palette_and_quit(tmp_path):
         n = min(30, len(changed))
         for _ in range(n):
             t.tmux("send-keys", "-t", t.target, "Space")
-        t.wait_for(lambda s: f"{n} marked" in s, f"{n} marked rows")
+        shown = t.wait_for(lambda s: f"{n} marked" in s, f"{n} marked rows")
+        # every row on screen above the cursor reads [x] in the selection column, none [ ]
+        rows = [ln for ln in shown.splitlines() if re.match(r"^[ ▶]\[[x ]\] ", ln)]
+        above = rows[: next(i for i, ln in enumerate(rows) if ln.startswith("▶"))]
+        assert above and all(ln.startswith(" [x] ") for ln in above), shown
         t.keys("a")
         dialog = t.wait_for(
             lambda s: "Approve cost change for" in s and re.search(r"Approve \d+ \(", s),

@@ -40,6 +40,37 @@ def test_costs_120x40(snap_compare):
     assert snap_compare(_app(), terminal_size=(120, 40), run_before=run_before)
 
 
+def test_costs_160x50_with_price_and_margin_columns(snap_compare):
+    async def run_before(pilot):
+        await _ready(pilot)
+        await pilot.press("j", "j", "j", "space", "space", "space")
+
+    assert snap_compare(_app(), terminal_size=(160, 50), run_before=run_before)
+
+
+def test_costs_80x24_with_price_and_margin_columns(snap_compare):
+    async def run_before(pilot):
+        await _ready(pilot)
+        await pilot.press("m", "j", "j", "space")
+
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_item_detail_with_history_and_competing_sources_80x24(snap_compare):
+    from costrecon_tui.screens.item_detail import ItemDetailScreen
+
+    async def run_before(pilot):
+        await _ready(pilot)
+        grid = pilot.app.costs.grid
+        grid.move_to(next(n for n, i in enumerate(grid.ids) if grid.rows[i].vendor_sources))
+        await pilot.press("i")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, ItemDetailScreen))
+        caption = pilot.app.screen.query_one("#history-caption")
+        await settle(pilot, lambda: "loading" not in str(caption.render()))
+
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_approval_preview(snap_compare):
     async def run_before(pilot):
         await _ready(pilot)

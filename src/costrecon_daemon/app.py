@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ class Daemon:
         cfg = self.cfg
         self.store = store
         self.connector = connector
-        self.table = CostTable()
+        self.table = CostTable(margin_floor=Decimal(str(cfg.push.margin_floor)))
         self.intake = Intake(cfg, store, self.table)
         self.push = (
             PushWorker(store, connector, self.table, self.stopping)

@@ -79,6 +79,9 @@ class InboxSection:
 @dataclass(slots=True)
 class PushSection:
     line_policy: str = "all"  # all | matching
+    # percent: a change that takes any contract line's margin below this is flagged in the table
+    # and listed in the approval preview
+    margin_floor: float = 20.0
 
 
 @dataclass(slots=True)

@@ -113,6 +113,8 @@ class CatalogItem(Base):
     name: Mapped[str] = mapped_column(String(512))
     kind: Mapped[str] = mapped_column(String(32), default="item")
     cost: Mapped[Decimal | None] = mapped_column(MoneyType)
+    # the sell price, mirrored for margins only: costrecon never writes a price
+    price: Mapped[Decimal | None] = mapped_column(MoneyType)
     currency: Mapped[str] = mapped_column(String(3))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     gone: Mapped[bool] = mapped_column(Boolean, default=False)  # vanished from the PSA
@@ -148,6 +150,7 @@ class ContractLine(Base):
     description: Mapped[str] = mapped_column(String(512), default="")
     quantity: Mapped[Decimal] = mapped_column(MoneyType)  # same fixed scale as money
     unit_cost: Mapped[Decimal | None] = mapped_column(MoneyType)
+    unit_price: Mapped[Decimal | None] = mapped_column(MoneyType)  # read for margins, never written
     currency: Mapped[str] = mapped_column(String(3))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     gone: Mapped[bool] = mapped_column(Boolean, default=False)

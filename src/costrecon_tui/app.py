@@ -223,7 +223,11 @@ class CostreconApp(StaysUp, App[None]):
                 keys_.append(shown)
         rows = [(", ".join(k), desc, bid) for bid, (k, desc) in by_id.items()]
         title = TITLES[self.current_view] if screen is self.main else type(screen).__name__
-        self.push_screen(HelpScreen(title, rows))
+        view = (
+            next(iter(self.query(f"#{self.current_view}")), None) if screen is self.main else None
+        )
+        extra = view.help_text() if hasattr(view, "help_text") else None  # e.g. the columns
+        self.push_screen(HelpScreen(title, rows, extra))
 
     # ------------------------------------------------------------------ busy + status line
 

@@ -110,6 +110,12 @@ _ROW_FIELDS = frozenset(
         "change_pct",
         "state",
         "state_detail",
+        "price",
+        "margin_pct",
+        "margin_after_pct",
+        "line_margin_min_after_pct",
+        "below_margin_floor",
+        "vendor_sources",
     ]
 )
 
@@ -130,8 +136,16 @@ class CostRow:
     change_pct: Decimal | None
     state: str  # "" | pending | pushing | done | conflict | failed | denied
     state_detail: dict[str, Any] = field(default_factory=dict)
-    # fields a newer daemon sends that this client does not model (e.g. competing cost sources)
+    # fields a newer daemon sends that this client does not model
     extra: dict[str, Any] = field(default_factory=dict)
+    # sell price and margins (issue 18.3); None when the PSA gives no price
+    price: Decimal | None = None
+    margin_pct: Decimal | None = None
+    margin_after_pct: Decimal | None = None
+    line_margin_min_after_pct: Decimal | None = None
+    below_margin_floor: bool = False
+    # competing vendor costs, the winner first (issue 20.11); empty with a single source
+    vendor_sources: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CostRow:
@@ -154,6 +168,12 @@ class CostRow:
             state=d.get("state") or "",
             state_detail=d.get("state_detail") or {},
             extra={k: v for k, v in d.items() if k not in _ROW_FIELDS and v is not None},
+            price=_dec(d.get("price")),
+            margin_pct=_dec(d.get("margin_pct")),
+            margin_after_pct=_dec(d.get("margin_after_pct")),
+            line_margin_min_after_pct=_dec(d.get("line_margin_min_after_pct")),
+            below_margin_floor=bool(d.get("below_margin_floor")),
+            vendor_sources=[s for s in d.get("vendor_sources") or [] if isinstance(s, dict)],
         )
 
 
@@ -289,6 +309,11 @@ class DaemonClient:
     async def cost_rows(self, ids: Iterable[int]) -> list[CostRow]:
         d = await self._request("POST", "/costs/rows", json={"ids": list(ids)})
         return [CostRow.from_json(r) for r in d["rows"]]
+
+    async def cost_history(self, item_id: int) -> dict[str, Any]:
+        """An item's vendor-cost history: ``{identifier, currency, points: [{at, cost, kind,
+        source, vendor, by}]}``, oldest first (costs stay JSON strings; see widgets/history)."""
+        return await self._request("GET", f"/costs/{item_id}/history")
 
     async def set_manual_cost(
         self, item_id: int, cost: Decimal, note: str | None = None

@@ -55,6 +55,7 @@ COSTS = [
     bind("a", "approve", "Approve", "costs.approve"),
     bind("i,r", "info", "Info/reason", "costs.info"),
     bind("c", "changed_only", "Changed only", "costs.changed_only"),
+    bind("m", "toggle_prices", "Price/margin columns", "costs.prices", show=False),
     bind("s", "sort(1)", "Sort column", "costs.sort", show=False),
     bind("S", "sort_direction", "Sort direction", "costs.sort_direction", show=False),
     bind("ctrl+r", "reload", "Reload", "costs.reload", show=False),

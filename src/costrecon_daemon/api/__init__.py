@@ -20,7 +20,7 @@ from ..peers import Peer, peer_of
 from ..text import printable
 from .context import SERVICES, Services, services
 from .errors import error_response, response_for
-from .routes import changes, costs, imports, mappings, system, vendors
+from .routes import changes, costs, history, imports, mappings, system, vendors
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ MAX_BODY = 8 * 1024 * 1024
 def make_app(parts: Services) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[SERVICES] = parts
-    for module in (system, costs, changes, imports, mappings, vendors):
+    for module in (system, costs, changes, imports, mappings, history, vendors):
         app.add_routes(module.routes)
     return app
 

@@ -41,7 +41,9 @@ class Approvals:
 
     async def preview(self, reqs: list[Request], policy: str) -> dict[str, Any]:
         limits = self.limits
-        preview, _ = await self.store.read(lambda c: plan(c, reqs, policy, limits))
+        preview, _ = await self.store.read(
+            lambda c: plan(c, reqs, policy, limits, margin_floor=self.table.margin_floor)
+        )
         return preview
 
     async def approve(self, reqs: list[Request], policy: str, actor: str) -> dict[str, Any]:
@@ -52,7 +54,7 @@ class Approvals:
         def _create(conn: Connection) -> dict[str, Any]:
             # Planned again inside the write transaction: the stale and busy checks see committed
             # state, so two clients approving the same item at once produce exactly one change set.
-            preview, steps = plan(conn, reqs, policy, limits)
+            preview, steps = plan(conn, reqs, policy, limits, margin_floor=self.table.margin_floor)
             cs_id = journal(
                 conn, actor=actor, kind="apply", policy=policy, preview=preview, steps=steps
             )

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 from ..errors import Conflict, InvalidInput, NotFound
+from .margin import margin_summary
 from .states import ChangeSetState, StepState
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def plan(
     limits: RateLimits | None,
     *,
     check_stale: bool = True,
+    margin_floor: Decimal | None = None,
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     if policy not in POLICIES:
         raise InvalidInput(
@@ -263,7 +265,7 @@ def plan(
         per_item=per_item,
         warnings=_warnings(totals, policy, limits),
     )
-    return preview.to_json(), steps
+    return {**preview.to_json(), "margin": margin_summary(conn, steps, margin_floor)}, steps
 
 
 def _api_calls(steps: list[PlannedStep], limits: RateLimits | None) -> int:

@@ -57,6 +57,11 @@ class Row:
     state: str = ""
     state_detail: dict[str, Any] = field(default_factory=dict)
     search: str = ""
+    # sell prices and cost sources (issue 18.3, 20.11): loaded by _apply_prices/_apply_sources
+    price: Decimal | None = None
+    line_price_min: Decimal | None = None  # the cheapest live line's price, in the row currency
+    sources: list[dict[str, Any]] | None = None  # competing vendor costs, the winner first
+    margin_floor: Decimal | None = None  # percent, stamped by the CostTable that holds the row
 
     @property
     def comparable(self) -> bool:
@@ -104,7 +109,35 @@ class Row:
             "change_pct": None if self.change_pct is None else format(self.change_pct, "f"),
             "state": self.state,
             "state_detail": detail,
+            **self.margin_json(),
+            **({"vendor_sources": self.sources} if self.sources else {}),
         }
+
+    def margin_json(self) -> dict[str, Any]:
+        """Price and margins: now (catalogue cost), after the vendor cost, and the lowest line."""
+        after_cost = self.vendor_cost if self.comparable else None
+        low = margin_pct(self.line_price_min, after_cost)
+        below = (
+            low is not None and self.margin_floor is not None and self.changed
+        ) and low < self.margin_floor
+        return {
+            "price": json_amount(self.price),
+            "margin_pct": _pct_text(margin_pct(self.price, self.catalog_cost)),
+            "margin_after_pct": _pct_text(margin_pct(self.price, after_cost)),
+            "line_margin_min_after_pct": _pct_text(low),
+            "below_margin_floor": bool(below),
+        }
+
+
+def margin_pct(price: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    """(price − cost) / price in percent; None without a positive price or a cost."""
+    if price is None or cost is None or price <= 0:
+        return None
+    return ((price - cost) * 100 / price).quantize(Decimal("0.1"))
+
+
+def _pct_text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
 
 
 def _line_scope() -> Any:
@@ -211,8 +244,121 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
                 "vendor": None,
                 "sku": None,
             }
+    _apply_prices(conn, items, id_list)
+    _apply_sources(conn, items, id_list)
     _apply_states(conn, items, id_list)
     return {i: row for i, row in items.items() if row.vendor_cost is not None or row.lines > 0}
+
+
+def _apply_prices(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
+    """Each item's sell price and the lowest price among its live contract lines.
+
+    Lines in another currency than the item are left out: a price in CAD says nothing about the
+    margin on a USD cost.
+    """
+    stmt = select(CatalogItem.id, CatalogItem.price).where(CatalogItem.price.is_not(None))
+    if id_list is not None:
+        stmt = stmt.where(CatalogItem.id.in_(id_list))
+    for item_id, price in conn.execute(stmt):
+        row = items.get(item_id)
+        if row is not None:
+            row.price = price
+    by_psa = {row.psa_id: row for row in items.values()}
+    low = (
+        select(ContractLine.item_psa_id, ContractLine.currency, func.min(ContractLine.unit_price))
+        .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
+        .where(_line_scope(), ContractLine.unit_price.is_not(None))
+        .group_by(ContractLine.item_psa_id, ContractLine.currency)
+    )
+    if id_list is not None:
+        low = low.where(ContractLine.item_psa_id.in_(list(by_psa)))
+    for psa_id, currency, price in conn.execute(low):
+        row = by_psa.get(psa_id)
+        if row is not None and currency == row.currency:
+            row.line_price_min = price
+
+
+def _source_key(source: dict[str, Any] | None) -> str | None:
+    """What identifies a cost source for precedence: a person, or one vendor's files/pulls."""
+    if not source:
+        return None
+    if source.get("kind") == "manual":
+        return "manual"
+    return f"{source.get('kind')}:{(source.get('vendor') or source.get('file') or '').casefold()}"
+
+
+def _when(at: str | None) -> str:
+    return (at or "?")[:16].replace("T", " ") + (" UTC" if at else "")
+
+
+def _apply_sources(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
+    """When more than one source supplies a cost for an item, say which wins and why.
+
+    Precedence (DESIGN.md §3): a manual override beats every import; among imports and pulls the
+    newest wins. A source is one vendor (its files and API pulls alike); its latest cost stands
+    for it.
+    """
+    latest = (
+        select(
+            VendorCost.item_id,
+            VendorCost.vendor,
+            VendorCost.cost,
+            VendorCost.currency,
+            VendorCost.imported_at,
+            PriceImport.file_name,
+            func.row_number()
+            .over(
+                partition_by=(VendorCost.item_id, VendorCost.vendor),
+                order_by=(VendorCost.imported_at.desc(), VendorCost.id.desc()),
+            )
+            .label("rn"),
+        )
+        .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        .where(VendorCost.item_id.is_not(None))
+    )
+    if id_list is not None:
+        latest = latest.where(VendorCost.item_id.in_(id_list))
+    latest = latest.subquery()
+    found: dict[int, list[dict[str, Any]]] = {}
+    for r in conn.execute(select(latest).where(latest.c.rn == 1)):
+        found.setdefault(r.item_id, []).append(
+            {
+                "kind": "import",
+                "vendor": r.vendor,
+                "file": r.file_name,
+                "at": iso(r.imported_at),
+                "cost": json_amount(r.cost),
+                "currency": r.currency,
+            }
+        )
+    for item_id, row in items.items():
+        imports = sorted(found.get(item_id, []), key=lambda s: s["at"] or "", reverse=True)
+        manual = row.vendor_source if (row.vendor_source or {}).get("kind") == "manual" else None
+        n = len(imports) + (1 if manual else 0)
+        if n < 2 or row.vendor_source is None:
+            continue
+        entries = []
+        if manual:
+            entries.append(
+                {
+                    "kind": "manual",
+                    "by": manual.get("by"),
+                    "at": manual.get("at"),
+                    "cost": json_amount(row.vendor_cost),
+                    "currency": row.vendor_currency,
+                }
+            )
+            why = "manual override: a person's cost beats every import"
+        else:
+            first, second = imports[0], imports[1]
+            why = (
+                f"newest: {first['vendor']} ({_when(first['at'])}) is newer than "
+                f"{second['vendor']} ({_when(second['at'])})"
+            )
+        entries.extend(imports)
+        entries[0]["wins"] = True
+        row.sources = entries
+        row.vendor_source = {**row.vendor_source, "wins_because": why, "competing": n}
 
 
 def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
@@ -266,7 +412,8 @@ def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | 
 class CostTable:
     """The in-memory table the API filters and sorts; refreshed from SQL (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, margin_floor: Decimal | None = None) -> None:
+        self.margin_floor = margin_floor
         self._rows: dict[int, Row] = {}
         self._lock = threading.Lock()
         self.loaded = False
@@ -277,6 +424,7 @@ class CostTable:
 
     def reload(self, conn: Connection) -> None:
         rows = load_rows(conn)
+        self._after_load(conn, rows, None)
         with self._lock:
             self._rows = rows
             self.loaded = True
@@ -285,6 +433,7 @@ class CostTable:
     def refresh(self, conn: Connection, ids: Iterable[int]) -> list[int]:
         ids = list(set(ids))
         fresh = load_rows(conn, ids)
+        self._after_load(conn, fresh, ids)
         with self._lock:
             for i in ids:
                 if i in fresh:
@@ -293,6 +442,16 @@ class CostTable:
                     self._rows.pop(i, None)
             self.version += 1
         return ids
+
+    def _after_load(self, conn: Connection, fresh: dict[int, Row], ids: list[int] | None) -> None:
+        """Stamp the margin floor on fresh rows; log a change of winning cost source."""
+        for row in fresh.values():
+            row.margin_floor = self.margin_floor
+        if not self.loaded:
+            return  # the first load after start: nothing to compare with
+        with self._lock:
+            old = {i: self._rows[i] for i in (fresh if ids is None else ids) if i in self._rows}
+        log_winner_changes(conn, old, fresh)
 
     def get(self, ids: Iterable[int]) -> list[Row]:
         with self._lock:
@@ -327,6 +486,38 @@ class CostTable:
         present.sort(key=key, reverse=descending)  # type: ignore[arg-type,return-value]
         missing.sort(key=lambda r: r.id)
         return [r.id for r in present + missing]
+
+
+def log_winner_changes(conn: Connection, old: dict[int, Row], fresh: dict[int, Row]) -> None:
+    """An activity entry for each item whose winning import source changed to another vendor.
+
+    Manual overrides are logged where they are set (cost.manual.*); this catches the silent case,
+    a second vendor's file or pull taking over an item another vendor supplied (issue 20.11).
+    """
+    from .. import activity
+
+    for item_id, row in fresh.items():
+        before = old.get(item_id)
+        if before is None or before.vendor_source is None or row.vendor_source is None:
+            continue
+        a, b = _source_key(before.vendor_source), _source_key(row.vendor_source)
+        if a == b or "manual" in (a, b):
+            continue
+        src = row.vendor_source
+        activity.append(
+            conn,
+            actor="costrecond",
+            action="cost.source.changed",
+            subject=row.identifier,
+            before=f"{json_amount(before.vendor_cost)} from {before.vendor_source.get('vendor')}",
+            after=f"{json_amount(row.vendor_cost)} from {src.get('vendor')}",
+            details={
+                "item_id": item_id,
+                "from": {k: before.vendor_source.get(k) for k in ("vendor", "file", "at")},
+                "to": {k: src.get(k) for k in ("vendor", "file", "at")},
+                "why": src.get("wins_because") or "newest import wins",
+            },
+        )
 
 
 def _sort_key(sort: str) -> Any:

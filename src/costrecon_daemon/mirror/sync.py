@@ -29,6 +29,7 @@ ITEM_COLS = (
     "name",
     "kind",
     "cost",
+    "price",
     "currency",
     "active",
     "gone",
@@ -46,6 +47,7 @@ LINE_COLS = (
     "description",
     "quantity",
     "unit_cost",
+    "unit_price",
     "currency",
     "active",
     "gone",
@@ -99,6 +101,7 @@ def apply_chunk(conn: Connection, chunk: SyncChunk) -> None:
                     "name": r.name,
                     "kind": r.kind,
                     "cost": r.cost,
+                    "price": r.price,
                     "currency": r.currency,
                     "active": r.active,
                     "gone": False,
@@ -151,6 +154,7 @@ def apply_chunk(conn: Connection, chunk: SyncChunk) -> None:
                     "description": r.description[:512],
                     "quantity": r.quantity,
                     "unit_cost": r.unit_cost,
+                    "unit_price": r.unit_price,
                     "currency": currency.get(r.contract_psa_id)
                     or currency.get("item:" + r.item_psa_id)
                     or "USD",

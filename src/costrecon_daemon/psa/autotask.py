@@ -613,6 +613,7 @@ class AutotaskConnector(Connector):
                     item_psa_id=f"service:{cs['serviceID']}",
                     quantity=q,
                     unit_cost=_dec(cs.get("unitCost")),
+                    unit_price=_internal_price(cs),
                     active=cid in active_contracts and q > 0,
                     kind="contract_service",
                     description=cs.get("invoiceDescription") or "",
@@ -629,6 +630,7 @@ class AutotaskConnector(Connector):
                     item_psa_id=f"product:{ch['productID']}",
                     quantity=_dec(ch.get("unitQuantity")) or Decimal(0),
                     unit_cost=_dec(ch.get("unitCost")),
+                    unit_price=_internal_price(ch),
                     active=cid in active_contracts,
                     kind="contract_charge",
                     description=ch.get("name") or ch.get("description") or "",
@@ -804,12 +806,23 @@ def _load_cursor(since: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _internal_price(line: dict[str, Any]) -> Decimal | None:
+    """A line's price in the internal currency, the one its ``unitCost`` is in.
+
+    With multi-currency on, ``unitPrice`` is in the customer's currency (psa-apis.md §2); comparing
+    it with an internal-currency cost would give a wrong margin, so the internal figure wins.
+    """
+    internal = _dec(line.get("internalCurrencyUnitPrice"))
+    return internal if internal is not None else _dec(line.get("unitPrice"))
+
+
 def _service_record(s: dict[str, Any], currency: str) -> CatalogRecord:
     return CatalogRecord(
         psa_id=f"service:{s['id']}",
         identifier=s.get("sku") or str(s["id"]),
         name=s.get("name") or "",
         cost=_dec(s.get("unitCost")),
+        price=_dec(s.get("unitPrice")),
         currency=currency,
         active=bool(s.get("isActive")),
         vendor_sku=s.get("manufacturerServiceProviderProductNumber"),
@@ -826,6 +839,7 @@ def _product_record(p: dict[str, Any], currency: str) -> CatalogRecord:
         identifier=p.get("sku") or str(p["id"]),
         name=p.get("name") or "",
         cost=_dec(p.get("unitCost")),
+        price=_dec(p.get("unitPrice")),
         currency=currency,
         active=bool(p.get("isActive")),
         vendor_sku=p.get("vendorProductNumber"),

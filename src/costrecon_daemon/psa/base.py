@@ -32,6 +32,7 @@ class CatalogRecord:
     vendor_name: str | None = None
     kind: str = "item"  # connector-specific flavour: "catalog", "service", "product"...
     updated_at: str | None = None  # the PSA's own last-modified stamp, ISO 8601 UTC
+    price: Decimal | None = None  # the sell price (read for margins; never written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class LineRecord:
     kind: str  # "addition", "contract_service", "contract_charge", "schedule_line"
     description: str = ""
     updated_at: str | None = None
+    unit_price: Decimal | None = None  # the line's own sell price (read for margins; never written)
 
 
 @dataclass(frozen=True, slots=True)

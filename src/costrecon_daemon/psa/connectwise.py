@@ -79,14 +79,15 @@ SETTING_AGREEMENTS_READ = "Finance > Agreements: Inquire = All"
 
 # Only what the mirror needs: `fields` shrinks every page roughly tenfold (§1.2).
 ITEM_FIELDS = (
-    "id,identifier,description,inactiveFlag,cost,vendor/name,vendorSku,manufacturer/name,"
+    "id,identifier,description,inactiveFlag,cost,price,vendor/name,vendorSku,manufacturer/name,"
     "manufacturerPartNumber,_info/lastUpdated"
 )
 AGREEMENT_FIELDS = (
     "id,name,company/name,agreementStatus,cancelledFlag,currency/currencyCode,_info/lastUpdated"
 )
 ADDITION_FIELDS = (
-    "id,agreementId,product/id,quantity,unitCost,cancelledDate,description,_info/lastUpdated"
+    "id,agreementId,product/id,quantity,unitCost,unitPrice,cancelledDate,description,"
+    "_info/lastUpdated"
 )
 
 CHUNK_ROWS = 2000
@@ -459,6 +460,7 @@ class ConnectWiseConnector(Connector):
             identifier=str(row.get("identifier") or ""),
             name=str(row.get("description") or ""),
             cost=_money(row.get("cost")),
+            price=_money(row.get("price")),
             currency=self.settings.currency,
             active=not row.get("inactiveFlag", False),
             vendor_sku=row.get("vendorSku") or None,
@@ -496,6 +498,7 @@ class ConnectWiseConnector(Connector):
             item_psa_id=str(product["id"]),
             quantity=_money(row.get("quantity")) or Decimal(0),
             unit_cost=_money(row.get("unitCost")),
+            unit_price=_money(row.get("unitPrice")),
             active=row.get("cancelledDate") is None,
             kind="addition",
             description=str(row.get("description") or ""),

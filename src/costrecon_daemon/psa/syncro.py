@@ -395,10 +395,12 @@ class SyncroConnector(Connector):
         await self.http.aclose()
 
 
-def _cents(ln: dict[str, Any]) -> Decimal | None:
-    cents = ln.get("cost_cents")
+def _cents(
+    ln: dict[str, Any], cents_field: str = "cost_cents", dollars_field: str = "price_cost"
+) -> Decimal | None:
+    cents = ln.get(cents_field)
     if cents is None or isinstance(cents, bool):
-        return _dec(ln.get("price_cost"))
+        return _dec(ln.get(dollars_field))
     return (Decimal(int(cents)) / 100).quantize(CENT)
 
 
@@ -410,6 +412,7 @@ def _product_record(p: dict[str, Any], currency: str) -> CatalogRecord:
         identifier=str(p["id"]),
         name=p.get("name") or "",
         cost=_dec(p.get("price_cost")),
+        price=_dec(p.get("price_retail")),
         currency=currency,
         active=not p.get("disabled"),
         vendor_sku=first.get("sku"),
@@ -430,6 +433,7 @@ def _line_record(sched: dict[str, Any], ln: dict[str, Any]) -> LineRecord:
         item_psa_id=str(ln["product_id"]),
         quantity=qty,
         unit_cost=_cents(ln),
+        unit_price=_cents(ln, "retail_cents", "price_retail"),
         active=not sched.get("paused"),
         kind="schedule_line",
         description=ln.get("name") or "",

@@ -16,6 +16,7 @@ from textual.widgets import Input, Static
 from costrecon_daemon.money import MoneyError, parse_amount
 from costrecon_tui import keymap
 from costrecon_tui.client import ApprovalItem, CostRow, DaemonError
+from costrecon_tui.screens.item_detail import margin_lines, precedence_lines
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.cost_grid import CostGrid, fit
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
@@ -135,10 +136,14 @@ def info_text(row: CostRow, now: Any) -> Text:
         f"({display.source_text(row.vendor_source, now)})\n"
     )
     t.append(f"change          {display.change_text(row.change, row.change_pct)}\n")
+    t.append_text(margin_lines(row))
     src = row.vendor_source
     if src and src.at:
         t.append(f"cost dated      {display.stamp(src.at, now)} UTC\n")
+    t.append_text(precedence_lines(row, now))
     for key, value in (src.extra if src else {}).items():
+        if key in ("wins_because", "competing"):
+            continue  # the precedence block of the detail screen says these in words
         t.append(f"{key.replace('_', ' '):<15} {display.plain(value)}\n")
     sources = row.extra.get("vendor_sources") or row.extra.get("sources")
     if isinstance(sources, list) and sources:
@@ -316,6 +321,13 @@ class CostsView(ReportsWorkerErrors, Vertical):
                     f"{row.identifier}: {display.source_text(row.vendor_source, self.app.now())}"
                 )
                 t.append(f" · {row.contracts} contracts, {row.lines} lines")
+                if row.below_margin_floor:
+                    low = row.line_margin_min_after_pct
+                    t.append(
+                        f" · ! margin after {'—' if low is None else f'{low:.1f} %'} "
+                        "is under the floor",
+                        style="bold",
+                    )
         detail.update(t)
 
     @on(CostGrid.Changed)
@@ -522,9 +534,27 @@ class CostsView(ReportsWorkerErrors, Vertical):
         row = self.grid.cursor_row
         if row is None:
             return
-        from costrecon_tui.screens.dialogs import TextScreen
+        from costrecon_tui.screens.item_detail import ItemDetailScreen
 
-        self.app.push_screen(TextScreen(f"Item {row.identifier}", info_text(row, self.app.now())))
+        now = self.app.now()
+        self.app.push_screen(ItemDetailScreen(row, info_text(row, now), now))
+
+    def action_toggle_prices(self) -> None:
+        shown = self.grid.toggle_prices()
+        self.notify(
+            "Price and margin columns shown." if shown else "Price and margin columns hidden.",
+            timeout=1.5,
+        )
+
+    def help_text(self) -> Text:
+        """What `?` adds in this view: what each column means."""
+        from costrecon_tui.widgets.cost_grid import COLUMN_HELP
+
+        t = Text("\nColumns\n", style="bold")
+        for name, meaning in COLUMN_HELP:
+            t.append(f"{name:<15}", style="bold")
+            t.append(f" {meaning}\n")
+        return t
 
     # ------------------------------------------------------------------ approve
 

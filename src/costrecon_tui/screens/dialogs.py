@@ -151,10 +151,13 @@ class HelpScreen(FittedModal[None]):
     DEFAULT_CSS = dialog_css("HelpScreen")
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
 
-    def __init__(self, view_title: str, bindings: list[tuple[str, str, str]]) -> None:
+    def __init__(
+        self, view_title: str, bindings: list[tuple[str, str, str]], extra: Text | None = None
+    ) -> None:
         super().__init__()
         self.view_title = view_title
         self.bindings_list = bindings
+        self.extra_text = extra
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, expand=True, header_style="bold", pad_edge=False)
@@ -165,7 +168,7 @@ class HelpScreen(FittedModal[None]):
             table.add_row(key, desc, bid)
         legend = Text(
             "\nVendor cost marks: ✎ manual · ↓ imported from a price file · ⇄ distributor API.  "
-            "Change: ▲ increase (costs more) · ▼ decrease.  ▶ cursor · ● marked.",
+            "Change: ▲ increase (costs more) · ▼ decrease.  ▶ cursor · [x] marked.",
             style="dim",
         )
         with Vertical(id="dialog"):
@@ -173,6 +176,8 @@ class HelpScreen(FittedModal[None]):
             with VerticalScroll(classes="fill"):
                 yield Static(table)
                 yield Static(legend)
+                if self.extra_text is not None:
+                    yield Static(self.extra_text)
             yield Static("esc close · ↑↓ scroll", classes="hint")
 
     def action_close(self) -> None:

@@ -74,9 +74,81 @@ def preview_summary(p: dict[str, Any], *, skipped_note: str = "") -> Text:
             f"{arrow}{display.signed(impact)} {cur}".rstrip(),
             style="bold red" if impact > 0 else "bold green",
         )
+    margin = margin_impact_text(p.get("margin"))
+    if margin is not None:
+        t.append("\n")
+        t.append_text(margin)
     if skipped_note:
         t.append(f"\nNot included: {skipped_note}.", style="yellow")
     return t
+
+
+def margin_impact_text(m: Any) -> Text | None:
+    """``monthly margin 1,234.00 → 1,100.00 USD (−134.00) · 12 lines under the 20 % floor``:
+    the margin beside the cost impact (issue 18.3); None when the daemon sent no margin part."""
+    if not isinstance(m, dict):
+        return None
+    t = Text()
+    monthly = m.get("monthly") if isinstance(m.get("monthly"), dict) else {}
+    parts = []
+    for code, v in sorted(monthly.items()):
+        v = v if isinstance(v, dict) else {}
+        before, after, change = _dec(v.get("before")), _dec(v.get("after")), _dec(v.get("change"))
+        if after is None:
+            continue
+        delta = "" if change is None else f" ({display.signed(change)})"
+        parts.append(f"{display.amount(before)} → {display.amount(after)} {code}{delta}")
+    t.append("monthly margin ")
+    t.append(", ".join(parts) if parts else "unknown (no contract line prices)", style="bold")
+    low = display.number(m.get("below_floor_count"))
+    floor = display.plain(m.get("floor_pct") or "?")
+    if low:
+        t.append(f" · {_plural(low, 'line')} under the {floor} % margin floor", style="bold red")
+    else:
+        t.append(f" · no line under the {floor} % margin floor")
+    unpriced = display.number(m.get("lines_unpriced"))
+    if unpriced:
+        t.append(f" · {unpriced:,} without a price", style="dim")
+    return t
+
+
+def margin_table(p: dict[str, Any]) -> Table | None:
+    """The contract lines the new cost takes under the margin floor: customer, agreement, price,
+    new cost and margin (issue 18.3)."""
+    m = p.get("margin")
+    rows = m.get("below_floor") if isinstance(m, dict) else None
+    if not rows:
+        return None
+    table = Table(
+        box=None,
+        expand=True,
+        pad_edge=False,
+        show_edge=False,
+        header_style="bold",
+        title=f"Under the {display.plain(m.get('floor_pct') or '?')} % margin floor",
+        title_justify="left",
+        title_style="bold red",
+    )
+    table.add_column("Customer / agreement", no_wrap=True, ratio=1, overflow="ellipsis")
+    table.add_column("Item", no_wrap=True, max_width=14, overflow="ellipsis")
+    table.add_column("Price", justify="right", no_wrap=True)
+    table.add_column("New cost", justify="right", no_wrap=True)
+    table.add_column("Margin", justify="right", no_wrap=True)
+    for r in rows:
+        r = r if isinstance(r, dict) else {}
+        who = " / ".join(x for x in (r.get("customer"), r.get("contract")) if x) or "—"
+        after = r.get("margin_after_pct")
+        table.add_row(
+            display.plain(who),
+            display.plain(r.get("item") or ""),
+            display.amount(_dec(r.get("price"))),
+            display.amount(_dec(r.get("cost_after"))),
+            "—" if after is None else f"{display.plain(after)} %",
+        )
+    more = display.number(m.get("below_floor_count")) - len(rows)
+    if more > 0:
+        table.add_row("…", f"and {more:,} more lines", "", "", "")
+    return table
 
 
 def warnings_text(p: dict[str, Any]) -> Text | None:
@@ -146,6 +218,7 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
             yield Static(self._policy_text(), classes="policy", id="policy")
             with VerticalScroll(classes="fill per-item"):
                 yield Static(warnings_text(self.preview) or "", id="warnings")
+                yield Static(margin_table(self.preview) or "", id="margin-lines")
                 yield Static(per_item_table(self.preview), id="per-item")
             with Horizontal(classes="buttons"):
                 yield Button(self._confirm_label(), variant="error", id="confirm", compact=True)
@@ -208,6 +281,7 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
             preview_summary(preview, skipped_note=self.skipped_note)
         )
         self.query_one("#warnings", Static).update(warnings_text(preview) or "")
+        self.query_one("#margin-lines", Static).update(margin_table(preview) or "")
         self.query_one("#per-item", Static).update(per_item_table(preview))
         self.call_after_refresh(self.fit)
 

@@ -41,32 +41,101 @@ class Column:
     right: bool = False
 
 
-def layout(width: int, longest_id: int | None = None) -> list[Column]:
+PRICES_FROM = 150  # terminal width from which the price and margin columns show by themselves
+FULL_NAMES_FROM = 120  # the seed names (Service ID, # of Contracts...) need about this much
+MARK_ON, MARK_OFF = "[x]", "[ ]"  # readable under NO_COLOR and in a plain tmux capture-pane
+
+# What `?` says about each column (the header may show an abbreviation of the first word).
+COLUMN_HELP: list[tuple[str, str]] = [
+    ("Mark", "[x] marked for approval, [ ] not; ▶ is the cursor (space marks, ctrl+a all)."),
+    ("Service ID", "the PSA's identifier for the catalogue item (abbreviated Svc ID)."),
+    ("Service name", "the catalogue item's name in the PSA."),
+    ("# of Contracts", "active contracts with at least one live line for the item (Ctr)."),
+    ("Catalogue cost", "the item's cost in the PSA now (Catalog)."),
+    ("Vendor cost", "the cost to push: ✎ manual, ↓ price file, ⇄ distributor API."),
+    ("Change", "vendor − catalogue cost and %: ▲ costs more, ▼ costs less."),
+    ("Price", "the item's sell price in the PSA (read only: costrecon never changes prices)."),
+    ("Margin %", "(price − catalogue cost) / price, now (Mrg%)."),
+    ("Margin % after", "(price − vendor cost) / price once approved (Aft%); ! under the floor."),
+    (
+        "Action",
+        "what the row needs or what is happening; approve ! = a contract line would "
+        "fall below the margin floor ([push] margin_floor).",
+    ),
+]
+
+
+def _title(options: tuple[str, ...], width: int) -> str:
+    """The longest of ``options`` (longest first) that fits ``width`` cells."""
+    for option in options:
+        if cell_len(option) <= width:
+            return option
+    return options[-1]
+
+
+def layout(width: int, longest_id: int | None = None, prices: bool | None = None) -> list[Column]:
     """Fixed column widths for a terminal width; only the name column flexes (never measure cells).
 
     ``longest_id`` is the longest PSA ID loaded so far: short IDs (Syncro's numbers) give their
-    room to the name, so rows of similar products can be told apart.
+    room to the name, so rows of similar products can be told apart. ``prices`` shows or hides
+    the price and margin columns (None: shown from PRICES_FROM columns). Below FULL_NAMES_FROM,
+    shown prices take the place of the contract count and the change, which `i` still shows.
     """
     narrow = width < 100
+    show_prices = width >= PRICES_FROM if prices is None else prices
+    # the seed names and the three price columns together need PRICES_FROM columns
+    full = width >= (PRICES_FROM if show_prices else FULL_NAMES_FROM)
+    swap = show_prices and not full
     # The PSA ID is what people act on: it keeps more room than the name on narrow terminals.
     ident = 16 if width >= 110 else 14 if width >= 90 else 13
     if longest_id is not None:
         ident = min(ident, max(6, longest_id + 1))
+    contracts_w = 14 if full else 4 if narrow else 9
+    cat_w = 14 if full else 9 if narrow else 11
+    ven_w = 13 if full else 10 if narrow else 12
     cols = [
-        Column("gutter", "", 2),
-        Column("identifier", "PSA ID", ident),
-        Column("name", "Name", 0),
-        Column("contracts", "Ctr" if narrow else "#Ctr", 4 if narrow else 5, True),
-        Column("catalog_cost", "Catalog" if narrow else "Catalogue", 9 if narrow else 11, True),
-        Column("vendor_cost", "Vendor", 10 if narrow else 12, True),
-        Column("change", "Change", 14 if narrow else 16, True),
-        Column("state", "Action", 10 if narrow else 13),
+        Column("select", "Mark", 5),  # "▶[x]" and a space before the Service ID
+        Column("identifier", _title(("Service ID", "Svc ID", "ID"), ident), ident),
+        Column("name", "Service name" if full else "Name", 0),
     ]
+    if not swap:
+        cols.append(
+            Column(
+                "contracts",
+                _title(("# of Contracts", "Contracts", "Ctr"), contracts_w),
+                contracts_w,
+                True,
+            )
+        )
+    cols += [
+        Column(
+            "catalog_cost", _title(("Catalogue cost", "Catalogue", "Catalog"), cat_w), cat_w, True
+        ),
+        Column("vendor_cost", _title(("Vendor cost", "Vendor"), ven_w), ven_w, True),
+    ]
+    if not swap:
+        cols.append(Column("change", "Change", 12 if narrow else 16, True))  # ▲+0.24 +8.0%
+    if show_prices:
+        pw = 10 if full else 8
+        cols += [
+            Column("price", "Price", pw, True),
+            Column("margin", "Margin %" if full else "Mrg%", 8 if full else 5, True),
+            Column("margin_after", "Margin % after" if full else "Aft%", 14 if full else 5, True),
+        ]
+    cols.append(Column("state", "Action", 10 if narrow else 13))
     used = sum(c.width for c in cols) + (
         len(cols) - 2
-    )  # one space between columns, none after gutter
+    )  # one space between columns, none after Mark
     name_w = max(6, width - used)
     return [Column(c.key, c.title, name_w) if c.key == "name" else c for c in cols]
+
+
+def margin_text(value: object, narrow: bool, low: bool = False) -> str:
+    """``28.6`` (``29`` when narrow); ``!`` marks a margin under the floor; ``—`` without a price."""
+    if value is None:
+        return "—"
+    text = f"{value:.0f}" if narrow else f"{value:.1f}"
+    return text + ("!" if low else "")
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -160,6 +229,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         self._columns: list[Column] = layout(80)
         self._width = 0
         self._longest_id: int | None = None
+        self.prices: bool | None = None  # price/margin columns: None = by terminal width
         self._index: dict[int, int] | None = None
 
     # ------------------------------------------------------------------ model
@@ -278,10 +348,21 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         self.search_text[row.id] = text
         self._version[row.id] = self._version.get(row.id, 0) + 1
 
+    def toggle_prices(self) -> bool:
+        """Show the price and margin columns if hidden, else hide them; True when now shown."""
+        shown = any(c.key == "price" for c in self._columns)
+        self.prices = not shown
+        self._relayout()
+        return self.prices
+
+    @property
+    def prices_shown(self) -> bool:
+        return any(c.key == "price" for c in self._columns)
+
     def _relayout(self) -> None:
         if not self._width:
             return
-        columns = layout(self._width, self._longest_id)
+        columns = layout(self._width, self._longest_id, self.prices)
         if columns != self._columns:
             self._columns = columns
             self._strips.clear()
@@ -470,7 +551,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self._width = self.scrollable_content_region.width or event.size.width
-        self._columns = layout(self._width, self._longest_id)
+        self._columns = layout(self._width, self._longest_id, self.prices)
         self.virtual_size = Size(event.size.width, len(self.ids))
         self._strips.clear()
         self._ensure_visible_rows()
@@ -506,7 +587,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         row = self.rows.get(item_id)
         if row is None:
             line_style = base + self._style("cursor") if is_cursor else base
-            text = ("▶" if is_cursor else " ") + ("●" if is_marked else " ") + " loading…"
+            text = ("▶" if is_cursor else " ") + (MARK_ON if is_marked else MARK_OFF) + " loading…"
             return Strip([Segment(fit(text, width), line_style + self._style("dim"))], width)
         key = (item_id, self._version.get(item_id, 0), width, is_cursor, is_marked, self.has_focus)
         strip = self._strips.get(key)
@@ -526,12 +607,12 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         segments: list[Segment] = []
         first = True
         for col in self._columns:
-            if not first and col.key != "identifier":
+            if not first and col.key != "identifier":  # no space between Mark and Service ID
                 segments.append(Segment(" ", line))
             first = False
             style = line
-            if col.key == "gutter":
-                text = ("▶" if is_cursor else " ") + ("●" if is_marked else " ")
+            if col.key == "select":
+                text = ("▶" if is_cursor else " ") + (MARK_ON if is_marked else MARK_OFF)
             elif col.key == "identifier":
                 text = row.identifier
             elif col.key == "name":
@@ -555,6 +636,17 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
                     text = display.change_text(row.change, row.change_pct, with_pct=False)
                 d = display.direction(row.change)
                 style = line + (self._style(d) if d in ("up", "down") else self._style("dim"))
+            elif col.key == "price":
+                text = display.amount(row.price) if row.price is not None else "—"
+                if row.price is None:
+                    style = line + self._style("dim")
+            elif col.key == "margin":
+                text = margin_text(row.margin_pct, narrow)
+            elif col.key == "margin_after":
+                low = row.below_margin_floor
+                text = margin_text(row.margin_after_pct, narrow, low)
+                if low:
+                    style = line + self._style("bad")
             else:
                 text = display.state_text(
                     row.state,
@@ -564,6 +656,8 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
                     narrow=narrow,
                 )
                 kind = display.state_kind(row.state)
+                if text == "approve" and row.below_margin_floor:
+                    text, kind = "approve !", "bad"  # a line would fall below the margin floor
                 if kind == "idle":
                     kind = "approve" if text == "approve" else "dim"
                 style = line + self._style(kind)

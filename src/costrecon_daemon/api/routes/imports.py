@@ -6,7 +6,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from ...db import PriceImport
-from ...errors import InvalidInput, NotFound
+from ...errors import NotFound
 from ...intake.importer import STAGED
 from ...intake.queries import import_json
 from ..context import services
