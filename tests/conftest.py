@@ -243,29 +243,19 @@ def _no_daemon_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty database at the head revision, migrated once per session (per xdist worker):
-    Alembic takes seconds on a loaded machine, a file copy takes milliseconds."""
-    from costrecon_daemon.store import migrate
+def migrated_sqlite() -> Path:
+    """An empty database at the head revision, migrated once per test process (per xdist
+    worker): Alembic takes seconds on a loaded machine, a copy takes milliseconds."""
+    from .harness import migrated_template
 
-    path = tmp_path_factory.mktemp("template") / "costrecon.db"
-    migrate(f"sqlite:///{path}")
-    return path
-
-
-def copy_database(template: Path, dest: Path) -> Path:
-    """A private copy of a migrated SQLite database (the sqlite3 backup API, so no WAL is lost)."""
-    import sqlite3
-
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with sqlite3.connect(template) as src, sqlite3.connect(dest) as dst:
-        src.backup(dst)
-    return dest
+    return migrated_template()
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
     """A migrated, empty SQLite database of this test's own."""
+    from .harness import copy_database
+
     return f"sqlite:///{copy_database(migrated_sqlite, tmp_path / 'costrecon.db')}"
 
 
@@ -316,7 +306,7 @@ async def synced_store(store: Any, cw_sim: Any) -> AsyncIterator[Any]:
 async def daemon(tmp_path: Path, cw_sim: Any, migrated_sqlite: Path) -> AsyncIterator[Any]:
     """The real ``Daemon`` (composition root, API on a real Unix socket) run in this event loop
     against the ConnectWise sim, synced once, with the TUI's ``DaemonClient`` connected to it."""
-    from .harness import InProcessDaemon
+    from .harness import InProcessDaemon, copy_database
 
     d = InProcessDaemon(tmp_path, cw_sim)
     copy_database(migrated_sqlite, d.cfg.state_dir / "costrecon.db")

@@ -15,6 +15,9 @@ from costrecon_daemon.store import head_revision
 
 from .harness import DaemonProcess
 
+# Process-level behaviour (signals, the socket's mode, start/stop, restart): subprocesses.
+pytestmark = pytest.mark.slow
+
 
 def test_runs_on_embedded_defaults_and_answers_health_over_the_socket(tmp_path):
     with DaemonProcess(tmp_path) as d:

@@ -10,6 +10,9 @@ import time
 import httpx
 import pytest
 
+# The demo is a program of its own: run as a subprocess.
+pytestmark = pytest.mark.slow
+
 
 def _get(sock, path):
     with httpx.Client(

@@ -22,7 +22,11 @@ import pytest
 from costrecon_daemon.psa.base import SyncChunk
 from costrecon_daemon.psa.connectwise import ConnectWiseConnector, ConnectWiseSettings
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+# A terminal driving the real programs: subprocesses.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 class Tmux:

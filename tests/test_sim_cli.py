@@ -16,6 +16,9 @@ import pytest
 from costrecon_daemon.app import build_connector
 from costrecon_daemon.config import load_config
 
+# The `costrecond sim` command as a user runs it: subprocesses.
+pytestmark = pytest.mark.slow
+
 # Each run passes one credential flag of its own, so the flags are shown to reach the simulator.
 CASES = {
     "connectwise": (["--company", "contoso"], 'company = "contoso"'),
