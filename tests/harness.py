@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -44,6 +45,26 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
     path.write_text("\n".join(lines))
     path.chmod(0o600)
     return path
+
+
+def kill_daemon_of(root: Path) -> None:
+    """Teardown after a failure: SIGKILL a daemon still running on ``root`` (a demo's ``--keep``
+    directory or a test's temp dir), found by the pid its lock file names. The demo starts its
+    daemon in a session of its own, so killing the demo does not reach it."""
+    from costrecon_daemon.lifecycle import read_lock_pid
+
+    for lock in root.glob("**/costrecond.lock"):
+        pid = read_lock_pid(lock)
+        if not pid or pid == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue  # gone already
+        # The pid may have been reused: kill only a costrecond whose config is under root.
+        if b"costrecon_daemon" in cmdline and str(root).encode() in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class DaemonProcess:
