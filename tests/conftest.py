@@ -21,8 +21,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,104 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'costrecon.db'}"
     return request.getfixturevalue("pg_url")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiers (CONTRIBUTING.md): unit tests on a temporary SQLite store, API tests against the real
+# Daemon wiring in this process, and subprocess tests (marked ``slow``) only where the process
+# boundary is the point. Everything below is xdist-safe: temp dirs only, ports chosen by the OS.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Also declared in pyproject.toml; registering here keeps `--strict-markers` happy when the
+    # tests run from another directory.
+    config.addinivalue_line(
+        "markers", "slow: a subprocess test (kill -9, restart, socket permissions, demo, tmux)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind() -> Iterator[None]:
+    """A test that fails half-way must not leave a daemon process running: kill every
+    ``DaemonProcess`` the test started and did not stop (module-scoped ones are older and stay)."""
+    from .harness import DaemonProcess
+
+    before = set(DaemonProcess.live)
+    yield
+    for d in list(DaemonProcess.live - before):
+        d.kill_quietly()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite() -> Path:
+    """An empty database at the head revision, migrated once per test process (per xdist
+    worker): Alembic takes seconds on a loaded machine, a copy takes milliseconds."""
+    from .harness import migrated_template
+
+    return migrated_template()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
+    """A migrated, empty SQLite database of this test's own."""
+    from .harness import copy_database
+
+    return f"sqlite:///{copy_database(migrated_sqlite, tmp_path / 'costrecon.db')}"
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Any]:
+    """A migrated, empty SQLite store in a temp dir (the daemon's own single-writer Store)."""
+    from costrecon_daemon.store import Store
+
+    s = Store(sqlite_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+async def cw_sim() -> AsyncIterator[Any]:
+    """A ConnectWise simulator (the tiny dataset) served on a loopback port in this loop."""
+    from costrecon_daemon.sim.connectwise import start_connectwise_sim
+    from costrecon_daemon.sim.dataset import generate
+
+    from .sims import CW_KEYS
+
+    running = await start_connectwise_sim(generate("tiny"), **CW_KEYS)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.fixture
+async def synced_store(store: Any, cw_sim: Any) -> AsyncIterator[Any]:
+    """The temp store mirrored from the ConnectWise sim by the real sync (no daemon)."""
+    from costrecon_daemon.mirror.sync import run_sync
+
+    from .sims import connectwise_connector
+
+    connector = connectwise_connector(cw_sim)
+    try:
+        await connector.connect()
+        await run_sync(store, connector, actor="test", full=True)
+        yield store
+    finally:
+        await connector.aclose()
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, cw_sim: Any, migrated_sqlite: Path) -> AsyncIterator[Any]:
+    """The real ``Daemon`` (composition root, API on a real Unix socket) run in this event loop
+    against the ConnectWise sim, synced once, with the TUI's ``DaemonClient`` connected to it."""
+    from .harness import InProcessDaemon, copy_database
+
+    d = InProcessDaemon(tmp_path, cw_sim)
+    copy_database(migrated_sqlite, d.cfg.state_dir / "costrecon.db")
+    try:
+        await d.start()
+        yield d
+    finally:
+        await d.stop()

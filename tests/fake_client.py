@@ -379,6 +379,8 @@ class FakeClient:
                 "message": "line cost is 19.5000 (negotiated), expected 21.0000; left unchanged",
             },
         ]
+        for s in steps:  # the daemon's step fields (tests/test_contract_fake_vs_daemon.py)
+            s.update(identifier=self._rows[s["item_id"]]["identifier"], currency="USD", attempts=1)
         self._change_sets[11] = {
             "id": 11,
             "created_at": _iso(NOW - timedelta(days=1, hours=2)),
@@ -392,12 +394,14 @@ class FakeClient:
             "message": "2 of 3 targets updated; 1 conflict",
             "counts": {
                 "pending": 0,
+                "sending": 0,
                 "done": 2,
                 "conflict": 1,
                 "failed": 0,
                 "denied": 0,
-                "skipped": 0,
+                "cancelled": 0,
             },
+            "total": len(steps),
             "steps": steps,
         }
         t = NOW - timedelta(days=2)
@@ -801,6 +805,8 @@ class FakeClient:
                     "after": str(it.cost),
                     "lines": r["lines"] - skip,
                     "lines_skipped": skip,
+                    "lines_already": 0,
+                    "currency": r["currency"],
                 }
             )
         calls = (len(items) + lines) * 2
@@ -810,12 +816,15 @@ class FakeClient:
             warnings.append("Some items are on no active contract: only the catalogue changes.")
         return {
             "items": len(items),
+            "item_writes": len(items),
             "lines": lines,
             "lines_skipped": skipped,
+            "lines_already": 0,
             "negotiated_lines": negotiated,
             "api_calls": calls,
             "estimated_seconds": round(calls * 0.35, 1),
             "monthly_impact": str(impact.quantize(Q)),
+            "impact_by_currency": {"USD": str(impact.quantize(Q))},
             "currency": "USD",
             "policy": policy,
             "per_item": per_item,
@@ -888,6 +897,9 @@ class FakeClient:
                         "after": str(it.cost),
                         "status": "pending",
                         "message": None,
+                        "identifier": r["identifier"],
+                        "currency": r["currency"],
+                        "attempts": 0,
                     }
                 )
             r["state"] = "pending"
@@ -905,12 +917,14 @@ class FakeClient:
             "message": None,
             "counts": {
                 "pending": len(steps),
+                "sending": 0,
                 "done": 0,
                 "conflict": 0,
                 "failed": 0,
                 "denied": 0,
-                "skipped": 0,
+                "cancelled": 0,
             },
+            "total": len(steps),
             "steps": steps,
         }
         self._change_sets[cs_id] = cs
@@ -1115,13 +1129,16 @@ class FakeClient:
         items = sorted({s["item_id"] for s in done})
         preview = {
             "items": len(items),
+            "item_writes": sum(1 for s in done if s["target"] == "item"),
             "lines": sum(1 for s in done if s["target"] == "line"),
             "lines_skipped": 0,
+            "lines_already": 0,
             "negotiated_lines": 0,
             "api_calls": len(done) * 2,
             # the daemon cannot estimate an undo's time (changes.py sends null): the TUI crashed
             "estimated_seconds": None,
             "monthly_impact": "-12.5000",
+            "impact_by_currency": {"USD": "-12.5000"},
             "currency": "USD",
             "policy": cs["policy"],
             "per_item": [
@@ -1133,10 +1150,13 @@ class FakeClient:
                     "after": next(s["before"] for s in done if s["item_id"] == i),
                     "lines": sum(1 for s in done if s["item_id"] == i and s["target"] == "line"),
                     "lines_skipped": 0,
+                    "lines_already": 0,
+                    "currency": self._rows[i]["currency"],
                 }
                 for i in items
             ],
             "warnings": [],
+            "undo_of": change_set_id,
         }
         if dry_run:
             return {"preview": preview}
@@ -1151,6 +1171,8 @@ class FakeClient:
             "created_at": _iso(NOW),
             "finished_at": None,
             "preview": preview,
+            "counts": {**{k: 0 for k in cs["counts"]}, "pending": len(done)},
+            "total": len(done),
             "steps": [
                 {**s, "before": s["after"], "after": s["before"], "status": "pending"} for s in done
             ],

@@ -18,7 +18,7 @@ from costrecon_daemon.psa.base import LineKey
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.serve import ServedApp
 
-from .harness import DaemonProcess
+from .harness import DaemonProcess, ThreadedDaemon
 
 PSAS = ("connectwise", "autotask", "syncro")
 
@@ -514,8 +514,10 @@ def psa_daemon(
     extra: dict[str, Any] | None = None,
     concurrency: int | None = None,
     sim_options: dict[str, Any] | None = None,
+    process: bool = False,
 ) -> Iterator[tuple[SimAdapter, DaemonProcess]]:
-    """A served ``psa`` simulator and a synced daemon process wired to it."""
+    """A served ``psa`` simulator and a synced daemon wired to it: in a thread of this process
+    (``ThreadedDaemon``), or with ``process=True`` a real daemon process (kill -9, restart)."""
     sim, make_app = make_sim(psa, dataset, dict(sim_options or {}))
     with ServedApp(make_app) as served:
         settings = served.call(lambda: connector_settings(psa, sim, served.base_url, concurrency))
@@ -523,22 +525,29 @@ def psa_daemon(
         for k, v in (extra or {}).items():
             cfg.setdefault(k, {}).update(v)
         adapter = ADAPTERS[psa](sim, served, dataset)
-        d = DaemonProcess(tmp, cfg)
-        d.start()
+        d = (DaemonProcess if process else ThreadedDaemon)(tmp, cfg)
         try:
+            d.start()
             d.wait_synced()
             yield adapter, d
         finally:
-            if d.proc is not None:
+            if d.running:
                 d.stop()
 
 
 @contextlib.contextmanager
 def cw_daemon(
-    tmp: Path, dataset: Dataset, *, extra: dict[str, Any] | None = None, concurrency: int = 8
+    tmp: Path,
+    dataset: Dataset,
+    *,
+    extra: dict[str, Any] | None = None,
+    concurrency: int = 8,
+    process: bool = False,
 ) -> Iterator[tuple[Any, ServedApp, DaemonProcess]]:
     """The ConnectWise-only form (the raw sim, its server, the daemon), kept for older callers."""
-    with psa_daemon(tmp, dataset, "connectwise", extra=extra, concurrency=concurrency) as (a, d):
+    with psa_daemon(
+        tmp, dataset, "connectwise", extra=extra, concurrency=concurrency, process=process
+    ) as (a, d):
         yield a.sim, a.served, d
 
 

@@ -19,15 +19,27 @@ CW_KEYS = dict(
 )
 
 
+def connectwise_connector(running: RunningSim, **settings: Any) -> ConnectWiseConnector:
+    """A connector to a running sim with quick retries for tests (call ``aclose`` when done)."""
+    opts: dict[str, Any] = dict(CW_KEYS, backoff_base=0.01, timeout=5.0)
+    opts.update(settings)
+    return ConnectWiseConnector(ConnectWiseSettings(site=running.base_url, **opts))
+
+
+def connectwise_config(running: RunningSim, **settings: Any) -> dict[str, dict[str, Any]]:
+    """The config tables that point a daemon at a running sim (quick retries for tests)."""
+    opts: dict[str, Any] = dict(CW_KEYS, site=running.base_url, backoff_base=0.05, timeout=10.0)
+    opts.update(settings)
+    return {"psa": {"kind": "connectwise"}, "psa.connectwise": opts}
+
+
 @asynccontextmanager
 async def connectwise(
     dataset: Dataset | None = None, **settings: Any
 ) -> AsyncIterator[tuple[RunningSim, ConnectWiseConnector]]:
     """A ConnectWise sim plus a connected connector with quick retries for tests."""
     running = await start_connectwise_sim(dataset or generate("tiny"), **CW_KEYS)
-    opts: dict[str, Any] = dict(CW_KEYS, backoff_base=0.01, timeout=5.0)
-    opts.update(settings)
-    connector = ConnectWiseConnector(ConnectWiseSettings(site=running.base_url, **opts))
+    connector = connectwise_connector(running, **settings)
     try:
         yield running, connector
     finally:

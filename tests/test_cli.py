@@ -7,10 +7,15 @@ import io
 import json
 from decimal import Decimal
 
+import pytest
+
 from costrecon_tui.export import write_csv
 
 from .harness import DaemonProcess
 from .psa_fixtures import cw_daemon, live_lines, msp_tenant
+
+# The `costrecon` command line as a user runs it: subprocesses.
+pytestmark = pytest.mark.slow
 
 
 def test_costs_approve_and_undo_from_the_command_line(tmp_path):

@@ -101,6 +101,7 @@ def test_world_readable_file_with_secrets_is_refused_with_the_fix(tmp_path):
     assert load_config(path, env={}).psa.kind == "connectwise"
 
 
+@pytest.mark.slow
 def test_daemon_cli_prints_config_errors_without_traceback(tmp_path):
     import subprocess
     import sys

@@ -15,6 +15,9 @@ from costrecon_daemon.store import head_revision
 
 from .harness import DaemonProcess
 
+# Process-level behaviour (signals, the socket's mode, start/stop, restart): subprocesses.
+pytestmark = pytest.mark.slow
+
 
 def test_runs_on_embedded_defaults_and_answers_health_over_the_socket(tmp_path):
     with DaemonProcess(tmp_path) as d:
@@ -140,64 +143,6 @@ def test_a_user_not_allowed_gets_403_and_nothing_is_logged_as_them(tmp_path):
             assert "nobody" not in actors
     finally:
         shutil.rmtree(shared, ignore_errors=True)
-
-
-def test_malformed_bodies_are_400_naming_the_field(tmp_path):
-    with DaemonProcess(tmp_path) as d:
-        r = d.request("POST", "/v1/change-sets", content=b"{not json")
-        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
-        r = d.request(
-            "POST",
-            "/v1/change-sets",
-            json={"items": [{"item_id": 1, "cost": "abc", "seen_catalog_cost": None}]},
-        )
-        assert r.status_code == 400 and "cost" in r.json()["error"]["message"]
-        r = d.request("GET", "/v1/nope")
-        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-        r = d.request("GET", "/v1/activity", params={"limit": "ten"})
-        assert r.status_code == 400 and "limit" in r.json()["error"]["message"]
-
-
-def test_events_resume_from_the_last_id_after_a_restart(tmp_path):
-    d = DaemonProcess(tmp_path).start()
-    first = d.get("/v1/events", params={"since": 0, "timeout": 0})
-    assert first["events"], "daemon.start should have produced an event"
-    last = first["last_id"]
-    d.stop()
-    d.start()
-    again = d.get("/v1/events", params={"since": last, "timeout": 5})
-    kinds = [(e["kind"], e["data"].get("action")) for e in again["events"]]
-    assert ("activity", "daemon.stop") in kinds and ("activity", "daemon.start") in kinds
-    assert all(e["id"] > last for e in again["events"])
-    # NDJSON streaming form delivers the same events
-    with d.http() as c, c.stream("GET", "/v1/events", params={"since": last, "stream": 1}) as resp:
-        got = []
-        for line in resp.iter_lines():
-            got.append(json.loads(line)["id"])
-            if len(got) == len(again["events"]):
-                break
-    assert got == [e["id"] for e in again["events"]]
-    d.stop()
-
-
-def test_activity_verify_detects_a_tampered_entry(tmp_path):
-    import sqlite3
-
-    d = DaemonProcess(tmp_path).start()
-    d.stop()
-    d.start()
-    assert d.get("/v1/activity/verify")["ok"] is True
-    d.stop()
-    db = sqlite3.connect(tmp_path / "state" / "costrecon.db")
-    db.execute("UPDATE activity SET actor = 'mallory' WHERE id = 2")
-    db.commit()
-    db.close()
-    d.start()
-    result = d.get("/v1/activity/verify")
-    assert result["ok"] is False and result["first_broken"] == 2
-    r = d.tui_cli("activity", "verify")
-    assert r.returncode == 1 and "entry 2" in r.stdout
-    d.stop()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a group")

@@ -10,6 +10,11 @@ import time
 import httpx
 import pytest
 
+from .harness import kill_daemon_of
+
+# The demo is a program of its own: run as a subprocess.
+pytestmark = pytest.mark.slow
+
 
 def _get(sock, path):
     with httpx.Client(
@@ -72,6 +77,8 @@ def test_demo_runs_every_psa_without_a_tui_and_cleans_up(tmp_path, psa):
             proc.kill()
             out, _ = proc.communicate()
             pytest.fail(f"costrecon demo did not stop within 60 s of Ctrl-C:\n{out}")
+        finally:
+            kill_daemon_of(keep)  # its daemon runs in a session of its own
     assert proc.returncode == 0, out
     assert "Traceback" not in out
     assert not (keep / "run" / "costrecond.sock").exists()  # the daemon it started has stopped

@@ -22,7 +22,13 @@ import pytest
 from costrecon_daemon.psa.base import SyncChunk
 from costrecon_daemon.psa.connectwise import ConnectWiseConnector, ConnectWiseSettings
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+from .harness import kill_daemon_of
+
+# A terminal driving the real programs: subprocesses.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 class Tmux:
@@ -199,6 +205,7 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
         t.wait_for(lambda s: "costrecon demo: kept" in s, "the demo to stop and clean up", 60)
     finally:
         t.kill()
+        kill_daemon_of(keep)  # the demo's daemon runs in a session of its own
 
 
 def _cli_costs(keep: Path, query: str) -> list[dict]:
@@ -324,3 +331,4 @@ def test_a_day_at_80x24_mark_30_approve_undo_edit_palette_and_quit(tmp_path):
         t.wait_for(lambda s: "costrecon demo: kept" in s, "the demo to stop and clean up", 60)
     finally:
         t.kill()
+        kill_daemon_of(keep)  # the demo's daemon runs in a session of its own

@@ -61,6 +61,7 @@ def test_runtime_dir_owned_by_another_user_is_refused(tmp_path):
         prepare_runtime_dir(planted)
 
 
+@pytest.mark.slow
 def test_daemon_refuses_to_start_on_a_symlinked_runtime_dir(tmp_path):
     d = DaemonProcess(tmp_path)
     elsewhere = tmp_path / "elsewhere"
@@ -115,6 +116,7 @@ def _fake_daemon_as(uid: int, sock_path: Path, ready: threading.Event) -> int:
     return pid
 
 
+@pytest.mark.slow
 @needs_root
 def test_status_refuses_a_fake_daemon_run_by_another_user_in_tmp(tmp_path, shared_tmp):
     # Another user planted /tmp-style world-writable parent with their own directory inside.
@@ -165,6 +167,7 @@ def test_peer_check_refuses_a_process_that_is_not_the_sockets_owner(shared_tmp):
         os.waitpid(pid, 0)
 
 
+@pytest.mark.slow
 def test_state_dir_and_database_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
@@ -249,6 +252,7 @@ def test_log_lines_cannot_be_forged_by_a_file_name(tmp_path):
     assert "\\x0a2026 INFO forged\\x1b]0;t\\x07" in line
 
 
+@pytest.mark.slow
 def test_a_corrupt_database_gets_one_sentence_not_a_traceback(tmp_path):
     d = DaemonProcess(tmp_path)
     d.state.mkdir(parents=True)
@@ -265,6 +269,7 @@ def test_a_corrupt_database_gets_one_sentence_not_a_traceback(tmp_path):
     assert "is damaged or is not a costrecon database" in last and "move it aside" in last
 
 
+@pytest.mark.slow
 def test_a_signed_activity_log_verifies_through_the_daemon(tmp_path):
     key = tmp_path / "cfg" / "activity.key"
     with DaemonProcess(tmp_path, {"daemon": {"activity_key_file": str(key)}}) as d:

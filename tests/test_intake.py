@@ -17,7 +17,7 @@ import pytest
 from costrecon_daemon.config import ConfigError, load_config
 
 from . import pricefiles as pf
-from .harness import DaemonProcess, write_config
+from .harness import DaemonProcess, ThreadedDaemon, write_config
 from .psa_fixtures import cw_daemon, msp_tenant, rows_by_identifier
 
 D = Decimal
@@ -63,7 +63,7 @@ def inbox_of(d: DaemonProcess) -> Path:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One daemon for the per-format tests (each drops its own file names)."""
-    with DaemonProcess(tmp_path_factory.mktemp("intake")) as d:
+    with ThreadedDaemon(tmp_path_factory.mktemp("intake")) as d:
         inbox_of(d)
         yield d
 
@@ -260,7 +260,7 @@ def test_api_rejects_bad_ids_and_unknown_imports(shared):
 
 
 def test_files_dropped_while_the_daemon_was_down_are_imported_at_start(tmp_path):
-    d = DaemonProcess(tmp_path).start()
+    d = ThreadedDaemon(tmp_path).start()
     inbox = inbox_of(d)
     pf.write_generic_csv(inbox, pf.SAMPLE_HARDWARE[:2], name="before-stop.csv")
     done = wait_import(d, "before-stop.csv")
@@ -288,7 +288,7 @@ def test_files_dropped_while_the_daemon_was_down_are_imported_at_start(tmp_path)
 
 
 def test_a_burst_of_a_hundred_files_is_processed_exactly_once(tmp_path):
-    with DaemonProcess(tmp_path) as d:
+    with ThreadedDaemon(tmp_path) as d:
         inbox = inbox_of(d)
         for n in range(100):
             lines = [

@@ -7,9 +7,12 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import costrecon_daemon
 
 
+@pytest.mark.slow
 def test_daemon_package_never_imports_textual():
     modules = [
         m.name

@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 from decimal import Decimal
 
+import pytest
+
 from costrecon_daemon.store import head_revision
 
 from . import pricefiles as pf
@@ -21,6 +23,10 @@ from .psa_fixtures import (
     wait_change_set,
 )
 
+# A daemon process restarted on PostgreSQL.
+pytestmark = pytest.mark.slow
+
+
 D = Decimal
 
 
@@ -28,7 +34,10 @@ def test_a_daemon_on_postgresql_syncs_imports_pushes_and_keeps_its_log_across_a_
     tmp_path, pg_url
 ):
     ds = msp_tenant(contracts=10)
-    with psa_daemon(tmp_path, ds, extra={"daemon": {"database_url": pg_url}}) as (sim, d):
+    with psa_daemon(tmp_path, ds, extra={"daemon": {"database_url": pg_url}}, process=True) as (
+        sim,
+        d,
+    ):
         assert d.get("/v1/health")["schema_version"] == head_revision()
         assert not (d.state / "costrecon.db").exists()  # no SQLite file beside a server
         status = d.get("/v1/status")

@@ -87,6 +87,7 @@ async def test_of_two_daemons_on_one_database_exactly_one_leads(shared_db):
         await b.release()
 
 
+@pytest.mark.slow
 async def test_kill_9_of_the_leader_hands_leadership_over_within_10_seconds(shared_db):
     child, child_epoch = _start_leader(shared_db)
     follower = Leadership(shared_db, identity="jump2:follower")

@@ -11,6 +11,7 @@ import threading
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import func, select, text
 
@@ -59,6 +60,7 @@ def test_full_alembic_upgrade_downgrade_and_upgrade_on_postgresql(pg_url):
         store.close()
 
 
+@pytest.mark.slow
 def test_two_daemons_starting_together_on_an_empty_postgresql_migrate_it_once(pg_url):
     """Three daemon starts at once, as three processes (Alembic is per-process state)."""
     code = "import sys; from costrecon_daemon.store import migrate; migrate(sys.argv[1])"

@@ -225,12 +225,13 @@ def test_every_covered_operation_answers_in_the_contracts_shape(psa):
     assert problems == {}
 
 
+@pytest.mark.slow
 def test_the_connectors_send_only_what_the_contracts_have(tmp_path):
     """Runs the connector contract suite with the simulators recording every exchange."""
     record = tmp_path / "exchanges.jsonl"
     env = {**os.environ, RECORD_ENV: str(record)}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
          str(ROOT / "tests" / "test_connector_contract.py")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -327,6 +328,7 @@ def test_syncro_refuses_a_wrong_type_in_each_endpoints_error_shape():
         assert "price_cost" in body["message"][0]
 
 
+@pytest.mark.slow
 def test_the_fidelity_report_names_every_operation_and_exception():
     out = subprocess.run(
         [sys.executable, "-m", "costrecon_daemon.sim.fidelity"],

@@ -1,4 +1,5 @@
-"""Approval and push against each PSA simulator with a real daemon process.
+"""Approval and push against each PSA simulator with a real daemon (in a thread of the test
+process; a daemon process where kill -9 is the point).
 
 Every guarantee is asserted for ConnectWise, Autotask and Syncro alike (``psa`` parameter). Where a
 PSA genuinely differs, the test says why next to the difference:
@@ -268,11 +269,12 @@ KILL_SCALE = {
 }
 
 
+@pytest.mark.slow
 @every_psa
 def test_kill_9_five_times_during_a_big_push_ends_with_every_line_written_once(tmp_path, psa):
     scale = KILL_SCALE[psa]
     ds = msp_tenant(contracts=scale["contracts"], lines_per_item=scale["lines_per_item"])
-    with psa_daemon(tmp_path, ds, psa, concurrency=scale["concurrency"]) as (sim, d):
+    with psa_daemon(tmp_path, ds, psa, concurrency=scale["concurrency"], process=True) as (sim, d):
         sim.latency(scale["latency"])
         rows = rows_by_identifier(d)
         chosen = [

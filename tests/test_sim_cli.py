@@ -17,6 +17,9 @@ from costrecon_daemon.app import build_connector
 from costrecon_daemon.config import load_config
 from costrecon_daemon.psa.base import failing
 
+# The `costrecond sim` command as a user runs it: subprocesses.
+pytestmark = pytest.mark.slow
+
 # Each run passes one credential flag of its own, so the flags are shown to reach the simulator.
 CASES = {
     "connectwise": (["--company", "contoso"], 'company = "contoso"'),

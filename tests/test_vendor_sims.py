@@ -460,6 +460,7 @@ async def test_each_simulator_prints_a_config_snippet_the_settings_accept():
     assert section.ingram is not None and section.ingram.customer_number == "20-222222"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pax8", "ingram"])
 def test_sim_main_serves_and_prints_a_loadable_snippet(kind: str):
     """What `costrecond sim pax8|ingram --port P` will run (the CLI hands its arguments on)."""
