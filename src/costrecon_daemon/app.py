@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from .config import Config, current_user
 from .costs import CostTable
 from .db import CatalogItem, Contract, ContractLine
 from .intake import Intake
+from .leadership import FencedStore, Leadership
 from .lifecycle import InstanceLock, bind_socket, prepare_runtime_dir
 from .mirror import SyncLoop, get_state
 from .mirror.loop import SYSTEM
 from .peers import Gate
 from .psa import registry as psa_registry
 from .psa.base import Connector
+from .shared_feed import SharedFeed
 from .store import Store, current_revision, migrate
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,14 @@ class Daemon:
         self.mirror: SyncLoop
         self.approvals: Approvals
         self._built = False
+        # Team install (issue 17): several daemons on one PostgreSQL database. The name is this
+        # daemon's host part in the activity log; the identity tells processes apart.
+        self.name = cfg.daemon.name or socket.gethostname().split(".")[0]
+        self.identity = f"{self.name}:{self.pid}"
+        self.shared = cfg.database_url.startswith("postgresql")
+        self.leadership = Leadership(cfg.database_url, identity=self.identity)
+        self.feed: SharedFeed | None = None
+        self._leader_tasks: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -99,8 +110,14 @@ class Daemon:
         self.connector = connector
         self.table = CostTable()
         self.intake = Intake(cfg, store, self.table)
+        # The push worker's journal writes are fenced by the leadership epoch (leadership.py).
         self.push = (
-            PushWorker(store, connector, self.table, self.stopping)
+            PushWorker(
+                FencedStore(store, self.leadership),  # type: ignore[arg-type]
+                connector,
+                self.table,
+                self.stopping,
+            )
             if connector is not None
             else None
         )
@@ -120,16 +137,19 @@ class Daemon:
             connector,
             cfg.push.line_policy,
         )
+        if self.shared:
+            self.feed = SharedFeed(
+                store,
+                self.table,
+                self.intake.matching,
+                self.identity,
+                wake_push=self.approvals.wake,
+            )
         self._built = True
 
     async def _reload_table(self) -> None:
         assert self.store is not None
         await self.store.write(self.table.reload)
-
-    async def _run_costs(self) -> None:
-        await self._reload_table()
-        if self.push is not None:
-            await self.push.run()
 
     async def _start(self) -> None:
         cfg = self.cfg
@@ -139,6 +159,10 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         backup = await asyncio.to_thread(migrate, cfg.database_url)
+        if self.shared:
+            # Before the first write: every event and activity entry says which daemon made it.
+            events.set_origin(self.identity)
+            activity.name_host(self.name)
         self.bus = events.EventBus(loop)
         store = Store(cfg.database_url, self.bus)
         self.store = store
@@ -192,10 +216,60 @@ class Daemon:
             )
         )
         log.info("costrecond %s listening on %s (pid %d)", __version__, cfg.socket_path, self.pid)
-        if self.connector is not None:
-            self._spawn(self.mirror.run(), "sync")
-        self._spawn(self._run_costs(), "recon")
+        # The PSA workers (sync loop, push worker) run only on the leader: always this daemon on
+        # SQLite, one of the daemons sharing a PostgreSQL database (leadership.py).
+        self._spawn(self._reload_table(), "recon")
+        self._spawn(self.leadership.run(self._gain, self._lose, self.stopping), "leadership")
+        if self.feed is not None:
+            self._spawn(self.feed.run(self.stopping), "shared-feed")
         self._spawn(self.intake.inbox.start(), "intake")
+
+    # ------------------------------------------------------------------ leadership
+
+    async def _gain(self) -> None:
+        if self.stopping.is_set():
+            return
+        if self.shared:
+            log.info("leading the PSA workers (epoch %s)", self.leadership.epoch)
+            await self._record_leadership("leader.gain")
+        if self.connector is not None:
+            self._lead(self.mirror.run(), "sync")
+        if self.push is not None:
+            # Open change sets (this daemon's, another's, or one a dead leader left mid-push)
+            # are resumed step by step under the usual re-read guard.
+            self._lead(self.push.run(), "push")
+
+    async def _lose(self) -> None:
+        """Stop the PSA workers at once: open steps stay journaled for the next leader."""
+        tasks, self._leader_tasks = self._leader_tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if tasks and self.shared and not self.stopping.is_set():
+            log.warning("no longer leading the PSA workers; another daemon takes over")
+            with contextlib.suppress(Exception):
+                await self._record_leadership("leader.loss")
+
+    def _lead(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(self._task_done)
+        self._leader_tasks.append(task)
+
+    async def _record_leadership(self, action: str) -> None:
+        assert self.store is not None
+        epoch = self.leadership.epoch
+        await self.store.write(
+            lambda c: activity.append(
+                c,
+                actor=SYSTEM,
+                action=action,
+                subject=self.identity,
+                details={"epoch": epoch, "pid": self.pid},
+            )
+        )
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -219,6 +293,10 @@ class Daemon:
                 await self.intake.inbox.stop()
             except Exception:
                 log.warning("stopping the inbox watcher failed", exc_info=True)
+        # PSA workers first, then leadership: nobody else may start pushing while ours still sends.
+        await self._lose()
+        with contextlib.suppress(Exception):
+            await self.leadership.release()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -313,7 +391,28 @@ class Daemon:
         status["counts"]["table_rows"] = self.table.total()
         status["inbox"] = self.intake.inbox.status_json()
         status["counts"].update(await self.intake.matching.counts())
+        status["leader"] = await self._leader_status()
         return status
+
+    async def _leader_status(self) -> dict[str, Any]:
+        """Who runs the PSA workers (sync, push) for this database, and whether it is us."""
+        lead = self.leadership
+        out: dict[str, Any] = {
+            "shared": self.shared,
+            "this_daemon": self.identity,
+            "leading": lead.is_leader,
+            "holder": self.identity if lead.is_leader else None,
+            "epoch": lead.epoch if lead.is_leader else None,
+        }
+        if self.shared and self.store is not None:
+            try:
+                out["holder"] = await lead.holder()
+                out["epoch"] = int(
+                    await self.store.read(lambda c: get_state(c, lead.epoch_key)) or 0
+                )
+            except Exception as exc:  # noqa: BLE001 - status must answer even then
+                log.warning("could not read the leader from the database: %s", exc)
+        return out
 
 
 def _limits(c: Connector | None) -> dict[str, Any] | None:
