@@ -86,6 +86,19 @@ def test_the_follower_serves_reads_and_approvals_and_the_status_names_the_leader
         assert lead["holder"].startswith("jump1:") and follow["this_daemon"].startswith("jump2:")
         assert lead["epoch"] == follow["epoch"] >= 1
 
+        # the follower shows the leader's view of the PSA, and passes a sync request on to it
+        two.wait_for(lambda: two.get("/v1/status")["psa"]["connected"], 10, "the PSA state")
+        r = two.request("POST", "/v1/sync", json={"full": False})
+        assert r.status_code == 202 and r.json()["passed_to_leader"] is True
+        two.wait_for(
+            lambda: any(
+                e["actor"] == f"{USER}@jump2"
+                for e in two.get("/v1/activity", params={"action": "sync.done"})["entries"]
+            ),
+            30,
+            "the leader to run the sync asked of the follower",
+        )
+
         # the follower's table is the same table, and its approval is pushed by the leader
         table = rows_by_identifier(two)
         assert table.keys() == rows_by_identifier(one).keys()

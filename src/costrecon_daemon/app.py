@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from .leadership import FencedStore, Leadership
 from .lifecycle import InstanceLock, bind_socket, prepare_runtime_dir
 from .mirror import SyncLoop, get_state
 from .mirror.loop import SYSTEM
+from .mirror.sync import set_state
 from .peers import Gate
 from .psa import registry as psa_registry
 from .psa.base import Connector
@@ -144,6 +146,7 @@ class Daemon:
                 self.intake.matching,
                 self.identity,
                 wake_push=self.approvals.wake,
+                on_sync_request=self._sync_requested_elsewhere,
             )
         self._built = True
 
@@ -188,7 +191,7 @@ class Daemon:
                 table=self.table,
                 intake=self.intake,
                 approvals=self.approvals,
-                mirror=self.mirror,
+                mirror=TeamSync(self) if self.shared else self.mirror,  # type: ignore[arg-type]
                 status=self.status,
                 pid=self.pid,
                 schema_version=self.schema_version,
@@ -229,15 +232,22 @@ class Daemon:
     async def _gain(self) -> None:
         if self.stopping.is_set():
             return
-        if self.shared:
-            log.info("leading the PSA workers (epoch %s)", self.leadership.epoch)
-            await self._record_leadership("leader.gain")
         if self.connector is not None:
             self._lead(self.mirror.run(), "sync")
+        if self.shared and self.connector is not None:
+            self._lead(self._publish_psa_state(), "psa-state")
         if self.push is not None:
             # Open change sets (this daemon's, another's, or one a dead leader left mid-push)
             # are resumed step by step under the usual re-read guard.
             self._lead(self.push.run(), "push")
+        if self.shared:
+            log.info("leading the PSA workers (epoch %s)", self.leadership.epoch)
+            # Never raises: a leader whose gain callback failed would hold the lock with no
+            # workers running, and nobody else could take over.
+            try:
+                await self._record_leadership("leader.gain")
+            except Exception:  # noqa: BLE001
+                log.warning("could not record leader.gain in the activity log", exc_info=True)
 
     async def _lose(self) -> None:
         """Stop the PSA workers at once: open steps stay journaled for the next leader."""
@@ -251,6 +261,22 @@ class Daemon:
             log.warning("no longer leading the PSA workers; another daemon takes over")
             with contextlib.suppress(Exception):
                 await self._record_leadership("leader.loss")
+
+    async def _sync_requested_elsewhere(self, actor: str, full: bool) -> None:
+        if self.leadership.is_leader and self.connector is not None:
+            await self.mirror.request_sync(actor, full=full)
+
+    async def _publish_psa_state(self) -> None:
+        """The leader alone talks to the PSA; it shares what it sees (connected, errors, missing
+        permissions, next sync) so every daemon's status and Sync view show the same."""
+        assert self.store is not None
+        last = None
+        while True:
+            state = json.dumps(_psa_state_json(self.mirror.psa_state), sort_keys=True)
+            if state != last:
+                await self.store.write(lambda c, v=state: set_state(c, PSA_STATE_KEY, v))
+                last = state
+            await asyncio.sleep(1.0)
 
     def _lead(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -392,6 +418,10 @@ class Daemon:
         status["inbox"] = self.intake.inbox.status_json()
         status["counts"].update(await self.intake.matching.counts())
         status["leader"] = await self._leader_status()
+        if self.shared and not self.leadership.is_leader and c is not None:
+            shared = await self.store.read(lambda conn: get_state(conn, PSA_STATE_KEY))
+            if shared:
+                status["psa"].update(json.loads(shared))
         return status
 
     async def _leader_status(self) -> dict[str, Any]:
@@ -413,6 +443,41 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - status must answer even then
                 log.warning("could not read the leader from the database: %s", exc)
         return out
+
+
+PSA_STATE_KEY = "leader_psa_state"
+
+
+def _psa_state_json(state: Any) -> dict[str, Any]:
+    return {
+        "connected": state.connected,
+        "error": state.error,
+        "permission_problems": state.permission_problems,
+        "next_sync": state.next_sync,
+        "syncing": state.syncing,
+    }
+
+
+class TeamSync:
+    """The sync loop as the API sees it when several daemons share the database: only the leader
+    runs it, so a follower passes a request on (an event the leader's shared feed acts on)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._daemon.mirror, name)
+
+    async def request_sync(self, actor: str, *, full: bool = False) -> dict[str, Any]:
+        d = self._daemon
+        out = await d.mirror.request_sync(actor, full=full)  # refuses when no PSA is configured
+        if d.leadership.is_leader:
+            return out
+        assert d.store is not None
+        await d.store.write(
+            lambda c: events.emit(c, "sync", {"state": "requested", "full": full, "by": actor})
+        )
+        return {**out, "passed_to_leader": True}
 
 
 def _limits(c: Connector | None) -> dict[str, Any] | None:

@@ -11,6 +11,8 @@ reconnects with its last id still misses nothing) and, for each event another da
 - ``imports``: marks the match counts stale;
 - ``push`` of a newly journaled change set: wakes the local push worker, so the leader starts a
   follower's approval within about a poll interval instead of at its 30 s idle check;
+- ``sync`` asked of a follower (``state: requested``): passed to the sync loop, which runs only
+  on the leader;
 - and wakes the local event bus, so long polls and streams on this daemon's socket answer.
 
 Polling (every half second, one indexed query) rather than LISTEN/NOTIFY: it needs no extra
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -56,6 +58,7 @@ class SharedFeed:
         origin: str,
         *,
         wake_push: Callable[[], None],
+        on_sync_request: Callable[[str, bool], Awaitable[None]] | None = None,
         poll_seconds: float = 0.5,
     ) -> None:
         self.store = store
@@ -63,6 +66,7 @@ class SharedFeed:
         self.matching = matching
         self.origin = origin
         self.wake_push = wake_push
+        self.on_sync_request = on_sync_request
         self.poll_seconds = poll_seconds
         self.cursor = 0
         self.seen_foreign = 0  # events from other daemons taken in (status, tests)
@@ -100,6 +104,7 @@ class SharedFeed:
     async def _apply(self, foreign: list[tuple[str, dict[str, Any]]]) -> None:
         ids: set[int] = set()
         reload = catalogue = wake = False
+        sync_asked: tuple[str, bool] | None = None
         for kind, data in foreign:
             if kind == "rows":
                 ids.update(int(i) for i in data.get("ids", ()))
@@ -110,6 +115,9 @@ class SharedFeed:
                 self.matching.changed()
             elif kind == "push" and data.get("status") == "pending":
                 wake = True
+            elif kind == "sync" and data.get("state") == "requested":
+                full = bool(data.get("full")) or (sync_asked is not None and sync_asked[1])
+                sync_asked = (str(data.get("by") or "costrecond"), full)
         if reload:
             self.matching.invalidate(catalogue=catalogue)
             await self.store.read(self.table.reload)
@@ -117,5 +125,7 @@ class SharedFeed:
             await self.store.read(self.table.refresh, ids)
         if wake:
             self.wake_push()
+        if sync_asked is not None and self.on_sync_request is not None:
+            await self.on_sync_request(*sync_asked)
         if self.store.bus is not None:
             self.store.bus.notify()
