@@ -25,9 +25,12 @@ and silently breaks session locks; the README's team install says so.
 
 Leadership only decides who *runs* the PSA workers. It is not a fence on its own: a leader that
 was cut off may still be finishing one PSA request when the other takes over. Each gain therefore
-bumps an **epoch** (a counter row in ``sync_state``); journal writes made by a leader can carry
-its epoch and be refused once a newer leader exists, and each step stays guarded by its
-before/after check against the PSA (changes.py).
+bumps an **epoch** (a counter row in ``sync_state``, under the writers' lock); every journal
+write of the push worker goes through :class:`FencedStore` and is refused once a newer leader
+exists, and each step stays guarded by its before/after check against the PSA (changes/). What
+no fence can stop is a PSA request already in flight when the session was cut: the next leader's
+re-read may see the old cost and write it once more (same value; UNCERTAIN how often a real
+partition lands exactly there, so the window is kept to one request).
 """
 
 from __future__ import annotations
