@@ -4,9 +4,9 @@
 Start order: instance lock → database backup + migrations → store → parts (connector, cost table,
 intake, push worker, sync loop, approvals) → socket → API → workers (inbox watcher everywhere;
 sync loop and push worker only while this daemon leads, leadership.py; on a shared PostgreSQL
-database also the feed of the other daemons' events, shared_feed.py). Shutdown (SIGTERM/SIGINT) runs it backwards: stop accepting, stop workers at a safe
-point, finish or roll back the current transaction, checkpoint the database, remove the socket,
-release the lock.
+database also the feed of the other daemons' events, shared_feed.py). Shutdown (SIGTERM/SIGINT)
+runs it backwards: stop accepting, stop workers at a safe point, finish or roll back the current
+transaction, checkpoint the database, remove the socket, release leadership and the lock.
 """
 
 from __future__ import annotations
