@@ -5,7 +5,9 @@ Prints wall time, requests per line, the bound (requests x latency / allowed con
 ratio to it, beside a naive sequential client (read, then PATCH, one line at a time) measured in the
 same run on a slice of the same lines.
 
-    python benchmarks/push.py [--latency 0.025] [--concurrency 8]
+    python benchmarks/push.py [--latency 0.025] [--concurrency 8] [--database postgresql]
+
+``--database postgresql`` runs it on SQLite and then on a throwaway PostgreSQL, both printed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import backends  # noqa: E402
 from tests.harness import DaemonProcess  # noqa: E402
 
 from costrecon_daemon.sim.connectwise import ConnectWiseSim  # noqa: E402
@@ -95,6 +98,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.025)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--naive-lines", type=int, default=200)
+    backends.add_option(ap)
     args = ap.parse_args()
     ds = tenant()
     sim = ConnectWiseSim(ds)
@@ -111,7 +115,7 @@ def main() -> None:
                     "client_id": sim.client_id,
                     "concurrency": args.concurrency,
                 },
-                "daemon": {"log_level": "warning"},
+                "daemon": {"log_level": "warning", **backends.database_settings()},
             },
         )
         d.start()
@@ -174,4 +178,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    backends.run_each(main)

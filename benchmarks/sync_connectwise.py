@@ -1,13 +1,16 @@
 """Full and incremental ConnectWise pulls of the `large` data set against the simulator.
 
     /work/venv/bin/python benchmarks/sync_connectwise.py [--latency 0.025] [--naive-agreements 1000]
+        [--database postgresql]
 
 Prints requests, wall time, peak traced memory, the latency bound (requests × latency ÷
 concurrency) and the ratio to it, the same pull by a naive sequential client (pageSize 1000, one
 request at a time; run over the first N agreements and extrapolated unless --naive-agreements 0 is
 given, which runs it in full), and an incremental pull after 1 % of the rows changed.
 
-The sink only counts rows: writing the mirror is measured elsewhere. The simulator runs in a
+The sink only counts rows: writing the mirror is measured elsewhere, except with
+``--database postgresql``, which adds a full sync into the mirror (pull + writes, as the daemon
+runs it) on SQLite and on a throwaway PostgreSQL server, both printed. The simulator runs in a
 separate process so its CPU time does not eat into the client's (in production they are
 different machines).
 """
@@ -20,14 +23,20 @@ import base64
 import multiprocessing as mp
 import random
 import resource
+import sys
+import tempfile
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 
 from costrecon_daemon.psa.base import SyncChunk
 from costrecon_daemon.psa.connectwise import ConnectWiseConnector, ConnectWiseSettings
 from costrecon_daemon.psa.http import loads
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import backends  # noqa: E402
 
 KEYS = dict(
     company="acme",
@@ -230,8 +239,51 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  wall time:      {time.perf_counter() - started:.2f} s")
     await unsafe.aclose()
 
+    if args.database == "postgresql":
+        await mirror_sync_on_each_backend(base_url, args)
+
     parent.send(("stop",))
     proc.join(timeout=10)
+
+
+async def mirror_sync(url: str, base_url: str, args: argparse.Namespace) -> None:
+    from costrecon_daemon.mirror.sync import run_sync
+    from costrecon_daemon.store import Store, migrate
+
+    migrate(url)
+    store = Store(url)
+    connector = ConnectWiseConnector(
+        ConnectWiseSettings(site=base_url, **KEYS, concurrency=args.concurrency, page_size=1000)
+    )
+    try:
+        await connector.connect()
+        started = time.perf_counter()
+        out = await run_sync(store, connector, actor="bench", full=True)
+        wall = time.perf_counter() - started
+        again = time.perf_counter()
+        await run_sync(store, connector, actor="bench", full=True)  # nothing changed: no writes
+        rewall = time.perf_counter() - again
+    finally:
+        await connector.aclose()
+        store.close()
+    print(
+        f"  {'PostgreSQL' if url.startswith('postgresql') else 'SQLite':<11} full sync "
+        f"{out.items} items, {out.contracts} agreements, {out.lines} additions: {wall:.2f} s "
+        f"({(out.items + out.contracts + out.lines) / wall:,.0f} rows/s); "
+        f"unchanged re-sync {rewall:.2f} s"
+    )
+
+
+async def mirror_sync_on_each_backend(base_url: str, args: argparse.Namespace) -> None:
+    """The pull written into the mirror, as the daemon's sync does, on both databases."""
+    from tests.pgserver import running_server
+
+    print("\nfull sync into the mirror (pull + database writes, one transaction per chunk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        await mirror_sync(f"sqlite:///{Path(tmp) / 'costrecon.db'}", base_url, args)
+    with running_server(durable=True) as server:
+        url = backends.fresh_database(server)
+        await mirror_sync(url, base_url, args)
 
 
 def main() -> None:
@@ -247,6 +299,7 @@ def main() -> None:
         default=1000,
         help="agreements the naive client walks before extrapolating (0 = all)",
     )
+    backends.add_option(ap)
     asyncio.run(run(ap.parse_args()))
 
 

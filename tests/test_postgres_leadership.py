@@ -170,3 +170,33 @@ async def test_on_sqlite_the_one_daemon_always_leads(tmp_path):
     assert lead.is_leader and await lead.check()
     await lead.release()
     assert not lead.is_leader
+
+
+async def test_journal_writes_of_a_replaced_leader_are_refused(shared_db):
+    """The fence: a leader that lost its lock without noticing yet cannot journal a step as
+    sending once a newer leader exists; its reads still work, and the new leader writes."""
+    from costrecon_daemon.leadership import FencedStore, StaleLeader
+    from costrecon_daemon.mirror.sync import get_state, set_state
+    from costrecon_daemon.store import Store
+
+    store = Store(shared_db)
+    old = Leadership(shared_db, identity="jump1:4")
+    new = Leadership(shared_db, identity="jump2:4")
+    try:
+        assert await old.try_acquire()
+        fenced_old = FencedStore(store, old)
+        await fenced_old.write(lambda c: set_state(c, "probe", "old leader"))
+
+        await asyncio.to_thread(old._release_blocking)  # the lock goes; old still thinks it leads
+        assert old.is_leader
+        assert await new.try_acquire() and new.epoch == old.epoch + 1
+
+        with pytest.raises(StaleLeader):
+            await fenced_old.write(lambda c: set_state(c, "probe", "stale write"))
+        assert await fenced_old.read(lambda c: get_state(c, "probe")) == "old leader"
+        await FencedStore(store, new).write(lambda c: set_state(c, "probe", "new leader"))
+        assert await store.read(lambda c: get_state(c, "probe")) == "new leader"
+    finally:
+        await old.release()
+        await new.release()
+        store.close()

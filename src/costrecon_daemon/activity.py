@@ -80,6 +80,29 @@ class ChainKey:
 
 _key: ChainKey | None = None
 
+# The host part of actors ("alice@jump1") when several daemons write to one log (a shared
+# PostgreSQL database); None when one daemon owns the database, where the bare user is unambiguous.
+_host: str | None = None
+ACTOR_WIDTH = 64  # ActivityEntry.actor, ChangeSet.actor: VARCHAR(64)
+
+
+def name_host(host: str | None) -> None:
+    """Set once at daemon start: from then on actors are qualified with ``host``."""
+    global _host
+    _host = host or None
+
+
+def qualify(actor: str) -> str:
+    """``user@host`` for a bare user when the log is shared; an already qualified actor (say, a
+    change set's approver, pushed by another daemon) keeps the host it was given. The host is
+    shortened rather than the user so the column's 64 characters always name the person."""
+    if _host is None or "@" in actor:
+        return actor
+    room = ACTOR_WIDTH - len(actor) - 1
+    if room <= 0:
+        return actor[:ACTOR_WIDTH]
+    return f"{actor}@{_host[:room]}"
+
 
 def use_key(key: ChainKey | None) -> None:
     """Set once at daemon start from ``daemon.activity_key_file``: entries appended after are
@@ -136,6 +159,7 @@ def append(
     # fork it. A no-op on SQLite (BEGIN IMMEDIATE); on PostgreSQL it holds even for a caller whose
     # connection did not come from the Store's writer engine.
     serialize_writers(conn)
+    actor = qualify(actor)
     last = conn.execute(select(_T.c.id, _T.c.hash).order_by(_T.c.id.desc()).limit(1)).first()
     entry_id = (last.id + 1) if last else 1
     prev_hash = last.hash if last else GENESIS

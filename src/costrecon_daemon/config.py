@@ -53,6 +53,9 @@ class DaemonSection:
     allowed_groups: list[str] = field(default_factory=list)
     socket_group: str = ""
     activity_key_file: str = ""
+    # How this daemon is named where several share one database (activity actors "user@name",
+    # the leader shown in status); empty = the host name.
+    name: str = ""
 
 
 @dataclass(slots=True)

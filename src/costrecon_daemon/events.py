@@ -18,12 +18,23 @@ from .db import Event, serialize_writers, utcnow
 
 _T = Event.__table__
 
+# Which daemon wrote an event, when several share one database (set once at start; None on
+# SQLite). Lets each daemon tell the others' events from its own (shared_feed.py).
+_origin: str | None = None
+
+
+def set_origin(name: str | None) -> None:
+    global _origin
+    _origin = name
+
 
 def emit(conn: Connection, kind: str, data: dict[str, Any] | None = None) -> None:
     # On PostgreSQL ids come from a sequence when the row is inserted, not when it is committed:
     # two concurrent writers could commit id 8 before id 7, and a client that already read 8
     # would never see 7. Holding the writer lock until commit makes ids visible in order.
     serialize_writers(conn)
+    if _origin is not None:
+        data = {**(data or {}), "origin": _origin}
     conn.execute(insert(_T).values(at=utcnow(), kind=kind, data=data or {}))
 
 

@@ -25,9 +25,12 @@ and silently breaks session locks; the README's team install says so.
 
 Leadership only decides who *runs* the PSA workers. It is not a fence on its own: a leader that
 was cut off may still be finishing one PSA request when the other takes over. Each gain therefore
-bumps an **epoch** (a counter row in ``sync_state``); journal writes made by a leader can carry
-its epoch and be refused once a newer leader exists, and each step stays guarded by its
-before/after check against the PSA (changes.py).
+bumps an **epoch** (a counter row in ``sync_state``, under the writers' lock); every journal
+write of the push worker goes through :class:`FencedStore` and is refused once a newer leader
+exists, and each step stays guarded by its before/after check against the PSA (changes/). What
+no fence can stop is a PSA request already in flight when the session was cut: the next leader's
+re-read may see the old cost and write it once more (same value; UNCERTAIN how often a real
+partition lands exactly there, so the window is kept to one request).
 """
 
 from __future__ import annotations
@@ -38,10 +41,15 @@ import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, make_url
 
-from .db import lock_key
+from .db import WRITER_LOCK, SyncState, lock_key
+from .errors import Conflict
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +231,24 @@ class Leadership:
                 raise
             return True
 
+    @property
+    def epoch_key(self) -> str:
+        return f"leader_epoch:{self.name}"[:64]
+
     def _bump_epoch(self, conn) -> int:  # conn: psycopg.Connection
+        # Under the writers' lock: once the bump commits, no fenced write of the previous leader
+        # can commit after it (each reads the epoch inside its own locked transaction).
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            return self._bump_epoch_locked(conn)
+
+    def _bump_epoch_locked(self, conn) -> int:  # conn: psycopg.Connection
         row = conn.execute(
             "INSERT INTO sync_state (key, value, updated_at) VALUES (%s, '1', now())"
             " ON CONFLICT (key) DO UPDATE"
             " SET value = (CAST(sync_state.value AS BIGINT) + 1)::text, updated_at = now()"
             " RETURNING value",
-            (f"leader_epoch:{self.name}"[:64],),
+            (self.epoch_key,),
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -293,3 +312,45 @@ class Leadership:
                 conn.close()
             except Exception:  # noqa: BLE001 - already broken
                 pass
+
+
+class StaleLeader(Conflict):
+    """A write of a daemon that no longer leads, refused because a newer leader exists."""
+
+
+class FencedStore:
+    """The store as the PSA workers see it: every write first checks that this daemon's epoch is
+    still the newest, so a leader that lost its session without noticing yet (up to one check
+    interval) cannot journal a step as ``sending`` after the next leader has started. Reads pass
+    through. On SQLite there is one daemon and nothing to fence."""
+
+    def __init__(self, store: Any, leadership: Leadership) -> None:
+        self._store = store
+        self._leadership = leadership
+        self.url = store.url
+        self.bus = store.bus
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        lead = self._leadership
+        if not lead.shared:
+            return await self._store.write(fn, *args)
+
+        def fenced(conn: Connection, *inner: Any) -> T:
+            current = conn.execute(
+                select(SyncState.value).where(SyncState.key == lead.epoch_key)
+            ).scalar()
+            if lead.epoch is None or current is None or int(current) != lead.epoch:
+                raise StaleLeader(
+                    "stale_leader",
+                    f"This daemon no longer leads (epoch {lead.epoch}, newest {current}); "
+                    "the current leader finishes the push.",
+                )
+            return fn(conn, *inner)
+
+        return await self._store.write(fenced, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._store.read(fn, *args)

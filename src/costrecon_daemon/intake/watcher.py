@@ -47,6 +47,7 @@ from ..db import PriceImport
 from ..jsonable import iso
 from ..store import Store
 from ..vendors.profiles import profile_from_config
+from . import claims
 from .importer import (
     Options,
     Prepared,
@@ -413,7 +414,9 @@ class Inbox:
             path = await self._queue.get()
             if self._stopping:
                 break
-            self._busy = asyncio.ensure_future(self._take(path))
+            self._busy = asyncio.ensure_future(
+                claims.exclusive(self.store, path, self._take, self._retry)
+            )
             try:
                 await asyncio.shield(self._busy)
             except asyncio.CancelledError:
