@@ -20,7 +20,11 @@ def test_status_lists_each_checked_permission_with_its_fix(tmp_path):
         # The check runs when the daemon connects to the PSA.
         d.stop()
         d.start()
-        psa = d.wait_synced()["psa"]
+        # last_sync survives the restart: wait for this run's check instead.
+        psa = d.wait_for(
+            lambda: (p := d.get("/v1/status")["psa"])["permissions"] and p,
+            what="the permission check after the restart",
+        )
         caps = {p["capability"]: p for p in psa["permissions"]}
         assert caps["edit_lines"]["ok"] is False
         assert "Finance > Agreements" in caps["edit_lines"]["fix"]
