@@ -16,7 +16,7 @@ from alembic import op
 import costrecon_daemon.db
 
 revision = "vendorpull"
-down_revision = "0002"
+down_revision = "prices"
 branch_labels = None
 depends_on = None
 
