@@ -16,6 +16,7 @@ from ..money import display, json_amount, quantize
 from ..psa.base import (
     RateLimits,
 )
+from ..psa.http import Measured
 
 if TYPE_CHECKING:
     pass
@@ -90,6 +91,7 @@ class Preview:
     negotiated_lines: int = 0
     api_calls: int = 0
     estimated_seconds: float | None = None
+    estimate_basis: dict[str, Any] = field(default_factory=dict)
     monthly_impact: str | None = None
     impact_by_currency: dict[str, str | None] = field(default_factory=dict)
     currency: str | None = None
@@ -106,6 +108,7 @@ class Preview:
             "negotiated_lines": self.negotiated_lines,
             "api_calls": self.api_calls,
             "estimated_seconds": self.estimated_seconds,
+            "estimate_basis": self.estimate_basis,
             "monthly_impact": self.monthly_impact,
             "impact_by_currency": self.impact_by_currency,
             "currency": self.currency,
@@ -121,27 +124,72 @@ class Preview:
 # ------------------------------------------------------------------ planning
 
 
-def _live_lines(conn: Connection, item_psa_id: str) -> list[Any]:
-    stmt = (
-        select(
-            ContractLine.psa_id,
-            ContractLine.contract_psa_id,
-            ContractLine.kind,
-            ContractLine.unit_cost,
-            ContractLine.quantity,
-            ContractLine.currency,
+CHUNK = 900  # ids per IN (...) list: under SQLite's oldest variable limit
+
+
+def _chunks(values: list[Any]) -> Any:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any]]:
+    """Live lines of many items at once (a few queries for thousands of items, not one each)."""
+    out: dict[str, list[Any]] = defaultdict(list)
+    for chunk in _chunks(item_psa_ids):
+        stmt = (
+            select(
+                ContractLine.item_psa_id,
+                ContractLine.psa_id,
+                ContractLine.contract_psa_id,
+                ContractLine.kind,
+                ContractLine.unit_cost,
+                ContractLine.quantity,
+                ContractLine.currency,
+            )
+            .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
+            .where(
+                ContractLine.item_psa_id.in_(chunk),
+                ContractLine.active.is_(True),
+                ContractLine.gone.is_(False),
+                Contract.active.is_(True),
+                Contract.gone.is_(False),
+            )
+            .order_by(ContractLine.item_psa_id, ContractLine.contract_psa_id, ContractLine.psa_id)
         )
-        .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
-        .where(
-            ContractLine.item_psa_id == item_psa_id,
-            ContractLine.active.is_(True),
-            ContractLine.gone.is_(False),
-            Contract.active.is_(True),
-            Contract.gone.is_(False),
-        )
-        .order_by(ContractLine.contract_psa_id, ContractLine.psa_id)
-    )
-    return list(conn.execute(stmt))
+        for line in conn.execute(stmt):
+            out[line.item_psa_id].append(line)
+    return out
+
+
+def estimate_seconds(
+    api_calls: int, limits: RateLimits | None, measured: Measured | None
+) -> tuple[float | None, dict[str, Any]]:
+    """How long ``api_calls`` will take on this PSA, and what the figure rests on.
+
+    A push measured since the daemon started gives its own pace (requests per second, rate
+    limits and all); else the latency measured during the last sync, spread over the allowed
+    concurrency; else a typical latency, said so."""
+    if limits is None:
+        return None, {"source": "none"}
+    if measured is not None and measured.mostly_writes:
+        by_rate = api_calls / max(measured.rate, 1e-6)
+        seconds = max(by_rate, limits.estimate_seconds(api_calls, 0.0))
+        basis = {
+            "source": "last push",
+            "latency_ms": round(measured.latency * 1000, 1),
+            "requests_per_second": round(measured.rate, 1),
+        }
+    elif measured is not None:
+        seconds = limits.estimate_seconds(api_calls, measured.latency)
+        basis = {
+            "source": "last sync",
+            "latency_ms": round(measured.latency * 1000, 1),
+            "concurrency": limits.concurrency,
+        }
+    else:
+        seconds = limits.estimate_seconds(api_calls, TYPICAL_LATENCY)
+        basis = {"source": "typical", "latency_ms": TYPICAL_LATENCY * 1000}
+    return round(seconds, 1), basis
 
 
 def plan(
@@ -151,6 +199,7 @@ def plan(
     limits: RateLimits | None,
     *,
     check_stale: bool = True,
+    measured: Measured | None = None,
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     if policy not in POLICIES:
         raise InvalidInput(
@@ -173,7 +222,15 @@ def plan(
         if req.item_id in seen_ids:
             raise InvalidInput("bad_field", f"Item {req.item_id} is listed twice.")
         seen_ids.add(req.item_id)
-        item = conn.execute(select(CatalogItem).where(CatalogItem.id == req.item_id)).first()
+    catalogue: dict[int, Any] = {}
+    for chunk in _chunks([r.item_id for r in requests]):
+        for item in conn.execute(select(CatalogItem).where(CatalogItem.id.in_(chunk))):
+            catalogue[item.id] = item
+    lines_of = _live_lines(
+        conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
+    )
+    for req in requests:
+        item = catalogue.get(req.item_id)
         if item is None or item.gone:
             raise NotFound(
                 "not_found",
@@ -198,7 +255,7 @@ def plan(
             )
             totals["item_writes"] += 1
         n_lines = n_skipped = n_already = 0
-        for line in _live_lines(conn, item.psa_id):
+        for line in lines_of.get(item.psa_id, ()):
             if line.unit_cost != old:
                 totals["negotiated_lines"] += 1
             if line.unit_cost == new:
@@ -242,6 +299,7 @@ def plan(
             )
         )
     api_calls = _api_calls(steps, limits)
+    seconds, basis = estimate_seconds(api_calls, limits, measured)
     currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
     preview = Preview(
         items=len(requests),
@@ -251,9 +309,8 @@ def plan(
         lines_already=totals["lines_already"],
         negotiated_lines=totals["negotiated_lines"],
         api_calls=api_calls,
-        estimated_seconds=round(limits.estimate_seconds(api_calls, TYPICAL_LATENCY), 1)
-        if limits
-        else None,
+        estimated_seconds=seconds,
+        estimate_basis=basis,
         monthly_impact=json_amount(quantize(impact[currencies[0]]))
         if len(currencies) == 1
         else None,
@@ -295,7 +352,13 @@ def _warnings(totals: dict[str, int], policy: str, limits: RateLimits | None) ->
     return out
 
 
-def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[PlannedStep]]:
+def undo_plan(
+    conn: Connection,
+    cs_id: int,
+    limits: RateLimits | None = None,
+    *,
+    measured: Measured | None = None,
+) -> tuple[dict[str, Any], list[PlannedStep]]:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
         raise NotFound("not_found", f"There is no change set {cs_id}.")
@@ -345,11 +408,15 @@ def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[Planne
             p.before, p.after = json_amount(s.after), json_amount(s.before)
         else:
             p.lines += 1
+    api_calls = _api_calls(steps, limits) if limits is not None else len(steps)
+    seconds, basis = estimate_seconds(api_calls, limits, measured)
     preview = Preview(
         items=len(per),
         item_writes=sum(1 for s in steps if s.target == "item"),
         lines=sum(1 for s in steps if s.target == "line"),
-        api_calls=len(steps),
+        api_calls=api_calls,
+        estimated_seconds=seconds,
+        estimate_basis=basis,
         policy=cs.policy,
         per_item=list(per.values()),
         undo_of=cs_id,

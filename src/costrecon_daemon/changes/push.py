@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 
 from .journal import (
+    DETAIL_LIMIT,
+    Outcome,
     StepRow,
     finish_change_set,
     mark_sending,
@@ -54,6 +57,10 @@ class PushWorker:
         self.stopping = stopping
         self.wakeup = asyncio.Event()
         self.current: int | None = None
+        # Step counts by state of the set being pushed, kept as outcomes are recorded: progress
+        # is read from here, never by counting the journal's steps on each tick.
+        self.counts: Counter[str] = Counter()
+        self._detail = True
         self._group_concurrency = group_concurrency or max(2, connector.limits.concurrency * 2)
 
     async def run(self) -> None:
@@ -73,7 +80,9 @@ class PushWorker:
                 self.current = None
 
     async def push(self, cs_id: int) -> None:
-        actor = await self.store.write(start_change_set, cs_id)
+        actor, counts = await self.store.write(start_change_set, cs_id)
+        self.counts = Counter(counts)
+        self._detail = sum(counts.values()) <= DETAIL_LIMIT
         steps = await self.store.read(open_steps, cs_id)
         groups: dict[str, list[StepRow]] = defaultdict(list)
         for s in steps:
@@ -99,7 +108,35 @@ class PushWorker:
     async def _report_progress(self, cs_id: int, every: float = 0.5) -> None:
         while True:
             await asyncio.sleep(every)
-            await self.store.write(record_progress, cs_id, self.table)
+            rows = self.table.take_dirty()
+            await self.store.write(record_progress, cs_id, dict(self.counts), rows)
+
+    async def _record(
+        self, cs_id: int, actor: str, outcomes: list[Outcome], sending: Sequence[StepRow] = ()
+    ) -> None:
+        """Journal outcomes (and steps about to be sent), then move the running counts and the
+        cost table's rows by exactly those steps."""
+        if sending:
+            await self.store.write(
+                mark_sending, [s.id for s in sending], outcomes, cs_id, actor, self._detail
+            )
+        elif outcomes:
+            await self.store.write(record_outcomes, cs_id, actor, outcomes, self._detail)
+        moves = []
+        for s in sending:
+            moves.append((s.item_id, s.status, "sending"))
+            self.counts[s.status] -= 1
+            self.counts["sending"] += 1
+            s.status = "sending"
+        catalog = {}
+        for s, status, value, _ in outcomes:
+            moves.append((s.item_id, s.status, status))
+            self.counts[s.status] -= 1
+            self.counts[status] += 1
+            s.status = status
+            if s.target == "item" and value is not None and status in ("done", "conflict"):
+                catalog[s.item_id] = value
+        self.table.move_steps(cs_id, moves, catalog)
 
     async def _push_group(
         self, cs_id: int, actor: str, group: list[StepRow], denied: list[PSAPermissionError]
@@ -110,18 +147,16 @@ class PushWorker:
             denied.append(exc)
             return
         except PSAError as exc:
-            await self.store.write(
-                record_outcomes,
+            await self._record(
                 cs_id,
                 actor,
                 [
                     (s, "failed", None, f"could not read the current cost: {exc.message}")
                     for s in group
                 ],
-                self.table,
             )
             return
-        outcomes: list[tuple[StepRow, str, Decimal | None, str | None]] = []
+        outcomes: list[Outcome] = []
         to_write: list[StepRow] = []
         for s in group:
             value = current.get(s.target_psa_id, _MISSING)
@@ -146,17 +181,15 @@ class PushWorker:
                     )
                 )
         # Journal before sending: these steps may have reached the PSA if we crash from here on.
-        await self.store.write(
-            mark_sending, [s.id for s in to_write], outcomes, cs_id, actor, self.table
-        )
+        await self._record(cs_id, actor, outcomes, to_write)
         results = await asyncio.gather(*(self._write(s) for s in to_write))
-        final: list[tuple[StepRow, str, Decimal | None, str | None]] = []
+        final: list[Outcome] = []
         for s, (status, value, message, exc) in zip(to_write, results, strict=True):
             if isinstance(exc, PSAPermissionError):
                 denied.append(exc)
             final.append((s, status, value, message))
         if final:
-            await self.store.write(record_outcomes, cs_id, actor, final, self.table)
+            await self._record(cs_id, actor, final)
 
     async def _read_current(self, group: list[StepRow]) -> dict[str, Decimal | None]:
         c = self.connector

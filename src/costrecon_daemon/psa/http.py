@@ -47,6 +47,8 @@ from costrecon_daemon.psa.limits import Limiter, Pause
 
 __all__ = [
     "Call",
+    "Measured",
+    "TransportStats",
     "Classifier",
     "HttpResponse",
     "Retry",
@@ -212,6 +214,71 @@ class Classifier:
         )
 
 
+# ---- what the transport measures (the preview's time estimate, issue 20 item 8) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """Requests of one busy stretch (a sync or a push): their mean latency and their rate."""
+
+    requests: int
+    writes: int
+    latency: float  # seconds per request, limiter waits excluded
+    rate: float  # requests per second over the stretch
+
+    @property
+    def mostly_writes(self) -> bool:
+        return self.writes * 2 >= self.requests
+
+
+class TransportStats:
+    """Latency and request rate per busy stretch. A stretch ends after ``idle`` seconds with
+    nothing in flight, so a sync and a later push are measured apart."""
+
+    MIN_REQUESTS = 20  # fewer than this says little about a PSA's pace
+
+    def __init__(self, idle: float = 2.0):
+        self.idle = idle
+        self.last: Measured | None = None
+        self._in_flight = 0
+        self._start = self._end = 0.0
+        self._n = self._writes = 0
+        self._latency = 0.0
+
+    def begin(self) -> float:
+        now = time.monotonic()
+        if self._in_flight == 0 and self._n and now - self._end > self.idle:
+            self._close()
+        if self._n == 0 and self._in_flight == 0:
+            self._start = now
+        self._in_flight += 1
+        return now
+
+    def end(self, started: float, write: bool) -> None:
+        now = time.monotonic()
+        self._in_flight -= 1
+        self._n += 1
+        self._writes += write
+        self._latency += now - started
+        self._end = now
+
+    def _close(self) -> None:
+        if self._n >= self.MIN_REQUESTS:
+            self.last = self._current()
+        self._n = self._writes = 0
+        self._latency = 0.0
+
+    def _current(self) -> Measured:
+        span = max(self._end - self._start, 1e-6)
+        return Measured(self._n, self._writes, self._latency / self._n, self._n / span)
+
+    def measured(self) -> Measured | None:
+        """The stretch under way if it has enough requests, else the last finished one."""
+        if self._n >= self.MIN_REQUESTS:
+            return self._current()
+        return self.last
+
+
 # ---- the transport ------------------------------------------------------------------------------
 
 # Failures where nothing of the request left this machine: always safe to try again.
@@ -256,6 +323,7 @@ class Transport:
         self.requests_made = 0  # every request sent, retries included
         self.retries = 0
         self.rate_limited = 0  # 429s met
+        self.stats = TransportStats()
         self._rng = random.Random(seed)
         self.pause = Pause(self._rng)
         self._timeout = timeout
@@ -309,11 +377,15 @@ class Transport:
                     await lim.acquire(endpoint)
             self.requests_made += 1
             data = content.encode() if isinstance(content, str) else content
-            async with self._client().request(
-                method, url, params=params, data=data, headers=headers, allow_redirects=False
-            ) as r:
-                # Read the body while holding the slot so the connection goes back to the pool.
-                return HttpResponse(r.status, r.headers, await r.read())
+            started = self.stats.begin()
+            try:
+                async with self._client().request(
+                    method, url, params=params, data=data, headers=headers, allow_redirects=False
+                ) as r:
+                    # Read the body while holding the slot so the connection goes back to the pool.
+                    return HttpResponse(r.status, r.headers, await r.read())
+            finally:
+                self.stats.end(started, method not in ("GET", "HEAD"))
         finally:
             for lim in reversed(taken):
                 lim.release(endpoint)
