@@ -44,7 +44,9 @@ class Approvals:
     async def preview(self, reqs: list[Request], policy: str) -> dict[str, Any]:
         limits, measured = self.limits, self.measured
         preview, _ = await self.store.read(
-            lambda c: plan(c, reqs, policy, limits, measured=measured)
+            lambda c: plan(
+                c, reqs, policy, limits, measured=measured, commit_seconds=self.commit_seconds
+            )
         )
         return preview
 
@@ -65,7 +67,9 @@ class Approvals:
                     return change_set_json(conn, prior)
             # Planned again inside the write transaction: the stale and busy checks see committed
             # state, so two clients approving the same item at once produce exactly one change set.
-            preview, steps = plan(conn, reqs, policy, limits, measured=measured)
+            preview, steps = plan(
+                conn, reqs, policy, limits, measured=measured, commit_seconds=self.commit_seconds
+            )
             cs_id = journal(
                 conn,
                 actor=actor,
@@ -90,6 +94,10 @@ class Approvals:
         return await self.store.read(_find)
 
     @property
+    def commit_seconds(self) -> float | None:
+        return self.worker.commit_seconds if self.worker is not None else None
+
+    @property
     def measured(self) -> Measured | None:
         """The request latency and rate this daemon measured on the PSA in its last sync or push
         (issue 20 item 8): the preview's estimate comes from these, not from a guess."""
@@ -98,7 +106,11 @@ class Approvals:
 
     async def undo_preview(self, cs_id: int) -> dict[str, Any]:
         limits, measured = self.limits, self.measured
-        preview, _ = await self.store.read(lambda c: undo_plan(c, cs_id, limits, measured=measured))
+        preview, _ = await self.store.read(
+            lambda c: undo_plan(
+                c, cs_id, limits, measured=measured, commit_seconds=self.commit_seconds
+            )
+        )
         return preview
 
     async def undo(self, cs_id: int, actor: str, request_id: str | None = None) -> dict[str, Any]:
@@ -111,7 +123,9 @@ class Approvals:
                 prior = change_set_by_request(conn, actor, request_id)
                 if prior is not None:
                     return change_set_json(conn, prior)
-            preview, steps = undo_plan(conn, cs_id, limits, measured=measured)
+            preview, steps = undo_plan(
+                conn, cs_id, limits, measured=measured, commit_seconds=self.commit_seconds
+            )
             new_id = journal(
                 conn,
                 actor=actor,

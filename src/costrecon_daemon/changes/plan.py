@@ -28,6 +28,12 @@ from .states import ChangeSetState, StepState
 log = logging.getLogger(__name__)
 POLICIES = ("all", "matching")
 TYPICAL_LATENCY = 0.25  # seconds per PSA call, for the preview's time estimate
+# Seconds per journal commit until a push has measured it: a push commits twice per group (the
+# catalogue items; each contract's lines), serialised on the one writer.
+TYPICAL_COMMIT = 0.015
+# About half of a push's journal commits overlap requests in flight (the other groups keep the
+# PSA busy meanwhile): measured on the simulators at 25-100 ms (tests/test_push_scale.py).
+COMMIT_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +168,12 @@ def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any
 
 
 def estimate_seconds(
-    api_calls: int, limits: RateLimits | None, measured: Measured | None
+    api_calls: int,
+    limits: RateLimits | None,
+    measured: Measured | None,
+    *,
+    groups: int = 0,
+    commit_seconds: float | None = None,
 ) -> tuple[float | None, dict[str, Any]]:
     """How long ``api_calls`` will take on this PSA, and what the figure rests on.
 
@@ -171,7 +182,7 @@ def estimate_seconds(
     concurrency; else a typical latency, said so."""
     if limits is None:
         return None, {"source": "none"}
-    if measured is not None and measured.mostly_writes:
+    if measured is not None and measured.kind == "push":
         by_rate = api_calls / max(measured.rate, 1e-6)
         seconds = max(by_rate, limits.estimate_seconds(api_calls, 0.0))
         basis = {
@@ -180,11 +191,16 @@ def estimate_seconds(
             "requests_per_second": round(measured.rate, 1),
         }
     elif measured is not None:
-        seconds = limits.estimate_seconds(api_calls, measured.latency)
+        commit = commit_seconds if commit_seconds is not None else TYPICAL_COMMIT
+        seconds = (
+            limits.estimate_seconds(api_calls, measured.latency)
+            + 2 * groups * commit * COMMIT_SHARE
+        )
         basis = {
             "source": "last sync",
             "latency_ms": round(measured.latency * 1000, 1),
             "concurrency": limits.concurrency,
+            "commit_ms": round(commit * 1000, 1),
         }
     else:
         seconds = limits.estimate_seconds(api_calls, TYPICAL_LATENCY)
@@ -200,6 +216,7 @@ def plan(
     *,
     check_stale: bool = True,
     measured: Measured | None = None,
+    commit_seconds: float | None = None,
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     if policy not in POLICIES:
         raise InvalidInput(
@@ -299,7 +316,9 @@ def plan(
             )
         )
     api_calls = _api_calls(steps, limits)
-    seconds, basis = estimate_seconds(api_calls, limits, measured)
+    seconds, basis = estimate_seconds(
+        api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
+    )
     currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
     preview = Preview(
         items=len(requests),
@@ -321,6 +340,11 @@ def plan(
         warnings=_warnings(totals, policy, limits),
     )
     return preview.to_json(), steps
+
+
+def _groups(steps: list[PlannedStep]) -> int:
+    """The push's units of work: the catalogue items, then each contract's lines."""
+    return len({s.contract_psa_id if s.target == "line" else None for s in steps})
 
 
 def _api_calls(steps: list[PlannedStep], limits: RateLimits | None) -> int:
@@ -358,6 +382,7 @@ def undo_plan(
     limits: RateLimits | None = None,
     *,
     measured: Measured | None = None,
+    commit_seconds: float | None = None,
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
@@ -409,7 +434,9 @@ def undo_plan(
         else:
             p.lines += 1
     api_calls = _api_calls(steps, limits) if limits is not None else len(steps)
-    seconds, basis = estimate_seconds(api_calls, limits, measured)
+    seconds, basis = estimate_seconds(
+        api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
+    )
     preview = Preview(
         items=len(per),
         item_writes=sum(1 for s in steps if s.target == "item"),

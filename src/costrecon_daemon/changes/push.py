@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
@@ -60,6 +61,9 @@ class PushWorker:
         # Step counts by state of the set being pushed, kept as outcomes are recorded: progress
         # is read from here, never by counting the journal's steps on each tick.
         self.counts: Counter[str] = Counter()
+        # Seconds per journal commit, measured: a push commits twice per group, and on a busy
+        # disk that is part of its time (the preview's estimate counts it).
+        self.commit_seconds: float | None = None
         self._detail = True
         self._group_concurrency = group_concurrency or max(2, connector.limits.concurrency * 2)
 
@@ -81,6 +85,9 @@ class PushWorker:
 
     async def push(self, cs_id: int) -> None:
         actor, counts = await self.store.write(start_change_set, cs_id)
+        stats = getattr(getattr(self.connector, "http", None), "stats", None)
+        if stats is not None:
+            stats.restart("push")  # the push's pace, measured apart from the sync before it
         self.counts = Counter(counts)
         self._detail = sum(counts.values()) <= DETAIL_LIMIT
         steps = await self.store.read(open_steps, cs_id)
@@ -116,12 +123,16 @@ class PushWorker:
     ) -> None:
         """Journal outcomes (and steps about to be sent), then move the running counts and the
         cost table's rows by exactly those steps."""
+        t0 = time.monotonic()
         if sending:
             await self.store.write(
                 mark_sending, [s.id for s in sending], outcomes, cs_id, actor, self._detail
             )
         elif outcomes:
             await self.store.write(record_outcomes, cs_id, actor, outcomes, self._detail)
+        took = time.monotonic() - t0
+        prior = self.commit_seconds
+        self.commit_seconds = took if prior is None else 0.9 * prior + 0.1 * took
         moves = []
         for s in sending:
             moves.append((s.item_id, s.status, "sending"))

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
 
+from .. import events
 from ..db import (
     CatalogItem,
     ChangeStep,
@@ -328,6 +329,9 @@ class CostTable:
             self._rows = rows
             self.loaded = True
             self.version += 1
+        # Announced in the reload's own transaction: `costrecon sync --wait` returns on this, so
+        # a script that syncs and then reads the table sees what the sync brought (issue 13).
+        events.emit(conn, "table", {"reason": "reload", "rows": len(rows)})
 
     def refresh(self, conn: Connection, ids: Iterable[int]) -> list[int]:
         ids = list(set(ids))

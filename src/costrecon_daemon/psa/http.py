@@ -225,10 +225,7 @@ class Measured:
     writes: int
     latency: float  # seconds per request, limiter waits excluded
     rate: float  # requests per second over the stretch
-
-    @property
-    def mostly_writes(self) -> bool:
-        return self.writes * 2 >= self.requests
+    kind: str = ""  # "push" when the push worker opened the stretch; else a sync or other reads
 
 
 class TransportStats:
@@ -237,8 +234,9 @@ class TransportStats:
 
     MIN_REQUESTS = 20  # fewer than this says little about a PSA's pace
 
-    def __init__(self, idle: float = 2.0):
+    def __init__(self, idle: float = 0.75):
         self.idle = idle
+        self._kind = ""
         self.last: Measured | None = None
         self._in_flight = 0
         self._start = self._end = 0.0
@@ -249,7 +247,7 @@ class TransportStats:
         now = time.monotonic()
         if self._in_flight == 0 and self._n and now - self._end > self.idle:
             self._close()
-        if self._n == 0 and self._in_flight == 0:
+        if self._n == 0 and self._in_flight == 0 and now - self._start > self.idle:
             self._start = now
         self._in_flight += 1
         return now
@@ -262,15 +260,22 @@ class TransportStats:
         self._latency += now - started
         self._end = now
 
+    def restart(self, kind: str = "") -> None:
+        """A new stretch begins here (a push starting): measured apart from what came before."""
+        self._close()
+        self._start = self._end = time.monotonic()
+        self._kind = kind
+
     def _close(self) -> None:
         if self._n >= self.MIN_REQUESTS:
             self.last = self._current()
         self._n = self._writes = 0
         self._latency = 0.0
+        self._kind = ""
 
     def _current(self) -> Measured:
         span = max(self._end - self._start, 1e-6)
-        return Measured(self._n, self._writes, self._latency / self._n, self._n / span)
+        return Measured(self._n, self._writes, self._latency / self._n, self._n / span, self._kind)
 
     def measured(self) -> Measured | None:
         """The stretch under way if it has enough requests, else the last finished one."""
