@@ -32,7 +32,6 @@ from .journal import (
     mark_sending,
     next_open_change_set,
     open_steps,
-    record_outcomes,
     record_progress,
     start_change_set,
 )
@@ -65,6 +64,7 @@ class PushWorker:
         # disk that is part of its time (the preview's estimate counts it).
         self.commit_seconds: float | None = None
         self._detail = True
+        self._journal: _Journal | None = None
         self._group_concurrency = group_concurrency or max(2, connector.limits.concurrency * 2)
 
     async def run(self) -> None:
@@ -85,6 +85,7 @@ class PushWorker:
 
     async def push(self, cs_id: int) -> None:
         actor, counts = await self.store.write(start_change_set, cs_id)
+        self._journal = _Journal(self.store, cs_id, actor, sum(counts.values()) <= DETAIL_LIMIT)
         stats = getattr(getattr(self.connector, "http", None), "stats", None)
         if stats is not None:
             stats.restart("push")  # the push's pace, measured apart from the sync before it
@@ -124,12 +125,8 @@ class PushWorker:
         """Journal outcomes (and steps about to be sent), then move the running counts and the
         cost table's rows by exactly those steps."""
         t0 = time.monotonic()
-        if sending:
-            await self.store.write(
-                mark_sending, [s.id for s in sending], outcomes, cs_id, actor, self._detail
-            )
-        elif outcomes:
-            await self.store.write(record_outcomes, cs_id, actor, outcomes, self._detail)
+        assert self._journal is not None
+        await self._journal.submit(([s.id for s in sending], outcomes))
         took = time.monotonic() - t0
         prior = self.commit_seconds
         self.commit_seconds = took if prior is None else 0.9 * prior + 0.1 * took
@@ -225,6 +222,57 @@ class PushWorker:
         except PSAError as exc:  # PSAWriteNotApplied, a refused value...
             return "failed", None, exc.message, exc
         return out.status, out.value, out.message, None
+
+
+class _Journal:
+    """Coalesces the journal writes of the groups in flight into one transaction each round.
+
+    A group waits until its own writes are committed (so a step is journaled ``sending`` before
+    it is sent, as before); what changes is that sixteen groups share a commit instead of paying
+    for one each, which at zero latency was most of the push's time."""
+
+    def __init__(self, store: Store, cs_id: int, actor: str, detail: bool):
+        self.store = store
+        self.cs_id = cs_id
+        self.actor = actor
+        self.detail = detail
+        self._queue: list[tuple[tuple[list[int], list[Outcome]], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, op: tuple[list[int], list[Outcome]]) -> None:
+        if not op[0] and not op[1]:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((op, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self.store.write(
+                    _write_batch, [op for op, _ in batch], self.cs_id, self.actor, self.detail
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting group
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+def _write_batch(
+    conn: Any, ops: list[tuple[list[int], list[Outcome]]], cs_id: int, actor: str, detail: bool
+) -> None:
+    sending = [i for ids, _ in ops for i in ids]
+    outcomes = [o for _, outs in ops for o in outs]
+    mark_sending(conn, sending, outcomes, cs_id, actor, detail)
 
 
 class _Missing:
