@@ -185,6 +185,7 @@ class DaemonClient:
 
     def __init__(self, socket_path: Path | str, *, timeout: float = 30.0):
         self.socket_path = Path(socket_path)
+        self.approve_timeout = max(timeout, APPROVE_TIMEOUT)
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
             base_url="http://costrecond",
@@ -300,7 +301,7 @@ class DaemonClient:
         }
         try:
             return (
-                await self._request("POST", "/change-sets", json=body, timeout=APPROVE_TIMEOUT)
+                await self._request("POST", "/change-sets", json=body, timeout=self.approve_timeout)
             )["change_set"]
         except NotAnswered:
             return await self._recorded(request_id, "the approval")
@@ -367,7 +368,7 @@ class DaemonClient:
                 "POST",
                 f"/change-sets/{change_set_id}/undo",
                 json={"dry_run": False, "request_id": request_id},
-                timeout=APPROVE_TIMEOUT,
+                timeout=self.approve_timeout,
             )
         except NotAnswered:
             cs = await self._recorded(request_id, f"the undo of change set {change_set_id}")
