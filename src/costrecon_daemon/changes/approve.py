@@ -45,7 +45,13 @@ class Approvals:
         limits, measured = self.limits, self.measured
         preview, _ = await self.store.read(
             lambda c: plan(
-                c, reqs, policy, limits, measured=measured, commit_seconds=self.commit_seconds
+                c,
+                reqs,
+                policy,
+                limits,
+                measured=measured,
+                commit_seconds=self.commit_seconds,
+                batched=self.batched,
             )
         )
         return preview
@@ -68,7 +74,13 @@ class Approvals:
             # Planned again inside the write transaction: the stale and busy checks see committed
             # state, so two clients approving the same item at once produce exactly one change set.
             preview, steps = plan(
-                conn, reqs, policy, limits, measured=measured, commit_seconds=self.commit_seconds
+                conn,
+                reqs,
+                policy,
+                limits,
+                measured=measured,
+                commit_seconds=self.commit_seconds,
+                batched=self.batched,
             )
             cs_id = journal(
                 conn,
@@ -94,6 +106,16 @@ class Approvals:
         return await self.store.read(_find)
 
     @property
+    def batched(self) -> tuple[bool, bool]:
+        """Whether the connector reads many items / lines per request for the push's guard (it
+        overrides the one-by-one default of the protocol)."""
+        kind = type(self.connector)
+        return (
+            getattr(kind, "read_item_costs", None) is not Connector.read_item_costs,
+            getattr(kind, "read_line_costs", None) is not Connector.read_line_costs,
+        )
+
+    @property
     def commit_seconds(self) -> float | None:
         return self.worker.commit_seconds if self.worker is not None else None
 
@@ -108,7 +130,12 @@ class Approvals:
         limits, measured = self.limits, self.measured
         preview, _ = await self.store.read(
             lambda c: undo_plan(
-                c, cs_id, limits, measured=measured, commit_seconds=self.commit_seconds
+                c,
+                cs_id,
+                limits,
+                measured=measured,
+                commit_seconds=self.commit_seconds,
+                batched=self.batched,
             )
         )
         return preview
@@ -124,7 +151,12 @@ class Approvals:
                 if prior is not None:
                     return change_set_json(conn, prior)
             preview, steps = undo_plan(
-                conn, cs_id, limits, measured=measured, commit_seconds=self.commit_seconds
+                conn,
+                cs_id,
+                limits,
+                measured=measured,
+                commit_seconds=self.commit_seconds,
+                batched=self.batched,
             )
             new_id = journal(
                 conn,

@@ -217,6 +217,7 @@ def plan(
     check_stale: bool = True,
     measured: Measured | None = None,
     commit_seconds: float | None = None,
+    batched: tuple[bool, bool] = (True, True),
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     if policy not in POLICIES:
         raise InvalidInput(
@@ -315,7 +316,7 @@ def plan(
                 n_already,
             )
         )
-    api_calls = _api_calls(steps, limits)
+    api_calls = _api_calls(steps, limits, batched)
     seconds, basis = estimate_seconds(
         api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
     )
@@ -347,18 +348,20 @@ def _groups(steps: list[PlannedStep]) -> int:
     return len({s.contract_psa_id if s.target == "line" else None for s in steps})
 
 
-def _api_calls(steps: list[PlannedStep], limits: RateLimits | None) -> int:
+def _api_calls(
+    steps: list[PlannedStep], limits: RateLimits | None, batched: tuple[bool, bool] = (True, True)
+) -> int:
+    """Requests the push will make. ``batched``: whether the connector reads many items / many
+    lines of a contract in one request for the guard (ConnectWise), or one by one (the default)."""
     if limits is None:
         return 0
     items = sum(1 for s in steps if s.target == "item")
     lines = len(steps) - items
     contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
-    # guard reads: one batched read for the items and one per contract touched
+    item_reads = (1 if items else 0) if batched[0] else items
+    line_reads = contracts if batched[1] else lines
     return (
-        items * limits.item_write_calls
-        + lines * limits.line_write_calls
-        + (1 if items else 0)
-        + contracts
+        items * limits.item_write_calls + lines * limits.line_write_calls + item_reads + line_reads
     )
 
 
@@ -383,6 +386,7 @@ def undo_plan(
     *,
     measured: Measured | None = None,
     commit_seconds: float | None = None,
+    batched: tuple[bool, bool] = (True, True),
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
@@ -433,7 +437,7 @@ def undo_plan(
             p.before, p.after = json_amount(s.after), json_amount(s.before)
         else:
             p.lines += 1
-    api_calls = _api_calls(steps, limits) if limits is not None else len(steps)
+    api_calls = _api_calls(steps, limits, batched) if limits is not None else len(steps)
     seconds, basis = estimate_seconds(
         api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
     )

@@ -223,7 +223,9 @@ class Measured:
 
     requests: int
     writes: int
-    latency: float  # seconds per request, limiter waits excluded
+    # Seconds per request, limiter waits excluded: the 20th percentile, i.e. a small request.
+    # A sync's mean is dominated by pages of 1,000 records, which is not what one write costs.
+    latency: float
     rate: float  # requests per second over the stretch
     kind: str = ""  # "push" when the push worker opened the stretch; else a sync or other reads
 
@@ -233,6 +235,7 @@ class TransportStats:
     nothing in flight, so a sync and a later push are measured apart."""
 
     MIN_REQUESTS = 20  # fewer than this says little about a PSA's pace
+    SAMPLES = 2000  # latencies kept per stretch (a rolling sample beyond that)
 
     def __init__(self, idle: float = 0.75):
         self.idle = idle
@@ -241,7 +244,7 @@ class TransportStats:
         self._in_flight = 0
         self._start = self._end = 0.0
         self._n = self._writes = 0
-        self._latency = 0.0
+        self._samples: list[float] = []
 
     def begin(self) -> float:
         now = time.monotonic()
@@ -257,8 +260,11 @@ class TransportStats:
         self._in_flight -= 1
         self._n += 1
         self._writes += write
-        self._latency += now - started
         self._end = now
+        if len(self._samples) < self.SAMPLES:
+            self._samples.append(now - started)
+        else:
+            self._samples[self._n % self.SAMPLES] = now - started
 
     def restart(self, kind: str = "") -> None:
         """A new stretch begins here (a push starting): measured apart from what came before."""
@@ -270,12 +276,13 @@ class TransportStats:
         if self._n >= self.MIN_REQUESTS:
             self.last = self._current()
         self._n = self._writes = 0
-        self._latency = 0.0
+        self._samples = []
         self._kind = ""
 
     def _current(self) -> Measured:
         span = max(self._end - self._start, 1e-6)
-        return Measured(self._n, self._writes, self._latency / self._n, self._n / span, self._kind)
+        small = sorted(self._samples)[len(self._samples) // 5]
+        return Measured(self._n, self._writes, small, self._n / span, self._kind)
 
     def measured(self) -> Measured | None:
         """The stretch under way if it has enough requests, else the last finished one."""
