@@ -195,6 +195,11 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                 resp.raise_for_status()
                 cs = resp.json()["change_set"]
                 t_create = time.perf_counter() - t0
+                print(
+                    f"large, {latency * 1000:.0f} ms: preview {t_preview:.2f} s, approval creation "
+                    f"{t_create:.2f} s for {cs['total']} steps; pushing…",
+                    flush=True,
+                )
                 rss: list[tuple[int, float]] = []
                 while cs["status"] in ("pending", "pushing"):
                     time.sleep(0.5)

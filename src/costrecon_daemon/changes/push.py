@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -92,21 +94,24 @@ class PushWorker:
         self.counts = Counter(counts)
         self._detail = sum(counts.values()) <= DETAIL_LIMIT
         steps = await self.store.read(open_steps, cs_id)
-        groups: dict[str, list[StepRow]] = defaultdict(list)
+        by_group: dict[str, list[StepRow]] = defaultdict(list)
         for s in steps:
-            groups["items" if s.target == "item" else f"c:{s.contract_psa_id}"].append(s)
+            by_group["items" if s.target == "item" else f"c:{s.contract_psa_id}"].append(s)
+        del steps
+        # A fixed number of lanes take groups off one queue, and a finished group is dropped:
+        # memory does not grow with the set's size in coroutines, nor with the steps finished.
+        queue = deque(by_group.values())
+        del by_group
         denied: list[PSAPermissionError] = []
-        gate = asyncio.Semaphore(self._group_concurrency)
 
-        async def run_group(group: list[StepRow]) -> None:
-            async with gate:
-                if denied or self.stopping.is_set():
-                    return
-                await self._push_group(cs_id, actor, group, denied)
+        async def lane() -> None:
+            while queue and not denied and not self.stopping.is_set():
+                await self._push_group(cs_id, actor, queue.popleft(), denied)
 
+        _release_memory()
         progress = asyncio.ensure_future(self._report_progress(cs_id))
         try:
-            await asyncio.gather(*(run_group(g) for g in groups.values()))
+            await asyncio.gather(*(lane() for _ in range(self._group_concurrency)))
         finally:
             progress.cancel()
         if self.stopping.is_set() and not denied:
@@ -222,6 +227,16 @@ class PushWorker:
         except PSAError as exc:  # PSAWriteNotApplied, a refused value...
             return "failed", None, exc.message, exc
         return out.status, out.value, out.message, None
+
+
+def _release_memory() -> None:
+    """Hand memory freed since the last sync back to the system before a long push (glibc keeps
+    freed heap otherwise, and the daemon's RSS would show the sync's peak for the whole push)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
+        pass
 
 
 class _Journal:
