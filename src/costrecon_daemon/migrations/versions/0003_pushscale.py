@@ -22,15 +22,23 @@ branch_labels = None
 depends_on = None
 
 
+def _has(table: str, column: str) -> bool:
+    return column in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("change_sets", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
-        batch_op.add_column(
-            sa.Column("started_at", costrecon_daemon.db.UTCDateTime(length=32), nullable=True)
-        )
-        batch_op.create_index("ix_change_sets_request", ["actor", "request_id"], unique=True)
-    with op.batch_alter_table("change_steps", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("value", costrecon_daemon.db.MoneyType(), nullable=True))
+    # Each addition checks first: a database restored from a backup that was labelled at an
+    # older revision may already have them (and the upgrade must not fail on it).
+    if not _has("change_sets", "request_id"):
+        with op.batch_alter_table("change_sets", schema=None) as batch_op:
+            batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
+            batch_op.add_column(
+                sa.Column("started_at", costrecon_daemon.db.UTCDateTime(length=32), nullable=True)
+            )
+            batch_op.create_index("ix_change_sets_request", ["actor", "request_id"], unique=True)
+    if not _has("change_steps", "value"):
+        with op.batch_alter_table("change_steps", schema=None) as batch_op:
+            batch_op.add_column(sa.Column("value", costrecon_daemon.db.MoneyType(), nullable=True))
 
 
 def downgrade() -> None:
