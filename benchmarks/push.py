@@ -1,11 +1,19 @@
-"""Push benchmark (issue 5): approve 200 items touching 6,000 contract lines on the ConnectWise
-simulator with 25 ms latency per request, through a real daemon process.
+"""Push benchmark (issues 5 and 14): approve and push through a real daemon process on the
+ConnectWise simulator.
 
-Prints wall time, requests per line, the bound (requests x latency / allowed concurrency) and the
-ratio to it, beside a naive sequential client (read, then PATCH, one line at a time) measured in the
-same run on a slice of the same lines.
+Default size: 200 items touching 6,000 contract lines at 25 ms per request; prints wall time,
+requests per line, the bound (requests x latency / allowed concurrency) and the ratio to it, beside a
+naive sequential client (read, then PATCH, one line at a time) on a slice of the same lines.
+
+``--size large`` (issue 14): the simulator's ``large`` data set (50,000 items, 8,000 agreements,
+150,000 additions) and a price file raising every item that has contract lines by 5%, at each of
+``--latencies`` (default 0 and 25 ms), each on a fresh daemon, with the 6,000-line run beside it
+in the same process. Prints preview and approval-creation times, lines/s, requests/line, the ratio
+to the bound, the preview's estimate against the actual time, and the daemon's RSS (peak, and at
+a quarter and at the end of the push: it must not grow with the finished steps).
 
     python benchmarks/push.py [--latency 0.025] [--concurrency 8] [--database postgresql]
+    python benchmarks/push.py --size large [--latencies 0,0.025]
 
 ``--database postgresql`` runs it on SQLite and then on a throwaway PostgreSQL, both printed.
 """
@@ -26,9 +34,16 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import backends  # noqa: E402
 from tests.harness import DaemonProcess  # noqa: E402
+from tests.pricefiles import PriceLine, write_generic_csv  # noqa: E402
 
 from costrecon_daemon.sim.connectwise import ConnectWiseSim  # noqa: E402
-from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine  # noqa: E402
+from costrecon_daemon.sim.dataset import (  # noqa: E402
+    Dataset,
+    SimContract,
+    SimItem,
+    SimLine,
+    generate,
+)
 from costrecon_daemon.sim.serve import ServedApp  # noqa: E402
 
 ITEMS, AGREEMENTS, PER_AGREEMENT = 200, 300, 20  # 300 x 20 = 6,000 lines
@@ -93,13 +108,173 @@ def naive(sim: ConnectWiseSim, served: ServedApp, lines: list[SimLine]) -> float
     return time.perf_counter() - t0
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
+    """The vendor-wide 5% rise of issue 14 through a fresh daemon at one latency."""
+    sim = ConnectWiseSim(ds)
+    with ServedApp(sim.app) as served, tempfile.TemporaryDirectory() as tmp:
+        d = DaemonProcess(
+            Path(tmp),
+            {
+                "psa": {"kind": "connectwise"},
+                "psa.connectwise": {
+                    "site": served.base_url,
+                    "company": sim.company,
+                    "public_key": sim.public_key,
+                    "private_key": sim.private_key,
+                    "client_id": sim.client_id,
+                    "concurrency": concurrency,
+                },
+                "daemon": {"log_level": "warning"},
+                "inbox": {"stable_seconds": 0.3, "rescan_seconds": 2},
+            },
+        )
+        d.start()
+        try:
+            t0 = time.perf_counter()
+            d.wait_synced(1200)
+            t_sync = time.perf_counter() - t0
+            with d.http(timeout=600) as c:
+                ids = c.get("/v1/costs").json()["ids"]
+                rows = []
+                for start in range(0, len(ids), 5000):
+                    rows += c.post(
+                        "/v1/costs/rows", json={"ids": ids[start : start + 5000]}
+                    ).json()["rows"]
+            listed = [r for r in rows if r["lines"] and r["catalog_cost"] not in (None, "0")]
+            # The price file: every listed item, 5% up, keyed by its PSA identifier.
+            price = [
+                PriceLine(
+                    r["identifier"],
+                    None,
+                    r["name"],
+                    (Decimal(r["catalog_cost"]) * Decimal("1.05")).quantize(Decimal("0.01")),
+                    currency=r["currency"],
+                )
+                for r in listed
+            ]
+            inbox = Path(tmp) / "state" / "inbox"
+            inbox.mkdir(parents=True, exist_ok=True)
+            write_generic_csv(Path(tmp), price, name="vendor-rise.csv")
+            (Path(tmp) / "vendor-rise.csv").rename(inbox / "vendor-rise.csv")
+            d.wait_for(
+                lambda: len(d.get("/v1/costs", params={"changed": 1})["ids"]) >= len(listed) * 0.9,
+                600,
+                "the price file",
+            )
+            with d.http(timeout=600) as c:
+                ids = c.get("/v1/costs", params={"changed": 1}).json()["ids"]
+                chosen = []
+                for start in range(0, len(ids), 5000):
+                    chosen += c.post(
+                        "/v1/costs/rows", json={"ids": ids[start : start + 5000]}
+                    ).json()["rows"]
+                body = {
+                    "items": [
+                        {
+                            "item_id": r["id"],
+                            "cost": r["vendor_cost"],
+                            "seen_catalog_cost": r["catalog_cost"],
+                        }
+                        for r in chosen
+                        if r["vendor_cost"] is not None
+                    ],
+                    "policy": "all",
+                }
+                t1 = time.perf_counter()
+                preview = c.post("/v1/change-sets", json={**body, "dry_run": True}).json()[
+                    "preview"
+                ]
+                t_preview = time.perf_counter() - t1
+                served.call(lambda: (setattr(sim.knobs, "latency", latency), sim.stats.reset()))
+                t0 = time.perf_counter()
+                resp = c.post("/v1/change-sets", json={**body, "request_id": "bench-large"})
+                resp.raise_for_status()
+                cs = resp.json()["change_set"]
+                t_create = time.perf_counter() - t0
+                print(
+                    f"large, {latency * 1000:.0f} ms: preview {t_preview:.2f} s, approval creation "
+                    f"{t_create:.2f} s for {cs['total']} steps; pushing…",
+                    flush=True,
+                )
+                rss: list[tuple[int, float]] = []
+                while cs["status"] in ("pending", "pushing"):
+                    time.sleep(0.5)
+                    cs = c.get(f"/v1/change-sets/{cs['id']}", params={"steps": 0}).json()[
+                        "change_set"
+                    ]
+                    done = sum(
+                        v for k, v in cs["counts"].items() if k not in ("pending", "sending")
+                    )
+                    rss.append((done, rss_mb(d.proc.pid)))  # type: ignore[union-attr]
+                wall = time.perf_counter() - t0
+            requests = served.call(lambda: sim.stats.total)
+        finally:
+            d.stop()
+        lines = preview["lines"]
+        total = cs["total"]
+        quarter = next((m for n, m in rss if n >= total / 4), rss[0][1] if rss else 0.0)
+        print(
+            f"large, {latency * 1000:.0f} ms: {cs['status']}, {cs['counts']['done']} of {total} targets done "
+            f"({preview['items']} items, {lines} lines, {preview['lines_skipped']} skipped by policy)"
+        )
+        print(f"  first sync          {t_sync:.1f} s")
+        print(f"  preview             {t_preview:.2f} s  (goal <= 1 s)")
+        print(
+            f"  approval creation   {t_create:.2f} s  (plan + journal of {total} steps; goal <= 5 s)"
+        )
+        print(
+            f"  push wall time      {wall:.1f} s = {total / wall:.0f} targets/s, {lines / wall:.0f} lines/s"
+            + ("  (goal >= 800 at 0 ms)" if latency == 0 else "")
+        )
+        print(f"  requests            {requests}  ({requests / max(1, total):.3f} per target)")
+        if latency:
+            bound = requests * latency / concurrency
+            print(
+                f"  bound               {bound:.1f} s  -> ratio {wall / bound:.2f}x  (goal <= 1.25x)"
+            )
+        print(
+            f"  estimate / actual   {preview['estimated_seconds']} s ({preview.get('estimate_basis', {}).get('source')}) "
+            f"/ {cs.get('actual_seconds')} s"
+        )
+        print(
+            f"  daemon RSS          peak {max((m for _, m in rss), default=0):.0f} MB, at 1/4 {quarter:.0f} MB, "
+            f"at end {rss[-1][1] if rss else 0:.0f} MB  (goal <= 300 MB, not growing)"
+        )
+        sys.stdout.flush()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.025)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--naive-lines", type=int, default=200)
     backends.add_option(ap)
+    ap.add_argument("--size", choices=["default", "large"], default="default")
+    ap.add_argument(
+        "--latencies", default="0,0.025", help="for --size large: seconds, comma-separated"
+    )
+    ap.add_argument(
+        "--skip-default", action="store_true", help="for --size large: no 6,000-line run"
+    )
     args = ap.parse_args()
+    if args.size == "large":
+        if not args.skip_default:
+            default_run(args)
+        big = generate("large")
+        for latency in (float(x) for x in args.latencies.split(",") if x):
+            large_run(big, latency, args.concurrency)
+        return
+    default_run(args)
+
+
+def default_run(args: argparse.Namespace) -> None:
     ds = tenant()
     sim = ConnectWiseSim(ds)
     with ServedApp(sim.app) as served, tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +331,9 @@ def main() -> None:
         n_lines = sum(1 for ln in ds.lines)
         bound = requests * args.latency / args.concurrency
         print(
-            f"push: {cs['status']}, {cs['counts']['done']} targets done ({len(rows)} items, {n_lines} lines)"
+            f"push (6,000 lines, {args.latency * 1000:.0f} ms): {cs['status']}, "
+            f"{cs['counts']['done']} targets done ({len(rows)} items, {n_lines} lines), "
+            f"{n_lines / wall:.0f} lines/s"
         )
         print(f"  requests            {requests}  ({requests / n_lines:.3f} per line; goal <= 1.2)")
         print(

@@ -275,6 +275,11 @@ class ChangeSet(Base):
     preview: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     message: Mapped[str | None] = mapped_column(Text)
+    # The client's id for this approval: a retry with the same id returns this change set.
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first push began
+
+    __table_args__ = (Index("ix_change_sets_request", "actor", "request_id", unique=True),)
 
 
 class ChangeStep(Base):
@@ -297,6 +302,7 @@ class ChangeStep(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[Decimal | None] = mapped_column(MoneyType)  # what the PSA held when finished
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_change_steps_status", "change_set_id", "status"),)

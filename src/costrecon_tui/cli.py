@@ -191,23 +191,38 @@ def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def _wait_change_set(client: DaemonClient, cs_id: int) -> int:
+    """Wait until the change set has finished; the daemon refreshes the cost table in the same
+    transaction that finishes it, so `costrecon costs` run afterwards shows the outcome."""
     while True:
-        cs = await client.change_set(cs_id)
+        cs = await client.change_set_summary(cs_id)
         if cs["status"] not in ("pending", "pushing"):
-            c = cs["counts"]
-            print(
-                f"Change set {cs_id}: {cs['status']} — {c['done']} done, {c['conflict']} conflict, "
-                f"{c['failed']} failed, {c['denied']} denied, {c['cancelled']} not sent."
-            )
-            if cs.get("message"):
-                print(f"  {cs['message']}")
-            for step in cs.get("steps", []):
-                if step["status"] in ("conflict", "failed", "denied"):
-                    print(
-                        f"  {step['status']}: {step['identifier']} {step['target']} {step['target_psa_id']}: {step['message']}"
-                    )
-            return 0 if cs["status"] == "done" else EXIT_FAIL
+            break
         await asyncio.sleep(0.5)
+    c = cs["counts"]
+    summary = cs.get("summary") or {}
+    print(
+        f"Change set {cs_id}: {cs['status']} — {c['done']} done, {c['conflict']} conflict, "
+        f"{c['failed']} failed, {c['denied']} denied, {c['cancelled']} not sent"
+        + (f", {summary['skipped']} line(s) skipped by policy" if summary.get("skipped") else "")
+        + "."
+    )
+    if cs.get("message"):
+        print(f"  {cs['message']}")
+    for diff in summary.get("differences") or ():
+        print(f"  {diff}")
+    # Per-line problems from the journal, a page at a time (a big set can have thousands).
+    page = await client.change_set_steps(cs_id, status=("conflict", "failed", "denied"), limit=50)
+    for step in page["steps"]:
+        print(
+            f"  {step['status']}: {step['identifier']} {step['target']} "
+            f"{step['target_psa_id']}: {step['message']}"
+        )
+    if page["total"] > len(page["steps"]):
+        print(
+            f"  … and {page['total'] - len(page['steps'])} more "
+            f"(GET /v1/change-sets/{cs_id}/steps?status=conflict,failed,denied)."
+        )
+    return 0 if cs["status"] == "done" else EXIT_FAIL
 
 
 def cmd_undo(cfg: Config, args: argparse.Namespace) -> int:
@@ -248,12 +263,27 @@ def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
             if not args.wait:
                 return 0
             since = before
+            outcome: str | None = None
+            clock = asyncio.get_running_loop().time
+            deadline = float("inf")
             while True:
+                if clock() > deadline:
+                    print(f"{outcome} (the cost table has not been rebuilt yet)")
+                    return 0
                 for e in await client.events(since, timeout=20):
                     since = e.id
-                    if e.kind == "sync" and e.data.get("state") in ("done", "failed"):
-                        print(e.data.get("message", e.data["state"]))
-                        return 0 if e.data["state"] == "done" else EXIT_FAIL
+                    if outcome is None and e.kind == "sync":
+                        if e.data.get("state") == "failed":
+                            print(e.data.get("message", "failed"))
+                            return EXIT_FAIL
+                        if e.data.get("state") == "done":
+                            outcome = e.data.get("message", "done")
+                            deadline = clock() + 300
+                    elif outcome is not None and e.kind == "table":
+                        # The cost table was rebuilt from what the sync brought: now a
+                        # `costrecon costs` run right after this sees it (--wait means that).
+                        print(outcome)
+                        return 0
 
     return _run(go())
 

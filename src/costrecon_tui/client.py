@@ -8,6 +8,7 @@ here; nothing above this module sees JSON. When the daemon is not running, every
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,6 +20,12 @@ import httpx
 from costrecon_daemon.text import printable
 
 API = "/v1"
+# Creating a change set of 100,000+ steps takes seconds; a retry with the request id is safe.
+APPROVE_TIMEOUT = 120.0
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def safe(value: Any) -> Any:
@@ -51,6 +58,11 @@ class DaemonNotRunning(ClientError):
             "`costrecond start` (or `systemctl --user start costrecond`)."
         )
         self.socket_path = str(socket_path)
+
+
+class NotAnswered(ClientError):
+    """The daemon did not answer in time. Never "try again": for an approval the message says
+    what the daemon has recorded for the request id (or that it has not recorded it)."""
 
 
 class DaemonError(ClientError):
@@ -214,6 +226,7 @@ class DaemonClient:
 
     def __init__(self, socket_path: Path | str, *, timeout: float = 30.0):
         self.socket_path = Path(socket_path)
+        self.approve_timeout = max(timeout, APPROVE_TIMEOUT)
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
             base_url="http://costrecond",
@@ -237,8 +250,9 @@ class DaemonClient:
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise DaemonNotRunning(self.socket_path) from exc
         except httpx.TimeoutException as exc:
-            raise ClientError(
-                f"costrecond did not answer {method} {path} in time; it may be busy — try again."
+            raise NotAnswered(
+                f"costrecond did not answer {method} {path} in time; it may be busy "
+                "(`costrecond status` shows what it is doing)."
             ) from exc
         except httpx.TransportError as exc:
             raise DaemonNotRunning(self.socket_path) from exc
@@ -335,9 +349,67 @@ class DaemonClient:
         body = {"items": [i.to_json() for i in items], "policy": policy, "dry_run": True}
         return (await self._request("POST", "/change-sets", json=body))["preview"]
 
-    async def approve(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
-        body = {"items": [i.to_json() for i in items], "policy": policy, "dry_run": False}
-        return (await self._request("POST", "/change-sets", json=body))["change_set"]
+    async def approve(
+        self, items: list[ApprovalItem], policy: str = "all", *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Approve with a request id: a retry with the same id returns the same change set, and
+        a timeout is answered from what the daemon recorded for that id."""
+        request_id = request_id or new_request_id()
+        body = {
+            "items": [i.to_json() for i in items],
+            "policy": policy,
+            "dry_run": False,
+            "request_id": request_id,
+        }
+        try:
+            return (
+                await self._request("POST", "/change-sets", json=body, timeout=self.approve_timeout)
+            )["change_set"]
+        except NotAnswered:
+            return await self._recorded(request_id, "the approval")
+
+    async def _recorded(self, request_id: str, what: str) -> dict[str, Any]:
+        """After a timeout: the change set the daemon recorded for ``request_id``, or say it has
+        none. A retry of the POST with the same id would be safe too, but a person decides."""
+        try:
+            found = await self.change_set_by_request(request_id)
+        except NotAnswered:
+            raise NotAnswered(
+                f"costrecond did not answer in time, so it is not known whether it recorded {what} "
+                f"(request {request_id}); `costrecon changes` lists what it has."
+            ) from None
+        if found is None:
+            raise NotAnswered(
+                f"costrecond did not answer in time and has not recorded {what} "
+                f"(request {request_id}); nothing will be pushed for it."
+            )
+        return found
+
+    async def change_set_by_request(self, request_id: str) -> dict[str, Any] | None:
+        sets = (await self._request("GET", "/change-sets", params={"request_id": request_id}))[
+            "change_sets"
+        ]
+        return sets[0] if sets else None
+
+    async def change_set_summary(self, change_set_id: int) -> dict[str, Any]:
+        """The change set without its steps (for progress: a big one has 100,000 of them)."""
+        return (await self._request("GET", f"/change-sets/{change_set_id}", params={"steps": 0}))[
+            "change_set"
+        ]
+
+    async def change_set_steps(
+        self,
+        change_set_id: int,
+        *,
+        status: str | Iterable[str] | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """One page of a change set's steps: ``{"total": n, "steps": [...]}``."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if status:
+            params["status"] = status if isinstance(status, str) else ",".join(status)
+        return await self._request("GET", f"/change-sets/{change_set_id}/steps", params=params)
 
     async def change_sets(self, limit: int = 50) -> list[dict[str, Any]]:
         return (await self._request("GET", "/change-sets", params={"limit": limit}))["change_sets"]
@@ -350,37 +422,24 @@ class DaemonClient:
             "change_set"
         ]
 
-    async def change_set_steps(
-        self,
-        change_set_id: int,
-        *,
-        status: str | None = None,
-        offset: int = 0,
-        limit: int = 50,
+    async def undo(
+        self, change_set_id: int, *, dry_run: bool = False, request_id: str | None = None
     ) -> dict[str, Any]:
-        """One page of a change set's journal steps: ``{"total": n, "steps": [...]}``, where
-        ``total`` counts the steps with that status (all steps without one). A 120,000-line change
-        set is read a page at a time, never whole."""
-        params: dict[str, Any] = {"offset": offset, "limit": limit}
-        if status:
-            params["status"] = status
+        if dry_run:
+            return await self._request(
+                "POST", f"/change-sets/{change_set_id}/undo", json={"dry_run": True}
+            )
+        request_id = request_id or new_request_id()
         try:
-            d = await self._request("GET", f"/change-sets/{change_set_id}/steps", params=params)
-        except DaemonError as exc:
-            if exc.status != 404:
-                raise
-            # A daemon older than the steps endpoint: read the change set whole and page here
-            # (a missing change set raises its own 404 from this call).
-            steps = (await self.change_set(change_set_id)).get("steps") or []
-            if status:
-                steps = [s for s in steps if s.get("status") == status]
-            return {"total": len(steps), "steps": steps[offset : offset + limit]}
-        return {"total": int(d.get("total") or 0), "steps": list(d.get("steps") or [])}
-
-    async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
-        return await self._request(
-            "POST", f"/change-sets/{change_set_id}/undo", json={"dry_run": dry_run}
-        )
+            return await self._request(
+                "POST",
+                f"/change-sets/{change_set_id}/undo",
+                json={"dry_run": False, "request_id": request_id},
+                timeout=self.approve_timeout,
+            )
+        except NotAnswered:
+            cs = await self._recorded(request_id, f"the undo of change set {change_set_id}")
+            return {"change_set": cs}
 
     # ------------------------------------------------------------------ activity + events
 

@@ -17,8 +17,15 @@ at *after* and not sent again.
 """
 
 from .approve import Approvals
-from .journal import change_set_json, journal, list_change_sets, open_steps_for
-from .plan import POLICIES, PlannedStep, Request, plan, undo_plan
+from .journal import (
+    change_set_by_request,
+    change_set_json,
+    journal,
+    list_change_sets,
+    list_steps,
+    open_steps_for,
+)
+from .plan import POLICIES, Measured, PlannedStep, Request, plan, undo_plan
 from .push import PushWorker
 from .states import ChangeSetState, StepState
 
@@ -26,13 +33,16 @@ __all__ = [
     "POLICIES",
     "Approvals",
     "ChangeSetState",
+    "Measured",
     "PlannedStep",
     "PushWorker",
     "Request",
     "StepState",
+    "change_set_by_request",
     "change_set_json",
     "journal",
     "list_change_sets",
+    "list_steps",
     "open_steps_for",
     "plan",
     "undo_plan",

@@ -30,6 +30,12 @@ from .states import OPEN, ChangeSetState, StepState
 
 log = logging.getLogger(__name__)
 
+JOURNAL_CHUNK = 5000  # steps per INSERT batch
+ACTIVITY_ITEMS = 50  # items named in an approval's activity entry
+# A change set with more steps than this is "big": its activity is the approval and one summary,
+# and per-line conflicts and failures stay in the journal (served paged), not one entry each.
+DETAIL_LIMIT = 200
+
 
 # ------------------------------------------------------------------ journal
 
@@ -52,6 +58,7 @@ def journal(
     preview: dict[str, Any],
     steps: list[PlannedStep],
     undo_of: int | None = None,
+    request_id: str | None = None,
 ) -> int:
     busy = open_steps_for(
         conn, {s.item_id for s in steps} | {p["item_id"] for p in preview["per_item"]}
@@ -75,9 +82,11 @@ def journal(
             status=ChangeSetState.PENDING if steps else ChangeSetState.DONE,
             preview=preview,
             finished_at=None if steps else now,
+            started_at=None if steps else now,
+            request_id=request_id,
         )
     ).inserted_primary_key[0]
-    if steps:
+    for start in range(0, len(steps), JOURNAL_CHUNK):
         conn.execute(
             ChangeStep.__table__.insert(),
             [
@@ -95,9 +104,10 @@ def journal(
                     "attempts": 0,
                     "updated_at": now,
                 }
-                for s in steps
+                for s in steps[start : start + JOURNAL_CHUNK]
             ],
         )
+    per_item = preview["per_item"]
     activity.append(
         conn,
         actor=actor,
@@ -107,10 +117,14 @@ def journal(
             "change_set_id": cs_id,
             "undo_of": undo_of,
             "policy": policy,
+            # One entry for the whole approval: a vendor-wide rise names its first items and
+            # counts the rest (the journal has every step: GET /v1/change-sets/{id}/steps).
             "items": [
                 {k: p[k] for k in ("identifier", "before", "after", "lines", "lines_skipped")}
-                for p in preview["per_item"]
+                for p in per_item[:ACTIVITY_ITEMS]
             ],
+            "items_total": len(per_item),
+            "steps": len(steps),
             "lines": preview["lines"],
             "lines_skipped": preview["lines_skipped"],
             "api_calls": preview["api_calls"],
@@ -131,6 +145,17 @@ def journal(
     return cs_id
 
 
+COUNTED = (
+    StepState.PENDING,
+    StepState.SENDING,
+    StepState.DONE,
+    StepState.CONFLICT,
+    StepState.FAILED,
+    StepState.DENIED,
+    StepState.CANCELLED,
+)
+
+
 @dataclass(slots=True)
 class ChangeSetView:
     """A change set as the API shows it (``steps`` only when asked for: it can be thousands)."""
@@ -147,9 +172,53 @@ class ChangeSetView:
     message: str | None
     counts: dict[str, int]
     total: int
+    request_id: str | None = None
+    started_at: str | None = None
+    actual_seconds: float | None = None
     steps: list[dict[str, Any]] | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """What the journal recorded beside what the preview promised (issue 20 item 4)."""
+        p = self.preview or {}
+        c = self.counts
+        promised_changes = int(p.get("item_writes", 0)) + int(p.get("lines", 0))
+        out: dict[str, Any] = {
+            "changed": c[StepState.DONE],
+            "skipped": int(p.get("lines_skipped", 0)),  # by policy or currency, at approval
+            "already": int(p.get("lines_already", 0)),
+            "conflicts": c[StepState.CONFLICT],
+            "failed": c[StepState.FAILED] + c[StepState.DENIED],
+            "not_sent": c[StepState.CANCELLED],
+            "open": c[StepState.PENDING] + c[StepState.SENDING],
+            "promised": {
+                "changed": promised_changes,
+                "skipped": int(p.get("lines_skipped", 0)),
+                "already": int(p.get("lines_already", 0)),
+            },
+            "differences": [],
+        }
+        diffs: list[str] = out["differences"]
+        if self.total != promised_changes:
+            diffs.append(
+                f"the preview promised {promised_changes} change(s) but {self.total} step(s) "
+                "were journaled (the PSA mirror changed between preview and approval)"
+            )
+        if out["open"] == 0 and c[StepState.DONE] != self.total:
+            why = ", ".join(
+                f"{n} {label}"
+                for n, label in (
+                    (out["conflicts"], "conflict(s): the PSA held another value, left unchanged"),
+                    (c[StepState.FAILED], "failed"),
+                    (c[StepState.DENIED], "refused for lack of permission"),
+                    (out["not_sent"], "not sent"),
+                )
+                if n
+            )
+            diffs.append(f"{self.total - c[StepState.DONE]} of {self.total} not changed: {why}")
+        return out
+
     def to_json(self) -> dict[str, Any]:
+        p = self.preview or {}
         out: dict[str, Any] = {
             "id": self.id,
             "created_at": self.created_at,
@@ -163,6 +232,11 @@ class ChangeSetView:
             "message": self.message,
             "counts": self.counts,
             "total": self.total,
+            "request_id": self.request_id,
+            "started_at": self.started_at,
+            "estimated_seconds": p.get("estimated_seconds"),
+            "actual_seconds": self.actual_seconds,
+            "summary": self.summary(),
         }
         if self.steps is not None:
             out["steps"] = self.steps
@@ -180,6 +254,9 @@ def load_change_set(conn: Connection, cs_id: int, *, with_steps: bool = False) -
             .group_by(ChangeStep.status)
         ).all()
     )
+    actual = None
+    if cs.started_at is not None and cs.finished_at is not None:
+        actual = round((cs.finished_at - cs.started_at).total_seconds(), 1)
     out = ChangeSetView(
         id=cs.id,
         created_at=iso(cs.created_at),
@@ -191,49 +268,85 @@ def load_change_set(conn: Connection, cs_id: int, *, with_steps: bool = False) -
         preview=cs.preview,
         finished_at=iso(cs.finished_at),
         message=cs.message,
-        counts={
-            k: counts.get(k, 0)
-            for k in (
-                StepState.PENDING,
-                StepState.SENDING,
-                StepState.DONE,
-                StepState.CONFLICT,
-                StepState.FAILED,
-                StepState.DENIED,
-                StepState.CANCELLED,
-            )
-        },
+        counts={k: counts.get(k, 0) for k in COUNTED},
         total=sum(counts.values()),
+        request_id=cs.request_id,
+        started_at=iso(cs.started_at),
+        actual_seconds=actual,
     )
     if with_steps:
-        rows = conn.execute(
-            select(ChangeStep, CatalogItem.identifier)
-            .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
-            .where(ChangeStep.change_set_id == cs_id)
-            .order_by(ChangeStep.id)
+        out.steps = _steps_json(
+            conn.execute(_steps_query(cs_id).order_by(ChangeStep.id)), full=True
         )
-        out.steps = [
-            {
-                "id": s.id,
-                "item_id": s.item_id,
-                "identifier": s.identifier,
-                "target": s.target,
-                "target_psa_id": s.target_psa_id,
-                "contract_psa_id": s.contract_psa_id,
-                "before": json_amount(s.before),
-                "after": json_amount(s.after),
-                "currency": s.currency,
-                "status": s.status,
-                "attempts": s.attempts,
-                "message": s.message,
-            }
-            for s in rows
-        ]
+    return out
+
+
+def _steps_query(cs_id: int) -> Any:
+    return (
+        select(ChangeStep, CatalogItem.identifier)
+        .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
+        .where(ChangeStep.change_set_id == cs_id)
+    )
+
+
+def _steps_json(rows: Iterable[Any], *, full: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for s in rows:
+        d = {
+            "id": s.id,
+            "item_id": s.item_id,
+            "identifier": s.identifier,
+            "target": s.target,
+            "target_psa_id": s.target_psa_id,
+            "contract": s.contract_psa_id,
+            "contract_psa_id": s.contract_psa_id,
+            "before": json_amount(s.before),
+            "after": json_amount(s.after),
+            "value": json_amount(s.value),
+            "currency": s.currency,
+            "status": s.status,
+            "attempts": s.attempts,
+            "message": s.message,
+        }
+        out.append(d)
     return out
 
 
 def change_set_json(conn: Connection, cs_id: int, *, with_steps: bool = False) -> dict[str, Any]:
     return load_change_set(conn, cs_id, with_steps=with_steps).to_json()
+
+
+def change_set_by_request(conn: Connection, actor: str, request_id: str) -> int | None:
+    return conn.execute(
+        select(ChangeSet.id).where(ChangeSet.actor == actor, ChangeSet.request_id == request_id)
+    ).scalar()
+
+
+def list_steps(
+    conn: Connection,
+    cs_id: int,
+    *,
+    statuses: list[str] | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """One page of a change set's steps (GET /v1/change-sets/{id}/steps): per-line conflicts
+    and failures live here, not in the activity log."""
+    if conn.execute(select(ChangeSet.id).where(ChangeSet.id == cs_id)).first() is None:
+        raise NotFound("not_found", f"There is no change set {cs_id}.")
+    where = [ChangeStep.change_set_id == cs_id]
+    if statuses:
+        where.append(ChangeStep.status.in_(statuses))
+    total = conn.execute(select(func.count()).select_from(ChangeStep).where(*where)).scalar()
+    rows = conn.execute(
+        select(ChangeStep, CatalogItem.identifier)
+        .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
+        .where(*where)
+        .order_by(ChangeStep.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return {"total": total or 0, "offset": offset, "limit": limit, "steps": _steps_json(rows)}
 
 
 def list_change_sets(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
@@ -258,6 +371,9 @@ class StepRow:
     status: str
 
 
+Outcome = tuple[StepRow, str, Decimal | None, str | None]
+
+
 def next_open_change_set(conn: Connection) -> int | None:
     return conn.execute(
         select(ChangeSet.id)
@@ -267,39 +383,46 @@ def next_open_change_set(conn: Connection) -> int | None:
     ).scalar()
 
 
-def start_change_set(conn: Connection, cs_id: int) -> str:
+def start_change_set(conn: Connection, cs_id: int) -> tuple[str, dict[str, int]]:
+    """Mark the set pushing; return its actor and its step counts (the worker keeps them)."""
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()
-    if cs.status == "pending":
+    if cs.status == ChangeSetState.PENDING:
         conn.execute(
-            update(ChangeSet).where(ChangeSet.id == cs_id).values(status=ChangeSetState.PUSHING)
+            update(ChangeSet)
+            .where(ChangeSet.id == cs_id)
+            .values(status=ChangeSetState.PUSHING, started_at=cs.started_at or utcnow())
         )
-    return cs.actor
+    counts = dict(
+        conn.execute(
+            select(ChangeStep.status, func.count())
+            .where(ChangeStep.change_set_id == cs_id)
+            .group_by(ChangeStep.status)
+        ).all()
+    )
+    return cs.actor, counts
 
 
 def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
     rows = conn.execute(
-        select(ChangeStep)
+        select(
+            ChangeStep.id,
+            ChangeStep.item_id,
+            ChangeStep.target,
+            ChangeStep.target_psa_id,
+            ChangeStep.contract_psa_id,
+            ChangeStep.line_kind,
+            ChangeStep.before,
+            ChangeStep.after,
+            ChangeStep.status,
+        )
         .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
         .order_by(ChangeStep.id)
     ).all()
-    return [
-        StepRow(
-            s.id,
-            s.item_id,
-            s.target,
-            s.target_psa_id,
-            s.contract_psa_id,
-            s.line_kind,
-            s.before,
-            s.after,
-            s.status,
-        )
-        for s in rows
-    ]
+    return [StepRow(*r) for r in rows]
 
 
 def mark_sending(
-    conn: Connection, ids: list[int], outcomes: list[Any], cs_id: int, actor: str, table: CostTable
+    conn: Connection, ids: list[int], outcomes: list[Outcome], cs_id: int, actor: str, detail: bool
 ) -> None:
     if ids:
         now = utcnow()
@@ -310,24 +433,26 @@ def mark_sending(
                 .values(status=StepState.SENDING, attempts=ChangeStep.attempts + 1, updated_at=now)
             )
     if outcomes:
-        record_outcomes(conn, cs_id, actor, outcomes, table)
+        record_outcomes(conn, cs_id, actor, outcomes, detail)
 
 
 def record_outcomes(
-    conn: Connection,
-    cs_id: int,
-    actor: str,
-    outcomes: list[tuple[StepRow, str, Decimal | None, str | None]],
-    table: CostTable,
+    conn: Connection, cs_id: int, actor: str, outcomes: list[Outcome], detail: bool
 ) -> None:
+    """Record finished steps and what the PSA held. ``detail``: also one activity entry per
+    conflict or failure (small change sets only; a big one is summarised when it finishes)."""
     now = utcnow()
-    items: set[int] = {s.item_id for s, *_ in outcomes}
     # One executemany per table: a push records thousands of outcomes.
     conn.execute(
         update(ChangeStep)
         .where(ChangeStep.id == bindparam("sid"))
-        .values(status=bindparam("st"), message=bindparam("msg"), updated_at=now),
-        [{"sid": s.id, "st": status, "msg": message} for s, status, _, message in outcomes],
+        .values(
+            status=bindparam("st"), message=bindparam("msg"), value=bindparam("v"), updated_at=now
+        ),
+        [
+            {"sid": s.id, "st": status, "msg": message, "v": value}
+            for s, status, value, message in outcomes
+        ],
     )
     # The mirror follows what the PSA verifiably holds, so the table is right before the next sync.
     verified = [
@@ -355,6 +480,8 @@ def record_outcomes(
             .values(unit_cost=bindparam("v")),
             line_vals,
         )
+    if not detail:
+        return
     for s, status, value, message in outcomes:
         if status in (StepState.CONFLICT, StepState.FAILED, StepState.DENIED):
             ident = conn.execute(
@@ -375,25 +502,13 @@ def record_outcomes(
                     "contract": s.contract_psa_id,
                 },
             )
-    table.dirty.update(items)
 
 
-def record_progress(conn: Connection, cs_id: int, table: CostTable) -> None:
-    """Publish push progress: refresh the rows touched since last time, count the steps.
-
-    Runs at most a few times a second (PushWorker), not per recorded group: on a big push the
-    refresh would otherwise cost more than the PSA calls it reports on."""
-    items, table.dirty = table.dirty, set()
-    if items:
-        table.refresh(conn, items)
-        events.emit(conn, "rows", {"ids": sorted(items)})
-    counts = dict(
-        conn.execute(
-            select(ChangeStep.status, func.count())
-            .where(ChangeStep.change_set_id == cs_id)
-            .group_by(ChangeStep.status)
-        ).all()
-    )
+def record_progress(conn: Connection, cs_id: int, counts: dict[str, int], rows: list[int]) -> None:
+    """Publish push progress from the worker's running counts (no query over the steps: the
+    cost per tick does not grow with the change set)."""
+    if rows:
+        events.emit(conn, "rows", {"ids": rows})
     total = sum(counts.values())
     finished = total - counts.get(StepState.PENDING, 0) - counts.get(StepState.SENDING, 0)
     events.emit(
@@ -403,6 +518,7 @@ def record_progress(conn: Connection, cs_id: int, table: CostTable) -> None:
             "change_set_id": cs_id,
             "done": finished,
             "total": total,
+            "counts": dict(counts),
             "status": ChangeSetState.PUSHING,
         },
     )
@@ -445,7 +561,6 @@ def finish_change_set(
         .where(ChangeSet.id == cs_id)
         .values(status=status, finished_at=utcnow(), message=message)
     )
-    # One activity entry per item with its counts, then the summary.
     per_item = conn.execute(
         select(ChangeStep.item_id, CatalogItem.identifier, ChangeStep.status, func.count())
         .join(CatalogItem, CatalogItem.id == ChangeStep.item_id)
@@ -455,33 +570,63 @@ def finish_change_set(
     by_item: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
     for item_id, ident, st, n in per_item:
         by_item[(item_id, ident)][st] = n
-    targets = {
-        (s.item_id, s.target): s
-        for s in conn.execute(
-            select(ChangeStep).where(ChangeStep.change_set_id == cs_id, ChangeStep.target == "item")
-        ).all()
-    }
-    for (item_id, ident), c in sorted(by_item.items(), key=lambda kv: kv[0][1]):
-        item_step = targets.get((item_id, "item"))
-        activity.append(
-            conn,
-            actor=cs.actor,
-            action="push.item",
-            subject=ident,
-            before=json_amount(item_step.before) if item_step else None,
-            after=json_amount(item_step.after) if item_step else None,
-            details={"change_set_id": cs_id, "item_id": item_id, **c},
-        )
+    if len(by_item) <= ACTIVITY_ITEMS:
+        # A few items: one activity entry per item with its counts, then the summary (a
+        # vendor-wide change set gets the summary only; its detail is in the journal).
+        targets = {
+            (s.item_id, s.target): s
+            for s in conn.execute(
+                select(ChangeStep).where(
+                    ChangeStep.change_set_id == cs_id, ChangeStep.target == "item"
+                )
+            ).all()
+        }
+        for (item_id, ident), c in sorted(by_item.items(), key=lambda kv: kv[0][1]):
+            item_step = targets.get((item_id, "item"))
+            activity.append(
+                conn,
+                actor=cs.actor,
+                action="push.item",
+                subject=ident,
+                before=json_amount(item_step.before) if item_step else None,
+                after=json_amount(item_step.after) if item_step else None,
+                details={"change_set_id": cs_id, "item_id": item_id, **c},
+            )
+    view = load_change_set(conn, cs_id)
+    summary = view.summary()
     activity.append(
         conn,
         actor=cs.actor,
         action="push.done",
         subject=f"change set {cs_id}",
-        details={"change_set_id": cs_id, "status": status, **counts, "message": message},
+        details={
+            "change_set_id": cs_id,
+            "status": status,
+            **counts,
+            "items": len(by_item),
+            "changed": summary["changed"],
+            "skipped": summary["skipped"],
+            "conflicts": summary["conflicts"],
+            "failed": summary["failed"],
+            "differences": summary["differences"],
+            "estimated_seconds": view.to_json()["estimated_seconds"],
+            "actual_seconds": view.actual_seconds,
+            "message": message,
+        },
     )
-    table.dirty.clear()
+    # The safety net: rows re-derived from the journal once, so the table the finished set
+    # reports is exactly what was recorded (a client that waited for "done" reads it).
+    table.take_dirty()
     table.refresh(conn, [i for i, _ in by_item])
     events.emit(
-        conn, "push", {"change_set_id": cs_id, "done": total, "total": total, "status": status}
+        conn,
+        "push",
+        {
+            "change_set_id": cs_id,
+            "done": total,
+            "total": total,
+            "counts": counts,
+            "status": status,
+        },
     )
     events.emit(conn, "rows", {"ids": sorted(i for i, _ in by_item)})

@@ -16,6 +16,7 @@ from ..money import display, json_amount, quantize
 from ..psa.base import (
     RateLimits,
 )
+from ..psa.http import Measured
 
 if TYPE_CHECKING:
     pass
@@ -28,6 +29,12 @@ from .states import ChangeSetState, StepState
 log = logging.getLogger(__name__)
 POLICIES = ("all", "matching")
 TYPICAL_LATENCY = 0.25  # seconds per PSA call, for the preview's time estimate
+# Seconds per journal commit until a push has measured it: a push commits twice per group (the
+# catalogue items; each contract's lines), serialised on the one writer.
+TYPICAL_COMMIT = 0.015
+# About half of a push's journal commits overlap requests in flight (the other groups keep the
+# PSA busy meanwhile): measured on the simulators at 25-100 ms (tests/test_push_scale.py).
+COMMIT_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,7 @@ class Preview:
     negotiated_lines: int = 0
     api_calls: int = 0
     estimated_seconds: float | None = None
+    estimate_basis: dict[str, Any] = field(default_factory=dict)
     monthly_impact: str | None = None
     impact_by_currency: dict[str, str | None] = field(default_factory=dict)
     currency: str | None = None
@@ -107,6 +115,7 @@ class Preview:
             "negotiated_lines": self.negotiated_lines,
             "api_calls": self.api_calls,
             "estimated_seconds": self.estimated_seconds,
+            "estimate_basis": self.estimate_basis,
             "monthly_impact": self.monthly_impact,
             "impact_by_currency": self.impact_by_currency,
             "currency": self.currency,
@@ -122,27 +131,82 @@ class Preview:
 # ------------------------------------------------------------------ planning
 
 
-def _live_lines(conn: Connection, item_psa_id: str) -> list[Any]:
-    stmt = (
-        select(
-            ContractLine.psa_id,
-            ContractLine.contract_psa_id,
-            ContractLine.kind,
-            ContractLine.unit_cost,
-            ContractLine.quantity,
-            ContractLine.currency,
+CHUNK = 900  # ids per IN (...) list: under SQLite's oldest variable limit
+
+
+def _chunks(values: list[Any]) -> Any:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any]]:
+    """Live lines of many items at once (a few queries for thousands of items, not one each)."""
+    out: dict[str, list[Any]] = defaultdict(list)
+    for chunk in _chunks(item_psa_ids):
+        stmt = (
+            select(
+                ContractLine.item_psa_id,
+                ContractLine.psa_id,
+                ContractLine.contract_psa_id,
+                ContractLine.kind,
+                ContractLine.unit_cost,
+                ContractLine.quantity,
+                ContractLine.currency,
+            )
+            .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
+            .where(
+                ContractLine.item_psa_id.in_(chunk),
+                ContractLine.active.is_(True),
+                ContractLine.gone.is_(False),
+                Contract.active.is_(True),
+                Contract.gone.is_(False),
+            )
+            .order_by(ContractLine.item_psa_id, ContractLine.contract_psa_id, ContractLine.psa_id)
         )
-        .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
-        .where(
-            ContractLine.item_psa_id == item_psa_id,
-            ContractLine.active.is_(True),
-            ContractLine.gone.is_(False),
-            Contract.active.is_(True),
-            Contract.gone.is_(False),
+        for line in conn.execute(stmt):
+            out[line.item_psa_id].append(line)
+    return out
+
+
+def estimate_seconds(
+    api_calls: int,
+    limits: RateLimits | None,
+    measured: Measured | None,
+    *,
+    groups: int = 0,
+    commit_seconds: float | None = None,
+) -> tuple[float | None, dict[str, Any]]:
+    """How long ``api_calls`` will take on this PSA, and what the figure rests on.
+
+    A push measured since the daemon started gives its own pace (requests per second, rate
+    limits and all); else the latency measured during the last sync, spread over the allowed
+    concurrency; else a typical latency, said so."""
+    if limits is None:
+        return None, {"source": "none"}
+    if measured is not None and measured.kind == "push":
+        by_rate = api_calls / max(measured.rate, 1e-6)
+        seconds = max(by_rate, limits.estimate_seconds(api_calls, 0.0))
+        basis = {
+            "source": "last push",
+            "latency_ms": round(measured.latency * 1000, 1),
+            "requests_per_second": round(measured.rate, 1),
+        }
+    elif measured is not None:
+        commit = commit_seconds if commit_seconds is not None else TYPICAL_COMMIT
+        seconds = (
+            limits.estimate_seconds(api_calls, measured.latency)
+            + 2 * groups * commit * COMMIT_SHARE
         )
-        .order_by(ContractLine.contract_psa_id, ContractLine.psa_id)
-    )
-    return list(conn.execute(stmt))
+        basis = {
+            "source": "last sync",
+            "latency_ms": round(measured.latency * 1000, 1),
+            "concurrency": limits.concurrency,
+            "commit_ms": round(commit * 1000, 1),
+        }
+    else:
+        seconds = limits.estimate_seconds(api_calls, TYPICAL_LATENCY)
+        basis = {"source": "typical", "latency_ms": TYPICAL_LATENCY * 1000}
+    return round(seconds, 1), basis
 
 
 def plan(
@@ -153,6 +217,9 @@ def plan(
     *,
     check_stale: bool = True,
     margin_floor: Decimal | None = None,
+    measured: Measured | None = None,
+    commit_seconds: float | None = None,
+    batched: tuple[bool, bool] = (True, True),
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
     if policy not in POLICIES:
         raise InvalidInput(
@@ -175,7 +242,15 @@ def plan(
         if req.item_id in seen_ids:
             raise InvalidInput("bad_field", f"Item {req.item_id} is listed twice.")
         seen_ids.add(req.item_id)
-        item = conn.execute(select(CatalogItem).where(CatalogItem.id == req.item_id)).first()
+    catalogue: dict[int, Any] = {}
+    for chunk in _chunks([r.item_id for r in requests]):
+        for item in conn.execute(select(CatalogItem).where(CatalogItem.id.in_(chunk))):
+            catalogue[item.id] = item
+    lines_of = _live_lines(
+        conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
+    )
+    for req in requests:
+        item = catalogue.get(req.item_id)
         if item is None or item.gone:
             raise NotFound(
                 "not_found",
@@ -200,7 +275,7 @@ def plan(
             )
             totals["item_writes"] += 1
         n_lines = n_skipped = n_already = 0
-        for line in _live_lines(conn, item.psa_id):
+        for line in lines_of.get(item.psa_id, ()):
             if line.unit_cost != old:
                 totals["negotiated_lines"] += 1
             if line.unit_cost == new:
@@ -243,7 +318,10 @@ def plan(
                 n_already,
             )
         )
-    api_calls = _api_calls(steps, limits)
+    api_calls = _api_calls(steps, limits, batched)
+    seconds, basis = estimate_seconds(
+        api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
+    )
     currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
     preview = Preview(
         items=len(requests),
@@ -253,9 +331,8 @@ def plan(
         lines_already=totals["lines_already"],
         negotiated_lines=totals["negotiated_lines"],
         api_calls=api_calls,
-        estimated_seconds=round(limits.estimate_seconds(api_calls, TYPICAL_LATENCY), 1)
-        if limits
-        else None,
+        estimated_seconds=seconds,
+        estimate_basis=basis,
         monthly_impact=json_amount(quantize(impact[currencies[0]]))
         if len(currencies) == 1
         else None,
@@ -268,18 +345,25 @@ def plan(
     return {**preview.to_json(), "margin": margin_summary(conn, steps, margin_floor)}, steps
 
 
-def _api_calls(steps: list[PlannedStep], limits: RateLimits | None) -> int:
+def _groups(steps: list[PlannedStep]) -> int:
+    """The push's units of work: the catalogue items, then each contract's lines."""
+    return len({s.contract_psa_id if s.target == "line" else None for s in steps})
+
+
+def _api_calls(
+    steps: list[PlannedStep], limits: RateLimits | None, batched: tuple[bool, bool] = (True, True)
+) -> int:
+    """Requests the push will make. ``batched``: whether the connector reads many items / many
+    lines of a contract in one request for the guard (ConnectWise), or one by one (the default)."""
     if limits is None:
         return 0
     items = sum(1 for s in steps if s.target == "item")
     lines = len(steps) - items
     contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
-    # guard reads: one batched read for the items and one per contract touched
+    item_reads = (1 if items else 0) if batched[0] else items
+    line_reads = contracts if batched[1] else lines
     return (
-        items * limits.item_write_calls
-        + lines * limits.line_write_calls
-        + (1 if items else 0)
-        + contracts
+        items * limits.item_write_calls + lines * limits.line_write_calls + item_reads + line_reads
     )
 
 
@@ -297,7 +381,15 @@ def _warnings(totals: dict[str, int], policy: str, limits: RateLimits | None) ->
     return out
 
 
-def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[PlannedStep]]:
+def undo_plan(
+    conn: Connection,
+    cs_id: int,
+    limits: RateLimits | None = None,
+    *,
+    measured: Measured | None = None,
+    commit_seconds: float | None = None,
+    batched: tuple[bool, bool] = (True, True),
+) -> tuple[dict[str, Any], list[PlannedStep]]:
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
     if cs is None:
         raise NotFound("not_found", f"There is no change set {cs_id}.")
@@ -347,11 +439,17 @@ def undo_plan(conn: Connection, cs_id: int) -> tuple[dict[str, Any], list[Planne
             p.before, p.after = json_amount(s.after), json_amount(s.before)
         else:
             p.lines += 1
+    api_calls = _api_calls(steps, limits, batched) if limits is not None else len(steps)
+    seconds, basis = estimate_seconds(
+        api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
+    )
     preview = Preview(
         items=len(per),
         item_writes=sum(1 for s in steps if s.target == "item"),
         lines=sum(1 for s in steps if s.target == "line"),
-        api_calls=len(steps),
+        api_calls=api_calls,
+        estimated_seconds=seconds,
+        estimate_basis=basis,
         policy=cs.policy,
         per_item=list(per.values()),
         undo_of=cs_id,

@@ -17,6 +17,9 @@ class StepState(StrEnum):
 
 
 class ChangeSetState(StrEnum):
+    # A later "scheduled" state (effective dates) slots in before PENDING: its steps are journaled
+    # and count as busy (open_steps_for), but next_open_change_set picks only PENDING/PUSHING, so
+    # the worker leaves it until a scheduler moves it to PENDING at its date.
     PENDING = "pending"
     PUSHING = "pushing"
     DONE = "done"

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
 
+from .. import events
 from ..db import (
     CatalogItem,
     ChangeStep,
@@ -26,7 +27,7 @@ from ..db import (
     VendorCost,
 )
 from ..jsonable import iso
-from ..money import json_amount, quantize
+from ..money import from_units, json_amount, quantize
 
 SORT_KEYS = (
     "identifier",
@@ -62,6 +63,11 @@ class Row:
     line_price_min: Decimal | None = None  # the cheapest live line's price, in the row currency
     sources: list[dict[str, Any]] | None = None  # competing vendor costs, the winner first
     margin_floor: Decimal | None = None  # percent, stamped by the CostTable that holds the row
+    # The item's latest change set, its step counts by state and the value it pushes: the state
+    # is derived from these, and a push updates them step by step (never by rescanning steps).
+    push_cs: int | None = None
+    push_counts: dict[str, int] = field(default_factory=dict)
+    pushed: Decimal | None = None
 
     @property
     def comparable(self) -> bool:
@@ -362,51 +368,90 @@ def _apply_sources(conn: Connection, items: dict[int, Row], id_list: list[int] |
 
 
 def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | None) -> None:
-    latest = select(ChangeStep.item_id, func.max(ChangeStep.change_set_id).label("cs")).group_by(
-        ChangeStep.item_id
+    # Counts per (item, change set, state) in one grouped pass over the items' steps, and the
+    # latest change set per item picked here: a join on a "latest change set" subquery made
+    # SQLite compare every step with every item (minutes for a 120,000-step set).
+    item_after = func.max(case((ChangeStep.target == "item", ChangeStep.after)))
+    stmt = select(
+        ChangeStep.item_id,
+        ChangeStep.change_set_id,
+        ChangeStep.status,
+        func.count(),
+        item_after,
+        func.max(ChangeStep.after),
+    ).group_by(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status)
+    batches: list[Any] = (
+        [None] if id_list is None else [id_list[i : i + 900] for i in range(0, len(id_list), 900)]
     )
-    if id_list is not None:
-        latest = latest.where(ChangeStep.item_id.in_(id_list))
-    latest = latest.subquery()
-    stmt = (
-        select(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status, func.count())
-        .join(
-            latest,
-            and_(latest.c.item_id == ChangeStep.item_id, latest.c.cs == ChangeStep.change_set_id),
-        )
-        .group_by(ChangeStep.item_id, ChangeStep.change_set_id, ChangeStep.status)
-    )
-    if id_list is not None:
-        # Also on the outer query, so SQLite walks the item index instead of every step of a big
-        # change set (a push refreshes a few items thousands of times).
-        stmt = stmt.where(ChangeStep.item_id.in_(id_list))
-    counts: dict[int, tuple[int, dict[str, int]]] = {}
-    for item_id, cs, status, n in conn.execute(stmt):
-        counts.setdefault(item_id, (cs, {}))[1][status] = n
-    for item_id, (cs, c) in counts.items():
+    latest: dict[int, int] = {}
+    found: list[Any] = []
+    for batch in batches:
+        q = stmt if batch is None else stmt.where(ChangeStep.item_id.in_(batch))
+        for rec in conn.execute(q):
+            found.append(rec)
+            if rec[1] > latest.get(rec[0], 0):
+                latest[rec[0]] = rec[1]
+    for item_id, cs, status, n, after_item, after_any in found:
         row = items.get(item_id)
-        if row is None:
+        if row is None or latest[item_id] != cs:
             continue
-        total = sum(c.values())
-        done = c.get("done", 0)
-        open_ = c.get("pending", 0) + c.get("sending", 0)
-        if open_:
-            state = "pushing" if done or c.get("sending") else "pending"
-        elif c.get("denied"):
-            state = "denied"
-        elif c.get("conflict"):
-            state = "conflict"
-        elif c.get("failed"):
-            state = "failed"
-        else:
-            state = "done"
-        row.state = state
-        row.state_detail = {
-            "change_set_id": cs,
-            "done": done,
-            "total": total,
-            **{k: v for k, v in c.items() if k in ("conflict", "failed", "denied", "cancelled")},
-        }
+        if row.push_cs != cs:
+            row.push_cs, row.push_counts, row.pushed = cs, {}, None
+        row.push_counts[status] = n
+        # The catalogue item's new cost is what the change set pushes; a set that wrote only
+        # lines (the item already held it) pushes the one value its lines share.
+        pushed = _money(after_item)
+        if pushed is None:
+            pushed = _money(after_any)
+        if pushed is not None and (row.pushed is None or after_item is not None):
+            row.pushed = pushed
+    for row in items.values():
+        derive_state(row)
+
+
+def _money(v: Any) -> Decimal | None:
+    # An aggregate over a Money column comes back converted on some dialects, raw on others.
+    return v if v is None or isinstance(v, Decimal) else from_units(v)
+
+
+def derive_state(row: Row) -> None:
+    """The row's action column from its latest change set's counts (issue 20 item 4: a row says
+    done only while its catalogue cost equals its vendor cost and the value that was pushed)."""
+    c = row.push_counts
+    if row.push_cs is None:
+        row.state, row.state_detail = "", {}
+        return
+    total = sum(c.values())
+    done = c.get("done", 0)
+    open_ = c.get("pending", 0) + c.get("sending", 0)
+    if open_:
+        state = "pushing" if done or c.get("sending") else "pending"
+    elif c.get("denied"):
+        state = "denied"
+    elif c.get("conflict"):
+        state = "conflict"
+    elif c.get("failed"):
+        state = "failed"
+    else:
+        state = "done"
+    detail: dict[str, Any] = {
+        "change_set_id": row.push_cs,
+        "done": done,
+        "total": total,
+        **{k: v for k, v in c.items() if v and k in ("conflict", "failed", "denied", "cancelled")},
+        "pushed": json_amount(row.pushed),
+    }
+    if state == "done" and not (
+        row.pushed is not None and row.catalog_cost == row.pushed and row.vendor_cost == row.pushed
+    ):
+        # Pushed, but the costs have moved since (an edit, a new price file, an undo): the row
+        # is an open question again, not "done".
+        state = ""
+        detail["note"] = (
+            f"change set {row.push_cs} pushed {json_amount(row.pushed)}; the costs have changed "
+            "since"
+        )
+    row.state, row.state_detail = state, detail
 
 
 class CostTable:
@@ -429,6 +474,9 @@ class CostTable:
             self._rows = rows
             self.loaded = True
             self.version += 1
+        # Announced in the reload's own transaction: `costrecon sync --wait` returns on this, so
+        # a script that syncs and then reads the table sees what the sync brought (issue 13).
+        events.emit(conn, "table", {"reason": "reload", "rows": len(rows)})
 
     def refresh(self, conn: Connection, ids: Iterable[int]) -> list[int]:
         ids = list(set(ids))
@@ -452,6 +500,60 @@ class CostTable:
         with self._lock:
             old = {i: self._rows[i] for i in (fresh if ids is None else ids) if i in self._rows}
         log_winner_changes(conn, old, fresh)
+
+    def start_push(
+        self, cs_id: int, steps_per_item: dict[int, int], pushed: dict[int, Decimal]
+    ) -> list[int]:
+        """A change set was journaled: its items are pending, without rescanning any step."""
+        touched = []
+        with self._lock:
+            for item_id, n in steps_per_item.items():
+                row = self._rows.get(item_id)
+                if row is None:
+                    continue
+                row.push_cs, row.push_counts, row.pushed = (
+                    cs_id,
+                    {"pending": n},
+                    pushed.get(item_id),
+                )
+                derive_state(row)
+                touched.append(item_id)
+            self.version += 1
+        return touched
+
+    def move_steps(
+        self,
+        cs_id: int,
+        moves: Iterable[tuple[int, str, str]],
+        catalog: dict[int, Decimal] | None = None,
+    ) -> None:
+        """Steps of ``cs_id`` went from one state to another (``(item_id, old, new)``), and the
+        catalogue costs in ``catalog`` were verified: O(steps moved), whatever the set's size."""
+        touched: set[int] = set()
+        with self._lock:
+            for item_id, old, new in moves:
+                row = self._rows.get(item_id)
+                if row is None or row.push_cs != cs_id:
+                    continue
+                c = row.push_counts
+                c[old] = c.get(old, 0) - 1
+                c[new] = c.get(new, 0) + 1
+                touched.add(item_id)
+            for item_id, value in (catalog or {}).items():
+                row = self._rows.get(item_id)
+                if row is not None:
+                    row.catalog_cost = value
+                    touched.add(item_id)
+            for item_id in touched:
+                derive_state(self._rows[item_id])
+            if touched:
+                self.version += 1
+            self.dirty |= touched
+
+    def take_dirty(self) -> list[int]:
+        with self._lock:
+            items, self.dirty = self.dirty, set()
+        return sorted(items)
 
     def get(self, ids: Iterable[int]) -> list[Row]:
         with self._lock:

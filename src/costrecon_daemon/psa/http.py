@@ -47,6 +47,8 @@ from costrecon_daemon.psa.limits import Limiter, Pause
 
 __all__ = [
     "Call",
+    "Measured",
+    "TransportStats",
     "Classifier",
     "HttpResponse",
     "Retry",
@@ -215,6 +217,84 @@ class Classifier:
 # Request headers, or a function that makes them for each attempt.
 Headers = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
 
+
+# ---- what the transport measures (the preview's time estimate, issue 20 item 8) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """Requests of one busy stretch (a sync or a push): their mean latency and their rate."""
+
+    requests: int
+    writes: int
+    # Seconds per request, limiter waits excluded: the 20th percentile, i.e. a small request.
+    # A sync's mean is dominated by pages of 1,000 records, which is not what one write costs.
+    latency: float
+    rate: float  # requests per second over the stretch
+    kind: str = ""  # "push" when the push worker opened the stretch; else a sync or other reads
+
+
+class TransportStats:
+    """Latency and request rate per busy stretch. A stretch ends after ``idle`` seconds with
+    nothing in flight, so a sync and a later push are measured apart."""
+
+    MIN_REQUESTS = 20  # fewer than this says little about a PSA's pace
+    SAMPLES = 2000  # latencies kept per stretch (a rolling sample beyond that)
+
+    def __init__(self, idle: float = 0.75):
+        self.idle = idle
+        self._kind = ""
+        self.last: Measured | None = None
+        self._in_flight = 0
+        self._start = self._end = 0.0
+        self._n = self._writes = 0
+        self._samples: list[float] = []
+
+    def begin(self) -> float:
+        now = time.monotonic()
+        if self._in_flight == 0 and self._n and now - self._end > self.idle:
+            self._close()
+        if self._n == 0 and self._in_flight == 0 and now - self._start > self.idle:
+            self._start = now
+        self._in_flight += 1
+        return now
+
+    def end(self, started: float, write: bool) -> None:
+        now = time.monotonic()
+        self._in_flight -= 1
+        self._n += 1
+        self._writes += write
+        self._end = now
+        if len(self._samples) < self.SAMPLES:
+            self._samples.append(now - started)
+        else:
+            self._samples[self._n % self.SAMPLES] = now - started
+
+    def restart(self, kind: str = "") -> None:
+        """A new stretch begins here (a push starting): measured apart from what came before."""
+        self._close()
+        self._start = self._end = time.monotonic()
+        self._kind = kind
+
+    def _close(self) -> None:
+        if self._n >= self.MIN_REQUESTS:
+            self.last = self._current()
+        self._n = self._writes = 0
+        self._samples = []
+        self._kind = ""
+
+    def _current(self) -> Measured:
+        span = max(self._end - self._start, 1e-6)
+        small = sorted(self._samples)[len(self._samples) // 5]
+        return Measured(self._n, self._writes, small, self._n / span, self._kind)
+
+    def measured(self) -> Measured | None:
+        """The stretch under way if it has enough requests, else the last finished one."""
+        if self._n >= self.MIN_REQUESTS:
+            return self._current()
+        return self.last
+
+
 # ---- the transport ------------------------------------------------------------------------------
 
 # Failures where nothing of the request left this machine: always safe to try again.
@@ -259,6 +339,7 @@ class Transport:
         self.requests_made = 0  # every request sent, retries included
         self.retries = 0
         self.rate_limited = 0  # 429s met
+        self.stats = TransportStats()
         self._rng = random.Random(seed)
         self.pause = Pause(self._rng)
         self._timeout = timeout
@@ -315,11 +396,15 @@ class Transport:
                 # Made per attempt, after the limiters: a fresh correlation id or token each time.
                 headers = headers()
             data = content.encode() if isinstance(content, str) else content
-            async with self._client().request(
-                method, url, params=params, data=data, headers=headers, allow_redirects=False
-            ) as r:
-                # Read the body while holding the slot so the connection goes back to the pool.
-                return HttpResponse(r.status, r.headers, await r.read())
+            started = self.stats.begin()
+            try:
+                async with self._client().request(
+                    method, url, params=params, data=data, headers=headers, allow_redirects=False
+                ) as r:
+                    # Read the body while holding the slot so the connection goes back to the pool.
+                    return HttpResponse(r.status, r.headers, await r.read())
+            finally:
+                self.stats.end(started, method not in ("GET", "HEAD"))
         finally:
             for lim in reversed(taken):
                 lim.release(endpoint)

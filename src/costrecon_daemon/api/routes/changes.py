@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
-from ...changes import POLICIES, Request, change_set_json, list_change_sets
+from ...changes import POLICIES, Request, StepState, change_set_json, list_change_sets, list_steps
 from ...errors import CostreconError, InvalidInput
 from ..context import actor_of, services
 from ..errors import ok
@@ -22,6 +23,21 @@ from ..fields import (
 )
 
 routes = web.RouteTableDef()
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(data: Any) -> str | None:
+    """The client's id for an approval or undo: a retry with the same id is the same request."""
+    value = data.get("request_id")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise InvalidInput(
+            "bad_field",
+            "request_id must be 1 to 64 letters, digits or . _ : - (a UUID works).",
+        )
+    return value
 
 
 def _requests_of(body: dict[str, Any]) -> list[Request]:
@@ -63,12 +79,17 @@ async def create_change_set(request: web.Request) -> web.Response:
     assert policy is not None
     if field_bool(body, "dry_run"):
         return ok({"preview": await approvals.preview(reqs, policy)})
-    cs = await approvals.approve(reqs, policy, actor_of(request))
+    cs = await approvals.approve(reqs, policy, actor_of(request), _request_id(body))
     return ok({"change_set": cs}, status=201)
 
 
 @routes.get("/v1/change-sets")
 async def list_sets(request: web.Request) -> web.Response:
+    request_id = _request_id(request.query)
+    if request_id is not None:
+        # What the daemon has for a client's request id: [] if it never recorded it.
+        found = await services(request).approvals.by_request(actor_of(request), request_id)
+        return ok({"change_sets": [found] if found else []})
     limit = field_int(request.query, "limit", required=False, default=50, minimum=1, maximum=500)
     assert limit is not None
     sets = await services(request).store.read(lambda c: list_change_sets(c, limit))
@@ -90,7 +111,28 @@ async def get_change_set(request: web.Request) -> web.Response:
 async def undo_change_set(request: web.Request) -> web.Response:
     approvals = services(request).approvals
     cs_id = path_id(request, "cs_id")
-    if field_bool(await body_of(request), "dry_run"):
+    body = await body_of(request)
+    if field_bool(body, "dry_run"):
         return ok({"preview": await approvals.undo_preview(cs_id)})
-    cs = await approvals.undo(cs_id, actor_of(request))
+    cs = await approvals.undo(cs_id, actor_of(request), _request_id(body))
     return ok({"change_set": cs}, status=201)
+
+
+@routes.get("/v1/change-sets/{cs_id:\\d+}/steps")
+async def change_set_steps(request: web.Request) -> web.Response:
+    """A change set's steps, paged and filtered by state: per-line detail on demand."""
+    cs_id = path_id(request, "cs_id")
+    q = request.query
+    statuses = [s for s in q.get("status", "").split(",") if s] or None
+    for s in statuses or ():
+        if s not in set(StepState):
+            raise InvalidInput(
+                "bad_field", f"status must be one of {', '.join(StepState)} (comma-separated)."
+            )
+    offset = field_int(q, "offset", required=False, default=0, minimum=0, maximum=10**9)
+    limit = field_int(q, "limit", required=False, default=100, minimum=1, maximum=1000)
+    assert offset is not None and limit is not None
+    page = await services(request).store.read(
+        lambda c: list_steps(c, cs_id, statuses=statuses, offset=offset, limit=limit)
+    )
+    return ok(page)
