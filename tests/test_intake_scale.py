@@ -115,7 +115,7 @@ def test_old_imports_keep_only_their_matched_rows_beyond_the_retention(tmp_path:
             lines = [
                 pf.PriceLine("PAX-M365-BP-M", None, "Microsoft 365 BP", D(f"21.{month:02d}"),
                              term="P1M"),
-                *(pf.PriceLine(f"NOPE-{month}-{i}", None, f"Other {i}", D("1.00"))
+                *(pf.PriceLine(f"NOPE-{i}", None, f"Other {i}", D(f"1.{month:02d}"))
                   for i in range(5)),
             ]  # fmt: skip
             name = f"pax8-prices-2026-{month:02d}.csv"
@@ -132,8 +132,8 @@ def test_old_imports_keep_only_their_matched_rows_beyond_the_retention(tmp_path:
         assert d.wait_for(pruned, 30, "pruning") == ids[:2]
         # 4 matched rows (one per import, kept for provenance) + the newest 2 files' 5 unmatched
         d.wait_for(lambda: d.get("/v1/status")["counts"]["vendor_costs"] == 14, 30, "counts")
-        unmatched = {r["sku"][:6] for r in d.get("/v1/unmatched")["rows"]}
-        assert unmatched == {"NOPE-3", "NOPE-4"}
+        unmatched = {(r["sku"], r["file"]) for r in d.get("/v1/unmatched")["rows"]}
+        assert unmatched == {(f"NOPE-{i}", "pax8-prices-2026-04.csv") for i in range(5)}
         assert rows_by_identifier(d)["M365-BP-M"]["vendor_cost"] == "21.0400"
 
 

@@ -1,9 +1,10 @@
 """Retention: old imports' unmatched rows are pruned so the database does not grow with every
 distributor file (issue 15 item 5).
 
-The newest ``keep`` imports per vendor keep every row. Older imports are superseded (the newer
-file of the same vendor carries the same SKUs), so their *unmatched* rows, a million per
-distributor file, only cost space. Their *matched* rows are kept, always: they are the only rows a
+The newest ``keep`` imports per vendor keep every row. In older imports, the *unmatched* rows that
+a newer import of the same vendor has superseded (same SKU and term: next month's full list),
+a million per distributor file, only cost space and are deleted; a row no newer file repeats is
+still current and stays (a vendor that sends partial files loses nothing). Their *matched* rows are kept, always: they are the only rows a
 cost (and so an approved change) can come from, and provenance must outlive the file. The import
 records themselves are never deleted. Pruning deletes a chunk per write transaction and yields
 between chunks, so the API and the writer are never held for long; no ``VACUUM`` (SQLite reuses
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from .. import activity
 from ..db import PriceImport, VendorCost
+from .queries import _newest_per_key
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def prunable_imports(conn: Connection, keep: int) -> list[Any]:
     for r in old:
         has = conn.execute(
             select(VendorCost.id)
-            .where(VendorCost.import_id == r.id, VendorCost.item_id.is_(None))
+            .where(VendorCost.import_id == r.id, VendorCost.item_id.is_(None), ~_newest_per_key())
             .limit(1)
         ).first()
         if has is not None:
@@ -56,7 +58,7 @@ def prunable_imports(conn: Connection, keep: int) -> list[Any]:
 def _prune_chunk(conn: Connection, import_id: int) -> int:
     ids = (
         select(VendorCost.id)
-        .where(VendorCost.import_id == import_id, VendorCost.item_id.is_(None))
+        .where(VendorCost.import_id == import_id, VendorCost.item_id.is_(None), ~_newest_per_key())
         .limit(PRUNE_CHUNK)
     )
     return conn.execute(delete(VendorCost).where(VendorCost.id.in_(ids))).rowcount or 0
@@ -82,8 +84,8 @@ async def prune(store: Any, keep: int) -> int:
                         "import_id": imp.id,
                         "vendor": imp.vendor,
                         "unmatched_rows_deleted": pruned,
-                        "reason": f"older than the newest {keep} imports of this vendor; "
-                        "matched rows are kept",
+                        "reason": f"older than the newest {keep} imports of this vendor and "
+                        "superseded by a newer import; matched rows are kept",
                     },
                 )
             )
