@@ -135,7 +135,7 @@ async def test_journal_then_every_step_done_finishes_done_and_the_mirror_follows
     assert {s["status"] for s in cs["steps"]} == {StepState.PENDING}
     assert synced_store.read_sync(next_open_change_set) == cs_id
 
-    assert synced_store.write_sync(start_change_set, cs_id) == "tech"
+    assert synced_store.write_sync(start_change_set, cs_id) == ("tech", {StepState.PENDING: 3})
     steps = _steps(synced_store, cs_id)
     outcomes = [(s, StepState.DONE, s.after, None) for s in steps]
     synced_store.write_sync(lambda c: record_outcomes(c, cs_id, "tech", outcomes, table))
@@ -227,6 +227,7 @@ async def test_resume_after_a_crash_finishes_only_what_is_not_done_and_never_wri
     worker finds that line at *after* (no second write) and writes the others once each."""
     table = _table(synced_store)
     row = _item_with_lines(table)
+    was = row.catalog_cost  # the table's row follows the push in place
     cs_id = _approve(synced_store, table, row, "9.5")
     steps = _steps(synced_store, cs_id)
     landed = next(s for s in steps if s.target == "line")
@@ -254,7 +255,7 @@ async def test_resume_after_a_crash_finishes_only_what_is_not_done_and_never_wri
 
     # and its undo plans the way back to each target's before
     preview, undo_steps = synced_store.read_sync(lambda c: undo_plan(c, cs_id))
-    assert {s.after for s in undo_steps} == {row.catalog_cost}
+    assert {s.after for s in undo_steps} == {was}
     assert preview["per_item"][0]["identifier"] == row.identifier
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from ..db import CatalogItem, ChangeSet, ChangeStep, Contract, ContractLine
-from ..money import display, json_amount, quantize
+from ..money import SCALE, display, from_units, json_amount, quantize, to_units
 from ..psa.base import (
     RateLimits,
 )
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 from ..errors import Conflict, InvalidInput, NotFound
-from .margin import margin_summary
+from .margin import MarginTally
 from .states import ChangeSetState, StepState
 
 log = logging.getLogger(__name__)
@@ -139,9 +139,19 @@ def _chunks(values: list[Any]) -> Any:
         yield values[start : start + CHUNK]
 
 
-def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any]]:
-    """Live lines of many items at once (a few queries for thousands of items, not one each)."""
-    out: dict[str, list[Any]] = defaultdict(list)
+def _units(col: Any) -> Any:
+    # Money read as its stored integer ten-thousandths: the plan compares and sums 120,000 lines
+    # in integers and makes a Decimal only for the values a step keeps (once per distinct value).
+    return type_coerce(col, BigInteger)
+
+
+def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Live lines of many items at once (a few queries for thousands of items, not one each),
+    with what the margin needs (price, contract, customer): one read of each line.
+
+    Each line: (psa_id, contract_psa_id, kind, unit_cost, quantity, currency, unit_price,
+    contract name, company), money in integer units."""
+    out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for chunk in _chunks(item_psa_ids):
         stmt = (
             select(
@@ -149,9 +159,12 @@ def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any
                 ContractLine.psa_id,
                 ContractLine.contract_psa_id,
                 ContractLine.kind,
-                ContractLine.unit_cost,
-                ContractLine.quantity,
+                _units(ContractLine.unit_cost),
+                _units(ContractLine.quantity),
                 ContractLine.currency,
+                _units(ContractLine.unit_price),
+                Contract.name,
+                Contract.company,
             )
             .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
             .where(
@@ -163,8 +176,8 @@ def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any
             )
             .order_by(ContractLine.item_psa_id, ContractLine.contract_psa_id, ContractLine.psa_id)
         )
-        for line in conn.execute(stmt):
-            out[line.item_psa_id].append(line)
+        for item_psa_id, *line in conn.execute(stmt):
+            out[item_psa_id].append(line)
     return out
 
 
@@ -230,7 +243,6 @@ def plan(
     seen_ids: set[int] = set()
     steps: list[PlannedStep] = []
     per_item: list[PreviewItem] = []
-    impact: dict[str, Decimal] = defaultdict(Decimal)
     totals = {
         "lines": 0,
         "lines_skipped": 0,
@@ -244,11 +256,24 @@ def plan(
         seen_ids.add(req.item_id)
     catalogue: dict[int, Any] = {}
     for chunk in _chunks([r.item_id for r in requests]):
-        for item in conn.execute(select(CatalogItem).where(CatalogItem.id.in_(chunk))):
+        for item in conn.execute(
+            select(
+                CatalogItem.id,
+                CatalogItem.psa_id,
+                CatalogItem.identifier,
+                CatalogItem.name,
+                CatalogItem.cost,
+                CatalogItem.currency,
+                CatalogItem.gone,
+            ).where(CatalogItem.id.in_(chunk))
+        ):
             catalogue[item.id] = item
     lines_of = _live_lines(
         conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
     )
+    money: dict[int, Decimal] = {}  # units -> Decimal, made once per distinct value
+    impact_units: dict[str, int] = defaultdict(int)
+    margins = MarginTally(margin_floor)
     for req in requests:
         item = catalogue.get(req.item_id)
         if item is None or item.gone:
@@ -269,39 +294,51 @@ def plan(
                 {"item_id": item.id, "current": json_amount(item.cost)},
             )
         old = item.cost
+        old_u = None if old is None else to_units(old)
+        new_u = to_units(new)
+        currency = item.currency
         if old != new:
-            steps.append(
-                PlannedStep(item.id, "item", item.psa_id, None, None, old, new, item.currency)
-            )
+            steps.append(PlannedStep(item.id, "item", item.psa_id, None, None, old, new, currency))
             totals["item_writes"] += 1
-        n_lines = n_skipped = n_already = 0
-        for line in lines_of.get(item.psa_id, ()):
-            if line.unit_cost != old:
-                totals["negotiated_lines"] += 1
-            if line.unit_cost == new:
+        n_lines = n_skipped = n_already = negotiated = 0
+        for (
+            psa_id,
+            contract,
+            kind,
+            cost_u,
+            qty_u,
+            line_cur,
+            price_u,
+            c_name,
+            company,
+        ) in lines_of.get(item.psa_id, ()):
+            if cost_u != old_u:
+                negotiated += 1
+            if cost_u == new_u:
                 n_already += 1
                 continue
-            if policy == "matching" and line.unit_cost != old:
+            if policy == "matching" and cost_u != old_u:
                 n_skipped += 1
                 continue
-            if line.currency != item.currency:
+            if line_cur != currency:
                 n_skipped += 1  # never write a cost across currencies
                 continue
+            if cost_u is None:
+                before = None
+            else:
+                before = money.get(cost_u)
+                if before is None:
+                    before = money[cost_u] = from_units(cost_u)
             steps.append(
-                PlannedStep(
-                    item.id,
-                    "line",
-                    line.psa_id,
-                    line.contract_psa_id,
-                    line.kind,
-                    line.unit_cost,
-                    new,
-                    item.currency,
-                )
+                PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
             )
             n_lines += 1
-            if line.unit_cost is not None:
-                impact[item.currency] += line.quantity * (new - line.unit_cost)
+            if cost_u is not None:
+                impact_units[currency] += qty_u * (new_u - cost_u)
+            margins.add(
+                psa_id, item.identifier, c_name, company, currency, qty_u, price_u, cost_u, new_u
+            )
+        totals["negotiated_lines"] += negotiated
         totals["lines"] += n_lines
         totals["lines_skipped"] += n_skipped
         totals["lines_already"] += n_already
@@ -310,7 +347,7 @@ def plan(
                 item.id,
                 item.identifier,
                 item.name,
-                item.currency,
+                currency,
                 json_amount(old),
                 json_amount(new),
                 n_lines,
@@ -318,6 +355,9 @@ def plan(
                 n_already,
             )
         )
+    impact: dict[str, Decimal] = defaultdict(
+        Decimal, {c: Decimal(u).scaleb(-2 * SCALE) for c, u in impact_units.items()}
+    )
     api_calls = _api_calls(steps, limits, batched)
     seconds, basis = estimate_seconds(
         api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
@@ -342,7 +382,7 @@ def plan(
         per_item=per_item,
         warnings=_warnings(totals, policy, limits),
     )
-    return {**preview.to_json(), "margin": margin_summary(conn, steps, margin_floor)}, steps
+    return {**preview.to_json(), "margin": margins.summary()}, steps
 
 
 def _groups(steps: list[PlannedStep]) -> int:
