@@ -9,6 +9,7 @@ currency (prices and costs in different currencies are never compared).
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ class MarginTally:
         self.priced = 0
         self.before: dict[str, int] = defaultdict(int)
         self.after: dict[str, int] = defaultdict(int)
-        self.low: list[LineMargin] = []
+        self.low: list[tuple[Any, ...]] = []
         self._pct: dict[tuple[int, int], Decimal | None] = {}
         self._dec: dict[int, Decimal] = {}
 
@@ -206,22 +207,28 @@ class MarginTally:
         else:
             m = self._pct[key] = margin_pct(self._money(price), self._money(after))
         if m is not None and m < self.floor:
+            # Kept raw: a floor above most margins lists thousands, and only the first
+            # MAX_LISTED become LineMargins.
             self.low.append(
-                LineMargin(
-                    line_psa_id=line_psa_id,
-                    item=item,
-                    contract=contract,
-                    customer=customer,
-                    currency=currency,
-                    quantity=self._money(quantity),
-                    price=self._money(price),
-                    cost_before=None if before is None else self._money(before),
-                    cost_after=self._money(after),
-                )
+                (m, customer, line_psa_id, item, contract, currency, quantity, price, before, after)
             )
 
     def summary(self) -> dict[str, Any]:
-        low = sorted(self.low, key=lambda ln: (ln.margin_after, ln.customer, ln.line_psa_id))
+        low = heapq.nsmallest(MAX_LISTED, self.low, key=_low_order)
+        listed = [
+            LineMargin(
+                line_psa_id=psa_id,
+                item=item,
+                contract=contract,
+                customer=customer,
+                currency=currency,
+                quantity=self._money(quantity),
+                price=self._money(price),
+                cost_before=None if before is None else self._money(before),
+                cost_after=self._money(after),
+            )
+            for _, customer, psa_id, item, contract, currency, quantity, price, before, after in low
+        ]
         monthly = {
             c: {
                 "before": json_amount(_sum_of(self.before[c])),
@@ -234,7 +241,11 @@ class MarginTally:
             "floor_pct": format(self.floor.normalize(), "f"),
             "lines_priced": self.priced,
             "lines_unpriced": self.lines - self.priced,
-            "below_floor_count": len(low),
-            "below_floor": [ln.to_json() for ln in low[:MAX_LISTED]],
+            "below_floor_count": len(self.low),
+            "below_floor": [ln.to_json() for ln in listed],
             "monthly": monthly,
         }
+
+
+def _low_order(low: tuple[Any, ...]) -> tuple[Decimal, str, str]:
+    return low[0], low[1], low[2]  # margin after, customer, line (as margin_summary sorts)

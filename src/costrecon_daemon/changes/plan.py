@@ -245,7 +245,10 @@ def plan(
     measured: Measured | None = None,
     commit_seconds: float | None = None,
     batched: tuple[bool, bool] = (True, True),
+    keep_steps: bool = True,
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
+    """The preview and the steps. ``keep_steps=False`` (a dry run): the steps are counted, not
+    made (120,000 objects no one reads), and the list returned is empty."""
     if policy not in POLICIES:
         raise InvalidInput(
             "bad_field", f"policy must be one of {', '.join(POLICIES)}, got {policy!r}."
@@ -286,6 +289,8 @@ def plan(
     money: dict[int, Decimal] = {}  # units -> Decimal, made once per distinct value
     impact_units: dict[str, int] = defaultdict(int)
     margins = MarginTally(margin_floor)
+    contracts: set[str] = set()  # the contracts the line steps touch (the push's groups)
+    step_currencies: set[str] = set()
     for req in requests:
         item = catalogue.get(req.item_id)
         if item is None or item.gone:
@@ -310,7 +315,11 @@ def plan(
         new_u = to_units(new)
         currency = item.currency
         if old != new:
-            steps.append(PlannedStep(item.id, "item", item.psa_id, None, None, old, new, currency))
+            if keep_steps:
+                steps.append(
+                    PlannedStep(item.id, "item", item.psa_id, None, None, old, new, currency)
+                )
+            step_currencies.add(currency)
             totals["item_writes"] += 1
         n_lines = n_skipped = n_already = negotiated = 0
         for (
@@ -335,15 +344,18 @@ def plan(
             if line_cur != currency:
                 n_skipped += 1  # never write a cost across currencies
                 continue
-            if cost_u is None:
-                before = None
-            else:
-                before = money.get(cost_u)
-                if before is None:
-                    before = money[cost_u] = from_units(cost_u)
-            steps.append(
-                PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
-            )
+            if keep_steps:
+                if cost_u is None:
+                    before = None
+                else:
+                    before = money.get(cost_u)
+                    if before is None:
+                        before = money[cost_u] = from_units(cost_u)
+                steps.append(
+                    PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
+                )
+            contracts.add(contract)
+            step_currencies.add(currency)
             n_lines += 1
             if cost_u is not None:
                 impact_units[currency] += qty_u * (new_u - cost_u)
@@ -370,11 +382,12 @@ def plan(
     impact: dict[str, Decimal] = defaultdict(
         Decimal, {c: Decimal(u).scaleb(-2 * SCALE) for c, u in impact_units.items()}
     )
-    api_calls = _api_calls(steps, limits, batched)
+    api_calls = _call_count(totals["item_writes"], totals["lines"], len(contracts), limits, batched)
+    groups = len(contracts) + (1 if totals["item_writes"] else 0)
     seconds, basis = estimate_seconds(
-        api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
+        api_calls, limits, measured, groups=groups, commit_seconds=commit_seconds
     )
-    currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
+    currencies = sorted(impact) or sorted(step_currencies) or ["USD"]
     preview = Preview(
         items=len(requests),
         item_writes=totals["item_writes"],
@@ -407,11 +420,20 @@ def _api_calls(
 ) -> int:
     """Requests the push will make. ``batched``: whether the connector reads many items / many
     lines of a contract in one request for the guard (ConnectWise), or one by one (the default)."""
+    items = sum(1 for s in steps if s.target == "item")
+    contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
+    return _call_count(items, len(steps) - items, contracts, limits, batched)
+
+
+def _call_count(
+    items: int,
+    lines: int,
+    contracts: int,
+    limits: RateLimits | None,
+    batched: tuple[bool, bool] = (True, True),
+) -> int:
     if limits is None:
         return 0
-    items = sum(1 for s in steps if s.target == "item")
-    lines = len(steps) - items
-    contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
     item_reads = (1 if items else 0) if batched[0] else items
     line_reads = contracts if batched[1] else lines
     return (
