@@ -41,12 +41,17 @@ DETAIL_LIMIT = 200
 
 
 def open_steps_for(conn: Connection, item_ids: Iterable[int]) -> dict[int, int]:
-    rows = conn.execute(
-        select(ChangeStep.item_id, func.min(ChangeStep.change_set_id))
-        .where(ChangeStep.item_id.in_(list(item_ids)), ChangeStep.status.in_(OPEN))
-        .group_by(ChangeStep.item_id)
-    )
-    return dict(rows.all())
+    # In slices: an approval of every item would pass SQLite's limit of bound variables.
+    ids = sorted(item_ids)
+    out: dict[int, int] = {}
+    for start in range(0, len(ids), 900):
+        rows = conn.execute(
+            select(ChangeStep.item_id, func.min(ChangeStep.change_set_id))
+            .where(ChangeStep.item_id.in_(ids[start : start + 900]), ChangeStep.status.in_(OPEN))
+            .group_by(ChangeStep.item_id)
+        )
+        out.update(rows.all())
+    return out
 
 
 def journal(
