@@ -53,6 +53,7 @@ class Approvals:
                 commit_seconds=self.commit_seconds,
                 batched=self.batched,
                 margin_floor=self.table.margin_floor,
+                keep_steps=False,
             )
         )
         return preview

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from .. import activity, events
 from ..db import CatalogItem, ChangeSet, ChangeStep, ContractLine, utcnow
-from ..money import json_amount
+from ..money import json_amount, to_units
 from ..psa.base import (
     PSAPermissionError,
 )
@@ -41,12 +41,17 @@ DETAIL_LIMIT = 200
 
 
 def open_steps_for(conn: Connection, item_ids: Iterable[int]) -> dict[int, int]:
-    rows = conn.execute(
-        select(ChangeStep.item_id, func.min(ChangeStep.change_set_id))
-        .where(ChangeStep.item_id.in_(list(item_ids)), ChangeStep.status.in_(OPEN))
-        .group_by(ChangeStep.item_id)
-    )
-    return dict(rows.all())
+    # In slices: an approval of every item would pass SQLite's limit of bound variables.
+    ids = sorted(item_ids)
+    out: dict[int, int] = {}
+    for start in range(0, len(ids), 900):
+        rows = conn.execute(
+            select(ChangeStep.item_id, func.min(ChangeStep.change_set_id))
+            .where(ChangeStep.item_id.in_(ids[start : start + 900]), ChangeStep.status.in_(OPEN))
+            .group_by(ChangeStep.item_id)
+        )
+        out.update(rows.all())
+    return out
 
 
 def journal(
@@ -86,27 +91,7 @@ def journal(
             request_id=request_id,
         )
     ).inserted_primary_key[0]
-    for start in range(0, len(steps), JOURNAL_CHUNK):
-        conn.execute(
-            ChangeStep.__table__.insert(),
-            [
-                {
-                    "change_set_id": cs_id,
-                    "item_id": s.item_id,
-                    "target": s.target,
-                    "target_psa_id": s.target_psa_id,
-                    "contract_psa_id": s.contract_psa_id,
-                    "line_kind": s.line_kind,
-                    "before": s.before,
-                    "after": s.after,
-                    "currency": s.currency,
-                    "status": StepState.PENDING,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for s in steps[start : start + JOURNAL_CHUNK]
-            ],
-        )
+    _insert_steps(conn, cs_id, steps, now)
     per_item = preview["per_item"]
     activity.append(
         conn,
@@ -143,6 +128,79 @@ def journal(
         },
     )
     return cs_id
+
+
+_STEP_COLUMNS = (
+    "change_set_id",
+    "item_id",
+    "target",
+    "target_psa_id",
+    "contract_psa_id",
+    "line_kind",
+    "before",
+    "after",
+    "currency",
+    "status",
+    "attempts",
+    "updated_at",
+)
+
+
+def _insert_steps(conn: Connection, cs_id: int, steps: list[PlannedStep], now: Any) -> None:
+    """The steps in one executemany per batch on the DBAPI cursor of this transaction.
+
+    A vendor-wide rise journals 120,000 steps: through the ORM's insert each row is a dict and
+    every value goes through its type's bind processor (most of approval creation's time). Here
+    a row is a tuple, money becomes integer units once per distinct value, the time is encoded
+    once, and it is the same connection and transaction as the rest of the approval."""
+    if not steps:
+        return
+    dialect = conn.dialect
+    table = ChangeStep.__table__
+    stamp = table.c.updated_at.type.process_bind_param(now, dialect)
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    cols = ", ".join(dialect.identifier_preparer.quote(c) for c in _STEP_COLUMNS)
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.quote(table.name)} ({cols}) "
+        f"VALUES ({', '.join([mark] * len(_STEP_COLUMNS))})"
+    )
+    units: dict[Decimal | None, int | None] = {None: None}
+
+    def u(value: Decimal | None) -> int | None:
+        got = units.get(value, _NONE)
+        if got is _NONE:
+            got = units[value] = to_units(value)  # type: ignore[arg-type]
+        return got  # type: ignore[return-value]
+
+    pending = StepState.PENDING.value
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(steps), JOURNAL_CHUNK):
+            cursor.executemany(
+                sql,
+                [
+                    (
+                        cs_id,
+                        s.item_id,
+                        s.target,
+                        s.target_psa_id,
+                        s.contract_psa_id,
+                        s.line_kind,
+                        u(s.before),
+                        u(s.after),
+                        s.currency,
+                        pending,
+                        0,
+                        stamp,
+                    )
+                    for s in steps[start : start + JOURNAL_CHUNK]
+                ],
+            )
+    finally:
+        cursor.close()
+
+
+_NONE: Any = object()
 
 
 COUNTED = (

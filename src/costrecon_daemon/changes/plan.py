@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from ..db import CatalogItem, ChangeSet, ChangeStep, Contract, ContractLine
-from ..money import display, json_amount, quantize
+from ..money import SCALE, display, from_units, json_amount, quantize, to_units
 from ..psa.base import (
     RateLimits,
 )
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 from ..errors import Conflict, InvalidInput, NotFound
-from .margin import margin_summary
+from .margin import MarginTally
 from .states import ChangeSetState, StepState
 
 log = logging.getLogger(__name__)
@@ -139,33 +139,58 @@ def _chunks(values: list[Any]) -> Any:
         yield values[start : start + CHUNK]
 
 
-def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[Any]]:
-    """Live lines of many items at once (a few queries for thousands of items, not one each)."""
-    out: dict[str, list[Any]] = defaultdict(list)
-    for chunk in _chunks(item_psa_ids):
-        stmt = (
-            select(
-                ContractLine.item_psa_id,
-                ContractLine.psa_id,
-                ContractLine.contract_psa_id,
-                ContractLine.kind,
-                ContractLine.unit_cost,
-                ContractLine.quantity,
-                ContractLine.currency,
+def _units(col: Any) -> Any:
+    # Money read as its stored integer ten-thousandths: the plan compares and sums 120,000 lines
+    # in integers and makes a Decimal only for the values a step keeps (once per distinct value).
+    return type_coerce(col, BigInteger)
+
+
+def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Live lines of many items at once (a few queries for thousands of items, not one each),
+    with what the margin needs (price, contract, customer): one read of each line.
+
+    Each line: (psa_id, contract_psa_id, kind, unit_cost, quantity, currency, unit_price,
+    contract name, company), money in integer units."""
+    out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    # The live contracts once (thousands), joined here: a join in SQL looked each contract up
+    # again for every one of 120,000 lines.
+    contracts = {
+        psa_id: (name, company)
+        for psa_id, name, company in conn.execute(
+            select(Contract.psa_id, Contract.name, Contract.company).where(
+                Contract.active.is_(True), Contract.gone.is_(False)
             )
-            .join(Contract, Contract.psa_id == ContractLine.contract_psa_id)
-            .where(
-                ContractLine.item_psa_id.in_(chunk),
-                ContractLine.active.is_(True),
-                ContractLine.gone.is_(False),
-                Contract.active.is_(True),
-                Contract.gone.is_(False),
-            )
-            .order_by(ContractLine.item_psa_id, ContractLine.contract_psa_id, ContractLine.psa_id)
         )
-        for line in conn.execute(stmt):
-            out[line.item_psa_id].append(line)
+    }
+    for chunk in _chunks(item_psa_ids):
+        stmt = select(
+            ContractLine.item_psa_id,
+            ContractLine.psa_id,
+            ContractLine.contract_psa_id,
+            ContractLine.kind,
+            _units(ContractLine.unit_cost),
+            _units(ContractLine.quantity),
+            ContractLine.currency,
+            _units(ContractLine.unit_price),
+        ).where(
+            ContractLine.item_psa_id.in_(chunk),
+            ContractLine.active.is_(True),
+            ContractLine.gone.is_(False),
+        )
+        found = []
+        for item_psa_id, psa_id, contract, kind, cost, qty, cur, price in conn.execute(stmt).all():
+            names = contracts.get(contract)
+            if names is not None:
+                found.append((item_psa_id, contract, psa_id, kind, cost, qty, cur, price, *names))
+        # The order the steps are journaled and pushed in: by item, contract, line.
+        found.sort(key=_line_order)
+        for item_psa_id, contract, psa_id, *rest in found:
+            out[item_psa_id].append((psa_id, contract, *rest))
     return out
+
+
+def _line_order(line: tuple[Any, ...]) -> tuple[str, str, str]:
+    return line[0], line[1], line[2]
 
 
 def estimate_seconds(
@@ -220,7 +245,10 @@ def plan(
     measured: Measured | None = None,
     commit_seconds: float | None = None,
     batched: tuple[bool, bool] = (True, True),
+    keep_steps: bool = True,
 ) -> tuple[dict[str, Any], list[PlannedStep]]:
+    """The preview and the steps. ``keep_steps=False`` (a dry run): the steps are counted, not
+    made (120,000 objects no one reads), and the list returned is empty."""
     if policy not in POLICIES:
         raise InvalidInput(
             "bad_field", f"policy must be one of {', '.join(POLICIES)}, got {policy!r}."
@@ -230,7 +258,6 @@ def plan(
     seen_ids: set[int] = set()
     steps: list[PlannedStep] = []
     per_item: list[PreviewItem] = []
-    impact: dict[str, Decimal] = defaultdict(Decimal)
     totals = {
         "lines": 0,
         "lines_skipped": 0,
@@ -244,11 +271,26 @@ def plan(
         seen_ids.add(req.item_id)
     catalogue: dict[int, Any] = {}
     for chunk in _chunks([r.item_id for r in requests]):
-        for item in conn.execute(select(CatalogItem).where(CatalogItem.id.in_(chunk))):
+        for item in conn.execute(
+            select(
+                CatalogItem.id,
+                CatalogItem.psa_id,
+                CatalogItem.identifier,
+                CatalogItem.name,
+                CatalogItem.cost,
+                CatalogItem.currency,
+                CatalogItem.gone,
+            ).where(CatalogItem.id.in_(chunk))
+        ):
             catalogue[item.id] = item
     lines_of = _live_lines(
         conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
     )
+    money: dict[int, Decimal] = {}  # units -> Decimal, made once per distinct value
+    impact_units: dict[str, int] = defaultdict(int)
+    margins = MarginTally(margin_floor)
+    contracts: set[str] = set()  # the contracts the line steps touch (the push's groups)
+    step_currencies: set[str] = set()
     for req in requests:
         item = catalogue.get(req.item_id)
         if item is None or item.gone:
@@ -269,39 +311,58 @@ def plan(
                 {"item_id": item.id, "current": json_amount(item.cost)},
             )
         old = item.cost
+        old_u = None if old is None else to_units(old)
+        new_u = to_units(new)
+        currency = item.currency
         if old != new:
-            steps.append(
-                PlannedStep(item.id, "item", item.psa_id, None, None, old, new, item.currency)
-            )
+            if keep_steps:
+                steps.append(
+                    PlannedStep(item.id, "item", item.psa_id, None, None, old, new, currency)
+                )
+            step_currencies.add(currency)
             totals["item_writes"] += 1
-        n_lines = n_skipped = n_already = 0
-        for line in lines_of.get(item.psa_id, ()):
-            if line.unit_cost != old:
-                totals["negotiated_lines"] += 1
-            if line.unit_cost == new:
+        n_lines = n_skipped = n_already = negotiated = 0
+        for (
+            psa_id,
+            contract,
+            kind,
+            cost_u,
+            qty_u,
+            line_cur,
+            price_u,
+            c_name,
+            company,
+        ) in lines_of.get(item.psa_id, ()):
+            if cost_u != old_u:
+                negotiated += 1
+            if cost_u == new_u:
                 n_already += 1
                 continue
-            if policy == "matching" and line.unit_cost != old:
+            if policy == "matching" and cost_u != old_u:
                 n_skipped += 1
                 continue
-            if line.currency != item.currency:
+            if line_cur != currency:
                 n_skipped += 1  # never write a cost across currencies
                 continue
-            steps.append(
-                PlannedStep(
-                    item.id,
-                    "line",
-                    line.psa_id,
-                    line.contract_psa_id,
-                    line.kind,
-                    line.unit_cost,
-                    new,
-                    item.currency,
+            if keep_steps:
+                if cost_u is None:
+                    before = None
+                else:
+                    before = money.get(cost_u)
+                    if before is None:
+                        before = money[cost_u] = from_units(cost_u)
+                steps.append(
+                    PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
                 )
-            )
+            contracts.add(contract)
+            step_currencies.add(currency)
             n_lines += 1
-            if line.unit_cost is not None:
-                impact[item.currency] += line.quantity * (new - line.unit_cost)
+            if cost_u is not None:
+                impact_units[currency] += qty_u * (new_u - cost_u)
+            margins.add(
+                psa_id, item.identifier, c_name, company, currency, qty_u, price_u, cost_u, new_u
+            )
+        totals["negotiated_lines"] += negotiated
         totals["lines"] += n_lines
         totals["lines_skipped"] += n_skipped
         totals["lines_already"] += n_already
@@ -310,7 +371,7 @@ def plan(
                 item.id,
                 item.identifier,
                 item.name,
-                item.currency,
+                currency,
                 json_amount(old),
                 json_amount(new),
                 n_lines,
@@ -318,11 +379,15 @@ def plan(
                 n_already,
             )
         )
-    api_calls = _api_calls(steps, limits, batched)
-    seconds, basis = estimate_seconds(
-        api_calls, limits, measured, groups=_groups(steps), commit_seconds=commit_seconds
+    impact: dict[str, Decimal] = defaultdict(
+        Decimal, {c: Decimal(u).scaleb(-2 * SCALE) for c, u in impact_units.items()}
     )
-    currencies = sorted(impact) or sorted({s.currency for s in steps}) or ["USD"]
+    api_calls = _call_count(totals["item_writes"], totals["lines"], len(contracts), limits, batched)
+    groups = len(contracts) + (1 if totals["item_writes"] else 0)
+    seconds, basis = estimate_seconds(
+        api_calls, limits, measured, groups=groups, commit_seconds=commit_seconds
+    )
+    currencies = sorted(impact) or sorted(step_currencies) or ["USD"]
     preview = Preview(
         items=len(requests),
         item_writes=totals["item_writes"],
@@ -342,7 +407,7 @@ def plan(
         per_item=per_item,
         warnings=_warnings(totals, policy, limits),
     )
-    return {**preview.to_json(), "margin": margin_summary(conn, steps, margin_floor)}, steps
+    return {**preview.to_json(), "margin": margins.summary()}, steps
 
 
 def _groups(steps: list[PlannedStep]) -> int:
@@ -355,11 +420,20 @@ def _api_calls(
 ) -> int:
     """Requests the push will make. ``batched``: whether the connector reads many items / many
     lines of a contract in one request for the guard (ConnectWise), or one by one (the default)."""
+    items = sum(1 for s in steps if s.target == "item")
+    contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
+    return _call_count(items, len(steps) - items, contracts, limits, batched)
+
+
+def _call_count(
+    items: int,
+    lines: int,
+    contracts: int,
+    limits: RateLimits | None,
+    batched: tuple[bool, bool] = (True, True),
+) -> int:
     if limits is None:
         return 0
-    items = sum(1 for s in steps if s.target == "item")
-    lines = len(steps) - items
-    contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
     item_reads = (1 if items else 0) if batched[0] else items
     line_reads = contracts if batched[1] else lines
     return (
