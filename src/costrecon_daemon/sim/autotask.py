@@ -50,6 +50,7 @@ import secrets
 import time
 import urllib.parse
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -60,7 +61,7 @@ from aiohttp import web
 from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 MAX_RECORDS = 500
 # Customer-currency prices of multi-currency contracts (fixed demo rates).
@@ -893,10 +894,10 @@ class AutotaskSim:
             ftype, actual, udf = "str", field_name, True
         else:
             schema = _SCHEMAS[entity]
-            actual = {f.lower(): f for f in schema}.get(field_name.lower())
-            if actual is None:
+            found = {f.lower(): f for f in schema}.get(field_name.lower())
+            if found is None:
                 raise FilterError(f"Unable to find {field_name} in the {entity} entity.")
-            ftype, udf = schema[actual], False
+            actual, ftype, udf = found, schema[found], False
         if op in ("exist", "notexist"):
             return (op, actual, udf, ftype, None)
         if "value" not in c:
@@ -911,7 +912,9 @@ class AutotaskSim:
             return (op, actual, udf, ftype, str(value).casefold())
         return (op, actual, udf, ftype, _coerce(ftype, value, field_name))
 
-    def _matching(self, entity: str, compiled: list, parent: int | None, after: int = -1):
+    def _matching(
+        self, entity: str, compiled: list, parent: int | None, after: int = -1
+    ) -> Iterator[dict[str, Any]]:
         table = self.tables[entity]
         ids = self._sorted[entity]
         low, high = after, None
@@ -1393,7 +1396,7 @@ async def start_autotask_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # noqa: SLF001 - aiohttp has no public getter
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}/atservicesrest/"

@@ -50,7 +50,7 @@ from costrecon_daemon.sim.contract import (
 )
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 __all__ = ["ConnectWiseSim", "RunningSim", "run_standalone", "start_connectwise_sim"]
 
@@ -1047,7 +1047,7 @@ async def start_connectwise_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    sockets = server_sockets(site)
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningSim(sim=sim, runner=runner, base_url=f"http://{host}:{bound}", port=bound)
 

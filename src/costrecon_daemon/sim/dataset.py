@@ -635,6 +635,7 @@ def _filler_item(rng: random.Random, n: int) -> tuple:
             cost,
             False,
         )
+    assert mfr is not None  # only the professional-services family has none; it returned above
     cost = Decimal(rng.randrange(1500, 320000)) / 100
     if vendor == "Ingram Micro":
         vsku = f"IM-{rng.randrange(1_000_000, 9_999_999)}"

@@ -42,7 +42,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps, loads
 from costrecon_daemon.sim.dataset import Dataset, SimItem, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 __all__ = [
     "IngramSim",
@@ -174,7 +174,7 @@ class IngramSim:
         if rng.random() < 0.3:
             drift = Decimal(rng.choice([96, 102, 104, 106, 109])) / 100
         cost = (it.cost * drift).quantize(CENT)
-        product = {
+        product: dict[str, Any] = {
             "ingramPartNumber": it.vendor_sku,
             "vendorPartNumber": it.mpn or it.vendor_sku,
             "upc": self._upc(),
@@ -196,7 +196,7 @@ class IngramSim:
         vendor, category, models = _OTHER[n % len(_OTHER)]
         model = models[(n // len(_OTHER)) % len(models)]
         cost = Decimal(rng.randrange(900, 250000)) / 100
-        product = {
+        product: dict[str, Any] = {
             "ingramPartNumber": f"{rng.choice('0123456789ABCDEFGHJK')}{rng.randrange(10000, 99999)}",
             "vendorPartNumber": f"{vendor[:2].upper()}{rng.randrange(100000, 999999)}",
             "upc": self._upc(),
@@ -430,7 +430,7 @@ class IngramSim:
             )  # fmt: skip
         self.pna_batches.append(len(products))
         currency = self._currency(request)
-        answer = []
+        answer: list[dict[str, Any]] = []
         partial = False
         for index, wanted in enumerate(products):
             product, key, value = self._find(wanted if isinstance(wanted, dict) else {})
@@ -622,7 +622,7 @@ async def start_ingram_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}"

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 __all__ = ["ErrorShape", "Knobs", "RequestStats", "fault_middleware"]
 
@@ -135,9 +136,7 @@ def is_write(request: web.Request) -> bool:
     return request.method == "POST" and "/query" not in request.path.lower()
 
 
-def fault_middleware(
-    knobs: Knobs, stats: RequestStats, shape: ErrorShape
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def fault_middleware(knobs: Knobs, stats: RequestStats, shape: ErrorShape) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         stats.total += 1

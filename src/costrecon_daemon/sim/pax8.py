@@ -49,7 +49,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.dataset import Dataset, SimItem, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 __all__ = [
     "Pax8Sim",
@@ -225,7 +225,7 @@ class Pax8Sim:
         # UNCERTAIN (§1.5): the spec's Microsoft vendorSku example is a GUID (legacy CSP offer);
         # for NCE products we put the ProductId:SkuId there, which is what MSPs keep as MPN, and
         # the legacy GUID in the deprecated altVendorSku.
-        product = {
+        product: dict[str, Any] = {
             "id": _uuid(rng),
             "name": name,
             "vendorName": "Microsoft",
@@ -255,7 +255,7 @@ class Pax8Sim:
         drift = self._drift()
         base = it.cost * drift
         unit = "User" if "user" in it.name.lower() or "seat" in it.name.lower() else "Each"
-        product = {
+        product: dict[str, Any] = {
             "id": _uuid(rng),
             "name": it.name,
             "vendorName": it.manufacturer or "Pax8",
@@ -298,7 +298,7 @@ class Pax8Sim:
         name = f"{vendor} {family} {edition} #{1000 + n}"
         code = "".join(w[0] for w in f"{vendor} {family}".split() if w[0].isalnum()).upper()
         legacy_ms = vendor == "Microsoft"
-        product = {
+        product: dict[str, Any] = {
             "id": _uuid(rng),
             "name": name,
             "vendorName": vendor,
@@ -658,7 +658,7 @@ async def start_pax8_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}/v1"

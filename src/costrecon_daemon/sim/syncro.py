@@ -41,7 +41,7 @@ from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 PER_PAGE = 25
 CENT = Decimal("0.01")
@@ -431,7 +431,7 @@ class SyncroSim:
         line = None
         if sched is not None and raw_lid.isdigit():
             line = next((ln for ln in sched["lines"] if ln["id"] == int(raw_lid)), None)
-        if line is None:
+        if line is None or sched is None:
             return web.Response(status=404, text="")
         body = await self._read_body(request)
         if body is None:
@@ -514,7 +514,7 @@ async def start_syncro_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}/api/v1"
