@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -248,6 +249,7 @@ def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
         ).items()
         if v is not None
     }
+    mod: ModuleType
     if kind == "connectwise":
         from .sim import connectwise as mod
     elif kind == "autotask":

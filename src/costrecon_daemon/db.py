@@ -34,7 +34,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -96,6 +96,14 @@ class UTCDateTime(TypeDecorator):
             # psycopg returns the session's time zone; callers format as UTC "Z" text.
             return value.astimezone(dt.UTC)
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def new_id(result: CursorResult[Any]) -> Any:
+    """The primary key of the row a single-row INSERT made."""
+    # SQLAlchemy types it Optional, for statements that made no row; a single-row INSERT has one.
+    key = result.inserted_primary_key
+    assert key is not None
+    return key[0]
 
 
 def utcnow() -> dt.datetime:
