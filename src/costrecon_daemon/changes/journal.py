@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from .. import activity, events
-from ..db import CatalogItem, ChangeSet, ChangeStep, ContractLine, utcnow
+from ..db import CatalogItem, ChangeSet, ChangeStep, ContractLine, new_id, utcnow
 from ..money import json_amount
 from ..psa.base import (
     PSAPermissionError,
@@ -72,7 +72,7 @@ def journal(
             {"change_set_id": cs},
         )
     now = utcnow()
-    cs_id = conn.execute(
+    result = conn.execute(
         ChangeSet.__table__.insert().values(
             created_at=now,
             actor=actor,
@@ -85,7 +85,8 @@ def journal(
             started_at=None if steps else now,
             request_id=request_id,
         )
-    ).inserted_primary_key[0]
+    )
+    cs_id = new_id(result)
     for start in range(0, len(steps), JOURNAL_CHUNK):
         conn.execute(
             ChangeStep.__table__.insert(),

@@ -244,8 +244,8 @@ def plan(
         seen_ids.add(req.item_id)
     catalogue: dict[int, Any] = {}
     for chunk in _chunks([r.item_id for r in requests]):
-        for item in conn.execute(select(CatalogItem).where(CatalogItem.id.in_(chunk))):
-            catalogue[item.id] = item
+        for row in conn.execute(select(CatalogItem).where(CatalogItem.id.in_(chunk))):
+            catalogue[row.id] = row
     lines_of = _live_lines(
         conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
     )
