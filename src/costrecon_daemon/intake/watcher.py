@@ -529,7 +529,7 @@ class Inbox:
                 )
 
             try:
-                record = await asyncio.to_thread(
+                streamed = await asyncio.to_thread(
                     stream_import,
                     store,
                     path,
@@ -544,11 +544,11 @@ class Inbox:
             except BaseException:
                 self._clear_marker()
                 raise
-            if record is None:
+            if streamed is None:
                 self._clear_marker()
                 self._after_veto(path_text, c, verdict.get("go"))
                 return
-            await self._finish(path, path_text, st, record)
+            await self._finish(path, path_text, st, streamed)
 
     async def _finish(
         self, path: Path, path_text: str, st: os.stat_result, record: dict[str, Any]
