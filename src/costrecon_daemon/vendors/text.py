@@ -8,7 +8,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
-from typing import BinaryIO
+from typing import IO
 
 from costrecon_daemon.vendors import limits
 from costrecon_daemon.vendors.convert import finish_read
@@ -160,7 +160,7 @@ def _sniff_delimiter(lines: list[str]) -> str | None:
 # ------------------------------------------------------------------------------------ streaming
 
 
-def _valid_utf8(open_binary: Callable[[], BinaryIO]) -> bool:
+def _valid_utf8(open_binary: Callable[[], IO[bytes]]) -> bool:
     """One pass over the whole file with an incremental decoder (C speed, a chunk at a time): the
     head alone cannot prove a 500 MB file is UTF-8, and a cp1252 byte on row 1,900,000 must not
     fail the file halfway through the import."""
@@ -177,7 +177,7 @@ def _valid_utf8(open_binary: Callable[[], BinaryIO]) -> bool:
 
 def stream_text(
     name: str,
-    open_binary: Callable[[], BinaryIO],
+    open_binary: Callable[[], IO[bytes]],
     forced: Profile | None,
     all_profiles: Mapping[str, Profile],
     default_currency: str,

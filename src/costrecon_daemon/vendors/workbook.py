@@ -316,7 +316,7 @@ def _read_xlsx_openpyxl(
     try:
         # data_only=False: a formula cell arrives as its text ("=B2*1.1") and is refused as a
         # cost. Cached formula results can be stale or absent; a price must be a typed value.
-        workbook = openpyxl.load_workbook(archive.fp, read_only=True, data_only=False)  # type: ignore[arg-type]
+        workbook = openpyxl.load_workbook(archive.fp, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises many types for damaged workbooks
         raise FileUnreadable(
             f"{name} is not a readable Excel workbook (the file is damaged or was only partly "
