@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
-from textual import on, work
+from textual import events, getters, on, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
@@ -20,6 +21,9 @@ from costrecon_tui.screens.item_detail import margin_lines, precedence_lines
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.cost_grid import CostGrid, fit
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 SORTS = [
     "identifier",
@@ -170,7 +174,10 @@ class GridHeader(Static):
 
 
 class CostsView(ReportsWorkerErrors, Vertical):
-    BINDINGS = keymap.COSTS
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.COSTS)  # list is invariant
 
     DEFAULT_CSS = """
     CostsView { layers: base overlay; }
@@ -481,11 +488,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
         detail.append(f"catalogue cost  {display.amount(old)} {row.currency}\n")
         detail.append(f"new vendor cost {display.amount(value)} {row.currency}\n\n", style="bold")
         detail.append(why, style="bold yellow")
-        return bool(
-            await self.app.push_screen_wait(
-                ConfirmScreen("Set this vendor cost?", detail, yes="Set cost")
-            )
+        confirmed = await self.app.push_screen_wait(
+            ConfirmScreen("Set this vendor cost?", detail, yes="Set cost")
         )
+        return bool(confirmed)
 
     def cancel_edit(self) -> None:
         self._editing = None
@@ -494,7 +500,7 @@ class CostsView(ReportsWorkerErrors, Vertical):
         self.grid.focus()
         self._update_detail()
 
-    def on_descendant_blur(self, event) -> None:
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if event.widget is self.editor and self._editing is not None and not self.app._closing:
             self.cancel_edit()
 

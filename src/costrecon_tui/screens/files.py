@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
@@ -15,6 +16,9 @@ from costrecon_tui import keymap
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 from costrecon_tui.widgets.tables import KeyTable
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 STATUS = {
     "imported": ("✓ imported", "green"),
@@ -24,7 +28,10 @@ STATUS = {
 
 
 class FilesView(ReportsWorkerErrors, Vertical):
-    BINDINGS = keymap.FILES
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.FILES)  # list is invariant
 
     DEFAULT_CSS = """
     FilesView DataTable { height: 1fr; }

@@ -91,7 +91,7 @@ class ChangeSetRow:
         self.anchor = min(self.anchor, e["id"])
         if e["id"] >= self.newest:
             self.newest, self.at = e["id"], e.get("at")
-        details = e.get("details") if isinstance(e.get("details"), dict) else {}
+        details = display.mapping(e.get("details"))
         if action in ("approve", "undo"):
             items = details.get("items")
             if isinstance(items, list):

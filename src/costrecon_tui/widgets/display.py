@@ -112,6 +112,11 @@ def plain(value: Any) -> str:
     return str(value)
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    """A payload value that should be an object, or an empty one when the daemon sent another."""
+    return value if isinstance(value, dict) else {}
+
+
 def number(value: Any, default: int = 0) -> int:
     """A count from a payload that may omit it or send null."""
     try:
