@@ -395,10 +395,10 @@ def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
                 return 0
             last = (await client.status())["last_event"]
             while True:
-                for e in await client.events(last, timeout=25):
-                    last = e.id
-                    if e.kind == "activity":
-                        print(_format_entry(e.data), flush=True)
+                for event in await client.events(last, timeout=25):
+                    last = event.id
+                    if event.kind == "activity":
+                        print(_format_entry(event.data), flush=True)
 
     try:
         return _run(tail())
