@@ -152,7 +152,8 @@ def main() -> None:
                 f"\nchange set {cs_id}: {st[0]}, {st[1]}/{st[2]} done; writes per line: {written}"
             )
             print(
-                f"takeover over {len(takeovers)} kills: median {statistics.median(takeovers):.2f} s,"
+                f"takeover over {len(takeovers)} kills: median {statistics.median(takeovers):.2f} "
+                "s,"
                 f" max {max(takeovers):.2f} s (promise: 10 s)"
             )
             if resumes:

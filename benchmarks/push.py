@@ -221,30 +221,36 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
         total = cs["total"]
         quarter = next((m for n, m in rss if n >= total / 4), rss[0][1] if rss else 0.0)
         print(
-            f"large, {latency * 1000:.0f} ms: {cs['status']}, {cs['counts']['done']} of {total} targets done "
-            f"({preview['items']} items, {lines} lines, {preview['lines_skipped']} skipped by policy)"
+            f"large, {latency * 1000:.0f} ms: {cs['status']}, {cs['counts']['done']} of {total} "
+            "targets done "
+            f"({preview['items']} items, {lines} lines, {preview['lines_skipped']} skipped by "
+            "policy)"
         )
         print(f"  first sync          {t_sync:.1f} s")
         print(f"  preview             {t_preview:.2f} s  (goal <= 1 s)")
         print(
-            f"  approval creation   {t_create:.2f} s  (plan + journal of {total} steps; goal <= 5 s)"
+            f"  approval creation   {t_create:.2f} s  (plan + journal of {total} steps; goal <= 5 "
+            "s)"
         )
         print(
-            f"  push wall time      {wall:.1f} s = {total / wall:.0f} targets/s, {lines / wall:.0f} lines/s"
-            + ("  (goal >= 800 at 0 ms)" if latency == 0 else "")
+            f"  push wall time      {wall:.1f} s = {total / wall:.0f} targets/s, "
+            f"{lines / wall:.0f} lines/s" + ("  (goal >= 800 at 0 ms)" if latency == 0 else "")
         )
         print(f"  requests            {requests}  ({requests / max(1, total):.3f} per target)")
         if latency:
             bound = requests * latency / concurrency
             print(
-                f"  bound               {bound:.1f} s  -> ratio {wall / bound:.2f}x  (goal <= 1.25x)"
+                f"  bound               {bound:.1f} s  -> ratio {wall / bound:.2f}x  (goal <= "
+                "1.25x)"
             )
         print(
-            f"  estimate / actual   {preview['estimated_seconds']} s ({preview.get('estimate_basis', {}).get('source')}) "
+            f"  estimate / actual   {preview['estimated_seconds']} s "
+            f"({preview.get('estimate_basis', {}).get('source')}) "
             f"/ {cs.get('actual_seconds')} s"
         )
         print(
-            f"  daemon RSS          peak {max((m for _, m in rss), default=0):.0f} MB, at 1/4 {quarter:.0f} MB, "
+            f"  daemon RSS          peak {max((m for _, m in rss), default=0):.0f} MB, at 1/4 "
+            f"{quarter:.0f} MB, "
             f"at end {rss[-1][1] if rss else 0:.0f} MB  (goal <= 300 MB, not growing)"
         )
         sys.stdout.flush()
@@ -337,10 +343,12 @@ def default_run(args: argparse.Namespace) -> None:
         )
         print(f"  requests            {requests}  ({requests / n_lines:.3f} per line; goal <= 1.2)")
         print(
-            f"  wall time           {wall:.2f} s  (of which approval + journal of {cs['total']} steps: {t_journaled:.2f} s)"
+            f"  wall time           {wall:.2f} s  (of which approval + journal of {cs['total']} "
+            f"steps: {t_journaled:.2f} s)"
         )
         print(
-            f"  bound               {bound:.2f} s  (requests x {args.latency * 1000:.0f} ms / concurrency {args.concurrency})"
+            f"  bound               {bound:.2f} s  (requests x {args.latency * 1000:.0f} ms / "
+            f"concurrency {args.concurrency})"
         )
         print(f"  ratio to bound      {wall / bound:.2f}x  (goal <= 1.25x)")
         # Baseline in the same run: the naive client on a slice of the same lines, scaled per line.
@@ -349,8 +357,10 @@ def default_run(args: argparse.Namespace) -> None:
         per_line = t_naive / len(slice_)
         est = per_line * (n_lines + len(rows))
         print(
-            f"  naive sequential    {t_naive:.2f} s for {len(slice_)} lines = {per_line * 1000:.1f} ms/line; "
-            f"scaled to {n_lines + len(rows)} targets: {est:.0f} s -> costrecon is {est / wall:.1f}x faster"
+            f"  naive sequential    {t_naive:.2f} s for {len(slice_)} lines = "
+            f"{per_line * 1000:.1f} ms/line; "
+            f"scaled to {n_lines + len(rows)} targets: {est:.0f} s -> costrecon is "
+            f"{est / wall:.1f}x faster"
         )
 
 

@@ -215,7 +215,8 @@ async def run(args: argparse.Namespace) -> None:
     inc_wall = time.perf_counter() - started
     inc_reqs = connector.requests_made - before
     print(
-        f"\nincremental pull after changing {changed_items} items and {changed_lines} additions (1 %), safe mode"
+        f"\nincremental pull after changing {changed_items} items and {changed_lines} additions (1 "
+        "%), safe mode"
     )
     print(f"  rows received:  {sink2}")
     print(f"  requests:       {inc_reqs} ({inc_reqs / reqs:.2f} of full)")

@@ -786,7 +786,8 @@ class FakeClient:
                 raise DaemonError(
                     409,
                     "stale",
-                    f"The catalogue cost of {r['identifier']} changed to {r['catalog_cost']} since you "
+                    f"The catalogue cost of {r['identifier']} changed to {r['catalog_cost']} since "
+                    "you "
                     "loaded it; review the row and approve again.",
                     {"item_id": r["id"], "current": str(r["catalog_cost"])},
                 )
@@ -963,7 +964,8 @@ class FakeClient:
                 s["status"], s["message"] = (
                     "conflict",
                     (
-                        f"line cost is {(Decimal(s['before']) - 1):.4f}, expected {s['before']}; left unchanged"
+                        f"line cost is {(Decimal(s['before']) - 1):.4f}, expected {s['before']}; "
+                        "left unchanged"
                     ),
                 )
             else:

@@ -418,7 +418,8 @@ class CostreconApp(StaysUp, App[None]):
                 self.pushes.pop(cs_id, None)
                 severity = "information" if status == "done" else "warning"
                 self.notify(
-                    f"Change set #{cs_id} {status}: {data.get('done')}/{data.get('total')} targets.",
+                    f"Change set #{cs_id} {status}: {data.get('done')}/{data.get('total')} "
+                    "targets.",
                     severity=severity,
                     timeout=6,
                 )

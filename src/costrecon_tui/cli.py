@@ -58,7 +58,8 @@ def cmd_costs(cfg: Config, args: argparse.Namespace) -> int:
         for r in rows:
             change = "" if r.change is None else ("+" if r.change > 0 else "") + display(r.change)
             print(
-                f"{r.identifier[:24]:<24} {r.name[:34]:<34} {r.contracts:>5} {display(r.catalog_cost):>11} "
+                f"{r.identifier[:24]:<24} {r.name[:34]:<34} {r.contracts:>5} "
+                f"{display(r.catalog_cost):>11} "
                 f"{display(r.vendor_cost):>11} {change:>11} {_pct(r):>8}  {_action(r)}"
             )
         print(f"{len(rows)} row(s)")
@@ -101,7 +102,8 @@ def _print_preview(p: dict[str, Any]) -> None:
     cur = p.get("currency") or ""
     print(f"  items:            {p['items']}")
     print(
-        f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy '{p['policy']}', "
+        f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy "
+        f"'{p['policy']}', "
         f"{p.get('lines_already', 0)} already at the new cost"
     )
     print(f"  negotiated lines: {p['negotiated_lines']}")
@@ -115,11 +117,13 @@ def _print_preview(p: dict[str, Any]) -> None:
     )
     if impact is not None:
         print(
-            f"  monthly impact:   {'+' if Decimal(impact) > 0 else ''}{display(Decimal(impact))} {cur}"
+            f"  monthly impact:   {'+' if Decimal(impact) > 0 else ''}{display(Decimal(impact))} "
+            f"{cur}"
         )
     for per in p["per_item"]:
         print(
-            f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> {display(_d(per['after'])):>10}  "
+            f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> "
+            f"{display(_d(per['after'])):>10}  "
             f"{per['lines']} line(s)"
         )
     for w in p.get("warnings", []):

@@ -56,7 +56,8 @@ async def guard(
             403,
             "forbidden",
             f"User {peer.user} is not allowed to use costrecond; add it to daemon.allowed_users "
-            "(or one of its groups to daemon.allowed_groups) in the daemon's config and restart it.",
+            "(or one of its groups to daemon.allowed_groups) in the daemon's config and restart "
+            "it.",
         )
     request["peer"] = peer
     try:

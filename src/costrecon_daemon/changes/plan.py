@@ -264,8 +264,10 @@ def plan(
         if check_stale and req.seen_catalog_cost != item.cost:
             raise Conflict(
                 "stale",
-                f"The catalogue cost of {item.identifier} is now {display(item.cost)} {item.currency}, "
-                f"not the {display(req.seen_catalog_cost)} you saw; review the row and approve again.",
+                f"The catalogue cost of {item.identifier} is now {display(item.cost)} "
+                f"{item.currency}, "
+                f"not the {display(req.seen_catalog_cost)} you saw; review the row and approve "
+                "again.",
                 {"item_id": item.id, "current": json_amount(item.cost)},
             )
         old = item.cost
@@ -371,7 +373,8 @@ def _warnings(totals: dict[str, int], policy: str, limits: RateLimits | None) ->
     out = []
     if policy == "all" and totals["negotiated_lines"]:
         out.append(
-            f"{totals['negotiated_lines']} contract line(s) carry a cost that differs from the catalogue "
+            f"{totals['negotiated_lines']} contract line(s) carry a cost that differs from the "
+            "catalogue "
             "(negotiated); policy 'all' overwrites them — choose 'matching' to leave them alone."
         )
     if limits is None:

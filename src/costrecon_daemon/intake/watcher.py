@@ -743,7 +743,8 @@ class Inbox:
                 await self._changed_after_import(
                     name,
                     import_id,
-                    f"the imported file grew from {size:,} to {grown:,} bytes after it was imported",
+                    f"the imported file grew from {size:,} to {grown:,} bytes after it was "
+                    "imported",
                 )
 
     async def _changed_after_import(self, name: str, import_id: int, why: str) -> None:

@@ -68,7 +68,8 @@ SETTING_READ_COSTS = (
     "'API User (system)' instead of 'API User (system) Can't Read Costs'"
 )
 SETTING_API_USER = (
-    "Admin > Resources/Users > the API user: license 'API User (API-only)', with the UserName, Secret "
+    "Admin > Resources/Users > the API user: license 'API User (API-only)', with the UserName, "
+    "Secret "
     "and tracking identifier (ApiIntegrationCode) from its Security tab"
 )
 

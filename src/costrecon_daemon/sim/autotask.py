@@ -845,7 +845,8 @@ class AutotaskSim:
         lowered = {k.lower(): v for k, v in spec.items()}
         flt = lowered.get("filter")
         if not isinstance(flt, list) or not flt:
-            # The real API refuses a query without a filter; clients send {"op":"gte","field":"id","value":0}.
+            # The real API refuses a query without a filter; clients send
+            # {"op":"gte","field":"id","value":0}.
             raise FilterError(
                 'A filter is required. Use {"op":"gte","field":"id","value":0} to return all.'
             )

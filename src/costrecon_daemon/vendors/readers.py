@@ -90,7 +90,8 @@ def read_price_file(
         return read_zip(path, data, forced, all_profiles, default_currency, vendor, today)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise FileUnreadable(
-            f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it again."
+            f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it "
+            "again."
         )
     return read_text(name, data, forced, all_profiles, default_currency, vendor, today)
 

@@ -100,7 +100,8 @@ def _decode(name: str, data: bytes, encoding: str | None) -> tuple[str, str]:
             return data.decode(encoding), encoding
         except UnicodeDecodeError as exc:
             raise FileUnreadable(
-                f"{name} is not {encoding} text as its profile says (byte {exc.start} does not decode)."
+                f"{name} is not {encoding} text as its profile says (byte {exc.start} does not "
+                "decode)."
             ) from exc
     if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
         try:

@@ -99,7 +99,8 @@ def _read_xlsx(
             yield from workbook.rows(sheet_name)
         except _NoSuchSheet:
             raise FileUnreadable(
-                f"{name} has no sheet named {sheet_name!r} (it has: {', '.join(workbook.sheet_names)})."
+                f"{name} has no sheet named {sheet_name!r} (it has: "
+                f"{', '.join(workbook.sheet_names)})."
             ) from None
         except (KeyError, ET.ParseError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise FileUnreadable(damaged) from exc
@@ -328,7 +329,8 @@ def _read_xlsx_openpyxl(
             if sheet_name:
                 if sheet_name not in workbook.sheetnames:
                     raise FileUnreadable(
-                        f"{name} has no sheet named {sheet_name!r} (it has: {', '.join(workbook.sheetnames)})."
+                        f"{name} has no sheet named {sheet_name!r} (it has: "
+                        f"{', '.join(workbook.sheetnames)})."
                     )
                 sheet = workbook[sheet_name]
             else:

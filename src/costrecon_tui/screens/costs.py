@@ -512,7 +512,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         row = await self.app.client.set_manual_cost(item_id, value)
         self.grid.update_rows([row])
         self.notify(
-            f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} (manual).",
+            f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} "
+            "(manual).",
             timeout=3,
         )
 
@@ -530,7 +531,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         row = await self.app.client.revert_manual_cost(item_id)
         self.grid.update_rows([row])
         self.notify(
-            f"{row.identifier}: manual cost reverted; vendor cost is {display.amount(row.vendor_cost)}.",
+            f"{row.identifier}: manual cost reverted; vendor cost is "
+            f"{display.amount(row.vendor_cost)}.",
             timeout=3,
         )
 
@@ -621,7 +623,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         self.grid.clear_marks([i.item_id for i in items])
         self.grid.invalidate([i.item_id for i in items])
         self.notify(
-            f"Change set #{change_set['id']} approved: {len(items)} item{'s' if len(items) != 1 else ''}, "
+            f"Change set #{change_set['id']} approved: {len(items)} "
+            f"item{'s' if len(items) != 1 else ''}, "
             f"{change_set.get('counts', {}).get('pending', '?')} targets queued for push.",
             timeout=5,
         )

@@ -142,10 +142,12 @@ class FilesView(ReportsWorkerErrors, Vertical):
         t.append(f"{d.get('file_name')}  ", style="bold")
         t.append(label, style=style)
         t.append(
-            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received {display.stamp(d.get('received_at'), self.app.now())} UTC"
+            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received "
+            f"{display.stamp(d.get('received_at'), self.app.now())} UTC"
         )
         t.append(
-            f"\nrows {d.get('rows_total', 0)} · imported {d.get('rows_imported', 0)} · matched {d.get('rows_matched', 0)}"
+            f"\nrows {d.get('rows_total', 0)} · imported {d.get('rows_imported', 0)} · matched "
+            f"{d.get('rows_matched', 0)}"
         )
         t.append(f"\nfile now at {d.get('final_path') or '—'}")
         if d.get("message"):

@@ -68,7 +68,8 @@ class SuggestionScreen(FittedModal[int | None]):
                 yield Static("1-9 or enter picks · ↑↓ move · esc cancels", classes="hint")
             else:
                 yield Static(
-                    "No catalogue item looks like this one. Check the SKU in the PSA, or add the item there "
+                    "No catalogue item looks like this one. Check the SKU in the PSA, or add the "
+                    "item there "
                     "and sync.",
                     classes="fill",
                 )
@@ -242,7 +243,8 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             row["vendor"], row["sku"], row.get("term"), item_id
         )
         self.notify(
-            f"Mapped {row.get('vendor')} {row.get('sku')} → {m.get('identifier')}; its cost now counts.",
+            f"Mapped {row.get('vendor')} {row.get('sku')} → {m.get('identifier')}; its cost now "
+            "counts.",
             timeout=4,
         )
         self.load()

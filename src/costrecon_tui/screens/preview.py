@@ -318,7 +318,8 @@ class UndoScreen(FittedModal[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(
-                f"Undo change set #{self.change_set_id}? (puts the old costs back, same conflict guard)",
+                f"Undo change set #{self.change_set_id}? (puts the old costs back, same conflict "
+                "guard)",
                 classes="title",
             )
             yield Static(preview_summary(self.preview), classes="summary")

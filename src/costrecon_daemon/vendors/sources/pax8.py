@@ -49,7 +49,8 @@ __all__ = ["Pax8Source", "Subscription", "TERM_KEYS"]
 SOURCE = "pax8"
 VENDOR = "Pax8"
 FIX_CREDENTIALS = (
-    "check vendors.pax8.client_id and client_secret (or COSTRECON_PAX8_CLIENT_ID and COSTRECON_PAX8_CLIENT_SECRET) against "
+    "check vendors.pax8.client_id and client_secret (or COSTRECON_PAX8_CLIENT_ID and "
+    "COSTRECON_PAX8_CLIENT_SECRET) against "
     "the Pax8 app, Integrations > API credentials"
 )
 # Commitment words → normalised term; billing words → normalised billing (§1.6, §6).
@@ -164,7 +165,8 @@ class Pax8Source:
                 raise VendorAuthError(f"Pax8 refused the API credentials; {FIX_CREDENTIALS}.")
             if reply.status_code != 200:
                 raise VendorResponseError(
-                    f"Pax8's token endpoint answered {reply.status_code}; check vendors.pax8.base_url "
+                    f"Pax8's token endpoint answered {reply.status_code}; check "
+                    "vendors.pax8.base_url "
                     "and pull again."
                 )
             data = reply.json()
@@ -227,7 +229,8 @@ class Pax8Source:
             )
         if reply.status_code != 200:
             raise VendorResponseError(
-                f"Pax8 answered {reply.status_code} to the product list (page {number}); pull again later."
+                f"Pax8 answered {reply.status_code} to the product list (page {number}); pull "
+                "again later."
             )
         data = reply.json()
         content = data.get("content") if isinstance(data, dict) else None
