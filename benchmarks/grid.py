@@ -3,11 +3,11 @@
     /work/venv/bin/python benchmarks/grid.py [--rows 100000] [--baseline-rows 10000,20000]
 
 Measures, headless (``run_test``) with the in-process fake client (no socket, no JSON — add
-``--latency 0.003`` to simulate the ~3 ms of a real request): time to first paint, filter keystroke →
-repainted (p50/p95), cursor move, mark-all + open the approval preview, RSS. The DataTable baseline
-loads the same rows and rebuilds on each filter keystroke, which is what a DataTable-based view
-would have to do; it is measured at smaller sizes (printed) and extrapolated linearly to --rows.
-Goals: first paint ≤ 1 s, filter p95 ≤ 50 ms, ≥ 50× faster than the DataTable rebuild.
+``--latency 0.003`` to simulate the ~3 ms of a real request): time to first paint, filter keystroke
+→ repainted (p50/p95), cursor move, mark-all + open the approval preview, RSS. The DataTable
+baseline loads the same rows and rebuilds on each filter keystroke, which is what a DataTable-based
+view would have to do; it is measured at smaller sizes (printed) and extrapolated linearly to
+--rows. Goals: first paint ≤ 1 s, filter p95 ≤ 50 ms, ≥ 50× faster than the DataTable rebuild.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def send_key(app: Any, key: str) -> None:
 async def key_to_paint(
     app: Any, painter: type[Painter], key: str, done: Any, timeout: float = 30
 ) -> float:
-    """Seconds from the key to the first repaint after ``done()`` holds (CPU time in CPU_SAMPLES)."""
+    """Seconds from the key to the first repaint after ``done()`` holds (CPU time in
+    CPU_SAMPLES)."""
     t0 = time.perf_counter()
     c0 = time.process_time()
     send_key(app, key)

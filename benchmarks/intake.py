@@ -1,6 +1,7 @@
 """Price-file intake speed: parse + validate + match + commit, the way the daemon imports a file.
 
-    /work/venv/bin/python benchmarks/intake.py [--rows 200000] [--items 50000] [--xlsx-rows 50000] [--repeat 3]
+    /work/venv/bin/python benchmarks/intake.py [--rows 200000] [--items 50000] [--xlsx-rows 50000]
+    [--repeat 3]
 
 Generates a generic distributor CSV of ``--rows`` rows (SKU, MPN, description, manufacturer, cost,
 currency, term; ~5 % of amounts written with thousands separators, ~10 % cloud rows with a term)
@@ -13,8 +14,8 @@ Prints, best of ``--repeat`` runs (the machine is shared; the best run is the le
 - the real import (``costrecon_daemon.intake.import_file``, the same prepare + commit the daemon
   runs): a temporary SQLite database migrated with ``store.migrate``, ``--items`` catalogue items
   inserted, the Matcher built from them (the daemon caches it and rebuilds it after a sync), then
-  parse + validate + match + one all-or-nothing transaction with every VendorCost row; its rows/s and
-  ratio to the baseline (goal: >= 50,000 rows/s on 2 cores);
+  parse + validate + match + one all-or-nothing transaction with every VendorCost row; its rows/s
+  and ratio to the baseline (goal: >= 50,000 rows/s on 2 cores);
 - read time of a ``--xlsx-rows`` row workbook (goal: under 5 s).
 
 ``--distributor`` (issue 15): a real daemon process synced from the ConnectWise simulator with a

@@ -2,8 +2,8 @@
 ConnectWise simulator.
 
 Default size: 200 items touching 6,000 contract lines at 25 ms per request; prints wall time,
-requests per line, the bound (requests x latency / allowed concurrency) and the ratio to it, beside a
-naive sequential client (read, then PATCH, one line at a time) on a slice of the same lines.
+requests per line, the bound (requests x latency / allowed concurrency) and the ratio to it, beside
+a naive sequential client (read, then PATCH, one line at a time) on a slice of the same lines.
 
 ``--size large`` (issue 14): the simulator's ``large`` data set (50,000 items, 8,000 agreements,
 150,000 additions) and a price file raising every item that has contract lines by 5%, at each of

@@ -96,7 +96,8 @@ class Counter:
 
 
 async def naive(base_url: str, agreement_limit: int | None) -> tuple[int, int, float, int]:
-    """One request at a time, pageSize 1000, page=N paging, no `fields`: what a first script does."""
+    """One request at a time, pageSize 1000, page=N paging, no `fields`: what a first script
+    does."""
     token = base64.b64encode(
         f"{KEYS['company']}+{KEYS['public_key']}:{KEYS['private_key']}".encode()
     ).decode()

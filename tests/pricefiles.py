@@ -128,7 +128,8 @@ def write_generic_csv(
 def write_eu_csv(
     directory: Path, lines: Sequence[PriceLine], name: str = "preisliste-2026-11.csv"
 ) -> Path:
-    """A German Excel save: UTF-8 with BOM, ``;`` separators, ``1.189,00`` amounts, German headers."""
+    """A German Excel save: UTF-8 with BOM, ``;`` separators, ``1.189,00`` amounts, German
+    headers."""
     rows: list[list[object]] = [
         ["Artikelnummer", "Herstellernummer", "Bezeichnung", "Hersteller", "EK-Preis", "Währung"]
     ]
@@ -232,7 +233,8 @@ STDPRICE_HEADER = (
 def write_ingram_stdprice(
     directory: Path, lines: Sequence[PriceLine], name: str = "STDPRICE_FULL.TXT"
 ) -> Path:
-    """Ingram Micro AU STDPRICE_FULL.TXT (vendors.md §4.2): header row, ex-tax and inc-GST prices."""
+    """Ingram Micro AU STDPRICE_FULL.TXT (vendors.md §4.2): header row, ex-tax and inc-GST
+    prices."""
     rows: list[Sequence[object]] = [STDPRICE_HEADER]
     for ln in lines:
         with_tax = (ln.cost * D("1.1")).quantize(D("0.01"))
@@ -320,7 +322,8 @@ def write_synnex(
 
 
 def write_dh_itemlist(directory: Path, lines: Sequence[PriceLine], name: str = "ITEMLIST") -> Path:
-    """D&H ITEMLIST (vendors.md §4.4): ``|``, headerless, 17 fields, cost zero-padded ``00010.00``."""
+    """D&H ITEMLIST (vendors.md §4.4): ``|``, headerless, 17 fields, cost zero-padded
+    ``00010.00``."""
     rows = []
     for ln in lines:
         rows.append([

@@ -1,4 +1,5 @@
-"""The local API (the HTTP adapter over the domain): HTTP/JSON over a Unix socket, routes under /v1 (README "Local API").
+"""The local API (the HTTP adapter over the domain): HTTP/JSON over a Unix socket, routes under /v1
+(README "Local API").
 
 Every request is attributed to the OS user on the other end of the socket (SO_PEERCRED), checked
 against allowed_users/allowed_groups. Errors are ``{"error": {"code", "message"}}``; a malformed

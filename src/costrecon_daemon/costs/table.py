@@ -159,7 +159,8 @@ def _line_scope() -> Any:
 
 
 def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, Row]:
-    """Compute table rows for ``ids`` (or every item). Items without vendor cost and lines are omitted."""
+    """Compute table rows for ``ids`` (or every item). Items without vendor cost and lines are
+    omitted."""
     id_list = None if ids is None else list(ids)
 
     def restrict(stmt: Any, col: Any) -> Any:

@@ -4,7 +4,8 @@ What it serves (everything costrecon touches, with the real shapes):
 
 - ``GET /login/companyinfo/{company}`` (no auth; JSON ``null`` for an unknown company, §1.1);
 - under ``/{codebase}apis/3.0``: ``/procurement/catalog`` list/get/count/PATCH,
-  ``/finance/agreements`` list/get/count, ``/finance/agreements/{id}/additions`` list/get/count/PATCH;
+  ``/finance/agreements`` list/get/count, ``/finance/agreements/{id}/additions``
+  list/get/count/PATCH;
 - Basic ``company+public:private`` auth plus a required ``clientId`` header (401 otherwise);
 - bare JSON arrays, camelCase, ``_info.lastUpdated`` bumped on every write, money as JSON numbers;
 - ``page``/``pageSize`` with ``Link`` headers, forward-only paging (``pagination-type`` header +

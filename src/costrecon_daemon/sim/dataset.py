@@ -1,9 +1,10 @@
-"""Deterministic, PSA-neutral MSP data for every simulator (DESIGN.md §3 "Simulators are first-class").
+"""Deterministic, PSA-neutral MSP data for every simulator (DESIGN.md §3 "Simulators are
+first-class").
 
-One seeded :class:`random.Random` drives everything, so ``generate("demo", seed=7)`` is the same data
-on every machine. The records are PSA-neutral; each simulator maps them onto its own API shape
-(ConnectWise catalog items/agreements/additions, Autotask Services/Contracts/ContractServices, Syncro
-products/schedules/lines).
+One seeded :class:`random.Random` drives everything, so ``generate("demo", seed=7)`` is the same
+data on every machine. The records are PSA-neutral; each simulator maps them onto its own API shape
+(ConnectWise catalog items/agreements/additions, Autotask Services/Contracts/ContractServices,
+Syncro products/schedules/lines).
 
 What an MSP tenant looks like, and what the data set therefore contains:
 

@@ -644,7 +644,8 @@ def config_snippet(sim: IngramSim) -> str:
 def run_standalone(
     port: int = 8094, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **options: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and config snippet (``costrecond sim ingram``)."""
+    """Serve until interrupted; print the base URL and config snippet (``costrecond sim
+    ingram``)."""
     serve_until_interrupted(
         lambda: start_ingram_sim(
             generate(size, seed=seed), host=host, port=port, seed=seed, **options

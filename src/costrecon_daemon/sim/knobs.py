@@ -58,7 +58,8 @@ class Knobs:
         self._rng = random.Random(seed)
 
     def fail_next(self, count: int, kind: str = "500") -> None:
-        """Make the next ``count`` requests fail with ``kind`` ("429", "5xx code", "slow", "drop")."""
+        """Make the next ``count`` requests fail with ``kind`` ("429", "5xx code", "slow",
+        "drop")."""
         self.scripted.extend([kind] * count)
 
     def calm(self) -> None:

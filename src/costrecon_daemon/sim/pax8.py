@@ -679,7 +679,8 @@ def config_snippet(sim: Pax8Sim) -> str:
 def run_standalone(
     port: int = 8093, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **options: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim pax8``)."""
+    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim
+    pax8``)."""
     serve_until_interrupted(
         lambda: start_pax8_sim(
             generate(size, seed=seed), host=host, port=port, seed=seed, **options

@@ -83,7 +83,8 @@ def write_samples(dataset: Dataset, directory: Path, *, seed: int = 7) -> list[P
 
 
 def _write(path: Path, header: list[str], rows: Sequence[Sequence[str | None]]) -> Path:
-    """Copy-then-rename, as the README tells people to drop files, so nothing half-written is seen."""
+    """Copy-then-rename, as the README tells people to drop files, so nothing half-written is
+    seen."""
     tmp = path.with_name("." + path.name + ".part")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

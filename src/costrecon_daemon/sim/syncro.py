@@ -10,13 +10,13 @@ What it gets right, because the connector must cope with it:
   every boolean the body leaves out to its default (§3.4, SY-MCP Test 7), so a client that sends a
   partial body loses ``maintain_stock``/``taxable``... exactly as on a real tenant;
 - the schedule *list* view does not carry the lines: ``lines`` comes back as ``[]`` (the spec's
-  example, §3.3 UNCERTAIN). A client must ``GET /schedules/{id}`` for each schedule; reading lines from
-  the list would silently see none. ``schedule_list_lines="full"`` switches this off;
+  example, §3.3 UNCERTAIN). A client must ``GET /schedules/{id}`` for each schedule; reading lines
+  from the list would silently see none. ``schedule_list_lines="full"`` switches this off;
 - ``PUT /schedules/{id}/line_items/{lid}`` and ``POST /schedules/{id}/add_line_item`` take the
   spec's line body (integer ``cost_cents``, numeric ``quantity``...; sim/contracts/syncro.json) and
-  need ``name`` (422 ``{"error":["Name can't be blank"]}``), answering ``{"schedule_line_item": ...}``;
-  a body of the wrong type is refused with 422 in the same shape (the spec types it; a real Rails
-  server may cast instead, but a connector that sends the wrong type is wrong either way);
+  need ``name`` (422 ``{"error":["Name can't be blank"]}``), answering ``{"schedule_line_item":
+  ...}``; a body of the wrong type is refused with 422 in the same shape (the spec types it; a real
+  Rails server may cast instead, but a connector that sends the wrong type is wrong either way);
 - write bodies are checked against the published contract (types, enums): products answer 422
   ``{"success":false,"message":[...],"params":{...}}``, schedule lines ``{"error":[...]}`` (§3.5);
 - schedules carry ``subtotal`` as a number and ``next_run`` as a date-time (the spec's example);
@@ -538,7 +538,8 @@ def config_snippet(sim: SyncroSim) -> str:
 def run_standalone(
     port: int = 8091, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim syncro``)."""
+    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim
+    syncro``)."""
 
     serve_until_interrupted(
         lambda: start_syncro_sim(generate(size, seed=seed), host=host, port=port, **knobs),

@@ -30,7 +30,8 @@ TERM_MONTHS = {"P1M": 1, "P1Y": 12, "P2Y": 24, "P3Y": 36}
 
 
 def normalise_term(text: str | None) -> str | None:
-    """``"Monthly"``/``"P1M"``/``"1 month"``/``"MTH"`` → ``"P1M"``; ``"Annual"``/``"1-Year"`` → ``"P1Y"``.
+    """``"Monthly"``/``"P1M"``/``"1 month"``/``"MTH"`` → ``"P1M"``; ``"Annual"``/``"1-Year"`` →
+    ``"P1Y"``.
 
     Empty means "no term" (hardware, one-off). Unknown words raise ``ValueError``.
     """

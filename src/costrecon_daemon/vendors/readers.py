@@ -67,7 +67,8 @@ def read_price_file(
     ``profile`` forces a layout by name; otherwise it is chosen from the header, the file name and
     the shape of the first row (see :mod:`.profiles`). ``profiles`` are extra (config) profiles,
     added to the built-in ones. ``vendor`` says who the rows are from (e.g. from the inbox
-    subfolder) and beats the profile's vendor and any Vendor column; ``today`` is the date price validity is judged against (Microsoft price lists).
+    subfolder) and beats the profile's vendor and any Vendor column; ``today`` is the date price
+    validity is judged against (Microsoft price lists).
 
     Raises :class:`FileUnreadable` when the file as a whole cannot be used; row problems are
     returned in :attr:`ReadResult.errors`, all of them.

@@ -1,4 +1,5 @@
-"""Stage 1 for delimited text (CSV/TXT/TSV): decode the bytes, sniff the delimiter, split records."""
+"""Stage 1 for delimited text (CSV/TXT/TSV): decode the bytes, sniff the delimiter, split
+records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Files view: price files taken from the inbox, imported or failed, with their error reports."""
+"""The Files view: price files taken from the inbox, imported or failed, with their error
+reports."""
 
 from __future__ import annotations
 

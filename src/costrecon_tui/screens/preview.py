@@ -191,7 +191,8 @@ def per_item_table(p: dict[str, Any]) -> Table:
 
 
 class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
-    """Shows the preview, lets the user choose the line policy; dismisses with the policy or None."""
+    """Shows the preview, lets the user choose the line policy; dismisses with the policy or
+    None."""
 
     if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
         app = getters.app(CostreconApp)

@@ -65,7 +65,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> str:
-    """Spreadsheet-safe: a leading quote stops ``=``, ``+``, ``-``, ``@`` being read as a formula."""
+    """Spreadsheet-safe: a leading quote stops ``=``, ``+``, ``-``, ``@`` being read as a
+    formula."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
 

@@ -136,7 +136,8 @@ def layout(width: int, longest_id: int | None = None, prices: bool | None = None
 
 
 def margin_text(value: object, narrow: bool, low: bool = False) -> str:
-    """``28.6`` (``29`` when narrow); ``!`` marks a margin under the floor; ``—`` without a price."""
+    """``28.6`` (``29`` when narrow); ``!`` marks a margin under the floor; ``—`` without a
+    price."""
     if value is None:
         return "—"
     text = f"{value:.0f}" if narrow else f"{value:.1f}"
