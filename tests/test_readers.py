@@ -364,9 +364,19 @@ def test_a_bad_config_profile_names_the_bad_key(table: dict, names: str) -> None
 
 def test_api_records_go_through_the_same_validation() -> None:
     records = [
-        {"sku": "MST-OFC-EE3-C100", "vendorSku": "CFQ7TTC0LFLX:0001", "partnerBuyRate": Decimal("9.90"), "billingTerm": "Monthly"},
-        {"sku": "MST-OFC-EE3-C100", "vendorSku": "CFQ7TTC0LFLX:0001", "partnerBuyRate": "n/a", "billingTerm": "Annual"},
-    ]  # fmt: skip
+        {
+            "sku": "MST-OFC-EE3-C100",
+            "vendorSku": "CFQ7TTC0LFLX:0001",
+            "partnerBuyRate": Decimal("9.90"),
+            "billingTerm": "Monthly",
+        },
+        {
+            "sku": "MST-OFC-EE3-C100",
+            "vendorSku": "CFQ7TTC0LFLX:0001",
+            "partnerBuyRate": "n/a",
+            "billingTerm": "Annual",
+        },
+    ]
     pax8 = profile_from_config(
         "pax8",
         {

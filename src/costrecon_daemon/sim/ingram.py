@@ -59,9 +59,17 @@ CENT = Decimal("0.01")
 CURRENCIES = {"US": "USD", "CA": "CAD", "GB": "GBP", "AU": "AUD", "NZ": "NZD", "DE": "EUR",
               "FR": "EUR", "NL": "EUR", "MX": "MXN", "IN": "INR", "SE": "SEK"}  # fmt: skip
 # Rough price level per currency against USD, so a CA account sees CAD-looking prices.
-FX = {"USD": Decimal("1"), "CAD": Decimal("1.37"), "GBP": Decimal("0.79"), "EUR": Decimal("0.92"),
-      "AUD": Decimal("1.52"), "NZD": Decimal("1.66"), "MXN": Decimal("17.1"), "INR": Decimal("83.2"),
-      "SEK": Decimal("10.4")}  # fmt: skip
+FX = {
+    "USD": Decimal("1"),
+    "CAD": Decimal("1.37"),
+    "GBP": Decimal("0.79"),
+    "EUR": Decimal("0.92"),
+    "AUD": Decimal("1.52"),
+    "NZD": Decimal("1.66"),
+    "MXN": Decimal("17.1"),
+    "INR": Decimal("83.2"),
+    "SEK": Decimal("10.4"),
+}
 REQUIRED_HEADERS = (
     ("IM-CustomerNumber", 10, None),
     ("IM-CountryCode", 2, 2),
@@ -70,17 +78,25 @@ REQUIRED_HEADERS = (
 ECHOED = ("IM-CorrelationID", "IM-CountryCode", "IM-SenderID")
 
 _OTHER = [
-    ("APC", "Power", ["Back-UPS Pro 1500", "Smart-UPS 1500", "Smart-UPS 3000 RM", "NetShelter 42U"]),
+    (
+        "APC",
+        "Power",
+        ["Back-UPS Pro 1500", "Smart-UPS 1500", "Smart-UPS 3000 RM", "NetShelter 42U"],
+    ),
     ("Lenovo", "Notebooks", ["ThinkPad E14", "ThinkPad T14s", "ThinkPad X1 Carbon", "IdeaPad 5"]),
     ("HP", "Printers", ["LaserJet Pro 4001n", "Color LaserJet M479", "OfficeJet Pro 9125"]),
     ("Dell", "Monitors", ["P2423D", "P2723QE", "E2424HS", "S2721DS"]),
     ("Logitech", "Peripherals", ["MX Keys", "MX Master 3S", "C920 Webcam", "Zone Vibe 100"]),
     ("Cisco", "Networking", ["Catalyst 1000-24T", "Meraki MS120-8", "Meraki MR36", "CBS350-24P"]),
-    ("Microsoft", "Software", ["Windows 11 Pro OEM", "Office Home & Business 2024", "Surface Dock 2"]),
+    (
+        "Microsoft",
+        "Software",
+        ["Windows 11 Pro OEM", "Office Home & Business 2024", "Surface Dock 2"],
+    ),
     ("Samsung", "Storage", ["990 PRO 1TB", "870 EVO 2TB", "T7 Shield 2TB"]),
     ("Fortinet", "Security", ["FortiGate 40F", "FortiGate 80F", "FortiAP 231G"]),
     ("Jabra", "Audio", ["Evolve2 55", "Evolve2 65", "Speak2 75"]),
-]  # fmt: skip
+]
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -330,8 +346,12 @@ class IngramSim:
             or params.get("client_secret") != self.client_secret
         ):
             if self.bad_secret_style == "fault":
-                body = {"fault": {"faultstring": "Invalid client identifier {0}",
-                                  "detail": {"errorcode": "oauth.v2.InvalidClientIdentifier"}}}  # fmt: skip
+                body = {
+                    "fault": {
+                        "faultstring": "Invalid client identifier {0}",
+                        "detail": {"errorcode": "oauth.v2.InvalidClientIdentifier"},
+                    }
+                }
                 return _json(body, 401)
             return _json({"message": "Invalid client identifier"}, 400)
         token = secrets.token_urlsafe(21)
@@ -351,8 +371,12 @@ class IngramSim:
         expiry = self.tokens.get(token)
         if expiry is None or expiry <= time.monotonic():
             self.tokens.pop(token, None)
-            body = {"fault": {"faultstring": "Invalid Access Token",
-                              "detail": {"errorcode": "keymanagement.service.invalid_access_token"}}}  # fmt: skip
+            body = {
+                "fault": {
+                    "faultstring": "Invalid Access Token",
+                    "detail": {"errorcode": "keymanagement.service.invalid_access_token"},
+                }
+            }
             return _json(body, 401)
         fields = []
         for name, longest, shortest in REQUIRED_HEADERS:
@@ -363,7 +387,9 @@ class IngramSim:
                 len(value) > longest or (shortest is not None and len(value) < shortest)
             ):
                 want = f"exactly {shortest}" if shortest else f"at most {longest}"
-                fields.append({"field": name, "value": value, "message": f"Must be {want} characters"})  # fmt: skip
+                fields.append(
+                    {"field": name, "value": value, "message": f"Must be {want} characters"}
+                )
         if fields:
             return _json(validation_error(fields), 400)
         if request.headers["IM-CustomerNumber"] != self.customer_number:
@@ -418,7 +444,12 @@ class IngramSim:
             return _json(validation_error([], "Request body is not valid JSON"), 400)
         products = body.get("products") if isinstance(body, dict) else None
         if not isinstance(products, list) or not products:
-            return _json(validation_error([{"field": "products", "value": "", "message": "Required field is missing"}]), 400)  # fmt: skip
+            return _json(
+                validation_error(
+                    [{"field": "products", "value": "", "message": "Required field is missing"}]
+                ),
+                400,
+            )
         if len(products) > MAX_PNA_PRODUCTS:
             # UNCERTAIN (§2.5): the limit is documented, the answer above it is not.
             return _json(
@@ -436,8 +467,12 @@ class IngramSim:
             product, key, value = self._find(wanted if isinstance(wanted, dict) else {})
             if product is None:
                 partial = True
-                label = {"ingramPartNumber": "IngramPartNumber", "vendorPartNumber": "VendorPartNumber",
-                         "upc": "UPC", "customerPartNumber": "CustomerPartNumber"}[key]  # fmt: skip
+                label = {
+                    "ingramPartNumber": "IngramPartNumber",
+                    "vendorPartNumber": "VendorPartNumber",
+                    "upc": "UPC",
+                    "customerPartNumber": "CustomerPartNumber",
+                }[key]
                 answer.append(
                     {
                         "index": index,
@@ -504,11 +539,17 @@ class IngramSim:
                 "available": qty > 0,
                 "totalAvailability": qty,
                 "availabilityByWarehouse": [
-                    {"location": "Mira Loma, CA", "warehouseId": warehouse, "quantityAvailable": qty,
-                     "quantityBackordered": 0, "quantityBackorderedEta": None, "quantityOnOrder": 0,
-                     "backOrderInfo": []}
+                    {
+                        "location": "Mira Loma, CA",
+                        "warehouseId": warehouse,
+                        "quantityAvailable": qty,
+                        "quantityBackordered": 0,
+                        "quantityBackorderedEta": None,
+                        "quantityOnOrder": 0,
+                        "backOrderInfo": [],
+                    }
                 ],
-            }  # fmt: skip
+            }
         return el
 
     async def _search(self, request: web.Request) -> web.Response:
@@ -519,28 +560,59 @@ class IngramSim:
             page = int(q.get("pageNumber", "1"))
             size = int(q.get("pageSize", "25"))
         except ValueError:
-            return _json(validation_error([{"field": "pageNumber", "value": "", "message": "Must be a number"}]), 400)  # fmt: skip
+            return _json(
+                validation_error(
+                    [{"field": "pageNumber", "value": "", "message": "Must be a number"}]
+                ),
+                400,
+            )
         if page < 1 or not 1 <= size <= MAX_SEARCH_PAGE:
             return _json(
-                validation_error([{"field": "pageSize", "value": str(size),
-                                   "message": f"pageSize must be between 1 and {MAX_SEARCH_PAGE}"}]),
+                validation_error(
+                    [
+                        {
+                            "field": "pageSize",
+                            "value": str(size),
+                            "message": f"pageSize must be between 1 and {MAX_SEARCH_PAGE}",
+                        }
+                    ]
+                ),
                 400,
-            )  # fmt: skip
+            )
         rows = self.products
         keywords = [k.casefold() for k in q.getall("keyword", [])]
         vendors = [v.casefold() for v in q.getall("vendor", [])]
         vpns = [v.upper() for v in q.getall("vendorPartNumber", [])]
         if keywords:
             rows = [
-                p for p in rows
-                if all(any(k in str(p[f]).casefold() for f in ("ingramPartNumber", "vendorPartNumber", "description", "vendorName")) for k in keywords)
-            ]  # fmt: skip
+                p
+                for p in rows
+                if all(
+                    any(
+                        k in str(p[f]).casefold()
+                        for f in (
+                            "ingramPartNumber",
+                            "vendorPartNumber",
+                            "description",
+                            "vendorName",
+                        )
+                    )
+                    for k in keywords
+                )
+            ]
         if vendors:
             rows = [p for p in rows if p["vendorName"].casefold() in vendors]
         if vpns:
             rows = [p for p in rows if p["vendorPartNumber"].upper() in vpns]
         if not rows:
-            return _json({"errors": [{"id": 123, "type": "Validation error", "message": "No Records Found"}]}, 404)  # fmt: skip
+            return _json(
+                {
+                    "errors": [
+                        {"id": 123, "type": "Validation error", "message": "No Records Found"}
+                    ]
+                },
+                404,
+            )
         total = len(rows)
         chunk = rows[(page - 1) * size : page * size]
         base = f"/resellers/v6/catalog?pageSize={size}"
@@ -579,16 +651,27 @@ class IngramSim:
             "hasWarranty": "false",
             "authorizedToPurchase": "true",
             "links": [
-                {"topic": "priceAndAvailability", "href": "/resellers/v6/catalog/priceandavailability", "type": "POST"}
+                {
+                    "topic": "priceAndAvailability",
+                    "href": "/resellers/v6/catalog/priceandavailability",
+                    "type": "POST",
+                }
             ],
-        }  # fmt: skip
+        }
 
     async def _details(self, request: web.Request) -> web.Response:
         if (denied := self._check(request)) is not None:
             return denied
         product = self.by_ipn.get(request.match_info["ipn"].upper())
         if product is None:
-            return _json({"errors": [{"id": "404", "type": "/errors/not-found", "message": "Product not found"}]}, 404)  # fmt: skip
+            return _json(
+                {
+                    "errors": [
+                        {"id": "404", "type": "/errors/not-found", "message": "Product not found"}
+                    ]
+                },
+                404,
+            )
         return _json(
             {
                 "ingramPartNumber": product["ingramPartNumber"],

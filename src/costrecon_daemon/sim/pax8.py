@@ -71,12 +71,30 @@ _path: contextvars.ContextVar[str] = contextvars.ContextVar("pax8_sim_path", def
 
 # Products a Pax8 partner can buy but this MSP does not sell: (vendor, families, editions, unit).
 _OTHER_VENDORS = [
-    ("Microsoft", ["Dynamics 365", "Windows 365", "Power Apps", "Copilot", "Defender for Endpoint"],
-     ["Business", "Enterprise", "Plan 1", "Plan 2", "Premium"], "User"),
-    ("Acronis", ["Cyber Protect", "Cyber Files Cloud", "Cyber Disaster Recovery"],
-     ["Standard", "Advanced", "per GB", "Workload"], "Each"),
-    ("Bitdefender", ["GravityZone", "GravityZone Email Security"], ["Business", "Elite", "Ultra"], "Each"),
-    ("Dropsuite", ["Backup for Microsoft 365", "Email Archiving"], ["Standard", "Professional"], "User"),
+    (
+        "Microsoft",
+        ["Dynamics 365", "Windows 365", "Power Apps", "Copilot", "Defender for Endpoint"],
+        ["Business", "Enterprise", "Plan 1", "Plan 2", "Premium"],
+        "User",
+    ),
+    (
+        "Acronis",
+        ["Cyber Protect", "Cyber Files Cloud", "Cyber Disaster Recovery"],
+        ["Standard", "Advanced", "per GB", "Workload"],
+        "Each",
+    ),
+    (
+        "Bitdefender",
+        ["GravityZone", "GravityZone Email Security"],
+        ["Business", "Elite", "Ultra"],
+        "Each",
+    ),
+    (
+        "Dropsuite",
+        ["Backup for Microsoft 365", "Email Archiving"],
+        ["Standard", "Professional"],
+        "User",
+    ),
     ("Egnyte", ["Business", "Enterprise Lite"], ["Monthly", "Pro"], "User"),
     ("ESET", ["PROTECT", "PROTECT Mail"], ["Entry", "Advanced", "Complete"], "Each"),
     ("Intermedia", ["Unite", "SecuriSync"], ["Pro", "Enterprise"], "User"),
@@ -86,9 +104,14 @@ _OTHER_VENDORS = [
     ("Dropbox", ["Business", "Business Plus"], ["Standard", "Advanced"], "User"),
     ("Barracuda", ["Email Protection", "Cloud-to-Cloud Backup"], ["Advanced", "Premium"], "User"),
     ("Cisco", ["Webex Suite", "Secure Email"], ["Meet", "Call", "Advantage"], "User"),
-    ("SentinelOne", ["Singularity Identity", "Singularity Cloud Workload"], ["Core", "Plus"], "Each"),
+    (
+        "SentinelOne",
+        ["Singularity Identity", "Singularity Cloud Workload"],
+        ["Core", "Plus"],
+        "Each",
+    ),
     ("Proofpoint", ["Essentials Archive", "Security Awareness"], ["Standard", "Plus"], "User"),
-]  # fmt: skip
+]
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -381,9 +404,13 @@ class Pax8Sim:
             annual = item.identifier.endswith("-A")
             terms = ("Annual", "1-Year") if annual else ("Monthly", "Monthly")
             entry = next(
-                (e for e in self.pricing.get(pid, []) if (e["billingTerm"], e["commitmentTerm"]) == terms),
+                (
+                    e
+                    for e in self.pricing.get(pid, [])
+                    if (e["billingTerm"], e["commitmentTerm"]) == terms
+                ),
                 None,
-            )  # fmt: skip
+            )
             cost = entry["rates"][0]["partnerBuyRate"] if entry else _rate(item.cost)
             sub: dict[str, Any] = {
                 "id": _uuid(rng),
@@ -438,8 +465,11 @@ class Pax8Sim:
 
     def make_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._remember_path, fault_middleware(self.knobs, self.request_stats, self._shape)]
-        )  # fmt: skip
+            middlewares=[
+                self._remember_path,
+                fault_middleware(self.knobs, self.request_stats, self._shape),
+            ]
+        )
         r = app.router
         r.add_post("/v1/token", self._token)
         r.add_post("/oauth/token", self._token)
@@ -543,8 +573,11 @@ class Pax8Sim:
             rows = [
                 p
                 for p in rows
-                if any(needle in str(p.get(k, "")).casefold() for k in ("name", "vendorName", "sku", "id"))
-            ]  # fmt: skip
+                if any(
+                    needle in str(p.get(k, "")).casefold()
+                    for k in ("name", "vendorName", "sku", "id")
+                )
+            ]
         sort = q.get("sort", "")
         if sort:
             field, _, direction = sort.partition(",")
