@@ -136,7 +136,10 @@ def main() -> None:
                 restarts.append(restart)
                 if resume is not None:
                     resumes.append(resume)
-                line = f"  kill {n}: {status} {done_before}/{total} at the kill; takeover {takeover:.2f} s"
+                line = (
+                    f"  kill {n}: {status} {done_before}/{total} at the kill; "
+                    f"takeover {takeover:.2f} s"
+                )
                 if resume is not None:
                     line += f"; push moving again {resume:.2f} s"
                 print(f"{line}; restart of the killed daemon {restart:.2f} s", flush=True)

@@ -278,7 +278,8 @@ class FakeClient:
                 "vendor": "Pax8",
                 "sku": "CFQ7TTC0LCHC-0002",
                 "mpn": "CFQ7TTC0LCHC",
-                "description": "Microsoft 365 Business Premium - Annual Commitment (Monthly Billing)",
+                "description": "Microsoft 365 Business Premium - Annual Commitment "
+                "(Monthly Billing)",
                 "term": "annual",
                 "cost": Decimal("22.0000"),
                 "currency": "USD",

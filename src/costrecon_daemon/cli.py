@@ -284,8 +284,8 @@ def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="costrecond",
-        description="costrecon daemon: mirrors your PSA catalogue and contract lines, imports vendor price "
-        "files from a watched folder, and applies approved cost changes to the PSA.",
+        description="costrecon daemon: mirrors your PSA catalogue and contract lines, imports "
+        "vendor price files from a watched folder, and applies approved cost changes to the PSA.",
     )
     p.add_argument("--version", action="version", version=f"costrecond {__version__}")
     p.add_argument(

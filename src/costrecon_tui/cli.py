@@ -53,7 +53,10 @@ def cmd_costs(cfg: Config, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([_row_json(r) for r in rows], indent=2))
             return 0
-        header = f"{'PSA ID':<24} {'name':<34} {'contr':>5} {'catalogue':>11} {'vendor':>11} {'change':>11} {'%':>8}  action"
+        header = (
+            f"{'PSA ID':<24} {'name':<34} {'contr':>5} {'catalogue':>11} {'vendor':>11} "
+            f"{'change':>11} {'%':>8}  action"
+        )
         print(header)
         for r in rows:
             change = "" if r.change is None else ("+" if r.change > 0 else "") + display(r.change)
@@ -489,8 +492,8 @@ def cmd_demo(cfg: Config | None, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="costrecon",
-        description="Keep PSA catalogue and contract-line costs true to vendor prices. With no command, "
-        "opens the full-screen cost table (the daemon, costrecond, must be running).",
+        description="Keep PSA catalogue and contract-line costs true to vendor prices. With no "
+        "command, opens the full-screen cost table (the daemon, costrecond, must be running).",
     )
     p.add_argument("--version", action="version", version=f"costrecon {__version__}")
     p.add_argument(

@@ -789,7 +789,8 @@ class Inbox:
                 details={
                     "import_id": earlier.id,
                     "final_path": str(moved),
-                    "reason": "already imported before the daemon stopped; moved, not imported again",
+                    "reason": "already imported before the daemon stopped; moved, not imported "
+                    "again",
                 },
             )
         )

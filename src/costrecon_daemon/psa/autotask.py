@@ -59,7 +59,10 @@ SETTING_SERVICES_EDIT = (
     "Admin > Resources/Users > the API user > Security Level: a level with System Administrator "
     "rights (Services create/update need it)"
 )
-SETTING_PRODUCTS_EDIT = "Admin > Resources/Users > the API user > Security Level: Inventory/Products full (edit) permission"
+SETTING_PRODUCTS_EDIT = (
+    "Admin > Resources/Users > the API user > Security Level: Inventory/Products full (edit) "
+    "permission"
+)
 SETTING_CONTRACTS = (
     "Admin > Resources/Users > the API user > Security Level: Contracts permission (view and edit)"
 )

@@ -735,7 +735,8 @@ class ConnectWiseSim:
         params["pageSize"] = str(page_size)
 
         def link(rel: str, **extra: Any) -> str:
-            return f'<{base}?{urlencode({**params, **{k: str(v) for k, v in extra.items()}})}>; rel="{rel}"'
+            query = urlencode({**params, **{k: str(v) for k, v in extra.items()}})
+            return f'<{base}?{query}>; rel="{rel}"'
 
         if forward:
             # The server treats pageId as an extra `id > pageId` condition (§1.2) over id order.

@@ -685,7 +685,10 @@ def _make_items(rng: random.Random, count: int, currency: str) -> list[SimItem]:
 def _make_contracts(rng: random.Random, count: int, currency: str) -> list[SimContract]:
     contracts: list[SimContract] = []
     for i in range(count):
-        company = f"{rng.choice(_COMPANY_A)} {rng.choice(_COMPANY_B).replace('-', ' ')} {rng.choice(_COMPANY_C)}"
+        company = (
+            f"{rng.choice(_COMPANY_A)} {rng.choice(_COMPANY_B).replace('-', ' ')} "
+            f"{rng.choice(_COMPANY_C)}"
+        )
         roll = rng.random()
         status = "Cancelled" if roll < 0.07 else "Expired" if roll < 0.10 else "Active"
         kind = rng.choice(_AGREEMENT_KINDS)

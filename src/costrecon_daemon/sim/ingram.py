@@ -213,7 +213,8 @@ class IngramSim:
         model = models[(n // len(_OTHER)) % len(models)]
         cost = Decimal(rng.randrange(900, 250000)) / 100
         product: dict[str, Any] = {
-            "ingramPartNumber": f"{rng.choice('0123456789ABCDEFGHJK')}{rng.randrange(10000, 99999)}",
+            "ingramPartNumber": f"{rng.choice('0123456789ABCDEFGHJK')}"
+            f"{rng.randrange(10000, 99999)}",
             "vendorPartNumber": f"{vendor[:2].upper()}{rng.randrange(100000, 999999)}",
             "upc": self._upc(),
             "vendorName": vendor.upper(),

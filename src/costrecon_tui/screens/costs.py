@@ -181,7 +181,9 @@ class CostsView(ReportsWorkerErrors, Vertical):
 
     DEFAULT_CSS = """
     CostsView { layers: base overlay; }
-    CostsView #cost-filter { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    CostsView #cost-filter {
+        height: 1; border: none; padding: 0 1; display: none; background: $boost;
+    }
     CostsView #cost-filter.-shown { display: block; }
     CostsView #cost-editor {
         layer: overlay; position: absolute; height: 1; border: none; padding: 0;

@@ -193,7 +193,8 @@ class NotRunningScreen(StaysUp, Screen[None]):
     DEFAULT_CSS = """
     NotRunningScreen { align: center middle; }
     NotRunningScreen > Vertical {
-        width: 76; max-width: 100%; height: auto; border: thick $error; padding: 1 2; background: $surface;
+        width: 76; max-width: 100%; height: auto; border: thick $error; padding: 1 2;
+        background: $surface;
     }
     NotRunningScreen #nr-title { text-style: bold; color: $error; }
     NotRunningScreen #nr-status { color: $text-muted; margin-top: 1; }

@@ -184,7 +184,10 @@ def source_text(source: Any, now: datetime) -> str:
             f" ({source.vendor}{' ' + source.sku if source.sku else ''})" if source.vendor else ""
         )
         return f"{IMPORT_MARK} imported from {where}{row}{vendor}, {when}"
-    return f"{API_MARK} {SOURCE_WORDS.get(kind, kind)}{' ' + source.vendor if source.vendor else ''}, {when}"
+    return (
+        f"{API_MARK} {SOURCE_WORDS.get(kind, kind)}"
+        f"{' ' + source.vendor if source.vendor else ''}, {when}"
+    )
 
 
 def duration(seconds: Any) -> str:
