@@ -156,8 +156,7 @@ def main() -> None:
             )
             print(
                 f"takeover over {len(takeovers)} kills: median {statistics.median(takeovers):.2f} "
-                "s,"
-                f" max {max(takeovers):.2f} s (promise: 10 s)"
+                f"s, max {max(takeovers):.2f} s (promise: 10 s)"
             )
             if resumes:
                 print(

@@ -246,8 +246,7 @@ def main() -> None:
         )
         print(
             f"            with Matcher build  {t_e2e + t_db_build:7.3f} s  "
-            f"{n / (t_e2e + t_db_build):10,.0f} rows/s"
-            "  (the first import after a sync)"
+            f"{n / (t_e2e + t_db_build):10,.0f} rows/s  (the first import after a sync)"
         )
 
         if args.xlsx_rows:

@@ -222,9 +222,8 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
         quarter = next((m for n, m in rss if n >= total / 4), rss[0][1] if rss else 0.0)
         print(
             f"large, {latency * 1000:.0f} ms: {cs['status']}, {cs['counts']['done']} of {total} "
-            "targets done "
-            f"({preview['items']} items, {lines} lines, {preview['lines_skipped']} skipped by "
-            "policy)"
+            f"targets done ({preview['items']} items, {lines} lines, {preview['lines_skipped']} "
+            "skipped by policy)"
         )
         print(f"  first sync          {t_sync:.1f} s")
         print(f"  preview             {t_preview:.2f} s  (goal <= 1 s)")
@@ -245,8 +244,7 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             )
         print(
             f"  estimate / actual   {preview['estimated_seconds']} s "
-            f"({preview.get('estimate_basis', {}).get('source')}) "
-            f"/ {cs.get('actual_seconds')} s"
+            f"({preview.get('estimate_basis', {}).get('source')}) / {cs.get('actual_seconds')} s"
         )
         print(
             f"  daemon RSS          peak {max((m for _, m in rss), default=0):.0f} MB, at 1/4 "
@@ -358,9 +356,8 @@ def default_run(args: argparse.Namespace) -> None:
         est = per_line * (n_lines + len(rows))
         print(
             f"  naive sequential    {t_naive:.2f} s for {len(slice_)} lines = "
-            f"{per_line * 1000:.1f} ms/line; "
-            f"scaled to {n_lines + len(rows)} targets: {est:.0f} s -> costrecon is "
-            f"{est / wall:.1f}x faster"
+            f"{per_line * 1000:.1f} ms/line; scaled to {n_lines + len(rows)} targets: {est:.0f} s "
+            f"-> costrecon is {est / wall:.1f}x faster"
         )
 
 

@@ -788,8 +788,7 @@ class FakeClient:
                     409,
                     "stale",
                     f"The catalogue cost of {r['identifier']} changed to {r['catalog_cost']} since "
-                    "you "
-                    "loaded it; review the row and approve again.",
+                    "you loaded it; review the row and approve again.",
                     {"item_id": r["id"], "current": str(r["catalog_cost"])},
                 )
             neg = r["lines"] - r["contracts"]

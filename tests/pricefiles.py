@@ -357,8 +357,7 @@ STDPRICE_HEADER = (
     "EANUPC Code", "Plant", "Vendor Number", "Vendor Name", "Unit", "Category ID", "Customer Price",
     "Retail Price", "Availability Flag", "Available Quantity", "Material Long Description",
     "Substitute Material", "Manufacturer Vendor Number", "Price Status", "Material Status",
-    "Discontinued / Obsoleted "
-    "date", "Customer Price with Tax", "Retail Price with Tax", "Tax Percent",
+    "Discontinued / Obsoleted date","Customer Price with Tax","Retail Price with Tax","Tax Percent",
     "Discount in Percent", "Company code Currency", "Customer Currency Code",
     "Customer Price Change Flag", "Plant 01 Available Quantity",
 )  # fmt: skip

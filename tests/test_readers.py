@@ -444,11 +444,9 @@ def test_a_pax8_style_export_reads_through_the_generic_profile(tmp_path: Path) -
     path = tmp_path / "pax8-pricebook.csv"
     path.write_text(
         "Product Name,Vendor,SKU,Vendor SKU,Billing Term,Partner Buy Rate,Suggested Retail "
-        "Price,Currency\n"
-        "Microsoft 365 Business "
-        "Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Annual,22.00,26.40,USD\n"
-        "Microsoft 365 Business "
-        "Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Monthly,26.40,31.68,USD\n"
+        "Price,Currency\nMicrosoft 365 Business "
+        "Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Annual,22.00,26.40,USD\nMicrosoft 365 "
+        "Business Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Monthly,26.40,31.68,USD\n"
     )
     result = read_price_file(path, vendor="Pax8")
     assert result.errors == [] and result.vendor == "Pax8"

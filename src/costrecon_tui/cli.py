@@ -106,8 +106,7 @@ def _print_preview(p: dict[str, Any]) -> None:
     print(f"  items:            {p['items']}")
     print(
         f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy "
-        f"'{p['policy']}', "
-        f"{p.get('lines_already', 0)} already at the new cost"
+        f"'{p['policy']}', {p.get('lines_already', 0)} already at the new cost"
     )
     print(f"  negotiated lines: {p['negotiated_lines']}")
     print(
@@ -126,8 +125,7 @@ def _print_preview(p: dict[str, Any]) -> None:
     for per in p["per_item"]:
         print(
             f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> "
-            f"{display(_d(per['after'])):>10}  "
-            f"{per['lines']} line(s)"
+            f"{display(_d(per['after'])):>10}  {per['lines']} line(s)"
         )
     for w in p.get("warnings", []):
         print(f"  ! {w}")

@@ -265,9 +265,8 @@ def plan(
             raise Conflict(
                 "stale",
                 f"The catalogue cost of {item.identifier} is now {display(item.cost)} "
-                f"{item.currency}, "
-                f"not the {display(req.seen_catalog_cost)} you saw; review the row and approve "
-                "again.",
+                f"{item.currency}, not the {display(req.seen_catalog_cost)} you saw; review the "
+                "row and approve again.",
                 {"item_id": item.id, "current": json_amount(item.cost)},
             )
         old = item.cost

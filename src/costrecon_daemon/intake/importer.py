@@ -98,8 +98,7 @@ class Prepared:
             rows = len({e.row for e in errors})
             return (
                 f"{rows} row{'s' if rows != 1 else ''} of {self.result.total_rows} have problems, "
-                "so nothing "
-                f"from this file was imported; first: {errors[0].message}"
+                f"so nothing from this file was imported; first: {errors[0].message}"
             )
         matched = sum(1 for m in self.matches or () if m.item_id is not None)
         return f"{self.row_count} costs imported, {matched} matched to catalogue items"

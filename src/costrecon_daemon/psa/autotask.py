@@ -72,8 +72,7 @@ SETTING_READ_COSTS = (
 )
 SETTING_API_USER = (
     "Admin > Resources/Users > the API user: license 'API User (API-only)', with the UserName, "
-    "Secret "
-    "and tracking identifier (ApiIntegrationCode) from its Security tab"
+    "Secret and tracking identifier (ApiIntegrationCode) from its Security tab"
 )
 
 _PERMISSION_WORDS = ("permission", "not authorized", "unauthorized", "security level", "access")

@@ -237,8 +237,7 @@ class ConnectWiseClassifier(Classifier):
             if code == "ConnectWiseApi" or "UserNotAuthenticated" in message:
                 return PSAAuthError(
                     f"{NAME} accepted the API keys but the API member cannot log in; check that "
-                    "the "
-                    "API member is active and has a security role in System > Members.",
+                    "the API member is active and has a security role in System > Members.",
                     status=status,
                     detail=detail,
                 )
@@ -252,8 +251,7 @@ class ConnectWiseClassifier(Classifier):
             setting = call.setting or "the security role of the API member"
             return PSAPermissionError(
                 f"The {NAME} API member's security role does not allow {target}; in System > "
-                "Security "
-                f"Roles set {setting}.",
+                f"Security Roles set {setting}.",
                 setting=setting,
                 status=status,
                 detail=detail,

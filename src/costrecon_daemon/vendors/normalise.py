@@ -121,8 +121,7 @@ def normalise_sku(text: str | None) -> str:
 
 _CORPORATE_WORDS = (
     "inc inc. incorporated corp corp. corporation co co. company ltd ltd. limited llc plc gmbh ag "
-    "sa "
-    "s.a. bv b.v. nv srl spa pty oy ab as"
+    "sa s.a. bv b.v. nv srl spa pty oy ab as"
 )
 _CORPORATE = frozenset(_CORPORATE_WORDS.split())
 _MANUFACTURER_ALIASES = {

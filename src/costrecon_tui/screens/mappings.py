@@ -69,8 +69,7 @@ class SuggestionScreen(FittedModal[int | None]):
             else:
                 yield Static(
                     "No catalogue item looks like this one. Check the SKU in the PSA, or add the "
-                    "item there "
-                    "and sync.",
+                    "item there and sync.",
                     classes="fill",
                 )
                 yield Static("esc close", classes="hint")

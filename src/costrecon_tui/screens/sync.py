@@ -153,8 +153,7 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
         t.append("\nMirror\n", style="bold underline")
         t.append(
             f"  {display.number(c.get('items')):,} items · {display.number(c.get('contracts')):,} "
-            "contracts · "
-            f"{display.number(c.get('lines')):,} lines · "
+            f"contracts · {display.number(c.get('lines')):,} lines · "
             f"{display.number(c.get('vendor_costs')):,} vendor costs · "
             f"{display.number(c.get('unmatched')):,} unmatched vendor rows\n"
         )
