@@ -68,7 +68,8 @@ def run_each(main: Callable[[], None]) -> None:
         _current["url"] = fresh_database(server)
         try:
             print(
-                f"\n=== database: PostgreSQL (throwaway local server, fsync on, port {server.port}) ==="
+                "\n=== database: PostgreSQL (throwaway local server, fsync on, port "
+                f"{server.port}) ==="
             )
             main()
         finally:

@@ -136,7 +136,10 @@ def main() -> None:
                 restarts.append(restart)
                 if resume is not None:
                     resumes.append(resume)
-                line = f"  kill {n}: {status} {done_before}/{total} at the kill; takeover {takeover:.2f} s"
+                line = (
+                    f"  kill {n}: {status} {done_before}/{total} at the kill; "
+                    f"takeover {takeover:.2f} s"
+                )
                 if resume is not None:
                     line += f"; push moving again {resume:.2f} s"
                 print(f"{line}; restart of the killed daemon {restart:.2f} s", flush=True)
@@ -152,8 +155,8 @@ def main() -> None:
                 f"\nchange set {cs_id}: {st[0]}, {st[1]}/{st[2]} done; writes per line: {written}"
             )
             print(
-                f"takeover over {len(takeovers)} kills: median {statistics.median(takeovers):.2f} s,"
-                f" max {max(takeovers):.2f} s (promise: 10 s)"
+                f"takeover over {len(takeovers)} kills: median {statistics.median(takeovers):.2f} "
+                f"s, max {max(takeovers):.2f} s (promise: 10 s)"
             )
             if resumes:
                 print(

@@ -3,11 +3,11 @@
     /work/venv/bin/python benchmarks/grid.py [--rows 100000] [--baseline-rows 10000,20000]
 
 Measures, headless (``run_test``) with the in-process fake client (no socket, no JSON — add
-``--latency 0.003`` to simulate the ~3 ms of a real request): time to first paint, filter keystroke →
-repainted (p50/p95), cursor move, mark-all + open the approval preview, RSS. The DataTable baseline
-loads the same rows and rebuilds on each filter keystroke, which is what a DataTable-based view
-would have to do; it is measured at smaller sizes (printed) and extrapolated linearly to --rows.
-Goals: first paint ≤ 1 s, filter p95 ≤ 50 ms, ≥ 50× faster than the DataTable rebuild.
+``--latency 0.003`` to simulate the ~3 ms of a real request): time to first paint, filter keystroke
+→ repainted (p50/p95), cursor move, mark-all + open the approval preview, RSS. The DataTable
+baseline loads the same rows and rebuilds on each filter keystroke, which is what a DataTable-based
+view would have to do; it is measured at smaller sizes (printed) and extrapolated linearly to
+--rows. Goals: first paint ≤ 1 s, filter p95 ≤ 50 ms, ≥ 50× faster than the DataTable rebuild.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def send_key(app: Any, key: str) -> None:
 async def key_to_paint(
     app: Any, painter: type[Painter], key: str, done: Any, timeout: float = 30
 ) -> float:
-    """Seconds from the key to the first repaint after ``done()`` holds (CPU time in CPU_SAMPLES)."""
+    """Seconds from the key to the first repaint after ``done()`` holds (CPU time in
+    CPU_SAMPLES)."""
     t0 = time.perf_counter()
     c0 = time.process_time()
     send_key(app, key)
@@ -249,10 +250,12 @@ async def main() -> None:
 
     Painter.install()
     print(
-        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on "
+        f"{os.cpu_count()} CPUs"
     )
     print(
-        f"costrecon grid benchmark — {args.rows:,} rows, terminal {SIZE[0]}x{SIZE[1]}, latency {args.latency * 1000:.0f} ms/call"
+        f"costrecon grid benchmark — {args.rows:,} rows, terminal {SIZE[0]}x{SIZE[1]}, latency "
+        f"{args.latency * 1000:.0f} ms/call"
     )
     gc.collect()
     rss0 = rss_mb()
@@ -262,25 +265,31 @@ async def main() -> None:
     print(f"  first paint                    {ms(g['first_paint'])}   (goal ≤ 1000 ms)")
     fc = g["filter_confirmed"]
     print(
-        f"  all rows loaded in background  {ms(g['prefetch_done'])}   (from start, incl. warming 1-char filters; enables exact local filtering)"
+        f"  all rows loaded in background  {ms(g['prefetch_done'])}   (from start, incl. warming "
+        "1-char filters; enables exact local filtering)"
     )
     print(
-        f"  filter keystroke → repainted   p50 {ms(statistics.median(f))}  p95 {ms(pct(f, 95))}  max {ms(max(f))}  ({len(f)} keystrokes; goal p95 ≤ 50 ms)"
+        f"  filter keystroke → repainted   p50 {ms(statistics.median(f))}  p95 {ms(pct(f, 95))}  "
+        f"max {ms(max(f))}  ({len(f)} keystrokes; goal p95 ≤ 50 ms)"
     )
     fcpu = g["filter_cpu"]
     print(
-        f"    CPU time of this process     p50 {ms(statistics.median(fcpu))}  p95 {ms(pct(fcpu, 95))}  (wall minus CPU = waiting for the frame / other processes)"
+        f"    CPU time of this process     p50 {ms(statistics.median(fcpu))}  p95 "
+        f"{ms(pct(fcpu, 95))}  (wall minus CPU = waiting for the frame / other processes)"
     )
     print(
-        f"    … daemon answer painted too  p50 {ms(statistics.median(fc))}  p95 {ms(pct(fc, 95))}  (confirmation is debounced {CONFIRM_DELAY * 1000:.0f} ms)"
+        f"    … daemon answer painted too  p50 {ms(statistics.median(fc))}  p95 {ms(pct(fc, 95))}  "
+        f"(confirmation is debounced {CONFIRM_DELAY * 1000:.0f} ms)"
     )
     c = g["cursor"]
     print(f"  cursor move                    p50 {ms(statistics.median(c))}  p95 {ms(pct(c, 95))}")
     print(
-        f"  mark all ({g['marked']:,}) + open preview {ms(g['mark_all_preview'])}   (preview of {g['preview_items']:,} items)"
+        f"  mark all ({g['marked']:,}) + open preview {ms(g['mark_all_preview'])}   (preview of "
+        f"{g['preview_items']:,} items)"
     )
     print(
-        f"  RSS                            {g['rss']:.0f} MB (process before the run: {rss0:.0f} MB)"
+        f"  RSS                            {g['rss']:.0f} MB (process before the run: {rss0:.0f} "
+        "MB)"
     )
 
     base = []
@@ -291,7 +300,8 @@ async def main() -> None:
         print(f"\nDataTable baseline, MEASURED AT {n:,} rows")
         print(f"  first paint (add_rows)         {ms(d['first_paint'])}")
         print(
-            f"  filter keystroke (clear+add)   p50 {ms(statistics.median(df))}  p95 {ms(pct(df, 95))}  ({len(df)} keystrokes)"
+            f"  filter keystroke (clear+add)   p50 {ms(statistics.median(df))}  p95 "
+            f"{ms(pct(df, 95))}  ({len(df)} keystrokes)"
         )
         print(f"  full rebuild                   {ms(d['rebuild_all'])}")
     if base:
@@ -305,7 +315,8 @@ async def main() -> None:
         )
         p95 = pct(f, 95)
         print(
-            f"\nSpeed-up: first paint ×{est_paint / g['first_paint']:.0f} · filter p95 vs full rebuild ×{est_rebuild / p95:.0f} (goal ≥ 50×)"
+            f"\nSpeed-up: first paint ×{est_paint / g['first_paint']:.0f} · filter p95 vs full "
+            f"rebuild ×{est_rebuild / p95:.0f} (goal ≥ 50×)"
         )
 
 

@@ -1,6 +1,7 @@
 """Price-file intake speed: parse + validate + match + commit, the way the daemon imports a file.
 
-    /work/venv/bin/python benchmarks/intake.py [--rows 200000] [--items 50000] [--xlsx-rows 50000] [--repeat 3]
+    /work/venv/bin/python benchmarks/intake.py [--rows 200000] [--items 50000] [--xlsx-rows 50000]
+    [--repeat 3]
 
 Generates a generic distributor CSV of ``--rows`` rows (SKU, MPN, description, manufacturer, cost,
 currency, term; ~5 % of amounts written with thousands separators, ~10 % cloud rows with a term)
@@ -13,8 +14,8 @@ Prints, best of ``--repeat`` runs (the machine is shared; the best run is the le
 - the real import (``costrecon_daemon.intake.import_file``, the same prepare + commit the daemon
   runs): a temporary SQLite database migrated with ``store.migrate``, ``--items`` catalogue items
   inserted, the Matcher built from them (the daemon caches it and rebuilds it after a sync), then
-  parse + validate + match + one all-or-nothing transaction with every VendorCost row; its rows/s and
-  ratio to the baseline (goal: >= 50,000 rows/s on 2 cores);
+  parse + validate + match + one all-or-nothing transaction with every VendorCost row; its rows/s
+  and ratio to the baseline (goal: >= 50,000 rows/s on 2 cores);
 - read time of a ``--xlsx-rows`` row workbook (goal: under 5 s).
 
 ``--distributor`` (issue 15): a real daemon process synced from the ConnectWise simulator with a
@@ -217,29 +218,35 @@ def main() -> None:
         print(f"file: {n:,} rows, {size_mb:.1f} MB generic CSV; catalogue {len(keys):,} keys")
         print(f"baseline  csv.reader pass       {t_base:7.3f} s  {n / t_base:10,.0f} rows/s")
         print(
-            f"read      parse + validate      {t_read:7.3f} s  {n / t_read:10,.0f} rows/s  {t_read / t_base:4.1f}x baseline"
+            f"read      parse + validate      {t_read:7.3f} s  {n / t_read:10,.0f} rows/s  "
+            f"{t_read / t_base:4.1f}x baseline"
         )
         print(f"match     build Matcher         {t_build:7.3f} s")
         print(
-            f"match     {n:,} rows            {t_match:7.3f} s  {n / t_match:10,.0f} rows/s  matched {matched:,} {by_method}"
+            f"match     {n:,} rows            {t_match:7.3f} s  {n / t_match:10,.0f} rows/s  "
+            f"matched {matched:,} {by_method}"
         )
         print(
-            f"no DB     read + build + match  {total:7.3f} s  {n / total:10,.0f} rows/s  {total / t_base:4.1f}x baseline"
+            f"no DB     read + build + match  {total:7.3f} s  {n / total:10,.0f} rows/s  "
+            f"{total / t_base:4.1f}x baseline"
         )
         print(
-            f"DB        Matcher from DB       {t_db_build:7.3f} s  (cached by the daemon; rebuilt after a sync)"
+            f"DB        Matcher from DB       {t_db_build:7.3f} s  (cached by the daemon; rebuilt "
+            "after a sync)"
         )
         print(
-            f"end to end  intake.import_file  {t_e2e:7.3f} s  {n / t_e2e:10,.0f} rows/s  {t_e2e / t_base:4.1f}x baseline"
+            f"end to end  intake.import_file  {t_e2e:7.3f} s  {n / t_e2e:10,.0f} rows/s  "
+            f"{t_e2e / t_base:4.1f}x baseline"
             f"  (parse + validate + match + commit; goal >= 50,000 rows/s)"
         )
         print(
             f"            commit share        {max(0.0, t_e2e - t_read - t_match):7.3f} s  "
-            f"(end to end minus read and match; {stored:,} vendor-cost rows stored after {len(records)} imports)"
+            f"(end to end minus read and match; {stored:,} vendor-cost rows stored after "
+            f"{len(records)} imports)"
         )
         print(
-            f"            with Matcher build  {t_e2e + t_db_build:7.3f} s  {n / (t_e2e + t_db_build):10,.0f} rows/s"
-            "  (the first import after a sync)"
+            f"            with Matcher build  {t_e2e + t_db_build:7.3f} s  "
+            f"{n / (t_e2e + t_db_build):10,.0f} rows/s  (the first import after a sync)"
         )
 
         if args.xlsx_rows:

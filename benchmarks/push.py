@@ -2,8 +2,8 @@
 ConnectWise simulator.
 
 Default size: 200 items touching 6,000 contract lines at 25 ms per request; prints wall time,
-requests per line, the bound (requests x latency / allowed concurrency) and the ratio to it, beside a
-naive sequential client (read, then PATCH, one line at a time) on a slice of the same lines.
+requests per line, the bound (requests x latency / allowed concurrency) and the ratio to it, beside
+a naive sequential client (read, then PATCH, one line at a time) on a slice of the same lines.
 
 ``--size large`` (issue 14): the simulator's ``large`` data set (50,000 items, 8,000 agreements,
 150,000 additions) and a price file raising every item that has contract lines by 5%, at each of
@@ -221,30 +221,34 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
         total = cs["total"]
         quarter = next((m for n, m in rss if n >= total / 4), rss[0][1] if rss else 0.0)
         print(
-            f"large, {latency * 1000:.0f} ms: {cs['status']}, {cs['counts']['done']} of {total} targets done "
-            f"({preview['items']} items, {lines} lines, {preview['lines_skipped']} skipped by policy)"
+            f"large, {latency * 1000:.0f} ms: {cs['status']}, {cs['counts']['done']} of {total} "
+            f"targets done ({preview['items']} items, {lines} lines, {preview['lines_skipped']} "
+            "skipped by policy)"
         )
         print(f"  first sync          {t_sync:.1f} s")
         print(f"  preview             {t_preview:.2f} s  (goal <= 1 s)")
         print(
-            f"  approval creation   {t_create:.2f} s  (plan + journal of {total} steps; goal <= 5 s)"
+            f"  approval creation   {t_create:.2f} s  (plan + journal of {total} steps; goal <= 5 "
+            "s)"
         )
         print(
-            f"  push wall time      {wall:.1f} s = {total / wall:.0f} targets/s, {lines / wall:.0f} lines/s"
-            + ("  (goal >= 800 at 0 ms)" if latency == 0 else "")
+            f"  push wall time      {wall:.1f} s = {total / wall:.0f} targets/s, "
+            f"{lines / wall:.0f} lines/s" + ("  (goal >= 800 at 0 ms)" if latency == 0 else "")
         )
         print(f"  requests            {requests}  ({requests / max(1, total):.3f} per target)")
         if latency:
             bound = requests * latency / concurrency
             print(
-                f"  bound               {bound:.1f} s  -> ratio {wall / bound:.2f}x  (goal <= 1.25x)"
+                f"  bound               {bound:.1f} s  -> ratio {wall / bound:.2f}x  (goal <= "
+                "1.25x)"
             )
         print(
-            f"  estimate / actual   {preview['estimated_seconds']} s ({preview.get('estimate_basis', {}).get('source')}) "
-            f"/ {cs.get('actual_seconds')} s"
+            f"  estimate / actual   {preview['estimated_seconds']} s "
+            f"({preview.get('estimate_basis', {}).get('source')}) / {cs.get('actual_seconds')} s"
         )
         print(
-            f"  daemon RSS          peak {max((m for _, m in rss), default=0):.0f} MB, at 1/4 {quarter:.0f} MB, "
+            f"  daemon RSS          peak {max((m for _, m in rss), default=0):.0f} MB, at 1/4 "
+            f"{quarter:.0f} MB, "
             f"at end {rss[-1][1] if rss else 0:.0f} MB  (goal <= 300 MB, not growing)"
         )
         sys.stdout.flush()
@@ -337,10 +341,12 @@ def default_run(args: argparse.Namespace) -> None:
         )
         print(f"  requests            {requests}  ({requests / n_lines:.3f} per line; goal <= 1.2)")
         print(
-            f"  wall time           {wall:.2f} s  (of which approval + journal of {cs['total']} steps: {t_journaled:.2f} s)"
+            f"  wall time           {wall:.2f} s  (of which approval + journal of {cs['total']} "
+            f"steps: {t_journaled:.2f} s)"
         )
         print(
-            f"  bound               {bound:.2f} s  (requests x {args.latency * 1000:.0f} ms / concurrency {args.concurrency})"
+            f"  bound               {bound:.2f} s  (requests x {args.latency * 1000:.0f} ms / "
+            f"concurrency {args.concurrency})"
         )
         print(f"  ratio to bound      {wall / bound:.2f}x  (goal <= 1.25x)")
         # Baseline in the same run: the naive client on a slice of the same lines, scaled per line.
@@ -349,8 +355,9 @@ def default_run(args: argparse.Namespace) -> None:
         per_line = t_naive / len(slice_)
         est = per_line * (n_lines + len(rows))
         print(
-            f"  naive sequential    {t_naive:.2f} s for {len(slice_)} lines = {per_line * 1000:.1f} ms/line; "
-            f"scaled to {n_lines + len(rows)} targets: {est:.0f} s -> costrecon is {est / wall:.1f}x faster"
+            f"  naive sequential    {t_naive:.2f} s for {len(slice_)} lines = "
+            f"{per_line * 1000:.1f} ms/line; scaled to {n_lines + len(rows)} targets: {est:.0f} s "
+            f"-> costrecon is {est / wall:.1f}x faster"
         )
 
 

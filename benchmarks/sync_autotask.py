@@ -170,7 +170,8 @@ async def main() -> None:
     print(f"{'full sync (costrecon)':28}{full_req:>10,}{full_req / budget:>10.1%}{full_s:>9.2f}")
     print(f"{'incremental (costrecon)':28}{inc_req:>10,}{inc_req / budget:>10.1%}{inc_s:>9.2f}")
     print(
-        f"{'full sync (naive, serial)':28}{naive_req:>10,}{naive_req / budget:>10.1%}{naive_s:>9.2f}"
+        f"{'full sync (naive, serial)':28}{naive_req:>10,}"
+        f"{naive_req / budget:>10.1%}{naive_s:>9.2f}"
     )
     print(
         f"records: full {seen:,}, incremental {inc_seen:,}; speed-up vs naive "

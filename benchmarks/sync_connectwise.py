@@ -96,7 +96,8 @@ class Counter:
 
 
 async def naive(base_url: str, agreement_limit: int | None) -> tuple[int, int, float, int]:
-    """One request at a time, pageSize 1000, page=N paging, no `fields`: what a first script does."""
+    """One request at a time, pageSize 1000, page=N paging, no `fields`: what a first script
+    does."""
     token = base64.b64encode(
         f"{KEYS['company']}+{KEYS['public_key']}:{KEYS['private_key']}".encode()
     ).decode()
@@ -215,7 +216,8 @@ async def run(args: argparse.Namespace) -> None:
     inc_wall = time.perf_counter() - started
     inc_reqs = connector.requests_made - before
     print(
-        f"\nincremental pull after changing {changed_items} items and {changed_lines} additions (1 %), safe mode"
+        f"\nincremental pull after changing {changed_items} items and {changed_lines} additions (1 "
+        "%), safe mode"
     )
     print(f"  rows received:  {sink2}")
     print(f"  requests:       {inc_reqs} ({inc_reqs / reqs:.2f} of full)")

@@ -278,7 +278,8 @@ class FakeClient:
                 "vendor": "Pax8",
                 "sku": "CFQ7TTC0LCHC-0002",
                 "mpn": "CFQ7TTC0LCHC",
-                "description": "Microsoft 365 Business Premium - Annual Commitment (Monthly Billing)",
+                "description": "Microsoft 365 Business Premium - Annual Commitment "
+                "(Monthly Billing)",
                 "term": "annual",
                 "cost": Decimal("22.0000"),
                 "currency": "USD",
@@ -786,8 +787,8 @@ class FakeClient:
                 raise DaemonError(
                     409,
                     "stale",
-                    f"The catalogue cost of {r['identifier']} changed to {r['catalog_cost']} since you "
-                    "loaded it; review the row and approve again.",
+                    f"The catalogue cost of {r['identifier']} changed to {r['catalog_cost']} since "
+                    "you loaded it; review the row and approve again.",
                     {"item_id": r["id"], "current": str(r["catalog_cost"])},
                 )
             neg = r["lines"] - r["contracts"]
@@ -963,7 +964,8 @@ class FakeClient:
                 s["status"], s["message"] = (
                     "conflict",
                     (
-                        f"line cost is {(Decimal(s['before']) - 1):.4f}, expected {s['before']}; left unchanged"
+                        f"line cost is {(Decimal(s['before']) - 1):.4f}, expected {s['before']}; "
+                        "left unchanged"
                     ),
                 )
             else:

@@ -40,7 +40,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PriceLine:
-    sku: str  # the distributor's SKU (Ingram part number, D&H item number, Microsoft ProductId:SkuId)
+    # the distributor's SKU (Ingram part number, D&H item number, Microsoft ProductId:SkuId)
+    sku: str
     mpn: str | None
     description: str
     cost: Decimal  # monthly cost per unit for cloud terms
@@ -54,25 +55,137 @@ class PriceLine:
 D = Decimal
 
 SAMPLE_HARDWARE: tuple[PriceLine, ...] = (
-    PriceLine("8RT112", "818D2UT#ABA", "HP EliteBook 840 G10 i7 16GB 512GB W11P", D("1189.00"), "HP Inc.", list_price=D("1549.00")),
-    PriceLine("5QW091", "P2423D", "Dell 24 Monitor P2423D QHD", D("219.99"), "Dell Technologies", list_price=D("289.99")),
-    PriceLine("0071234", "U6-PRO", "Ubiquiti UniFi 6 Pro Access Point", D("149.00"), "Ubiquiti Inc.", list_price=D("159.00")),
-    PriceLine("1LK774", "MR36-HW", "Cisco Meraki MR36 Wi-Fi 6 Access Point", D("412.50"), "Cisco Systems", list_price=D("599.00")),
-    PriceLine("2GH018", "920-009295", "Logitech MX Keys Wireless Keyboard", D("74.34"), "Logitech", list_price=D("99.99")),
-    PriceLine("9ZX443", "BR1500MS2", "APC Back-UPS Pro 1500VA Sinewave", D("231.10"), "Schneider Electric", list_price=D("289.00")),
-    PriceLine("3PL201", "5060408461426", "Yubico YubiKey 5 NFC", D("40.50"), "Yubico", list_price=D("50.00")),
-    PriceLine("7TR556", "SL-M2020W/XAA", "Samsung Xpress M2020W Mono Laser", D("0.99"), "HP Inc.", list_price=D("129.00")),
-)  # fmt: skip
+    PriceLine(
+        "8RT112",
+        "818D2UT#ABA",
+        "HP EliteBook 840 G10 i7 16GB 512GB W11P",
+        D("1189.00"),
+        "HP Inc.",
+        list_price=D("1549.00"),
+    ),
+    PriceLine(
+        "5QW091",
+        "P2423D",
+        "Dell 24 Monitor P2423D QHD",
+        D("219.99"),
+        "Dell Technologies",
+        list_price=D("289.99"),
+    ),
+    PriceLine(
+        "0071234",
+        "U6-PRO",
+        "Ubiquiti UniFi 6 Pro Access Point",
+        D("149.00"),
+        "Ubiquiti Inc.",
+        list_price=D("159.00"),
+    ),
+    PriceLine(
+        "1LK774",
+        "MR36-HW",
+        "Cisco Meraki MR36 Wi-Fi 6 Access Point",
+        D("412.50"),
+        "Cisco Systems",
+        list_price=D("599.00"),
+    ),
+    PriceLine(
+        "2GH018",
+        "920-009295",
+        "Logitech MX Keys Wireless Keyboard",
+        D("74.34"),
+        "Logitech",
+        list_price=D("99.99"),
+    ),
+    PriceLine(
+        "9ZX443",
+        "BR1500MS2",
+        "APC Back-UPS Pro 1500VA Sinewave",
+        D("231.10"),
+        "Schneider Electric",
+        list_price=D("289.00"),
+    ),
+    PriceLine(
+        "3PL201",
+        "5060408461426",
+        "Yubico YubiKey 5 NFC",
+        D("40.50"),
+        "Yubico",
+        list_price=D("50.00"),
+    ),
+    PriceLine(
+        "7TR556",
+        "SL-M2020W/XAA",
+        "Samsung Xpress M2020W Mono Laser",
+        D("0.99"),
+        "HP Inc.",
+        list_price=D("129.00"),
+    ),
+)
 
 SAMPLE_CLOUD: tuple[PriceLine, ...] = (
-    PriceLine("CFQ7TTC0LH18:0001", "CFQ7TTC0LH18:0001", "Microsoft 365 Business Basic", D("7.20"), "Microsoft Corporation", term="P1M", billing="Monthly"),
-    PriceLine("CFQ7TTC0LH18:0001", "CFQ7TTC0LH18:0001", "Microsoft 365 Business Basic", D("6.00"), "Microsoft Corporation", term="P1Y", billing="Annual"),
-    PriceLine("CFQ7TTC0LDPB:0001", "CFQ7TTC0LDPB:0001", "Microsoft 365 Business Standard", D("15.00"), "Microsoft Corporation", term="P1M", billing="Monthly"),
-    PriceLine("CFQ7TTC0LDPB:0001", "CFQ7TTC0LDPB:0001", "Microsoft 365 Business Standard", D("12.50"), "Microsoft Corporation", term="P1Y", billing="Annual"),
-    PriceLine("CFQ7TTC0LCHC:0002", "CFQ7TTC0LCHC:0002", "Microsoft 365 Business Premium", D("26.40"), "Microsoft Corporation", term="P1M", billing="Monthly"),
-    PriceLine("CFQ7TTC0LCHC:0002", "CFQ7TTC0LCHC:0002", "Microsoft 365 Business Premium", D("22.00"), "Microsoft Corporation", term="P1Y", billing="Annual"),
-    PriceLine("CFQ7TTC0LH16:0001", "CFQ7TTC0LH16:0001", "Exchange Online (Plan 1)", D("4.80"), "Microsoft Corporation", term="P1M", billing="Monthly"),
-)  # fmt: skip
+    PriceLine(
+        "CFQ7TTC0LH18:0001",
+        "CFQ7TTC0LH18:0001",
+        "Microsoft 365 Business Basic",
+        D("7.20"),
+        "Microsoft Corporation",
+        term="P1M",
+        billing="Monthly",
+    ),
+    PriceLine(
+        "CFQ7TTC0LH18:0001",
+        "CFQ7TTC0LH18:0001",
+        "Microsoft 365 Business Basic",
+        D("6.00"),
+        "Microsoft Corporation",
+        term="P1Y",
+        billing="Annual",
+    ),
+    PriceLine(
+        "CFQ7TTC0LDPB:0001",
+        "CFQ7TTC0LDPB:0001",
+        "Microsoft 365 Business Standard",
+        D("15.00"),
+        "Microsoft Corporation",
+        term="P1M",
+        billing="Monthly",
+    ),
+    PriceLine(
+        "CFQ7TTC0LDPB:0001",
+        "CFQ7TTC0LDPB:0001",
+        "Microsoft 365 Business Standard",
+        D("12.50"),
+        "Microsoft Corporation",
+        term="P1Y",
+        billing="Annual",
+    ),
+    PriceLine(
+        "CFQ7TTC0LCHC:0002",
+        "CFQ7TTC0LCHC:0002",
+        "Microsoft 365 Business Premium",
+        D("26.40"),
+        "Microsoft Corporation",
+        term="P1M",
+        billing="Monthly",
+    ),
+    PriceLine(
+        "CFQ7TTC0LCHC:0002",
+        "CFQ7TTC0LCHC:0002",
+        "Microsoft 365 Business Premium",
+        D("22.00"),
+        "Microsoft Corporation",
+        term="P1Y",
+        billing="Annual",
+    ),
+    PriceLine(
+        "CFQ7TTC0LH16:0001",
+        "CFQ7TTC0LH16:0001",
+        "Exchange Online (Plan 1)",
+        D("4.80"),
+        "Microsoft Corporation",
+        term="P1M",
+        billing="Monthly",
+    ),
+)
 
 
 def _money(value: Decimal, places: int = 2) -> str:
@@ -127,7 +240,8 @@ def write_generic_csv(
 def write_eu_csv(
     directory: Path, lines: Sequence[PriceLine], name: str = "preisliste-2026-11.csv"
 ) -> Path:
-    """A German Excel save: UTF-8 with BOM, ``;`` separators, ``1.189,00`` amounts, German headers."""
+    """A German Excel save: UTF-8 with BOM, ``;`` separators, ``1.189,00`` amounts, German
+    headers."""
     rows: list[list[object]] = [
         ["Artikelnummer", "Herstellernummer", "Bezeichnung", "Hersteller", "EK-Preis", "Währung"]
     ]
@@ -208,11 +322,33 @@ def write_ingram_price_txt(
     for action, ln in [("A", ln) for ln in lines] + [("D", ln) for ln in deleted]:
         desc1, _, desc2 = ln.description.upper().partition(" ")
         retail = ln.list_price if ln.list_price is not None else ln.cost
-        rows.append([
-            action, ln.sku.ljust(12), "1234", (ln.manufacturer or "").upper(), desc1[:31], desc2[:35],
-            f"{retail:010.2f}", ln.mpn or "", "004.50", "012345678905", "0012.00", "0008.00", "0002.00",
-            "Y", f"{ln.cost:010.2f}", "", "Y", "", "", "", "0701", "", "",
-        ])  # fmt: skip
+        rows.append(
+            [
+                action,
+                ln.sku.ljust(12),
+                "1234",
+                (ln.manufacturer or "").upper(),
+                desc1[:31],
+                desc2[:35],
+                f"{retail:010.2f}",
+                ln.mpn or "",
+                "004.50",
+                "012345678905",
+                "0012.00",
+                "0008.00",
+                "0002.00",
+                "Y",
+                f"{ln.cost:010.2f}",
+                "",
+                "Y",
+                "",
+                "",
+                "",
+                "0701",
+                "",
+                "",
+            ]
+        )
     return _write(directory / name, _csv_text(rows, quoting=csv.QUOTE_ALL), "ascii")
 
 
@@ -221,7 +357,7 @@ STDPRICE_HEADER = (
     "EANUPC Code", "Plant", "Vendor Number", "Vendor Name", "Unit", "Category ID", "Customer Price",
     "Retail Price", "Availability Flag", "Available Quantity", "Material Long Description",
     "Substitute Material", "Manufacturer Vendor Number", "Price Status", "Material Status",
-    "Discontinued / Obsoleted date", "Customer Price with Tax", "Retail Price with Tax", "Tax Percent",
+    "Discontinued / Obsoleted date","Customer Price with Tax","Retail Price with Tax","Tax Percent",
     "Discount in Percent", "Company code Currency", "Customer Currency Code",
     "Customer Price Change Flag", "Plant 01 Available Quantity",
 )  # fmt: skip
@@ -230,25 +366,68 @@ STDPRICE_HEADER = (
 def write_ingram_stdprice(
     directory: Path, lines: Sequence[PriceLine], name: str = "STDPRICE_FULL.TXT"
 ) -> Path:
-    """Ingram Micro AU STDPRICE_FULL.TXT (vendors.md §4.2): header row, ex-tax and inc-GST prices."""
+    """Ingram Micro AU STDPRICE_FULL.TXT (vendors.md §4.2): header row, ex-tax and inc-GST
+    prices."""
     rows: list[Sequence[object]] = [STDPRICE_HEADER]
     for ln in lines:
         with_tax = (ln.cost * D("1.1")).quantize(D("0.01"))
         retail = ln.list_price if ln.list_price is not None else ln.cost
-        rows.append([
-            ln.sku, ln.description[:40], "", ln.mpn or "", "0012345678905", "AU01", "V1234",
-            ln.manufacturer or "", "EA", "0701", _money(ln.cost), _money(retail), "Y", "14",
-            ln.description, "", "M123", "A", "", "", _money(with_tax),
-            _money((retail * D("1.1")).quantize(D("0.01"))), "10.00", "0.00", "AUD", ln.currency, "N", "14",
-        ])  # fmt: skip
+        rows.append(
+            [
+                ln.sku,
+                ln.description[:40],
+                "",
+                ln.mpn or "",
+                "0012345678905",
+                "AU01",
+                "V1234",
+                ln.manufacturer or "",
+                "EA",
+                "0701",
+                _money(ln.cost),
+                _money(retail),
+                "Y",
+                "14",
+                ln.description,
+                "",
+                "M123",
+                "A",
+                "",
+                "",
+                _money(with_tax),
+                _money((retail * D("1.1")).quantize(D("0.01"))),
+                "10.00",
+                "0.00",
+                "AUD",
+                ln.currency,
+                "N",
+                "14",
+            ]
+        )
     return _write(directory / name, _csv_text(rows), "utf-8")
 
 
 MS_HEADER = (
-    "ProductTitle", "ProductId", "SkuId", "SkuTitle", "Publisher", "SkuDescription", "UnitOfMeasure",
-    "TermDuration", "BillingPlan", "Market", "Currency", "UnitPrice", "PricingTierRangeMin",
-    "PricingTierRangeMax", "EffectiveStartDate", "EffectiveEndDate", "Tags", "ERP Price", "Segment",
-)  # fmt: skip
+    "ProductTitle",
+    "ProductId",
+    "SkuId",
+    "SkuTitle",
+    "Publisher",
+    "SkuDescription",
+    "UnitOfMeasure",
+    "TermDuration",
+    "BillingPlan",
+    "Market",
+    "Currency",
+    "UnitPrice",
+    "PricingTierRangeMin",
+    "PricingTierRangeMax",
+    "EffectiveStartDate",
+    "EffectiveEndDate",
+    "Tags",
+    "ERP Price",
+    "Segment",
+)
 
 
 def _ms_date(d: date) -> str:
@@ -307,10 +486,27 @@ def write_synnex(
         promo = (ln.cost * D("0.95")).quantize(D("0.01"))
         msrp = ln.list_price if ln.list_price is not None else ln.cost
         row = [
-            "712345", "D", ln.mpn or "", f"MFR-{ln.mpn or ''}", ln.sku, "A", ln.description,
-            ln.manufacturer or "", "25", _money(promo), _money(msrp), _money(ln.cost), "012345678905",
-            "43211503", "20240115", "Y", "Holiday promo", "20261231", "", "1",
-        ]  # fmt: skip
+            "712345",
+            "D",
+            ln.mpn or "",
+            f"MFR-{ln.mpn or ''}",
+            ln.sku,
+            "A",
+            ln.description,
+            ln.manufacturer or "",
+            "25",
+            _money(promo),
+            _money(msrp),
+            _money(ln.cost),
+            "012345678905",
+            "43211503",
+            "20240115",
+            "Y",
+            "Holiday promo",
+            "20261231",
+            "",
+            "1",
+        ]
         if i % 3 == 0:
             row += ["", ""]
         rows.append(row)
@@ -318,14 +514,31 @@ def write_synnex(
 
 
 def write_dh_itemlist(directory: Path, lines: Sequence[PriceLine], name: str = "ITEMLIST") -> Path:
-    """D&H ITEMLIST (vendors.md §4.4): ``|``, headerless, 17 fields, cost zero-padded ``00010.00``."""
+    """D&H ITEMLIST (vendors.md §4.4): ``|``, headerless, 17 fields, cost zero-padded
+    ``00010.00``."""
     rows = []
     for ln in lines:
-        rows.append([
-            "I", "142", "N", "99/99/99", ln.sku, ln.mpn or "", "012345678905", "0701",
-            (ln.manufacturer or "").upper(), f"{ln.cost:08.2f}", "0000.00", "000.00", "000.00", "UPS",
-            "0003", ln.description[:30].upper(), ln.description,
-        ])  # fmt: skip
+        rows.append(
+            [
+                "I",
+                "142",
+                "N",
+                "99/99/99",
+                ln.sku,
+                ln.mpn or "",
+                "012345678905",
+                "0701",
+                (ln.manufacturer or "").upper(),
+                f"{ln.cost:08.2f}",
+                "0000.00",
+                "000.00",
+                "000.00",
+                "UPS",
+                "0003",
+                ln.description[:30].upper(),
+                ln.description,
+            ]
+        )
     return _write(directory / name, _csv_text(rows, "|", csv.QUOTE_NONE), "ascii")
 
 

@@ -206,7 +206,7 @@ async def test_paging_edges_at_each_psas_page_size(psa, extra):
         assert used == pages, f"{used} list requests for {n} items at {PAGE_SIZE[psa]} a page"
 
 
-# ---- writes ----------------------------------------------------------------------------------------
+# ---- writes --------------------------------------------------------------------------------------
 
 
 @every_psa
@@ -312,7 +312,7 @@ async def test_check_permissions_lists_every_permission_it_checked(psa):
             assert after["read_catalog"] == {**after["read_catalog"], "ok": True, "fix": None}
 
 
-# ---- limits and faults -----------------------------------------------------------------------------
+# ---- limits and faults ---------------------------------------------------------------------------
 
 
 @every_psa
@@ -426,7 +426,7 @@ async def test_syncro_survives_the_limit_when_someone_else_spent_it():
             assert conn.rate_limited > 0 and sim.fault_counts()["429"] == conn.rate_limited
 
 
-# ---- silently ignored writes -------------------------------------------------------------------------
+# ---- silently ignored writes ---------------------------------------------------------------------
 
 
 def _syncro_ignores_cost_writes(sim: Any) -> None:

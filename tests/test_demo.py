@@ -1,4 +1,5 @@
-"""`costrecon demo` for every PSA: a simulated tenant synced, sample files imported, all cleaned up."""
+"""`costrecon demo` for every PSA: a simulated tenant synced, sample files imported, all cleaned
+up."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Sell prices, margins, the margin floor, cost history and source precedence (issues 18, 20.11).
 
 Real daemon process, real simulators over loopback: prices come from each PSA's own fields
-(ConnectWise ``price``/``unitPrice``, Autotask ``unitPrice``, Syncro ``price_retail``/``retail_cents``).
+(ConnectWise ``price``/``unitPrice``, Autotask ``unitPrice``, Syncro
+``price_retail``/``retail_cents``).
 """
 
 from __future__ import annotations

@@ -19,19 +19,55 @@ from costrecon_daemon.vendors.readers import VendorRow, read_price_file
 from .pricefiles import SAMPLE_CLOUD, SAMPLE_HARDWARE, write_ingram_price_txt, write_ms_csp
 
 CATALOGUE = [
-    CatalogKey(101, "HP-840G10", "HP EliteBook 840 G10 Notebook", vendor_sku="8RT112", mpn="818D2UT", manufacturer="HP"),
+    CatalogKey(
+        101,
+        "HP-840G10",
+        "HP EliteBook 840 G10 Notebook",
+        vendor_sku="8RT112",
+        mpn="818D2UT",
+        manufacturer="HP",
+    ),
     CatalogKey(102, "DELL-P2423D", "Dell 24 Monitor - P2423D", mpn="P2423D", manufacturer="Dell"),
     CatalogKey(103, "U6-PRO", "UniFi 6 Pro AP"),
-    CatalogKey(104, "MXKEYS", "Logitech MX Keys keyboard", mpn="920-009295", manufacturer="Logitech"),
-    CatalogKey(110, "M365BB-MTH", "Microsoft 365 Business Basic (Monthly)", mpn="CFQ7TTC0LH18:0001", manufacturer="Microsoft"),
-    CatalogKey(111, "M365BB-ANN", "Microsoft 365 Business Basic (Annual)", mpn="CFQ7TTC0LH18:0001", manufacturer="Microsoft"),
-    CatalogKey(112, "M365BP", "Microsoft 365 Business Premium", mpn="CFQ7TTC0LCHC:0002", manufacturer="Microsoft"),
-    CatalogKey(113, "M365BS", "Microsoft 365 Business Standard - annual, billed monthly", mpn="CFQ7TTC0LDPB:0001"),
+    CatalogKey(
+        104, "MXKEYS", "Logitech MX Keys keyboard", mpn="920-009295", manufacturer="Logitech"
+    ),
+    CatalogKey(
+        110,
+        "M365BB-MTH",
+        "Microsoft 365 Business Basic (Monthly)",
+        mpn="CFQ7TTC0LH18:0001",
+        manufacturer="Microsoft",
+    ),
+    CatalogKey(
+        111,
+        "M365BB-ANN",
+        "Microsoft 365 Business Basic (Annual)",
+        mpn="CFQ7TTC0LH18:0001",
+        manufacturer="Microsoft",
+    ),
+    CatalogKey(
+        112,
+        "M365BP",
+        "Microsoft 365 Business Premium",
+        mpn="CFQ7TTC0LCHC:0002",
+        manufacturer="Microsoft",
+    ),
+    CatalogKey(
+        113,
+        "M365BS",
+        "Microsoft 365 Business Standard - annual, billed monthly",
+        mpn="CFQ7TTC0LDPB:0001",
+    ),
     CatalogKey(120, "APC-1500", "APC Back-UPS Pro 1500", mpn="BR1500MS2", manufacturer="APC"),
-    CatalogKey(121, "APC-1500-SPARE", "APC Back-UPS Pro 1500 (spare)", mpn="BR1500MS2", manufacturer="APC"),
+    CatalogKey(
+        121, "APC-1500-SPARE", "APC Back-UPS Pro 1500 (spare)", mpn="BR1500MS2", manufacturer="APC"
+    ),
     CatalogKey(130, "NET-SW24", "Netgear 24 port switch", mpn="GS324", manufacturer="Netgear"),
-    CatalogKey(131, "CISCO-SW24", "Cisco 24 port switch", mpn="GS324", manufacturer="Cisco Systems"),
-]  # fmt: skip
+    CatalogKey(
+        131, "CISCO-SW24", "Cisco 24 port switch", mpn="GS324", manufacturer="Cisco Systems"
+    ),
+]
 
 
 def row(sku: str, mpn: str | None = None, *, term: str | None = None, vendor: str = "Ingram Micro",

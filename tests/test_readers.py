@@ -263,7 +263,8 @@ def test_a_decimal_comma_in_a_dot_file_is_refused_not_guessed(tmp_path: Path) ->
     path.write_text('SKU,Cost\nA1,10.50\nA2,11.25\nA3,"12,5"\n')
     [error] = read_price_file(path).errors
     assert error.message == (
-        "row 4, column Cost: '12,5' is not a number (this file uses '.' as the decimal mark, not ',')"
+        "row 4, column Cost: '12,5' is not a number (this file uses '.' as the decimal mark, not "
+        "',')"
     )
 
 
@@ -363,9 +364,19 @@ def test_a_bad_config_profile_names_the_bad_key(table: dict, names: str) -> None
 
 def test_api_records_go_through_the_same_validation() -> None:
     records = [
-        {"sku": "MST-OFC-EE3-C100", "vendorSku": "CFQ7TTC0LFLX:0001", "partnerBuyRate": Decimal("9.90"), "billingTerm": "Monthly"},
-        {"sku": "MST-OFC-EE3-C100", "vendorSku": "CFQ7TTC0LFLX:0001", "partnerBuyRate": "n/a", "billingTerm": "Annual"},
-    ]  # fmt: skip
+        {
+            "sku": "MST-OFC-EE3-C100",
+            "vendorSku": "CFQ7TTC0LFLX:0001",
+            "partnerBuyRate": Decimal("9.90"),
+            "billingTerm": "Monthly",
+        },
+        {
+            "sku": "MST-OFC-EE3-C100",
+            "vendorSku": "CFQ7TTC0LFLX:0001",
+            "partnerBuyRate": "n/a",
+            "billingTerm": "Annual",
+        },
+    ]
     pax8 = profile_from_config(
         "pax8",
         {
@@ -432,9 +443,10 @@ def test_xlsx_sheet_named_by_a_profile_and_empty_rows_keep_row_numbers(tmp_path:
 def test_a_pax8_style_export_reads_through_the_generic_profile(tmp_path: Path) -> None:
     path = tmp_path / "pax8-pricebook.csv"
     path.write_text(
-        "Product Name,Vendor,SKU,Vendor SKU,Billing Term,Partner Buy Rate,Suggested Retail Price,Currency\n"
-        "Microsoft 365 Business Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Annual,22.00,26.40,USD\n"
-        "Microsoft 365 Business Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Monthly,26.40,31.68,USD\n"
+        "Product Name,Vendor,SKU,Vendor SKU,Billing Term,Partner Buy Rate,Suggested Retail "
+        "Price,Currency\nMicrosoft 365 Business "
+        "Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Annual,22.00,26.40,USD\nMicrosoft 365 "
+        "Business Premium,Microsoft,MST-365-BP,CFQ7TTC0LCHC:0002,Monthly,26.40,31.68,USD\n"
     )
     result = read_price_file(path, vendor="Pax8")
     assert result.errors == [] and result.vendor == "Pax8"

@@ -316,7 +316,8 @@ def test_kill_9_five_times_during_a_big_push_ends_with_every_line_written_once(t
 
 def test_a_write_that_landed_but_was_never_acknowledged_is_recorded_as_done(tmp_path):
     """A gateway that answers 504 after the PSA committed: once retries run out the worker looks
-    at the line, finds the new cost and records the step done (so it is counted and can be undone)."""
+    at the line, finds the new cost and records the step done (so it is counted and can be
+    undone)."""
     ds = msp_tenant(contracts=3)
     with cw_daemon(tmp_path, ds) as (sim, served, d):
         row = set_vendor_cost(d, rows_by_identifier(d)["DNS-FILTER"], "1.40")

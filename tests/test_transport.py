@@ -168,7 +168,8 @@ async def test_a_429_without_retry_after_waits_the_psas_documented_default():
     assert second - first >= 0.5
 
 
-# ---- what is re-sent and what never is ------------------------------------------------------------
+# ---- what is re-sent and what never is
+# ------------------------------------------------------------
 
 
 async def test_a_write_answered_504_is_sent_once_and_reported_ambiguous():

@@ -31,7 +31,8 @@ def test_secrets_come_from_the_environment_and_defaults_fill_the_rest():
         "COSTRECON_INGRAM_CLIENT_SECRET": "im-secret",
     }
     section = load(
-        '[vendors]\npull_every_hours = 6\n[vendors.pax8]\n[vendors.ingram]\ncustomer_number = "20-222222"\n',
+        "[vendors]\npull_every_hours = 6\n[vendors.pax8]\n[vendors.ingram]\ncustomer_number = "
+        '"20-222222"\n',
         env,
     )
     assert section.configured == ("pax8", "ingram")

@@ -185,7 +185,8 @@ class Daemon:
         self.bus = events.EventBus(loop)
         store = Store(cfg.database_url, self.bus)
         self.store = store
-        self.schema_version = await asyncio.to_thread(current_revision, store.writer_engine) or ""
+        revision = await asyncio.to_thread(current_revision, store.writer_engine)
+        self.schema_version = revision or ""
         # Events are a feed for live clients, the activity log is the record: keep a week of them.
         await store.write(events.prune)
         if cfg.daemon.activity_key_file:

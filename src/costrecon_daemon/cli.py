@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -51,7 +52,8 @@ def _setup_logging(cfg: Config, *, to_stderr: bool) -> None:
         sh = logging.StreamHandler()
         sh.setFormatter(fmt)
         root.addHandler(sh)
-    # httpx logs every request URL at INFO; a URL can carry a token (Syncro api_key), so keep it quiet.
+    # httpx logs every request URL at INFO; a URL can carry a token (Syncro api_key), so keep it
+    # quiet.
     for noisy in ("httpx", "httpcore", "aiohttp.access", "watchfiles", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -196,7 +198,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             print(json.dumps({"running": False, "socket": str(cfg.socket_path)}))
         else:
             print(
-                f"costrecond is not running (no answer on {cfg.socket_path}); start it with `costrecond start`."
+                f"costrecond is not running (no answer on {cfg.socket_path}); start it with "
+                "`costrecond start`."
             )
         return EXIT_NOT_RUNNING
     if args.json:
@@ -204,7 +207,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     d, p, c = status["daemon"], status["psa"], status["counts"]
     lines = [
-        f"costrecond {d['version']} running (pid {d['pid']}) as {d['user']} since {d['started_at']}",
+        f"costrecond {d['version']} running (pid {d['pid']}) as {d['user']} since "
+        f"{d['started_at']}",
         f"  socket:    {d['socket']}",
         f"  state dir: {d['state_dir']}",
         f"  config:    {d['config'] or 'embedded defaults'}",
@@ -248,6 +252,7 @@ def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
         ).items()
         if v is not None
     }
+    mod: ModuleType
     if kind == "connectwise":
         from .sim import connectwise as mod
     elif kind == "autotask":
@@ -279,8 +284,8 @@ def cmd_sim(cfg: Config | None, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="costrecond",
-        description="costrecon daemon: mirrors your PSA catalogue and contract lines, imports vendor price "
-        "files from a watched folder, and applies approved cost changes to the PSA.",
+        description="costrecon daemon: mirrors your PSA catalogue and contract lines, imports "
+        "vendor price files from a watched folder, and applies approved cost changes to the PSA.",
     )
     p.add_argument("--version", action="version", version=f"costrecond {__version__}")
     p.add_argument(

@@ -264,7 +264,8 @@ def _psa(file: str, table: Any, env: dict[str, str]) -> PSASection:
     for key, value in sub.items():
         if key not in fields:
             raise ConfigError(
-                f"{file}: unknown key psa.{kind}.{key}; expected one of: {', '.join(sorted(fields))}."
+                f"{file}: unknown key psa.{kind}.{key}; expected one of: "
+                f"{', '.join(sorted(fields))}."
             )
         ftype = fields[key].type
         ftext = str(ftype)

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -33,9 +34,12 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 from .money import from_units, to_units
 
@@ -94,12 +98,24 @@ class UTCDateTime(TypeDecorator):
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
+def new_id(result: CursorResult[Any]) -> Any:
+    """The primary key of the row a single-row INSERT made."""
+    # SQLAlchemy types it Optional, for statements that made no row; a single-row INSERT has one.
+    key = result.inserted_primary_key
+    assert key is not None
+    return key[0]
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+    if TYPE_CHECKING:
+        # SQLAlchemy declares `__table__` as any FromClause; every model here is a plain Table.
+        __table__: ClassVar[Table]
 
 
 # ---------------------------------------------------------------- PSA mirror
@@ -425,13 +441,17 @@ def upsert(
     if not rows:
         return
     table = model.__table__
+    stmt: postgresql.Insert | sqlite.Insert
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
     key = list(key)
     cols = list(update) if update is not None else [c for c in rows[0] if c not in key]
-    stmt = dialect_insert(table)
     set_ = {c: stmt.excluded[c] for c in cols}
     where = None
     if only_if_changed:

@@ -41,13 +41,16 @@ import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, make_url
 
 from .db import WRITER_LOCK, SyncState, lock_key
 from .errors import Conflict
+
+if TYPE_CHECKING:
+    import psycopg  # only on PostgreSQL; imported where a connection is made
 
 T = TypeVar("T")
 
@@ -79,7 +82,7 @@ def _libpq_conninfo(url: str) -> str:
     parts.update({k: v for k, v in u.query.items() if isinstance(v, str)})
     from psycopg.conninfo import make_conninfo
 
-    return make_conninfo(**{k: v for k, v in parts.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})
 
 
 class Leadership:
@@ -104,7 +107,7 @@ class Leadership:
         self.check_seconds = check_seconds
         self.shared = url.startswith("postgresql")
         self._key = lock_key(name)
-        self._conn = None  # psycopg.Connection, only on PostgreSQL
+        self._conn: psycopg.Connection[Any] | None = None  # only on PostgreSQL
         self._mutex = threading.Lock()
         self._leader = False
         self._lost: asyncio.Event | None = None
@@ -194,7 +197,7 @@ class Leadership:
 
     # ------------------------------------------------------------------ blocking parts
 
-    def _connect(self):  # -> psycopg.Connection
+    def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
 
         idle, interval, count = _SERVER_KEEPALIVE
@@ -235,14 +238,14 @@ class Leadership:
     def epoch_key(self) -> str:
         return f"leader_epoch:{self.name}"[:64]
 
-    def _bump_epoch(self, conn) -> int:  # conn: psycopg.Connection
+    def _bump_epoch(self, conn: psycopg.Connection[Any]) -> int:
         # Under the writers' lock: once the bump commits, no fenced write of the previous leader
         # can commit after it (each reads the epoch inside its own locked transaction).
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             return self._bump_epoch_locked(conn)
 
-    def _bump_epoch_locked(self, conn) -> int:  # conn: psycopg.Connection
+    def _bump_epoch_locked(self, conn: psycopg.Connection[Any]) -> int:
         row = conn.execute(
             "INSERT INTO sync_state (key, value, updated_at) VALUES (%s, '1', now())"
             " ON CONFLICT (key) DO UPDATE"

@@ -113,7 +113,8 @@ def _own_dir(path: Path, mode: int, what: str) -> list[str]:
 
 def prepare_runtime_dir(path: Path, group: str = "") -> None:
     """0700 (or 0750 with a shared group) directory owned by us. Refuses a dir someone else owns
-    and a symlink (issue: a planted /tmp/costrecon-<uid> link let another user hijack the socket)."""
+    and a symlink (issue: a planted /tmp/costrecon-<uid> link let another user hijack the
+    socket)."""
     _own_dir(path, 0o750 if group else 0o700, "daemon.runtime_dir")
     if group:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)

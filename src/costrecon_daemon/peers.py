@@ -1,4 +1,5 @@
-"""Who is calling: the Unix socket's peer credentials, never anything the client says (DESIGN §3)."""
+"""Who is calling: the Unix socket's peer credentials, never anything the client says (DESIGN
+§3)."""
 
 from __future__ import annotations
 

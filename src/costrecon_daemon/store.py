@@ -170,6 +170,7 @@ class Store:
             # Outside any transaction (a raw autocommit connection): a checkpoint cannot run in one.
             raw = self.writer_engine.raw_connection()
             try:
+                assert raw.driver_connection is not None  # a checked-out connection has one
                 raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except Exception:  # noqa: BLE001 - best effort at shutdown
                 log.warning("WAL checkpoint at shutdown failed", exc_info=True)

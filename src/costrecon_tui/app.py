@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header
 from textual.worker import WorkerCancelled
@@ -61,7 +61,7 @@ ERROR_WINDOW = 10.0
 class MainScreen(StaysUp, Screen[None]):
     """Header, status line, the five views in a switcher, footer."""
 
-    BINDINGS = keys.MAIN
+    BINDINGS = cast("list[BindingType]", keys.MAIN)  # list is invariant
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -89,7 +89,7 @@ class MainScreen(StaysUp, Screen[None]):
 class CostreconApp(StaysUp, App[None]):
     TITLE = "costrecon"
     CSS_PATH = Path(__file__).parent / "app.tcss"
-    BINDINGS = keys.APP
+    BINDINGS = cast("list[BindingType]", keys.APP)  # list is invariant
     COMMANDS = App.COMMANDS | {CostreconCommands}
     EVENT_TIMEOUT = 25.0
     RETRY_SECONDS = RETRY_SECONDS
@@ -226,7 +226,9 @@ class CostreconApp(StaysUp, App[None]):
         view = (
             next(iter(self.query(f"#{self.current_view}")), None) if screen is self.main else None
         )
-        extra = view.help_text() if hasattr(view, "help_text") else None  # e.g. the columns
+        extra = (  # e.g. the columns
+            view.help_text() if view is not None and hasattr(view, "help_text") else None
+        )
         self.push_screen(HelpScreen(title, rows, extra))
 
     # ------------------------------------------------------------------ busy + status line
@@ -416,7 +418,8 @@ class CostreconApp(StaysUp, App[None]):
                 self.pushes.pop(cs_id, None)
                 severity = "information" if status == "done" else "warning"
                 self.notify(
-                    f"Change set #{cs_id} {status}: {data.get('done')}/{data.get('total')} targets.",
+                    f"Change set #{cs_id} {status}: {data.get('done')}/{data.get('total')} "
+                    "targets.",
                     severity=severity,
                     timeout=6,
                 )

@@ -53,12 +53,16 @@ def cmd_costs(cfg: Config, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([_row_json(r) for r in rows], indent=2))
             return 0
-        header = f"{'PSA ID':<24} {'name':<34} {'contr':>5} {'catalogue':>11} {'vendor':>11} {'change':>11} {'%':>8}  action"
+        header = (
+            f"{'PSA ID':<24} {'name':<34} {'contr':>5} {'catalogue':>11} {'vendor':>11} "
+            f"{'change':>11} {'%':>8}  action"
+        )
         print(header)
         for r in rows:
             change = "" if r.change is None else ("+" if r.change > 0 else "") + display(r.change)
             print(
-                f"{r.identifier[:24]:<24} {r.name[:34]:<34} {r.contracts:>5} {display(r.catalog_cost):>11} "
+                f"{r.identifier[:24]:<24} {r.name[:34]:<34} {r.contracts:>5} "
+                f"{display(r.catalog_cost):>11} "
                 f"{display(r.vendor_cost):>11} {change:>11} {_pct(r):>8}  {_action(r)}"
             )
         print(f"{len(rows)} row(s)")
@@ -101,8 +105,8 @@ def _print_preview(p: dict[str, Any]) -> None:
     cur = p.get("currency") or ""
     print(f"  items:            {p['items']}")
     print(
-        f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy '{p['policy']}', "
-        f"{p.get('lines_already', 0)} already at the new cost"
+        f"  contract lines:   {p['lines']} to change, {p['lines_skipped']} left alone by policy "
+        f"'{p['policy']}', {p.get('lines_already', 0)} already at the new cost"
     )
     print(f"  negotiated lines: {p['negotiated_lines']}")
     print(
@@ -115,12 +119,13 @@ def _print_preview(p: dict[str, Any]) -> None:
     )
     if impact is not None:
         print(
-            f"  monthly impact:   {'+' if Decimal(impact) > 0 else ''}{display(Decimal(impact))} {cur}"
+            f"  monthly impact:   {'+' if Decimal(impact) > 0 else ''}{display(Decimal(impact))} "
+            f"{cur}"
         )
     for per in p["per_item"]:
         print(
-            f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> {display(_d(per['after'])):>10}  "
-            f"{per['lines']} line(s)"
+            f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> "
+            f"{display(_d(per['after'])):>10}  {per['lines']} line(s)"
         )
     for w in p.get("warnings", []):
         print(f"  ! {w}")
@@ -395,10 +400,10 @@ def cmd_activity(cfg: Config, args: argparse.Namespace) -> int:
                 return 0
             last = (await client.status())["last_event"]
             while True:
-                for e in await client.events(last, timeout=25):
-                    last = e.id
-                    if e.kind == "activity":
-                        print(_format_entry(e.data), flush=True)
+                for event in await client.events(last, timeout=25):
+                    last = event.id
+                    if event.kind == "activity":
+                        print(_format_entry(event.data), flush=True)
 
     try:
         return _run(tail())
@@ -485,8 +490,8 @@ def cmd_demo(cfg: Config | None, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="costrecon",
-        description="Keep PSA catalogue and contract-line costs true to vendor prices. With no command, "
-        "opens the full-screen cost table (the daemon, costrecond, must be running).",
+        description="Keep PSA catalogue and contract-line costs true to vendor prices. With no "
+        "command, opens the full-screen cost table (the daemon, costrecond, must be running).",
     )
     p.add_argument("--version", action="version", version=f"costrecon {__version__}")
     p.add_argument(

@@ -48,16 +48,16 @@ def _sim(psa: str, dataset: Any) -> tuple[Any, dict[str, Any]]:
     if psa == "autotask":
         from costrecon_daemon.sim.autotask import AutotaskSim
 
-        sim = AutotaskSim(dataset)
-        return sim, {
-            "username": sim.username,
-            "secret": sim.secret,
-            "integration_code": sim.integration_code,
+        autotask = AutotaskSim(dataset)
+        return autotask, {
+            "username": autotask.username,
+            "secret": autotask.secret,
+            "integration_code": autotask.integration_code,
         }
     from costrecon_daemon.sim.syncro import SyncroSim
 
-    sim = SyncroSim(dataset)
-    return sim, {"api_token": sim.api_token}
+    syncro = SyncroSim(dataset)
+    return syncro, {"api_token": syncro.api_token}
 
 
 def _settings(psa: str, sim: Any, base_url: str, creds: dict[str, Any]) -> dict[str, Any]:
@@ -244,9 +244,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         _start_reaper(cleanup)
         return _demo(args, root, cleanup)
-    except _Signalled as sig:
-        print(f"costrecon demo: {sig}: stopping the daemon and the simulator…", flush=True)
-        return 128 + sig.signum
+    except _Signalled as stop:
+        print(f"costrecon demo: {stop}: stopping the daemon and the simulator…", flush=True)
+        return 128 + stop.signum
     finally:
         cleanup.run()
         for sig, handler in previous.items():
@@ -269,7 +269,7 @@ def _demo(args: argparse.Namespace, root: Path, cleanup: _Cleanup) -> int:
     with ServedApp(make_app) as served, ServedApp(pax8.make_app) as pax8_served:
         pax8.base_url = pax8_served.base_url + "/v1"
         config = root / "config.toml"
-        sections = {
+        sections: dict[str, dict[str, Any]] = {
             "daemon": {"state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
             "sync": {"interval_minutes": 30.0},
             "inbox": {"stable_seconds": 0.5, "rescan_seconds": 5.0},

@@ -1,4 +1,5 @@
-"""The local API (the HTTP adapter over the domain): HTTP/JSON over a Unix socket, routes under /v1 (README "Local API").
+"""The local API (the HTTP adapter over the domain): HTTP/JSON over a Unix socket, routes under /v1
+(README "Local API").
 
 Every request is attributed to the OS user on the other end of the socket (SO_PEERCRED), checked
 against allowed_users/allowed_groups. Errors are ``{"error": {"code", "message"}}``; a malformed
@@ -56,7 +57,8 @@ async def guard(
             403,
             "forbidden",
             f"User {peer.user} is not allowed to use costrecond; add it to daemon.allowed_users "
-            "(or one of its groups to daemon.allowed_groups) in the daemon's config and restart it.",
+            "(or one of its groups to daemon.allowed_groups) in the daemon's config and restart "
+            "it.",
         )
     request["peer"] = peer
     try:

@@ -1,4 +1,5 @@
-"""The one place domain errors become HTTP responses: ``{"error": {"code", "message"[, "data"]}}``."""
+"""The one place domain errors become HTTP responses: ``{"error": {"code", "message"[,
+"data"]}}``."""
 
 from __future__ import annotations
 

@@ -13,7 +13,15 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from .. import activity, events
-from ..db import CatalogItem, ChangeSet, ChangeStep, ContractLine, utcnow
+from ..db import (
+    CatalogItem,
+    ChangeSet,
+    ChangeStep,
+    ContractLine,
+    UTCDateTime,
+    new_id,
+    utcnow,
+)
 from ..money import json_amount, to_units
 from ..psa.base import (
     PSAPermissionError,
@@ -77,7 +85,7 @@ def journal(
             {"change_set_id": cs},
         )
     now = utcnow()
-    cs_id = conn.execute(
+    result = conn.execute(
         ChangeSet.__table__.insert().values(
             created_at=now,
             actor=actor,
@@ -90,7 +98,8 @@ def journal(
             started_at=None if steps else now,
             request_id=request_id,
         )
-    ).inserted_primary_key[0]
+    )
+    cs_id = new_id(result)
     _insert_steps(conn, cs_id, steps, now)
     per_item = preview["per_item"]
     activity.append(
@@ -157,7 +166,7 @@ def _insert_steps(conn: Connection, cs_id: int, steps: list[PlannedStep], now: A
         return
     dialect = conn.dialect
     table = ChangeStep.__table__
-    stamp = table.c.updated_at.type.process_bind_param(now, dialect)
+    stamp = UTCDateTime().process_bind_param(now, dialect)
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     cols = ", ".join(dialect.identifier_preparer.quote(c) for c in _STEP_COLUMNS)
     sql = (
@@ -167,10 +176,12 @@ def _insert_steps(conn: Connection, cs_id: int, steps: list[PlannedStep], now: A
     units: dict[Decimal | None, int | None] = {None: None}
 
     def u(value: Decimal | None) -> int | None:
-        got = units.get(value, _NONE)
-        if got is _NONE:
-            got = units[value] = to_units(value)  # type: ignore[arg-type]
-        return got  # type: ignore[return-value]
+        if value is None:
+            return None
+        got = units.get(value)
+        if got is None:
+            got = units[value] = to_units(value)
+        return got
 
     pending = StepState.PENDING.value
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -200,7 +211,6 @@ def _insert_steps(conn: Connection, cs_id: int, steps: list[PlannedStep], now: A
         cursor.close()
 
 
-_NONE: Any = object()
 
 
 COUNTED = (

@@ -1,4 +1,5 @@
-"""Margins in an approval preview (issue 18.3): what the new costs do to each contract line's margin.
+"""Margins in an approval preview (issue 18.3): what the new costs do to each contract line's
+margin.
 
 Prices are read from the mirror and never written: costrecon changes costs only. A line's margin
 is ``(price − cost) / price``; a line whose margin after the change falls below the floor

@@ -178,7 +178,8 @@ def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[tup
             ContractLine.gone.is_(False),
         )
         found = []
-        for item_psa_id, psa_id, contract, kind, cost, qty, cur, price in conn.execute(stmt).all():
+        rows: list[Any] = list(conn.execute(stmt).all())  # plain tuples: typed by the select
+        for item_psa_id, psa_id, contract, kind, cost, qty, cur, price in rows:
             names = contracts.get(contract)
             if names is not None:
                 found.append((item_psa_id, contract, psa_id, kind, cost, qty, cur, price, *names))
@@ -271,7 +272,7 @@ def plan(
         seen_ids.add(req.item_id)
     catalogue: dict[int, Any] = {}
     for chunk in _chunks([r.item_id for r in requests]):
-        for item in conn.execute(
+        for rec in conn.execute(
             select(
                 CatalogItem.id,
                 CatalogItem.psa_id,
@@ -282,7 +283,7 @@ def plan(
                 CatalogItem.gone,
             ).where(CatalogItem.id.in_(chunk))
         ):
-            catalogue[item.id] = item
+            catalogue[rec.id] = rec
     lines_of = _live_lines(
         conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
     )
@@ -306,8 +307,9 @@ def plan(
         if check_stale and req.seen_catalog_cost != item.cost:
             raise Conflict(
                 "stale",
-                f"The catalogue cost of {item.identifier} is now {display(item.cost)} {item.currency}, "
-                f"not the {display(req.seen_catalog_cost)} you saw; review the row and approve again.",
+                f"The catalogue cost of {item.identifier} is now {display(item.cost)} "
+                f"{item.currency}, not the {display(req.seen_catalog_cost)} you saw; review the "
+                "row and approve again.",
                 {"item_id": item.id, "current": json_amount(item.cost)},
             )
         old = item.cost
@@ -350,7 +352,9 @@ def plan(
                 else:
                     before = money.get(cost_u)
                     if before is None:
-                        before = money[cost_u] = from_units(cost_u)
+                        value = from_units(cost_u)
+                        assert value is not None  # cost_u is not None here
+                        before = money[cost_u] = value
                 steps.append(
                     PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
                 )
@@ -445,7 +449,8 @@ def _warnings(totals: dict[str, int], policy: str, limits: RateLimits | None) ->
     out = []
     if policy == "all" and totals["negotiated_lines"]:
         out.append(
-            f"{totals['negotiated_lines']} contract line(s) carry a cost that differs from the catalogue "
+            f"{totals['negotiated_lines']} contract line(s) carry a cost that differs from the "
+            "catalogue "
             "(negotiated); policy 'all' overwrites them — choose 'matching' to leave them alone."
         )
     if limits is None:

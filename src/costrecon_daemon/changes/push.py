@@ -197,9 +197,9 @@ class PushWorker:
         await self._record(cs_id, actor, outcomes, to_write)
         results = await asyncio.gather(*(self._write(s) for s in to_write))
         final: list[Outcome] = []
-        for s, (status, value, message, exc) in zip(to_write, results, strict=True):
-            if isinstance(exc, PSAPermissionError):
-                denied.append(exc)
+        for s, (status, value, message, error) in zip(to_write, results, strict=True):
+            if isinstance(error, PSAPermissionError):
+                denied.append(error)
             final.append((s, status, value, message))
         if final:
             await self._record(cs_id, actor, final)

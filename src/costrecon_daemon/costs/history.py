@@ -1,4 +1,5 @@
-"""An item's vendor-cost history (issue 18.5): every imported, pulled and manual value, oldest first.
+"""An item's vendor-cost history (issue 18.5): every imported, pulled and manual value, oldest
+first.
 
 Imports and API pulls are kept in ``vendor_costs``; a manual override keeps only its current value
 in ``manual_costs``, so earlier manual values (and reverts) come from the activity log, which

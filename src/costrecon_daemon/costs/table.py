@@ -79,15 +79,17 @@ class Row:
 
     @property
     def change(self) -> Decimal | None:
-        return quantize(self.vendor_cost - self.catalog_cost) if self.comparable else None  # type: ignore[operator]
+        if self.vendor_cost is None or self.catalog_cost is None or not self.comparable:
+            return None
+        return quantize(self.vendor_cost - self.catalog_cost)
 
     @property
     def change_pct(self) -> Decimal | None:
-        if not self.comparable or not self.catalog_cost:
+        if self.vendor_cost is None or not self.comparable or not self.catalog_cost:
             return None
         return ((self.vendor_cost - self.catalog_cost) * 100 / self.catalog_cost).quantize(
             Decimal("0.01")
-        )  # type: ignore[operator]
+        )
 
     @property
     def changed(self) -> bool:
@@ -157,7 +159,8 @@ def _line_scope() -> Any:
 
 
 def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, Row]:
-    """Compute table rows for ``ids`` (or every item). Items without vendor cost and lines are omitted."""
+    """Compute table rows for ``ids`` (or every item). Items without vendor cost and lines are
+    omitted."""
     id_list = None if ids is None else list(ids)
 
     def restrict(stmt: Any, col: Any) -> Any:
@@ -324,9 +327,9 @@ def _apply_sources(conn: Connection, items: dict[int, Row], id_list: list[int] |
     )
     if id_list is not None:
         latest = latest.where(VendorCost.item_id.in_(id_list))
-    latest = latest.subquery()
+    newest = latest.subquery()
     found: dict[int, list[dict[str, Any]]] = {}
-    for r in conn.execute(select(latest).where(latest.c.rn == 1)):
+    for r in conn.execute(select(newest).where(newest.c.rn == 1)):
         found.setdefault(r.item_id, []).append(
             {
                 "kind": "import",
@@ -585,7 +588,7 @@ class CostTable:
         present = [r for r in rows if key(r) is not None]
         missing = [r for r in rows if key(r) is None]
         present.sort(key=lambda r: r.id)
-        present.sort(key=key, reverse=descending)  # type: ignore[arg-type,return-value]
+        present.sort(key=key, reverse=descending)
         missing.sort(key=lambda r: r.id)
         return [r.id for r in present + missing]
 

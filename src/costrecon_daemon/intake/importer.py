@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from .. import activity, events
 from ..costs.table import CostTable
-from ..db import PriceImport, VendorCost, utcnow
+from ..db import PriceImport, VendorCost, new_id, utcnow
 from ..vendors.matching import Matcher, MatchResult
 from ..vendors.profiles import Profile
 from ..vendors.readers import (
@@ -97,8 +97,8 @@ class Prepared:
         if errors:
             rows = len({e.row for e in errors})
             return (
-                f"{rows} row{'s' if rows != 1 else ''} of {self.result.total_rows} have problems, so nothing "
-                f"from this file was imported; first: {errors[0].message}"
+                f"{rows} row{'s' if rows != 1 else ''} of {self.result.total_rows} have problems, "
+                f"so nothing from this file was imported; first: {errors[0].message}"
             )
         matched = sum(1 for m in self.matches or () if m.item_id is not None)
         return f"{self.row_count} costs imported, {matched} matched to catalogue items"
@@ -301,7 +301,7 @@ def commit_import(
                 rows_matched += 1
     errors = None if status in ("imported", "duplicate") else prep.errors()
     message = message or prep.message()
-    record = {
+    record: dict[str, Any] = {
         "file_name": prep.name,
         "sha256": prep.sha256,
         "size": prep.size,
@@ -318,7 +318,7 @@ def commit_import(
         "received_at": now,
     }
     if import_id is None:
-        import_id = conn.execute(insert(PriceImport).values(**record)).inserted_primary_key[0]
+        import_id = new_id(conn.execute(insert(PriceImport).values(**record)))
     else:
         conn.execute(update(PriceImport).where(PriceImport.id == import_id).values(**record))
     if imported:
@@ -388,7 +388,7 @@ DELETE_CHUNK = 20_000
 
 
 def _begin_staged(conn: Connection, prep: Prepared, at: dt.datetime) -> int:
-    return conn.execute(
+    result = conn.execute(
         insert(PriceImport).values(
             file_name=prep.name,
             sha256=prep.sha256,
@@ -402,7 +402,8 @@ def _begin_staged(conn: Connection, prep: Prepared, at: dt.datetime) -> int:
             actor=prep.actor,
             received_at=at,
         )
-    ).inserted_primary_key[0]
+    )
+    return new_id(result)
 
 
 def _delete_some(conn: Connection, import_id: int) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import activity
 from ..costs.table import CostTable
-from ..db import CatalogItem, ItemMapping, utcnow
+from ..db import CatalogItem, ItemMapping, new_id, utcnow
 from ..errors import Conflict, NotFound
 from ..money import json_amount
 from ..store import Store
@@ -56,7 +56,7 @@ class Mappings:
                 ).first()
                 if item is None or item.gone:
                     raise NotFound("not_found", f"Item {item_id} is not in the catalogue mirror.")
-                mid = conn.execute(
+                result = conn.execute(
                     insert(ItemMapping).values(
                         vendor=vendor,
                         sku=sku,
@@ -65,7 +65,8 @@ class Mappings:
                         created_by=actor,
                         created_at=utcnow(),
                     )
-                ).inserted_primary_key[0]
+                )
+                mid = new_id(result)
                 affected = apply_rematch(conn, matcher, rows_for_key(conn, vendor, sku, term))
                 mapping = mapping_json(conn, mid)
                 activity.append(

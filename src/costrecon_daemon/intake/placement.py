@@ -57,7 +57,8 @@ def move_no_clobber(src: Path, dst: Path) -> Path:
 def errors_report(record: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         f"costrecon could not import {record['file_name']}.",
-        "Nothing from this file was imported. Fix the problems below and drop the file in the inbox again.",
+        "Nothing from this file was imported. Fix the problems below and drop the file in the "
+        "inbox again.",
         "",
         f"received: {iso(record.get('received_at')) or ''}",
         f"sha256:   {record.get('sha256', '')}",

@@ -57,7 +57,8 @@ def apply_rematch(
 ) -> set[int]:
     """Match ``rows`` again; write the ones whose match changed. Returns the item ids affected
     (old and new), for the cost table."""
-    changes, affected = [], set()
+    changes: list[dict[str, Any]] = []
+    affected: set[int] = set()
     for r in rows:
         m = matcher.match(r)
         if (m.item_id, m.method) != (r.item_id, r.match_method):

@@ -4,8 +4,9 @@ distributor file (issue 15 item 5).
 The newest ``keep`` imports per vendor keep every row. In older imports, the *unmatched* rows that
 a newer import of the same vendor has superseded (same SKU and term: next month's full list),
 a million per distributor file, only cost space and are deleted; a row no newer file repeats is
-still current and stays (a vendor that sends partial files loses nothing). Their *matched* rows are kept, always: they are the only rows a
-cost (and so an approved change) can come from, and provenance must outlive the file. The import
+still current and stays (a vendor that sends partial files loses nothing). Their *matched* rows
+are kept, always: they are the only rows a cost (and so an approved change) can come from, and
+provenance must outlive the file. The import
 records themselves are never deleted. Pruning deletes a chunk per write transaction and yields
 between chunks, so the API and the writer are never held for long; no ``VACUUM`` (SQLite reuses
 the freed pages).

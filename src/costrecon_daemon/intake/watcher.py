@@ -529,7 +529,7 @@ class Inbox:
                 )
 
             try:
-                record = await asyncio.to_thread(
+                streamed = await asyncio.to_thread(
                     stream_import,
                     store,
                     path,
@@ -544,11 +544,11 @@ class Inbox:
             except BaseException:
                 self._clear_marker()
                 raise
-            if record is None:
+            if streamed is None:
                 self._clear_marker()
                 self._after_veto(path_text, c, verdict.get("go"))
                 return
-            await self._finish(path, path_text, st, record)
+            await self._finish(path, path_text, st, streamed)
 
     async def _finish(
         self, path: Path, path_text: str, st: os.stat_result, record: dict[str, Any]
@@ -743,7 +743,8 @@ class Inbox:
                 await self._changed_after_import(
                     name,
                     import_id,
-                    f"the imported file grew from {size:,} to {grown:,} bytes after it was imported",
+                    f"the imported file grew from {size:,} to {grown:,} bytes after it was "
+                    "imported",
                 )
 
     async def _changed_after_import(self, name: str, import_id: int, why: str) -> None:
@@ -788,7 +789,8 @@ class Inbox:
                 details={
                     "import_id": earlier.id,
                     "final_path": str(moved),
-                    "reason": "already imported before the daemon stopped; moved, not imported again",
+                    "reason": "already imported before the daemon stopped; moved, not imported "
+                    "again",
                 },
             )
         )

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from .. import activity, events
 from ..config import SyncSection
 from ..errors import Conflict
@@ -119,18 +121,19 @@ class SyncLoop:
             message = exc.message
             self.psa_state.error = message
             log.warning("sync failed: %s", message)
-            await self.store.write(
-                lambda c: (
-                    events.emit(c, "sync", {"state": "failed", "message": message}),
-                    activity.append(
-                        c,
-                        actor=actor,
-                        action="sync.failed",
-                        subject=self.connector.display_name,
-                        details={"message": message},
-                    ),
+            subject = self.connector.display_name
+
+            def record_failure(c: Connection) -> None:
+                events.emit(c, "sync", {"state": "failed", "message": message})
+                activity.append(
+                    c,
+                    actor=actor,
+                    action="sync.failed",
+                    subject=subject,
+                    details={"message": message},
                 )
-            )
+
+            await self.store.write(record_failure)
             if exc.status in (401, 403):
                 self.psa_state.connected = False
         finally:

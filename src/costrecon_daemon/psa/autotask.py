@@ -59,7 +59,10 @@ SETTING_SERVICES_EDIT = (
     "Admin > Resources/Users > the API user > Security Level: a level with System Administrator "
     "rights (Services create/update need it)"
 )
-SETTING_PRODUCTS_EDIT = "Admin > Resources/Users > the API user > Security Level: Inventory/Products full (edit) permission"
+SETTING_PRODUCTS_EDIT = (
+    "Admin > Resources/Users > the API user > Security Level: Inventory/Products full (edit) "
+    "permission"
+)
 SETTING_CONTRACTS = (
     "Admin > Resources/Users > the API user > Security Level: Contracts permission (view and edit)"
 )
@@ -68,8 +71,8 @@ SETTING_READ_COSTS = (
     "'API User (system)' instead of 'API User (system) Can't Read Costs'"
 )
 SETTING_API_USER = (
-    "Admin > Resources/Users > the API user: license 'API User (API-only)', with the UserName, Secret "
-    "and tracking identifier (ApiIntegrationCode) from its Security tab"
+    "Admin > Resources/Users > the API user: license 'API User (API-only)', with the UserName, "
+    "Secret and tracking identifier (ApiIntegrationCode) from its Security tab"
 )
 
 _PERMISSION_WORDS = ("permission", "not authorized", "unauthorized", "security level", "access")

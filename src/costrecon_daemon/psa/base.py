@@ -84,8 +84,8 @@ class PullResult:
 
     ``complete_items`` / ``complete_contracts`` / ``complete_lines_for``: scopes that were listed in
     full, so anything of that scope in the mirror and not seen in this pull is gone from the PSA and
-    must be marked so (never kept as live). ``complete_lines_for`` is a set of contract psa_ids whose
-    lines were listed in full; ``None`` there means "every contract's lines" (a full pull).
+    must be marked so (never kept as live). ``complete_lines_for`` is a set of contract psa_ids
+    whose lines were listed in full; ``None`` there means "every contract's lines" (a full pull).
     """
 
     cursor: str | None  # pass back as ``since`` for the next incremental pull

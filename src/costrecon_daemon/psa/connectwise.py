@@ -114,7 +114,8 @@ class ConnectWiseSettings:
     def __repr__(self) -> str:  # keys never reach logs
         return (
             f"ConnectWiseSettings(site={self.site!r}, company={self.company!r}, "
-            f"codebase={self.codebase!r}, page_size={self.page_size}, concurrency={self.concurrency})"
+            f"codebase={self.codebase!r}, page_size={self.page_size}, "
+            f"concurrency={self.concurrency})"
         )
 
 
@@ -235,8 +236,8 @@ class ConnectWiseClassifier(Classifier):
         if status == 401:
             if code == "ConnectWiseApi" or "UserNotAuthenticated" in message:
                 return PSAAuthError(
-                    f"{NAME} accepted the API keys but the API member cannot log in; check that the "
-                    "API member is active and has a security role in System > Members.",
+                    f"{NAME} accepted the API keys but the API member cannot log in; check that "
+                    "the API member is active and has a security role in System > Members.",
                     status=status,
                     detail=detail,
                 )
@@ -249,8 +250,8 @@ class ConnectWiseClassifier(Classifier):
         if status == 403:
             setting = call.setting or "the security role of the API member"
             return PSAPermissionError(
-                f"The {NAME} API member's security role does not allow {target}; in System > Security "
-                f"Roles set {setting}.",
+                f"The {NAME} API member's security role does not allow {target}; in System > "
+                f"Security Roles set {setting}.",
                 setting=setting,
                 status=status,
                 detail=detail,
@@ -336,7 +337,8 @@ class ConnectWiseConnector(Connector):
             return
         if info is None:
             raise PSAAuthError(
-                f"{NAME} does not know the company ID {self.settings.company!r}; check psa.connectwise.company "
+                f"{NAME} does not know the company ID {self.settings.company!r}; check "
+                "psa.connectwise.company "
                 "(the company name you type at the ConnectWise login screen)."
             )
         codebase = str(info.get("Codebase") or DEFAULT_CODEBASE)
@@ -683,7 +685,8 @@ class ConnectWiseConnector(Connector):
             raise TypeError("cost must be a finite Decimal")
         body = dumps([{"op": "replace", "path": field_name, "value": cost}])
         resp = await self._call("PATCH", path, body=body, setting=setting, what=f"editing {what}")
-        # §1.4: the reply is the full updated entity, so it is the read-back (one request per write).
+        # §1.4: the reply is the full updated entity, so it is the read-back (one request per
+        # write).
         try:
             entity = loads(resp.content) if resp.content else None
         except ValueError:
@@ -748,7 +751,8 @@ class ConnectWiseConnector(Connector):
             checks.append(
                 PermissionCheck(
                     capability,
-                    f"The {NAME} API member cannot {doing}; in System > Security Roles set {setting}.",
+                    f"The {NAME} API member cannot {doing}; in System > Security Roles set "
+                    f"{setting}.",
                 )
             )
 

@@ -71,8 +71,8 @@ class SyncroSettings:
 
 def _permission_message(setting: str, what: str) -> str:
     return (
-        f"Syncro refused to {what}: the API token lacks the '{setting}' permission. In Syncro go to "
-        f"Admin > API > API Tokens, edit the token's Custom Permissions and tick '{setting}'."
+        f"Syncro refused to {what}: the API token lacks the '{setting}' permission. In Syncro go "
+        f"to Admin > API > API Tokens, edit the token's Custom Permissions and tick '{setting}'."
     )
 
 

@@ -7,16 +7,16 @@ Served by aiohttp on loopback. What it gets right, because the connector must co
   anything wrong answers 401 with a non-JSON body (§2.5: "map it by status code");
 - case-insensitive paths (§2.1: clients write ``V1.0``/``ATServicesRest``);
 - ``query`` by POST body and by ``GET ...?search=<json>``, the full filter grammar (§2.2), results
-  sorted by ``id``, ``MaxRecords`` 1..500, ``IncludeFields``, ``query/count``, and cursor paging through
-  ``pageDetails.nextPageUrl``/``prevPageUrl``. A ``query/next?paging=`` URL must be requested with the
-  first request's method: a GET of a page that started as a POST answers **405** (§2.2, AT-NEXT; the
-  exact rule is UNCERTAIN, so the sim takes the stricter reading). A POSTed next page may carry no body
-  (go-autotask) or the original filter; a *different* filter is refused;
+  sorted by ``id``, ``MaxRecords`` 1..500, ``IncludeFields``, ``query/count``, and cursor paging
+  through ``pageDetails.nextPageUrl``/``prevPageUrl``. A ``query/next?paging=`` URL must be
+  requested with the first request's method: a GET of a page that started as a POST answers **405**
+  (§2.2, AT-NEXT; the exact rule is UNCERTAIN, so the sim takes the stricter reading). A POSTed next
+  page may carry no body (go-autotask) or the original filter; a *different* filter is refused;
 - PATCH with a partial object including ``id`` answering ``{"itemId": n}``; failed writes answer
   **500** ``{"errors": [...]}`` (§2.5), permission failures included;
 - ContractServices ``unitCost`` is read-only on update (§2.4 RISK): by default a PATCH of it is
-  *silently ignored* (200 + itemId, value unchanged); ``contract_service_cost_patch="reject"`` makes it
-  a 500 instead. Which one a real tenant does is UNCERTAIN;
+  *silently ignored* (200 + itemId, value unchanged); ``contract_service_cost_patch="reject"`` makes
+  it a 500 instead. Which one a real tenant does is UNCERTAIN;
 - the operations of the published contract (sim/contracts/autotask.json): ContractServices and
   ContractCharges are written **only** through the child URLs ``/Contracts/{id}/Services`` and
   ``/Contracts/{id}/Charges`` (a root write answers 405), which also list and read them, as do
@@ -30,11 +30,12 @@ Served by aiohttp on loopback. What it gets right, because the connector must co
 - a security level that cannot see costs (§2.4): ``unitCost``/``cost`` read as null, cost writes are
   silently ignored (200 OK, value unchanged);
 - 10,000 requests per rolling hour per database and 3 concurrent requests per endpoint (§2.5), both
-  knobs; exceeding either answers 429 with an ``errors`` body and no ``Retry-After`` (UNCERTAIN status;
-  go-autotask treats 429 as the rate limit); ``ThresholdInformation`` (counts against the quota).
+  knobs; exceeding either answers 429 with an ``errors`` body and no ``Retry-After`` (UNCERTAIN
+  status; go-autotask treats 429 as the rate limit); ``ThresholdInformation`` (counts against the
+  quota).
 
-The neutral data set maps as: recurring items -> Services, the rest -> Products; lines on Services ->
-ContractServices (+ one ContractServiceUnits row per billing month: previous and current, or only
+The neutral data set maps as: recurring items -> Services, the rest -> Products; lines on Services
+-> ContractServices (+ one ContractServiceUnits row per billing month: previous and current, or only
 next month's for a line that starts next period; customer-currency ``unitPrice`` on contracts in
 another currency), lines on Products -> ContractCharges (cancelled ones -> billed charges, which are
 no longer contract lines).
@@ -50,6 +51,7 @@ import secrets
 import time
 import urllib.parse
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -60,7 +62,7 @@ from aiohttp import web
 from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 MAX_RECORDS = 500
 # Customer-currency prices of multi-currency contracts (fixed demo rates).
@@ -531,7 +533,8 @@ class AutotaskSim:
     # ---- in-process control for tests (behind the connector's back) ------------------------
 
     def set_cost(self, entity: str, record_id: int, cost: Decimal | None) -> None:
-        """Change a cost as a person in the Autotask UI would (Services get a new lastModifiedDate)."""
+        """Change a cost as a person in the Autotask UI would (Services get a new
+        lastModifiedDate)."""
         rec = self.tables[entity][record_id]
         field_name = "cost" if entity == "ContractServiceUnits" else "unitCost"
         rec[field_name] = None if cost is None else Decimal(cost).quantize(Q4)
@@ -844,7 +847,8 @@ class AutotaskSim:
         lowered = {k.lower(): v for k, v in spec.items()}
         flt = lowered.get("filter")
         if not isinstance(flt, list) or not flt:
-            # The real API refuses a query without a filter; clients send {"op":"gte","field":"id","value":0}.
+            # The real API refuses a query without a filter; clients send
+            # {"op":"gte","field":"id","value":0}.
             raise FilterError(
                 'A filter is required. Use {"op":"gte","field":"id","value":0} to return all.'
             )
@@ -893,10 +897,10 @@ class AutotaskSim:
             ftype, actual, udf = "str", field_name, True
         else:
             schema = _SCHEMAS[entity]
-            actual = {f.lower(): f for f in schema}.get(field_name.lower())
-            if actual is None:
+            found = {f.lower(): f for f in schema}.get(field_name.lower())
+            if found is None:
                 raise FilterError(f"Unable to find {field_name} in the {entity} entity.")
-            ftype, udf = schema[actual], False
+            actual, ftype, udf = found, schema[found], False
         if op in ("exist", "notexist"):
             return (op, actual, udf, ftype, None)
         if "value" not in c:
@@ -911,7 +915,9 @@ class AutotaskSim:
             return (op, actual, udf, ftype, str(value).casefold())
         return (op, actual, udf, ftype, _coerce(ftype, value, field_name))
 
-    def _matching(self, entity: str, compiled: list, parent: int | None, after: int = -1):
+    def _matching(
+        self, entity: str, compiled: list, parent: int | None, after: int = -1
+    ) -> Iterator[dict[str, Any]]:
         table = self.tables[entity]
         ids = self._sorted[entity]
         low, high = after, None
@@ -1393,7 +1399,7 @@ async def start_autotask_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # noqa: SLF001 - aiohttp has no public getter
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}/atservicesrest/"
@@ -1419,7 +1425,8 @@ def config_snippet(sim: AutotaskSim) -> str:
 def run_standalone(
     port: int = 8090, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim autotask``)."""
+    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim
+    autotask``)."""
 
     serve_until_interrupted(
         lambda: start_autotask_sim(generate(size, seed=seed), host=host, port=port, **knobs),

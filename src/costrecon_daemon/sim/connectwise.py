@@ -4,7 +4,8 @@ What it serves (everything costrecon touches, with the real shapes):
 
 - ``GET /login/companyinfo/{company}`` (no auth; JSON ``null`` for an unknown company, §1.1);
 - under ``/{codebase}apis/3.0``: ``/procurement/catalog`` list/get/count/PATCH,
-  ``/finance/agreements`` list/get/count, ``/finance/agreements/{id}/additions`` list/get/count/PATCH;
+  ``/finance/agreements`` list/get/count, ``/finance/agreements/{id}/additions``
+  list/get/count/PATCH;
 - Basic ``company+public:private`` auth plus a required ``clientId`` header (401 otherwise);
 - bare JSON arrays, camelCase, ``_info.lastUpdated`` bumped on every write, money as JSON numbers;
 - ``page``/``pageSize`` with ``Link`` headers, forward-only paging (``pagination-type`` header +
@@ -50,7 +51,7 @@ from costrecon_daemon.sim.contract import (
 )
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 __all__ = ["ConnectWiseSim", "RunningSim", "run_standalone", "start_connectwise_sim"]
 
@@ -734,7 +735,8 @@ class ConnectWiseSim:
         params["pageSize"] = str(page_size)
 
         def link(rel: str, **extra: Any) -> str:
-            return f'<{base}?{urlencode({**params, **{k: str(v) for k, v in extra.items()}})}>; rel="{rel}"'
+            query = urlencode({**params, **{k: str(v) for k, v in extra.items()}})
+            return f'<{base}?{query}>; rel="{rel}"'
 
         if forward:
             # The server treats pageId as an extra `id > pageId` condition (§1.2) over id order.
@@ -1047,7 +1049,7 @@ async def start_connectwise_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    sockets = server_sockets(site)
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningSim(sim=sim, runner=runner, base_url=f"http://{host}:{bound}", port=bound)
 

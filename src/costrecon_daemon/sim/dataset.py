@@ -1,9 +1,10 @@
-"""Deterministic, PSA-neutral MSP data for every simulator (DESIGN.md §3 "Simulators are first-class").
+"""Deterministic, PSA-neutral MSP data for every simulator (DESIGN.md §3 "Simulators are
+first-class").
 
-One seeded :class:`random.Random` drives everything, so ``generate("demo", seed=7)`` is the same data
-on every machine. The records are PSA-neutral; each simulator maps them onto its own API shape
-(ConnectWise catalog items/agreements/additions, Autotask Services/Contracts/ContractServices, Syncro
-products/schedules/lines).
+One seeded :class:`random.Random` drives everything, so ``generate("demo", seed=7)`` is the same
+data on every machine. The records are PSA-neutral; each simulator maps them onto its own API shape
+(ConnectWise catalog items/agreements/additions, Autotask Services/Contracts/ContractServices,
+Syncro products/schedules/lines).
 
 What an MSP tenant looks like, and what the data set therefore contains:
 
@@ -635,6 +636,7 @@ def _filler_item(rng: random.Random, n: int) -> tuple:
             cost,
             False,
         )
+    assert mfr is not None  # only the professional-services family has none; it returned above
     cost = Decimal(rng.randrange(1500, 320000)) / 100
     if vendor == "Ingram Micro":
         vsku = f"IM-{rng.randrange(1_000_000, 9_999_999)}"
@@ -683,7 +685,10 @@ def _make_items(rng: random.Random, count: int, currency: str) -> list[SimItem]:
 def _make_contracts(rng: random.Random, count: int, currency: str) -> list[SimContract]:
     contracts: list[SimContract] = []
     for i in range(count):
-        company = f"{rng.choice(_COMPANY_A)} {rng.choice(_COMPANY_B).replace('-', ' ')} {rng.choice(_COMPANY_C)}"
+        company = (
+            f"{rng.choice(_COMPANY_A)} {rng.choice(_COMPANY_B).replace('-', ' ')} "
+            f"{rng.choice(_COMPANY_C)}"
+        )
         roll = rng.random()
         status = "Cancelled" if roll < 0.07 else "Expired" if roll < 0.10 else "Active"
         kind = rng.choice(_AGREEMENT_KINDS)

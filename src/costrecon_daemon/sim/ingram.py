@@ -42,7 +42,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps, loads
 from costrecon_daemon.sim.dataset import Dataset, SimItem, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 __all__ = [
     "IngramSim",
@@ -59,9 +59,17 @@ CENT = Decimal("0.01")
 CURRENCIES = {"US": "USD", "CA": "CAD", "GB": "GBP", "AU": "AUD", "NZ": "NZD", "DE": "EUR",
               "FR": "EUR", "NL": "EUR", "MX": "MXN", "IN": "INR", "SE": "SEK"}  # fmt: skip
 # Rough price level per currency against USD, so a CA account sees CAD-looking prices.
-FX = {"USD": Decimal("1"), "CAD": Decimal("1.37"), "GBP": Decimal("0.79"), "EUR": Decimal("0.92"),
-      "AUD": Decimal("1.52"), "NZD": Decimal("1.66"), "MXN": Decimal("17.1"), "INR": Decimal("83.2"),
-      "SEK": Decimal("10.4")}  # fmt: skip
+FX = {
+    "USD": Decimal("1"),
+    "CAD": Decimal("1.37"),
+    "GBP": Decimal("0.79"),
+    "EUR": Decimal("0.92"),
+    "AUD": Decimal("1.52"),
+    "NZD": Decimal("1.66"),
+    "MXN": Decimal("17.1"),
+    "INR": Decimal("83.2"),
+    "SEK": Decimal("10.4"),
+}
 REQUIRED_HEADERS = (
     ("IM-CustomerNumber", 10, None),
     ("IM-CountryCode", 2, 2),
@@ -70,17 +78,25 @@ REQUIRED_HEADERS = (
 ECHOED = ("IM-CorrelationID", "IM-CountryCode", "IM-SenderID")
 
 _OTHER = [
-    ("APC", "Power", ["Back-UPS Pro 1500", "Smart-UPS 1500", "Smart-UPS 3000 RM", "NetShelter 42U"]),
+    (
+        "APC",
+        "Power",
+        ["Back-UPS Pro 1500", "Smart-UPS 1500", "Smart-UPS 3000 RM", "NetShelter 42U"],
+    ),
     ("Lenovo", "Notebooks", ["ThinkPad E14", "ThinkPad T14s", "ThinkPad X1 Carbon", "IdeaPad 5"]),
     ("HP", "Printers", ["LaserJet Pro 4001n", "Color LaserJet M479", "OfficeJet Pro 9125"]),
     ("Dell", "Monitors", ["P2423D", "P2723QE", "E2424HS", "S2721DS"]),
     ("Logitech", "Peripherals", ["MX Keys", "MX Master 3S", "C920 Webcam", "Zone Vibe 100"]),
     ("Cisco", "Networking", ["Catalyst 1000-24T", "Meraki MS120-8", "Meraki MR36", "CBS350-24P"]),
-    ("Microsoft", "Software", ["Windows 11 Pro OEM", "Office Home & Business 2024", "Surface Dock 2"]),
+    (
+        "Microsoft",
+        "Software",
+        ["Windows 11 Pro OEM", "Office Home & Business 2024", "Surface Dock 2"],
+    ),
     ("Samsung", "Storage", ["990 PRO 1TB", "870 EVO 2TB", "T7 Shield 2TB"]),
     ("Fortinet", "Security", ["FortiGate 40F", "FortiGate 80F", "FortiAP 231G"]),
     ("Jabra", "Audio", ["Evolve2 55", "Evolve2 65", "Speak2 75"]),
-]  # fmt: skip
+]
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -174,7 +190,7 @@ class IngramSim:
         if rng.random() < 0.3:
             drift = Decimal(rng.choice([96, 102, 104, 106, 109])) / 100
         cost = (it.cost * drift).quantize(CENT)
-        product = {
+        product: dict[str, Any] = {
             "ingramPartNumber": it.vendor_sku,
             "vendorPartNumber": it.mpn or it.vendor_sku,
             "upc": self._upc(),
@@ -196,8 +212,9 @@ class IngramSim:
         vendor, category, models = _OTHER[n % len(_OTHER)]
         model = models[(n // len(_OTHER)) % len(models)]
         cost = Decimal(rng.randrange(900, 250000)) / 100
-        product = {
-            "ingramPartNumber": f"{rng.choice('0123456789ABCDEFGHJK')}{rng.randrange(10000, 99999)}",
+        product: dict[str, Any] = {
+            "ingramPartNumber": f"{rng.choice('0123456789ABCDEFGHJK')}"
+            f"{rng.randrange(10000, 99999)}",
             "vendorPartNumber": f"{vendor[:2].upper()}{rng.randrange(100000, 999999)}",
             "upc": self._upc(),
             "vendorName": vendor.upper(),
@@ -330,8 +347,12 @@ class IngramSim:
             or params.get("client_secret") != self.client_secret
         ):
             if self.bad_secret_style == "fault":
-                body = {"fault": {"faultstring": "Invalid client identifier {0}",
-                                  "detail": {"errorcode": "oauth.v2.InvalidClientIdentifier"}}}  # fmt: skip
+                body = {
+                    "fault": {
+                        "faultstring": "Invalid client identifier {0}",
+                        "detail": {"errorcode": "oauth.v2.InvalidClientIdentifier"},
+                    }
+                }
                 return _json(body, 401)
             return _json({"message": "Invalid client identifier"}, 400)
         token = secrets.token_urlsafe(21)
@@ -351,8 +372,12 @@ class IngramSim:
         expiry = self.tokens.get(token)
         if expiry is None or expiry <= time.monotonic():
             self.tokens.pop(token, None)
-            body = {"fault": {"faultstring": "Invalid Access Token",
-                              "detail": {"errorcode": "keymanagement.service.invalid_access_token"}}}  # fmt: skip
+            body = {
+                "fault": {
+                    "faultstring": "Invalid Access Token",
+                    "detail": {"errorcode": "keymanagement.service.invalid_access_token"},
+                }
+            }
             return _json(body, 401)
         fields = []
         for name, longest, shortest in REQUIRED_HEADERS:
@@ -363,7 +388,9 @@ class IngramSim:
                 len(value) > longest or (shortest is not None and len(value) < shortest)
             ):
                 want = f"exactly {shortest}" if shortest else f"at most {longest}"
-                fields.append({"field": name, "value": value, "message": f"Must be {want} characters"})  # fmt: skip
+                fields.append(
+                    {"field": name, "value": value, "message": f"Must be {want} characters"}
+                )
         if fields:
             return _json(validation_error(fields), 400)
         if request.headers["IM-CustomerNumber"] != self.customer_number:
@@ -418,7 +445,12 @@ class IngramSim:
             return _json(validation_error([], "Request body is not valid JSON"), 400)
         products = body.get("products") if isinstance(body, dict) else None
         if not isinstance(products, list) or not products:
-            return _json(validation_error([{"field": "products", "value": "", "message": "Required field is missing"}]), 400)  # fmt: skip
+            return _json(
+                validation_error(
+                    [{"field": "products", "value": "", "message": "Required field is missing"}]
+                ),
+                400,
+            )
         if len(products) > MAX_PNA_PRODUCTS:
             # UNCERTAIN (§2.5): the limit is documented, the answer above it is not.
             return _json(
@@ -430,14 +462,18 @@ class IngramSim:
             )  # fmt: skip
         self.pna_batches.append(len(products))
         currency = self._currency(request)
-        answer = []
+        answer: list[dict[str, Any]] = []
         partial = False
         for index, wanted in enumerate(products):
             product, key, value = self._find(wanted if isinstance(wanted, dict) else {})
             if product is None:
                 partial = True
-                label = {"ingramPartNumber": "IngramPartNumber", "vendorPartNumber": "VendorPartNumber",
-                         "upc": "UPC", "customerPartNumber": "CustomerPartNumber"}[key]  # fmt: skip
+                label = {
+                    "ingramPartNumber": "IngramPartNumber",
+                    "vendorPartNumber": "VendorPartNumber",
+                    "upc": "UPC",
+                    "customerPartNumber": "CustomerPartNumber",
+                }[key]
                 answer.append(
                     {
                         "index": index,
@@ -504,11 +540,17 @@ class IngramSim:
                 "available": qty > 0,
                 "totalAvailability": qty,
                 "availabilityByWarehouse": [
-                    {"location": "Mira Loma, CA", "warehouseId": warehouse, "quantityAvailable": qty,
-                     "quantityBackordered": 0, "quantityBackorderedEta": None, "quantityOnOrder": 0,
-                     "backOrderInfo": []}
+                    {
+                        "location": "Mira Loma, CA",
+                        "warehouseId": warehouse,
+                        "quantityAvailable": qty,
+                        "quantityBackordered": 0,
+                        "quantityBackorderedEta": None,
+                        "quantityOnOrder": 0,
+                        "backOrderInfo": [],
+                    }
                 ],
-            }  # fmt: skip
+            }
         return el
 
     async def _search(self, request: web.Request) -> web.Response:
@@ -519,28 +561,59 @@ class IngramSim:
             page = int(q.get("pageNumber", "1"))
             size = int(q.get("pageSize", "25"))
         except ValueError:
-            return _json(validation_error([{"field": "pageNumber", "value": "", "message": "Must be a number"}]), 400)  # fmt: skip
+            return _json(
+                validation_error(
+                    [{"field": "pageNumber", "value": "", "message": "Must be a number"}]
+                ),
+                400,
+            )
         if page < 1 or not 1 <= size <= MAX_SEARCH_PAGE:
             return _json(
-                validation_error([{"field": "pageSize", "value": str(size),
-                                   "message": f"pageSize must be between 1 and {MAX_SEARCH_PAGE}"}]),
+                validation_error(
+                    [
+                        {
+                            "field": "pageSize",
+                            "value": str(size),
+                            "message": f"pageSize must be between 1 and {MAX_SEARCH_PAGE}",
+                        }
+                    ]
+                ),
                 400,
-            )  # fmt: skip
+            )
         rows = self.products
         keywords = [k.casefold() for k in q.getall("keyword", [])]
         vendors = [v.casefold() for v in q.getall("vendor", [])]
         vpns = [v.upper() for v in q.getall("vendorPartNumber", [])]
         if keywords:
             rows = [
-                p for p in rows
-                if all(any(k in str(p[f]).casefold() for f in ("ingramPartNumber", "vendorPartNumber", "description", "vendorName")) for k in keywords)
-            ]  # fmt: skip
+                p
+                for p in rows
+                if all(
+                    any(
+                        k in str(p[f]).casefold()
+                        for f in (
+                            "ingramPartNumber",
+                            "vendorPartNumber",
+                            "description",
+                            "vendorName",
+                        )
+                    )
+                    for k in keywords
+                )
+            ]
         if vendors:
             rows = [p for p in rows if p["vendorName"].casefold() in vendors]
         if vpns:
             rows = [p for p in rows if p["vendorPartNumber"].upper() in vpns]
         if not rows:
-            return _json({"errors": [{"id": 123, "type": "Validation error", "message": "No Records Found"}]}, 404)  # fmt: skip
+            return _json(
+                {
+                    "errors": [
+                        {"id": 123, "type": "Validation error", "message": "No Records Found"}
+                    ]
+                },
+                404,
+            )
         total = len(rows)
         chunk = rows[(page - 1) * size : page * size]
         base = f"/resellers/v6/catalog?pageSize={size}"
@@ -579,16 +652,27 @@ class IngramSim:
             "hasWarranty": "false",
             "authorizedToPurchase": "true",
             "links": [
-                {"topic": "priceAndAvailability", "href": "/resellers/v6/catalog/priceandavailability", "type": "POST"}
+                {
+                    "topic": "priceAndAvailability",
+                    "href": "/resellers/v6/catalog/priceandavailability",
+                    "type": "POST",
+                }
             ],
-        }  # fmt: skip
+        }
 
     async def _details(self, request: web.Request) -> web.Response:
         if (denied := self._check(request)) is not None:
             return denied
         product = self.by_ipn.get(request.match_info["ipn"].upper())
         if product is None:
-            return _json({"errors": [{"id": "404", "type": "/errors/not-found", "message": "Product not found"}]}, 404)  # fmt: skip
+            return _json(
+                {
+                    "errors": [
+                        {"id": "404", "type": "/errors/not-found", "message": "Product not found"}
+                    ]
+                },
+                404,
+            )
         return _json(
             {
                 "ingramPartNumber": product["ingramPartNumber"],
@@ -622,7 +706,7 @@ async def start_ingram_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}"
@@ -644,7 +728,8 @@ def config_snippet(sim: IngramSim) -> str:
 def run_standalone(
     port: int = 8094, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **options: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and config snippet (``costrecond sim ingram``)."""
+    """Serve until interrupted; print the base URL and config snippet (``costrecond sim
+    ingram``)."""
     serve_until_interrupted(
         lambda: start_ingram_sim(
             generate(size, seed=seed), host=host, port=port, seed=seed, **options

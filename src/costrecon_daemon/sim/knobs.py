@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 __all__ = ["ErrorShape", "Knobs", "RequestStats", "fault_middleware"]
 
@@ -57,7 +58,8 @@ class Knobs:
         self._rng = random.Random(seed)
 
     def fail_next(self, count: int, kind: str = "500") -> None:
-        """Make the next ``count`` requests fail with ``kind`` ("429", "5xx code", "slow", "drop")."""
+        """Make the next ``count`` requests fail with ``kind`` ("429", "5xx code", "slow",
+        "drop")."""
         self.scripted.extend([kind] * count)
 
     def calm(self) -> None:
@@ -135,9 +137,7 @@ def is_write(request: web.Request) -> bool:
     return request.method == "POST" and "/query" not in request.path.lower()
 
 
-def fault_middleware(
-    knobs: Knobs, stats: RequestStats, shape: ErrorShape
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def fault_middleware(knobs: Knobs, stats: RequestStats, shape: ErrorShape) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         stats.total += 1

@@ -49,7 +49,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.dataset import Dataset, SimItem, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 __all__ = [
     "Pax8Sim",
@@ -71,12 +71,30 @@ _path: contextvars.ContextVar[str] = contextvars.ContextVar("pax8_sim_path", def
 
 # Products a Pax8 partner can buy but this MSP does not sell: (vendor, families, editions, unit).
 _OTHER_VENDORS = [
-    ("Microsoft", ["Dynamics 365", "Windows 365", "Power Apps", "Copilot", "Defender for Endpoint"],
-     ["Business", "Enterprise", "Plan 1", "Plan 2", "Premium"], "User"),
-    ("Acronis", ["Cyber Protect", "Cyber Files Cloud", "Cyber Disaster Recovery"],
-     ["Standard", "Advanced", "per GB", "Workload"], "Each"),
-    ("Bitdefender", ["GravityZone", "GravityZone Email Security"], ["Business", "Elite", "Ultra"], "Each"),
-    ("Dropsuite", ["Backup for Microsoft 365", "Email Archiving"], ["Standard", "Professional"], "User"),
+    (
+        "Microsoft",
+        ["Dynamics 365", "Windows 365", "Power Apps", "Copilot", "Defender for Endpoint"],
+        ["Business", "Enterprise", "Plan 1", "Plan 2", "Premium"],
+        "User",
+    ),
+    (
+        "Acronis",
+        ["Cyber Protect", "Cyber Files Cloud", "Cyber Disaster Recovery"],
+        ["Standard", "Advanced", "per GB", "Workload"],
+        "Each",
+    ),
+    (
+        "Bitdefender",
+        ["GravityZone", "GravityZone Email Security"],
+        ["Business", "Elite", "Ultra"],
+        "Each",
+    ),
+    (
+        "Dropsuite",
+        ["Backup for Microsoft 365", "Email Archiving"],
+        ["Standard", "Professional"],
+        "User",
+    ),
     ("Egnyte", ["Business", "Enterprise Lite"], ["Monthly", "Pro"], "User"),
     ("ESET", ["PROTECT", "PROTECT Mail"], ["Entry", "Advanced", "Complete"], "Each"),
     ("Intermedia", ["Unite", "SecuriSync"], ["Pro", "Enterprise"], "User"),
@@ -86,9 +104,14 @@ _OTHER_VENDORS = [
     ("Dropbox", ["Business", "Business Plus"], ["Standard", "Advanced"], "User"),
     ("Barracuda", ["Email Protection", "Cloud-to-Cloud Backup"], ["Advanced", "Premium"], "User"),
     ("Cisco", ["Webex Suite", "Secure Email"], ["Meet", "Call", "Advantage"], "User"),
-    ("SentinelOne", ["Singularity Identity", "Singularity Cloud Workload"], ["Core", "Plus"], "Each"),
+    (
+        "SentinelOne",
+        ["Singularity Identity", "Singularity Cloud Workload"],
+        ["Core", "Plus"],
+        "Each",
+    ),
     ("Proofpoint", ["Essentials Archive", "Security Awareness"], ["Standard", "Plus"], "User"),
-]  # fmt: skip
+]
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -225,7 +248,7 @@ class Pax8Sim:
         # UNCERTAIN (§1.5): the spec's Microsoft vendorSku example is a GUID (legacy CSP offer);
         # for NCE products we put the ProductId:SkuId there, which is what MSPs keep as MPN, and
         # the legacy GUID in the deprecated altVendorSku.
-        product = {
+        product: dict[str, Any] = {
             "id": _uuid(rng),
             "name": name,
             "vendorName": "Microsoft",
@@ -255,7 +278,7 @@ class Pax8Sim:
         drift = self._drift()
         base = it.cost * drift
         unit = "User" if "user" in it.name.lower() or "seat" in it.name.lower() else "Each"
-        product = {
+        product: dict[str, Any] = {
             "id": _uuid(rng),
             "name": it.name,
             "vendorName": it.manufacturer or "Pax8",
@@ -298,7 +321,7 @@ class Pax8Sim:
         name = f"{vendor} {family} {edition} #{1000 + n}"
         code = "".join(w[0] for w in f"{vendor} {family}".split() if w[0].isalnum()).upper()
         legacy_ms = vendor == "Microsoft"
-        product = {
+        product: dict[str, Any] = {
             "id": _uuid(rng),
             "name": name,
             "vendorName": vendor,
@@ -381,9 +404,13 @@ class Pax8Sim:
             annual = item.identifier.endswith("-A")
             terms = ("Annual", "1-Year") if annual else ("Monthly", "Monthly")
             entry = next(
-                (e for e in self.pricing.get(pid, []) if (e["billingTerm"], e["commitmentTerm"]) == terms),
+                (
+                    e
+                    for e in self.pricing.get(pid, [])
+                    if (e["billingTerm"], e["commitmentTerm"]) == terms
+                ),
                 None,
-            )  # fmt: skip
+            )
             cost = entry["rates"][0]["partnerBuyRate"] if entry else _rate(item.cost)
             sub: dict[str, Any] = {
                 "id": _uuid(rng),
@@ -438,8 +465,11 @@ class Pax8Sim:
 
     def make_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._remember_path, fault_middleware(self.knobs, self.request_stats, self._shape)]
-        )  # fmt: skip
+            middlewares=[
+                self._remember_path,
+                fault_middleware(self.knobs, self.request_stats, self._shape),
+            ]
+        )
         r = app.router
         r.add_post("/v1/token", self._token)
         r.add_post("/oauth/token", self._token)
@@ -543,8 +573,11 @@ class Pax8Sim:
             rows = [
                 p
                 for p in rows
-                if any(needle in str(p.get(k, "")).casefold() for k in ("name", "vendorName", "sku", "id"))
-            ]  # fmt: skip
+                if any(
+                    needle in str(p.get(k, "")).casefold()
+                    for k in ("name", "vendorName", "sku", "id")
+                )
+            ]
         sort = q.get("sort", "")
         if sort:
             field, _, direction = sort.partition(",")
@@ -658,7 +691,7 @@ async def start_pax8_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}/v1"
@@ -679,7 +712,8 @@ def config_snippet(sim: Pax8Sim) -> str:
 def run_standalone(
     port: int = 8093, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **options: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim pax8``)."""
+    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim
+    pax8``)."""
     serve_until_interrupted(
         lambda: start_pax8_sim(
             generate(size, seed=seed), host=host, port=port, seed=seed, **options

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -81,8 +82,9 @@ def write_samples(dataset: Dataset, directory: Path, *, seed: int = 7) -> list[P
     return paths
 
 
-def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    """Copy-then-rename, as the README tells people to drop files, so nothing half-written is seen."""
+def _write(path: Path, header: list[str], rows: Sequence[Sequence[str | None]]) -> Path:
+    """Copy-then-rename, as the README tells people to drop files, so nothing half-written is
+    seen."""
     tmp = path.with_name("." + path.name + ".part")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

@@ -7,11 +7,20 @@ code in this one) can reach the simulator while this process does other things.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from aiohttp import web
+
+
+def server_sockets(site: web.TCPSite) -> Sequence[socket.socket]:
+    """The listening sockets of a started site (none before it starts)."""
+    # aiohttp has no public getter, and its annotation says AbstractServer, which lacks `sockets`;
+    # loop.create_server always returns an asyncio.Server.
+    server = cast("asyncio.Server | None", site._server)  # noqa: SLF001
+    return server.sockets if server else []
 
 
 class ServedApp:

@@ -10,13 +10,13 @@ What it gets right, because the connector must cope with it:
   every boolean the body leaves out to its default (§3.4, SY-MCP Test 7), so a client that sends a
   partial body loses ``maintain_stock``/``taxable``... exactly as on a real tenant;
 - the schedule *list* view does not carry the lines: ``lines`` comes back as ``[]`` (the spec's
-  example, §3.3 UNCERTAIN). A client must ``GET /schedules/{id}`` for each schedule; reading lines from
-  the list would silently see none. ``schedule_list_lines="full"`` switches this off;
+  example, §3.3 UNCERTAIN). A client must ``GET /schedules/{id}`` for each schedule; reading lines
+  from the list would silently see none. ``schedule_list_lines="full"`` switches this off;
 - ``PUT /schedules/{id}/line_items/{lid}`` and ``POST /schedules/{id}/add_line_item`` take the
   spec's line body (integer ``cost_cents``, numeric ``quantity``...; sim/contracts/syncro.json) and
-  need ``name`` (422 ``{"error":["Name can't be blank"]}``), answering ``{"schedule_line_item": ...}``;
-  a body of the wrong type is refused with 422 in the same shape (the spec types it; a real Rails
-  server may cast instead, but a connector that sends the wrong type is wrong either way);
+  need ``name`` (422 ``{"error":["Name can't be blank"]}``), answering ``{"schedule_line_item":
+  ...}``; a body of the wrong type is refused with 422 in the same shape (the spec types it; a real
+  Rails server may cast instead, but a connector that sends the wrong type is wrong either way);
 - write bodies are checked against the published contract (types, enums): products answer 422
   ``{"success":false,"message":[...],"params":{...}}``, schedule lines ``{"error":[...]}`` (§3.5);
 - schedules carry ``subtotal`` as a number and ``next_run`` as a date-time (the spec's example);
@@ -41,7 +41,7 @@ from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted
+from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
 
 PER_PAGE = 25
 CENT = Decimal("0.01")
@@ -431,7 +431,7 @@ class SyncroSim:
         line = None
         if sched is not None and raw_lid.isdigit():
             line = next((ln for ln in sched["lines"] if ln["id"] == int(raw_lid)), None)
-        if line is None:
+        if line is None or sched is None:
             return web.Response(status=404, text="")
         body = await self._read_body(request)
         if body is None:
@@ -514,7 +514,7 @@ async def start_syncro_sim(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []
+    sockets = server_sockets(site)
     real_port = sockets[0].getsockname()[1] if sockets else port
     sim._runner = runner
     sim.base_url = f"http://{host}:{real_port}/api/v1"
@@ -538,7 +538,8 @@ def config_snippet(sim: SyncroSim) -> str:
 def run_standalone(
     port: int = 8091, size: str = "demo", seed: int = 7, host: str = "127.0.0.1", **knobs: Any
 ) -> None:
-    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim syncro``)."""
+    """Serve until interrupted; print the base URL and the config snippet (``costrecond sim
+    syncro``)."""
 
     serve_until_interrupted(
         lambda: start_syncro_sim(generate(size, seed=seed), host=host, port=port, **knobs),

@@ -214,7 +214,7 @@ def _convert(
         return got
 
     csv_reader = records if hasattr(records, "line_num") else None
-    previous = csv_reader.line_num if csv_reader is not None else skipped_records  # type: ignore[attr-defined]
+    previous = csv_reader.line_num if csv_reader is not None else skipped_records
     number = previous
     for f in records:
         if csv_reader is not None:

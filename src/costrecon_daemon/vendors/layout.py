@@ -109,7 +109,7 @@ def _positional_plan(prof: Profile) -> ColumnPlan:
         )
         + 1
     )
-    return ColumnPlan(index, joined, names, width, keep)  # type: ignore[arg-type]
+    return ColumnPlan(index, joined, names, width, keep)
 
 
 def choose_profile(

@@ -354,7 +354,8 @@ def _name_key(text: str | None) -> str:
 
 def catalog_keys_from_records(records: Sequence[object]) -> list[CatalogKey]:
     """CatalogKeys from objects with ``id``/``item_id``, ``identifier``, ``name`` and the optional
-    ``vendor_sku``, ``mpn``, ``manufacturer``, ``term`` attributes (e.g. ``db.CatalogItem`` rows)."""
+    ``vendor_sku``, ``mpn``, ``manufacturer``, ``term`` attributes (e.g. ``db.CatalogItem``
+    rows)."""
     keys = []
     for r in records:
         item_id = getattr(r, "item_id", None)

@@ -20,7 +20,8 @@ parse_cost = parse_amount_and_currency
 # as a recurring cost are kept; one-off and usage words mean "no term".
 _TERM_WORDS = {
     "P1M": "p1m, monthly, month, 1 month, 1-month, one month, mth, mon, m, 1m, 1 mo, 1mo",
-    "P1Y": "p1y, annual, annually, yearly, year, 1 year, 1-year, one year, ann, yr, a, 1y, 12 months, 12m",
+    "P1Y": "p1y, annual, annually, yearly, year, 1 year, 1-year, one year, ann, yr, a, 1y, "
+    "12 months, 12m",
     "P2Y": "p2y, 2-year, 2 year, 2 years, 24 months, 24m, 2y",
     "P3Y": "p3y, 3-year, 3 year, 3 years, triennial, 36 months, 36m, 36 mo, 3y",
 }
@@ -30,7 +31,8 @@ TERM_MONTHS = {"P1M": 1, "P1Y": 12, "P2Y": 24, "P3Y": 36}
 
 
 def normalise_term(text: str | None) -> str | None:
-    """``"Monthly"``/``"P1M"``/``"1 month"``/``"MTH"`` → ``"P1M"``; ``"Annual"``/``"1-Year"`` → ``"P1Y"``.
+    """``"Monthly"``/``"P1M"``/``"1 month"``/``"MTH"`` → ``"P1M"``; ``"Annual"``/``"1-Year"`` →
+    ``"P1Y"``.
 
     Empty means "no term" (hardware, one-off). Unknown words raise ``ValueError``.
     """
@@ -78,9 +80,9 @@ def normalise_billing(text: str | None) -> str | None:
 # HP-style regional option codes after '#' (HP/HPE localisation suffixes: ABA US, ABU UK, ABB
 # Europe, ABD Germany…). Only these are stripped: a '#' or '-ABA' elsewhere may be a real part of a
 # manufacturer's part number, and stripping it would merge different products (vendors.md §5.2).
-_HP_CODES = """ABA ABB ABC ABD ABE ABF ABG ABH ABJ ABL ABM ABN ABS ABT ABU ABV ABX ABY ABZ AB0 AB1 AB2 AB4
-    AB5 AB6 AB8 AB9 ACB ACJ AC3 AC4 AKB AKC AKD AKE AKL AKN AKQ AKR ARL B19 B1H BCM BED BEW UUF
-    UUG UUS UUZ"""
+_HP_CODES = """ABA ABB ABC ABD ABE ABF ABG ABH ABJ ABL ABM ABN ABS ABT ABU ABV ABX ABY ABZ AB0 AB1
+    AB2 AB4 AB5 AB6 AB8 AB9 ACB ACJ AC3 AC4 AKB AKC AKD AKE AKL AKN AKQ AKR ARL B19 B1H BCM BED BEW
+    UUF UUG UUS UUZ"""
 HP_REGION_CODES = frozenset(_HP_CODES.split())
 
 
@@ -118,8 +120,8 @@ def normalise_sku(text: str | None) -> str:
 
 
 _CORPORATE_WORDS = (
-    "inc inc. incorporated corp corp. corporation co co. company ltd ltd. limited llc plc gmbh ag sa "
-    "s.a. bv b.v. nv srl spa pty oy ab as"
+    "inc inc. incorporated corp corp. corporation co co. company ltd ltd. limited llc plc gmbh ag "
+    "sa s.a. bv b.v. nv srl spa pty oy ab as"
 )
 _CORPORATE = frozenset(_CORPORATE_WORDS.split())
 _MANUFACTURER_ALIASES = {

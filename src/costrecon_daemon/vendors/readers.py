@@ -67,7 +67,8 @@ def read_price_file(
     ``profile`` forces a layout by name; otherwise it is chosen from the header, the file name and
     the shape of the first row (see :mod:`.profiles`). ``profiles`` are extra (config) profiles,
     added to the built-in ones. ``vendor`` says who the rows are from (e.g. from the inbox
-    subfolder) and beats the profile's vendor and any Vendor column; ``today`` is the date price validity is judged against (Microsoft price lists).
+    subfolder) and beats the profile's vendor and any Vendor column; ``today`` is the date price
+    validity is judged against (Microsoft price lists).
 
     Raises :class:`FileUnreadable` when the file as a whole cannot be used; row problems are
     returned in :attr:`ReadResult.errors`, all of them.
@@ -90,7 +91,8 @@ def read_price_file(
         return read_zip(path, data, forced, all_profiles, default_currency, vendor, today)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise FileUnreadable(
-            f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it again."
+            f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it "
+            "again."
         )
     return read_text(name, data, forced, all_profiles, default_currency, vendor, today)
 

@@ -1,4 +1,5 @@
-"""Stage 1 for delimited text (CSV/TXT/TSV): decode the bytes, sniff the delimiter, split records."""
+"""Stage 1 for delimited text (CSV/TXT/TSV): decode the bytes, sniff the delimiter, split
+records."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
-from typing import BinaryIO
+from typing import IO
 
 from costrecon_daemon.vendors import limits
 from costrecon_daemon.vendors.convert import finish_read
@@ -100,7 +101,8 @@ def _decode(name: str, data: bytes, encoding: str | None) -> tuple[str, str]:
             return data.decode(encoding), encoding
         except UnicodeDecodeError as exc:
             raise FileUnreadable(
-                f"{name} is not {encoding} text as its profile says (byte {exc.start} does not decode)."
+                f"{name} is not {encoding} text as its profile says (byte {exc.start} does not "
+                "decode)."
             ) from exc
     if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
         try:
@@ -160,7 +162,7 @@ def _sniff_delimiter(lines: list[str]) -> str | None:
 # ------------------------------------------------------------------------------------ streaming
 
 
-def _valid_utf8(open_binary: Callable[[], BinaryIO]) -> bool:
+def _valid_utf8(open_binary: Callable[[], IO[bytes]]) -> bool:
     """One pass over the whole file with an incremental decoder (C speed, a chunk at a time): the
     head alone cannot prove a 500 MB file is UTF-8, and a cp1252 byte on row 1,900,000 must not
     fail the file halfway through the import."""
@@ -177,7 +179,7 @@ def _valid_utf8(open_binary: Callable[[], BinaryIO]) -> bool:
 
 def stream_text(
     name: str,
-    open_binary: Callable[[], BinaryIO],
+    open_binary: Callable[[], IO[bytes]],
     forced: Profile | None,
     all_profiles: Mapping[str, Profile],
     default_currency: str,

@@ -99,7 +99,8 @@ def _read_xlsx(
             yield from workbook.rows(sheet_name)
         except _NoSuchSheet:
             raise FileUnreadable(
-                f"{name} has no sheet named {sheet_name!r} (it has: {', '.join(workbook.sheet_names)})."
+                f"{name} has no sheet named {sheet_name!r} (it has: "
+                f"{', '.join(workbook.sheet_names)})."
             ) from None
         except (KeyError, ET.ParseError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise FileUnreadable(damaged) from exc
@@ -316,7 +317,7 @@ def _read_xlsx_openpyxl(
     try:
         # data_only=False: a formula cell arrives as its text ("=B2*1.1") and is refused as a
         # cost. Cached formula results can be stale or absent; a price must be a typed value.
-        workbook = openpyxl.load_workbook(archive.fp, read_only=True, data_only=False)  # type: ignore[arg-type]
+        workbook = openpyxl.load_workbook(archive.fp, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises many types for damaged workbooks
         raise FileUnreadable(
             f"{name} is not a readable Excel workbook (the file is damaged or was only partly "
@@ -328,7 +329,8 @@ def _read_xlsx_openpyxl(
             if sheet_name:
                 if sheet_name not in workbook.sheetnames:
                     raise FileUnreadable(
-                        f"{name} has no sheet named {sheet_name!r} (it has: {', '.join(workbook.sheetnames)})."
+                        f"{name} has no sheet named {sheet_name!r} (it has: "
+                        f"{', '.join(workbook.sheetnames)})."
                     )
                 sheet = workbook[sheet_name]
             else:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
@@ -40,6 +41,9 @@ from costrecon_tui.widgets.activity_rows import (
 )
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 from costrecon_tui.widgets.tables import KeyTable
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 PAGE = 500  # entries per request
 WINDOW = 600  # top-level rows kept; older ones are read back when the cursor reaches the top
@@ -105,8 +109,8 @@ def change_set_parts(cs: dict[str, Any]) -> list[Any]:
     ``item_writes + lines``. Lines the policy left alone get no journal step at all, so "skipped"
     only has a preview figure, and the detail says so instead of printing a false 0.
     """
-    c = cs.get("counts") if isinstance(cs.get("counts"), dict) else {}
-    p = cs.get("preview") if isinstance(cs.get("preview"), dict) else {}
+    c = display.mapping(cs.get("counts"))
+    p = display.mapping(cs.get("preview"))
     head = Text()
     head.append(f"\nChange set #{cs.get('id', '?')} ({cs.get('kind') or 'apply'}", style="bold")
     if cs.get("undo_of"):
@@ -210,7 +214,10 @@ class StepsPage:
 
 
 class ActivityView(ReportsWorkerErrors, Vertical):
-    BINDINGS = keymap.ACTIVITY
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.ACTIVITY)  # list is invariant
 
     DEFAULT_CSS = """
     ActivityView #activity-filter, ActivityView #activity-export {
@@ -385,7 +392,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             row = self.rows.pop(key)
             if isinstance(row, ChangeSetRow):
                 self.groups.pop(row.cs_id, None)
-            if key in self.table.rows:  # type: ignore[operator]
+            if key in self.table.rows:
                 self.table.remove_row(key)
         if from_top:
             self.has_older = True
@@ -499,7 +506,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         table.clear()
         for key in self._visible():
             table.add_row(*self._cells(key), key=key)
-        if keep is not None and keep in table.rows:  # type: ignore[operator]
+        if keep is not None and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
         elif self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1, animate=False)
@@ -559,7 +566,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             else:
                 changed.add(key)
         table = self.table
-        shown = table.rows  # type: ignore[assignment]
+        shown = table.rows
         last = self._anchor(self.rows[str(list(shown)[-1].value)]) if table.row_count else 0
         rebuild = False
         added = 0
@@ -612,7 +619,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         pushes = getattr(self.app, "pushes", None) or {}
         for cs_id in pushes:
             key = f"cs{cs_id}"
-            if key in self.table.rows:  # type: ignore[operator]
+            if key in self.table.rows:
                 self._update_row(key)
 
     def _update_line(self) -> None:
@@ -671,7 +678,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         before = self.expanded
         self.expanded = page
         for old in (before, page):
-            if old is not None and f"cs{old.cs_id}" in self.table.rows:  # type: ignore[operator]
+            if old is not None and f"cs{old.cs_id}" in self.table.rows:
                 self._update_row(f"cs{old.cs_id}")
         box = self.query_one("#activity-steps-box")
         box.set_class(page is not None, "-shown")
@@ -783,7 +790,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             return
         if isinstance(row, ChangeSetRow):
             d = (row.origin or {}).get("details") or {}
-            item = d.get("item") if isinstance(d.get("item"), dict) else {}
+            item = display.mapping(d.get("item"))
             value = {
                 "actor": row.actor,
                 "action": row.origin_action if row.origin else "",
@@ -906,7 +913,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             if isinstance(row, ChangeSetRow):
                 cells = self._cells(key)
                 d = (row.origin or {}).get("details") or {}
-                item = d.get("item") if isinstance(d.get("item"), dict) else {}
+                item = display.mapping(d.get("item"))
                 out.append(
                     [
                         str(row.newest),

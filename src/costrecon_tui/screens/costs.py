@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
-from textual import on, work
+from textual import events, getters, on, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
@@ -20,6 +21,9 @@ from costrecon_tui.screens.item_detail import margin_lines, precedence_lines
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.cost_grid import CostGrid, fit
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 SORTS = [
     "identifier",
@@ -170,11 +174,16 @@ class GridHeader(Static):
 
 
 class CostsView(ReportsWorkerErrors, Vertical):
-    BINDINGS = keymap.COSTS
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.COSTS)  # list is invariant
 
     DEFAULT_CSS = """
     CostsView { layers: base overlay; }
-    CostsView #cost-filter { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    CostsView #cost-filter {
+        height: 1; border: none; padding: 0 1; display: none; background: $boost;
+    }
     CostsView #cost-filter.-shown { display: block; }
     CostsView #cost-editor {
         layer: overlay; position: absolute; height: 1; border: none; padding: 0;
@@ -481,11 +490,10 @@ class CostsView(ReportsWorkerErrors, Vertical):
         detail.append(f"catalogue cost  {display.amount(old)} {row.currency}\n")
         detail.append(f"new vendor cost {display.amount(value)} {row.currency}\n\n", style="bold")
         detail.append(why, style="bold yellow")
-        return bool(
-            await self.app.push_screen_wait(
-                ConfirmScreen("Set this vendor cost?", detail, yes="Set cost")
-            )
+        confirmed = await self.app.push_screen_wait(
+            ConfirmScreen("Set this vendor cost?", detail, yes="Set cost")
         )
+        return bool(confirmed)
 
     def cancel_edit(self) -> None:
         self._editing = None
@@ -494,7 +502,7 @@ class CostsView(ReportsWorkerErrors, Vertical):
         self.grid.focus()
         self._update_detail()
 
-    def on_descendant_blur(self, event) -> None:
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if event.widget is self.editor and self._editing is not None and not self.app._closing:
             self.cancel_edit()
 
@@ -506,7 +514,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         row = await self.app.client.set_manual_cost(item_id, value)
         self.grid.update_rows([row])
         self.notify(
-            f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} (manual).",
+            f"{row.identifier}: vendor cost set to {display.amount(value)} {row.currency} "
+            "(manual).",
             timeout=3,
         )
 
@@ -524,7 +533,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         row = await self.app.client.revert_manual_cost(item_id)
         self.grid.update_rows([row])
         self.notify(
-            f"{row.identifier}: manual cost reverted; vendor cost is {display.amount(row.vendor_cost)}.",
+            f"{row.identifier}: manual cost reverted; vendor cost is "
+            f"{display.amount(row.vendor_cost)}.",
             timeout=3,
         )
 
@@ -615,7 +625,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         self.grid.clear_marks([i.item_id for i in items])
         self.grid.invalidate([i.item_id for i in items])
         self.notify(
-            f"Change set #{change_set['id']} approved: {len(items)} item{'s' if len(items) != 1 else ''}, "
+            f"Change set #{change_set['id']} approved: {len(items)} "
+            f"item{'s' if len(items) != 1 else ''}, "
             f"{change_set.get('counts', {}).get('pending', '?')} targets queued for push.",
             timeout=5,
         )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.css.scalar import Scalar
 from textual.screen import ModalScreen, Screen, ScreenResultType
+from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Static
 
 from costrecon_tui import keymap
@@ -94,7 +96,7 @@ class TextScreen(FittedModal[None]):
     BINDINGS = [Binding("escape,enter,q,i,r", "close", "Close", id="dialog.close")]
 
     def __init__(
-        self, title: str, body: str | Text | Table, *, extra: Iterable[Static] = ()
+        self, title: str, body: str | Text | Table, *, extra: Iterable[Widget] = ()
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -187,11 +189,12 @@ class HelpScreen(FittedModal[None]):
 class NotRunningScreen(StaysUp, Screen[None]):
     """Shown while costrecond does not answer; the app retries every ~2 s and closes this itself."""
 
-    BINDINGS = keymap.NOT_RUNNING
+    BINDINGS = cast("list[BindingType]", keymap.NOT_RUNNING)  # list is invariant
     DEFAULT_CSS = """
     NotRunningScreen { align: center middle; }
     NotRunningScreen > Vertical {
-        width: 76; max-width: 100%; height: auto; border: thick $error; padding: 1 2; background: $surface;
+        width: 76; max-width: 100%; height: auto; border: thick $error; padding: 1 2;
+        background: $surface;
     }
     NotRunningScreen #nr-title { text-style: bold; color: $error; }
     NotRunningScreen #nr-status { color: $text-muted; margin-top: 1; }

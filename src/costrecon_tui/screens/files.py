@@ -1,13 +1,15 @@
-"""The Files view: price files taken from the inbox, imported or failed, with their error reports."""
+"""The Files view: price files taken from the inbox, imported or failed, with their error
+reports."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
@@ -15,6 +17,9 @@ from costrecon_tui import keymap
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 from costrecon_tui.widgets.tables import KeyTable
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 STATUS = {
     "imported": ("✓ imported", "green"),
@@ -24,7 +29,10 @@ STATUS = {
 
 
 class FilesView(ReportsWorkerErrors, Vertical):
-    BINDINGS = keymap.FILES
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.FILES)  # list is invariant
 
     DEFAULT_CSS = """
     FilesView DataTable { height: 1fr; }
@@ -135,10 +143,12 @@ class FilesView(ReportsWorkerErrors, Vertical):
         t.append(f"{d.get('file_name')}  ", style="bold")
         t.append(label, style=style)
         t.append(
-            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received {display.stamp(d.get('received_at'), self.app.now())} UTC"
+            f"\nvendor {d.get('vendor') or '—'} · profile {d.get('profile') or '—'} · received "
+            f"{display.stamp(d.get('received_at'), self.app.now())} UTC"
         )
         t.append(
-            f"\nrows {d.get('rows_total', 0)} · imported {d.get('rows_imported', 0)} · matched {d.get('rows_matched', 0)}"
+            f"\nrows {d.get('rows_total', 0)} · imported {d.get('rows_imported', 0)} · matched "
+            f"{d.get('rows_matched', 0)}"
         )
         t.append(f"\nfile now at {d.get('final_path') or '—'}")
         if d.get("message"):

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import getters, work
 from textual.widgets import Sparkline, Static
 
 from costrecon_tui.client import CostRow
 from costrecon_tui.screens.dialogs import TextScreen
 from costrecon_tui.widgets import display
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 HISTORY_ROWS = 50  # the newest values in the table; the sparkline draws every one
 
@@ -102,6 +105,9 @@ def chart_values(points: list[dict[str, Any]]) -> list[float]:
 
 class ItemDetailScreen(TextScreen):
     """TextScreen plus the cost history, fetched when shown."""
+
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
 
     DEFAULT_CSS = """
     ItemDetailScreen Sparkline { height: 3; margin: 1 0 0 0; }

@@ -4,12 +4,12 @@ saved vendor-SKU → item mappings. Matching only *suggests*; a person confirms 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
@@ -20,15 +20,21 @@ from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
 from costrecon_tui.widgets.tables import KeyTable
 
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
+
 
 class SuggestionScreen(FittedModal[int | None]):
     """Pick the catalogue item for one unmatched vendor row: number keys or enter."""
 
     SCOPED_CSS = False
     DEFAULT_CSS = dialog_css("SuggestionScreen", "SuggestionScreen OptionList { height: auto; }")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="suggest.cancel")] + [
-        Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}")
-        for n in range(1, 10)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="suggest.cancel"),
+        *(
+            Binding(str(n), f"pick({n})", f"Pick #{n}", show=False, id=f"suggest.pick{n}")
+            for n in range(1, 10)
+        ),
     ]
 
     def __init__(self, row: dict[str, Any]) -> None:
@@ -62,8 +68,8 @@ class SuggestionScreen(FittedModal[int | None]):
                 yield Static("1-9 or enter picks · ↑↓ move · esc cancels", classes="hint")
             else:
                 yield Static(
-                    "No catalogue item looks like this one. Check the SKU in the PSA, or add the item there "
-                    "and sync.",
+                    "No catalogue item looks like this one. Check the SKU in the PSA, or add the "
+                    "item there and sync.",
                     classes="fill",
                 )
                 yield Static("esc close", classes="hint")
@@ -93,7 +99,10 @@ def _dec(value: Any) -> Decimal | None:
 
 
 class MappingsView(ReportsWorkerErrors, Vertical):
-    BINDINGS = keymap.MAPPINGS
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.MAPPINGS)  # list is invariant
 
     DEFAULT_CSS = """
     MappingsView .pane-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
@@ -233,7 +242,8 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             row["vendor"], row["sku"], row.get("term"), item_id
         )
         self.notify(
-            f"Mapped {row.get('vendor')} {row.get('sku')} → {m.get('identifier')}; its cost now counts.",
+            f"Mapped {row.get('vendor')} {row.get('sku')} → {m.get('identifier')}; its cost now "
+            "counts.",
             timeout=4,
         )
         self.load()

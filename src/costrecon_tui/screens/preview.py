@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -17,6 +17,9 @@ from costrecon_tui.client import ApprovalItem
 from costrecon_tui.screens.dialogs import FittedModal, dialog_css
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 PER_ITEM_SHOWN = 200  # a rich Table of 100k rows would take seconds; the totals above cover all
 
@@ -89,10 +92,10 @@ def margin_impact_text(m: Any) -> Text | None:
     if not isinstance(m, dict):
         return None
     t = Text()
-    monthly = m.get("monthly") if isinstance(m.get("monthly"), dict) else {}
+    monthly = display.mapping(m.get("monthly"))
     parts = []
     for code, v in sorted(monthly.items()):
-        v = v if isinstance(v, dict) else {}
+        v = display.mapping(v)
         before, after, change = _dec(v.get("before")), _dec(v.get("after")), _dec(v.get("change"))
         if after is None:
             continue
@@ -115,8 +118,8 @@ def margin_impact_text(m: Any) -> Text | None:
 def margin_table(p: dict[str, Any]) -> Table | None:
     """The contract lines the new cost takes under the margin floor: customer, agreement, price,
     new cost and margin (issue 18.3)."""
-    m = p.get("margin")
-    rows = m.get("below_floor") if isinstance(m, dict) else None
+    m = display.mapping(p.get("margin"))
+    rows = m.get("below_floor")
     if not rows:
         return None
     table = Table(
@@ -135,7 +138,7 @@ def margin_table(p: dict[str, Any]) -> Table | None:
     table.add_column("New cost", justify="right", no_wrap=True)
     table.add_column("Margin", justify="right", no_wrap=True)
     for r in rows:
-        r = r if isinstance(r, dict) else {}
+        r = display.mapping(r)
         who = " / ".join(x for x in (r.get("customer"), r.get("contract")) if x) or "—"
         after = r.get("margin_after_pct")
         table.add_row(
@@ -188,7 +191,11 @@ def per_item_table(p: dict[str, Any]) -> Table:
 
 
 class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
-    """Shows the preview, lets the user choose the line policy; dismisses with the policy or None."""
+    """Shows the preview, lets the user choose the line policy; dismisses with the policy or
+    None."""
+
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
 
     SCOPED_CSS = False
     DEFAULT_CSS = dialog_css("ApproveScreen", ".per-item { margin-top: 1; }")
@@ -312,7 +319,8 @@ class UndoScreen(FittedModal[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(
-                f"Undo change set #{self.change_set_id}? (puts the old costs back, same conflict guard)",
+                f"Undo change set #{self.change_set_id}? (puts the old costs back, same conflict "
+                "guard)",
                 classes="title",
             )
             yield Static(preview_summary(self.preview), classes="summary")

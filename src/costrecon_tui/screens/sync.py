@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
-from textual import work
+from textual import getters, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from costrecon_tui import keymap
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 # What costrecon needs of a PSA API user (psa/base.py PermissionProblem.capability). The daemon
 # reports only the problems today; a capability it checked without a problem is shown as ✓.
@@ -62,7 +66,10 @@ def permission_rows(psa: dict[str, Any]) -> list[tuple[bool | None, str, str]]:
 
 
 class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
-    BINDINGS = keymap.SYNC
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.SYNC)  # list is invariant
 
     DEFAULT_CSS = """
     SyncView { padding: 0 1; }
@@ -145,8 +152,8 @@ class SyncView(ReportsWorkerErrors, VerticalScroll, can_focus=True):
         c = st.get("counts") or {}
         t.append("\nMirror\n", style="bold underline")
         t.append(
-            f"  {display.number(c.get('items')):,} items · {display.number(c.get('contracts')):,} contracts · "
-            f"{display.number(c.get('lines')):,} lines · "
+            f"  {display.number(c.get('items')):,} items · {display.number(c.get('contracts')):,} "
+            f"contracts · {display.number(c.get('lines')):,} lines · "
             f"{display.number(c.get('vendor_costs')):,} vendor costs · "
             f"{display.number(c.get('unmatched')):,} unmatched vendor rows\n"
         )

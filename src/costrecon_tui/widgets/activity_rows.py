@@ -65,7 +65,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> str:
-    """Spreadsheet-safe: a leading quote stops ``=``, ``+``, ``-``, ``@`` being read as a formula."""
+    """Spreadsheet-safe: a leading quote stops ``=``, ``+``, ``-``, ``@`` being read as a
+    formula."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
@@ -91,7 +92,7 @@ class ChangeSetRow:
         self.anchor = min(self.anchor, e["id"])
         if e["id"] >= self.newest:
             self.newest, self.at = e["id"], e.get("at")
-        details = e.get("details") if isinstance(e.get("details"), dict) else {}
+        details = display.mapping(e.get("details"))
         if action in ("approve", "undo"):
             items = details.get("items")
             if isinstance(items, list):

@@ -12,11 +12,13 @@ import asyncio
 import gc
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
-from textual import events, work
+from textual import events, getters, work
+from textual.binding import BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
@@ -27,6 +29,9 @@ from costrecon_tui import keymap
 from costrecon_tui.client import CostRow
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from costrecon_tui.app import CostreconApp
 
 PAGE = 200  # ids per cost_rows request
 FETCH_CHUNK = 1000  # ids per request when every marked row is needed (approval)
@@ -131,7 +136,8 @@ def layout(width: int, longest_id: int | None = None, prices: bool | None = None
 
 
 def margin_text(value: object, narrow: bool, low: bool = False) -> str:
-    """``28.6`` (``29`` when narrow); ``!`` marks a margin under the floor; ``—`` without a price."""
+    """``28.6`` (``29`` when narrow); ``!`` marks a margin under the floor; ``—`` without a
+    price."""
     if value is None:
         return "—"
     text = f"{value:.0f}" if narrow else f"{value:.1f}"
@@ -159,7 +165,10 @@ def _find(ids: list[int], item_id: int | None) -> int | None:
 class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
     """One row per catalogue item; cursor, marks, and live row state."""
 
-    BINDINGS = keymap.GRID
+    if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
+        app = getters.app(CostreconApp)
+
+    BINDINGS = cast("list[BindingType]", keymap.GRID)  # list is invariant
 
     COMPONENT_CLASSES = {
         "cost-grid--cursor",
@@ -212,7 +221,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         self.total = 0
         self.cursor = 0
         self.marked: set[int] = set()
-        self.anchor: int | None = None
+        self.mark_anchor: int | None = None
         self.rows: dict[int, CostRow] = {}
         # lower-cased "identifier\tname" per loaded row: lets the costs view filter locally while
         # the daemon's answer is on its way
@@ -261,8 +270,8 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         self._index = None  # built lazily: a 100k-entry dict per keystroke would cost ~10 ms
         new = _find(ids, keep)
         self.cursor = new if new is not None else 0
-        if self.anchor is not None and _find(ids, self.anchor) is None:
-            self.anchor = None
+        if self.mark_anchor is not None and _find(ids, self.mark_anchor) is None:
+            self.mark_anchor = None
         self.virtual_size = Size(self.size.width, len(ids))
         if new is None:
             self.scroll_to(y=0, animate=False, immediate=True)
@@ -454,7 +463,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
             self.marked.clear()
         else:
             self.marked.difference_update(ids)
-        self.anchor = None
+        self.mark_anchor = None
         self.refresh()
         self.post_message(self.Changed(self))
 
@@ -466,7 +475,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
             self.marked.discard(cid)
         else:
             self.marked.add(cid)
-        self.anchor = cid
+        self.mark_anchor = cid
         self.refresh_line(self.cursor)
         self._move(1)
         self.post_message(self.Changed(self))
@@ -475,9 +484,9 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         cid = self.cursor_id
         if cid is None:
             return
-        start = self.index_of(self.anchor) if self.anchor is not None else None
+        start = self.index_of(self.mark_anchor) if self.mark_anchor is not None else None
         if start is None:
-            self.anchor = cid
+            self.mark_anchor = cid
             self.marked.add(cid)
             self.notify(
                 "Range start marked: move, then press V again to mark the range.", timeout=3
@@ -485,7 +494,7 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
         else:
             lo, hi = sorted((start, self.cursor))
             self.marked.update(self.ids[lo : hi + 1])
-            self.anchor = cid
+            self.mark_anchor = cid
         self.refresh()
         self.post_message(self.Changed(self))
 

@@ -112,6 +112,11 @@ def plain(value: Any) -> str:
     return str(value)
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    """A payload value that should be an object, or an empty one when the daemon sent another."""
+    return value if isinstance(value, dict) else {}
+
+
 def number(value: Any, default: int = 0) -> int:
     """A count from a payload that may omit it or send null."""
     try:
@@ -179,7 +184,10 @@ def source_text(source: Any, now: datetime) -> str:
             f" ({source.vendor}{' ' + source.sku if source.sku else ''})" if source.vendor else ""
         )
         return f"{IMPORT_MARK} imported from {where}{row}{vendor}, {when}"
-    return f"{API_MARK} {SOURCE_WORDS.get(kind, kind)}{' ' + source.vendor if source.vendor else ''}, {when}"
+    return (
+        f"{API_MARK} {SOURCE_WORDS.get(kind, kind)}"
+        f"{' ' + source.vendor if source.vendor else ''}, {when}"
+    )
 
 
 def duration(seconds: Any) -> str:

@@ -42,8 +42,8 @@ VENDOR = "Ingram Micro"
 PNA_PATH = "/resellers/v6/catalog/priceandavailability"
 SEARCH_PATH = "/resellers/v6/catalog"
 FIX_CREDENTIALS = (
-    "check vendors.ingram.client_id and client_secret (or COSTRECON_INGRAM_CLIENT_ID and COSTRECON_INGRAM_CLIENT_SECRET) "
-    "against your app on developer.ingrammicro.com"
+    "check vendors.ingram.client_id and client_secret (or COSTRECON_INGRAM_CLIENT_ID and "
+    "COSTRECON_INGRAM_CLIENT_SECRET) against your app on developer.ingrammicro.com"
 )
 REFRESH_MARGIN = 3600.0
 MAX_BATCH = 50  # §2.5: "up to 50 products" per call

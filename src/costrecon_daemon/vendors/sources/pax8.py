@@ -49,8 +49,8 @@ __all__ = ["Pax8Source", "Subscription", "TERM_KEYS"]
 SOURCE = "pax8"
 VENDOR = "Pax8"
 FIX_CREDENTIALS = (
-    "check vendors.pax8.client_id and client_secret (or COSTRECON_PAX8_CLIENT_ID and COSTRECON_PAX8_CLIENT_SECRET) against "
-    "the Pax8 app, Integrations > API credentials"
+    "check vendors.pax8.client_id and client_secret (or COSTRECON_PAX8_CLIENT_ID and "
+    "COSTRECON_PAX8_CLIENT_SECRET) against the Pax8 app, Integrations > API credentials"
 )
 # Commitment words → normalised term; billing words → normalised billing (§1.6, §6).
 TERM_KEYS = {"monthly": "P1M", "1-year": "P1Y", "annual": "P1Y", "2-year": "P2Y", "3-year": "P3Y"}
@@ -164,8 +164,8 @@ class Pax8Source:
                 raise VendorAuthError(f"Pax8 refused the API credentials; {FIX_CREDENTIALS}.")
             if reply.status_code != 200:
                 raise VendorResponseError(
-                    f"Pax8's token endpoint answered {reply.status_code}; check vendors.pax8.base_url "
-                    "and pull again."
+                    f"Pax8's token endpoint answered {reply.status_code}; check "
+                    "vendors.pax8.base_url and pull again."
                 )
             data = reply.json()
             token = data.get("access_token") if isinstance(data, dict) else None
@@ -227,7 +227,8 @@ class Pax8Source:
             )
         if reply.status_code != 200:
             raise VendorResponseError(
-                f"Pax8 answered {reply.status_code} to the product list (page {number}); pull again later."
+                f"Pax8 answered {reply.status_code} to the product list (page {number}); pull "
+                "again later."
             )
         data = reply.json()
         content = data.get("content") if isinstance(data, dict) else None
