@@ -320,7 +320,7 @@ def distributor(rows: int) -> None:
         directory = Path(tmp)
         dataset = generate_custom(500, 60, 1500)
         (directory / "d").mkdir()
-        with psa_daemon(directory / "d", dataset) as (_adapter, d):
+        with psa_daemon(directory / "d", dataset, process=True) as (_adapter, d):
             assert d.proc is not None
             pid = d.proc.pid
             ids = d.get("/v1/costs")["ids"]

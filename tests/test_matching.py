@@ -186,3 +186,30 @@ def test_files_from_the_sample_writers_match_a_catalogue_end_to_end(tmp_path: Pa
 def _hit(matcher: Matcher, vendor_row: VendorRow) -> tuple[int | None, str | None]:
     result = matcher.match(vendor_row)
     return result.item_id, result.method
+
+
+def test_a_big_chunk_of_mostly_unknown_rows_matches_exactly_as_row_by_row() -> None:
+    """match_all skips rows no index can find (issue 15): the few rows that name a catalogue
+    item, in any spelling the exact keys accept, must still match as ``match`` matches them."""
+    matcher = Matcher(CATALOGUE, [Mapping("Ingram Micro", "ING-777", None, 103)])
+    known = [
+        row("8rt112"),  # vendor SKU, other case
+        row("X1", "818-D2UT#ABA", manufacturer="HP Inc."),  # MPN with a regional suffix
+        row("X2", "p2423d"),
+        row("u6-pro"),  # identifier
+        row("X3", "BR1500MS2", manufacturer="APC"),  # ambiguous: two items
+        row("ing-777"),  # a saved mapping
+        row("X4", "CFQ7TTC0LH18:0001", term="P1M", manufacturer="Microsoft"),
+        row("X5", "M365BP"),  # the MPN column holds an identifier
+        row("M365 BB-MTH", term="P1M"),  # inner space
+    ]
+    chunk = [row(f"{i:012d}", f"M{i:08d}-123") for i in range(5_000)]
+    for n, r in enumerate(known):
+        chunk.insert(n * 500 + 7, r)
+    chunk.append(row("\tu6-pro "))  # odd whitespace: the whole chunk takes the row-by-row path
+    expected = [matcher.match(r) for r in chunk]
+    assert matcher.match_all(chunk) == expected
+    assert matcher.match_all(chunk[:-1]) == expected[:-1]
+    # Every known row but the ambiguous one matched, and so did the odd-whitespace one.
+    assert sum(1 for m in expected if m.item_id is not None) == len(known)
+    assert any(m.ambiguous for m in expected)

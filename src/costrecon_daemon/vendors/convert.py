@@ -167,6 +167,8 @@ def _convert(
     i_start, i_end = get("effective_start"), get("effective_end")
     sku_join = joined.get("sku")
     desc_join = joined.get("description")
+    desc_sep = desc_join[1] if desc_join is not None else ""
+    desc_pair = tuple(desc_join[0]) if desc_join is not None and len(desc_join[0]) == 2 else None
     mpn_join = joined.get("mpn")
     skip_actions = prof.skip_actions
     keep_only = plan.keep_only
@@ -349,8 +351,16 @@ def _convert(
         if per_term:
             cost, list_price = _per_month(cost, list_price, term, billing)  # type: ignore[arg-type]
 
-        if desc_join is not None:
-            description = desc_join[1].join(p for p in (f[i].strip() for i in desc_join[0]) if p)
+        if desc_pair is not None:
+            # Two columns (Ingram's description lines 1 and 2): no generator per row.
+            first_part, second_part = f[desc_pair[0]].strip(), f[desc_pair[1]].strip()
+            description = (
+                first_part + desc_sep + second_part
+                if first_part and second_part
+                else first_part or second_part
+            )
+        elif desc_join is not None:
+            description = desc_sep.join([p for p in [f[i].strip() for i in desc_join[0]] if p])
         else:
             description = f[i_desc].strip() if i_desc is not None else ""
         if i_vendor is not None:
@@ -445,6 +455,14 @@ def _list_price(raw: str, decimal_mark: str) -> Decimal | None:
     raw_list = raw.strip()
     if not raw_list:
         return None
+    plain = raw_list.replace(decimal_mark, "", 1)
+    if plain.isdigit() and plain.isascii():
+        # Ingram's "0001234.50" on every row: the regex parser would give the same value.
+        text = raw_list.replace(",", ".") if decimal_mark == "," else raw_list
+        try:
+            return Decimal(text).quantize(QUANT, rounding=ROUND_HALF_EVEN)
+        except InvalidOperation:
+            return None  # too large to be a price: informational only, as below
     try:
         list_price, _ = parse_cost(raw_list, decimal_mark)
     except MoneyError:
