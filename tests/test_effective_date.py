@@ -120,3 +120,35 @@ def test_past_and_malformed_effective_dates_are_refused(tmp_path):
         r = _approve(d, [row], TODAY.isoformat())
         assert r.json()["change_set"]["status"] in ("pending", "pushing", "done")
         assert r.json()["change_set"]["effective_date"] is None
+
+
+def test_the_cli_schedules_with_effective_refuses_bad_dates_and_cancels(tmp_path):
+    ds = msp_tenant(contracts=2)
+    with psa_daemon(tmp_path, ds, "connectwise") as (sim, d):
+        ident = sim.identifier(100)
+        set_vendor_cost(d, rows_by_identifier(d)[ident], "23.00")
+        past = (TODAY - dt.timedelta(days=2)).isoformat()
+        for bad, word in ((past, "in the past"), ("2027-13-01", "YYYY-MM-DD"), ("next", "real")):
+            out = d.tui_cli("approve", ident, "--yes", "--effective", bad)
+            assert out.returncode == 2 and word in out.stderr, out.stderr
+            # one sentence, no traceback
+            assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+        assert d.get("/v1/change-sets")["change_sets"] == []
+
+        dry = d.tui_cli("approve", ident, "--dry-run", "--effective", LATER.isoformat())
+        assert dry.returncode == 0 and "scheduled" in dry.stdout and "ConnectWise" in dry.stdout
+        out = d.tui_cli("approve", ident, "--yes", "--effective", LATER.isoformat())
+        assert out.returncode == 0, out.stderr
+        assert f"scheduled for {LATER.isoformat()}" in out.stdout
+        cs = d.get("/v1/change-sets")["change_sets"][0]
+        assert cs["status"] == "scheduled"
+        table = d.tui_cli("costs", "--filter", ident)
+        assert "scheduled" in table.stdout
+
+        out = d.tui_cli("cancel", str(cs["id"]))
+        assert out.returncode == 0 and "cancelled" in out.stdout, out.stderr
+        assert d.get(f"/v1/change-sets/{cs['id']}")["change_set"]["status"] == "cancelled"
+        again = d.tui_cli("cancel", str(cs["id"]))
+        assert again.returncode != 0 and "not scheduled" in again.stderr
+        assert len(again.stderr.strip().splitlines()) == 1
+        assert sim.write_count("item", 100) == 0
