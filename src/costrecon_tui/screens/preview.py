@@ -213,8 +213,9 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
         "ApproveScreen",
         ".per-item { margin-top: 1; }\n"
         "ApproveScreen #effective-row { height: 1; }\n"
+        "ApproveScreen #effective-row .label { width: auto; }\n"
         "ApproveScreen #effective { width: 14; }\n"
-        "ApproveScreen #effective-note { width: 1fr; padding-left: 1; }",
+        "ApproveScreen #effective-note { height: auto; }",
     )
     BINDINGS = [
         Binding("y", "confirm", "Approve", id="approve.confirm"),
@@ -245,9 +246,9 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
             )
             yield Static(self._policy_text(), classes="policy", id="policy")
             with Horizontal(id="effective-row"):
-                yield Static("Effective (d): ", classes="label")
+                yield Static("Effective date (d): ", classes="label")
                 yield Input(placeholder="today", id="effective", max_length=10, compact=True)
-                yield Static(self._effective_text(), id="effective-note")
+            yield Static(self._effective_text(), id="effective-note")
             with VerticalScroll(classes="fill per-item"):
                 yield Static(warnings_text(self.preview) or "", id="warnings")
                 yield Static(margin_table(self.preview) or "", id="margin-lines")
@@ -266,7 +267,7 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
 
     def _confirm_label(self) -> str:
         if self.effective_date:
-            return f"Schedule {len(self.items)} for {self.effective_date} (y)"
+            return f"Schedule {len(self.items)} (y)"
         return f"Approve {len(self.items)} (y)"
 
     def on_mount(self) -> None:
