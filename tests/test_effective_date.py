@@ -152,3 +152,16 @@ def test_the_cli_schedules_with_effective_refuses_bad_dates_and_cancels(tmp_path
         assert again.returncode != 0 and "not scheduled" in again.stderr
         assert len(again.stderr.strip().splitlines()) == 1
         assert sim.write_count("item", 100) == 0
+
+
+def test_a_target_moved_before_the_day_is_a_conflict_not_overwritten(tmp_path):
+    ds = msp_tenant(contracts=2)
+    with psa_daemon(tmp_path, ds, "connectwise") as (sim, d):
+        row = set_vendor_cost(d, rows_by_identifier(d)[sim.identifier(100)], "23.00")
+        cs = _approve(d, [row], LATER.isoformat()).json()["change_set"]
+        sim.set_item_cost(100, "22.50")  # someone edits the item in the PSA meanwhile
+        _set_today(d, LATER)
+        done = wait_change_set(d, cs["id"], timeout=60)
+        assert done["counts"]["conflict"] >= 1 and done["status"] in ("partial", "failed")
+        assert sim.item_cost(100) == Decimal("22.50")
+        assert sim.write_count("item", 100) == 0

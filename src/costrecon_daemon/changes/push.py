@@ -96,7 +96,7 @@ class PushWorker:
         if day is None:
             return 30
         start = dt.datetime.combine(day, dt.time()).astimezone()
-        return max(0.1, min(30.0, (start - dt.datetime.now().astimezone()).total_seconds()))
+        return max(1.0, min(30.0, (start - dt.datetime.now().astimezone()).total_seconds()))
 
     async def push(self, cs_id: int) -> None:
         actor, counts = await self.store.write(start_change_set, cs_id)
