@@ -15,7 +15,6 @@ from .psa_fixtures import (
     psa_daemon,
     rows_by_identifier,
     set_vendor_cost,
-    wait_change_set,
 )
 
 TODAY = dt.date.today()
@@ -40,6 +39,19 @@ def _set_today(d, day):
     push = d._daemon.push
     push.today = lambda: day
     d._loop.call_soon_threadsafe(push.wakeup.set)
+
+
+def wait_change_set(d, cs_id, timeout=60):
+    """Until the set has finished (psa_fixtures' helper would return a still scheduled one)."""
+    return d.wait_for(
+        lambda: (
+            (cs := d.get(f"/v1/change-sets/{cs_id}")["change_set"])["status"]
+            not in ("scheduled", "pending", "pushing")
+            and cs
+        ),
+        timeout,
+        f"change set {cs_id}",
+    )
 
 
 def _actions(d, cs_id):
