@@ -831,6 +831,11 @@ class FakeClient:
             "per_item": per_item,
             "warnings": warnings,
             "margin": margin,
+            "effective_date": None,
+            "effective_date_handling": (
+                "ConnectWise: the daemon pushes on that date (agreement additions keep their own "
+                "effective dates; the cost changes on the day)."
+            ),
         }
 
     def _margin_preview(self, items: list[ApprovalItem]) -> dict[str, Any]:
@@ -873,14 +878,24 @@ class FakeClient:
         }
 
     async def preview_change_set(
-        self, items: list[ApprovalItem], policy: str = "all"
+        self, items: list[ApprovalItem], policy: str = "all", *, effective_date: str | None = None
     ) -> dict[str, Any]:
         await self._call("preview_change_set", items=list(items), policy=policy)
-        return self._preview(items, policy)
+        return {**self._preview(items, policy), "effective_date": effective_date}
 
-    async def approve(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
-        await self._call("approve", items=list(items), policy=policy)
-        preview = self._preview(items, policy)
+    async def approve(
+        self, items: list[ApprovalItem], policy: str = "all", *, effective_date: str | None = None
+    ) -> dict[str, Any]:
+        if effective_date is not None:
+            await self._call(
+                "approve", items=list(items), policy=policy, effective_date=effective_date
+            )
+        else:
+            await self._call("approve", items=list(items), policy=policy)
+        preview = {**self._preview(items, policy), "effective_date": effective_date}
+        # A future date makes a scheduled set: journaled now, never pushed by this fake (the
+        # daemon pushes it on its day); cancel_change_set ends it.
+        opened = "scheduled" if effective_date else "pending"
         cs_id = max(self._change_sets, default=10) + 1
         steps = []
         for it in items:
@@ -903,8 +918,10 @@ class FakeClient:
                         "attempts": 0,
                     }
                 )
-            r["state"] = "pending"
+            r["state"] = opened
             r["state_detail"] = {"change_set_id": cs_id}
+            if effective_date:
+                r["state_detail"]["effective_date"] = effective_date
         cs = {
             "id": cs_id,
             "created_at": _iso(NOW),
@@ -912,7 +929,7 @@ class FakeClient:
             "kind": "apply",
             "undo_of": None,
             "policy": policy,
-            "status": "pending",
+            "status": opened,
             "preview": preview,
             "finished_at": None,
             "message": None,
@@ -927,6 +944,7 @@ class FakeClient:
             },
             "total": len(steps),
             "steps": steps,
+            "effective_date": effective_date,
         }
         self._change_sets[cs_id] = cs
         self._add_activity(
@@ -935,10 +953,15 @@ class FakeClient:
             + (f" +{len(items) - 3}" if len(items) > 3 else ""),
             None,
             None,
-            {"change_set_id": cs_id, "items": len(items), "lines": preview["lines"]},
+            {
+                "change_set_id": cs_id,
+                "items": len(items),
+                "lines": preview["lines"],
+                "effective_date": effective_date,
+            },
         )
         self.emit("rows", {"ids": [i.item_id for i in items]})
-        if self.auto_push:
+        if self.auto_push and not effective_date:
             task = asyncio.get_running_loop().create_task(self._auto_push(cs_id))
             self._push_tasks.add(task)
             task.add_done_callback(self._push_tasks.discard)
@@ -1121,6 +1144,46 @@ class FakeClient:
             actor="costrecond",
         )
         return cs_id
+
+    async def cancel_change_set(self, change_set_id: int) -> dict[str, Any]:
+        """``POST /v1/change-sets/{id}/cancel``: only a scheduled set; its steps never sent."""
+        await self._call("cancel_change_set", change_set_id=change_set_id)
+        cs = self._change_sets.get(change_set_id)
+        if cs is None:
+            raise DaemonError(404, "not_found", f"There is no change set {change_set_id}.")
+        if cs["status"] != "scheduled":
+            raise DaemonError(
+                409,
+                "not_scheduled",
+                f"Change set {change_set_id} is {cs['status']}, not scheduled, so it cannot be "
+                "cancelled; undo it instead once it has finished.",
+            )
+        for s in cs["steps"]:
+            s["status"], s["message"] = (
+                "cancelled",
+                "not sent: the scheduled change set was cancelled",
+            )
+        cs["status"], cs["finished_at"] = "cancelled", _iso(NOW)
+        cs["counts"] = {**{k: 0 for k in cs["counts"]}, "cancelled": len(cs["steps"])}
+        ids = sorted({s["item_id"] for s in cs["steps"]})
+        for i in ids:
+            self._rows[i]["state"] = ""
+            self._rows[i]["state_detail"] = {"change_set_id": change_set_id}
+        self._add_activity(
+            "cancel",
+            f"change set {change_set_id}",
+            None,
+            None,
+            {
+                "change_set_id": change_set_id,
+                "effective_date": cs.get("effective_date"),
+                "approved_by": cs["actor"],
+                "items": len(ids),
+            },
+        )
+        self.emit("push", {"change_set_id": change_set_id, "status": "cancelled"})
+        self.emit("rows", {"ids": ids})
+        return {k: v for k, v in cs.items() if k != "steps"}
 
     async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
         await self._call("undo", change_set_id=change_set_id, dry_run=dry_run)

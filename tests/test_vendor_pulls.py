@@ -27,6 +27,7 @@ def pax8_and_daemon(
     sim_options: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     vendors: dict[str, Any] | None = None,
+    process: bool = False,
 ) -> Iterator[tuple[Pax8Sim, ServedApp, DaemonProcess]]:
     ds = generate("demo")
     sim = Pax8Sim(ds, **(sim_options or {}))
@@ -41,7 +42,7 @@ def pax8_and_daemon(
             **(settings or {}),
         }
         extra = {"vendors": {"pull_every_hours": 24, **(vendors or {})}, "vendors.pax8": pax8}
-        with psa_daemon(tmp, ds, "connectwise", extra=extra) as (_, d):
+        with psa_daemon(tmp, ds, "connectwise", extra=extra, process=process) as (_, d):
             yield sim, served, d
 
 
@@ -148,7 +149,8 @@ def test_kill_9_mid_pull_leaves_nothing_half_imported_and_the_next_pull_complete
     tmp_path: Path,
 ) -> None:
     opts = {"knobs": Knobs(latency=0.3, seed=5)}
-    with pax8_and_daemon(tmp_path, sim_options=opts, settings={"concurrency": 1}) as (
+    # kill -9 needs a real daemon process
+    with pax8_and_daemon(tmp_path, sim_options=opts, settings={"concurrency": 1}, process=True) as (
         _sim,
         _served,
         d,

@@ -20,6 +20,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -294,6 +295,8 @@ class ChangeSet(Base):
     # The client's id for this approval: a retry with the same id returns this change set.
     request_id: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first push began
+    # The day the approval takes effect (None: at once); a future one makes the set scheduled.
+    effective_date: Mapped[dt.date | None] = mapped_column(Date)
 
     __table_args__ = (Index("ix_change_sets_request", "actor", "request_id", unique=True),)
 

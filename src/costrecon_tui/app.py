@@ -414,6 +414,10 @@ class CostreconApp(StaysUp, App[None]):
             status = data.get("status")
             if status in ("pending", "pushing"):
                 self.pushes[cs_id] = data
+            elif status in ("scheduled", "cancelled"):
+                # Nothing is being sent: an approval waiting for its date, or one called off.
+                self.pushes.pop(cs_id, None)
+                self.notify(f"Change set #{cs_id} {status}.", timeout=4)
             else:
                 self.pushes.pop(cs_id, None)
                 severity = "information" if status == "done" else "warning"

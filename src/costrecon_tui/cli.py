@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import os
 import sys
@@ -135,7 +136,34 @@ def _d(v: Any) -> Decimal | None:
     return None if v is None else Decimal(v)
 
 
+def _effective_arg(text: str | None) -> tuple[str | None, str | None]:
+    """``--effective``: (the date to send, or None for "at once"; an error sentence)."""
+    if not text:
+        return None, None
+    try:
+        day = dt.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return (
+            None,
+            f"--effective must be a real date such as 2027-01-01 (YYYY-MM-DD), not {text!r}.",
+        )
+    today = dt.date.today()
+    if day < today:
+        return None, (
+            f"the effective date {text} is in the past; give today ({today.isoformat()}) "
+            "or a later date."
+        )
+    return (day.isoformat() if day > today else None), None
+
+
 def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
+    effective, problem = _effective_arg(getattr(args, "effective", None))
+    if problem:
+        print(f"costrecon: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
     async def go() -> int:
         async with _client(cfg, args) as client:
             rows = await _all_rows(client, changed=False, query="")
@@ -158,7 +186,9 @@ def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
                 chosen += [
                     r
                     for r in rows
-                    if r.change and r not in chosen and r.state not in ("pending", "pushing")
+                    if r.change
+                    and r not in chosen
+                    and r.state not in ("pending", "pushing", "scheduled")
                 ]
             if not chosen:
                 print(
@@ -174,9 +204,12 @@ def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
                 )
                 return EXIT_USAGE
             items = [ApprovalItem(r.id, r.vendor_cost, r.catalog_cost) for r in chosen]  # type: ignore[arg-type]
-            preview = await client.preview_change_set(items, args.policy)
+            preview = await client.preview_change_set(items, args.policy, effective_date=effective)
             print("Approval preview:")
             _print_preview(preview)
+            if effective:
+                print(f"  effective date:   {effective} (scheduled)")
+                print(f"    {preview.get('effective_date_handling') or ''}")
             if args.dry_run:
                 return 0
             if not args.yes:
@@ -186,7 +219,14 @@ def cmd_approve(cfg: Config, args: argparse.Namespace) -> int:
                 if input("Push these costs to the PSA? [y/N] ").strip().lower() not in ("y", "yes"):
                     print("Nothing approved.")
                     return 0
-            cs = await client.approve(items, args.policy)
+            cs = await client.approve(items, args.policy, effective_date=effective)
+            if cs.get("status") == "scheduled":
+                print(
+                    f"Change set {cs['id']} approved by {cs['actor']}: {cs['total']} step(s) "
+                    f"scheduled for {cs['effective_date']} (`costrecon cancel {cs['id']}` "
+                    "cancels it before then)."
+                )
+                return 0
             print(f"Change set {cs['id']} approved by {cs['actor']}: {cs['total']} step(s) queued.")
             if args.wait:
                 return await _wait_change_set(client, cs["id"])
@@ -228,6 +268,19 @@ async def _wait_change_set(client: DaemonClient, cs_id: int) -> int:
             f"(GET /v1/change-sets/{cs_id}/steps?status=conflict,failed,denied)."
         )
     return 0 if cs["status"] == "done" else EXIT_FAIL
+
+
+def cmd_cancel(cfg: Config, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with _client(cfg, args) as client:
+            cs = await client.cancel_change_set(args.change_set)
+            print(
+                f"Change set {cs['id']} cancelled: nothing was sent, its {cs['total']} step(s) "
+                "will never be pushed."
+            )
+            return 0
+
+    return _run(go())
 
 
 def cmd_undo(cfg: Config, args: argparse.Namespace) -> int:
@@ -549,6 +602,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--wait", action="store_true", help="wait until the push finishes and report the outcome"
     )
+    ap.add_argument(
+        "--effective",
+        metavar="YYYY-MM-DD",
+        help="the day the new costs take effect (default today; a later day schedules the push)",
+    )
+    cancel = sub.add_parser("cancel", help="cancel a scheduled change set before its date")
+    cancel.add_argument("change_set", type=int, metavar="CHANGESET")
     undo = sub.add_parser("undo", help="restore the costs a change set replaced")
     undo.add_argument("change_set", type=int, metavar="CHANGESET")
     undo.add_argument("--dry-run", action="store_true")
@@ -618,6 +678,7 @@ def _main(argv: list[str] | None = None) -> int:
         "costs": cmd_costs,
         "approve": cmd_approve,
         "undo": cmd_undo,
+        "cancel": cmd_cancel,
         "sync": cmd_sync,
         "activity": cmd_activity,
         "vendors": cmd_vendors,

@@ -344,13 +344,20 @@ class DaemonClient:
     # ------------------------------------------------------------------ approval
 
     async def preview_change_set(
-        self, items: list[ApprovalItem], policy: str = "all"
+        self, items: list[ApprovalItem], policy: str = "all", *, effective_date: str | None = None
     ) -> dict[str, Any]:
         body = {"items": [i.to_json() for i in items], "policy": policy, "dry_run": True}
+        if effective_date:
+            body["effective_date"] = effective_date
         return (await self._request("POST", "/change-sets", json=body))["preview"]
 
     async def approve(
-        self, items: list[ApprovalItem], policy: str = "all", *, request_id: str | None = None
+        self,
+        items: list[ApprovalItem],
+        policy: str = "all",
+        *,
+        request_id: str | None = None,
+        effective_date: str | None = None,
     ) -> dict[str, Any]:
         """Approve with a request id: a retry with the same id returns the same change set, and
         a timeout is answered from what the daemon recorded for that id."""
@@ -361,6 +368,9 @@ class DaemonClient:
             "dry_run": False,
             "request_id": request_id,
         }
+        if effective_date:
+            # A future day schedules the set (issue 18.4); today or none pushes at once.
+            body["effective_date"] = effective_date
         try:
             return (
                 await self._request("POST", "/change-sets", json=body, timeout=self.approve_timeout)
@@ -421,6 +431,10 @@ class DaemonClient:
         return (await self._request("GET", f"/change-sets/{change_set_id}", params=params))[
             "change_set"
         ]
+
+    async def cancel_change_set(self, change_set_id: int) -> dict[str, Any]:
+        """Cancel a scheduled change set before its effective date."""
+        return (await self._request("POST", f"/change-sets/{change_set_id}/cancel"))["change_set"]
 
     async def undo(
         self, change_set_id: int, *, dry_run: bool = False, request_id: str | None = None

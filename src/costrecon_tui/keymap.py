@@ -83,6 +83,7 @@ ACTIVITY = [
     bind("i", "filter_by('item')", "Only this item", "activity.by_item", show=False),
     bind("e", "export", "Export CSV", "activity.export"),
     bind("u", "undo", "Undo change set", "activity.undo"),
+    bind("x", "cancel_scheduled", "Cancel scheduled", "activity.cancel", show=False),
     bind("ctrl+r", "reload", "Reload", "activity.reload", show=False),
 ]
 

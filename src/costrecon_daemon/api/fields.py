@@ -294,3 +294,21 @@ def field_time(q: Any, name: str) -> Any:
             f"The field {name!r} must be an ISO date-time such as 2026-01-31T12:00:00Z.",
         ) from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def field_date(data: Any, name: str) -> dt.date | None:
+    """A calendar day, YYYY-MM-DD (None when absent or empty)."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) != 10:
+        raise InvalidInput(
+            "bad_field", f"The field {name!r} must be a date such as 2027-01-01 (YYYY-MM-DD)."
+        )
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            "bad_field",
+            f"The field {name!r} is not a real date: {_shown(value)} (use YYYY-MM-DD).",
+        ) from None

@@ -3,6 +3,7 @@ then wake the push worker. What POST /v1/change-sets and .../undo do, without th
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -11,14 +12,35 @@ from sqlalchemy.engine import Connection
 
 from .. import events
 from ..costs.table import CostTable
-from ..errors import Conflict
+from ..errors import Conflict, InvalidInput
 from ..psa.base import Connector, RateLimits
 from ..store import Store
-from .journal import change_set_by_request, change_set_json, journal
+from .journal import cancel_change_set, change_set_by_request, change_set_json, journal
 from .plan import Measured, PlannedStep, Request, plan, undo_plan
 from .push import PushWorker
 
 NO_PSA = "No PSA is configured, so nothing can be pushed; set [psa] in the config file."
+# The furthest an approval can be scheduled: a typo such as 2207 is refused, not kept for years.
+MAX_AHEAD = dt.timedelta(days=3 * 366)
+
+# What an effective date means for each PSA (the preview says which applies). None of the three
+# connectors writes a date on the catalogue item; so the push itself waits for the day.
+EFFECTIVE_HANDLING = {
+    "ConnectWise PSA": (
+        "ConnectWise: the daemon pushes on that date (agreement additions keep their own "
+        "effective dates; the cost changes on the day)."
+    ),
+    "Autotask PSA": (
+        "Autotask: the daemon pushes on that date; contract-service adjustments are dated the "
+        "day they are sent (UTC) unless [psa.autotask] line_effective_date is set."
+    ),
+}
+EFFECTIVE_DEFAULT = "The daemon pushes on that date (this PSA has no effective date on costs)."
+
+
+def effective_handling(connector: Connector | None) -> str:
+    name = getattr(connector, "display_name", None)
+    return EFFECTIVE_HANDLING.get(name or "", EFFECTIVE_DEFAULT)
 
 
 class Approvals:
@@ -35,13 +57,43 @@ class Approvals:
         self.worker = worker
         self.connector = connector
         self.default_policy = default_policy
+        # "Today" for effective dates: the push worker's clock when there is one, so a test that
+        # moves time moves it for approvals and pushes alike.
+        self._today: Any = None
+
+    def today(self) -> dt.date:
+        if self._today is not None:
+            return self._today()
+        return self.worker.today() if self.worker is not None else dt.date.today()
+
+    def scheduled_for(self, effective: dt.date | None) -> dt.date | None:
+        """The day a set waits for (None: push at once); a past or far date is refused."""
+        if effective is None:
+            return None
+        today = self.today()
+        if effective < today:
+            raise InvalidInput(
+                "bad_field",
+                f"The effective date {effective.isoformat()} is in the past; give today "
+                f"({today.isoformat()}) or a later date.",
+            )
+        if effective - today > MAX_AHEAD:
+            raise InvalidInput(
+                "bad_field",
+                f"The effective date {effective.isoformat()} is more than three years ahead; "
+                "check the year.",
+            )
+        return effective if effective > today else None
 
     @property
     def limits(self) -> RateLimits | None:
         # Read at each request, as the connector's declared limits are its own business.
         return self.connector.limits if self.connector is not None else None
 
-    async def preview(self, reqs: list[Request], policy: str) -> dict[str, Any]:
+    async def preview(
+        self, reqs: list[Request], policy: str, effective: dt.date | None = None
+    ) -> dict[str, Any]:
+        scheduled = self.scheduled_for(effective)
         limits, measured = self.limits, self.measured
         preview, _ = await self.store.read(
             lambda c: plan(
@@ -56,13 +108,24 @@ class Approvals:
                 keep_steps=False,
             )
         )
+        self._with_effective(preview, scheduled)
         return preview
 
+    def _with_effective(self, preview: dict[str, Any], scheduled: dt.date | None) -> None:
+        preview["effective_date"] = scheduled.isoformat() if scheduled else None
+        preview["effective_date_handling"] = effective_handling(self.connector)
+
     async def approve(
-        self, reqs: list[Request], policy: str, actor: str, request_id: str | None = None
+        self,
+        reqs: list[Request],
+        policy: str,
+        actor: str,
+        request_id: str | None = None,
+        effective: dt.date | None = None,
     ) -> dict[str, Any]:
         if self.worker is None:
             raise Conflict("no_psa", NO_PSA)
+        scheduled = self.scheduled_for(effective)
         limits = self.limits
         measured = self.measured
 
@@ -85,6 +148,7 @@ class Approvals:
                 batched=self.batched,
                 margin_floor=self.table.margin_floor,
             )
+            self._with_effective(preview, scheduled)
             cs_id = journal(
                 conn,
                 actor=actor,
@@ -93,8 +157,11 @@ class Approvals:
                 preview=preview,
                 steps=steps,
                 request_id=request_id,
+                effective_date=scheduled,
             )
             self._started(conn, cs_id, steps, [r.item_id for r in reqs])
+            if scheduled is not None and steps:
+                self.table.mark_scheduled(cs_id, scheduled.isoformat())
             return change_set_json(conn, cs_id)
 
         cs = await self.store.write(_create)
@@ -177,6 +244,17 @@ class Approvals:
         cs = await self.store.write(_create)
         self.wake()
         return cs
+
+    async def cancel(self, cs_id: int, actor: str) -> dict[str, Any]:
+        """Cancel a scheduled change set (POST /v1/change-sets/{id}/cancel)."""
+
+        def _cancel(conn: Connection) -> dict[str, Any]:
+            ids = cancel_change_set(conn, cs_id, actor)
+            self.table.refresh(conn, ids)
+            events.emit(conn, "rows", {"ids": ids})
+            return change_set_json(conn, cs_id)
+
+        return await self.store.write(_cancel)
 
     def _started(
         self, conn: Connection, cs_id: int, steps: list[PlannedStep], ids: list[int]

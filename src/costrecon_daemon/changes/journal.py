@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from .. import activity, events
 from ..db import (
@@ -72,7 +74,10 @@ def journal(
     steps: list[PlannedStep],
     undo_of: int | None = None,
     request_id: str | None = None,
+    effective_date: dt.date | None = None,
 ) -> int:
+    """Journal a change set. ``effective_date``: a future day makes it SCHEDULED (the caller
+    decides what "future" is, by its own clock)."""
     busy = open_steps_for(
         conn, {s.item_id for s in steps} | {p["item_id"] for p in preview["per_item"]}
     )
@@ -85,6 +90,7 @@ def journal(
             {"change_set_id": cs},
         )
     now = utcnow()
+    opened = ChangeSetState.SCHEDULED if effective_date is not None else ChangeSetState.PENDING
     result = conn.execute(
         ChangeSet.__table__.insert().values(
             created_at=now,
@@ -92,11 +98,12 @@ def journal(
             kind=kind,
             undo_of=undo_of,
             policy=policy,
-            status=ChangeSetState.PENDING if steps else ChangeSetState.DONE,
+            status=opened if steps else ChangeSetState.DONE,
             preview=preview,
             finished_at=None if steps else now,
             started_at=None if steps else now,
             request_id=request_id,
+            effective_date=effective_date,
         )
     )
     cs_id = new_id(result)
@@ -124,6 +131,7 @@ def journal(
             "api_calls": preview["api_calls"],
             "monthly_impact": preview["monthly_impact"],
             "currency": preview["currency"],
+            "effective_date": effective_date.isoformat() if effective_date else None,
         },
     )
     events.emit(
@@ -133,7 +141,7 @@ def journal(
             "change_set_id": cs_id,
             "done": 0,
             "total": len(steps),
-            "status": ChangeSetState.PENDING if steps else ChangeSetState.DONE,
+            "status": opened if steps else ChangeSetState.DONE,
         },
     )
     return cs_id
@@ -211,8 +219,6 @@ def _insert_steps(conn: Connection, cs_id: int, steps: list[PlannedStep], now: A
         cursor.close()
 
 
-
-
 COUNTED = (
     StepState.PENDING,
     StepState.SENDING,
@@ -244,6 +250,7 @@ class ChangeSetView:
     started_at: str | None = None
     actual_seconds: float | None = None
     steps: list[dict[str, Any]] | None = None
+    effective_date: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the journal recorded beside what the preview promised (issue 20 item 4)."""
@@ -305,6 +312,7 @@ class ChangeSetView:
             "estimated_seconds": p.get("estimated_seconds"),
             "actual_seconds": self.actual_seconds,
             "summary": self.summary(),
+            "effective_date": self.effective_date,
         }
         if self.steps is not None:
             out["steps"] = self.steps
@@ -341,6 +349,7 @@ def load_change_set(conn: Connection, cs_id: int, *, with_steps: bool = False) -
         request_id=cs.request_id,
         started_at=iso(cs.started_at),
         actual_seconds=actual,
+        effective_date=cs.effective_date.isoformat() if cs.effective_date else None,
     )
     if with_steps:
         out.steps = _steps_json(
@@ -442,19 +451,85 @@ class StepRow:
 Outcome = tuple[StepRow, str, Decimal | None, str | None]
 
 
-def next_open_change_set(conn: Connection) -> int | None:
+def next_open_change_set(conn: Connection, today: dt.date | None = None) -> int | None:
+    """The oldest set to push: pending or pushing, or scheduled with its day come (``today``:
+    the caller's clock; None leaves every scheduled set waiting)."""
+    due: ColumnElement[bool] = ChangeSet.status.in_(
+        (ChangeSetState.PENDING, ChangeSetState.PUSHING)
+    )
+    if today is not None:
+        due = or_(
+            due,
+            and_(ChangeSet.status == ChangeSetState.SCHEDULED, ChangeSet.effective_date <= today),
+        )
+    return conn.execute(select(ChangeSet.id).where(due).order_by(ChangeSet.id).limit(1)).scalar()
+
+
+def next_effective_date(conn: Connection) -> dt.date | None:
+    """The earliest day a scheduled set waits for (the push worker's timer)."""
     return conn.execute(
-        select(ChangeSet.id)
-        .where(ChangeSet.status.in_((ChangeSetState.PENDING, ChangeSetState.PUSHING)))
-        .order_by(ChangeSet.id)
-        .limit(1)
+        select(func.min(ChangeSet.effective_date)).where(
+            ChangeSet.status == ChangeSetState.SCHEDULED
+        )
     ).scalar()
+
+
+def cancel_change_set(conn: Connection, cs_id: int, actor: str) -> list[int]:
+    """Cancel a scheduled set before its day: its steps are never sent. Returns its item ids.
+    Runs in one write transaction, as does the worker's start of a set, so a set is either
+    cancelled or started, never both."""
+    cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).first()
+    if cs is None:
+        raise NotFound("not_found", f"There is no change set {cs_id}.")
+    if cs.status != ChangeSetState.SCHEDULED:
+        raise Conflict(
+            "not_scheduled",
+            f"Change set {cs_id} is {cs.status}, not scheduled, so it cannot be cancelled; "
+            "undo it instead once it has finished.",
+            {"change_set_id": cs_id, "status": cs.status},
+        )
+    now = utcnow()
+    conn.execute(
+        update(ChangeStep)
+        .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
+        .values(
+            status=StepState.CANCELLED,
+            message="not sent: the scheduled change set was cancelled",
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        update(ChangeSet)
+        .where(ChangeSet.id == cs_id)
+        .values(status=ChangeSetState.CANCELLED, finished_at=now)
+    )
+    ids = sorted(
+        conn.execute(select(ChangeStep.item_id).where(ChangeStep.change_set_id == cs_id).distinct())
+        .scalars()
+        .all()
+    )
+    activity.append(
+        conn,
+        actor=actor,
+        action="cancel",
+        subject=f"change set {cs_id}",
+        details={
+            "change_set_id": cs_id,
+            "effective_date": cs.effective_date.isoformat() if cs.effective_date else None,
+            "approved_by": cs.actor,
+            "items": len(ids),
+        },
+    )
+    events.emit(conn, "push", {"change_set_id": cs_id, "status": ChangeSetState.CANCELLED})
+    return ids
 
 
 def start_change_set(conn: Connection, cs_id: int) -> tuple[str, dict[str, int]]:
     """Mark the set pushing; return its actor and its step counts (the worker keeps them)."""
     cs = conn.execute(select(ChangeSet).where(ChangeSet.id == cs_id)).one()
-    if cs.status == ChangeSetState.PENDING:
+    if cs.status == ChangeSetState.CANCELLED:
+        return cs.actor, {}  # cancelled after the worker picked it: nothing to push
+    if cs.status in (ChangeSetState.PENDING, ChangeSetState.SCHEDULED):
         conn.execute(
             update(ChangeSet)
             .where(ChangeSet.id == cs_id)

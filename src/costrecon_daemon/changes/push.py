@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import datetime as dt
 import gc
 import logging
 import time
@@ -32,6 +33,7 @@ from .journal import (
     StepRow,
     finish_change_set,
     mark_sending,
+    next_effective_date,
     next_open_change_set,
     open_steps,
     record_progress,
@@ -68,14 +70,16 @@ class PushWorker:
         self._detail = True
         self._journal: _Journal | None = None
         self._group_concurrency = group_concurrency or max(2, connector.limits.concurrency * 2)
+        # The clock for effective dates (local day, as the MSP means it); tests move it.
+        self.today: Any = dt.date.today
 
     async def run(self) -> None:
         while not self.stopping.is_set():
-            cs_id = await self.store.read(next_open_change_set)
+            cs_id = await self.store.read(next_open_change_set, self.today())
             if cs_id is None:
                 self.wakeup.clear()
                 try:
-                    await asyncio.wait_for(self.wakeup.wait(), 30)
+                    await asyncio.wait_for(self.wakeup.wait(), await self._idle_seconds())
                 except TimeoutError:
                     pass
                 continue
@@ -85,8 +89,20 @@ class PushWorker:
             finally:
                 self.current = None
 
+    async def _idle_seconds(self) -> float:
+        """How long to sleep with nothing to push: until the next scheduled day begins, and at
+        most 30 s, so a changed clock or a missed wakeup costs at most that."""
+        day = await self.store.read(next_effective_date)
+        if day is None:
+            return 30
+        start = dt.datetime.combine(day, dt.time()).astimezone()
+        return max(1.0, min(30.0, (start - dt.datetime.now().astimezone()).total_seconds()))
+
     async def push(self, cs_id: int) -> None:
         actor, counts = await self.store.write(start_change_set, cs_id)
+        if not counts:
+            return  # cancelled between the pick and the start
+        self.table.mark_scheduled(cs_id, None)
         self._journal = _Journal(self.store, cs_id, actor, sum(counts.values()) <= DETAIL_LIMIT)
         stats = getattr(getattr(self.connector, "http", None), "stats", None)
         if stats is not None:

@@ -17,15 +17,17 @@ class StepState(StrEnum):
 
 
 class ChangeSetState(StrEnum):
-    # A later "scheduled" state (effective dates) slots in before PENDING: its steps are journaled
-    # and count as busy (open_steps_for), but next_open_change_set picks only PENDING/PUSHING, so
-    # the worker leaves it until a scheduler moves it to PENDING at its date.
+    # SCHEDULED (an approval with a future effective date) comes before PENDING: its steps are
+    # journaled pending and count as busy (open_steps_for), and next_open_change_set picks it
+    # only once its effective_date is today or past; CANCELLED ends it before anything was sent.
+    SCHEDULED = "scheduled"
     PENDING = "pending"
     PUSHING = "pushing"
     DONE = "done"
     PARTIAL = "partial"
     FAILED = "failed"
     DENIED = "denied"
+    CANCELLED = "cancelled"
 
 
 # Steps not finished yet: an item with one of these is busy.

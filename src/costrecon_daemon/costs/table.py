@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from .. import events
 from ..db import (
     CatalogItem,
+    ChangeSet,
     ChangeStep,
     Contract,
     ContractLine,
@@ -39,7 +40,7 @@ SORT_KEYS = (
     "change_pct",
     "state",
 )
-STATES = ("", "pending", "pushing", "done", "conflict", "failed", "denied")
+STATES = ("", "scheduled", "pending", "pushing", "done", "conflict", "failed", "denied")
 
 
 @dataclass(slots=True)
@@ -68,6 +69,7 @@ class Row:
     push_cs: int | None = None
     push_counts: dict[str, int] = field(default_factory=dict)
     pushed: Decimal | None = None
+    scheduled_for: str | None = None  # push_cs waits for this effective date (issue 18.4)
 
     @property
     def comparable(self) -> bool:
@@ -408,8 +410,21 @@ def _apply_states(conn: Connection, items: dict[int, Row], id_list: list[int] | 
             pushed = _money(after_any)
         if pushed is not None and (row.pushed is None or after_item is not None):
             row.pushed = pushed
+    _apply_scheduled(conn, items)
     for row in items.values():
         derive_state(row)
+
+
+def _apply_scheduled(conn: Connection, items: dict[int, Row]) -> None:
+    # Scheduled sets are few (approvals waiting for a date): one small query, no join.
+    days = dict(
+        conn.execute(
+            select(ChangeSet.id, ChangeSet.effective_date).where(ChangeSet.status == "scheduled")
+        ).all()
+    )
+    for row in items.values():
+        day = days.get(row.push_cs) if row.push_cs is not None else None
+        row.scheduled_for = day.isoformat() if day is not None else None
 
 
 def _money(v: Any) -> Decimal | None:
@@ -427,7 +442,9 @@ def derive_state(row: Row) -> None:
     total = sum(c.values())
     done = c.get("done", 0)
     open_ = c.get("pending", 0) + c.get("sending", 0)
-    if open_:
+    if open_ and row.scheduled_for and not done and not c.get("sending"):
+        state = "scheduled"
+    elif open_:
         state = "pushing" if done or c.get("sending") else "pending"
     elif c.get("denied"):
         state = "denied"
@@ -435,6 +452,8 @@ def derive_state(row: Row) -> None:
         state = "conflict"
     elif c.get("failed"):
         state = "failed"
+    elif c.get("cancelled") == total:
+        state = "cancelled"
     else:
         state = "done"
     detail: dict[str, Any] = {
@@ -444,6 +463,12 @@ def derive_state(row: Row) -> None:
         **{k: v for k, v in c.items() if v and k in ("conflict", "failed", "denied", "cancelled")},
         "pushed": json_amount(row.pushed),
     }
+    if state == "scheduled":
+        detail["effective_date"] = row.scheduled_for
+    if state == "cancelled":
+        # Nothing was sent: the row is the open question it was before the approval.
+        state = ""
+        detail["note"] = f"change set {row.push_cs} was cancelled before its effective date"
     if state == "done" and not (
         row.pushed is not None and row.catalog_cost == row.pushed and row.vendor_cost == row.pushed
     ):
@@ -523,6 +548,16 @@ class CostTable:
                 touched.append(item_id)
             self.version += 1
         return touched
+
+    def mark_scheduled(self, cs_id: int, day: str | None) -> None:
+        """The set ``cs_id`` waits for ``day`` (None: it started); its rows' state follows."""
+        with self._lock:
+            for row in self._rows.values():
+                if row.push_cs == cs_id:
+                    row.scheduled_for = day
+                    derive_state(row)
+                    self.dirty.add(row.id)
+            self.version += 1
 
     def move_steps(
         self,

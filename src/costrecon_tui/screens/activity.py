@@ -430,7 +430,20 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             parts.append(plural(display.number(d.get("lines")), "line"))
         return " · ".join(parts)
 
+    @staticmethod
+    def _scheduled_for(row: ChangeSetRow) -> str | None:
+        """The effective date a change set still waits for (issue 18.4), or None."""
+        if row.status or "cancel" in row.actions or row.actions.keys() - {"approve", "cancel"}:
+            return None
+        day = ((row.origin or {}).get("details") or {}).get("effective_date")
+        return display.plain(day) if day else None
+
     def _progress(self, row: ChangeSetRow) -> str:
+        if "cancel" in row.actions and not row.status:
+            return "cancelled: nothing sent"
+        day = self._scheduled_for(row)
+        if day:
+            return f"scheduled for {day}"
         push = (getattr(self.app, "pushes", None) or {}).get(row.cs_id)
         if row.status is None and push:
             done, total = display.number(push.get("done")), display.number(push.get("total"))
@@ -448,6 +461,10 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             running = row.cs_id in (getattr(self.app, "pushes", None) or {})
             if row.status:
                 stage = "push.done"
+            elif "cancel" in row.actions:
+                stage = "cancelled"
+            elif self._scheduled_for(row) and not running:
+                stage = f"scheduled {self._scheduled_for(row)}"
             elif running or row.actions.keys() - {"approve", "undo"}:
                 stage = "pushing"
             else:
@@ -1083,6 +1100,36 @@ class ActivityView(ReportsWorkerErrors, Vertical):
             )
             return
         self.undo(cs_id)
+
+    def action_cancel_scheduled(self) -> None:
+        row = self.current_row()
+        group = (
+            row
+            if isinstance(row, ChangeSetRow)
+            else self.groups.get(change_set_of(row) or -1)
+            if row is not None
+            else None
+        )
+        day = self._scheduled_for(group) if group is not None else None
+        if group is None or day is None:
+            self.notify(
+                "Only a scheduled change set (one waiting for its effective date) can be "
+                "cancelled; pick one marked scheduled.",
+                severity="warning",
+            )
+            return
+        self.cancel_scheduled(group.cs_id, day)
+
+    @work(exclusive=True, group="activity-cancel", exit_on_error=False)
+    async def cancel_scheduled(self, cs_id: int, day: str) -> None:
+        from costrecon_tui.screens.dialogs import ConfirmScreen
+
+        question = f"Cancel change set #{cs_id}, scheduled for {day}?"
+        detail = "Nothing has been sent; its costs will never be pushed."
+        if not await self.app.push_screen_wait(ConfirmScreen(question, detail, yes="Cancel it")):
+            return
+        await self.app.client.cancel_change_set(cs_id)
+        self.notify(f"Change set #{cs_id} cancelled; nothing was sent.", timeout=5)
 
     @work(exclusive=True, group="activity-undo", exit_on_error=False)
     async def undo(self, cs_id: int) -> None:

@@ -609,13 +609,12 @@ class CostsView(ReportsWorkerErrors, Vertical):
                 raise
         finally:
             self.app.set_busy("approve", False)
-        policy = await self.app.push_screen_wait(
-            ApproveScreen(items, preview, skipped_note=skipped_note)
-        )
+        dialog = ApproveScreen(items, preview, skipped_note=skipped_note)
+        policy = await self.app.push_screen_wait(dialog)
         if not policy:
             return
         try:
-            change_set = await client.approve(items, policy)
+            change_set = await client.approve(items, policy, effective_date=dialog.effective_date)
         except DaemonError as exc:
             if exc.code == "stale":
                 self.grid.invalidate(ids)
@@ -624,6 +623,13 @@ class CostsView(ReportsWorkerErrors, Vertical):
             raise
         self.grid.clear_marks([i.item_id for i in items])
         self.grid.invalidate([i.item_id for i in items])
+        if change_set.get("status") == "scheduled":
+            self.notify(
+                f"Change set #{change_set['id']} scheduled for {change_set.get('effective_date')}; "
+                "x in the Activity view cancels it before then.",
+                timeout=5,
+            )
+            return
         self.notify(
             f"Change set #{change_set['id']} approved: {len(items)} "
             f"item{'s' if len(items) != 1 else ''}, "

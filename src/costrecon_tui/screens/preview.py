@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
 from costrecon_tui.client import ApprovalItem
 from costrecon_tui.screens.dialogs import FittedModal, dialog_css
@@ -190,18 +191,42 @@ def per_item_table(p: dict[str, Any]) -> Table:
     return table
 
 
+def parse_effective(text: str, today: dt.date) -> tuple[str | None, str | None]:
+    """The date field: (a future day to schedule for, or None for "at once"; a problem)."""
+    text = text.strip()
+    if not text:
+        return None, None
+    try:
+        day = dt.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return None, "type a date as YYYY-MM-DD, or leave it empty for today"
+    if day < today:
+        return None, f"{text} is in the past; give today or a later date"
+    return (day.isoformat() if day > today else None), None
+
+
 class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
-    """Shows the preview, lets the user choose the line policy; dismisses with the policy or
-    None."""
+    """Shows the preview, lets the user choose the line policy and the effective date; dismisses
+    with the policy or None (the date, if any, is left in ``effective_date``)."""
 
     if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
         app = getters.app(CostreconApp)
 
     SCOPED_CSS = False
-    DEFAULT_CSS = dialog_css("ApproveScreen", ".per-item { margin-top: 1; }")
+    DEFAULT_CSS = dialog_css(
+        "ApproveScreen",
+        ".per-item { margin-top: 1; }\n"
+        "ApproveScreen #effective-row { height: 1; }\n"
+        "ApproveScreen #effective-row .label { width: auto; }\n"
+        "ApproveScreen #effective { width: 14; }\n"
+        "ApproveScreen #effective-note { height: auto; }",
+    )
     BINDINGS = [
         Binding("y", "confirm", "Approve", id="approve.confirm"),
         Binding("p", "toggle_policy", "Line policy", id="approve.policy"),
+        Binding("d", "edit_date", "Effective date", id="approve.date"),
         Binding("escape,n", "cancel", "Cancel", id="approve.cancel"),
     ]
 
@@ -213,6 +238,9 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
         self.preview = preview
         self.policy = preview.get("policy") or "all"
         self.skipped_note = skipped_note
+        # A future day (ISO) schedules the change set for then; None pushes at once.
+        self.effective_date: str | None = None
+        self._date_problem: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -223,6 +251,10 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
                 id="summary",
             )
             yield Static(self._policy_text(), classes="policy", id="policy")
+            with Horizontal(id="effective-row"):
+                yield Static("Effective date (d): ", classes="label")
+                yield Input(placeholder="today", id="effective", max_length=10, compact=True)
+            yield Static(self._effective_text(), id="effective-note")
             with VerticalScroll(classes="fill per-item"):
                 yield Static(warnings_text(self.preview) or "", id="warnings")
                 yield Static(margin_table(self.preview) or "", id="margin-lines")
@@ -230,7 +262,9 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button(self._confirm_label(), variant="error", id="confirm", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
-            yield Static("y approve · p line policy · esc cancel · ↑↓ scroll items", classes="hint")
+            yield Static(
+                "y approve · p line policy · d date · esc cancel · ↑↓ scroll", classes="hint"
+            )
 
     def _title(self) -> str:
         return (
@@ -238,6 +272,8 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
         )
 
     def _confirm_label(self) -> str:
+        if self.effective_date:
+            return f"Schedule {len(self.items)} (y)"
         return f"Approve {len(self.items)} (y)"
 
     def on_mount(self) -> None:
@@ -245,10 +281,34 @@ class ApproveScreen(ReportsWorkerErrors, FittedModal[str | None]):
         self.query_one("#confirm", Button).focus()
 
     def action_confirm(self) -> None:
+        if self._date_problem:
+            self.notify(f"Effective date: {self._date_problem}.", severity="warning")
+            return
         self.dismiss(self.policy)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_edit_date(self) -> None:
+        self.query_one("#effective", Input).focus()
+
+    def _effective_text(self) -> Text:
+        if self._date_problem:
+            return Text(self._date_problem, style="bold red")
+        if self.effective_date is None:
+            return Text("today: pushed as soon as approved", style="dim")
+        how = display.plain(self.preview.get("effective_date_handling") or "")
+        return Text(f"scheduled for {self.effective_date}. {how}".strip(), style="bold")
+
+    @on(Input.Changed, "#effective")
+    def _effective_changed(self, event: Input.Changed) -> None:
+        self.effective_date, self._date_problem = parse_effective(event.value, dt.date.today())
+        self.query_one("#effective-note", Static).update(self._effective_text())
+        self.query_one("#confirm", Button).label = self._confirm_label()
+
+    @on(Input.Submitted, "#effective")
+    def _effective_submitted(self) -> None:
+        self.query_one("#confirm", Button).focus()
 
     def _policy_text(self) -> Text:
         t = Text()

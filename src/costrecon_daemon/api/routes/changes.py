@@ -15,6 +15,7 @@ from ..errors import ok
 from ..fields import (
     body_of,
     field_bool,
+    field_date,
     field_decimal,
     field_id,
     field_int,
@@ -77,10 +78,21 @@ async def create_change_set(request: web.Request) -> web.Response:
         body, "policy", required=False, default=approvals.default_policy, choices=POLICIES
     )
     assert policy is not None
+    # A future effective date schedules the change set for that day (issue 18.4).
+    effective = field_date(body, "effective_date")
     if field_bool(body, "dry_run"):
-        return ok({"preview": await approvals.preview(reqs, policy)})
-    cs = await approvals.approve(reqs, policy, actor_of(request), _request_id(body))
+        return ok({"preview": await approvals.preview(reqs, policy, effective)})
+    cs = await approvals.approve(
+        reqs, policy, actor_of(request), _request_id(body), effective=effective
+    )
     return ok({"change_set": cs}, status=201)
+
+
+@routes.post("/v1/change-sets/{cs_id:\\d+}/cancel")
+async def cancel_change_set(request: web.Request) -> web.Response:
+    """Cancel a scheduled change set before its effective date (409 once it has started)."""
+    cs = await services(request).approvals.cancel(path_id(request, "cs_id"), actor_of(request))
+    return ok({"change_set": cs})
 
 
 @routes.get("/v1/change-sets")
