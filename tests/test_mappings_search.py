@@ -1,0 +1,158 @@
+"""Mappings from the catalogue's side (issue 15 item 4): the vendor search table is filled as
+rows are written and pruned with them; candidates rank SKU/MPN before names; the needs list
+orders items by live lines × catalogue cost and pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import delete, func, insert, select, text
+
+from costrecon_daemon.db import (
+    CatalogItem,
+    ContractLine,
+    PriceImport,
+    VendorCost,
+    make_engine,
+)
+from costrecon_daemon.intake import mappings, search
+from costrecon_daemon.store import migrate
+
+AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+
+def _db(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrate(url)
+    return make_engine(url)
+
+
+def _import(conn, rows, status="imported"):
+    iid = conn.execute(
+        insert(PriceImport).values(
+            file_name="acme-prices.csv",
+            sha256="0" * 64,
+            status=status,
+            vendor="Acme",
+            final_path="",
+            actor="t",
+            received_at=AT,
+        )
+    ).inserted_primary_key[0]
+    for n, (sku, mpn, desc, item_id) in enumerate(rows, start=2):
+        conn.execute(
+            insert(VendorCost).values(
+                import_id=iid,
+                row_number=n,
+                vendor="Acme",
+                sku=sku,
+                mpn=mpn,
+                description=desc,
+                term=None,
+                cost=Decimal("1.5000") + n,
+                currency="USD",
+                item_id=item_id,
+                imported_at=AT,
+            )
+        )
+    search.index_new(conn, iid)
+    return iid
+
+
+def _item(conn, n, ident, name, cost, lines, sku=None, mpn=None):
+    conn.execute(
+        insert(CatalogItem).values(
+            id=n,
+            psa_id=f"p{n}",
+            identifier=ident,
+            name=name,
+            cost=Decimal(cost),
+            currency="USD",
+            vendor_sku=sku,
+            mpn=mpn,
+            synced_at=AT,
+        )
+    )
+    for k in range(lines):
+        conn.execute(
+            insert(ContractLine).values(
+                psa_id=f"l{n}-{k}",
+                contract_psa_id="c1",
+                item_psa_id=f"p{n}",
+                kind="product",
+                quantity=Decimal(1),
+                currency="USD",
+                active=True,
+                gone=False,
+                synced_at=AT,
+            )
+        )
+
+
+def _search_count(conn):
+    return conn.execute(text("SELECT count(*) FROM vendor_search")).scalar()
+
+
+def test_candidates_rank_sku_and_mpn_before_names_and_search_finds_typed_text(tmp_path):
+    engine = _db(tmp_path)
+    with engine.begin() as conn:
+        _import(
+            conn,
+            [
+                ("QQ-1", None, "DNSFilter per device", None),  # the name only
+                ("X-77", "dnsf 100", "Unrelated widget", None),  # MPN, spelt differently
+                ("PAX-DNS-FILTER", None, "Something else", None),  # the SKU exactly
+                ("ZZ-2", None, "Datto SaaS Protection", None),
+            ]
+            + [(f"FILL-{n:04d}", None, f"Widget number {n}", None) for n in range(300)],
+        )
+        found = mappings.rank(
+            conn,
+            skus=["pax-dns-filter"],
+            mpns=["dnsf100"],
+            name="DNSFilter per device",
+            limit=5,
+        )
+        assert [(c["sku"], c["reason"]) for c in found[:3]] == [
+            ("PAX-DNS-FILTER", "sku"),
+            ("X-77", "mpn"),
+            ("QQ-1", "name"),
+        ]
+        assert all("Widget" not in c["description"] for c in found)
+        typed = mappings._search(conn, "datto saas", 5)
+        assert typed[0]["sku"] == "ZZ-2"
+        assert mappings._search(conn, "fill-0123", 5)[0]["sku"] == "FILL-0123"
+
+
+def test_search_rows_go_with_their_vendor_rows_and_staged_rows_are_never_candidates(tmp_path):
+    engine = _db(tmp_path)
+    with engine.begin() as conn:
+        kept = _import(conn, [("KEEP-1", None, "Proofpoint Essentials", None)])
+        staged = _import(conn, [("STAGED-1", None, "Proofpoint Essentials", None)], "importing")
+        assert _search_count(conn) == 2
+        assert [c["sku"] for c in mappings._search(conn, "proofpoint", 5)] == ["KEEP-1"]
+        conn.execute(delete(VendorCost).where(VendorCost.import_id == staged))
+        assert _search_count(conn) == 1
+        conn.execute(delete(VendorCost).where(VendorCost.import_id == kept))
+        assert _search_count(conn) == 0
+        assert mappings._search(conn, "proofpoint", 5) == []
+
+
+def test_needs_lists_items_without_vendor_cost_by_lines_times_cost_and_pages(tmp_path):
+    engine = _db(tmp_path)
+    with engine.begin() as conn:
+        _item(conn, 1, "A", "Alpha", "10.00", 1)  # weight 10
+        _item(conn, 2, "B", "Bravo", "2.00", 20)  # weight 40
+        _item(conn, 3, "C", "Charlie", "5.00", 5)  # weight 25
+        _item(conn, 4, "D", "Delta", "99.00", 0)  # no contract lines: not needed
+        _item(conn, 5, "E", "Echo", "50.00", 3)  # has a vendor cost: not needed
+        _import(conn, [("E-1", None, "Echo", 5)])
+        whole = mappings._needs(conn, 0, 10, 0)
+        assert [i["identifier"] for i in whole["items"]] == ["B", "C", "A"]
+        assert whole["total"] == 3
+        assert (whole["items"][0]["lines"], whole["items"][0]["weight"]) == (20, "40.0000")
+        first = mappings._needs(conn, 0, 2, 0)["items"]
+        rest = mappings._needs(conn, 2, 2, 0)["items"]
+        assert [i["item_id"] for i in first + rest] == [i["item_id"] for i in whole["items"]]
+        assert conn.execute(select(func.count()).select_from(VendorCost)).scalar() == 1
