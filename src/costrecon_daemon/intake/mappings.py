@@ -180,6 +180,7 @@ class Mappings:
                         "cost": json_amount(r.cost),
                         "currency": r.currency,
                         "file": r.file_name,
+                        "import_id": r.import_id,
                         "row": r.row_number,
                         "suggestions": suggestions,
                     }
