@@ -1333,7 +1333,8 @@ class FakeClient:
         await self._call(
             "unmatched_page", limit=limit, before=before, import_id=import_id, vendor=vendor
         )
-        rows = list(self._unmatched)  # the fake's order stands for the daemon's (newest first)
+        # the fake's order stands for the daemon's (newest first); one import holds them all
+        rows = [{"import_id": 1, **u} for u in self._unmatched]
         if before is not None:
             ids = [u["vendor_cost_id"] for u in rows]
             rows = rows[ids.index(before) + 1 :] if before in ids else []
