@@ -19,6 +19,10 @@ from costrecon_daemon.db import (
 from costrecon_daemon.intake import mappings, search
 from costrecon_daemon.store import migrate
 
+from . import pricefiles as pf
+from .psa_fixtures import cw_daemon, msp_tenant, rows_by_identifier
+from .test_intake import inbox_of, wait_import
+
 AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
@@ -156,3 +160,53 @@ def test_needs_lists_items_without_vendor_cost_by_lines_times_cost_and_pages(tmp
         rest = mappings._needs(conn, 2, 2, 0)["items"]
         assert [i["item_id"] for i in first + rest] == [i["item_id"] for i in whole["items"]]
         assert conn.execute(select(func.count()).select_from(VendorCost)).scalar() == 1
+
+
+def test_through_the_daemon_a_candidate_mapped_gives_the_item_its_vendor_cost(tmp_path):
+    ds = msp_tenant(contracts=4)
+    lines = [
+        pf.PriceLine("ACME-DNSF-77", None, "DNSFilter per device", Decimal("1.09")),
+        pf.PriceLine("PAX-DNS-FILTER-EDU", None, "Education bundle", Decimal("0.90")),
+    ] + [
+        pf.PriceLine(f"FILL-{n:03d}", None, f"Widget number {n}", Decimal("2.00"))
+        for n in range(60)
+    ]
+    with cw_daemon(tmp_path, ds) as (_sim, _served, d):
+        pf.write_generic_csv(inbox_of(d), lines, name="acme-prices.csv")
+        assert wait_import(d, "acme-prices.csv")["status"] == "imported"
+
+        needs = d.get("/v1/mappings/needs", params={"candidates": 3})
+        items = needs["items"]
+        assert needs["total"] == len(items) == 6  # nothing in the file matched an item
+        weights = [Decimal(i["lines"]) * Decimal(i["cost"]) for i in items]
+        assert weights == sorted(weights, reverse=True)
+        assert all(Decimal(i["weight"]) == w for i, w in zip(items, weights, strict=True))
+        paged = d.get("/v1/mappings/needs", params={"offset": 2, "limit": 2})["items"]
+        assert [i["item_id"] for i in paged] == [i["item_id"] for i in items[2:4]]
+
+        dns = next(i for i in items if i["identifier"] == "DNS-FILTER")
+        assert [(c["sku"], c["reason"]) for c in dns["candidates"][:2]] == [
+            ("PAX-DNS-FILTER-EDU", "partial sku"),
+            ("ACME-DNSF-77", "name"),
+        ]
+        found = d.get("/v1/mappings/search", params={"q": "dnsfilter"})["rows"]
+        assert found[0]["sku"] == "ACME-DNSF-77"
+        assert d.get("/v1/mappings/search", params={"q": "fill-042"})["rows"][0]["sku"] == (
+            "FILL-042"
+        )
+
+        cand = dns["candidates"][1]
+        r = d.request(
+            "POST",
+            "/v1/mappings",
+            json={
+                "vendor": cand["vendor"],
+                "sku": cand["sku"],
+                "term": cand["term"] or "",
+                "item_id": dns["item_id"],
+            },
+        )
+        assert r.status_code == 201, r.text
+        assert rows_by_identifier(d)["DNS-FILTER"]["vendor_cost"] == "1.0900"
+        after = d.get("/v1/mappings/needs")["items"]
+        assert "DNS-FILTER" not in [i["identifier"] for i in after] and len(after) == 5
