@@ -133,7 +133,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         with Horizontal(id="needs-pane"):
             t0: DataTable[Any] = KeyTable(cursor_type="row", id="needs-table", flex="name")
             t0.add_column("Name", width=26, key="name")
-            t0.add_column("PSA ID", width=14, key="identifier")
+            t0.add_column("PSA ID", width=12, key="identifier")
             t0.add_column("Lines", width=5, key="lines")
             t0.add_column("Cost", width=8, key="cost")
             yield t0
