@@ -1,12 +1,13 @@
 """The vendor-row search table (issue 15 item 4): candidates for a catalogue item, and what a
 person types in the Mappings view, found through an index whatever the number of vendor rows.
 
-One row per ``vendor_costs`` row: ``keys`` holds its normalised SKU and MPN, ``name`` its
-description. On SQLite it is an FTS5 table with the ``trigram`` tokenizer (substring search by
-index; ``rowid`` is the vendor-cost id), pruned by a delete trigger on ``vendor_costs``. On
-PostgreSQL it is a plain table (``id`` references ``vendor_costs`` with ``ON DELETE CASCADE``)
-indexed by ``pg_trgm`` GIN indexes when that extension could be created, else by prefix b-tree
-indexes: the search then finds prefixes only (it degrades, it never fails).
+SKU and MPN: expression indexes on ``vendor_costs`` (the normalised forms), so equal and
+starting-with are b-tree lookups and go with the rows. Names: one row per vendor row holding its
+description. On SQLite an FTS5 table with the ``trigram`` tokenizer (substring search by index;
+``rowid`` is the vendor-cost id), pruned by a delete trigger on ``vendor_costs``. On PostgreSQL a
+plain table (``id`` references ``vendor_costs`` with ``ON DELETE CASCADE``) with a ``pg_trgm``
+GIN index when that extension could be created, else a prefix b-tree index: the name search then
+finds descriptions starting with a word only (it degrades, it never fails).
 
 Queries never rank the whole match set in SQL: each asks the index for at most ``POOL`` rows and
 ranks those here, so an item whose words occur in 200,000 rows costs no more than a rare one.
@@ -20,8 +21,6 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from ..vendors.normalise import normalise_mpn, normalise_sku
-
 TABLE = "vendor_search"
 POOL = 200  # rows fetched from the index per query, ranked in Python
 NAME_CHARS = 160  # enough of a description to find it by; keeps the index lean
@@ -30,14 +29,22 @@ _WORD = re.compile(r"\w+")
 _STOP = frozenset({"the", "and", "for", "with", "per", "user", "users", "license", "licence"})
 
 
-def keys_of(sku: str | None, mpn: str | None) -> str:
-    parts = [normalise_sku(sku), normalise_mpn(mpn)]
-    return " ".join(dict.fromkeys(p for p in parts if p))
+# normalise_sku / normalise_mpn in SQL, for expression indexes on vendor_costs. They differ from the
+# Python forms only in rare cases (a tab inside a SKU, an HP region suffix, non-ASCII case): such a
+# row is then found by the prefix search or by its name instead.
+SKU_SQL = "lower(replace(sku, ' ', ''))"
+MPN_SQL = (
+    "lower(replace(replace(replace(replace(replace(coalesce(mpn, ''), '-', ''), ' ', ''), "
+    "'.', ''), '/', ''), '_', ''))"
+)
 
 
 def words_of(text_: str | None, most: int = 6) -> list[str]:
     """The searchable words of a name, longest first (the rarer ones, usually)."""
-    words = [w for w in _WORD.findall((text_ or "").casefold()) if len(w) >= MIN_TERM]
+    # Bare numbers ("1tb" stays) are left out: a trigram of digits occurs in most rows.
+    words = [
+        w for w in _WORD.findall((text_ or "").casefold()) if len(w) >= MIN_TERM and not w.isdigit()
+    ]
     words = [w for w in dict.fromkeys(words) if w not in _STOP] or words
     return sorted(words, key=len, reverse=True)[:most]
 
@@ -55,8 +62,12 @@ def create(conn: Connection) -> None:
     """Create the table, its indexes and (SQLite) the prune trigger. Idempotent."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(keys, name, tokenize='trigram')"
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(name, tokenize='trigram')"
         )
+        for name, expr in (("sku", SKU_SQL), ("mpn", MPN_SQL)):
+            conn.exec_driver_sql(
+                f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_{name} ON vendor_costs ({expr})"
+            )
         conn.exec_driver_sql(
             f"CREATE TRIGGER IF NOT EXISTS {TABLE}_prune AFTER DELETE ON vendor_costs "
             f"BEGIN DELETE FROM {TABLE} WHERE rowid = old.id; END"
@@ -64,8 +75,12 @@ def create(conn: Connection) -> None:
         return
     conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY REFERENCES vendor_costs(id) "
-        "ON DELETE CASCADE, keys TEXT NOT NULL, name TEXT NOT NULL)"
+        "ON DELETE CASCADE, name TEXT NOT NULL)"
     )
+    for name, expr in (("sku", SKU_SQL), ("mpn", MPN_SQL)):
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_{name} ON vendor_costs ({expr} text_pattern_ops)"
+        )
     try:
         with conn.begin_nested():
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
@@ -73,22 +88,18 @@ def create(conn: Connection) -> None:
         pass
     if pg_mode(conn) == "trgm":
         conn.exec_driver_sql(
-            f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_keys ON {TABLE} USING gin (keys gin_trgm_ops)"
-        )
-        conn.exec_driver_sql(
             f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_name ON {TABLE} "
             "USING gin (lower(name) gin_trgm_ops)"
         )
     else:
-        conn.exec_driver_sql(
-            f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_keys ON {TABLE} (keys text_pattern_ops)"
-        )
         conn.exec_driver_sql(
             f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_name ON {TABLE} (lower(name) text_pattern_ops)"
         )
 
 
 def drop(conn: Connection) -> None:
+    for name in ("sku", "mpn"):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{TABLE}_{name}")
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {TABLE}_prune")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
@@ -100,10 +111,10 @@ def drop(conn: Connection) -> None:
 def _insert(conn: Connection, rows: Iterable[Any]) -> int:
     id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    values = [(r[0], keys_of(r[1], r[2]), (r[3] or "")[:NAME_CHARS]) for r in rows]
+    values = [(r[0], (r[3] or "")[:NAME_CHARS]) for r in rows]
     if values:
         conn.exec_driver_sql(
-            f"INSERT INTO {TABLE} ({id_col}, keys, name) VALUES ({mark}, {mark}, {mark})", values
+            f"INSERT INTO {TABLE} ({id_col}, name) VALUES ({mark}, {mark})", values
         )
     return len(values)
 
@@ -113,11 +124,19 @@ def index_new(conn: Connection, import_id: int) -> int:
     (the importer calls it once per chunk). Ids only grow and rows are indexed as they are
     written, so the new rows are the ones above the highest indexed id."""
     id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
-    top = conn.exec_driver_sql(f"SELECT max({id_col}) FROM {TABLE}").scalar() or 0
+    # ORDER BY … LIMIT 1, not max(): FTS5 answers that from its rowid order without a scan. The
+    # unary + keeps SQLite on the primary key range (the import_id index would read the whole
+    # import at every chunk).
+    top = (
+        conn.exec_driver_sql(
+            f"SELECT {id_col} FROM {TABLE} ORDER BY {id_col} DESC LIMIT 1"
+        ).scalar()
+        or 0
+    )
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     rows = conn.exec_driver_sql(
         "SELECT id, sku, mpn, description FROM vendor_costs "
-        f"WHERE id > {mark} AND import_id = {mark} ORDER BY id",
+        f"WHERE id > {mark} AND +import_id = {mark} ORDER BY id",
         (top, import_id),
     ).all()
     return _insert(conn, rows)
@@ -152,26 +171,32 @@ def _like(term: str) -> str:
 
 
 def key_hits(conn: Connection, terms: Sequence[str], limit: int = POOL) -> list[int]:
-    """Ids of rows whose SKU or MPN contains one of ``terms`` (normalised), exact ones first."""
-    terms = [t for t in dict.fromkeys(terms) if len(t) >= MIN_TERM]
+    """Ids of rows whose normalised SKU or MPN equals one of ``terms``, then those starting with
+    one (b-tree lookups on the expression indexes, whatever the number of rows)."""
+    terms = [t for t in dict.fromkeys(terms) if t]
     if not terms:
         return []
-    if conn.dialect.name == "sqlite":
-        query = " OR ".join(f"keys : {_fts_phrase(t)}" for t in terms)
-        rows = conn.exec_driver_sql(
-            f"SELECT rowid, keys FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT {int(limit)}", (query,)
-        ).all()
-    else:
-        trgm = pg_mode(conn) == "trgm"
-        conds = " OR ".join(["keys LIKE %s"] * len(terms))
-        params = tuple((f"%{_like(t)}%" if trgm else f"{_like(t)}%") for t in terms)
-        rows = conn.exec_driver_sql(
-            f"SELECT id, keys FROM {TABLE} WHERE {conds} LIMIT {int(limit)}", params
-        ).all()
-    wanted = set(terms)
-    exact = [r[0] for r in rows if wanted & set(r[1].split())]
-    rest = [r[0] for r in rows if not wanted & set(r[1].split())]
-    return exact + rest
+    exact: dict[int, None] = {}
+    prefix: dict[int, None] = {}
+    sqlite = conn.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    for expr in (SKU_SQL, MPN_SQL):
+        for t in terms:
+            for r in conn.exec_driver_sql(
+                f"SELECT id FROM vendor_costs WHERE {expr} = {mark} LIMIT {int(limit)}", (t,)
+            ):
+                exact.setdefault(r[0], None)
+            if len(t) < MIN_TERM:
+                continue
+            if sqlite:  # a range, which SQLite's expression index answers (LIKE it cannot)
+                cond, params = f"{expr} > ? AND {expr} < ?", (t, t + "\U0010ffff")
+            else:
+                cond, params = f"{expr} LIKE %s", (_like(t) + "%",)
+            for r in conn.exec_driver_sql(
+                f"SELECT id FROM vendor_costs WHERE {cond} LIMIT {int(limit)}", params
+            ):
+                prefix.setdefault(r[0], None)
+    return [*exact, *(i for i in prefix if i not in exact)]
 
 
 def name_hits(conn: Connection, words: Sequence[str], limit: int = POOL) -> list[int]:
