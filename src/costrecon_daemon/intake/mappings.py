@@ -309,7 +309,7 @@ def rank(
     name_ids = search.name_hits(conn, words) if words else []
     rows = _rows_by_id(conn, list(dict.fromkeys([*key_ids, *name_ids])))
     wanted = set(words)
-    scored: list[tuple[int, float, int, dict[str, Any]]] = []
+    scored: list[tuple[int, float, int, Any, float, str]] = []
     for rid in dict.fromkeys([*key_ids, *name_ids]):
         r = rows.get(rid)
         if r is None:
@@ -324,16 +324,16 @@ def rank(
             tier, score, reason = 1, 0.6 + 0.2 * similarity, "partial sku"
         else:
             tier, score, reason = 2, 0.6 * similarity, "name"
-        scored.append((tier, -score, -r.id, _candidate(r, score, reason)))
+        scored.append((tier, -score, -r.id, r, score, reason))
     scored.sort(key=lambda x: x[:3])
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str | None]] = set()
-    for _tier, _s, _id, cand in scored:
-        key = (vendor_key(cand["vendor"]), normalise_sku(cand["sku"]), cand["term"])
+    for _tier, _s, _id, r, score, reason in scored:
+        key = (vendor_key(r.vendor), normalise_sku(r.sku), r.term)
         if key in seen:
             continue
         seen.add(key)
-        out.append(cand)
+        out.append(_candidate(r, score, reason))
         if len(out) >= limit:
             break
     return out

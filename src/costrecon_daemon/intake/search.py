@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 TABLE = "vendor_search"
-POOL = 200  # rows fetched from the index per query, ranked in Python
+POOL = 60  # rows fetched from the index per query, ranked in Python
 NAME_CHARS = 160  # enough of a description to find it by; keeps the index lean
 MIN_TERM = 3  # a trigram index cannot look up anything shorter
 _WORD = re.compile(r"\w+")
