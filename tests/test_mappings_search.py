@@ -26,8 +26,7 @@ from .test_intake import inbox_of, wait_import
 AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
-def _db(tmp_path):
-    url = f"sqlite:///{tmp_path / 's.db'}"
+def _db(url):
     migrate(url)
     return make_engine(url)
 
@@ -98,8 +97,8 @@ def _search_count(conn):
     return conn.execute(text("SELECT count(*) FROM vendor_search")).scalar()
 
 
-def test_candidates_rank_sku_and_mpn_before_names_and_search_finds_typed_text(tmp_path):
-    engine = _db(tmp_path)
+def test_candidates_rank_sku_and_mpn_before_names_and_search_finds_typed_text(database_url):
+    engine = _db(database_url)
     with engine.begin() as conn:
         _import(
             conn,
@@ -129,8 +128,10 @@ def test_candidates_rank_sku_and_mpn_before_names_and_search_finds_typed_text(tm
         assert mappings._search(conn, "fill-0123", 5)[0]["sku"] == "FILL-0123"
 
 
-def test_search_rows_go_with_their_vendor_rows_and_staged_rows_are_never_candidates(tmp_path):
-    engine = _db(tmp_path)
+def test_search_rows_go_with_their_vendor_rows_and_staged_rows_are_never_candidates(
+    database_url,
+):
+    engine = _db(database_url)
     with engine.begin() as conn:
         kept = _import(conn, [("KEEP-1", None, "Proofpoint Essentials", None)])
         staged = _import(conn, [("STAGED-1", None, "Proofpoint Essentials", None)], "importing")
@@ -143,8 +144,8 @@ def test_search_rows_go_with_their_vendor_rows_and_staged_rows_are_never_candida
         assert mappings._search(conn, "proofpoint", 5) == []
 
 
-def test_needs_lists_items_without_vendor_cost_by_lines_times_cost_and_pages(tmp_path):
-    engine = _db(tmp_path)
+def test_needs_lists_items_without_vendor_cost_by_lines_times_cost_and_pages(database_url):
+    engine = _db(database_url)
     with engine.begin() as conn:
         _item(conn, 1, "A", "Alpha", "10.00", 1)  # weight 10
         _item(conn, 2, "B", "Bravo", "2.00", 20)  # weight 40
