@@ -24,6 +24,12 @@ Prints, best of ``--repeat`` runs (the machine is shared; the best run is the le
 Prints the bare ``csv.reader`` baseline, rows/s from drop to recorded outcome, the daemon's peak
 RSS (VmHWM) and its RSS before, the p50/p99/max of ``/v1/status`` and ``/v1/costs`` answered
 while the file is imported, and ``/v1/unmatched`` latency afterwards.
+
+``--mappings`` (issue 15 item 4): a migrated SQLite database filled with ``--mappings-rows``
+(default 2,000,000) vendor rows in the importer's chunks, each chunk indexed by the importer's
+own call (``intake.search.index_new``; its share of the fill time is printed), and 500 catalogue
+items on contract lines; prints the time of ``GET /v1/mappings/needs``'s candidates per item
+(``intake.mappings.rank``: SKU/MPN, then name) p50/p99/max, and of a typed search (goal: < 100 ms).
 """
 
 from __future__ import annotations
@@ -169,7 +175,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--distributor", action="store_true")
     parser.add_argument("--distributor-rows", type=int, default=2_000_000)
+    parser.add_argument("--mappings", action="store_true")
+    parser.add_argument("--mappings-rows", type=int, default=2_000_000)
     args = parser.parse_args()
+    if args.mappings:
+        mappings_bench(args.mappings_rows)
+        return
     if args.distributor:
         distributor(args.distributor_rows)
         return
@@ -398,6 +409,129 @@ def distributor(rows: int) -> None:
             f"API       /v1/unmatched after: p50 {_pct(unmatched, 0.5) * 1000:6.1f} ms  "
             f"p99 {_pct(unmatched, 0.99) * 1000:6.1f} ms  (goal < 100 ms)"
         )
+
+
+# ---------------------------------------------------------------------------- --mappings
+
+
+def mappings_bench(rows: int) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from sqlalchemy import insert
+
+    from costrecon_daemon.db import CatalogItem, ContractLine, PriceImport, make_engine
+    from costrecon_daemon.intake import mappings, search
+    from costrecon_daemon.store import migrate
+
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    stamp = "2026-12-01T00:00:00.000000Z"
+    rnd = random.Random(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'm.db'}"
+        migrate(url)
+        engine = make_engine(url)
+        items = []
+        with engine.begin() as conn:
+            iid = conn.execute(
+                insert(PriceImport).values(
+                    file_name="PRICE.TXT",
+                    sha256="0" * 64,
+                    status="imported",
+                    vendor="Ingram",
+                    final_path="",
+                    actor="bench",
+                    received_at=at,
+                )
+            ).inserted_primary_key[0]
+            for n in range(500):
+                mfr = MANUFACTURERS[n % len(MANUFACTURERS)]
+                name = f"{mfr} {WORDS[n % len(WORDS)]} {WORDS[(n * 7) % len(WORDS)]} {n}"
+                items.append((f"SKU-{n:05d}", f"MPN{n:06d}", name))
+                conn.execute(
+                    insert(CatalogItem).values(
+                        id=n + 1,
+                        psa_id=f"p{n}",
+                        identifier=f"ITEM-{n}",
+                        name=name,
+                        cost=Decimal("10"),
+                        currency="USD",
+                        vendor_sku=f"SKU-{n:05d}",
+                        mpn=f"MPN{n:06d}",
+                        synced_at=at,
+                    )
+                )
+                conn.execute(
+                    insert(ContractLine).values(
+                        psa_id=f"l{n}",
+                        contract_psa_id="c",
+                        item_psa_id=f"p{n}",
+                        kind="p",
+                        quantity=Decimal(1),
+                        currency="USD",
+                        active=True,
+                        gone=False,
+                        synced_at=at,
+                    )
+                )
+        sql = (
+            "INSERT INTO vendor_costs (import_id, row_number, vendor, sku, mpn, manufacturer, "
+            "description, term, cost, currency, item_id, match_method, imported_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        )
+        t_fill = t_index = 0.0
+        chunk = 20_000
+        for start in range(0, rows, chunk):
+            batch = []
+            for i in range(start, min(rows, start + chunk)):
+                mfr = MANUFACTURERS[i % len(MANUFACTURERS)]
+                desc = f"{mfr} {WORDS[i % len(WORDS)]} {WORDS[(i * 3) % len(WORDS)]} model {i}"
+                batch.append(
+                    (
+                        iid,
+                        i + 1,
+                        "Ingram",
+                        f"{i:012d}",
+                        f"M{i:08d}-{rnd.randrange(1000):03d}",
+                        mfr,
+                        desc,
+                        None,
+                        10000,
+                        "USD",
+                        None,
+                        None,
+                        stamp,
+                    )
+                )
+            t0 = time.perf_counter()
+            with engine.begin() as conn:
+                conn.exec_driver_sql(sql, batch)
+                t1 = time.perf_counter()
+                search.index_new(conn, iid)
+            t_fill += time.perf_counter() - t0
+            t_index += time.perf_counter() - t1
+        per_item = []
+        with engine.connect() as conn:
+            for sku, mpn, name in items:
+                t0 = time.perf_counter()
+                mappings.rank(conn, skus=[sku.lower()], mpns=[mpn.lower()], name=name, limit=5)
+                per_item.append(time.perf_counter() - t0)
+            typed = []
+            for q in ("cisco switch", "000001234567", "wireless access point", "m00012345"):
+                t0 = time.perf_counter()
+                mappings.rank(conn, skus=[q], mpns=[q], name=q, limit=20)
+                typed.append(time.perf_counter() - t0)
+        engine.dispose()
+        ms = [x * 1000 for x in per_item]
+        print(
+            f"mappings: {rows:,} vendor rows filled in {t_fill:.1f} s "
+            f"({rows / t_fill:,.0f} rows/s), of which search indexing {t_index:.1f} s"
+        )
+        print(
+            f"candidates per item (500 items): p50 {_pct(ms, 0.5):.1f} ms, "
+            f"p99 {_pct(ms, 0.99):.1f} ms, max {max(ms):.1f} ms  (goal < 100 ms)"
+        )
+        print("typed search: " + ", ".join(f"{x * 1000:.1f} ms" for x in typed))
 
 
 if __name__ == "__main__":

@@ -1371,6 +1371,9 @@ class FakeClient:
             "created_at": _iso(NOW),
         }
         self._mappings.append(m)
+        for u in self._unmatched:  # the item now has a vendor cost (Mappings' needs list)
+            if u["vendor"] == vendor and u["sku"] == sku and r.get("vendor_cost") is None:
+                r["vendor_cost"] = u["cost"]
         self._unmatched = [
             u for u in self._unmatched if not (u["vendor"] == vendor and u["sku"] == sku)
         ]
@@ -1383,6 +1386,71 @@ class FakeClient:
         )
         self.emit("imports", {})
         return m
+
+    async def unmatched_page(
+        self,
+        limit: int = 200,
+        *,
+        before: int | None = None,
+        import_id: int | None = None,
+        vendor: str | None = None,
+    ) -> dict[str, Any]:
+        await self._call(
+            "unmatched_page", limit=limit, before=before, import_id=import_id, vendor=vendor
+        )
+        # the fake's order stands for the daemon's (newest first); one import holds them all
+        rows = [{"import_id": 1, **u} for u in self._unmatched]
+        if before is not None:
+            ids = [u["vendor_cost_id"] for u in rows]
+            rows = rows[ids.index(before) + 1 :] if before in ids else []
+        rows = [
+            u
+            for u in rows
+            if (vendor is None or u["vendor"] == vendor)
+            and (import_id is None or u.get("import_id", 1) == import_id)
+        ][:limit]
+        return {"rows": rows, "before": rows[-1]["vendor_cost_id"] if len(rows) == limit else None}
+
+    def _fake_candidates(self, words: set[str], ident: str, limit: int) -> list[dict[str, Any]]:
+        scored = []
+        for u in self._unmatched:
+            if ident and ident.lower() in (u["sku"] or "").lower():
+                tier, score, reason = 0, 1.0, "sku"
+            else:
+                theirs = set((u.get("description") or "").lower().split())
+                score = len(words & theirs) / max(1, len(words | theirs))
+                tier, reason = 2, "name"
+                if not score:
+                    continue
+            scored.append((tier, -score, {**u, "score": round(score, 3), "reason": reason}))
+        scored.sort(key=lambda x: x[:2])
+        return [c for _t, _s, c in scored[:limit]]
+
+    async def mapping_needs(
+        self, offset: int = 0, limit: int = 50, candidates: int = 5
+    ) -> dict[str, Any]:
+        await self._call("mapping_needs", offset=offset, limit=limit, candidates=candidates)
+        needed = [r for r in self._rows.values() if r.get("vendor_cost") is None and r.get("lines")]
+        needed.sort(key=lambda r: (-(r["lines"] * (r["catalog_cost"] or 0)), r["id"]))
+        items = [
+            {
+                "item_id": r["id"],
+                "identifier": r["identifier"],
+                "name": r["name"],
+                "lines": r["lines"],
+                "cost": r["catalog_cost"],
+                "currency": r["currency"],
+                "candidates": self._fake_candidates(
+                    set(r["name"].lower().split()), r["identifier"], candidates
+                ),
+            }
+            for r in needed[offset : offset + limit]
+        ]
+        return {"items": items, "total": len(needed), "offset": offset, "limit": limit}
+
+    async def mapping_search(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+        await self._call("mapping_search", q=q, limit=limit)
+        return self._fake_candidates(set(q.lower().split()), q.strip(), limit)
 
     async def delete_mapping(self, mapping_id: int) -> None:
         await self._call("delete_mapping", mapping_id=mapping_id)

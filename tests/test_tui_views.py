@@ -50,7 +50,9 @@ async def test_mappings_pick_a_suggestion_by_number_and_delete_a_mapping():
     app = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, lambda: all_views_ready(app))
-        await pilot.press("4", "enter")
+        await pilot.press("4", "u")  # u: the unmatched vendor rows
+        await settle(pilot, lambda: app.mappings_view.unmatched_table.row_count > 0)
+        await pilot.press("enter")
         await settle(pilot, lambda: isinstance(app.screen, SuggestionScreen))
         row = client._unmatched[0]
         await pilot.press("2")

@@ -569,3 +569,27 @@ class DaemonClient:
 
     async def delete_mapping(self, mapping_id: int) -> None:
         await self._request("DELETE", f"/mappings/{mapping_id}")
+
+    # ------------------------------------------------------------ Mappings from the catalogue
+
+    async def mapping_needs(
+        self, offset: int = 0, limit: int = 50, candidates: int = 5
+    ) -> dict[str, Any]:
+        """Catalogue items on live lines with no vendor cost (most important first), each with
+        ranked candidate vendor rows; ``total`` counts them all."""
+        params = {"offset": offset, "limit": limit, "candidates": candidates}
+        page = await self._request("GET", "/mappings/needs", params=params)
+        for item in page["items"]:
+            item["cost"] = _dec(item.get("cost"))
+            for c in item.get("candidates") or []:
+                c["cost"] = _dec(c.get("cost"))
+        return page
+
+    async def mapping_search(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Vendor rows by SKU/MPN or words of their description."""
+        rows = (await self._request("GET", "/mappings/search", params={"q": q, "limit": limit}))[
+            "rows"
+        ]
+        for r in rows:
+            r["cost"] = _dec(r.get("cost"))
+        return rows

@@ -96,6 +96,11 @@ MAPPINGS = [
     bind("enter", "pick", "Map to…", "mappings.pick"),
     bind("d,delete", "delete", "Delete mapping", "mappings.delete"),
     bind("w", "switch_pane", "Other pane", "mappings.pane"),
+    bind("u", "toggle_list", "Items/unmatched", "mappings.toggle"),
+    bind("slash", "search", "Search", "mappings.search"),
+    bind("f", "filter", "Filter file/vendor", "mappings.filter", show=False),
+    bind("right_square_bracket", "next_page", "Next page", "mappings.next", show=False),
+    bind("left_square_bracket", "first_page", "First page", "mappings.first", show=False),
     bind("ctrl+r", "reload", "Reload", "mappings.reload", show=False),
 ]
 

@@ -7,18 +7,28 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Integer, delete, func, insert, select, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from .. import activity
 from ..costs.table import CostTable
-from ..db import CatalogItem, ItemMapping, new_id, utcnow
+from ..db import (
+    CatalogItem,
+    ContractLine,
+    ItemMapping,
+    ManualCost,
+    PriceImport,
+    VendorCost,
+    new_id,
+    utcnow,
+)
 from ..errors import Conflict, NotFound
 from ..money import json_amount
 from ..store import Store
 from ..vendors.matching import Mapping as SavedMapping
-from ..vendors.normalise import normalise_sku
+from ..vendors.normalise import normalise_mpn, normalise_sku
+from . import search
 from .queries import mapping_json, rows_for_key, unmatched_rows, vendor_key
 from .rematch import MatcherCache, apply_rematch, load_mappings, refresh_table
 
@@ -172,6 +182,7 @@ class Mappings:
                         "cost": json_amount(r.cost),
                         "currency": r.currency,
                         "file": r.file_name,
+                        "import_id": r.import_id,
                         "row": r.row_number,
                         "suggestions": suggestions,
                     }
@@ -179,3 +190,192 @@ class Mappings:
             return out
 
         return await asyncio.to_thread(_build)
+
+
+# ---------------------------------------------------------------------------- from the catalogue
+
+
+def _live_lines() -> Any:
+    return (
+        select(ContractLine.item_psa_id, func.count(ContractLine.id).label("lines"))
+        .where(ContractLine.active.is_(True), ContractLine.gone.is_(False))
+        .group_by(ContractLine.item_psa_id)
+        .subquery()
+    )
+
+
+def needs_rows(conn: Connection, offset: int, limit: int) -> tuple[list[Any], int]:
+    """Catalogue items on live contract lines with no vendor cost (no imported row matched them,
+    no manual cost), the ones that matter most first: live lines × catalogue cost, an item
+    without a cost after those with one. A few hundred items at most: no paging by key needed."""
+    lines = _live_lines()
+    has_cost = (
+        select(VendorCost.id)
+        .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        .where(VendorCost.item_id == CatalogItem.id, PriceImport.status == "imported")
+        .exists()
+    )
+    has_manual = select(ManualCost.item_id).where(ManualCost.item_id == CatalogItem.id).exists()
+    conds = (CatalogItem.gone.is_(False), ~has_cost, ~has_manual)
+    weight = lines.c.lines * func.coalesce(type_coerce(CatalogItem.cost, Integer), 0)
+    stmt = (
+        select(
+            CatalogItem.id,
+            CatalogItem.identifier,
+            CatalogItem.name,
+            CatalogItem.cost,
+            CatalogItem.currency,
+            CatalogItem.vendor_sku,
+            CatalogItem.mpn,
+            lines.c.lines,
+        )
+        .join(lines, lines.c.item_psa_id == CatalogItem.psa_id)
+        .where(*conds)
+        .order_by(weight.desc(), lines.c.lines.desc(), CatalogItem.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    total = conn.execute(
+        select(func.count())
+        .select_from(CatalogItem)
+        .join(lines, lines.c.item_psa_id == CatalogItem.psa_id)
+        .where(*conds)
+    ).scalar()
+    return list(conn.execute(stmt)), int(total or 0)
+
+
+_CAND_COLS = (
+    VendorCost.id,
+    VendorCost.vendor,
+    VendorCost.sku,
+    VendorCost.mpn,
+    VendorCost.description,
+    VendorCost.term,
+    VendorCost.cost,
+    VendorCost.currency,
+    VendorCost.item_id,
+    PriceImport.file_name,
+)
+
+
+def _rows_by_id(conn: Connection, ids: list[int]) -> dict[int, Any]:
+    if not ids:
+        return {}
+    stmt = (
+        select(*_CAND_COLS)
+        .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        .where(VendorCost.id.in_(ids), PriceImport.status == "imported")
+    )
+    return {r.id: r for r in conn.execute(stmt)}
+
+
+def _name_score(a: set[str], text_: str | None) -> float:
+    b = set(search.words_of(text_, most=40))
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def _candidate(r: Any, score: float, reason: str) -> dict[str, Any]:
+    return {
+        "vendor_cost_id": r.id,
+        "vendor": r.vendor,
+        "sku": r.sku,
+        "mpn": r.mpn,
+        "description": r.description,
+        "term": r.term,
+        "cost": json_amount(r.cost),
+        "currency": r.currency,
+        "file": r.file_name,
+        "matched_item_id": r.item_id,
+        "score": round(score, 3),
+        "reason": reason,
+    }
+
+
+def rank(
+    conn: Connection,
+    *,
+    skus: list[str],
+    mpns: list[str],
+    name: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Ranked vendor rows for one catalogue item (or typed text): rows whose normalised SKU or MPN
+    equals the item's first, then containing it, then by name similarity. One row per vendor SKU
+    and term (the newest)."""
+    sku_set = {s for s in skus if s}
+    mpn_set = {m for m in mpns if m}
+    key_ids = search.key_hits(conn, [*sku_set, *mpn_set])
+    words = search.words_of(name)
+    name_ids = search.name_hits(conn, words) if words else []
+    rows = _rows_by_id(conn, list(dict.fromkeys([*key_ids, *name_ids])))
+    wanted = set(words)
+    scored: list[tuple[int, float, int, Any, float, str]] = []
+    for rid in dict.fromkeys([*key_ids, *name_ids]):
+        r = rows.get(rid)
+        if r is None:
+            continue
+        s, m = normalise_sku(r.sku), normalise_mpn(r.mpn)
+        similarity = _name_score(wanted, r.description)
+        if s in sku_set:
+            tier, score, reason = 0, 1.0, "sku"
+        elif m and m in mpn_set:
+            tier, score, reason = 0, 0.95, "mpn"
+        elif any(t in s or (m and t in m) for t in sku_set | mpn_set if len(t) >= 3):
+            tier, score, reason = 1, 0.6 + 0.2 * similarity, "partial sku"
+        else:
+            tier, score, reason = 2, 0.6 * similarity, "name"
+        scored.append((tier, -score, -r.id, r, score, reason))
+    scored.sort(key=lambda x: x[:3])
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str | None]] = set()
+    for _tier, _s, _id, r, score, reason in scored:
+        key = (vendor_key(r.vendor), normalise_sku(r.sku), r.term)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(_candidate(r, score, reason))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _needs(conn: Connection, offset: int, limit: int, per_item: int) -> dict[str, Any]:
+    items, total = needs_rows(conn, offset, limit)
+    out = []
+    for it in items:
+        weight = it.lines * it.cost if it.cost is not None else None
+        out.append(
+            {
+                "item_id": it.id,
+                "identifier": it.identifier,
+                "name": it.name,
+                "lines": it.lines,
+                "cost": json_amount(it.cost) if it.cost is not None else None,
+                "currency": it.currency,
+                "weight": json_amount(weight) if weight is not None else None,
+                "candidates": rank(
+                    conn,
+                    skus=[normalise_sku(it.vendor_sku), normalise_sku(it.identifier)],
+                    mpns=[normalise_mpn(it.mpn)],
+                    name=it.name,
+                    limit=per_item,
+                )
+                if per_item
+                else [],
+            }
+        )
+    return {"items": out, "total": total, "offset": offset, "limit": limit}
+
+
+def _search(conn: Connection, q: str, limit: int) -> list[dict[str, Any]]:
+    return rank(conn, skus=[normalise_sku(q)], mpns=[normalise_mpn(q)], name=q, limit=limit)
+
+
+async def needs(store: Store, offset: int, limit: int, per_item: int) -> dict[str, Any]:
+    return await store.read(_needs, offset, limit, per_item)
+
+
+async def search_rows(store: Store, q: str, limit: int) -> list[dict[str, Any]]:
+    return await store.read(_search, q, limit)

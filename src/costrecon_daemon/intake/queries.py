@@ -91,6 +91,7 @@ def unmatched_rows(
             VendorCost.cost,
             VendorCost.currency,
             VendorCost.row_number,
+            VendorCost.import_id,
             PriceImport.file_name,
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)

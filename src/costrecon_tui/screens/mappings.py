@@ -1,5 +1,7 @@
-"""The Mappings view: vendor rows no catalogue item matched (with ranked suggestions), and the
-saved vendor-SKU → item mappings. Matching only *suggests*; a person confirms (DESIGN.md §3)."""
+"""The Mappings view, from the catalogue's side (issue 15): catalogue items on live contract lines
+with no vendor cost, most important first, each with ranked candidate vendor rows; the vendor rows
+no item matched (paged, filterable by file or vendor) a key away; and the saved mappings.
+Matching only *suggests*; a person confirms (DESIGN.md §3)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from rich.text import Text
 from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.widgets import DataTable, OptionList, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from costrecon_tui import keymap
@@ -98,6 +100,10 @@ def _dec(value: Any) -> Decimal | None:
         return None
 
 
+UNMATCHED_PAGE = 200  # rows per page of the unmatched list: it is never loaded whole
+NEEDS_PAGE = 200  # catalogue items: a few hundred at most
+
+
 class MappingsView(ReportsWorkerErrors, Vertical):
     if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
         app = getters.app(CostreconApp)
@@ -106,29 +112,60 @@ class MappingsView(ReportsWorkerErrors, Vertical):
 
     DEFAULT_CSS = """
     MappingsView .pane-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
+    MappingsView #needs-pane { height: 2fr; }
+    MappingsView #needs-table { width: 1fr; }
+    MappingsView #candidates-table { width: 1fr; }
+    MappingsView #unmatched-pane { height: 2fr; display: none; }
     MappingsView #unmatched-table { height: 1fr; }
     MappingsView #mappings-table { height: 1fr; }
+    MappingsView #mappings-search { height: 1; border: none; padding: 0 1; display: none; }
+    MappingsView #mappings-search.shown { display: block; }
+    MappingsView.show-unmatched #needs-pane { display: none; }
+    MappingsView.show-unmatched #unmatched-pane { display: block; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.needs: list[dict[str, Any]] = []
+        self.needs_total = 0
+        self.candidates: list[dict[str, Any]] = []
+        self.searching = ""  # typed text: the candidates list shows search results instead
         self.unmatched: list[dict[str, Any]] = []
+        self.pages: list[int | None] = [None]  # "before" cursors of the pages seen, for going back
+        self.next_before: int | None = None
+        self.filter: tuple[str, Any, str] | None = None  # ("import_id"|"vendor", value, label)
         self.mappings: list[dict[str, Any]] = []
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        yield Static(
-            "Unmatched vendor rows — enter: map to a suggested item",
-            classes="pane-title",
-            id="unmatched-title",
-        )
-        t1: DataTable[Any] = KeyTable(cursor_type="row", id="unmatched-table", flex="description")
-        t1.add_column("Vendor", width=12, key="vendor")
-        t1.add_column("SKU", width=17, key="sku")
-        t1.add_column("Description", width=30, key="description")
-        t1.add_column("Cost", width=8, key="cost")
-        t1.add_column("Best suggestion", width=20, key="best")
-        yield t1
+        yield Static("Needs a vendor cost", classes="pane-title", id="needs-title")
+        yield Input(placeholder="search vendor rows by SKU, MPN or words", id="mappings-search")
+        with Horizontal(id="needs-pane"):
+            t0: DataTable[Any] = KeyTable(cursor_type="row", id="needs-table", flex="name")
+            t0.add_column("Name", width=26, key="name")
+            t0.add_column("PSA ID", width=12, key="identifier")
+            t0.add_column("Lines", width=5, key="lines")
+            t0.add_column("Cost", width=8, key="cost")
+            yield t0
+            tc: DataTable[Any] = KeyTable(
+                cursor_type="row", id="candidates-table", flex="description"
+            )
+            tc.add_column("Vendor", width=10, key="vendor")
+            tc.add_column("SKU", width=15, key="sku")
+            tc.add_column("Description", width=24, key="description")
+            tc.add_column("Cost", width=8, key="cost")
+            tc.add_column("Why", width=7, key="why")
+            yield tc
+        with Vertical(id="unmatched-pane"):
+            t1: DataTable[Any] = KeyTable(
+                cursor_type="row", id="unmatched-table", flex="description"
+            )
+            t1.add_column("Vendor", width=12, key="vendor")
+            t1.add_column("SKU", width=17, key="sku")
+            t1.add_column("Description", width=30, key="description")
+            t1.add_column("Cost", width=8, key="cost")
+            t1.add_column("Best suggestion", width=20, key="best")
+            yield t1
         yield Static("Saved mappings — d: delete", classes="pane-title", id="mappings-title")
         t2: DataTable[Any] = KeyTable(cursor_type="row", id="mappings-table", flex="name")
         t2.add_column("Vendor", width=12, key="vendor")
@@ -141,6 +178,14 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         yield t2
 
     @property
+    def needs_table(self) -> DataTable[Any]:
+        return self.query_one("#needs-table", DataTable)
+
+    @property
+    def candidates_table(self) -> DataTable[Any]:
+        return self.query_one("#candidates-table", DataTable)
+
+    @property
     def unmatched_table(self) -> DataTable[Any]:
         return self.query_one("#unmatched-table", DataTable)
 
@@ -148,40 +193,52 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     def mappings_table(self) -> DataTable[Any]:
         return self.query_one("#mappings-table", DataTable)
 
+    @property
+    def showing_unmatched(self) -> bool:
+        return self.has_class("show-unmatched")
+
     def focus_main(self) -> None:
-        self.unmatched_table.focus()
+        (self.unmatched_table if self.showing_unmatched else self.needs_table).focus()
 
     def reload(self) -> None:
         self.load()
 
     on_reconnected = reload
 
+    # ------------------------------------------------------------------------ loading
+
     @work(exclusive=True, group="mappings-load", exit_on_error=False)
     async def load(self) -> None:
         client = self.app.client
-        self.unmatched = await client.unmatched()
+        page = await client.mapping_needs(0, NEEDS_PAGE)
+        self.needs, self.needs_total = page["items"], page["total"]
         self.mappings = await client.mappings()
         self.loaded = True
-        t1 = self.unmatched_table
-        keep1 = t1.cursor_row
-        t1.clear()
-        for n, r in enumerate(self.unmatched):
-            best = (r.get("suggestions") or [None])[0]
-            t1.add_row(
-                r.get("vendor") or "—",
-                r.get("sku") or "—",
-                Text(r.get("description") or "", overflow="ellipsis"),
-                Text(display.amount(_dec(r.get("cost"))), justify="right"),
-                Text(
-                    f"{best.get('identifier') or '—'} ({best.get('score') or '?'})"
-                    if best
-                    else "no suggestion",
-                    style="" if best else "dim",
-                ),
+        t0 = self.needs_table
+        keep0 = t0.cursor_row
+        t0.clear()
+        for n, it in enumerate(self.needs):
+            t0.add_row(
+                Text(it.get("name") or "", overflow="ellipsis"),
+                it.get("identifier") or "—",
+                Text(str(it.get("lines") or 0), justify="right"),
+                Text(display.amount(_dec(it.get("cost"))), justify="right"),
                 key=str(n),
             )
-        if t1.row_count:
-            t1.move_cursor(row=min(keep1, t1.row_count - 1), animate=False)
+        if t0.row_count:
+            t0.move_cursor(row=min(keep0, t0.row_count - 1), animate=False)
+        shown = len(self.needs)
+        more = f", first {shown} shown" if shown < self.needs_total else ""
+        self.query_one("#needs-title", Static).update(
+            f"Needs a vendor cost ({self.needs_total}{more}) — enter on a candidate maps it · "
+            "/ search · u unmatched rows"
+        )
+        self._show_candidates()
+        self._fill_mappings()
+        if self.showing_unmatched:
+            self.load_unmatched(self.pages[-1])
+
+    def _fill_mappings(self) -> None:
         t2 = self.mappings_table
         keep2 = t2.cursor_row
         t2.clear()
@@ -198,33 +255,175 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             )
         if t2.row_count:
             t2.move_cursor(row=min(keep2, t2.row_count - 1), animate=False)
-        self.query_one("#unmatched-title", Static).update(
-            f"Unmatched vendor rows ({len(self.unmatched)}) — enter: map to a suggested item"
-        )
         self.query_one("#mappings-title", Static).update(
             f"Saved mappings ({len(self.mappings)}) — d: delete"
         )
 
-    def action_switch_pane(self) -> None:
-        if self.unmatched_table.has_focus:
-            self.mappings_table.focus()
+    def _current_item(self) -> dict[str, Any] | None:
+        t = self.needs_table
+        if not t.row_count or not self.needs:
+            return None
+        return self.needs[min(t.cursor_row, len(self.needs) - 1)]
+
+    def _show_candidates(self, rows: list[dict[str, Any]] | None = None) -> None:
+        if rows is None:
+            item = self._current_item()
+            rows = list((item or {}).get("candidates") or [])
+        self.candidates = rows
+        tc = self.candidates_table
+        tc.clear()
+        for n, c in enumerate(rows):
+            tc.add_row(
+                c.get("vendor") or "—",
+                c.get("sku") or "—",
+                Text(c.get("description") or "", overflow="ellipsis"),
+                Text(display.amount(_dec(c.get("cost"))), justify="right"),
+                c.get("reason") or "",
+                key=str(n),
+            )
+
+    @on(DataTable.RowHighlighted, "#needs-table")
+    def _item_moved(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if not self.searching:
+            self._show_candidates()
+
+    @work(exclusive=True, group="mappings-unmatched", exit_on_error=False)
+    async def load_unmatched(self, before: int | None) -> None:
+        kind, value, _label = self.filter or (None, None, "")
+        page = await self.app.client.unmatched_page(
+            UNMATCHED_PAGE,
+            before=before,
+            import_id=value if kind == "import_id" else None,
+            vendor=value if kind == "vendor" else None,
+        )
+        self.unmatched = page["rows"]
+        self.next_before = page.get("before")
+        t1 = self.unmatched_table
+        t1.clear()
+        for n, r in enumerate(self.unmatched):
+            best = (r.get("suggestions") or [None])[0]
+            t1.add_row(
+                r.get("vendor") or "—",
+                r.get("sku") or "—",
+                Text(r.get("description") or "", overflow="ellipsis"),
+                Text(display.amount(_dec(r.get("cost"))), justify="right"),
+                Text(
+                    f"{best.get('identifier') or '—'} ({best.get('score') or '?'})"
+                    if best
+                    else "no suggestion",
+                    style="" if best else "dim",
+                ),
+                key=str(n),
+            )
+        where = f" of {self.filter[2]}" if self.filter else ""
+        self.query_one("#needs-title", Static).update(
+            f"Unmatched vendor rows{where}, page {len(self.pages)} ({len(self.unmatched)} rows"
+            f"{', more: ]' if self.next_before else ''}) — enter maps · f filter · u items"
+        )
+
+    # ------------------------------------------------------------------------ actions
+
+    def action_toggle_list(self) -> None:
+        self.toggle_class("show-unmatched")
+        if self.showing_unmatched:
+            self.pages = [None]
+            self.load_unmatched(None)
         else:
-            self.unmatched_table.focus()
+            self.load()
+        self.call_after_refresh(self.focus_main)  # once the other list is on screen
+
+    def action_next_page(self) -> None:
+        if not self.showing_unmatched:
+            return
+        if self.next_before is None:
+            self.notify("This is the last page of unmatched rows.", timeout=3)
+            return
+        self.pages.append(self.next_before)
+        self.load_unmatched(self.next_before)
+
+    def action_first_page(self) -> None:
+        if self.showing_unmatched:
+            self.pages = [None]
+            self.load_unmatched(None)
+
+    def action_filter(self) -> None:
+        """No filter → the cursor row's file → its vendor → no filter."""
+        if not self.showing_unmatched:
+            return
+        t = self.unmatched_table
+        row = self.unmatched[t.cursor_row] if t.row_count and self.unmatched else None
+        if self.filter is None and row is not None and row.get("import_id"):
+            self.filter = ("import_id", row["import_id"], row.get("file") or "one file")
+        elif (self.filter is None or self.filter[0] == "import_id") and row is not None:
+            self.filter = ("vendor", row.get("vendor"), row.get("vendor") or "one vendor")
+        else:
+            self.filter = None
+        self.pages = [None]
+        self.load_unmatched(None)
+
+    def action_search(self) -> None:
+        box = self.query_one("#mappings-search", Input)
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Changed, "#mappings-search")
+    def _typed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.search(event.value.strip())
+
+    @on(Input.Submitted, "#mappings-search")
+    def _search_done(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.candidates_table.focus()
+
+    @work(exclusive=True, group="mappings-search", exit_on_error=False)
+    async def search(self, text: str) -> None:
+        self.searching = text
+        if self.showing_unmatched:
+            self.toggle_class("show-unmatched")
+        if not text:
+            self._show_candidates()
+            return
+        self._show_candidates(await self.app.client.mapping_search(text))
+
+    def action_switch_pane(self) -> None:
+        order = [
+            self.unmatched_table if self.showing_unmatched else self.needs_table,
+            *([] if self.showing_unmatched else [self.candidates_table]),
+            self.mappings_table,
+        ]
+        now = next((n for n, t in enumerate(order) if t.has_focus), -1)
+        order[(now + 1) % len(order)].focus()
 
     def action_reload(self) -> None:
         self.load()
 
     def action_pick(self) -> None:
+        if self.needs_table.has_focus:
+            if self.candidates_table.row_count:
+                self.candidates_table.focus()
+            else:
+                self.notify(
+                    "No vendor row looks like this item; press / to search for it.",
+                    severity="warning",
+                )
+            return
+        if self.candidates_table.has_focus:
+            if self.candidates_table.row_count and self.candidates:
+                self.map_candidate(self.candidates[self.candidates_table.cursor_row])
+            return
         t = self.unmatched_table
         if not t.has_focus or not t.row_count:
             if self.mappings_table.has_focus:
                 self.notify(
-                    "Enter maps an unmatched row; w switches to that pane.", severity="warning"
+                    "Enter maps an item or an unmatched row; w switches panes.",
+                    severity="warning",
                 )
             return
         self.pick(self.unmatched[t.cursor_row])
 
-    @on(DataTable.RowSelected, "#unmatched-table")
+    @on(DataTable.RowSelected, "#needs-table, #candidates-table, #unmatched-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_pick()
@@ -232,6 +431,26 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     @on(DataTable.RowSelected, "#mappings-table")
     def _selected_mapping(self, event: DataTable.RowSelected) -> None:
         event.stop()
+
+    @work(exclusive=True, group="mappings-pick", exit_on_error=False)
+    async def map_candidate(self, cand: dict[str, Any]) -> None:
+        item = self._current_item()
+        if item is None:
+            return
+        m = await self.app.client.create_mapping(
+            cand["vendor"], cand["sku"], cand.get("term"), int(item["item_id"])
+        )
+        self.notify(
+            f"Mapped {cand.get('vendor')} {cand.get('sku')} → {m.get('identifier')}; "
+            "its cost now counts.",
+            timeout=4,
+        )
+        self.searching = ""
+        box = self.query_one("#mappings-search", Input)
+        box.value = ""
+        box.remove_class("shown")
+        self.needs_table.focus()
+        self.load()
 
     @work(exclusive=True, group="mappings-pick", exit_on_error=False)
     async def pick(self, row: dict[str, Any]) -> None:

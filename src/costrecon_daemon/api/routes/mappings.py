@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ...errors import InvalidInput
+from ...intake import mappings as mapping_service
 from ...intake.queries import mappings_json
 from ...vendors.normalise import normalise_term
 from ..context import actor_of, services
 from ..errors import ok
-from ..fields import body_of, field_id, field_str, path_id
+from ..fields import body_of, field_id, field_int, field_str, path_id
 
 routes = web.RouteTableDef()
 
@@ -53,3 +54,29 @@ async def delete_mapping(request: web.Request) -> web.Response:
     mapping_id = path_id(request, "mapping_id")
     await services(request).intake.mappings.delete_mapping(mapping_id, actor=actor_of(request))
     return web.Response(status=204)
+
+
+@routes.get("/v1/mappings/needs")
+async def mapping_needs(request: web.Request) -> web.Response:
+    """Catalogue items on live contract lines with no vendor cost, most important first, each
+    with its ranked candidate vendor rows."""
+    q = request.query
+    offset = field_int(q, "offset", required=False, default=0, minimum=0, maximum=2**31)
+    limit = field_int(q, "limit", required=False, default=50, minimum=1, maximum=500)
+    per_item = field_int(q, "candidates", required=False, default=5, minimum=0, maximum=50)
+    assert offset is not None and limit is not None and per_item is not None
+    store = services(request).store
+    return ok(await mapping_service.needs(store, offset, limit, per_item))
+
+
+@routes.get("/v1/mappings/search")
+async def mapping_search(request: web.Request) -> web.Response:
+    """Vendor rows by SKU/MPN or words of their description (what is typed in Mappings)."""
+    q = request.query
+    text = (q.get("q") or "").strip()
+    limit = field_int(q, "limit", required=False, default=20, minimum=1, maximum=200)
+    assert limit is not None
+    if len(text) > 200:
+        raise InvalidInput("bad_field", "The search text is too long; use at most 200 characters.")
+    rows = await mapping_service.search_rows(services(request).store, text, limit) if text else []
+    return ok({"rows": rows, "q": text})

@@ -1,0 +1,238 @@
+"""The vendor-row search table (issue 15 item 4): candidates for a catalogue item, and what a
+person types in the Mappings view, found through an index whatever the number of vendor rows.
+
+SKU and MPN: expression indexes on ``vendor_costs`` (the normalised forms), so equal and
+starting-with are b-tree lookups and go with the rows. Names: one row per vendor row holding its
+description. On SQLite an FTS5 table with the ``trigram`` tokenizer (substring search by index;
+``rowid`` is the vendor-cost id), pruned by a delete trigger on ``vendor_costs``. On PostgreSQL a
+plain table (``id`` references ``vendor_costs`` with ``ON DELETE CASCADE``) with a ``pg_trgm``
+GIN index when that extension could be created, else a prefix b-tree index: the name search then
+finds descriptions starting with a word only (it degrades, it never fails).
+
+Queries never rank the whole match set in SQL: each asks the index for at most ``POOL`` rows and
+ranks those here, so an item whose words occur in 200,000 rows costs no more than a rare one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+TABLE = "vendor_search"
+POOL = 60  # rows fetched from the index per query, ranked in Python
+NAME_CHARS = 160  # enough of a description to find it by; keeps the index lean
+MIN_TERM = 3  # a trigram index cannot look up anything shorter
+_WORD = re.compile(r"\w+")
+_STOP = frozenset({"the", "and", "for", "with", "per", "user", "users", "license", "licence"})
+
+
+# normalise_sku / normalise_mpn in SQL, for expression indexes on vendor_costs. They differ from the
+# Python forms only in rare cases (a tab inside a SKU, an HP region suffix, non-ASCII case): such a
+# row is then found by the prefix search or by its name instead.
+SKU_SQL = "lower(replace(sku, ' ', ''))"
+MPN_SQL = (
+    "lower(replace(replace(replace(replace(replace(coalesce(mpn, ''), '-', ''), ' ', ''), "
+    "'.', ''), '/', ''), '_', ''))"
+)
+
+
+def words_of(text_: str | None, most: int = 6) -> list[str]:
+    """The searchable words of a name, longest first (the rarer ones, usually)."""
+    # Bare numbers ("1tb" stays) are left out: a trigram of digits occurs in most rows.
+    words = [
+        w for w in _WORD.findall((text_ or "").casefold()) if len(w) >= MIN_TERM and not w.isdigit()
+    ]
+    words = [w for w in dict.fromkeys(words) if w not in _STOP] or words
+    return sorted(words, key=len, reverse=True)[:most]
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+def pg_mode(conn: Connection) -> str:
+    """ "trgm" when pg_trgm is installed, else "prefix"."""
+    found = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").first()
+    return "trgm" if found else "prefix"
+
+
+def create(conn: Connection) -> None:
+    """Create the table, its indexes and (SQLite) the prune trigger. Idempotent."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(name, tokenize='trigram')"
+        )
+        for name, expr in (("sku", SKU_SQL), ("mpn", MPN_SQL)):
+            conn.exec_driver_sql(
+                f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_{name} ON vendor_costs ({expr})"
+            )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER IF NOT EXISTS {TABLE}_prune AFTER DELETE ON vendor_costs "
+            f"BEGIN DELETE FROM {TABLE} WHERE rowid = old.id; END"
+        )
+        return
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY REFERENCES vendor_costs(id) "
+        "ON DELETE CASCADE, name TEXT NOT NULL)"
+    )
+    for name, expr in (("sku", SKU_SQL), ("mpn", MPN_SQL)):
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_{name} "
+            f"ON vendor_costs ({expr} text_pattern_ops)"
+        )
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except Exception:  # noqa: BLE001 - not allowed or not installed: prefix search instead
+        pass
+    if pg_mode(conn) == "trgm":
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_name ON {TABLE} "
+            "USING gin (lower(name) gin_trgm_ops)"
+        )
+    else:
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_name ON {TABLE} (lower(name) text_pattern_ops)"
+        )
+
+
+def drop(conn: Connection) -> None:
+    for name in ("sku", "mpn"):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{TABLE}_{name}")
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {TABLE}_prune")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
+
+
+# ---------------------------------------------------------------------------- filling
+
+
+def _insert(conn: Connection, rows: Iterable[Any]) -> int:
+    id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    values = [(r[0], (r[3] or "")[:NAME_CHARS]) for r in rows]
+    if values:
+        conn.exec_driver_sql(
+            f"INSERT INTO {TABLE} ({id_col}, name) VALUES ({mark}, {mark})", values
+        )
+    return len(values)
+
+
+def index_new(conn: Connection, import_id: int) -> int:
+    """Index the rows of ``import_id`` written since the last call, in the caller's transaction
+    (the importer calls it once per chunk). Ids only grow and rows are indexed as they are
+    written, so the new rows are the ones above the highest indexed id."""
+    id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
+    # ORDER BY … LIMIT 1, not max(): FTS5 answers that from its rowid order without a scan. The
+    # unary + keeps SQLite on the primary key range (the import_id index would read the whole
+    # import at every chunk).
+    top = (
+        conn.exec_driver_sql(
+            f"SELECT {id_col} FROM {TABLE} ORDER BY {id_col} DESC LIMIT 1"
+        ).scalar()
+        or 0
+    )
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    rows = conn.exec_driver_sql(
+        "SELECT id, sku, mpn, description FROM vendor_costs "
+        f"WHERE id > {mark} AND +import_id = {mark} ORDER BY id",
+        (top, import_id),
+    ).all()
+    return _insert(conn, rows)
+
+
+def backfill(conn: Connection, batch: int = 20_000) -> int:
+    """Index every vendor row (the migration, for databases that already hold some)."""
+    done = 0
+    last = 0
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    while True:
+        rows = conn.exec_driver_sql(
+            f"SELECT id, sku, mpn, description FROM vendor_costs WHERE id > {mark} "
+            f"ORDER BY id LIMIT {int(batch)}",
+            (last,),
+        ).all()
+        if not rows:
+            return done
+        done += _insert(conn, rows)
+        last = rows[-1][0]
+
+
+# ---------------------------------------------------------------------------- searching
+
+
+def _fts_phrase(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def key_hits(conn: Connection, terms: Sequence[str], limit: int = POOL) -> list[int]:
+    """Ids of rows whose normalised SKU or MPN equals one of ``terms``, then those starting with
+    one (b-tree lookups on the expression indexes, whatever the number of rows)."""
+    terms = [t for t in dict.fromkeys(terms) if t]
+    if not terms:
+        return []
+    exact: dict[int, None] = {}
+    prefix: dict[int, None] = {}
+    sqlite = conn.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    for expr in (SKU_SQL, MPN_SQL):
+        for t in terms:
+            for r in conn.exec_driver_sql(
+                f"SELECT id FROM vendor_costs WHERE {expr} = {mark} LIMIT {int(limit)}", (t,)
+            ):
+                exact.setdefault(r[0], None)
+            if len(t) < MIN_TERM:
+                continue
+            params: tuple[str, ...]
+            if sqlite:  # a range, which SQLite's expression index answers (LIKE it cannot)
+                cond, params = f"{expr} > ? AND {expr} < ?", (t, t + "\U0010ffff")
+            else:
+                cond, params = f"{expr} LIKE %s", (_like(t) + "%",)
+            for r in conn.exec_driver_sql(
+                f"SELECT id FROM vendor_costs WHERE {cond} LIMIT {int(limit)}", params
+            ):
+                prefix.setdefault(r[0], None)
+    return [*exact, *(i for i in prefix if i not in exact)]
+
+
+def name_hits(conn: Connection, words: Sequence[str], limit: int = POOL) -> list[int]:
+    """Ids of rows whose description contains all ``words``; if too few do, any of them."""
+    words = [w for w in words if len(w) >= MIN_TERM]
+    if not words:
+        return []
+    found: dict[int, None] = {}
+    for joiner in (" AND ", " OR ") if len(words) > 1 else (" AND ",):
+        for rid in _name_query(conn, words, joiner, limit):
+            found.setdefault(rid, None)
+        if len(found) >= limit // 4:
+            break
+    return list(found)
+
+
+def _name_query(conn: Connection, words: Sequence[str], joiner: str, limit: int) -> list[int]:
+    if conn.dialect.name == "sqlite":
+        query = "name : (" + joiner.join(_fts_phrase(w) for w in words) + ")"
+        return [
+            r[0]
+            for r in conn.exec_driver_sql(
+                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT {int(limit)}", (query,)
+            )
+        ]
+    if pg_mode(conn) == "trgm":
+        conds = joiner.join(["lower(name) LIKE %s"] * len(words))
+        params: tuple[str, ...] = tuple(f"%{_like(w)}%" for w in words)
+    else:  # prefix index: the description's first word only
+        conds = joiner.join(["lower(name) LIKE %s"] * len(words))
+        params = tuple(f"{_like(w)}%" for w in words)
+    return [
+        r[0]
+        for r in conn.exec_driver_sql(
+            f"SELECT id FROM {TABLE} WHERE {conds} LIMIT {int(limit)}", params
+        )
+    ]

@@ -1,0 +1,71 @@
+"""The Mappings view from the catalogue's side (issue 15 item 4), over the FakeClient."""
+
+from __future__ import annotations
+
+from tests.fake_client import FakeClient, all_views_ready, make_app, settle
+
+
+async def test_items_needing_a_cost_come_first_and_enter_on_a_candidate_maps_it():
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        await settle(pilot, lambda: view.needs_table.row_count > 0)
+        weights = [i["lines"] * (i["cost"] or 0) for i in view.needs]
+        assert weights == sorted(weights, reverse=True)
+        # the first item with a candidate: its candidates show beside it
+        n = next(k for k, i in enumerate(view.needs) if i["candidates"])
+        view.needs_table.move_cursor(row=n)
+        item = view.needs[n]
+        await settle(pilot, lambda: view.candidates == item["candidates"])
+        assert view.candidates_table.row_count == len(item["candidates"])
+        await pilot.press("enter", "enter")  # into the candidates, then map the first
+        await settle(pilot, lambda: client.calls_to("create_mapping"))
+        cand = item["candidates"][0]
+        assert client.calls_to("create_mapping") == [
+            {
+                "vendor": cand["vendor"],
+                "sku": cand["sku"],
+                "term": cand["term"],
+                "item_id": item["item_id"],
+            }
+        ]
+        # it now has a vendor cost, so it leaves the list
+        await settle(pilot, lambda: item["item_id"] not in [i["item_id"] for i in view.needs])
+
+
+async def test_typing_searches_vendor_rows_and_u_shows_unmatched_rows_filtered_and_paged():
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        await settle(pilot, lambda: view.needs_table.row_count > 0)
+        row = client._unmatched[0]
+        await pilot.press("slash", *row["sku"])
+        await settle(pilot, lambda: client.calls_to("mapping_search"))
+        await settle(pilot, lambda: [c["sku"] for c in view.candidates][:1] == [row["sku"]])
+        assert client.calls_to("mapping_search")[-1] == {"q": row["sku"], "limit": 20}
+
+        await pilot.press("escape")
+        view.needs_table.focus()
+        await pilot.press("u")
+        await settle(pilot, lambda: view.unmatched_table.row_count > 0)
+        assert client.calls_to("unmatched_page")[-1]["before"] is None
+        view.unmatched_table.focus()
+        await pilot.press("f")  # this row's file
+        await pilot.press("f")  # this row's vendor
+        await settle(
+            pilot,
+            lambda: (client.calls_to("unmatched_page") or [{}])[-1].get("vendor") is not None,
+        )
+        vendor = client.calls_to("unmatched_page")[-1]["vendor"]
+        await settle(
+            pilot,
+            lambda: view.unmatched and all(u["vendor"] == vendor for u in view.unmatched),
+        )
+        # never loaded whole: every request asks for one page
+        assert all(c["limit"] == 200 for c in client.calls_to("unmatched_page"))
