@@ -62,7 +62,7 @@ from aiohttp import web
 from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
+from costrecon_daemon.sim.serve import serve_on_loopback, serve_until_interrupted
 
 MAX_RECORDS = 500
 # Customer-currency prices of multi-currency contracts (fixed demo rates).
@@ -1395,14 +1395,7 @@ async def start_autotask_sim(
 ) -> RunningAutotaskSim:
     """Serve a fake Autotask tenant; the zone URL it hands out is its own ``base_url``."""
     sim = RunningAutotaskSim(dataset if dataset is not None else generate("demo"), **knobs)
-    runner = web.AppRunner(sim.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = server_sockets(site)
-    real_port = sockets[0].getsockname()[1] if sockets else port
-    sim._runner = runner
-    sim.base_url = f"http://{host}:{real_port}/atservicesrest/"
+    await serve_on_loopback(sim, host, port, "/atservicesrest/")
     return sim
 
 

@@ -42,7 +42,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps, loads
 from costrecon_daemon.sim.dataset import Dataset, SimItem, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
+from costrecon_daemon.sim.serve import serve_on_loopback, serve_until_interrupted
 
 __all__ = [
     "IngramSim",
@@ -702,14 +702,7 @@ async def start_ingram_sim(
 ) -> RunningIngramSim:
     """Serve a fake Ingram Micro account on loopback; ``base_url`` is the host root."""
     sim = RunningIngramSim(dataset if dataset is not None else generate("demo"), **options)
-    runner = web.AppRunner(sim.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = server_sockets(site)
-    real_port = sockets[0].getsockname()[1] if sockets else port
-    sim._runner = runner
-    sim.base_url = f"http://{host}:{real_port}"
+    await serve_on_loopback(sim, host, port, "")
     return sim
 
 

@@ -49,7 +49,7 @@ from aiohttp import web
 from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.dataset import Dataset, SimItem, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
+from costrecon_daemon.sim.serve import serve_on_loopback, serve_until_interrupted
 
 __all__ = [
     "Pax8Sim",
@@ -687,14 +687,7 @@ async def start_pax8_sim(
 ) -> RunningPax8Sim:
     """Serve a fake Pax8 account on loopback; ``base_url`` ends in ``/v1``."""
     sim = RunningPax8Sim(dataset if dataset is not None else generate("demo"), **options)
-    runner = web.AppRunner(sim.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = server_sockets(site)
-    real_port = sockets[0].getsockname()[1] if sockets else port
-    sim._runner = runner
-    sim.base_url = f"http://{host}:{real_port}/v1"
+    await serve_on_loopback(sim, host, port, "/v1")
     return sim
 
 

@@ -77,6 +77,19 @@ class ServedApp:
         self._thread.join(10)
 
 
+async def serve_on_loopback(sim: Any, host: str, port: int, path: str) -> None:
+    """Serve ``sim.make_app()`` on ``host:port`` (0 = a free port); set ``sim._runner`` (for its
+    ``close``) and ``sim.base_url`` (the real port, then ``path``)."""
+    runner = web.AppRunner(sim.make_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = server_sockets(site)
+    real_port = sockets[0].getsockname()[1] if sockets else port
+    sim._runner = runner
+    sim.base_url = f"http://{host}:{real_port}{path}"
+
+
 def serve_until_interrupted(start: Callable[[], Any], describe: Callable[[Any], str]) -> None:
     """`costrecond sim …`: start a simulator (``await start()`` returns a running handle with
     ``close()``), print ``describe(handle)`` — its URL and the config snippet — and serve until

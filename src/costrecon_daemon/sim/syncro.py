@@ -41,7 +41,7 @@ from costrecon_daemon.psa.http import dumps
 from costrecon_daemon.sim.contract import Recorder, env_recorder, load, recording_middleware
 from costrecon_daemon.sim.dataset import Dataset, generate
 from costrecon_daemon.sim.knobs import Knobs, RequestStats, fault_middleware
-from costrecon_daemon.sim.serve import serve_until_interrupted, server_sockets
+from costrecon_daemon.sim.serve import serve_on_loopback, serve_until_interrupted
 
 PER_PAGE = 25
 CENT = Decimal("0.01")
@@ -510,14 +510,7 @@ async def start_syncro_sim(
 ) -> RunningSyncroSim:
     """Serve a fake Syncro account on loopback; ``base_url`` ends in ``/api/v1``."""
     sim = RunningSyncroSim(dataset if dataset is not None else generate("demo"), **knobs)
-    runner = web.AppRunner(sim.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = server_sockets(site)
-    real_port = sockets[0].getsockname()[1] if sockets else port
-    sim._runner = runner
-    sim.base_url = f"http://{host}:{real_port}/api/v1"
+    await serve_on_loopback(sim, host, port, "/api/v1")
     return sim
 
 
