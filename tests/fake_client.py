@@ -97,6 +97,8 @@ class FakeClient:
         self._wake: asyncio.Event | None = None
         self.latency = latency
         self.auto_push = auto_push
+        # False: like a daemon with no PSA connector, whose undo preview has no time estimate
+        self.psa_limits_known = True
         self.push_step_delay = push_step_delay
         self.record_calls = record_calls
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -381,7 +383,13 @@ class FakeClient:
             },
         ]
         for s in steps:  # the daemon's step fields (tests/test_contract_fake_vs_daemon.py)
-            s.update(identifier=self._rows[s["item_id"]]["identifier"], currency="USD", attempts=1)
+            s.update(
+                identifier=self._rows[s["item_id"]]["identifier"],
+                currency="USD",
+                attempts=1,
+                contract=s["contract_psa_id"],
+                value=s["after"] if s["status"] == "done" else "19.5000",
+            )
         self._change_sets[11] = {
             "id": 11,
             "created_at": _iso(NOW - timedelta(days=1, hours=2)),
@@ -391,6 +399,8 @@ class FakeClient:
             "policy": "all",
             "status": "partial",
             "preview": None,
+            "request_id": "5eed0000000000000000000000000011",
+            "started_at": _iso(NOW - timedelta(days=1, hours=2)),
             "finished_at": _iso(NOW - timedelta(days=1, hours=2) + timedelta(seconds=14)),
             "message": "2 of 3 targets updated; 1 conflict",
             "counts": {
@@ -553,7 +563,8 @@ class FakeClient:
             "margin_after_pct": _pct(after),
             "line_margin_min_after_pct": _pct(after),
             "below_margin_floor": bool(after is not None and change and after < self.margin_floor),
-            "vendor_sources": sources,
+            # the daemon sends the list only when sources compete (costs/table.py Row.to_json)
+            **({"vendor_sources": sources} if sources else {}),
         }
         return extra | {
             "id": r["id"],
@@ -811,7 +822,7 @@ class FakeClient:
                 }
             )
         calls = (len(items) + lines) * 2
-        margin = self._margin_preview(items)
+        margin = self._margin_preview(items, policy)
         warnings = []
         if any(self._rows[i.item_id]["contracts"] == 0 for i in items):
             warnings.append("Some items are on no active contract: only the catalogue changes.")
@@ -824,6 +835,7 @@ class FakeClient:
             "negotiated_lines": negotiated,
             "api_calls": calls,
             "estimated_seconds": round(calls * 0.35, 1),
+            "estimate_basis": {"source": "typical", "latency_ms": 350.0},
             "monthly_impact": str(impact.quantize(Q)),
             "impact_by_currency": {"USD": str(impact.quantize(Q))},
             "currency": "USD",
@@ -838,15 +850,19 @@ class FakeClient:
             ),
         }
 
-    def _margin_preview(self, items: list[ApprovalItem]) -> dict[str, Any]:
+    def _margin_preview(self, items: list[ApprovalItem], policy: str = "all") -> dict[str, Any]:
         """Like changes/margin.py: each row's lines priced at the item price, one per contract."""
         low = []
         before = after = Decimal(0)
+        priced = unpriced = 0
         for it in items:
             r = self._rows[it.item_id]
             price = r.get("price")
+            n_lines = r["contracts"] if policy == "matching" else r["lines"]
             if price is None:
+                unpriced += n_lines
                 continue
+            priced += n_lines
             qty = Decimal(r["quantity"])
             before += qty * (price - (r["catalog_cost"] or 0))
             after += qty * (price - it.cost)
@@ -865,9 +881,10 @@ class FakeClient:
                     )
         return {
             "floor_pct": format(self.margin_floor, "f"),
+            "lines_priced": priced,
+            "lines_unpriced": unpriced,
             "below_floor_count": len(low),
             "below_floor": low,
-            "lines_unpriced": 0,
             "monthly": {
                 "USD": {
                     "before": str(before.quantize(Q)),
@@ -884,7 +901,12 @@ class FakeClient:
         return {**self._preview(items, policy), "effective_date": effective_date}
 
     async def approve(
-        self, items: list[ApprovalItem], policy: str = "all", *, effective_date: str | None = None
+        self,
+        items: list[ApprovalItem],
+        policy: str = "all",
+        *,
+        effective_date: str | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         if effective_date is not None:
             await self._call(
@@ -909,8 +931,10 @@ class FakeClient:
                         "target": "item" if t == 0 else "line",
                         "target_psa_id": r["psa_id"] if t == 0 else str(80000 + r["id"] * 10 + t),
                         "contract_psa_id": None if t == 0 else str(4000 + t),
+                        "contract": None if t == 0 else str(4000 + t),
                         "before": str(r["catalog_cost"]),
                         "after": str(it.cost),
+                        "value": None,
                         "status": "pending",
                         "message": None,
                         "identifier": r["identifier"],
@@ -931,6 +955,8 @@ class FakeClient:
             "policy": policy,
             "status": opened,
             "preview": preview,
+            "request_id": request_id or f"{cs_id:032x}",
+            "started_at": None,
             "finished_at": None,
             "message": None,
             "counts": {
@@ -965,7 +991,72 @@ class FakeClient:
             task = asyncio.get_running_loop().create_task(self._auto_push(cs_id))
             self._push_tasks.add(task)
             task.add_done_callback(self._push_tasks.discard)
-        return {k: v for k, v in cs.items() if k != "steps"}
+        return self._cs_json(cs)
+
+    def _cs_json(self, cs: dict[str, Any], *, steps: bool = False) -> dict[str, Any]:
+        """A journaled change set as the daemon sends it (ChangeSetView.to_json in
+        changes/journal.py): the timing fields and the summary come from this fake's journal."""
+        out = {k: v for k, v in cs.items() if k not in ("steps", "conflicts_every")}
+        started, finished = cs.get("started_at"), cs.get("finished_at")
+        actual = None
+        if started and finished:
+            span = datetime.fromisoformat(finished) - datetime.fromisoformat(started)
+            actual = round(span.total_seconds(), 1)
+        out.update(
+            request_id=cs.get("request_id"),
+            started_at=started,
+            estimated_seconds=(cs.get("preview") or {}).get("estimated_seconds"),
+            actual_seconds=actual,
+            summary=self._summary(cs),
+        )
+        if steps:
+            out["steps"] = [
+                {**s, "contract": s.get("contract_psa_id"), "value": s.get("value")}
+                for s in cs["steps"]
+            ]
+        return out
+
+    @staticmethod
+    def _summary(cs: dict[str, Any]) -> dict[str, Any]:
+        """What the journal recorded beside what the preview promised, as the daemon counts it."""
+        p = cs.get("preview") or {}
+        c = cs["counts"]
+        total = len(cs["steps"])
+        done = c.get("done", 0)
+        promised = int(p.get("item_writes", 0)) + int(p.get("lines", 0))
+        out: dict[str, Any] = {
+            "changed": done,
+            "skipped": int(p.get("lines_skipped", 0)),
+            "already": int(p.get("lines_already", 0)),
+            "conflicts": c.get("conflict", 0),
+            "failed": c.get("failed", 0) + c.get("denied", 0),
+            "not_sent": c.get("cancelled", 0),
+            "open": c.get("pending", 0) + c.get("sending", 0),
+            "promised": {
+                "changed": promised,
+                "skipped": int(p.get("lines_skipped", 0)),
+                "already": int(p.get("lines_already", 0)),
+            },
+            "differences": [],
+        }
+        if p and total != promised:
+            out["differences"].append(
+                f"the preview promised {promised} change(s) but {total} step(s) were journaled "
+                "(the PSA mirror changed between preview and approval)"
+            )
+        if out["open"] == 0 and done != total:
+            why = ", ".join(
+                f"{n} {label}"
+                for n, label in (
+                    (out["conflicts"], "conflict(s): the PSA held another value, left unchanged"),
+                    (c.get("failed", 0), "failed"),
+                    (c.get("denied", 0), "refused for lack of permission"),
+                    (out["not_sent"], "not sent"),
+                )
+                if n
+            )
+            out["differences"].append(f"{total - done} of {total} not changed: {why}")
+        return out
 
     async def _auto_push(self, cs_id: int) -> None:
         while self._change_sets[cs_id]["status"] in ("pending", "pushing"):
@@ -980,6 +1071,8 @@ class FakeClient:
         cs = self._change_sets[cs_id]
         conflicts = set(conflict_item_ids)
         pending = [s for s in cs["steps"] if s["status"] == "pending"]
+        if cs.get("started_at") is None:
+            cs["started_at"] = _iso(NOW)
         touched: set[int] = set()
         for s in pending[:n]:
             r = self._rows[s["item_id"]]
@@ -991,8 +1084,10 @@ class FakeClient:
                         "left unchanged"
                     ),
                 )
+                s["value"] = f"{(Decimal(s['before']) - 1):.4f}"
             else:
                 s["status"] = "done"
+                s["value"] = s["after"]
                 if s["target"] == "item":
                     r["catalog_cost"] = Decimal(s["after"])
             touched.add(s["item_id"])
@@ -1042,17 +1137,13 @@ class FakeClient:
 
     async def change_sets(self, limit: int = 50) -> list[dict[str, Any]]:
         await self._call("change_sets", limit=limit)
-        return [
-            {k: v for k, v in cs.items() if k != "steps"}
-            for cs in list(self._change_sets.values())[-limit:]
-        ]
+        return [self._cs_json(cs) for cs in list(self._change_sets.values())[-limit:]]
 
     async def change_set(self, change_set_id: int, *, steps: bool = True) -> dict[str, Any]:
         await self._call("change_set", change_set_id=change_set_id)
         if change_set_id not in self._change_sets:
             raise DaemonError(404, "not_found", f"There is no change set #{change_set_id}.")
-        cs = self._change_sets[change_set_id]
-        return cs if steps else {k: v for k, v in cs.items() if k != "steps"}
+        return self._cs_json(self._change_sets[change_set_id], steps=steps)
 
     async def change_set_steps(
         self,
@@ -1111,6 +1202,11 @@ class FakeClient:
                     "after": str((r["catalog_cost"] * Decimal("1.05")).quantize(Q)),
                     "status": "pending",
                     "message": None,
+                    "identifier": r["identifier"],
+                    "currency": r["currency"],
+                    "attempts": 0,
+                    "contract": None if is_item else str(7000 + n % 8000),
+                    "value": None,
                 }
             )
         self._change_sets[cs_id] = {
@@ -1124,14 +1220,18 @@ class FakeClient:
             "preview": {"items": len(ids), "item_writes": len(ids), "lines": lines},
             "finished_at": None,
             "message": None,
+            "request_id": f"{cs_id:032x}",
+            "started_at": None,
             "counts": {
                 "pending": len(steps),
+                "sending": 0,
                 "done": 0,
                 "conflict": 0,
                 "failed": 0,
                 "denied": 0,
-                "skipped": 0,
+                "cancelled": 0,
             },
+            "total": len(steps),
             "steps": steps,
             "conflicts_every": conflicts_every,
         }
@@ -1185,7 +1285,9 @@ class FakeClient:
         self.emit("rows", {"ids": ids})
         return {k: v for k, v in cs.items() if k != "steps"}
 
-    async def undo(self, change_set_id: int, *, dry_run: bool = False) -> dict[str, Any]:
+    async def undo(
+        self, change_set_id: int, *, dry_run: bool = False, request_id: str | None = None
+    ) -> dict[str, Any]:
         await self._call("undo", change_set_id=change_set_id, dry_run=dry_run)
         cs = self._change_sets.get(change_set_id)
         if cs is None:
@@ -1200,8 +1302,16 @@ class FakeClient:
             "lines_already": 0,
             "negotiated_lines": 0,
             "api_calls": len(done) * 2,
-            # the daemon cannot estimate an undo's time (changes.py sends null): the TUI crashed
-            "estimated_seconds": None,
+            # estimated like an approval (changes/plan.py undo_plan); without a PSA connector the
+            # daemon cannot estimate and sends null, which the TUI once crashed on
+            **(
+                {
+                    "estimated_seconds": round(len(done) * 2 * 0.35, 1),
+                    "estimate_basis": {"source": "typical", "latency_ms": 350.0},
+                }
+                if self.psa_limits_known
+                else {"estimated_seconds": None, "estimate_basis": {"source": "none"}}
+            ),
             "monthly_impact": "-12.5000",
             "impact_by_currency": {"USD": "-12.5000"},
             "currency": "USD",
@@ -1234,12 +1344,23 @@ class FakeClient:
             "status": "pending",
             "actor": self.user,
             "created_at": _iso(NOW),
+            "request_id": request_id or f"{new_id:032x}",
+            "started_at": None,
             "finished_at": None,
+            "message": None,
             "preview": preview,
             "counts": {**{k: 0 for k in cs["counts"]}, "pending": len(done)},
             "total": len(done),
             "steps": [
-                {**s, "before": s["after"], "after": s["before"], "status": "pending"} for s in done
+                {
+                    **s,
+                    "before": s["after"],
+                    "after": s["before"],
+                    "value": None,
+                    "status": "pending",
+                    "attempts": 0,
+                }
+                for s in done
             ],
         }
         self._change_sets[new_id] = new
@@ -1250,7 +1371,7 @@ class FakeClient:
             None,
             {"change_set_id": new_id, "undo_of": change_set_id},
         )
-        return {"change_set": {k: v for k, v in new.items() if k != "steps"}}
+        return {"change_set": self._cs_json(new)}
 
     # ------------------------------------------------------------------ activity + events
 

@@ -128,6 +128,7 @@ async def test_approve_from_the_palette_in_another_view_switches_to_costs_first(
 
 async def test_undo_opens_although_the_daemon_sends_no_time_estimate():
     client = FakeClient()
+    client.psa_limits_known = False
     app = make_app(client)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, lambda: all_views_ready(app))
