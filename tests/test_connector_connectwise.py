@@ -124,6 +124,9 @@ async def test_overlap_rereads_rows_just_before_the_cursor():
 
 async def test_faults_are_survived():
     async with connectwise(generate("tiny"), timeout=0.5) as (running, conn):
+        # Connected first: the eight faults below land on the pull's requests, each one
+        # survivable within the retry budget (eight in a row on one request would not be).
+        await conn.connect()
         knobs = running.sim.knobs
         knobs.retry_after = 0
         for kind in ("429", "500", "503", "drop", "slow", "429", "drop", "502"):

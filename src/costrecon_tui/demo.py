@@ -111,6 +111,11 @@ class _Cleanup:
 
     def __init__(self, root: Path, keep: bool):
         self.root, self.keep = root, keep
+        # The socket's directory: inside root unless that path is too long for a Unix socket
+        # (AF_UNIX paths stop at 108 bytes; a deep $TMPDIR or --keep DIR gets there).
+        self.run_dir = root / "run"
+        if len(str(self.run_dir / "costrecond.sock").encode()) > 100:
+            self.run_dir = Path(tempfile.mkdtemp(prefix="costrecon-run-", dir="/tmp"))
         self.daemon: subprocess.Popen[bytes] | None = None
         self.reaper_pipe: int | None = None
         self.app: Any = None
@@ -128,6 +133,8 @@ class _Cleanup:
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait(5)
+        if not self.run_dir.is_relative_to(self.root):
+            shutil.rmtree(self.run_dir, ignore_errors=True)  # only the socket lives there
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
         if self.reaper_pipe is not None:
@@ -167,6 +174,7 @@ def _start_reaper(cleanup: _Cleanup) -> None:
             str(read_end),
             str(cleanup.root),
             "keep" if cleanup.keep else "remove",
+            str(cleanup.run_dir),
         ],
         pass_fds=(read_end,),
         stdin=subprocess.DEVNULL,
@@ -181,7 +189,7 @@ def _start_reaper(cleanup: _Cleanup) -> None:
 
 def reap(argv: list[str]) -> None:
     """The reaper's body: read daemon pids from the pipe until the demo is gone, then clean up."""
-    fd, root, mode = int(argv[0]), Path(argv[1]), argv[2]
+    fd, root, mode, run_dir = int(argv[0]), Path(argv[1]), argv[2], Path(argv[3])
     for sig in (signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     pids: list[int] = []
@@ -200,6 +208,8 @@ def reap(argv: list[str]) -> None:
         if _is_our_daemon(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    if not run_dir.is_relative_to(root):
+        shutil.rmtree(run_dir, ignore_errors=True)
     if mode == "remove":
         shutil.rmtree(root, ignore_errors=True)
 
@@ -270,7 +280,7 @@ def _demo(args: argparse.Namespace, root: Path, cleanup: _Cleanup) -> int:
         pax8.base_url = pax8_served.base_url + "/v1"
         config = root / "config.toml"
         sections: dict[str, dict[str, Any]] = {
-            "daemon": {"state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
+            "daemon": {"state_dir": str(root / "state"), "runtime_dir": str(cleanup.run_dir)},
             "sync": {"interval_minutes": 30.0},
             "inbox": {"stable_seconds": 0.5, "rescan_seconds": 5.0},
             "psa": {"kind": args.psa},
@@ -283,7 +293,7 @@ def _demo(args: argparse.Namespace, root: Path, cleanup: _Cleanup) -> int:
         }
         config.write_text("# written by `costrecon demo`\n" + _toml(sections))
         config.chmod(0o600)
-        socket = root / "run" / "costrecond.sock"
+        socket = cleanup.run_dir / "costrecond.sock"
         log = root / "costrecond.out"
         with open(log, "ab") as out:
             daemon = subprocess.Popen(
