@@ -118,6 +118,8 @@ class FakeClient:
         self._mappings = self._build_mappings()
         self.syncing = False
         self.psa_connected = True
+        # Distributor API sources as /v1/status lists them; None: none configured (no key).
+        self.vendor_sources: list[dict[str, Any]] | None = None
         self.permission_problems = [
             {
                 "capability": "edit_lines",
@@ -635,6 +637,7 @@ class FakeClient:
                 ]
             },
             "events": {"last_id": self._event_base + len(self._events)},
+            **({} if self.vendor_sources is None else {"vendors": {"sources": self.vendor_sources}}),
         }
 
     async def sync_now(self, *, full: bool = False) -> dict[str, Any]:

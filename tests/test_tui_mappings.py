@@ -69,3 +69,44 @@ async def test_typing_searches_vendor_rows_and_u_shows_unmatched_rows_filtered_a
         )
         # never loaded whole: every request asks for one page
         assert all(c["limit"] == 200 for c in client.calls_to("unmatched_page"))
+
+
+async def test_what_the_last_pull_could_not_price_is_said_beside_the_item_and_the_mapping():
+    client = FakeClient()
+    item_id = sorted(
+        (r for r in client._rows.values() if r["vendor_cost"] is None and r["lines"]),
+        key=lambda r: (-(r["lines"] * (r["catalog_cost"] or 0)), r["id"]),
+    )[0]["id"]
+    app = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        await settle(pilot, lambda: view.needs_table.row_count > 0 and view.mappings)
+        mapping_id = view.mappings[0]["id"]
+        client.vendor_sources = [
+            {
+                "name": "ingram",
+                "state": "ok",
+                "not_found": [
+                    {
+                        "identifier": "part number 4A0036",
+                        "reason": "Ingram Micro: Product not found.",
+                        "keys": [f"vendor:{item_id}", f"map:{mapping_id}"],
+                    }
+                ],
+            }
+        ]
+        await pilot.press("ctrl+r")
+        note = view.query_one("#not-found")
+        await settle(pilot, lambda: view.not_found_items)
+        view.needs_table.move_cursor(row=0)
+        await settle(pilot, lambda: note.display)
+        assert view.needs[0]["item_id"] == item_id
+        shown = str(note.render())
+        assert "part number 4A0036" in shown and "Product not found" in shown
+        title = str(view.query_one("#mappings-title").render())
+        assert "✗ 1 not found at the last pull" in title
+        # another item: nothing said about it
+        view.needs_table.move_cursor(row=1)
+        await settle(pilot, lambda: not note.display)

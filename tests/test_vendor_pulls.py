@@ -237,6 +237,19 @@ def test_rows_keep_their_currency_terms_and_provenance_and_a_manual_cost_still_w
         assert {p["billing_term"] for p in prov} >= {"Monthly", "Annual"}
         assert all(p["bands"] and p["pulled_at"] and p["product_id"] for p in prov)
         assert any(len(p["bands"]) > 1 for p in prov), "multi-band prices keep every band"
+        # The item's history (the `i` detail) carries the same terms and bands for its value.
+        for key in ("EXO-P1-M", "EXO-P1-A"):
+            points = d.get(f"/v1/costs/{rows[key]['id']}/history")["points"]
+            pulled_points = [p for p in points if p["kind"] == "pull"]
+            assert pulled_points, key
+            for point in pulled_points:
+                (sent,) = [p for p in prov if p["row"] == point["row"]]
+                assert point["terms"] == {
+                    "billing": sent["billing_term"],
+                    "commitment": sent["commitment_term"],
+                    "quantity": sent["quantity"],
+                }
+                assert point["bands"] == sent["bands"] and point["sku"] == sent["sku"]
         # A manual cost wins over the next pull.
         key, row = sorted(pulled.items())[0]
         put = d.request("PUT", f"/v1/costs/{row['id']}/manual", json={"cost": "1.2345"})

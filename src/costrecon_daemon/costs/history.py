@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from ..db import ActivityEntry, CatalogItem, PriceImport, VendorCost
+from ..db import ActivityEntry, CatalogItem, PriceImport, VendorCost, VendorPullRow
 from ..errors import NotFound
 from ..jsonable import iso
 from ..money import json_amount
@@ -49,8 +49,21 @@ def cost_history(conn: Connection, item_id: int) -> dict[str, Any]:
             PriceImport.file_name,
             PriceImport.profile,
             PriceImport.actor,
+            VendorPullRow.billing_term,
+            VendorPullRow.commitment_term,
+            VendorPullRow.quantity,
+            VendorPullRow.bands,
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)
+        # A distributor pull keeps what the distributor said beside the cost (issue 16): the
+        # terms and every rate band, shown in the item's detail.
+        .outerjoin(
+            VendorPullRow,
+            and_(
+                VendorPullRow.import_id == VendorCost.import_id,
+                VendorPullRow.row_number == VendorCost.row_number,
+            ),
+        )
         .where(VendorCost.item_id == item_id)
         .order_by(VendorCost.imported_at.desc(), VendorCost.id.desc())
         .limit(MAX_POINTS)
@@ -67,6 +80,18 @@ def cost_history(conn: Connection, item_id: int) -> dict[str, Any]:
                 "sku": r.sku,
                 "row": r.row_number,
                 "by": r.actor,
+                **(
+                    {
+                        "terms": {
+                            "billing": r.billing_term,
+                            "commitment": r.commitment_term,
+                            "quantity": r.quantity,
+                        },
+                        "bands": r.bands or [],
+                    }
+                    if r.quantity is not None
+                    else {}
+                ),
             }
         )
     manual = (

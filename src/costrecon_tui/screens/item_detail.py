@@ -98,6 +98,54 @@ def history_table(points: list[dict[str, Any]], now: datetime) -> Table:
     return table
 
 
+def pricing_text(
+    points: list[dict[str, Any]], now: datetime, current: Decimal | None = None
+) -> Text:
+    """The terms and rate bands of the distributor-API value in use (issue 16): which band the
+    cost came from, and what another quantity would cost. One pull can price an item twice (an
+    annual and a monthly term); the one whose cost the row shows is drawn, else the newest."""
+    t = Text()
+    pulled = [p for p in points if p.get("kind") == "pull" and isinstance(p.get("terms"), dict)]
+    if not pulled:
+        return t
+    in_use = [p for p in pulled if current is not None and _dec(p.get("cost")) == current]
+    p = (in_use or pulled)[-1]
+    terms = p["terms"]
+    bits = [
+        display.plain(terms.get("billing") or "billing term not given"),
+        display.plain(terms.get("commitment") or "no commitment"),
+        f"priced for quantity {display.plain(terms.get('quantity'))}",
+    ]
+    t.append(
+        f"{display.plain(p.get('vendor') or 'distributor')} pricing, "
+        f"{display.stamp(p.get('at'), now)}: {', '.join(bits)}\n",
+        style="bold",
+    )
+    bands = [b for b in p.get("bands") or [] if isinstance(b, dict)]
+    if not bands:
+        t.append("  one price for every quantity\n")
+        return t
+    # Bands are kept as the distributor sent them: per its billing period, before the cost
+    # column's conversion to the catalogue's period.
+    t.append(f"  rate bands per {display.plain(terms.get('billing') or 'billing period')}:\n")
+    quantity = terms.get("quantity")
+    for b in bands:
+        start, end = b.get("start"), b.get("end")
+        span = f"{start}+" if end is None else f"{start}–{end}"
+        holds = (
+            isinstance(quantity, int)
+            and isinstance(start, int)
+            and start <= quantity
+            and (end is None or (isinstance(end, int) and quantity <= end))
+        )
+        mark = "▶ " if holds else "  "
+        kind = display.plain(b.get("charge_type") or "")
+        listed = _dec(b.get("list_price"))
+        lst = f"  list {display.amount(listed)}" if listed is not None else ""
+        t.append(f"{mark}{span:>12}  {display.amount(_dec(b.get('cost'))):>10}  {kind}{lst}\n")
+    return t
+
+
 def chart_values(points: list[dict[str, Any]]) -> list[float]:
     # floats only to size the bars on screen; every figure shown is the Decimal text
     return [float(c) for p in points if (c := _dec(p.get("cost"))) is not None]
@@ -112,6 +160,7 @@ class ItemDetailScreen(TextScreen):
     DEFAULT_CSS = """
     ItemDetailScreen Sparkline { height: 3; margin: 1 0 0 0; }
     ItemDetailScreen #history-caption { color: $text-muted; }
+    ItemDetailScreen #history-pricing { margin: 1 0 0 0; display: none; }
     """
 
     def __init__(self, row: CostRow, body: Text, now: datetime) -> None:
@@ -120,6 +169,7 @@ class ItemDetailScreen(TextScreen):
             f"Item {row.identifier}",
             body,
             extra=[
+                Static("", id="history-pricing"),
                 Static("vendor-cost history: loading…", id="history-caption"),
                 Sparkline([], id="history-chart"),
                 Static("", id="history-table"),
@@ -158,4 +208,7 @@ class ItemDetailScreen(TextScreen):
                 f"{span} {data.get('currency') or ''} (oldest left, newest right)"
             )
             self.query_one("#history-table", Static).update(history_table(points, self.now))
+            pricing = pricing_text(points, self.now, self.row.vendor_cost)
+            self.query_one("#history-pricing", Static).update(pricing)
+            self.query_one("#history-pricing").display = bool(pricing)
         self.call_after_refresh(self.fit)

@@ -120,6 +120,8 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     MappingsView #mappings-table { height: 1fr; }
     MappingsView #mappings-search { height: 1; border: none; padding: 0 1; display: none; }
     MappingsView #mappings-search.shown { display: block; }
+    MappingsView #not-found { height: auto; max-height: 2; color: $warning; padding: 0 1;
+        display: none; }
     MappingsView.show-unmatched #needs-pane { display: none; }
     MappingsView.show-unmatched #unmatched-pane { display: block; }
     """
@@ -135,11 +137,16 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         self.next_before: int | None = None
         self.filter: tuple[str, Any, str] | None = None  # ("import_id"|"vendor", value, label)
         self.mappings: list[dict[str, Any]] = []
+        # What a distributor API said it could not price at its last pull, by catalogue item id
+        # and by saved-mapping id (the pull's `vendor:` and `map:` keys; issue 16).
+        self.not_found_items: dict[int, list[str]] = {}
+        self.not_found_maps: dict[int, list[str]] = {}
         self.loaded = False
 
     def compose(self) -> ComposeResult:
         yield Static("Needs a vendor cost", classes="pane-title", id="needs-title")
         yield Input(placeholder="search vendor rows by SKU, MPN or words", id="mappings-search")
+        yield Static("", id="not-found")
         with Horizontal(id="needs-pane"):
             t0: DataTable[Any] = KeyTable(cursor_type="row", id="needs-table", flex="name")
             t0.add_column("Name", width=26, key="name")
@@ -213,6 +220,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         page = await client.mapping_needs(0, NEEDS_PAGE)
         self.needs, self.needs_total = page["items"], page["total"]
         self.mappings = await client.mappings()
+        self._read_not_found(await client.status())
         self.loaded = True
         t0 = self.needs_table
         keep0 = t0.cursor_row
@@ -238,14 +246,29 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         if self.showing_unmatched:
             self.load_unmatched(self.pages[-1])
 
+    def _read_not_found(self, status: dict[str, Any]) -> None:
+        items: dict[int, list[str]] = {}
+        maps: dict[int, list[str]] = {}
+        for src in ((status or {}).get("vendors") or {}).get("sources") or []:
+            for nf in src.get("not_found") or []:
+                said = f"{display.plain(nf.get('identifier'))} — {display.plain(nf.get('reason'))}"
+                for key in nf.get("keys") or []:
+                    kind, _, raw = str(key).partition(":")
+                    if raw.isdigit() and kind in ("vendor", "map"):
+                        (items if kind == "vendor" else maps).setdefault(int(raw), []).append(said)
+        self.not_found_items, self.not_found_maps = items, maps
+
     def _fill_mappings(self) -> None:
         t2 = self.mappings_table
         keep2 = t2.cursor_row
         t2.clear()
+        missing = 0
         for m in self.mappings:
+            gone = m.get("id") in self.not_found_maps
+            missing += gone
             t2.add_row(
                 m.get("vendor") or "—",
-                m.get("sku") or "—",
+                Text(f"✗ {m.get('sku') or '—'}", style="bold") if gone else m.get("sku") or "—",
                 m.get("term") or "",
                 m.get("identifier") or "",
                 Text(m.get("name") or "", overflow="ellipsis"),
@@ -255,8 +278,9 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             )
         if t2.row_count:
             t2.move_cursor(row=min(keep2, t2.row_count - 1), animate=False)
+        flagged = f" · ✗ {missing} not found at the last pull" if missing else ""
         self.query_one("#mappings-title", Static).update(
-            f"Saved mappings ({len(self.mappings)}) — d: delete"
+            f"Saved mappings ({len(self.mappings)}) — d: delete{flagged}"
         )
 
     def _current_item(self) -> dict[str, Any] | None:
@@ -270,6 +294,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             item = self._current_item()
             rows = list((item or {}).get("candidates") or [])
         self.candidates = rows
+        self._show_not_found(self._current_item())
         tc = self.candidates_table
         tc.clear()
         for n, c in enumerate(rows):
@@ -281,6 +306,14 @@ class MappingsView(ReportsWorkerErrors, Vertical):
                 c.get("reason") or "",
                 key=str(n),
             )
+
+    def _show_not_found(self, item: dict[str, Any] | None) -> None:
+        """The distributor's own word on the highlighted item, when its last pull asked for it
+        and got no price: the candidates below are then the way to a cost."""
+        said = self.not_found_items.get((item or {}).get("item_id") or -1, [])
+        note = self.query_one("#not-found", Static)
+        note.update(f"Not priced at the last pull: {'; '.join(said)}" if said else "")
+        note.display = bool(said) and not self.showing_unmatched
 
     @on(DataTable.RowHighlighted, "#needs-table")
     def _item_moved(self, event: DataTable.RowHighlighted) -> None:
@@ -327,6 +360,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     def action_toggle_list(self) -> None:
         self.toggle_class("show-unmatched")
         if self.showing_unmatched:
+            self.query_one("#not-found").display = False
             self.pages = [None]
             self.load_unmatched(None)
         else:
