@@ -637,7 +637,9 @@ class FakeClient:
                 ]
             },
             "events": {"last_id": self._event_base + len(self._events)},
-            **({} if self.vendor_sources is None else {"vendors": {"sources": self.vendor_sources}}),
+            **(
+                {} if self.vendor_sources is None else {"vendors": {"sources": self.vendor_sources}}
+            ),
         }
 
     async def sync_now(self, *, full: bool = False) -> dict[str, Any]:
