@@ -34,7 +34,11 @@ BANDS = [
 
 def test_the_band_holding_the_quantity_is_marked_and_every_band_is_listed():
     text = pricing_text([point("4.5000", "Monthly", 150, BANDS)], NOW).plain
-    assert "Pax8 pricing" in text and "Monthly, 1-Year, priced for quantity 150" in text
+    assert (
+        "Pax8 API pull" in text
+        and "not the cost in use" not in text
+        and "Monthly, 1-Year, priced for quantity 150" in text
+    )
     lines = text.splitlines()
     (first,) = [ln for ln in lines if "1–99" in ln]
     (second,) = [ln for ln in lines if "100+" in ln]
@@ -48,6 +52,9 @@ def test_the_term_whose_cost_the_row_shows_is_drawn_not_just_the_newest():
     assert "Annual" in pricing_text([annual, monthly], NOW, Decimal("4.0000")).plain
     assert "Monthly" in pricing_text([annual, monthly], NOW, Decimal("4.2000")).plain
     assert "Monthly" in pricing_text([annual, monthly], NOW, None).plain  # newest
+    # a price file's value wins over the pull: the pull's bands are drawn, marked as not in use
+    other = pricing_text([annual, monthly], NOW, Decimal("3.2400")).plain
+    assert "Monthly" in other and "(not the cost in use)" in other
 
 
 def test_imports_and_manual_values_draw_nothing():

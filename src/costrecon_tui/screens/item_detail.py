@@ -116,9 +116,10 @@ def pricing_text(
         display.plain(terms.get("commitment") or "no commitment"),
         f"priced for quantity {display.plain(terms.get('quantity'))}",
     ]
+    unused = "" if in_use or current is None else " (not the cost in use)"
     t.append(
-        f"{display.plain(p.get('vendor') or 'distributor')} pricing, "
-        f"{display.stamp(p.get('at'), now)}: {', '.join(bits)}\n",
+        f"{display.plain(p.get('vendor') or 'distributor')} API pull, "
+        f"{display.stamp(p.get('at'), now)}{unused}: {', '.join(bits)}\n",
         style="bold",
     )
     bands = [b for b in p.get("bands") or [] if isinstance(b, dict)]
