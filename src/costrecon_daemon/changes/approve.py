@@ -158,6 +158,7 @@ class Approvals:
                 steps=steps,
                 request_id=request_id,
                 effective_date=scheduled,
+                item_ids=[r.item_id for r in reqs],
             )
             self._started(conn, cs_id, steps, [r.item_id for r in reqs])
             if scheduled is not None and steps:
@@ -238,7 +239,8 @@ class Approvals:
                 undo_of=cs_id,
                 request_id=request_id,
             )
-            self._started(conn, new_id, steps, [p["item_id"] for p in preview["per_item"]])
+            # From the steps: the preview lists only its first items.
+            self._started(conn, new_id, steps, [s.item_id for s in steps])
             return change_set_json(conn, new_id)
 
         cs = await self.store.write(_create)
