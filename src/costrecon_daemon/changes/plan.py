@@ -357,12 +357,12 @@ def plan(
                 written.append(line)
         if written:
             step_currencies.add(currency)
-            impact = 0
+            delta = 0  # quantity x cost change, in units squared
             for line in written:
                 contracts.add(line[2])
                 if line[4] is not None:
-                    impact += line[5] * (new_u - line[4])
-            impact_units[currency] += impact
+                    delta += line[5] * (new_u - line[4])
+            impact_units[currency] += delta
             margins.add_lines(item.identifier, currency, new_u, written)
             if keep_steps:
                 for _, psa_id, contract, kind, cost_u, *_rest in written:
