@@ -289,3 +289,46 @@ async def test_an_approval_refused_after_it_was_answered_recording_reports_why(d
         state = (await api.get("/v1/change-sets", params={"request_id": "req-big-3"})).json()
     assert state["change_sets"] == [] and state["request"]["state"] == "failed"
     assert state["request"]["error"]["code"] == "stale"
+
+
+async def test_a_recording_lost_with_a_daemon_restart_is_said_not_recorded(tmp_path):
+    """The daemon answered "recording", then stopped before committing (a crash or a restart):
+    recording is one transaction, so it has nothing for the request id, and the client says so
+    — never "try again"."""
+    from aiohttp import web
+
+    from costrecon_tui.client import DaemonClient, NotAnswered
+
+    posts: list[str] = []
+
+    async def create(request: web.Request) -> web.Response:
+        rid = (await request.json())["request_id"]
+        posts.append(rid)
+        return web.json_response({"request": {"request_id": rid, "state": "recording"}}, status=202)
+
+    async def lookup(request: web.Request) -> web.Response:
+        rid = request.query["request_id"]
+        return web.json_response(
+            {"change_sets": [], "request": {"request_id": rid, "state": "unknown"}}
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/change-sets", create)
+    app.router.add_get("/v1/change-sets", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = tmp_path / "costrecond.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    client = DaemonClient(sock)
+    said: list[str] = []
+    client.on_recording = said.append
+    try:
+        with pytest.raises(NotAnswered) as lost:
+            await client.approve([ApprovalItem(7, Decimal("22.05"), Decimal("21.00"))], "all")
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+    message = str(lost.value)
+    assert "has not recorded the approval" in message and "nothing will be pushed" in message
+    assert "try again" not in message and posts[0] in message
+    assert len(posts) == 1 and len(said) == 1

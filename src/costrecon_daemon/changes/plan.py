@@ -60,14 +60,14 @@ class PlannedStep:
 
 @dataclass(slots=True)
 class PreviewItem:
-    """One approved item in a preview: its cost before and after (JSON amounts) and its lines."""
+    """One approved item in a preview: its cost before and after and its lines."""
 
     item_id: int
     identifier: str
     name: str
     currency: str
-    before: str | None = None
-    after: str | None = None
+    before: Decimal | None = None
+    after: Decimal | None = None
     lines: int = 0
     lines_skipped: int = 0
     lines_already: int = 0
@@ -78,8 +78,9 @@ class PreviewItem:
             "identifier": self.identifier,
             "name": self.name,
             "currency": self.currency,
-            "before": self.before,
-            "after": self.after,
+            # Formatted here: only the items a preview lists are (not 12,000 of them).
+            "before": json_amount(self.before),
+            "after": json_amount(self.after),
             "lines": self.lines,
             "lines_skipped": self.lines_skipped,
             "lines_already": self.lines_already,
@@ -154,6 +155,7 @@ def _units(col: Any) -> Any:
 # take for 12,000 items (benchmarks/approve.py).
 SCAN_ABOVE = 2 * CHUNK
 _LINE_ORDER = operator.itemgetter(2, 1)  # contract, line: the order a push sends an item's lines
+_CONTRACT = operator.itemgetter(2)
 
 
 def _live_lines(
@@ -345,6 +347,7 @@ def plan(
         # Rows: (item_psa_id, psa_id, contract, kind, unit_cost, quantity, currency, unit_price).
         written: list[Any] = []
         n_skipped = n_already = negotiated = 0
+        delta = 0  # the monthly cost change: quantity x cost change, in units squared
         for line in lines_of.get(item.psa_id, ()):
             cost_u = line[4]
             if cost_u != old_u:
@@ -355,13 +358,11 @@ def plan(
                 n_skipped += 1  # by policy; or never write a cost across currencies
             else:
                 written.append(line)
+                if cost_u is not None:
+                    delta += line[5] * (new_u - cost_u)
         if written:
             step_currencies.add(currency)
-            delta = 0  # quantity x cost change, in units squared
-            for line in written:
-                contracts.add(line[2])
-                if line[4] is not None:
-                    delta += line[5] * (new_u - line[4])
+            contracts.update(map(_CONTRACT, written))
             impact_units[currency] += delta
             margins.add_lines(item.identifier, currency, new_u, written)
             if keep_steps:
@@ -385,8 +386,8 @@ def plan(
                 item.identifier,
                 item.name,
                 currency,
-                json_amount(old),
-                json_amount(new),
+                old,
+                new,
                 len(written),
                 n_skipped,
                 n_already,
@@ -524,7 +525,7 @@ def undo_plan(
     for s in done:
         p = per.setdefault(s.item_id, PreviewItem(s.item_id, s.identifier, s.item_name, s.currency))
         if s.target == "item":
-            p.before, p.after = json_amount(s.after), json_amount(s.before)
+            p.before, p.after = s.after, s.before
         else:
             p.lines += 1
     api_calls = _api_calls(steps, limits, batched) if limits is not None else len(steps)
