@@ -366,7 +366,8 @@ def plan(
             impact_units[currency] += delta
             margins.add_lines(item.identifier, currency, new_u, written)
             if keep_steps:
-                for _, psa_id, contract, kind, cost_u, *_rest in written:
+                for line in written:
+                    cost_u = line[4]
                     if cost_u is None:
                         before = None
                     else:
@@ -374,7 +375,9 @@ def plan(
                         if before is None:
                             before = money[cost_u] = Decimal(cost_u).scaleb(-SCALE)
                     steps.append(
-                        PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
+                        PlannedStep(
+                            item.id, "line", line[1], line[2], line[3], before, new, currency
+                        )
                     )
         totals["negotiated_lines"] += negotiated
         totals["lines"] += len(written)
