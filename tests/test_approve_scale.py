@@ -28,6 +28,7 @@ from costrecon_daemon.db import CatalogItem, ChangeSet, ChangeStep, Contract, Co
 from costrecon_daemon.mirror.sync import run_sync
 from costrecon_daemon.money import quantize
 from costrecon_daemon.sim.dataset import generate_custom
+from costrecon_daemon.store import Store, migrate
 from costrecon_tui.client import ApprovalItem, DaemonError
 
 from .sims import connectwise
@@ -35,15 +36,38 @@ from .sims import connectwise
 RISE = Decimal("1.05")
 
 
-@pytest.fixture
-async def big_store(store: Any) -> AsyncIterator[Any]:
-    """A store mirrored from a ConnectWise tenant with more items than the plan's threshold for
-    reading every live line in one pass (so the vendor-wide approval below takes that path)."""
+async def _mirror_big_tenant(store: Any) -> None:
+    """Mirror a ConnectWise tenant with more items than the plan's threshold for reading every
+    live line in one pass (so a vendor-wide approval takes that path)."""
     ds = generate_custom(items=SCAN_ABOVE + 400, contracts=60, lines=3000)
     async with connectwise(ds) as (_sim, connector):
         await connector.connect()
         await run_sync(store, connector, actor="test", full=True)
+
+
+@pytest.fixture
+async def big_store(store: Any) -> AsyncIterator[Any]:
+    await _mirror_big_tenant(store)
     yield store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def big_store_each(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """The same on each backend (the one-pass read goes straight to the driver: sqlite3, or
+    psycopg on PostgreSQL)."""
+    if request.param == "sqlite":
+        store = request.getfixturevalue("store")
+        await _mirror_big_tenant(store)
+        yield store
+        return
+    url = request.getfixturevalue("pg_url")
+    migrate(url)
+    store = Store(url)
+    try:
+        await _mirror_big_tenant(store)
+        yield store
+    finally:
+        store.close()
 
 
 def _every_priced_item(conn: Any) -> list[Request]:
@@ -111,7 +135,10 @@ async def test_a_vendor_wide_preview_counts_every_line_as_an_item_by_item_count_
     assert sum(p["lines"] for p in preview["per_item"]) <= preview["lines"]
 
 
-async def test_the_one_pass_read_and_the_per_chunk_read_plan_the_same_steps(big_store, monkeypatch):
+async def test_the_one_pass_read_and_the_per_chunk_read_plan_the_same_steps(
+    big_store_each, monkeypatch
+):
+    big_store = big_store_each
     floor = Decimal(30)
 
     def both(conn: Any) -> Any:
