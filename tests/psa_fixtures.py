@@ -14,6 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from costrecon_daemon.psa.base import LineKey
 from costrecon_daemon.sim.dataset import Dataset, SimContract, SimItem, SimLine
 from costrecon_daemon.sim.serve import ServedApp
@@ -578,7 +580,29 @@ def approve(
         "policy": policy,
         "dry_run": dry_run,
     }
-    return d.request("POST", "/v1/change-sets", json=body)
+    return follow_recording(d, d.request("POST", "/v1/change-sets", json=body))
+
+
+def follow_recording(d: DaemonProcess, resp: httpx.Response, timeout: float = 120) -> Any:
+    """An approval answered 202 ("recording": a big change set, or a writer busy on a loaded
+    machine) followed by its request id to its outcome, as the TUI's client follows it: returned
+    as the 201 with the change set, or the refusal, it became. Any other answer as it came."""
+    if resp.status_code != 202:
+        return resp
+    request_id = resp.json()["request"]["request_id"]
+
+    def outcome() -> tuple[httpx.Response] | None:
+        got = d.get("/v1/change-sets", params={"request_id": request_id})
+        if got["change_sets"]:
+            return (httpx.Response(201, json={"change_set": got["change_sets"][0]}),)
+        state = got["request"]
+        if state["state"] == "failed":
+            error = dict(state["error"])
+            return (httpx.Response(error.pop("status"), json={"error": error}),)
+        assert state["state"] == "recording", state
+        return None
+
+    return d.wait_for(outcome, timeout, f"request {request_id} to be recorded")[0]
 
 
 def wait_change_set(d: DaemonProcess, cs_id: int, timeout: float = 120) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import datetime as dt
 from decimal import Decimal
 
 from .psa_fixtures import (
+    follow_recording,
     msp_tenant,
     psa_daemon,
     rows_by_identifier,
@@ -31,7 +32,7 @@ def _approve(d, rows, effective=None, dry_run=False):
     }
     if effective is not None:
         body["effective_date"] = effective
-    return d.request("POST", "/v1/change-sets", json=body)
+    return follow_recording(d, d.request("POST", "/v1/change-sets", json=body))
 
 
 def _set_today(d, day):

@@ -29,7 +29,7 @@ from costrecon_daemon.sim.connectwise import RunningSim
 from costrecon_daemon.sim.dataset import Dataset
 from costrecon_daemon.store import Store, migrate
 
-from .psa_fixtures import msp_tenant, psa_daemon
+from .psa_fixtures import follow_recording, msp_tenant, psa_daemon
 from .sims import connectwise
 
 D = Decimal
@@ -235,7 +235,7 @@ def test_the_estimate_comes_from_the_measured_pace_and_is_within_30_percent(tmp_
             assert preview["estimate_basis"]["source"] == "last sync"
             _seen.append(preview["estimate_basis"])
             _seen.append(preview["api_calls"])
-            cs = c.post("/v1/change-sets", json=body).json()["change_set"]
+            cs = follow_recording(d, c.post("/v1/change-sets", json=body)).json()["change_set"]
             cs = _wait_finished(d, cs["id"])
             assert cs["status"] == "done", (
                 cs["summary"],
@@ -257,7 +257,9 @@ def test_the_estimate_comes_from_the_measured_pace_and_is_within_30_percent(tmp_
             ).json()["preview"]
             _seen.append(undo_preview["estimate_basis"])
             assert undo_preview["estimate_basis"]["source"] == "last push"
-            undo = c.post(f"/v1/change-sets/{cs['id']}/undo", json={}).json()["change_set"]
+            undo = follow_recording(d, c.post(f"/v1/change-sets/{cs['id']}/undo", json={})).json()[
+                "change_set"
+            ]
             undo = _wait_finished(d, undo["id"])
             _within_30_percent(undo["estimated_seconds"], undo["actual_seconds"])
 

@@ -25,6 +25,7 @@ from .psa_fixtures import (
     PSAS,
     approve,
     cw_daemon,
+    follow_recording,
     live_lines,
     msp_tenant,
     psa_daemon,
@@ -211,7 +212,7 @@ def test_undo_restores_the_before_values(tmp_path, psa):
         row = set_vendor_cost(d, rows_by_identifier(d)[sim.identifier(104)], "3.05")
         first = wait_change_set(d, approve(d, [row]).json()["change_set"]["id"])
         assert first["status"] == "done"
-        r = d.request("POST", f"/v1/change-sets/{first['id']}/undo", json={})
+        r = follow_recording(d, d.request("POST", f"/v1/change-sets/{first['id']}/undo", json={}))
         assert r.status_code == 201, r.text
         undo = wait_change_set(d, r.json()["change_set"]["id"])
         assert undo["status"] == "done" and undo["undo_of"] == first["id"]
@@ -219,7 +220,9 @@ def test_undo_restores_the_before_values(tmp_path, psa):
         lines = live_lines(ds, 104)
         now = sim.line_costs(ln.id for ln in lines)
         assert all(now[ln.id] == ln.unit_cost for ln in lines)
-        again = d.request("POST", f"/v1/change-sets/{first['id']}/undo", json={})
+        again = follow_recording(
+            d, d.request("POST", f"/v1/change-sets/{first['id']}/undo", json={})
+        )
         assert again.status_code == 409 and "already undone" in again.json()["error"]["message"]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from .psa_fixtures import cw_daemon, msp_tenant
+from .psa_fixtures import cw_daemon, follow_recording, msp_tenant
 
 
 def _row(d, identifier: str) -> dict:
@@ -60,8 +60,8 @@ def test_request_ids_and_the_steps_of_a_change_set_over_the_api(tmp_path):
                 "policy": "all",
                 "request_id": "script-0042",
             }
-            first = c.post("/v1/change-sets", json=body)
-            again = c.post("/v1/change-sets", json=body)
+            first = follow_recording(d, c.post("/v1/change-sets", json=body))
+            again = follow_recording(d, c.post("/v1/change-sets", json=body))
             assert first.status_code == 201 and again.status_code == 201
             cs = first.json()["change_set"]
             assert again.json()["change_set"]["id"] == cs["id"]

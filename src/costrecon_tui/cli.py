@@ -25,7 +25,14 @@ EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 
 
 def _client(cfg: Config, args: argparse.Namespace) -> DaemonClient:
-    return DaemonClient(Path(args.socket) if args.socket else cfg.socket_path)
+    client = DaemonClient(Path(args.socket) if args.socket else cfg.socket_path)
+    # A big approval answered "recording": said on stderr while the client follows it.
+    client.on_recording = _say
+    return client
+
+
+def _say(message: str) -> None:
+    print(f"costrecon: {message}", file=sys.stderr, flush=True)
 
 
 def _run(coro: Any) -> Any:
@@ -128,6 +135,9 @@ def _print_preview(p: dict[str, Any]) -> None:
             f"    {per['identifier']:<24} {display(_d(per['before'])):>10} -> "
             f"{display(_d(per['after'])):>10}  {per['lines']} line(s)"
         )
+    if p["items"] > len(p["per_item"]):
+        # The daemon details the first items only; the totals above count every one.
+        print(f"    … and {p['items'] - len(p['per_item']):,} more items")
     for w in p.get("warnings", []):
         print(f"  ! {w}")
 

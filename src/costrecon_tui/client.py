@@ -7,9 +7,10 @@ here; nothing above this module sees JSON. When the daemon is not running, every
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -227,6 +228,10 @@ class DaemonClient:
     def __init__(self, socket_path: Path | str, *, timeout: float = 30.0):
         self.socket_path = Path(socket_path)
         self.approve_timeout = max(timeout, APPROVE_TIMEOUT)
+        # Told (one sentence) when the daemon answers that an approval is still being recorded:
+        # the CLI prints it, the TUI shows it, while the client follows the request id.
+        self.on_recording: Callable[[str], None] | None = None
+        self.follow_interval = 0.5
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
             base_url="http://costrecond",
@@ -372,11 +377,54 @@ class DaemonClient:
             # A future day schedules the set (issue 18.4); today or none pushes at once.
             body["effective_date"] = effective_date
         try:
-            return (
-                await self._request("POST", "/change-sets", json=body, timeout=self.approve_timeout)
-            )["change_set"]
+            out = await self._request(
+                "POST", "/change-sets", json=body, timeout=self.approve_timeout
+            )
         except NotAnswered:
             return await self._recorded(request_id, "the approval")
+        return await self._settled(out, request_id, "the approval")
+
+    async def _settled(self, out: dict[str, Any], request_id: str, what: str) -> dict[str, Any]:
+        """The change set of an approval (or undo) answer; when the daemon answered that it is
+        still recording it (HTTP 202), followed by request id until it is recorded or refused."""
+        if out.get("change_set") is not None or "request" not in out:
+            return out["change_set"]
+        if self.on_recording is not None:
+            self.on_recording(
+                f"costrecond is recording {what} (request {request_id}); waiting for its change "
+                "set…"
+            )
+        deadline = asyncio.get_running_loop().time() + self.approve_timeout
+        while True:
+            try:
+                found = await self._request(
+                    "GET", "/change-sets", params={"request_id": request_id}
+                )
+            except NotAnswered:
+                return await self._recorded(request_id, what)
+            if found["change_sets"]:
+                return found["change_sets"][0]
+            state = found.get("request") or {}
+            if state.get("state") == "failed":
+                err = state.get("error") or {}
+                raise DaemonError(
+                    int(err.get("status") or 409),
+                    str(err.get("code") or "error"),
+                    str(err.get("message") or f"costrecond refused {what}."),
+                    err.get("data"),
+                )
+            if state.get("state") != "recording":
+                # Recording is one transaction: a daemon that stopped half-way kept nothing.
+                raise NotAnswered(
+                    f"costrecond has not recorded {what} (request {request_id}); nothing will "
+                    "be pushed for it."
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                raise NotAnswered(
+                    f"costrecond is still recording {what} (request {request_id}); "
+                    "`costrecon changes` lists it once it is recorded."
+                )
+            await asyncio.sleep(self.follow_interval)
 
     async def _recorded(self, request_id: str, what: str) -> dict[str, Any]:
         """After a timeout: the change set the daemon recorded for ``request_id``, or say it has
@@ -444,16 +492,17 @@ class DaemonClient:
                 "POST", f"/change-sets/{change_set_id}/undo", json={"dry_run": True}
             )
         request_id = request_id or new_request_id()
+        what = f"the undo of change set {change_set_id}"
         try:
-            return await self._request(
+            out = await self._request(
                 "POST",
                 f"/change-sets/{change_set_id}/undo",
                 json={"dry_run": False, "request_id": request_id},
                 timeout=self.approve_timeout,
             )
         except NotAnswered:
-            cs = await self._recorded(request_id, f"the undo of change set {change_set_id}")
-            return {"change_set": cs}
+            return {"change_set": await self._recorded(request_id, what)}
+        return {"change_set": await self._settled(out, request_id, what)}
 
     # ------------------------------------------------------------------ activity + events
 

@@ -16,7 +16,7 @@ A crash at any point leaves steps ``pending`` or ``sending``; the next start re-
 at *after* and not sent again.
 """
 
-from .approve import Approvals
+from .approve import Approvals, RequestState, Submitted
 from .journal import (
     change_set_by_request,
     change_set_json,
@@ -37,7 +37,9 @@ __all__ = [
     "PlannedStep",
     "PushWorker",
     "Request",
+    "RequestState",
     "StepState",
+    "Submitted",
     "change_set_by_request",
     "change_set_json",
     "journal",

@@ -3,8 +3,14 @@ then wake the push worker. What POST /v1/change-sets and .../undo do, without th
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections import defaultdict
+import functools
+import logging
+import uuid
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -12,12 +18,14 @@ from sqlalchemy.engine import Connection
 
 from .. import events
 from ..costs.table import CostTable
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict, CostreconError, InvalidInput
 from ..psa.base import Connector, RateLimits
 from ..store import Store
 from .journal import cancel_change_set, change_set_by_request, change_set_json, journal
 from .plan import Measured, PlannedStep, Request, plan, undo_plan
 from .push import PushWorker
+
+log = logging.getLogger(__name__)
 
 NO_PSA = "No PSA is configured, so nothing can be pushed; set [psa] in the config file."
 # The furthest an approval can be scheduled: a typo such as 2207 is refused, not kept for years.
@@ -36,6 +44,36 @@ EFFECTIVE_HANDLING = {
     ),
 }
 EFFECTIVE_DEFAULT = "The daemon pushes on that date (this PSA has no effective date on costs)."
+# The API answers an approval within this many seconds: a change set of 100,000+ steps that is
+# still being recorded then is answered "recording", and the client follows it by request id.
+ANSWER_WITHIN = 1.0
+FAILED_KEPT = 100  # refused recordings remembered for clients following them by request id
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """An approval as the API answers it: the change set, or (``None``) still being recorded."""
+
+    request_id: str
+    change_set: dict[str, Any] | None = None
+
+    def request_json(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "state": "recording"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestState:
+    """What the daemon has for a request id: ``recording``, ``recorded`` (with the change set),
+    ``failed`` (with the error that refused it) or ``unknown``."""
+
+    request_id: str
+    state: str
+    change_set: dict[str, Any] | None = None
+    error: BaseException | None = None
 
 
 def effective_handling(connector: Connector | None) -> str:
@@ -60,6 +98,9 @@ class Approvals:
         # "Today" for effective dates: the push worker's clock when there is one, so a test that
         # moves time moves it for approvals and pushes alike.
         self._today: Any = None
+        self.answer_within = ANSWER_WITHIN
+        self._recording: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._failed: OrderedDict[tuple[str, str], BaseException] = OrderedDict()
 
     def today(self) -> dt.date:
         if self._today is not None:
@@ -123,19 +164,38 @@ class Approvals:
         request_id: str | None = None,
         effective: dt.date | None = None,
     ) -> dict[str, Any]:
+        """Approve and wait for the change set however long recording takes (in-process
+        callers; the API answers within ``answer_within`` through :meth:`submit`)."""
+        out = await self.submit(reqs, policy, actor, request_id, effective, wait=True)
+        assert out.change_set is not None  # waited for
+        return out.change_set
+
+    async def submit(
+        self,
+        reqs: list[Request],
+        policy: str,
+        actor: str,
+        request_id: str | None = None,
+        effective: dt.date | None = None,
+        *,
+        wait: bool = False,
+    ) -> Submitted:
+        """Record an approval: the change set if it is recorded within ``answer_within``
+        seconds (or ``wait``), else the request id to follow (it goes on being recorded, in one
+        transaction)."""
         if self.worker is None:
             raise Conflict("no_psa", NO_PSA)
         scheduled = self.scheduled_for(effective)
         limits = self.limits
         measured = self.measured
+        request_id = request_id or new_request_id()
 
         def _create(conn: Connection) -> dict[str, Any]:
             # A retry of an approval the daemon already recorded (the client timed out, the
             # connection dropped) returns that change set: never a second one, never "busy".
-            if request_id is not None:
-                prior = change_set_by_request(conn, actor, request_id)
-                if prior is not None:
-                    return change_set_json(conn, prior)
+            prior = change_set_by_request(conn, actor, request_id)
+            if prior is not None:
+                return change_set_json(conn, prior)
             # Planned again inside the write transaction: the stale and busy checks see committed
             # state, so two clients approving the same item at once produce exactly one change set.
             preview, steps = plan(
@@ -158,15 +218,78 @@ class Approvals:
                 steps=steps,
                 request_id=request_id,
                 effective_date=scheduled,
+                item_ids=[r.item_id for r in reqs],
             )
             self._started(conn, cs_id, steps, [r.item_id for r in reqs])
             if scheduled is not None and steps:
                 self.table.mark_scheduled(cs_id, scheduled.isoformat())
             return change_set_json(conn, cs_id)
 
-        cs = await self.store.write(_create)
+        return await self._answer(actor, request_id, _create, wait)
+
+    async def _answer(
+        self,
+        actor: str,
+        request_id: str,
+        create: Callable[[Connection], dict[str, Any]],
+        wait: bool,
+    ) -> Submitted:
+        """Run ``create`` in one write transaction, answering after ``answer_within`` seconds
+        at the latest (unless ``wait``). A retry with the same request id while the first is
+        being recorded joins it (never a second change set); one after it failed tries again."""
+        key = (actor, request_id)
+        task = self._recording.get(key)
+        if task is None:
+            self._failed.pop(key, None)
+            task = asyncio.ensure_future(self._record(create))
+            self._recording[key] = task
+            task.add_done_callback(functools.partial(self._settled, key))
+        if wait:
+            # Shielded: a caller that goes away (a closed connection) leaves the recording be.
+            return Submitted(request_id, await asyncio.shield(task))
+        if self.answer_within > 0:  # 0: answer "recording" at once (tests)
+            await asyncio.wait([task], timeout=self.answer_within)
+        if not task.done():
+            return Submitted(request_id)
+        return Submitted(request_id, task.result())  # or the error that refused it
+
+    async def _record(self, create: Callable[[Connection], dict[str, Any]]) -> dict[str, Any]:
+        cs = await self.store.write(create)
         self.wake()
         return cs
+
+    def _settled(self, key: tuple[str, str], task: asyncio.Future[dict[str, Any]]) -> None:
+        # Runs before anyone awaiting the task resumes: a lookup by request id never finds the
+        # request neither recording, nor recorded in the database, nor failed.
+        self._recording.pop(key, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, CostreconError):
+            log.error("Recording an approval failed", exc_info=exc)
+        self._failed[key] = exc
+        while len(self._failed) > FAILED_KEPT:
+            self._failed.popitem(last=False)
+
+    async def request_state(self, actor: str, request_id: str) -> RequestState:
+        """What the daemon has for a client's request id: being recorded, its change set, the
+        error that refused it, or nothing (it never got it, or it was lost with a restart
+        before it was committed: the transaction leaves nothing half-recorded)."""
+        key = (actor, request_id)
+        if key in self._recording:
+            return RequestState(request_id, "recording")
+        found = await self.by_request(actor, request_id)
+        if found is not None:
+            return RequestState(request_id, "recorded", change_set=found)
+        # Read after the database: a recording that failed meanwhile is in _failed by now.
+        if key in self._recording:
+            return RequestState(request_id, "recording")
+        exc = self._failed.get(key)
+        if exc is not None:
+            return RequestState(request_id, "failed", error=exc)
+        return RequestState(request_id, "unknown")
 
     async def by_request(self, actor: str, request_id: str) -> dict[str, Any] | None:
         def _find(conn: Connection) -> dict[str, Any] | None:
@@ -211,15 +334,27 @@ class Approvals:
         return preview
 
     async def undo(self, cs_id: int, actor: str, request_id: str | None = None) -> dict[str, Any]:
+        out = await self.submit_undo(cs_id, actor, request_id, wait=True)
+        assert out.change_set is not None  # waited for
+        return out.change_set
+
+    async def submit_undo(
+        self,
+        cs_id: int,
+        actor: str,
+        request_id: str | None = None,
+        *,
+        wait: bool = False,
+    ) -> Submitted:
         if self.worker is None:
             raise Conflict("no_psa", NO_PSA)
         limits, measured = self.limits, self.measured
+        request_id = request_id or new_request_id()
 
         def _create(conn: Connection) -> dict[str, Any]:
-            if request_id is not None:
-                prior = change_set_by_request(conn, actor, request_id)
-                if prior is not None:
-                    return change_set_json(conn, prior)
+            prior = change_set_by_request(conn, actor, request_id)
+            if prior is not None:
+                return change_set_json(conn, prior)
             preview, steps = undo_plan(
                 conn,
                 cs_id,
@@ -238,12 +373,11 @@ class Approvals:
                 undo_of=cs_id,
                 request_id=request_id,
             )
-            self._started(conn, new_id, steps, [p["item_id"] for p in preview["per_item"]])
+            # From the steps: the preview lists only its first items.
+            self._started(conn, new_id, steps, [s.item_id for s in steps])
             return change_set_json(conn, new_id)
 
-        cs = await self.store.write(_create)
-        self.wake()
-        return cs
+        return await self._answer(actor, request_id, _create, wait)
 
     async def cancel(self, cs_id: int, actor: str) -> dict[str, Any]:
         """Cancel a scheduled change set (POST /v1/change-sets/{id}/cancel)."""

@@ -75,11 +75,14 @@ def journal(
     undo_of: int | None = None,
     request_id: str | None = None,
     effective_date: dt.date | None = None,
+    item_ids: Iterable[int] = (),
 ) -> int:
     """Journal a change set. ``effective_date``: a future day makes it SCHEDULED (the caller
-    decides what "future" is, by its own clock)."""
+    decides what "future" is, by its own clock). ``item_ids``: the approved items, those with
+    no step too (the preview lists only its first items), for the busy check."""
     busy = open_steps_for(
-        conn, {s.item_id for s in steps} | {p["item_id"] for p in preview["per_item"]}
+        conn,
+        {s.item_id for s in steps} | set(item_ids) | {p["item_id"] for p in preview["per_item"]},
     )
     if busy:
         item_id, cs = next(iter(busy.items()))
@@ -124,7 +127,7 @@ def journal(
                 {k: p[k] for k in ("identifier", "before", "after", "lines", "lines_skipped")}
                 for p in per_item[:ACTIVITY_ITEMS]
             ],
-            "items_total": len(per_item),
+            "items_total": preview["items"],
             "steps": len(steps),
             "lines": preview["lines"],
             "lines_skipped": preview["lines_skipped"],

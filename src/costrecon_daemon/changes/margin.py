@@ -162,12 +162,17 @@ def _sum_of(units2: int) -> Decimal:
 
 
 class MarginTally:
-    """``margin_summary`` fed line by line from the rows the plan already read (issue 14: no
-    second query over 120,000 lines). Sums are kept in integer units, and a ``LineMargin`` is
-    built only for a line below the floor, so the cost per line is a few integer operations."""
+    """``margin_summary`` fed from the rows the plan already read (issue 14: no second query
+    over 120,000 lines). Sums are kept in integer units, and a ``LineMargin`` is built only for
+    the lines listed below the floor, so the cost per line is a few integer operations.
 
-    def __init__(self, floor: Decimal | None = None):
+    ``contracts``: each live contract's (name, company), looked up for lines below the floor."""
+
+    def __init__(
+        self, floor: Decimal | None = None, contracts: dict[str, tuple[str, str]] | None = None
+    ):
         self.floor = DEFAULT_FLOOR if floor is None else floor
+        self.contracts = contracts or {}
         self.lines = 0  # line steps seen
         self.priced = 0
         self.before: dict[str, int] = defaultdict(int)
@@ -182,37 +187,41 @@ class MarginTally:
             d = self._dec[units] = Decimal(units).scaleb(-SCALE).quantize(Decimal(1).scaleb(-SCALE))
         return d
 
-    def add(
-        self,
-        line_psa_id: str,
-        item: str,
-        contract: str,
-        customer: str,
-        currency: str,
-        quantity: int,
-        price: int | None,
-        before: int | None,
-        after: int,
-    ) -> None:
-        """One line the change writes (amounts in integer units); unpriced lines only count."""
-        self.lines += 1
-        if price is None:
-            return
-        self.priced += 1
-        self.after[currency] += quantity * (price - after)
-        if before is not None:
-            self.before[currency] += quantity * (price - before)
-        key = (price, after)
-        if key in self._pct:
-            m = self._pct[key]
-        else:
-            m = self._pct[key] = margin_pct(self._money(price), self._money(after))
-        if m is not None and m < self.floor:
-            # Kept raw: a floor above most margins lists thousands, and only the first
-            # MAX_LISTED become LineMargins.
-            self.low.append(
-                (m, customer, line_psa_id, item, contract, currency, quantity, price, before, after)
-            )
+    def add_lines(self, item: str, currency: str, after: int, lines: list[Any]) -> None:
+        """The lines one item's new cost ``after`` (integer units) writes, as the plan read them:
+        (item_psa_id, psa_id, contract_psa_id, kind, unit_cost, quantity, currency,
+        unit_price). Unpriced lines only count."""
+        self.lines += len(lines)
+        after_sum = before_sum = priced = 0
+        pct = self._pct
+        floor = self.floor
+        for line in lines:
+            price = line[7]
+            if price is None:
+                continue
+            priced += 1
+            quantity = line[5]
+            before = line[4]
+            after_sum += quantity * (price - after)
+            if before is not None:
+                before_sum += quantity * (price - before)
+            key = (price, after)
+            if key in pct:
+                m = pct[key]
+            else:
+                m = pct[key] = margin_pct(self._money(price), self._money(after))
+            if m is not None and m < floor:
+                # Kept raw: a floor above most margins lists thousands, and only the first
+                # MAX_LISTED become LineMargins.
+                contract = line[2]
+                customer = self.contracts.get(contract, ("", ""))[1]
+                self.low.append(
+                    (m, customer, line[1], item, contract, currency, quantity, price, before, after)
+                )
+        self.priced += priced
+        if priced:
+            self.after[currency] += after_sum
+            self.before[currency] += before_sum
 
     def summary(self) -> dict[str, Any]:
         low = heapq.nsmallest(MAX_LISTED, self.low, key=_low_order)
@@ -220,7 +229,7 @@ class MarginTally:
             LineMargin(
                 line_psa_id=psa_id,
                 item=item,
-                contract=contract,
+                contract=self.contracts.get(contract, (contract, ""))[0],
                 customer=customer,
                 currency=currency,
                 quantity=self._money(quantity),

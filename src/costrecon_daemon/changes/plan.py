@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -12,7 +13,7 @@ from sqlalchemy import BigInteger, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from ..db import CatalogItem, ChangeSet, ChangeStep, Contract, ContractLine
-from ..money import SCALE, display, from_units, json_amount, quantize, to_units
+from ..money import SCALE, display, json_amount, quantize, to_units
 from ..psa.base import (
     RateLimits,
 )
@@ -35,6 +36,7 @@ TYPICAL_COMMIT = 0.015
 # About half of a push's journal commits overlap requests in flight (the other groups keep the
 # PSA busy meanwhile): measured on the simulators at 25-100 ms (tests/test_push_scale.py).
 COMMIT_SHARE = 0.5
+PER_ITEM_LISTED = 500  # items detailed in a preview's JSON (the TUI shows the first 200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +60,14 @@ class PlannedStep:
 
 @dataclass(slots=True)
 class PreviewItem:
-    """One approved item in a preview: its cost before and after (JSON amounts) and its lines."""
+    """One approved item in a preview: its cost before and after and its lines."""
 
     item_id: int
     identifier: str
     name: str
     currency: str
-    before: str | None = None
-    after: str | None = None
+    before: Decimal | None = None
+    after: Decimal | None = None
     lines: int = 0
     lines_skipped: int = 0
     lines_already: int = 0
@@ -76,8 +78,9 @@ class PreviewItem:
             "identifier": self.identifier,
             "name": self.name,
             "currency": self.currency,
-            "before": self.before,
-            "after": self.after,
+            # Formatted here: only the items a preview lists are (not 12,000 of them).
+            "before": json_amount(self.before),
+            "after": json_amount(self.after),
             "lines": self.lines,
             "lines_skipped": self.lines_skipped,
             "lines_already": self.lines_already,
@@ -120,7 +123,9 @@ class Preview:
             "impact_by_currency": self.impact_by_currency,
             "currency": self.currency,
             "policy": self.policy,
-            "per_item": [p.to_json() for p in self.per_item],
+            # The first items only: ``items`` counts them all, and a vendor-wide rise of 12,000
+            # items made a 2.5 MB preview, stored with the change set and sent on every poll.
+            "per_item": [p.to_json() for p in self.per_item[:PER_ITEM_LISTED]],
             "warnings": self.warnings,
         }
         if self.undo_of is not None:
@@ -145,16 +150,26 @@ def _units(col: Any) -> Any:
     return type_coerce(col, BigInteger)
 
 
-def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
-    """Live lines of many items at once (a few queries for thousands of items, not one each),
-    with what the margin needs (price, contract, customer): one read of each line.
+# Above this many items one pass over every live line beats an index lookup per item: on the
+# large data set (150,000 lines) the scan reads all of them in a third of the time the IN lists
+# take for 12,000 items (benchmarks/approve.py).
+SCAN_ABOVE = 2 * CHUNK
+_LINE_ORDER = operator.itemgetter(2, 1)  # contract, line: the order a push sends an item's lines
+_CONTRACT = operator.itemgetter(2)
 
-    Each line: (psa_id, contract_psa_id, kind, unit_cost, quantity, currency, unit_price,
-    contract name, company), money in integer units."""
-    out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+
+def _live_lines(
+    conn: Connection, item_psa_ids: list[str]
+) -> tuple[dict[str, list[Any]], dict[str, tuple[str, str]]]:
+    """Live lines of many items at once (one pass over the lines, or one query per chunk of
+    items; never one per item), each read once, and the live contracts' (name, company).
+
+    Each line, as the database row (a tuple): (item_psa_id, psa_id, contract_psa_id, kind,
+    unit_cost, quantity, currency, unit_price), money in integer units; an item's lines in the
+    order the steps are journaled and pushed in: by contract, then line."""
     # The live contracts once (thousands), joined here: a join in SQL looked each contract up
     # again for every one of 120,000 lines.
-    contracts = {
+    contracts: dict[str, tuple[str, str]] = {
         psa_id: (name, company)
         for psa_id, name, company in conn.execute(
             select(Contract.psa_id, Contract.name, Contract.company).where(
@@ -162,36 +177,41 @@ def _live_lines(conn: Connection, item_psa_ids: list[str]) -> dict[str, list[tup
             )
         )
     }
-    for chunk in _chunks(item_psa_ids):
-        stmt = select(
-            ContractLine.item_psa_id,
-            ContractLine.psa_id,
-            ContractLine.contract_psa_id,
-            ContractLine.kind,
-            _units(ContractLine.unit_cost),
-            _units(ContractLine.quantity),
-            ContractLine.currency,
-            _units(ContractLine.unit_price),
-        ).where(
-            ContractLine.item_psa_id.in_(chunk),
-            ContractLine.active.is_(True),
-            ContractLine.gone.is_(False),
+    stmt = select(
+        ContractLine.item_psa_id,
+        ContractLine.psa_id,
+        ContractLine.contract_psa_id,
+        ContractLine.kind,
+        _units(ContractLine.unit_cost),
+        _units(ContractLine.quantity),
+        ContractLine.currency,
+        _units(ContractLine.unit_price),
+    ).where(ContractLine.active.is_(True), ContractLine.gone.is_(False))
+    wanted = set(item_psa_ids)
+    batches: Any
+    if len(wanted) > SCAN_ABOVE:
+        # Straight from the driver: SQLAlchemy's result rows cost more than the read itself here
+        # (the columns need no conversion: money is selected as its stored integers).
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+            batches = (cursor.fetchall(),)
+        finally:
+            cursor.close()
+    else:
+        batches = (
+            conn.execute(stmt.where(ContractLine.item_psa_id.in_(chunk))).all()
+            for chunk in _chunks(sorted(wanted))
         )
-        found = []
-        rows: list[Any] = list(conn.execute(stmt).all())  # plain tuples: typed by the select
-        for item_psa_id, psa_id, contract, kind, cost, qty, cur, price in rows:
-            names = contracts.get(contract)
-            if names is not None:
-                found.append((item_psa_id, contract, psa_id, kind, cost, qty, cur, price, *names))
-        # The order the steps are journaled and pushed in: by item, contract, line.
-        found.sort(key=_line_order)
-        for item_psa_id, contract, psa_id, *rest in found:
-            out[item_psa_id].append((psa_id, contract, *rest))
-    return out
-
-
-def _line_order(line: tuple[Any, ...]) -> tuple[str, str, str]:
-    return line[0], line[1], line[2]
+    out: dict[str, list[Any]] = defaultdict(list)
+    for rows in batches:
+        for row in rows:
+            if row[0] in wanted and row[2] in contracts:
+                out[row[0]].append(row)
+    for lines in out.values():
+        lines.sort(key=_LINE_ORDER)
+    return out, contracts
 
 
 def estimate_seconds(
@@ -284,14 +304,15 @@ def plan(
             ).where(CatalogItem.id.in_(chunk))
         ):
             catalogue[rec.id] = rec
-    lines_of = _live_lines(
+    lines_of, contract_names = _live_lines(
         conn, [catalogue[r.item_id].psa_id for r in requests if r.item_id in catalogue]
     )
     money: dict[int, Decimal] = {}  # units -> Decimal, made once per distinct value
     impact_units: dict[str, int] = defaultdict(int)
-    margins = MarginTally(margin_floor)
+    margins = MarginTally(margin_floor, contract_names)
     contracts: set[str] = set()  # the contracts the line steps touch (the push's groups)
     step_currencies: set[str] = set()
+    matching = policy == "matching"
     for req in requests:
         item = catalogue.get(req.item_id)
         if item is None or item.gone:
@@ -323,51 +344,43 @@ def plan(
                 )
             step_currencies.add(currency)
             totals["item_writes"] += 1
-        n_lines = n_skipped = n_already = negotiated = 0
-        for (
-            psa_id,
-            contract,
-            kind,
-            cost_u,
-            qty_u,
-            line_cur,
-            price_u,
-            c_name,
-            company,
-        ) in lines_of.get(item.psa_id, ()):
+        # Rows: (item_psa_id, psa_id, contract, kind, unit_cost, quantity, currency, unit_price).
+        written: list[Any] = []
+        n_skipped = n_already = negotiated = 0
+        delta = 0  # the monthly cost change: quantity x cost change, in units squared
+        for line in lines_of.get(item.psa_id, ()):
+            cost_u = line[4]
             if cost_u != old_u:
                 negotiated += 1
             if cost_u == new_u:
                 n_already += 1
-                continue
-            if policy == "matching" and cost_u != old_u:
-                n_skipped += 1
-                continue
-            if line_cur != currency:
-                n_skipped += 1  # never write a cost across currencies
-                continue
-            if keep_steps:
-                if cost_u is None:
-                    before = None
-                else:
-                    before = money.get(cost_u)
-                    if before is None:
-                        value = from_units(cost_u)
-                        assert value is not None  # cost_u is not None here
-                        before = money[cost_u] = value
-                steps.append(
-                    PlannedStep(item.id, "line", psa_id, contract, kind, before, new, currency)
-                )
-            contracts.add(contract)
+            elif (matching and cost_u != old_u) or line[6] != currency:
+                n_skipped += 1  # by policy; or never write a cost across currencies
+            else:
+                written.append(line)
+                if cost_u is not None:
+                    delta += line[5] * (new_u - cost_u)
+        if written:
             step_currencies.add(currency)
-            n_lines += 1
-            if cost_u is not None:
-                impact_units[currency] += qty_u * (new_u - cost_u)
-            margins.add(
-                psa_id, item.identifier, c_name, company, currency, qty_u, price_u, cost_u, new_u
-            )
+            contracts.update(map(_CONTRACT, written))
+            impact_units[currency] += delta
+            margins.add_lines(item.identifier, currency, new_u, written)
+            if keep_steps:
+                for line in written:
+                    cost_u = line[4]
+                    if cost_u is None:
+                        before = None
+                    else:
+                        before = money.get(cost_u)
+                        if before is None:
+                            before = money[cost_u] = Decimal(cost_u).scaleb(-SCALE)
+                    steps.append(
+                        PlannedStep(
+                            item.id, "line", line[1], line[2], line[3], before, new, currency
+                        )
+                    )
         totals["negotiated_lines"] += negotiated
-        totals["lines"] += n_lines
+        totals["lines"] += len(written)
         totals["lines_skipped"] += n_skipped
         totals["lines_already"] += n_already
         per_item.append(
@@ -376,9 +389,9 @@ def plan(
                 item.identifier,
                 item.name,
                 currency,
-                json_amount(old),
-                json_amount(new),
-                n_lines,
+                old,
+                new,
+                len(written),
                 n_skipped,
                 n_already,
             )
@@ -515,7 +528,7 @@ def undo_plan(
     for s in done:
         p = per.setdefault(s.item_id, PreviewItem(s.item_id, s.identifier, s.item_name, s.currency))
         if s.target == "item":
-            p.before, p.after = json_amount(s.after), json_amount(s.before)
+            p.before, p.after = s.after, s.before
         else:
             p.lines += 1
     api_calls = _api_calls(steps, limits, batched) if limits is not None else len(steps)

@@ -613,6 +613,8 @@ class CostsView(ReportsWorkerErrors, Vertical):
         policy = await self.app.push_screen_wait(dialog)
         if not policy:
             return
+        # A big set answered "recording" (issue 14): said at once, the change set follows.
+        client.on_recording = lambda message: self.notify(message, timeout=8)
         try:
             change_set = await client.approve(items, policy, effective_date=dialog.effective_date)
         except DaemonError as exc:

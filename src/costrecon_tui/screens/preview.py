@@ -186,8 +186,12 @@ def per_item_table(p: dict[str, Any]) -> Table:
             str(display.number(it.get("lines"))),
             str(display.number(it.get("lines_skipped"))),
         )
-    if len(per_item) > PER_ITEM_SHOWN:
-        table.add_row("…", f"and {len(per_item) - PER_ITEM_SHOWN:,} more items", "", "", "", "")
+    # ``items`` counts every item; the daemon details only the first ones in ``per_item``.
+    items = p.get("items")
+    total = max(len(per_item), items if isinstance(items, int) else 0)
+    shown = min(len(per_item), PER_ITEM_SHOWN)
+    if total > shown:
+        table.add_row("…", f"and {total - shown:,} more items", "", "", "", "")
     return table
 
 

@@ -8,10 +8,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ...changes import POLICIES, Request, StepState, change_set_json, list_change_sets, list_steps
+from ...changes import (
+    POLICIES,
+    Request,
+    RequestState,
+    StepState,
+    Submitted,
+    change_set_json,
+    list_change_sets,
+    list_steps,
+)
 from ...errors import CostreconError, InvalidInput
 from ..context import actor_of, services
-from ..errors import ok
+from ..errors import error_json, ok
 from ..fields import (
     body_of,
     field_bool,
@@ -82,10 +91,18 @@ async def create_change_set(request: web.Request) -> web.Response:
     effective = field_date(body, "effective_date")
     if field_bool(body, "dry_run"):
         return ok({"preview": await approvals.preview(reqs, policy, effective)})
-    cs = await approvals.approve(
+    out = await approvals.submit(
         reqs, policy, actor_of(request), _request_id(body), effective=effective
     )
-    return ok({"change_set": cs}, status=201)
+    return _submitted(out)
+
+
+def _submitted(out: Submitted) -> web.Response:
+    """201 with the change set; or 202 while a big one is still being recorded (issue 14: the
+    API answers within a second), to be followed by GET /v1/change-sets?request_id=..."""
+    if out.change_set is None:
+        return ok({"request": out.request_json()}, status=202)
+    return ok({"change_set": out.change_set}, status=201)
 
 
 @routes.post("/v1/change-sets/{cs_id:\\d+}/cancel")
@@ -95,13 +112,22 @@ async def cancel_change_set(request: web.Request) -> web.Response:
     return ok({"change_set": cs})
 
 
+def _request_json(state: RequestState) -> dict[str, Any]:
+    out: dict[str, Any] = {"request_id": state.request_id, "state": state.state}
+    if state.error is not None:
+        out["error"] = error_json(state.error)
+    return out
+
+
 @routes.get("/v1/change-sets")
 async def list_sets(request: web.Request) -> web.Response:
     request_id = _request_id(request.query)
     if request_id is not None:
-        # What the daemon has for a client's request id: [] if it never recorded it.
-        found = await services(request).approvals.by_request(actor_of(request), request_id)
-        return ok({"change_sets": [found] if found else []})
+        # What the daemon has for a client's request id: [] if it has not recorded it, and in
+        # "request" whether it is being recorded, was refused (and why), or is unknown.
+        state = await services(request).approvals.request_state(actor_of(request), request_id)
+        found = state.change_set
+        return ok({"change_sets": [found] if found else [], "request": _request_json(state)})
     limit = field_int(request.query, "limit", required=False, default=50, minimum=1, maximum=500)
     assert limit is not None
     sets = await services(request).store.read(lambda c: list_change_sets(c, limit))
@@ -126,8 +152,7 @@ async def undo_change_set(request: web.Request) -> web.Response:
     body = await body_of(request)
     if field_bool(body, "dry_run"):
         return ok({"preview": await approvals.undo_preview(cs_id)})
-    cs = await approvals.undo(cs_id, actor_of(request), _request_id(body))
-    return ok({"change_set": cs}, status=201)
+    return _submitted(await approvals.submit_undo(cs_id, actor_of(request), _request_id(body)))
 
 
 @routes.get("/v1/change-sets/{cs_id:\\d+}/steps")
