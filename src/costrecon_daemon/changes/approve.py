@@ -274,6 +274,12 @@ class Approvals:
         while len(self._failed) > FAILED_KEPT:
             self._failed.popitem(last=False)
 
+    async def finish_recordings(self) -> None:
+        """At shutdown: the approvals answered "recording" are committed (or refused) before
+        the daemon stops, so a client following one finds it after the restart."""
+        if self._recording:
+            await asyncio.gather(*self._recording.values(), return_exceptions=True)
+
     async def request_state(self, actor: str, request_id: str) -> RequestState:
         """What the daemon has for a client's request id: being recorded, its change set, the
         error that refused it, or nothing (it never got it, or it was lost with a restart
