@@ -8,6 +8,11 @@ the same run: a bare SELECT of the same contract lines. The machine is shared, s
 the baseline is the figure to compare across runs.
 
     python benchmarks/approve.py [--db /tmp/costrecon-large.db] [--profile preview|create]
+    python benchmarks/approve.py --daemon
+
+``--daemon``: the same rise through a real daemon process over its API (the price file through
+the inbox, as issue 14 did): the preview's round trip, how soon POST /v1/change-sets answers
+(201, or 202 "recording") and when the change set is recorded (wall seconds).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import sys
 import tempfile
@@ -164,11 +170,124 @@ def timed(label: str, fn: Callable[[], Any], profile: bool = False) -> tuple[Any
     return out, cpu, wall
 
 
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def through_daemon() -> None:
+    import httpx
+    from benchmarks.push import recorded
+    from tests.harness import DaemonProcess
+    from tests.pricefiles import PriceLine, write_generic_csv
+
+    from costrecon_daemon.sim.connectwise import ConnectWiseSim
+    from costrecon_daemon.sim.serve import ServedApp
+
+    sim = ConnectWiseSim(generate("large"))
+    with ServedApp(sim.app) as served, tempfile.TemporaryDirectory() as tmp:
+        d = DaemonProcess(
+            Path(tmp),
+            {
+                "psa": {"kind": "connectwise"},
+                "psa.connectwise": {
+                    "site": served.base_url,
+                    "company": sim.company,
+                    "public_key": sim.public_key,
+                    "private_key": sim.private_key,
+                    "client_id": sim.client_id,
+                },
+                "daemon": {"log_level": "warning"},
+                "inbox": {"stable_seconds": 0.3, "rescan_seconds": 2},
+            },
+        )
+        d.start()
+        try:
+            d.wait_synced(1200)
+            with d.http(timeout=600) as c:
+                ids = c.get("/v1/costs").json()["ids"]
+                rows: list[dict[str, Any]] = []
+                for start in range(0, len(ids), 5000):
+                    page = {"ids": ids[start : start + 5000]}
+                    rows += c.post("/v1/costs/rows", json=page).json()["rows"]
+            listed = [r for r in rows if r["lines"] and r["catalog_cost"] not in (None, "0")]
+            price = [
+                PriceLine(
+                    r["identifier"],
+                    None,
+                    r["name"],
+                    (Decimal(r["catalog_cost"]) * Decimal("1.05")).quantize(Decimal("0.01")),
+                    currency=r["currency"],
+                )
+                for r in listed
+            ]
+            write_generic_csv(Path(tmp), price, name="vendor-rise.csv")
+            inbox = Path(tmp) / "state" / "inbox"
+            inbox.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / "vendor-rise.csv").rename(inbox / "vendor-rise.csv")
+            d.wait_for(
+                lambda: len(d.get("/v1/costs", params={"changed": 1})["ids"]) >= len(listed) * 0.9,
+                600,
+                "the price file",
+            )
+            with d.http(timeout=600) as c:
+                ids = c.get("/v1/costs", params={"changed": 1}).json()["ids"]
+                chosen: list[dict[str, Any]] = []
+                for start in range(0, len(ids), 5000):
+                    page = {"ids": ids[start : start + 5000]}
+                    chosen += c.post("/v1/costs/rows", json=page).json()["rows"]
+                body = {
+                    "items": [
+                        {
+                            "item_id": r["id"],
+                            "cost": r["vendor_cost"],
+                            "seen_catalog_cost": r["catalog_cost"],
+                        }
+                        for r in chosen
+                        if r["vendor_cost"] is not None
+                    ],
+                    "policy": "all",
+                }
+                pid = d.proc.pid  # type: ignore[union-attr]
+                print(
+                    f"through a daemon process: approval of {len(body['items'])} items "
+                    "(wall s; the daemon's CPU s)"
+                )
+                for n in (1, 2, 3):
+                    t0, cpu0 = time.perf_counter(), cpu_of(pid)
+                    resp = c.post("/v1/change-sets", json={**body, "dry_run": True})
+                    preview = resp.json()["preview"]
+                    print(
+                        f"  preview round trip #{n}    {time.perf_counter() - t0:6.2f} s  "
+                        f"{cpu_of(pid) - cpu0:6.2f} s CPU  ({preview['lines']} lines, "
+                        f"{len(resp.content) / 1e6:.2f} MB)"
+                    )
+                t0, cpu0 = time.perf_counter(), cpu_of(pid)
+                resp = c.post("/v1/change-sets", json={**body, "request_id": "bench-approve"})
+                answered = time.perf_counter() - t0
+                cs = recorded(c, resp)
+                done, cpu = time.perf_counter() - t0, cpu_of(pid) - cpu0
+                print(f"  approval answered         {answered:6.2f} s  (HTTP {resp.status_code})")
+                print(
+                    f"  change set recorded       {done:6.2f} s  {cpu:6.2f} s CPU  "
+                    f"({cs['total']} steps; the push starts meanwhile)"
+                )
+        except httpx.HTTPError as exc:
+            raise SystemExit(f"the daemon failed: {exc}") from None
+        finally:
+            d.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "costrecon-large.db")
     ap.add_argument("--profile", choices=["preview", "create"], default=None)
+    ap.add_argument("--daemon", action="store_true", help="through a daemon process's API")
     args = ap.parse_args()
+    if args.daemon:
+        through_daemon()
+        return
     if not args.db.exists():
         build(args.db)
     with tempfile.TemporaryDirectory() as tmp:

@@ -332,6 +332,8 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()  # stop accepting, close connections
         if self._built:
+            await self.approvals.finish_recordings()
+        if self._built:
             try:
                 await self.intake.inbox.stop()
             except Exception:
