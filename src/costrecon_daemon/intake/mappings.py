@@ -366,7 +366,15 @@ def _needs(conn: Connection, offset: int, limit: int, per_item: int) -> dict[str
                 else [],
             }
         )
-    return {"items": out, "total": total, "offset": offset, "limit": limit}
+    return {
+        "items": out,
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        # False while new rows' names are still being indexed (after a big import): candidates
+        # by SKU/MPN are complete, those by name may come later.
+        "names_indexed": search.ready(conn),
+    }
 
 
 def _search(conn: Connection, q: str, limit: int) -> list[dict[str, Any]]:
@@ -379,3 +387,8 @@ async def needs(store: Store, offset: int, limit: int, per_item: int) -> dict[st
 
 async def search_rows(store: Store, q: str, limit: int) -> list[dict[str, Any]]:
     return await store.read(_search, q, limit)
+
+
+async def names_indexed(store: Store) -> bool:
+    """Whether the name index holds every imported vendor row (see :func:`.search.ready`)."""
+    return await store.read(search.ready)
