@@ -66,6 +66,16 @@ def _newest_per_key() -> Any:
     )
 
 
+COMMON = 5_000  # a vendor with this many rows fills a page quickly along the primary key
+
+
+def _common_vendor(conn: Connection, vendor: str) -> bool:
+    """Whether ``vendor`` has at least ``COMMON`` rows (counted through the index, stopping
+    there): a rare vendor's rows are best found through the index, a common one's by id order."""
+    few = select(VendorCost.id).where(VendorCost.vendor == vendor).limit(COMMON).subquery()
+    return (conn.execute(select(func.count()).select_from(few)).scalar() or 0) >= COMMON
+
+
 def unmatched_rows(
     conn: Connection,
     limit: int,
@@ -84,7 +94,13 @@ def unmatched_rows(
     if import_id is not None:
         conds.append(VendorCost.import_id == import_id)
     if vendor is not None:
-        conds.append(VendorCost.vendor == vendor)
+        if _common_vendor(conn, vendor):
+            # Walk the primary key (newest first) and test the vendor on the way: a distributor
+            # with a million rows fills a page within a few hundred. Through the (vendor, sku,
+            # term) index the database would first gather and sort all of that vendor's rows.
+            conds.append(VendorCost.vendor + "" == vendor)
+        else:
+            conds.append(VendorCost.vendor == vendor)
     stmt = (
         select(
             *REMATCH_COLS,

@@ -1,0 +1,171 @@
+"""Distributor-scale intake (issue 15): a streamed import writes its rows without the name index,
+which is built afterwards in short chunks; until then Mappings still finds the new rows by SKU and
+MPN. Unmatched rows page by key whichever way the database reads them, a failed file leaves no row
+and no index entry behind, and every stored cost is the file's decimal exactly. No timings."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from costrecon_daemon.db import PriceImport, VendorCost
+from costrecon_daemon.intake import Options, import_file, mappings, queries, search
+from costrecon_daemon.store import Store, migrate
+
+from . import pricefiles as pf
+
+D = Decimal
+ROWS = 2_500
+
+
+def _lines(prefix: str = "DST") -> list[pf.PriceLine]:
+    lines = [
+        pf.PriceLine(f"{prefix}{i:06d}", f"MX-{i:06d}", f"Widget number {i}", D("3.00"))
+        for i in range(ROWS)
+    ]
+    lines[1234] = pf.PriceLine(
+        f"{prefix}-WATCHGUARD-T45",
+        "WGT45643",
+        "WatchGuard Firebox T45 appliance",
+        D("612.40"),
+        manufacturer="WatchGuard",
+    )
+    return lines
+
+
+@pytest.fixture
+def store(database_url: str) -> Any:
+    migrate(database_url)
+    s = Store(database_url)
+    yield s
+    s.close()
+
+
+def _count(store: Store, sql: str) -> int:
+    return int(store.read_sync(lambda c: c.execute(text(sql)).scalar()) or 0)
+
+
+def test_names_are_indexed_after_the_import_and_sku_mpn_search_works_before(
+    store: Store, tmp_path: Path
+) -> None:
+    path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
+    record = import_file(store, path, Options(), None)
+    assert record["status"] == "imported" and record["rows_imported"] == ROWS
+
+    # Straight after the import: nothing is in the name index yet, and Mappings says so.
+    assert _count(store, f"SELECT count(*) FROM {search.TABLE}") == 0
+    assert store.read_sync(search.ready) is False
+    by_sku = store.read_sync(mappings._search, "dst-watchguard-t45", 5)
+    assert [(c["sku"], c["reason"]) for c in by_sku[:1]] == [("DST-WATCHGUARD-T45", "sku")]
+    by_mpn = store.read_sync(mappings._search, "WGT-45643", 5)
+    assert [(c["sku"], c["reason"]) for c in by_mpn[:1]] == [("DST-WATCHGUARD-T45", "mpn")]
+    assert store.read_sync(mappings._search, "firebox", 5) == []  # names come later
+
+    # The daemon's background indexer, a chunk per write transaction, catches up.
+    indexer = search.NameIndexer(store, chunk=1_000)
+    assert asyncio.run(indexer.catch_up()) == ROWS
+    assert store.read_sync(search.ready) is True
+    by_name = store.read_sync(mappings._search, "firebox", 5)
+    assert [(c["sku"], c["reason"]) for c in by_name[:1]] == [("DST-WATCHGUARD-T45", "name")]
+    assert asyncio.run(indexer.catch_up()) == 0  # nothing twice
+
+
+def test_the_indexer_waits_while_a_file_is_being_imported(store: Store, tmp_path: Path) -> None:
+    path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
+    import_file(store, path, Options(), None)
+
+    def stage(conn: Any) -> None:
+        conn.execute(
+            PriceImport.__table__.insert().values(
+                file_name="next.csv", sha256="1" * 64, size=1, status="importing",
+                rows_total=0, rows_imported=0, rows_matched=0, final_path="", actor="t",
+            )
+        )  # fmt: skip
+
+    store.write_sync(stage)
+    assert store.write_sync(search.index_some) == 0  # the staging import keeps the writer
+    store.write_sync(
+        lambda c: c.execute(text("DELETE FROM price_imports WHERE status = 'importing'"))
+    )
+    assert asyncio.run(search.NameIndexer(store).catch_up()) == ROWS
+
+
+def test_a_failed_file_leaves_no_rows_and_nothing_in_the_name_index(
+    store: Store, tmp_path: Path
+) -> None:
+    good = pf.write_generic_csv(tmp_path, _lines("OK"), name="alpha-prices.csv")
+    assert import_file(store, good, Options(), None)["status"] == "imported"
+    asyncio.run(search.NameIndexer(store).catch_up())
+    before = (
+        _count(store, "SELECT count(*) FROM vendor_costs"),
+        _count(store, f"SELECT count(*) FROM {search.TABLE}"),
+    )
+    lines = _lines("BAD")
+    lines[ROWS - 3] = pf.PriceLine("BAD-LATE", None, "A bad row near the end", D("-1.00"))
+    bad = pf.write_generic_csv(tmp_path, lines, name="beta-prices.csv")
+    record = import_file(store, bad, Options(), None)
+    assert record["status"] == "failed"
+    assert [e["row"] for e in record["errors"]] == [ROWS - 1]  # header is row 1
+    asyncio.run(search.NameIndexer(store).catch_up())
+    after = (
+        _count(store, "SELECT count(*) FROM vendor_costs"),
+        _count(store, f"SELECT count(*) FROM {search.TABLE}"),
+    )
+    assert after == before == (ROWS, ROWS)
+    assert store.read_sync(mappings._search, "bad000001", 5) == []
+
+
+def test_unmatched_pages_are_the_same_through_the_vendor_index_or_by_id(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vendor with many rows is paged along the primary key, a rare one through its index:
+    the same rows in the same order either way, every row once."""
+    one = pf.write_generic_csv(tmp_path, _lines("ONE")[:300], name="alpha-prices.csv")
+    two = pf.write_generic_csv(tmp_path, _lines("TWO")[:200], name="beta-prices.csv")
+    first = import_file(store, one, Options(), None)
+    second = import_file(store, two, Options(), None)
+
+    def walk(**kw: Any) -> list[str]:
+        out: list[str] = []
+        before = None
+        while True:
+            page = store.read_sync(
+                lambda c, b=before: queries.unmatched_rows(c, 64, before=b, **kw)
+            )
+            out += [r.sku for r in page]
+            if len(page) < 64:
+                return out
+            before = page[-1].id
+
+    rare = walk(vendor=first["vendor"])
+    monkeypatch.setattr(queries, "COMMON", 10)
+    common = walk(vendor=first["vendor"])
+    assert rare == common
+    assert len(common) == len(set(common)) == 300
+    assert common[0] == "ONE000299" and common[-1] == "ONE000000"  # newest row first
+    assert {s[:3] for s in walk(import_id=second["id"])} == {"TWO"}
+    assert len(walk()) == 500
+
+
+def test_every_stored_cost_is_the_files_decimal_exactly(store: Store, tmp_path: Path) -> None:
+    costs = ["0.0001", "1234567.8912", "99999999.9999", "0.1", "19.99", "74.3449", "1,189.0000"]
+    path = tmp_path / "exact-prices.csv"
+    path.write_text(
+        "Part Number,Description,Unit Cost,Currency\r\n"
+        + "".join(f'EX-{n},Exact {n},"{c}",USD\r\n' for n, c in enumerate(costs)),
+        encoding="utf-8",
+    )
+    assert import_file(store, path, Options(), None)["status"] == "imported"
+    stored = store.read_sync(
+        lambda c: dict(c.execute(select(VendorCost.sku, VendorCost.cost)).all())
+    )
+    assert stored == {f"EX-{n}": D(c.replace(",", "")) for n, c in enumerate(costs)}
+    units = store.read_sync(
+        lambda c: dict(c.execute(text("SELECT sku, cost FROM vendor_costs")).all())
+    )
+    assert units["EX-2"] == 999_999_999_999 and units["EX-0"] == 1  # integer ten-thousandths
