@@ -119,20 +119,40 @@ def unmatched_rows(
 
 
 def counts(conn: Connection) -> dict[str, int]:
+    """Vendor rows, and those unmatched and not superseded by a newer import. Counted through
+    the narrow indexes (all rows by import, matched rows by item): the unmatched rows are the
+    difference, less the superseded ones, which only rows of older imports can be (rows of the
+    newest import are never looked at one by one)."""
     # Rows of an import still being written ("importing") do not exist yet for anyone.
     staged = VendorCost.import_id.not_in(
         select(PriceImport.id).where(PriceImport.status == "importing")
     )
     total = conn.execute(select(func.count()).select_from(VendorCost).where(staged)).scalar() or 0
-    unmatched = (
+    matched = (
         conn.execute(
             select(func.count())
             .select_from(VendorCost)
-            .where(VendorCost.item_id.is_(None), staged, _newest_per_key())
+            .where(VendorCost.item_id.is_not(None), staged)
         ).scalar()
         or 0
     )
-    return {"vendor_costs": total, "unmatched": unmatched}
+    newest = conn.execute(select(func.max(VendorCost.import_id))).scalar()
+    superseded = 0
+    if newest is not None:
+        superseded = (
+            conn.execute(
+                select(func.count())
+                .select_from(VendorCost)
+                .where(
+                    VendorCost.import_id < newest,
+                    VendorCost.item_id.is_(None),
+                    staged,
+                    ~_newest_per_key(),
+                )
+            ).scalar()
+            or 0
+        )
+    return {"vendor_costs": total, "unmatched": total - matched - superseded}
 
 
 def mapping_json(conn: Connection, mapping_id: int) -> dict[str, Any] | None:

@@ -22,15 +22,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 
 TABLE = "vendor_search"
 POOL = 60  # rows fetched from the index per query, ranked in Python
+NAME_BUDGET = 0.025  # seconds one name query may run (SQLite); see _name_query
 NAME_CHARS = 160  # enough of a description to find it by; keeps the index lean
 INDEX_CHUNK = 20_000  # rows per statement when indexing in the caller's transaction
 WRITE_CHUNK = 5_000  # rows per background write transaction: ~30 ms of FTS5 work
@@ -305,15 +309,37 @@ def name_hits(conn: Connection, words: Sequence[str], limit: int = POOL) -> list
     return list(found)
 
 
+@contextmanager
+def _budget(conn: Connection, seconds: float) -> Iterator[None]:
+    """SQLite only: interrupt the statement once it has run ``seconds`` (checked every few
+    thousand VM steps). A read statement interrupted leaves the transaction as it was."""
+    raw = conn.connection.driver_connection
+    deadline = time.perf_counter() + seconds
+    raw.set_progress_handler(lambda: time.perf_counter() > deadline, 2_000)  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 0)  # type: ignore[union-attr]
+
+
 def _name_query(conn: Connection, words: Sequence[str], joiner: str, limit: int) -> list[int]:
     if conn.dialect.name == "sqlite":
+        # Words that each occur in a large share of 2,000,000 descriptions but seldom together
+        # make FTS5 walk their whole posting lists to prove it: such a query is cut off at
+        # NAME_BUDGET with what it found so far (the caller then tries any of the words), so a
+        # candidate list never waits on a name search (issue 15: < 100 ms per item).
         query = "name : (" + joiner.join(_fts_phrase(w) for w in words) + ")"
-        return [
-            r[0]
-            for r in conn.exec_driver_sql(
-                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT {int(limit)}", (query,)
-            )
-        ]
+        found: list[int] = []
+        try:
+            with _budget(conn, NAME_BUDGET):
+                for r in conn.exec_driver_sql(
+                    f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT {int(limit)}", (query,)
+                ):
+                    found.append(r[0])
+        except OperationalError as exc:
+            if "interrupt" not in str(exc).lower():
+                raise
+        return found
     if pg_mode(conn) == "trgm":
         conds = joiner.join(["lower(name) LIKE %s"] * len(words))
         params: tuple[str, ...] = tuple(f"%{_like(w)}%" for w in words)
