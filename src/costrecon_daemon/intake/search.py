@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 TABLE = "vendor_search"
 POOL = 60  # rows fetched from the index per query, ranked in Python
-NAME_BUDGET = 0.025  # seconds one name query may run (SQLite); see _name_query
+NAME_BUDGET = 0.02  # seconds one name query may run (SQLite); see _name_query
 NAME_CHARS = 160  # enough of a description to find it by; keeps the index lean
 INDEX_CHUNK = 20_000  # rows per statement when indexing in the caller's transaction
 WRITE_CHUNK = 5_000  # rows per background write transaction: ~30 ms of FTS5 work
