@@ -169,3 +169,58 @@ def test_every_stored_cost_is_the_files_decimal_exactly(store: Store, tmp_path: 
         lambda c: dict(c.execute(text("SELECT sku, cost FROM vendor_costs")).all())
     )
     assert units["EX-2"] == 999_999_999_999 and units["EX-0"] == 1  # integer ten-thousandths
+
+
+def test_after_a_sync_new_catalogue_items_match_rows_a_chunk_at_a_time(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-matching after a sync reads the unmatched rows in keyset chunks (never all at once), and
+    is skipped when the sync left the catalogue as it was."""
+    from costrecon_daemon.costs.table import CostTable
+    from costrecon_daemon.db import CatalogItem
+    from costrecon_daemon.intake import rematch
+
+    path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
+    import_file(store, path, Options(), None)
+    table = CostTable()
+    store.write_sync(table.reload)
+    cache = rematch.MatcherCache(store, table)
+    monkeypatch.setattr(rematch, "REMATCH_CHUNK", 300)
+    reads: list[int] = []
+    real = rematch._unmatched_after
+
+    def counted(conn: Any, last: int, limit: int) -> list[Any]:
+        got = real(conn, last, limit)
+        reads.append(len(got))
+        return got
+
+    monkeypatch.setattr(rematch, "_unmatched_after", counted)
+
+    async def scenario() -> tuple[dict[str, int], dict[str, int]]:
+        await cache.after_sync()  # the first sync after start: every row is looked at
+        first = await cache.counts()
+        store.write_sync(
+            lambda c: c.execute(
+                CatalogItem.__table__.insert().values(
+                    id=7, psa_id="p7", identifier="FIREBOX-T45", name="WatchGuard Firebox T45",
+                    cost=D("600"), currency="USD", vendor_sku="DST-WATCHGUARD-T45",
+                )
+            )
+        )  # fmt: skip
+        await cache.after_sync()
+        return first, await cache.counts()
+
+    first, after = asyncio.run(scenario())
+    assert max(reads) <= 300 and sum(reads) == 2 * ROWS
+    assert first == {"vendor_costs": ROWS, "unmatched": ROWS}
+    assert after == {"vendor_costs": ROWS, "unmatched": ROWS - 1}
+    matched = store.read_sync(
+        lambda c: c.execute(
+            select(VendorCost.sku, VendorCost.match_method).where(VendorCost.item_id == 7)
+        ).all()
+    )
+    assert [tuple(r) for r in matched] == [("DST-WATCHGUARD-T45", "vendor_sku")]
+
+    reads.clear()
+    asyncio.run(cache.after_sync())  # the same catalogue again: nothing to re-match
+    assert reads == []
