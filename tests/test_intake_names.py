@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from costrecon_daemon.db import PriceImport, VendorCost
 from costrecon_daemon.intake import Options, import_file, mappings, queries, search
@@ -224,3 +224,25 @@ def test_after_a_sync_new_catalogue_items_match_rows_a_chunk_at_a_time(
     reads.clear()
     asyncio.run(cache.after_sync())  # the same catalogue again: nothing to re-match
     assert reads == []
+
+
+def test_a_name_search_leaves_the_readers_transaction_as_it_was(
+    store: Store, tmp_path: Path
+) -> None:
+    """The name query's time budget (a progress handler on SQLite, a statement timeout in a
+    savepoint on PostgreSQL) ends with the query: later statements in the same read run as
+    before."""
+    path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
+    import_file(store, path, Options(), None)
+    asyncio.run(search.NameIndexer(store).catch_up())
+
+    def read(conn: Any) -> tuple[Any, Any, int]:
+        pg = conn.dialect.name == "postgresql"
+        before = conn.exec_driver_sql("SHOW statement_timeout").scalar() if pg else None
+        found = mappings._search(conn, "widget number", 5)
+        after = conn.exec_driver_sql("SHOW statement_timeout").scalar() if pg else None
+        assert found and all("Widget" in c["description"] for c in found)
+        return before, after, conn.execute(select(func.count()).select_from(VendorCost)).scalar()
+
+    before, after, rows = store.read_sync(read)
+    assert before == after and rows == ROWS

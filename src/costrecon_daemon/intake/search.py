@@ -346,9 +346,22 @@ def _name_query(conn: Connection, words: Sequence[str], joiner: str, limit: int)
     else:  # prefix index: the description's first word only
         conds = joiner.join(["lower(name) LIKE %s"] * len(words))
         params = tuple(f"{_like(w)}%" for w in words)
-    return [
-        r[0]
-        for r in conn.exec_driver_sql(
-            f"SELECT id FROM {TABLE} WHERE {conds} LIMIT {int(limit)}", params
-        )
-    ]
+    # The same budget as on SQLite, as a statement timeout inside a savepoint: a cancelled
+    # statement then takes back only the savepoint, not the caller's transaction.
+    # A savepoint released keeps its SET LOCAL: the previous timeout is put back after.
+    previous = conn.exec_driver_sql("SHOW statement_timeout").scalar()
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(NAME_BUDGET * 1000)}")
+            found = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    f"SELECT id FROM {TABLE} WHERE {conds} LIMIT {int(limit)}", params
+                )
+            ]
+            conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (previous,))
+            return found
+    except OperationalError as exc:
+        if "statement timeout" not in str(exc).lower():
+            raise
+        return []
