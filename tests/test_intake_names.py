@@ -246,3 +246,40 @@ def test_a_name_search_leaves_the_readers_transaction_as_it_was(
 
     before, after, rows = store.read_sync(read)
     assert before == after and rows == ROWS
+
+
+def test_an_unmatched_page_past_its_suggestion_budget_fills_in_when_asked_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Suggestions cost time per row and catalogue item: a page works out the first rows', then
+    stops at a time budget and leaves the rest null (never an empty list, which means "none");
+    each request for the page carries on where the last stopped."""
+    from costrecon_daemon.costs.table import CostTable
+    from costrecon_daemon.db import CatalogItem
+    from costrecon_daemon.intake import rematch
+    from costrecon_daemon.intake.mappings import Mappings
+
+    store.write_sync(
+        lambda c: c.execute(
+            CatalogItem.__table__.insert().values(
+                id=7, psa_id="p7", identifier="WIDGET", name="Widget number",
+                cost=D("3"), currency="USD",
+            )
+        )
+    )  # fmt: skip
+    path = pf.write_generic_csv(tmp_path, _lines()[:10], name="distributor-prices.csv")
+    import_file(store, path, Options(), None)
+    table = CostTable()
+    service = Mappings(store, rematch.MatcherCache(store, table), table)
+    monkeypatch.setattr(mappings, "SUGGEST_ALWAYS", 3)
+    monkeypatch.setattr(mappings, "SUGGEST_BUDGET", 0.0)
+
+    def pending(page: list[dict[str, Any]]) -> list[bool]:
+        return [r["suggestions"] is None for r in page]
+
+    first = asyncio.run(service.unmatched(10))
+    assert pending(first) == [False] * 3 + [True] * 7
+    assert first[0]["suggestions"][0]["identifier"] == "WIDGET"
+    second = asyncio.run(service.unmatched(10))
+    assert pending(second) == [False] * 6 + [True] * 4
+    assert [r["vendor_cost_id"] for r in second] == [r["vendor_cost_id"] for r in first]
