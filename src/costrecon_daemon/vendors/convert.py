@@ -347,11 +347,7 @@ def _convert(
         if bad:
             continue
 
-        # The list price is informational and an import stores none (vendor_costs has no column
-        # for it): the streaming import does not parse it (an Ingram file carries one per row).
-        list_price = (
-            _list_price(f[i_list], decimal_mark) if i_list is not None and not streaming else None
-        )
+        list_price = _list_price(f[i_list], decimal_mark) if i_list is not None else None
         if per_term:
             cost, list_price = _per_month(cost, list_price, term, billing)  # type: ignore[arg-type]
 
