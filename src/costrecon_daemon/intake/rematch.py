@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 CHUNK = 5000  # rows per executemany (notes §6.2)
 REFRESH_LIMIT = 2000  # more matched items than this: reload the whole cost table instead
 COUNT_WAIT = 0.25  # seconds /v1/status waits for fresh counts before answering with the last
+COUNT_WAIT_FROM = 200_000  # vendor rows from which that applies (below, it always waits)
 REMATCH_CHUNK = 20_000  # unmatched rows read and matched at a time after a sync
 
 
@@ -130,20 +131,22 @@ class MatcherCache:
 
     async def counts(self) -> dict[str, int]:
         """The vendor-row counts of /v1/status. Recounted once after each change, in the
-        background: a caller waits up to ``COUNT_WAIT`` for the new figures (a small database
-        answers well within it), then gets the previous ones while the recount goes on."""
+        background: with ``COUNT_WAIT_FROM`` rows or more a caller waits up to ``COUNT_WAIT`` for
+        the new figures, then gets the previous ones while the recount goes on."""
         if self._counts is not None:
             return self._counts
         if self._counting is None or self._counting_gen != self._generation:
             self._counting_gen = self._generation
             self._counting = asyncio.ensure_future(self._recount(self._generation))
         task = self._counting
-        if self._last_counts is None:
+        last = self._last_counts
+        if last is None or last["vendor_costs"] < COUNT_WAIT_FROM:
+            # A small database recounts in milliseconds: wait, and never answer with old figures.
             return await asyncio.shield(task)
         try:
             return await asyncio.wait_for(asyncio.shield(task), COUNT_WAIT)
         except TimeoutError:
-            return self._last_counts
+            return last
 
     async def _recount(self, generation: int) -> dict[str, int]:
         got = await self.store.read(counts)
