@@ -127,9 +127,12 @@ def _insert(conn: Connection, rows: Iterable[Any]) -> int:
     id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     values = [(r[0], (r[3] or "")[:NAME_CHARS]) for r in rows]
+    # Daemons sharing a PostgreSQL database each run an indexer: a row another one indexed a
+    # moment ago is skipped, not an error.
+    skip = "" if conn.dialect.name == "sqlite" else " ON CONFLICT (id) DO NOTHING"
     if values:
         conn.exec_driver_sql(
-            f"INSERT INTO {TABLE} ({id_col}, name) VALUES ({mark}, {mark})", values
+            f"INSERT INTO {TABLE} ({id_col}, name) VALUES ({mark}, {mark}){skip}", values
         )
     return len(values)
 
