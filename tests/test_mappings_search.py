@@ -175,8 +175,15 @@ def test_through_the_daemon_a_candidate_mapped_gives_the_item_its_vendor_cost(tm
     with cw_daemon(tmp_path, ds) as (_sim, _served, d):
         pf.write_generic_csv(inbox_of(d), lines, name="acme-prices.csv")
         assert wait_import(d, "acme-prices.csv")["status"] == "imported"
+        # Names are indexed after the import commits, in the background.
+        d.wait_for(
+            lambda: d.get("/v1/mappings/search", params={"q": "x"})["names_indexed"],
+            30,
+            "the name index",
+        )
 
         needs = d.get("/v1/mappings/needs", params={"candidates": 3})
+        assert needs["names_indexed"] is True
         items = needs["items"]
         assert needs["total"] == len(items) == 6  # nothing in the file matched an item
         weights = [Decimal(i["lines"]) * Decimal(i["cost"]) for i in items]

@@ -33,6 +33,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -221,11 +222,22 @@ class VendorCost(Base):
     term: Mapped[str | None] = mapped_column(String(16))
     cost: Mapped[Decimal] = mapped_column(MoneyType)
     currency: Mapped[str] = mapped_column(String(3))
-    item_id: Mapped[int | None] = mapped_column(ForeignKey("catalog_items.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("catalog_items.id"))
     match_method: Mapped[str | None] = mapped_column(String(16))
     imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_vendor_costs_vendor_sku", "vendor", "sku", "term"),)
+    __table_args__ = (
+        Index("ix_vendor_costs_vendor_sku", "vendor", "sku", "term"),
+        # Partial (issue 15): the million unmatched rows of a distributor file are never looked
+        # up by item, so they cost this index nothing to write, and /v1/unmatched walks the
+        # primary key instead of every NULL entry here.
+        Index(
+            "ix_vendor_costs_item_id",
+            "item_id",
+            sqlite_where=text("item_id IS NOT NULL"),
+            postgresql_where=text("item_id IS NOT NULL"),
+        ),
+    )
 
 
 class VendorPullRow(Base):

@@ -29,7 +29,6 @@ from ..vendors.readers import (
     read_price_file,
     stream_price_file,
 )
-from . import search
 from .rematch import CHUNK, REFRESH_LIMIT
 
 log = logging.getLogger(__name__)
@@ -266,7 +265,6 @@ def _insert_costs(
                 for r, m in zip(part, found, strict=True)
             ],
         )
-        search.index_new(conn, import_id)  # issue 15 item 4: the chunk becomes searchable
 
 
 def commit_import(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import Integer, delete, func, insert, select, type_coerce
@@ -33,6 +34,9 @@ from .queries import mapping_json, rows_for_key, unmatched_rows, vendor_key
 from .rematch import MatcherCache, apply_rematch, load_mappings, refresh_table
 
 log = logging.getLogger(__name__)
+
+SUGGEST_ALWAYS = 50  # rows an unmatched page always works out suggestions for
+SUGGEST_BUDGET = 0.06  # seconds a page may spend on the suggestions of the rows after those
 
 
 class Mappings:
@@ -156,10 +160,18 @@ class Mappings:
 
         def _build() -> list[dict[str, Any]]:
             out = []
+            # Suggestions cost ~1 ms a row against a few hundred catalogue items (more with a
+            # bigger catalogue): past the first rows a page stops working them out at a time
+            # budget, and leaves those rows' "suggestions" null for the next request.
+            deadline = time.perf_counter() + SUGGEST_BUDGET
+            worked = 0
             for r in rows:
                 key = (r.vendor, r.sku, r.mpn, r.manufacturer, r.description, r.term)
                 suggestions = self.cache.suggestions.get(key)
-                if suggestions is None:
+                if suggestions is None and (
+                    worked < SUGGEST_ALWAYS or time.perf_counter() < deadline
+                ):
+                    worked += 1
                     suggestions = [
                         {
                             "item_id": s.item_id,
@@ -366,7 +378,15 @@ def _needs(conn: Connection, offset: int, limit: int, per_item: int) -> dict[str
                 else [],
             }
         )
-    return {"items": out, "total": total, "offset": offset, "limit": limit}
+    return {
+        "items": out,
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        # False while new rows' names are still being indexed (after a big import): candidates
+        # by SKU/MPN are complete, those by name may come later.
+        "names_indexed": search.ready(conn),
+    }
 
 
 def _search(conn: Connection, q: str, limit: int) -> list[dict[str, Any]]:
@@ -379,3 +399,8 @@ async def needs(store: Store, offset: int, limit: int, per_item: int) -> dict[st
 
 async def search_rows(store: Store, q: str, limit: int) -> list[dict[str, Any]]:
     return await store.read(_search, q, limit)
+
+
+async def names_indexed(store: Store) -> bool:
+    """Whether the name index holds every imported vendor row (see :func:`.search.ready`)."""
+    return await store.read(search.ready)

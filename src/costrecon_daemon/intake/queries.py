@@ -66,6 +66,16 @@ def _newest_per_key() -> Any:
     )
 
 
+COMMON = 5_000  # a vendor with this many rows fills a page quickly along the primary key
+
+
+def _common_vendor(conn: Connection, vendor: str) -> bool:
+    """Whether ``vendor`` has at least ``COMMON`` rows (counted through the index, stopping
+    there): a rare vendor's rows are best found through the index, a common one's by id order."""
+    few = select(VendorCost.id).where(VendorCost.vendor == vendor).limit(COMMON).subquery()
+    return (conn.execute(select(func.count()).select_from(few)).scalar() or 0) >= COMMON
+
+
 def unmatched_rows(
     conn: Connection,
     limit: int,
@@ -84,7 +94,13 @@ def unmatched_rows(
     if import_id is not None:
         conds.append(VendorCost.import_id == import_id)
     if vendor is not None:
-        conds.append(VendorCost.vendor == vendor)
+        if _common_vendor(conn, vendor):
+            # Walk the primary key (newest first) and test the vendor on the way: a distributor
+            # with a million rows fills a page within a few hundred. Through the (vendor, sku,
+            # term) index the database would first gather and sort all of that vendor's rows.
+            conds.append(VendorCost.vendor + "" == vendor)
+        else:
+            conds.append(VendorCost.vendor == vendor)
     stmt = (
         select(
             *REMATCH_COLS,
@@ -103,20 +119,40 @@ def unmatched_rows(
 
 
 def counts(conn: Connection) -> dict[str, int]:
+    """Vendor rows, and those unmatched and not superseded by a newer import. Counted through
+    the narrow indexes (all rows by import, matched rows by item): the unmatched rows are the
+    difference, less the superseded ones, which only rows of older imports can be (rows of the
+    newest import are never looked at one by one)."""
     # Rows of an import still being written ("importing") do not exist yet for anyone.
     staged = VendorCost.import_id.not_in(
         select(PriceImport.id).where(PriceImport.status == "importing")
     )
     total = conn.execute(select(func.count()).select_from(VendorCost).where(staged)).scalar() or 0
-    unmatched = (
+    matched = (
         conn.execute(
             select(func.count())
             .select_from(VendorCost)
-            .where(VendorCost.item_id.is_(None), staged, _newest_per_key())
+            .where(VendorCost.item_id.is_not(None), staged)
         ).scalar()
         or 0
     )
-    return {"vendor_costs": total, "unmatched": unmatched}
+    newest = conn.execute(select(func.max(VendorCost.import_id))).scalar()
+    superseded = 0
+    if newest is not None:
+        superseded = (
+            conn.execute(
+                select(func.count())
+                .select_from(VendorCost)
+                .where(
+                    VendorCost.import_id < newest,
+                    VendorCost.item_id.is_(None),
+                    staged,
+                    ~_newest_per_key(),
+                )
+            ).scalar()
+            or 0
+        )
+    return {"vendor_costs": total, "unmatched": total - matched - superseded}
 
 
 def mapping_json(conn: Connection, mapping_id: int) -> dict[str, Any] | None:

@@ -9,21 +9,35 @@ plain table (``id`` references ``vendor_costs`` with ``ON DELETE CASCADE``) with
 GIN index when that extension could be created, else a prefix b-tree index: the name search then
 finds descriptions starting with a word only (it degrades, it never fails).
 
+The name index is filled after an import commits, in the background (:class:`NameIndexer`), never
+inside the import: on SQLite its trigram postings cost more than the vendor rows themselves. Until
+it has caught up, :func:`ready` says so and searches find the new rows by SKU/MPN only.
+
 Queries never rank the whole match set in SQL: each asks the index for at most ``POOL`` rows and
 ranks those here, so an item whose words occur in 200,000 rows costs no more than a rare one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 TABLE = "vendor_search"
 POOL = 60  # rows fetched from the index per query, ranked in Python
+NAME_BUDGET = 0.02  # seconds one name query may run (SQLite); see _name_query
 NAME_CHARS = 160  # enough of a description to find it by; keeps the index lean
+INDEX_CHUNK = 20_000  # rows per statement when indexing in the caller's transaction
+WRITE_CHUNK = 5_000  # rows per background write transaction: ~30 ms of FTS5 work
 MIN_TERM = 3  # a trigram index cannot look up anything shorter
 _WORD = re.compile(r"\w+")
 _STOP = frozenset({"the", "and", "for", "with", "per", "user", "users", "license", "licence"})
@@ -113,34 +127,117 @@ def _insert(conn: Connection, rows: Iterable[Any]) -> int:
     id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     values = [(r[0], (r[3] or "")[:NAME_CHARS]) for r in rows]
+    # Daemons sharing a PostgreSQL database each run an indexer: a row another one indexed a
+    # moment ago is skipped, not an error.
+    skip = "" if conn.dialect.name == "sqlite" else " ON CONFLICT (id) DO NOTHING"
     if values:
         conn.exec_driver_sql(
-            f"INSERT INTO {TABLE} ({id_col}, name) VALUES ({mark}, {mark})", values
+            f"INSERT INTO {TABLE} ({id_col}, name) VALUES ({mark}, {mark}){skip}", values
         )
     return len(values)
 
 
-def index_new(conn: Connection, import_id: int) -> int:
-    """Index the rows of ``import_id`` written since the last call, in the caller's transaction
-    (the importer calls it once per chunk). Ids only grow and rows are indexed as they are
-    written, so the new rows are the ones above the highest indexed id."""
+def _top(conn: Connection) -> int:
+    """The highest indexed vendor-row id. ORDER BY … LIMIT 1, not max(): FTS5 answers that from
+    its rowid order without a scan."""
     id_col = "rowid" if conn.dialect.name == "sqlite" else "id"
-    # ORDER BY … LIMIT 1, not max(): FTS5 answers that from its rowid order without a scan. The
-    # unary + keeps SQLite on the primary key range (the import_id index would read the whole
-    # import at every chunk).
-    top = (
+    return int(
         conn.exec_driver_sql(
             f"SELECT {id_col} FROM {TABLE} ORDER BY {id_col} DESC LIMIT 1"
         ).scalar()
         or 0
     )
+
+
+def _staging(conn: Connection) -> bool:
+    return (
+        conn.exec_driver_sql(
+            "SELECT 1 FROM price_imports WHERE status = 'importing' LIMIT 1"
+        ).first()
+        is not None
+    )
+
+
+def index_new(conn: Connection, import_id: int | None = None) -> int:
+    """Index every vendor row written since the last call, in the caller's transaction (tests and
+    tools; the daemon runs :class:`NameIndexer`). Ids only grow and rows are indexed in id order,
+    so the new rows are the ones above the highest indexed id."""
+    done = 0
+    while n := index_some(conn, INDEX_CHUNK, wait_for_imports=False):
+        done += n
+    return done
+
+
+def index_some(conn: Connection, limit: int = INDEX_CHUNK, *, wait_for_imports: bool = True) -> int:
+    """Index up to ``limit`` not yet indexed vendor rows (the lowest ids first); 0 when none are
+    left, or (``wait_for_imports``) while a file is being imported: its staging chunks then keep
+    the writer and the CPU, and its rows are indexed once it committed (issue 15: the index is
+    built after the import, never inside it)."""
+    if wait_for_imports and _staging(conn):
+        return 0
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     rows = conn.exec_driver_sql(
-        "SELECT id, sku, mpn, description FROM vendor_costs "
-        f"WHERE id > {mark} AND +import_id = {mark} ORDER BY id",
-        (top, import_id),
+        f"SELECT id, sku, mpn, description FROM vendor_costs WHERE id > {mark} "
+        f"ORDER BY id LIMIT {int(limit)}",
+        (_top(conn),),
     ).all()
     return _insert(conn, rows)
+
+
+def ready(conn: Connection) -> bool:
+    """Whether every vendor row outside an import still being written is in the name index.
+    Only the first row above the indexed ones is looked at (one primary-key step, whatever the
+    number of rows): the inbox imports one file at a time, so rows above a staged import's are
+    rare (an API pull meanwhile) and are indexed with it."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    first = conn.exec_driver_sql(
+        f"SELECT p.status FROM vendor_costs v JOIN price_imports p ON p.id = v.import_id "
+        f"WHERE v.id > {mark} ORDER BY v.id LIMIT 1",
+        (_top(conn),),
+    ).first()
+    return first is None or first[0] == "importing"
+
+
+class NameIndexer:
+    """Fills the name index in the background after imports (issue 15): a chunk per short write
+    transaction, so the writer is never held for long and the API keeps answering. Until it has
+    caught up, candidates and typed search still find rows by SKU/MPN (b-tree indexes written
+    with the rows) and by the names already indexed."""
+
+    def __init__(self, store: Any, *, every: float = 2.0, chunk: int = WRITE_CHUNK):
+        self.store = store
+        self.every = every
+        self.chunk = chunk
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """New rows were committed: index them now rather than at the next poll."""
+        self._kick.set()
+
+    async def catch_up(self) -> int:
+        done = 0
+        while n := await self.store.write(index_some, self.chunk):
+            done += n
+            await asyncio.sleep(0)  # queued API writes go between chunks
+        return done
+
+    async def run(self) -> None:
+        """Forever: catch up, then wait for a kick or the next poll (rows written by an API pull
+        or by another daemon on a shared database are found by the poll)."""
+        while True:
+            self._kick.clear()
+            try:
+                done = await self.catch_up()
+                if done:
+                    log.info("name index: %d vendor rows indexed", done)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - housekeeping: the next poll tries again
+                log.warning("indexing vendor-row names failed; retrying later", exc_info=True)
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.every)
+            except TimeoutError:
+                pass
 
 
 def backfill(conn: Connection, batch: int = 20_000) -> int:
@@ -215,24 +312,59 @@ def name_hits(conn: Connection, words: Sequence[str], limit: int = POOL) -> list
     return list(found)
 
 
+@contextmanager
+def _budget(conn: Connection, seconds: float) -> Iterator[None]:
+    """SQLite only: interrupt the statement once it has run ``seconds`` (checked every few
+    thousand VM steps). A read statement interrupted leaves the transaction as it was."""
+    raw = conn.connection.driver_connection
+    deadline = time.perf_counter() + seconds
+    raw.set_progress_handler(lambda: time.perf_counter() > deadline, 2_000)  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 0)  # type: ignore[union-attr]
+
+
 def _name_query(conn: Connection, words: Sequence[str], joiner: str, limit: int) -> list[int]:
     if conn.dialect.name == "sqlite":
+        # Words that each occur in a large share of 2,000,000 descriptions but seldom together
+        # make FTS5 walk their whole posting lists to prove it: such a query is cut off at
+        # NAME_BUDGET with what it found so far (the caller then tries any of the words), so a
+        # candidate list never waits on a name search (issue 15: < 100 ms per item).
         query = "name : (" + joiner.join(_fts_phrase(w) for w in words) + ")"
-        return [
-            r[0]
-            for r in conn.exec_driver_sql(
-                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT {int(limit)}", (query,)
-            )
-        ]
+        found: list[int] = []
+        try:
+            with _budget(conn, NAME_BUDGET):
+                for r in conn.exec_driver_sql(
+                    f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT {int(limit)}", (query,)
+                ):
+                    found.append(r[0])
+        except OperationalError as exc:
+            if "interrupt" not in str(exc).lower():
+                raise
+        return found
     if pg_mode(conn) == "trgm":
         conds = joiner.join(["lower(name) LIKE %s"] * len(words))
         params: tuple[str, ...] = tuple(f"%{_like(w)}%" for w in words)
     else:  # prefix index: the description's first word only
         conds = joiner.join(["lower(name) LIKE %s"] * len(words))
         params = tuple(f"{_like(w)}%" for w in words)
-    return [
-        r[0]
-        for r in conn.exec_driver_sql(
-            f"SELECT id FROM {TABLE} WHERE {conds} LIMIT {int(limit)}", params
-        )
-    ]
+    # The same budget as on SQLite, as a statement timeout inside a savepoint: a cancelled
+    # statement then takes back only the savepoint, not the caller's transaction.
+    # A savepoint released keeps its SET LOCAL: the previous timeout is put back after.
+    previous = conn.exec_driver_sql("SHOW statement_timeout").scalar()
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(NAME_BUDGET * 1000)}")
+            found = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    f"SELECT id FROM {TABLE} WHERE {conds} LIMIT {int(limit)}", params
+                )
+            ]
+            conn.exec_driver_sql("SELECT set_config('statement_timeout', %s, true)", (previous,))
+            return found
+    except OperationalError as exc:
+        if "statement timeout" not in str(exc).lower():
+            raise
+        return []

@@ -61,6 +61,7 @@ from .placement import place_file, set_final_path, unique_path
 from .queries import CHANGED_AFTER_IMPORT
 from .rematch import MatcherCache
 from .retention import prune
+from .search import NameIndexer
 
 log = logging.getLogger(__name__)
 ZIP_SUFFIXES = (".xlsx", ".xlsm", ".zip")
@@ -180,8 +181,18 @@ class _Candidate:
 class Inbox:
     """The inbox watcher and its import worker."""
 
-    def __init__(self, cfg: Config, store: Store, cache: MatcherCache, table: CostTable):
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        cache: MatcherCache,
+        table: CostTable,
+        *,
+        names: NameIndexer | None = None,
+    ):
         self.store = store
+        # The name index of vendor rows, filled after each import (issue 15).
+        self.names = names or NameIndexer(store)
         self.cache = cache
         self.table = table
         self.inbox = cfg.inbox_dir
@@ -234,6 +245,7 @@ class Inbox:
                 ("rescan", self._rescan_loop()),
                 ("settle", self._settle_loop()),
                 ("worker", self._worker()),
+                ("names", self.names.run()),
             )
         ]
         try:
@@ -554,6 +566,7 @@ class Inbox:
         self, path: Path, path_text: str, st: os.stat_result, record: dict[str, Any]
     ) -> None:
         self.cache.changed()
+        self.names.kick()
         # Only now, with the outcome committed, does the file leave the inbox.
         moved = await self._place(path, Path(record["final_path"]), record)
         self._clear_marker()

@@ -344,7 +344,8 @@ class MappingsView(ReportsWorkerErrors, Vertical):
                 Text(
                     f"{best.get('identifier') or '—'} ({best.get('score') or '?'})"
                     if best
-                    else "no suggestion",
+                    # null: the daemon has not worked them out yet (its time budget per page)
+                    else ("no suggestion" if r.get("suggestions") is not None else "…"),
                     style="" if best else "dim",
                 ),
                 key=str(n),

@@ -57,4 +57,7 @@ async def unmatched(request: web.Request) -> web.Response:
     )
     # The next page: pass "before" back. Absent once a page comes back short.
     following = rows[-1]["vendor_cost_id"] if len(rows) == limit else None
-    return ok({"rows": rows, "before": following})
+    # Rows whose suggestions were not worked out within the page's time budget (null): asking
+    # for the page again fills them in.
+    pending = sum(1 for r in rows if r["suggestions"] is None)
+    return ok({"rows": rows, "before": following, "suggestions_pending": pending})

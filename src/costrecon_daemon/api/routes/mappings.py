@@ -78,5 +78,7 @@ async def mapping_search(request: web.Request) -> web.Response:
     assert limit is not None
     if len(text) > 200:
         raise InvalidInput("bad_field", "The search text is too long; use at most 200 characters.")
-    rows = await mapping_service.search_rows(services(request).store, text, limit) if text else []
-    return ok({"rows": rows, "q": text})
+    store = services(request).store
+    rows = await mapping_service.search_rows(store, text, limit) if text else []
+    indexed = await mapping_service.names_indexed(store)
+    return ok({"rows": rows, "q": text, "names_indexed": indexed})
