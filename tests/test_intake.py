@@ -71,8 +71,13 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def assert_failed_with_report(d: DaemonProcess, record: dict[str, Any], *words: str) -> str:
     assert record["status"] == "failed", record
     final = Path(record["final_path"])
-    assert final.parent == d.state / "failed" and final.exists()
-    report = final.with_name(final.name + ".errors.txt").read_text()
+    assert final.parent == d.state / "failed"
+    # The file is moved, then its report written, just after the outcome is committed (and so
+    # listed): wait for the report, the last step, rather than race the move.
+    errors_txt = final.with_name(final.name + ".errors.txt")
+    d.wait_for(errors_txt.exists, 30, f"the report of {final.name}")
+    assert final.exists()
+    report = errors_txt.read_text()
     for w in words:
         assert w in report, report
     assert not (d.state / "inbox" / record["file_name"]).exists()
