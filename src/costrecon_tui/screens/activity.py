@@ -1139,6 +1139,8 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         preview = (await client.undo(cs_id, dry_run=True) or {}).get("preview") or {}
         if not await self.app.push_screen_wait(UndoScreen(cs_id, preview)):
             return
+        # An undo of a big set may be answered "recording" (issue 14): said at once.
+        client.on_recording = lambda message: self.notify(message, timeout=8)
         result = await client.undo(cs_id)
         new = result.get("change_set") or {}
         self.notify(
