@@ -65,6 +65,7 @@ def journal_part(tmp: Path, n_lines: int, per_round: int = 16, per_contract: int
     marks and the last groups' outcomes."""
     import importlib
     import sqlite3
+    import tracemalloc
 
     jr = importlib.import_module("costrecon_daemon.changes.journal")
     from costrecon_daemon.changes.push import _write_batch
@@ -109,7 +110,15 @@ def journal_part(tmp: Path, n_lines: int, per_round: int = 16, per_contract: int
     raw.close()
     store = Store(url)
     try:
+        tracemalloc.start()
         rows = store.read_sync(jr.open_steps, 1)
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        if per_round == 1:
+            print(
+                f"open steps: {len(rows)} held in {held / 1e6:.1f} MB ({held / len(rows):.0f} "
+                f"bytes a step), {peak / 1e6:.1f} MB at the peak of loading them"
+            )
         groups: dict[str, list[Any]] = {}
         for r in rows:
             groups.setdefault(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import BigInteger, and_, func, or_, select, type_coerce, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,7 +23,7 @@ from ..db import (
     new_id,
     utcnow,
 )
-from ..money import json_amount, to_units
+from ..money import from_units, json_amount, to_units
 from ..psa.base import (
     PSAPermissionError,
 )
@@ -545,7 +545,27 @@ def start_change_set(conn: Connection, cs_id: int) -> tuple[str, dict[str, int]]
 
 
 def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
-    rows = conn.execute(
+    """The set's steps still to push, in journal order.
+
+    A vendor-wide set has 120,000 of them, all held while it is pushed, so each is kept small:
+    the few distinct strings (target, kind, status, contract ids) and amounts are shared between
+    steps rather than one object per row, and rows are streamed, not fetched as one list first.
+    """
+    money: dict[int | None, Decimal | None] = {None: None}
+    strings: dict[str, str] = {}
+
+    def amount(units: int | None) -> Decimal | None:
+        got = money.get(units)
+        if got is None and units is not None:
+            got = money[units] = from_units(units)
+        return got
+
+    def shared(text: str | None) -> str | None:
+        return None if text is None else strings.setdefault(text, text)
+
+    raw_before = type_coerce(ChangeStep.before, BigInteger)
+    raw_after = type_coerce(ChangeStep.after, BigInteger)
+    result = conn.execute(
         select(
             ChangeStep.id,
             ChangeStep.item_id,
@@ -553,14 +573,29 @@ def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
             ChangeStep.target_psa_id,
             ChangeStep.contract_psa_id,
             ChangeStep.line_kind,
-            ChangeStep.before,
-            ChangeStep.after,
+            raw_before,
+            raw_after,
             ChangeStep.status,
         )
         .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
         .order_by(ChangeStep.id)
-    ).all()
-    return [StepRow(*r) for r in rows]
+    )
+    out = []
+    for sid, item_id, target, psa_id, contract, kind, before, after, status in result:
+        out.append(
+            StepRow(
+                sid,
+                item_id,
+                shared(target),  # type: ignore[arg-type]
+                psa_id,
+                shared(contract),
+                shared(kind),
+                amount(before),
+                amount(after),  # type: ignore[arg-type]
+                shared(status),  # type: ignore[arg-type]
+            )
+        )
+    return out
 
 
 def mark_sending(
