@@ -42,6 +42,10 @@ from .journal import (
 
 log = logging.getLogger(__name__)
 
+# Catalogue-item steps per group: a multiple of the connectors' guard-read batches (ConnectWise
+# 200, Autotask 400 ids per request), so splitting adds no request.
+ITEM_GROUP = 400
+
 
 class PushWorker:
     """Applies open change sets one at a time, groups of targets concurrently."""
@@ -111,8 +115,15 @@ class PushWorker:
         self._detail = sum(counts.values()) <= DETAIL_LIMIT
         steps = await self.store.read(open_steps, cs_id)
         by_group: dict[str, list[StepRow]] = defaultdict(list)
+        items = 0
         for s in steps:
-            by_group["items" if s.target == "item" else f"c:{s.contract_psa_id}"].append(s)
+            if s.target == "item":
+                # Catalogue items in groups of ITEM_GROUP, not one group of all: a vendor-wide
+                # set has 11,000 of them, and one group would start that many writes at once.
+                by_group[f"items:{items // ITEM_GROUP}"].append(s)
+                items += 1
+            else:
+                by_group[f"c:{s.contract_psa_id}"].append(s)
         del steps
         # A fixed number of lanes take groups off one queue, and a finished group is dropped:
         # memory does not grow with the set's size in coroutines, nor with the steps finished.
