@@ -64,6 +64,13 @@ async def test_open_steps_carry_exactly_what_was_journaled(tmp_path):
                 row.status,
             )
             assert isinstance(got.after, Decimal)
+        # What the push worker holds (ids and group keys) and loads a few groups at a time.
+        keys = r.store.read_sync(journal.open_step_keys, cs["id"])
+        assert keys == [(s.id, s.target, s.contract_psa_id) for s in loaded]
+        some = [k[0] for k in keys[::3]]
+        by_id = r.store.read_sync(journal.steps_by_id, some)
+        assert list(by_id) == some
+        assert all(by_id[s.id] == s for s in loaded if s.id in by_id)
 
 
 async def test_a_push_records_each_step_once_and_the_mirror_holds_what_the_psa_holds(tmp_path):

@@ -544,13 +544,49 @@ def start_change_set(conn: Connection, cs_id: int) -> tuple[str, dict[str, int]]
     return cs.actor, counts
 
 
-def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
-    """The set's steps still to push, in journal order.
+def open_step_keys(conn: Connection, cs_id: int) -> list[tuple[int, str, str | None]]:
+    """``(id, target, contract_psa_id)`` of the set's steps still to push, in journal order:
+    what the push worker groups by, without holding every step in full (a vendor-wide set has
+    120,000; the worker loads them a few groups at a time with :func:`steps_by_id`)."""
+    strings: dict[str, str] = {}
+    return [
+        (
+            sid,
+            strings.setdefault(target, target),
+            contract and strings.setdefault(contract, contract),
+        )
+        for sid, target, contract in conn.execute(
+            select(ChangeStep.id, ChangeStep.target, ChangeStep.contract_psa_id)
+            .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
+            .order_by(ChangeStep.id)
+        )
+    ]
 
-    A vendor-wide set has 120,000 of them, all held while it is pushed, so each is kept small:
-    the few distinct strings (target, kind, status, contract ids) and amounts are shared between
-    steps rather than one object per row, and rows are streamed, not fetched as one list first.
-    """
+
+def steps_by_id(conn: Connection, ids: list[int]) -> dict[int, StepRow]:
+    """The open steps among ``ids``, in full."""
+    out: dict[int, StepRow] = {}
+    for start in range(0, len(ids), 900):  # under SQLite's default 999 parameters
+        out.update(
+            (s.id, s)
+            for s in _step_rows(
+                conn,
+                ChangeStep.id.in_(ids[start : start + 900]),
+                ChangeStep.status.in_(OPEN),
+            )
+        )
+    return out
+
+
+def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
+    """The set's steps still to push, in journal order."""
+    return _step_rows(conn, ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
+
+
+def _step_rows(conn: Connection, *where: ColumnElement[bool]) -> list[StepRow]:
+    """Steps as the push worker holds them, each kept small: the few distinct strings (target,
+    kind, status, contract ids) and amounts are shared between steps rather than one object per
+    row, and rows are streamed, not fetched as one list first."""
     money: dict[int | None, Decimal | None] = {None: None}
     strings: dict[str, str] = {}
 
@@ -563,8 +599,6 @@ def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
     def shared(text: str | None) -> str | None:
         return None if text is None else strings.setdefault(text, text)
 
-    raw_before = type_coerce(ChangeStep.before, BigInteger)
-    raw_after = type_coerce(ChangeStep.after, BigInteger)
     result = conn.execute(
         select(
             ChangeStep.id,
@@ -573,11 +607,11 @@ def open_steps(conn: Connection, cs_id: int) -> list[StepRow]:
             ChangeStep.target_psa_id,
             ChangeStep.contract_psa_id,
             ChangeStep.line_kind,
-            raw_before,
-            raw_after,
+            type_coerce(ChangeStep.before, BigInteger),
+            type_coerce(ChangeStep.after, BigInteger),
             ChangeStep.status,
         )
-        .where(ChangeStep.change_set_id == cs_id, ChangeStep.status.in_(OPEN))
+        .where(*where)
         .order_by(ChangeStep.id)
     )
     out = []

@@ -35,9 +35,10 @@ from .journal import (
     mark_sending,
     next_effective_date,
     next_open_change_set,
-    open_steps,
+    open_step_keys,
     record_progress,
     start_change_set,
+    steps_by_id,
 )
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 # Catalogue-item steps per group: a multiple of the connectors' guard-read batches (ConnectWise
 # 200, Autotask 400 ids per request), so splitting adds no request.
 ITEM_GROUP = 400
+# Steps loaded in full at a time (the rest of the set is held as ids only).
+LOAD_STEPS = 2000
 
 
 class PushWorker:
@@ -113,31 +116,51 @@ class PushWorker:
             stats.restart("push")  # the push's pace, measured apart from the sync before it
         self.counts = Counter(counts)
         self._detail = sum(counts.values()) <= DETAIL_LIMIT
-        steps = await self.store.read(open_steps, cs_id)
-        by_group: dict[str, list[StepRow]] = defaultdict(list)
+        # Only the steps' ids are held for the whole push, grouped; a few groups at a time are
+        # loaded in full (LOAD_STEPS), so memory does not grow with the set's size.
+        keys = await self.store.read(open_step_keys, cs_id)
+        by_group: dict[str, list[int]] = defaultdict(list)
         items = 0
-        for s in steps:
-            if s.target == "item":
+        for sid, target, contract in keys:
+            if target == "item":
                 # Catalogue items in groups of ITEM_GROUP, not one group of all: a vendor-wide
                 # set has 11,000 of them, and one group would start that many writes at once.
-                by_group[f"items:{items // ITEM_GROUP}"].append(s)
+                by_group[f"items:{items // ITEM_GROUP}"].append(sid)
                 items += 1
             else:
-                by_group[f"c:{s.contract_psa_id}"].append(s)
-        del steps
+                by_group[f"c:{contract}"].append(sid)
+        del keys
         # A fixed number of lanes take groups off one queue, and a finished group is dropped:
         # memory does not grow with the set's size in coroutines, nor with the steps finished.
-        queue = deque(by_group.values())
+        waiting = deque(by_group.values())
         del by_group
+        ready: deque[list[StepRow]] = deque()
+        loading = asyncio.Lock()
         denied: list[PSAPermissionError] = []
+
+        async def next_group() -> list[StepRow] | None:
+            async with loading:
+                while not ready and waiting:
+                    batch: list[list[int]] = []
+                    n = 0
+                    while waiting and n < LOAD_STEPS:
+                        batch.append(waiting.popleft())
+                        n += len(batch[-1])
+                    rows = await self.store.read(steps_by_id, [i for ids in batch for i in ids])
+                    for ids in batch:
+                        group = [rows[i] for i in ids if i in rows]
+                        if group:
+                            ready.append(group)
+            return ready.popleft() if ready else None
 
         async def lane() -> None:
             recorded: asyncio.Future[None] | None = None
             try:
-                while queue and not denied and not self.stopping.is_set():
-                    recorded = await self._push_group(
-                        cs_id, actor, queue.popleft(), denied, recorded
-                    )
+                while not denied and not self.stopping.is_set():
+                    group = await next_group()
+                    if group is None:
+                        break
+                    recorded = await self._push_group(cs_id, actor, group, denied, recorded)
             finally:
                 if recorded is not None:
                     await recorded
