@@ -117,6 +117,34 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def smaps(pid: int) -> str:
+    """Where the daemon's RSS is: the main heap, anonymous maps (Python's arenas, mmap-backed
+    blocks) and, among them, glibc's per-thread arenas (64 MiB reservations)."""
+    heap = anon = big = 0.0
+    n_big = 0
+    name = ""
+    size = 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            size = hi - lo
+            name = parts[5] if len(parts) > 5 else ""
+        elif parts[0] == "Rss:":
+            kb = int(parts[1]) / 1024
+            if name == "[heap]":
+                heap += kb
+            elif not name:
+                anon += kb
+                if size >= 32 << 20:
+                    big += kb
+                    n_big += 1
+    return (
+        f"heap {heap:.0f} MB, anonymous maps {anon:.0f} MB (of which {n_big} thread arenas: "
+        f"{big:.0f} MB)"
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/<pid>/stat, fields 14 and 15): a
     figure a loaded machine does not inflate, unlike wall time."""
@@ -197,6 +225,8 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             t0 = time.perf_counter()
             d.wait_synced(1200)
             t_sync = time.perf_counter() - t0
+            pid = d.proc.pid  # type: ignore[union-attr]
+            stages = [("after the sync", rss_mb(pid))]
             with d.http(timeout=600) as c:
                 ids = c.get("/v1/costs").json()["ids"]
                 rows = []
@@ -249,18 +279,21 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                     "preview"
                 ]
                 t_preview = time.perf_counter() - t1
+                stages.append(("after the price file and preview", rss_mb(pid)))
                 served.call(lambda: (setattr(sim.knobs, "latency", latency), sim.stats.reset()))
                 t0 = time.perf_counter()
                 resp = c.post("/v1/change-sets", json={**body, "request_id": "bench-large"})
                 resp.raise_for_status()
                 cs = resp.json()["change_set"]
                 t_create = time.perf_counter() - t0
+                stages.append(("after approval creation", rss_mb(pid)))
                 print(
                     f"large, {latency * 1000:.0f} ms: preview {t_preview:.2f} s, approval creation "
                     f"{t_create:.2f} s for {cs['total']} steps; pushing…",
                     flush=True,
                 )
                 rss: list[tuple[int, float]] = []
+                where = ""
                 cpu = CpuMeter(d.proc.pid, served)  # type: ignore[union-attr]
                 spy = start_profile(
                     d.proc.pid,  # type: ignore[union-attr]
@@ -275,6 +308,8 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                         v for k, v in cs["counts"].items() if k not in ("pending", "sending")
                     )
                     rss.append((done, rss_mb(d.proc.pid)))  # type: ignore[union-attr]
+                    if not where and done >= cs["total"] / 4:
+                        where = smaps(d.proc.pid)  # type: ignore[union-attr]
                 wall = time.perf_counter() - t0
                 daemon_cpu, sim_cpu = cpu.stop()
                 stop_profile(spy)
@@ -320,6 +355,8 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             f"{quarter:.0f} MB, "
             f"at end {rss[-1][1] if rss else 0:.0f} MB  (goal <= 300 MB, not growing)"
         )
+        print("  daemon RSS before   " + ", ".join(f"{m:.0f} MB {what}" for what, m in stages))
+        print(f"  daemon memory 1/4   {where}")
         sys.stdout.flush()
 
 
