@@ -297,24 +297,6 @@ class TransportStats:
 
 # ---- the transport ------------------------------------------------------------------------------
 
-
-def _path_of(url: str) -> str:
-    """The path of an absolute URL, for messages and logs (never the query string): a few string
-    operations instead of a full urlsplit on every request of a push."""
-    scheme = url.find("://")
-    if scheme < 0:
-        return urlsplit(url).path
-    slash = url.find("/", scheme + 3)
-    if slash < 0:
-        return ""
-    end = len(url)
-    for mark in "?#":
-        at = url.find(mark, slash)
-        if 0 <= at < end:
-            end = at
-    return url[slash:end]
-
-
 # Failures where nothing of the request left this machine: always safe to try again.
 _NOT_SENT: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectorError,  # refused, DNS, TLS handshake
@@ -406,8 +388,7 @@ class Transport:
                     await lim.acquire(endpoint)
                     taken.append(lim)
                 # After the slot: a request queued for a slot during a 429 still waits it out.
-                if self.pause.until > time.monotonic():
-                    await self.pause.wait()
+                await self.pause.wait()
                 for lim in self.budgets:
                     await lim.acquire(endpoint)
             self.requests_made += 1
@@ -451,7 +432,7 @@ class Transport:
         ``headers`` may be a function called for every attempt (Ingram wants a new correlation
         id per transaction, distributor-apis.md §2.4)."""
         classify = (classifier or self.classifier).classify
-        path = _path_of(url)
+        path = urlsplit(url).path
         if mutates is None:
             mutates = method not in ("GET", "HEAD")
         call = Call(method, path, endpoint, what or f"{method} {path}", setting, mutates)
