@@ -21,6 +21,8 @@ a quarter and at the end of the push: it must not grow with the finished steps).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,6 +131,89 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def smaps(pid: int) -> str:
+    """Where the daemon's RSS is: the main heap, anonymous maps (Python's arenas, mmap-backed
+    blocks) and, among them, glibc's per-thread arenas (64 MiB reservations)."""
+    heap = anon = big = 0.0
+    n_big = 0
+    name = ""
+    size = 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            size = hi - lo
+            name = parts[5] if len(parts) > 5 else ""
+        elif parts[0] == "Rss:":
+            kb = int(parts[1]) / 1024
+            if name == "[heap]":
+                heap += kb
+            elif not name:
+                anon += kb
+                if size >= 32 << 20:
+                    big += kb
+                    n_big += 1
+    return (
+        f"heap {heap:.0f} MB, anonymous maps {anon:.0f} MB (of which {n_big} thread arenas: "
+        f"{big:.0f} MB)"
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/<pid>/stat, fields 14 and 15): a
+    figure a loaded machine does not inflate, unlike wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU spent during a push by the daemon (its process) and by the simulator (the thread that
+    serves it in this process), per line."""
+
+    def __init__(self, pid: int, served: ServedApp):
+        self.pid, self.served = pid, served
+        self.daemon0 = cpu_seconds(pid)
+        self.sim0 = served.call(time.thread_time)
+
+    def stop(self) -> tuple[float, float]:
+        return cpu_seconds(self.pid) - self.daemon0, self.served.call(time.thread_time) - self.sim0
+
+
+def cpu_lines(daemon: float, sim: float, lines: int) -> list[str]:
+    per = 1000 / max(1, lines)
+    both = (daemon + sim) * per
+    return [
+        f"  daemon CPU          {daemon:.1f} s = {daemon * per:.3f} ms/line",
+        f"  simulator CPU       {sim:.1f} s = {sim * per:.3f} ms/line  (together {both:.3f} "
+        f"ms/line: at most {1000 / max(both, 1e-9):.0f} lines/s on one core, "
+        f"{min(1000 / max(daemon * per, 1e-9), 1000 / max(sim * per, 1e-9)):.0f} on two)",
+    ]
+
+
+def start_profile(pid: int, out: str | None) -> subprocess.Popen[bytes] | None:
+    """Sample the daemon with py-spy (if asked for and installed) for the push's duration."""
+    if not out:
+        return None
+    try:
+        return subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "-o", out],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        print("  (py-spy is not installed: no profile)")
+        return None
+
+
+def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        proc.wait(60)
+
+
+PROFILE: str | None = None  # --profile: a py-spy raw profile of the daemon during each push
+
+
 def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
     """The vendor-wide 5% rise of issue 14 through a fresh daemon at one latency."""
     sim = ConnectWiseSim(ds)
@@ -154,6 +239,8 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             t0 = time.perf_counter()
             d.wait_synced(1200)
             t_sync = time.perf_counter() - t0
+            pid = d.proc.pid  # type: ignore[union-attr]
+            stages = [("after the sync", rss_mb(pid))]
             with d.http(timeout=600) as c:
                 ids = c.get("/v1/costs").json()["ids"]
                 rows = []
@@ -206,6 +293,7 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                     "preview"
                 ]
                 t_preview = time.perf_counter() - t1
+                stages.append(("after the price file and preview", rss_mb(pid)))
                 served.call(lambda: (setattr(sim.knobs, "latency", latency), sim.stats.reset()))
                 t0 = time.perf_counter()
                 resp = c.post("/v1/change-sets", json={**body, "request_id": "bench-large"})
@@ -213,6 +301,7 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                 t_answer = time.perf_counter() - t0
                 cs = recorded(c, resp)
                 t_create = time.perf_counter() - t0
+                stages.append(("after approval creation", rss_mb(pid)))
                 print(
                     f"large, {latency * 1000:.0f} ms: preview {t_preview:.2f} s, approval answered "
                     f"in {t_answer:.2f} s (HTTP {resp.status_code}), recorded in {t_create:.2f} s "
@@ -220,6 +309,12 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                     flush=True,
                 )
                 rss: list[tuple[int, float]] = []
+                where = ""
+                cpu = CpuMeter(d.proc.pid, served)  # type: ignore[union-attr]
+                spy = start_profile(
+                    d.proc.pid,  # type: ignore[union-attr]
+                    PROFILE and f"{PROFILE}.large-{latency * 1000:.0f}ms.txt",
+                )
                 while cs["status"] in ("pending", "pushing"):
                     time.sleep(0.5)
                     cs = c.get(f"/v1/change-sets/{cs['id']}", params={"steps": 0}).json()[
@@ -229,7 +324,11 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
                         v for k, v in cs["counts"].items() if k not in ("pending", "sending")
                     )
                     rss.append((done, rss_mb(d.proc.pid)))  # type: ignore[union-attr]
+                    if not where and done >= cs["total"] / 4:
+                        where = smaps(d.proc.pid)  # type: ignore[union-attr]
                 wall = time.perf_counter() - t0
+                daemon_cpu, sim_cpu = cpu.stop()
+                stop_profile(spy)
             requests = served.call(lambda: sim.stats.total)
         finally:
             d.stop()
@@ -241,7 +340,7 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             f"targets done ({preview['items']} items, {lines} lines, {preview['lines_skipped']} "
             "skipped by policy)"
         )
-        print(f"  first sync          {t_sync:.1f} s")
+        print(f"  first sync          {t_sync:.1f} s  (load average now {os.getloadavg()[0]:.2f})")
         print(f"  preview             {t_preview:.2f} s  (goal <= 1 s)")
         print(
             f"  approval answered   {t_answer:.2f} s  (HTTP {resp.status_code}; goal: within ~1 s)"
@@ -254,7 +353,12 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             f"  push wall time      {wall:.1f} s = {total / wall:.0f} targets/s, "
             f"{lines / wall:.0f} lines/s" + ("  (goal >= 800 at 0 ms)" if latency == 0 else "")
         )
-        print(f"  requests            {requests}  ({requests / max(1, total):.3f} per target)")
+        print(
+            f"  requests            {requests}  ({requests / max(1, total):.3f} per target, "
+            f"{requests / max(1, lines):.3f} per line)"
+        )
+        for text in cpu_lines(daemon_cpu, sim_cpu, lines):
+            print(text)
         if latency:
             bound = requests * latency / concurrency
             print(
@@ -270,6 +374,8 @@ def large_run(ds: Dataset, latency: float, concurrency: int) -> None:
             f"{quarter:.0f} MB, "
             f"at end {rss[-1][1] if rss else 0:.0f} MB  (goal <= 300 MB, not growing)"
         )
+        print("  daemon RSS before   " + ", ".join(f"{m:.0f} MB {what}" for what, m in stages))
+        print(f"  daemon memory 1/4   {where}")
         sys.stdout.flush()
 
 
@@ -286,7 +392,15 @@ def main() -> None:
     ap.add_argument(
         "--skip-default", action="store_true", help="for --size large: no 6,000-line run"
     )
+    ap.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="sample the daemon with py-spy during each push into PREFIX.<run>.txt (raw stacks)",
+    )
     args = ap.parse_args()
+    global PROFILE
+    PROFILE = args.profile
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start", flush=True)
     if args.size == "large":
         if not args.skip_default:
             default_run(args)
@@ -331,6 +445,12 @@ def default_run(args: argparse.Namespace) -> None:
             "policy": "all",
         }
         served.call(lambda: (setattr(sim.knobs, "latency", args.latency), sim.stats.reset()))
+        cpu = CpuMeter(d.proc.pid, served)  # type: ignore[union-attr]
+        spy = start_profile(
+            d.proc.pid,  # type: ignore[union-attr]
+            PROFILE and f"{PROFILE}.default-{args.latency * 1000:.0f}ms.txt",
+        )
+        rss: list[float] = []
         t0 = time.perf_counter()
         with d.http() as c:
             resp = c.post("/v1/change-sets", json=body)
@@ -345,10 +465,13 @@ def default_run(args: argparse.Namespace) -> None:
                 cs = poller.get(f"/v1/change-sets/{cs_id}", params={"steps": 0}).json()[
                     "change_set"
                 ]
+                rss.append(rss_mb(d.proc.pid))  # type: ignore[union-attr]
                 if cs["status"] not in ("pending", "pushing"):
                     break
                 time.sleep(0.2)
         wall = time.perf_counter() - t0
+        daemon_cpu, sim_cpu = cpu.stop()
+        stop_profile(spy)
         requests = served.call(lambda: sim.stats.total)
         d.stop()
         n_lines = sum(1 for ln in ds.lines)
@@ -367,7 +490,11 @@ def default_run(args: argparse.Namespace) -> None:
             f"  bound               {bound:.2f} s  (requests x {args.latency * 1000:.0f} ms / "
             f"concurrency {args.concurrency})"
         )
-        print(f"  ratio to bound      {wall / bound:.2f}x  (goal <= 1.25x)")
+        if bound:
+            print(f"  ratio to bound      {wall / bound:.2f}x  (goal <= 1.25x)")
+        for text in cpu_lines(daemon_cpu, sim_cpu, n_lines):
+            print(text)
+        print(f"  daemon RSS          peak {max(rss, default=0):.0f} MB, at end {rss[-1]:.0f} MB")
         # Baseline in the same run: the naive client on a slice of the same lines, scaled per line.
         slice_ = ds.lines[: args.naive_lines]
         t_naive = naive(sim, served, slice_)

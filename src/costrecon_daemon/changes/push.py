@@ -35,12 +35,19 @@ from .journal import (
     mark_sending,
     next_effective_date,
     next_open_change_set,
-    open_steps,
+    open_step_keys,
     record_progress,
     start_change_set,
+    steps_by_id,
 )
 
 log = logging.getLogger(__name__)
+
+# Catalogue-item steps per group: a multiple of the connectors' guard-read batches (ConnectWise
+# 200, Autotask 400 ids per request), so splitting adds no request.
+ITEM_GROUP = 400
+# Steps loaded in full at a time (the rest of the set is held as ids only).
+LOAD_STEPS = 2000
 
 
 class PushWorker:
@@ -109,20 +116,54 @@ class PushWorker:
             stats.restart("push")  # the push's pace, measured apart from the sync before it
         self.counts = Counter(counts)
         self._detail = sum(counts.values()) <= DETAIL_LIMIT
-        steps = await self.store.read(open_steps, cs_id)
-        by_group: dict[str, list[StepRow]] = defaultdict(list)
-        for s in steps:
-            by_group["items" if s.target == "item" else f"c:{s.contract_psa_id}"].append(s)
-        del steps
+        # Only the steps' ids are held for the whole push, grouped; a few groups at a time are
+        # loaded in full (LOAD_STEPS), so memory does not grow with the set's size.
+        keys = await self.store.read(open_step_keys, cs_id)
+        by_group: dict[str, list[int]] = defaultdict(list)
+        items = 0
+        for sid, target, contract in keys:
+            if target == "item":
+                # Catalogue items in groups of ITEM_GROUP, not one group of all: a vendor-wide
+                # set has 11,000 of them, and one group would start that many writes at once.
+                by_group[f"items:{items // ITEM_GROUP}"].append(sid)
+                items += 1
+            else:
+                by_group[f"c:{contract}"].append(sid)
+        del keys
         # A fixed number of lanes take groups off one queue, and a finished group is dropped:
         # memory does not grow with the set's size in coroutines, nor with the steps finished.
-        queue = deque(by_group.values())
+        waiting = deque(by_group.values())
         del by_group
+        ready: deque[list[StepRow]] = deque()
+        loading = asyncio.Lock()
         denied: list[PSAPermissionError] = []
 
+        async def next_group() -> list[StepRow] | None:
+            async with loading:
+                while not ready and waiting:
+                    batch: list[list[int]] = []
+                    n = 0
+                    while waiting and n < LOAD_STEPS:
+                        batch.append(waiting.popleft())
+                        n += len(batch[-1])
+                    rows = await self.store.read(steps_by_id, [i for ids in batch for i in ids])
+                    for ids in batch:
+                        group = [rows[i] for i in ids if i in rows]
+                        if group:
+                            ready.append(group)
+            return ready.popleft() if ready else None
+
         async def lane() -> None:
-            while queue and not denied and not self.stopping.is_set():
-                await self._push_group(cs_id, actor, queue.popleft(), denied)
+            recorded: asyncio.Future[None] | None = None
+            try:
+                while not denied and not self.stopping.is_set():
+                    group = await next_group()
+                    if group is None:
+                        break
+                    recorded = await self._push_group(cs_id, actor, group, denied, recorded)
+            finally:
+                if recorded is not None:
+                    await recorded
 
         _release_memory()
         progress = asyncio.ensure_future(self._report_progress(cs_id))
@@ -143,48 +184,74 @@ class PushWorker:
     async def _record(
         self, cs_id: int, actor: str, outcomes: list[Outcome], sending: Sequence[StepRow] = ()
     ) -> None:
-        """Journal outcomes (and steps about to be sent), then move the running counts and the
-        cost table's rows by exactly those steps."""
+        """Journal outcomes and steps about to be sent, and wait for the commit (a step is
+        ``sending`` in the journal before it is sent)."""
         t0 = time.monotonic()
-        assert self._journal is not None
-        await self._journal.submit(([s.id for s in sending], outcomes))
+        done = self._submit(cs_id, outcomes, sending)
+        if done is None:
+            return
+        await done
         took = time.monotonic() - t0
         prior = self.commit_seconds
         self.commit_seconds = took if prior is None else 0.9 * prior + 0.1 * took
-        moves = []
-        for s in sending:
-            moves.append((s.item_id, s.status, "sending"))
-            self.counts[s.status] -= 1
-            self.counts["sending"] += 1
-            s.status = "sending"
+
+    def _submit(
+        self, cs_id: int, outcomes: list[Outcome], sending: Sequence[StepRow] = ()
+    ) -> asyncio.Future[None] | None:
+        """Queue outcomes (and steps about to be sent) for the journal's next commit; once it is
+        committed, move the running counts and the cost table's rows by exactly those steps.
+        None when there is nothing to record."""
+        assert self._journal is not None
+        fut = self._journal.submit(([s.id for s in sending], list(outcomes)))
+        if fut is None:
+            return None
+        moves = [(s, "sending", None) for s in sending] + [(s, st, v) for s, st, v, _ in outcomes]
+
+        def committed(f: asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self._moved(cs_id, moves)
+
+        fut.add_done_callback(committed)
+        return fut
+
+    def _moved(self, cs_id: int, moves: list[tuple[StepRow, str, Decimal | None]]) -> None:
+        table_moves = []
         catalog = {}
-        for s, status, value, _ in outcomes:
-            moves.append((s.item_id, s.status, status))
+        for s, status, value in moves:
+            table_moves.append((s.item_id, s.status, status))
             self.counts[s.status] -= 1
             self.counts[status] += 1
             s.status = status
             if s.target == "item" and value is not None and status in ("done", "conflict"):
                 catalog[s.item_id] = value
-        self.table.move_steps(cs_id, moves, catalog)
+        self.table.move_steps(cs_id, table_moves, catalog)
 
     async def _push_group(
-        self, cs_id: int, actor: str, group: list[StepRow], denied: list[PSAPermissionError]
-    ) -> None:
+        self,
+        cs_id: int,
+        actor: str,
+        group: list[StepRow],
+        denied: list[PSAPermissionError],
+        recorded: asyncio.Future[None] | None = None,
+    ) -> asyncio.Future[None] | None:
+        """Guard-read, journal and write one group. The group's outcomes are queued for the
+        journal and not waited for: they ride in the commit of the next group's ``sending``
+        marks (half the commits), and the lane waits for them before it sends anything else.
+        A crash before that commit leaves these steps ``sending``, which the next push re-reads
+        before deciding anything (never a blind re-send). Returns the outcomes' commit."""
         try:
             current = await self._read_current(group)
         except PSAPermissionError as exc:
             denied.append(exc)
-            return
+            return recorded
         except PSAError as exc:
-            await self._record(
-                cs_id,
-                actor,
-                [
-                    (s, "failed", None, f"could not read the current cost: {exc.message}")
-                    for s in group
-                ],
-            )
-            return
+            failed: list[Outcome] = [
+                (s, "failed", None, f"could not read the current cost: {exc.message}")
+                for s in group
+            ]
+            if recorded is not None:
+                await recorded
+            return self._submit(cs_id, failed)
         outcomes: list[Outcome] = []
         to_write: list[StepRow] = []
         for s in group:
@@ -211,14 +278,17 @@ class PushWorker:
                 )
         # Journal before sending: these steps may have reached the PSA if we crash from here on.
         await self._record(cs_id, actor, outcomes, to_write)
+        if recorded is not None:
+            await recorded  # committed no later than the marks just awaited: raises its error
+        if not to_write:
+            return None
         results = await asyncio.gather(*(self._write(s) for s in to_write))
         final: list[Outcome] = []
         for s, (status, value, message, error) in zip(to_write, results, strict=True):
             if isinstance(error, PSAPermissionError):
                 denied.append(error)
             final.append((s, status, value, message))
-        if final:
-            await self._record(cs_id, actor, final)
+        return self._submit(cs_id, final)
 
     async def _read_current(self, group: list[StepRow]) -> dict[str, Decimal | None]:
         c = self.connector
@@ -270,14 +340,16 @@ class _Journal:
         self._queue: list[tuple[tuple[list[int], list[Outcome]], asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, op: tuple[list[int], list[Outcome]]) -> None:
+    def submit(self, op: tuple[list[int], list[Outcome]]) -> asyncio.Future[None] | None:
+        """Queue ``op`` for the next commit; the future is done when it is committed (None:
+        nothing to write). Commits happen in the order ops were queued."""
         if not op[0] and not op[1]:
-            return
+            return None
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((op, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._flush())
-        await fut
+        return fut
 
     async def _flush(self) -> None:
         while self._queue:
