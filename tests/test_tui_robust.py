@@ -4,12 +4,16 @@ daemon cannot estimate its time."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from textual import events
+from textual.keys import key_to_character
 from textual.widgets import Input
+from textual.worker import WorkerState
 
 from costrecon_tui import keymap
 from costrecon_tui.client import ApprovalItem, CostRow
@@ -37,21 +41,57 @@ VIEW_KEYS = {
 GLOBAL = [b for b in keymap.APP + keymap.MAIN if b.action != "quit"]
 
 
+# Workers that run for the app's whole life (the daemon connection) or start on their own timer
+# (the grid's background prefetch): a key is done without waiting for them.
+_BACKGROUND = {"daemon-connection", "grid-prefetch"}
+
+
+async def _quiet(pilot: Any) -> None:
+    """Until what the last key started has finished: its messages handled, its workers done (or
+    a dialog or an input is up, waiting for the person), and the screen rendered.
+
+    Conditions, not the pilot's idle heuristics: ``pilot.press`` waits for the process to look
+    idle (20 ms sleeps, up to a second each on a loaded machine), which made one walk ~40 s."""
+    app = pilot.app
+    for _ in range(200):
+        await pilot.pause(0)  # handles the queued messages and renders
+        if app.screen is not app.main or isinstance(app.focused, Input):
+            return
+        busy = [
+            w
+            for w in app.workers
+            if w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group not in _BACKGROUND
+        ]
+        if not busy:
+            return
+        # Let them run; a worker still running after this is looked at again on the next turn.
+        await asyncio.wait(
+            [w._task for w in busy if w._task is not None] or [_yield()], timeout=0.05
+        )
+
+
+async def _yield() -> None:
+    await asyncio.sleep(0)
+
+
+async def _press(pilot: Any, key: str) -> None:
+    """The key event a terminal sends (as ``pilot.press`` posts it), then wait until handled."""
+    pilot.app.post_message(events.Key(key, key_to_character(key)))
+    await _quiet(pilot)
+
+
 async def _back_to(pilot: Any, view: str) -> None:
     """Close whatever a key opened (dialog, filter, editor) and return to ``view``."""
     app = pilot.app
     for _ in range(6):
-        await pilot.pause()
-        if app.screen is not app.main:
-            await pilot.press("escape")
-            continue
-        if isinstance(app.focused, Input):
-            await pilot.press("escape")
+        await _quiet(pilot)
+        if app.screen is not app.main or isinstance(app.focused, Input):
+            await _press(pilot, "escape")
             continue
         break
     if app.current_view != view:
         app.show_view(view)
-        await pilot.pause()  # a view switch re-lays out the screen
+        await _quiet(pilot)  # a view switch re-lays out the screen
     else:
         app.view(view).focus_main()  # as show_view does; nothing to lay out again
 
@@ -64,8 +104,12 @@ def _assert_up(app: Any, caplog: Any) -> None:
     assert errors == [], [r.getMessage() for r in errors]
 
 
-@pytest.mark.parametrize("psa", ["connectwise", "autotask", "syncro"])
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+# What the PSA changes in the TUI is the shape of the identifiers (Autotask's are the longest,
+# Syncro's short numbers) and so the width of that column, plus the PSA's name; the keys, views
+# and commands are the same for all three. The walk runs at the tightest layout (80x24 with the
+# longest identifiers) and the roomiest (120x40 with the shortest); every PSA x size is rendered
+# in every view by the test after it.
+@pytest.mark.parametrize("psa,size", [("autotask", (80, 24)), ("syncro", (120, 40))])
 async def test_every_key_of_every_view_and_every_palette_command_leaves_the_app_up(
     psa, size, caplog
 ):
@@ -76,19 +120,36 @@ async def test_every_key_of_every_view_and_every_palette_command_leaves_the_app_
         await settle(pilot, lambda: all_views_ready(app))
         for view, bindings in VIEW_KEYS.items():
             app.show_view(view)
-            await pilot.pause()
+            await _quiet(pilot)
             for binding in bindings + GLOBAL:
                 for key in binding.key.split(","):
-                    await pilot.press(key.strip())
+                    await _press(pilot, key.strip())
                     await _back_to(pilot, view)
                     _assert_up(app, caplog)
         for command in commands():
             if command.action == "quit":
                 continue
             await app.run_action(command.action)
-            await pilot.pause(0.05)
+            await _quiet(pilot)
             await _back_to(pilot, app.current_view)
             _assert_up(app, caplog)
+
+
+@pytest.mark.parametrize("psa", ["connectwise", "autotask", "syncro"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_every_view_renders_for_every_psa_at_both_sizes(psa, size, caplog):
+    caplog.set_level(logging.INFO, logger="costrecon_tui")
+    app = make_app(FakeClient(psa=psa))
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        for view in VIEW_KEYS:
+            app.show_view(view)
+            await _quiet(pilot)
+            assert screen_text(app)
+            _assert_up(app, caplog)
+        await _press(pilot, "question_mark")  # the help lists the keys of the view
+        assert isinstance(app.screen, HelpScreen)
+        _assert_up(app, caplog)
 
 
 async def test_palette_opens_with_ctrl_p_and_lists_each_view_action_with_its_key():
