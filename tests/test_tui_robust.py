@@ -64,18 +64,16 @@ async def _quiet(pilot: Any) -> None:
         ]
         if not busy:
             return
-        # Let them run; a worker still running after this is looked at again on the next turn.
-        await asyncio.wait(
-            [w._task for w in busy if w._task is not None] or [_yield()], timeout=0.05
-        )
+        # Let them run. Their own tasks, awaited through asyncio.wait (which never cancels what
+        # it waits on; Worker.wait() would, if this wait were cancelled). A worker still
+        # running after this is looked at again on the next turn.
+        tasks = [w._task for w in busy if w._task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=0.05)
 
 
 def _busy(app: Any, groups: set[str]) -> bool:
     return any(w.group in groups and not w.is_finished for w in app.workers)
-
-
-async def _yield() -> None:
-    await asyncio.sleep(0)
 
 
 async def _press(pilot: Any, key: str) -> None:
