@@ -80,7 +80,7 @@ class Tmux:
             text = self.screen()
             if predicate(text):
                 return text
-            time.sleep(0.1)
+            time.sleep(0.25)
         raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{self.screen()}")
 
     def kill(self) -> None:
@@ -166,7 +166,7 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
             sets = _api(sock, "/v1/change-sets")["change_sets"]
             if sets and sets[0]["status"] not in ("pending", "pushing"):
                 break
-            time.sleep(0.1)
+            time.sleep(0.3)
         assert sets[0]["status"] == "done", sets[0]
         t.wait_for(lambda s: s.count("✓ done") >= 2, "both rows shown as done")
 
@@ -227,7 +227,7 @@ def _wait_change_sets_settled(sock: Path, count: int) -> list[dict]:
         sets = _api(sock, "/v1/change-sets")["change_sets"]
         if len(sets) >= count and all(s["status"] not in ("pending", "pushing") for s in sets):
             return sets
-        time.sleep(0.1)
+        time.sleep(0.3)
     raise AssertionError(f"change sets did not finish: {sets}")
 
 
@@ -316,7 +316,7 @@ def test_a_day_at_80x24_mark_30_approve_undo_edit_palette_and_quit(tmp_path):
             row = next(r for r in _cli_costs(keep, target) if r["identifier"] == target)
             if row["vendor_cost"] == "12.5000":
                 break
-            time.sleep(0.1)
+            time.sleep(0.3)
         assert row["vendor_cost"] == "12.5000", row
 
         # the palette opens with ctrl+p
