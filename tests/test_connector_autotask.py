@@ -293,10 +293,13 @@ async def test_a_billed_charge_is_refused_not_retried():
 
 
 async def test_thread_limit_and_hourly_budget_are_respected():
-    sim = await start_autotask_sim(_services_only(30), requests_per_hour=40, window_seconds=1.0)
+    # The rolling hour shrunk to a second for the test; the sim counts over half that, so a
+    # loaded machine that sends a few of the scheduled requests late, bunched, stays within.
+    # Without the budget the three threads would send ~75 requests in the sim's half second.
+    sim = await start_autotask_sim(_services_only(30), requests_per_hour=40, window_seconds=0.5)
     sim.knobs.latency = 0.02
     conn = await _connector(sim, requests_per_hour=40)
-    conn.budget.window = 1.0  # shrink the rolling hour to a second for the test
+    conn.budget.window = 1.0
     try:
         sids = list(sim.tables["Services"])
         await asyncio.gather(*(conn.write_item_cost(f"service:{s}", Decimal("5.5")) for s in sids))

@@ -67,7 +67,7 @@ def _wait_gone(root: Path, timeout: float = 40) -> tuple[list[int], bool]:
         pids = _pids_of_daemons_for(root)
         if not pids and not root.exists():
             return [], False
-        time.sleep(0.2)
+        time.sleep(0.05)
     return _pids_of_daemons_for(root), root.exists()
 
 

@@ -70,6 +70,13 @@ def team(
             one.wait_synced()
             one.wait_for(lambda: one.get("/v1/status")["leader"]["leading"], 20, "jump1 to lead")
             two.start()
+            # The follower's table is read from the shared database as it starts: wait until it
+            # holds what the leader's does (a loaded machine once handed a half-read one over).
+            two.wait_for(
+                lambda: len(two.get("/v1/costs")["ids"]) == len(one.get("/v1/costs")["ids"]),
+                30,
+                "jump2's table to hold jump1's rows",
+            )
             yield ADAPTERS["connectwise"](sim, served, ds), one, two
         finally:
             for d in (two, one):

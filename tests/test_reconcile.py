@@ -14,9 +14,7 @@ PSA genuinely differs, the test says why next to the difference:
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from decimal import Decimal
 
 import pytest
@@ -289,11 +287,24 @@ def test_kill_9_five_times_during_a_big_push_ends_with_every_line_written_once(t
         baseline = sim.write_counts("line", all_live)
         item_base = sim.write_counts("item", [it.id for it in ds.items])
         cs_id = approve(d, chosen).json()["change_set"]["id"]
-        rng = random.Random(11)
+
+        def writes() -> int:
+            return sum(sim.write_counts("line", all_live).values())
+
+        def pushing() -> bool:
+            status = d.get(f"/v1/change-sets/{cs_id}")["change_set"]["status"]
+            return status in ("pending", "pushing")
+
+        # Each kill lands once this run of the daemon has written another eighth of the lines
+        # (progress, not a clock: a loaded machine must not let the push finish first).
+        step = max(1, len(all_live) // 8)
         mid_push = 0
         for _ in range(5):
-            time.sleep(rng.uniform(0.3, 1.5))
-            if d.get(f"/v1/change-sets/{cs_id}")["change_set"]["status"] in ("pending", "pushing"):
+            start = writes()
+            d.wait_for(
+                lambda start=start: writes() - start >= step or not pushing(), 120, "push progress"
+            )
+            if pushing():
                 mid_push += 1
             d.kill9()
             d.start()

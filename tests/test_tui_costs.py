@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from costrecon_tui.screens.costs import parse_cost
@@ -288,9 +289,24 @@ async def test_local_filter_after_prefetch_matches_the_daemons_answer(monkeypatc
         for query in ["m365", "M365-B", "singularity core", "-1", "zzz"]:
             expected = (await client.cost_view(query=query)).ids
             assert grid.local_filter(base, query) == expected, query
+        duo = (await client.cost_view(query="duo")).ids
+        # The daemon's answer to a search is held until the test has looked: "at once" then does
+        # not depend on how fast this machine happens to be.
+        answer = asyncio.Event()
+        daemon_view = client.cost_view
+
+        async def held_view(**kwargs):
+            if kwargs.get("query"):
+                await answer.wait()
+            return await daemon_view(**kwargs)
+
+        client.cost_view = held_view
         await pilot.press("slash", *"duo")
         assert app.costs.local_query == "duo"  # shown at once, before the daemon answered
-        assert grid.ids == (await client.cost_view(query="duo")).ids
+        assert grid.ids == duo
+        answer.set()
+        await settle(pilot, lambda: app.costs.local_query is None)  # the daemon's answer is in
+        assert grid.ids == duo
 
 
 async def test_a_wild_manual_cost_is_asked_about_again_naming_old_new_and_percentage():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -122,8 +123,21 @@ def test_daemon_not_running(snap_compare):
         )
         await pilot.pause(0.05)
 
-    app = make_app(FakeClient(running=False), start_daemon=lambda: None)  # retries every 2 s
+    app = make_app(_FirstAttemptOnly(running=False), start_daemon=lambda: None)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+class _FirstAttemptOnly(FakeClient):
+    """A daemon that is not running, whose second connection attempt never ends: the app
+    retries every 2 s, and on a loaded machine "attempt 2" could otherwise reach the picture."""
+
+    attempts = 0
+
+    async def status(self):
+        self.attempts += 1
+        if self.attempts > 1:
+            await asyncio.Event().wait()
+        return await super().status()
 
 
 # ---------------------------------------------------------------- every dialog fits 80x24

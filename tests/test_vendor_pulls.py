@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -151,7 +150,7 @@ def test_kill_9_mid_pull_leaves_nothing_half_imported_and_the_next_pull_complete
     opts = {"knobs": Knobs(latency=0.3, seed=5)}
     # kill -9 needs a real daemon process
     with pax8_and_daemon(tmp_path, sim_options=opts, settings={"concurrency": 1}, process=True) as (
-        _sim,
+        sim,
         _served,
         d,
     ):
@@ -160,10 +159,12 @@ def test_kill_9_mid_pull_leaves_nothing_half_imported_and_the_next_pull_complete
             30,
             "the first pull to start",
         )
-        time.sleep(1.0)  # well inside the pull: 130 pricing calls at 0.3 s, one at a time
+        # Well inside the pull: a few of its ~130 pricing calls (0.3 s each, one at a time) done.
+        d.wait_for(lambda: sim.request_stats.count("GET", "/pricing") >= 3, 60, "pricing calls")
         assert d.proc is not None
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)
+        sim.knobs.latency = 0.0  # the pull after the restart need not crawl
         d.start()
         # Nothing of the killed pull was stored; the restarted daemon pulls again and completes.
         state = wait_first_pull(d)

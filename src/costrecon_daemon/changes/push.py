@@ -82,9 +82,11 @@ class PushWorker:
 
     async def run(self) -> None:
         while not self.stopping.is_set():
+            # Cleared before the read, not after: an approval (or a new day) that sets it while
+            # the read runs is then not lost for the idle wait below.
+            self.wakeup.clear()
             cs_id = await self.store.read(next_open_change_set, self.today())
             if cs_id is None:
-                self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), await self._idle_seconds())
                 except TimeoutError:
