@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -183,16 +183,7 @@ def _insert_steps(conn: Connection, cs_id: int, steps: list[PlannedStep], now: A
         f"INSERT INTO {dialect.identifier_preparer.quote(table.name)} ({cols}) "
         f"VALUES ({', '.join([mark] * len(_STEP_COLUMNS))})"
     )
-    units: dict[Decimal | None, int | None] = {None: None}
-
-    def u(value: Decimal | None) -> int | None:
-        if value is None:
-            return None
-        got = units.get(value)
-        if got is None:
-            got = units[value] = to_units(value)
-        return got
-
+    u = _cached_units()
     pending = StepState.PENDING.value
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -689,12 +680,9 @@ def _executemany(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> Non
         cursor.close()
 
 
-def record_outcomes(
-    conn: Connection, cs_id: int, actor: str, outcomes: list[Outcome], detail: bool
-) -> None:
-    """Record finished steps and what the PSA held. ``detail``: also one activity entry per
-    conflict or failure (small change sets only; a big one is summarised when it finishes)."""
-    stamp = UTCDateTime().process_bind_param(utcnow(), conn.dialect)
+def _cached_units() -> Callable[[Decimal | None], int | None]:
+    """Decimal → stored integer units, each distinct amount converted once: a vendor-wide set
+    repeats a few hundred amounts over a hundred thousand steps."""
     units: dict[Decimal, int] = {}
 
     def u(value: Decimal | None) -> int | None:
@@ -705,6 +693,16 @@ def record_outcomes(
             got = units[value] = to_units(value)
         return got
 
+    return u
+
+
+def record_outcomes(
+    conn: Connection, cs_id: int, actor: str, outcomes: list[Outcome], detail: bool
+) -> None:
+    """Record finished steps and what the PSA held. ``detail``: also one activity entry per
+    conflict or failure (small change sets only; a big one is summarised when it finishes)."""
+    stamp = UTCDateTime().process_bind_param(utcnow(), conn.dialect)
+    u = _cached_units()
     # One executemany per table: a push records thousands of outcomes.
     _executemany(
         conn,
