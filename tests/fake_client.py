@@ -845,7 +845,7 @@ class FakeClient:
             "impact_by_currency": {"USD": str(impact.quantize(Q))},
             "currency": "USD",
             "policy": policy,
-            "per_item": per_item,
+            "per_item": per_item[:500],  # the daemon details the first 500 (PER_ITEM_LISTED)
             "warnings": warnings,
             "margin": margin,
             "effective_date": None,
@@ -889,7 +889,7 @@ class FakeClient:
             "lines_priced": priced,
             "lines_unpriced": unpriced,
             "below_floor_count": len(low),
-            "below_floor": low,
+            "below_floor": low[:200],  # the daemon names the first 200 (margin.MAX_LISTED)
             "monthly": {
                 "USD": {
                     "before": str(before.quantize(Q)),

@@ -138,6 +138,7 @@ def margin_table(p: dict[str, Any]) -> Table | None:
     table.add_column("Price", justify="right", no_wrap=True)
     table.add_column("New cost", justify="right", no_wrap=True)
     table.add_column("Margin", justify="right", no_wrap=True)
+    rows = rows[:PER_ITEM_SHOWN]  # the daemon names 200; a longer list would take seconds to draw
     for r in rows:
         r = display.mapping(r)
         who = " / ".join(x for x in (r.get("customer"), r.get("contract")) if x) or "—"
