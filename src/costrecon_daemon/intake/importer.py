@@ -104,6 +104,19 @@ class Prepared:
         return f"{self.row_count} costs imported, {matched} matched to catalogue items"
 
 
+def _prepared_for(path: Path, st: os.stat_result | None, sha: str | None) -> Prepared:
+    """What the importer knows of a file before reading it: size, mtime, hash, owner."""
+    st = st or path.stat()
+    return Prepared(
+        path=path,
+        name=path.name,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=sha or sha256_of(path),
+        actor=file_owner(st),
+    )
+
+
 def file_owner(st: os.stat_result) -> str:
     """The activity log's actor for a dropped file: the OS user who owns it (st_uid), the closest
     thing to "who dropped it" the file system records. The daemon itself never writes there."""
@@ -153,15 +166,7 @@ def prepare(
     st: os.stat_result | None = None,
 ) -> Prepared:
     """Hash, read, validate and match one file (blocking: run it in a thread)."""
-    st = st or path.stat()
-    prep = Prepared(
-        path=path,
-        name=path.name,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        sha256=sha or sha256_of(path),
-        actor=file_owner(st),
-    )
+    prep = _prepared_for(path, st, sha)
     try:
         result = read_price_file(
             path,
@@ -554,15 +559,7 @@ def stream_import(
     ``before_commit(prep)`` may veto the outcome (the file changed while read): then nothing is
     kept and None is returned.
     """
-    st = st or path.stat()
-    prep = Prepared(
-        path=path,
-        name=path.name,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        sha256=sha or sha256_of(path),
-        actor=file_owner(st),
-    )
+    prep = _prepared_for(path, st, sha)
     started = utcnow()
     import_id = store.write_sync(_begin_staged, prep, started)
     fallback = vendor_from_filename(path.name)
