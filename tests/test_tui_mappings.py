@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from tests.fake_client import FakeClient, all_views_ready, make_app, settle
 
 
@@ -110,3 +113,33 @@ async def test_what_the_last_pull_could_not_price_is_said_beside_the_item_and_th
         # another item: nothing said about it
         view.needs_table.move_cursor(row=1)
         await settle(pilot, lambda: not note.display)
+
+
+async def test_a_page_of_unmatched_rows_arriving_after_u_went_back_leaves_the_items_title():
+    client = FakeClient()
+    gate, answered = asyncio.Event(), []
+    real = client.unmatched_page
+
+    async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        page = await real(*args, **kwargs)
+        await gate.wait()  # a slow daemon: the page arrives after the user moved on
+        answered.append(page)
+        return page
+
+    client.unmatched_page = held  # type: ignore[method-assign]
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        await settle(pilot, lambda: view.needs_table.row_count > 0)
+        view.needs_table.focus()
+        title = view.query_one("#needs-title")
+        await pilot.press("u")
+        await settle(pilot, lambda: client.calls_to("unmatched_page"))
+        await pilot.press("u")
+        await settle(pilot, lambda: not view.showing_unmatched and view.loaded)
+        gate.set()
+        await settle(pilot, lambda: answered)
+        await pilot.pause()
+        assert str(title.render()).startswith("Needs a vendor cost")

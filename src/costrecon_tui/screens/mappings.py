@@ -330,6 +330,8 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             import_id=value if kind == "import_id" else None,
             vendor=value if kind == "vendor" else None,
         )
+        if not self.showing_unmatched:
+            return  # `u` went back to the items while the page was on its way: the title is theirs
         self.unmatched = page["rows"]
         self.next_before = page.get("before")
         t1 = self.unmatched_table
