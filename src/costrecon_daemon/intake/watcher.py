@@ -64,7 +64,8 @@ from .retention import prune
 from .search import NameIndexer
 
 log = logging.getLogger(__name__)
-ZIP_SUFFIXES = (".xlsx", ".xlsm", ".zip")
+ZIP_SUFFIXES = (".xlsx", ".xlsm", ".ods", ".zip")
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an Excel 97-2003 (.xls) workbook
 # How long after an import a file of the same name, or a change to the imported file, is reported
 # as "changed after import" (issue 13 #12: a writer that closes and reopens between appends).
 CHANGED_WINDOW = 15 * 60.0
@@ -118,8 +119,9 @@ def sha256_of_fd(fd: int) -> str:
 
 
 def ends_complete(path: Path, size: int) -> bool:
-    """Cheap "the copy is complete" signs: an xlsx/zip has its central directory (at the end); a
-    text file ends with a newline (also in UTF-16). Empty files are never complete."""
+    """Cheap "the copy is complete" signs: an xlsx/zip has its central directory (at the end); an
+    .xls is whole sectors (the header names their size); a text file ends with a newline (also in
+    UTF-16). Empty files are never complete."""
     if size == 0:
         return False
     try:
@@ -127,6 +129,10 @@ def ends_complete(path: Path, size: int) -> bool:
             head = fh.read(4)
             if path.suffix.lower() in ZIP_SUFFIXES or head == b"PK\x03\x04":
                 return zipfile.is_zipfile(fh)
+            if head == OLE_MAGIC[:4]:
+                header = head + fh.read(28)
+                shift = int.from_bytes(header[30:32], "little") if len(header) == 32 else 0
+                return header[:8] == OLE_MAGIC and shift in (9, 12) and size % (1 << shift) == 0
             fh.seek(max(0, size - 2))
             tail = fh.read(2)
     except OSError:

@@ -18,7 +18,7 @@ from datetime import date
 from itertools import chain, islice
 from pathlib import Path
 
-from costrecon_daemon.vendors import limits
+from costrecon_daemon.vendors import limits, spreadsheet
 from costrecon_daemon.vendors.convert import STREAM_CHUNK, finish_read
 from costrecon_daemon.vendors.layout import (
     lookup_profile,
@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------ public API
+
+ZIP_SUFFIXES = (".xlsx", ".xlsm", ".ods", ".zip")  # read as archives whatever their first bytes
 
 
 def read_price_file(
@@ -87,12 +89,11 @@ def read_price_file(
     if not data.strip():
         raise FileUnreadable(f"{name} is empty; the copy may have failed — drop the file again.")
 
-    if data[:4] == b"PK\x03\x04" or path.suffix.lower() in (".xlsx", ".xlsm", ".zip"):
+    if data[:4] == b"PK\x03\x04" or path.suffix.lower() in ZIP_SUFFIXES:
         return read_zip(path, data, forced, all_profiles, default_currency, vendor, today)
-    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
-        raise FileUnreadable(
-            f"{name} is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV and drop it "
-            "again."
+    if data[:8] == spreadsheet.OLE_MAGIC:
+        return spreadsheet.read_workbook(
+            name, data, "xls", forced, all_profiles, default_currency, vendor, today
         )
     return read_text(name, data, forced, all_profiles, default_currency, vendor, today)
 
@@ -125,7 +126,7 @@ def stream_price_file(
     except OSError as exc:
         raise FileUnreadable(f"{name} could not be opened ({exc.strerror or exc}).") from exc
     args = (forced, all_profiles, default_currency, vendor, today)
-    if magic[:4] == b"PK\x03\x04" or path.suffix.lower() in (".xlsx", ".xlsm", ".zip"):
+    if magic[:4] == b"PK\x03\x04" or path.suffix.lower() in ZIP_SUFFIXES:
         try:
             archive = zipfile.ZipFile(path)
             members = archive.namelist()
@@ -142,7 +143,7 @@ def stream_price_file(
                 if "xl/workbook.xml" not in members and len(texts) == 1:
                     member = texts[0]
                     return stream_text(Path(member).name, lambda: archive.open(member), *args, sink)
-    elif magic != b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+    elif magic != spreadsheet.OLE_MAGIC:
         return stream_text(name, lambda: path.open("rb"), *args, sink)
     result = read_price_file(
         path,

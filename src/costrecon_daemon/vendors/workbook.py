@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from costrecon_daemon.vendors import limits
+from costrecon_daemon.vendors import limits, spreadsheet
 from costrecon_daemon.vendors.convert import finish_read
 from costrecon_daemon.vendors.layout import (
     choose_profile,
@@ -49,7 +49,13 @@ def read_zip(
         ) from exc
     limits.check_archive(name, archive)
     if "xl/workbook.xml" in members:
-        return _read_xlsx(name, archive, forced, all_profiles, default_currency, vendor, today)
+        return _read_xlsx(
+            name, data, archive, forced, all_profiles, default_currency, vendor, today
+        )
+    if spreadsheet.is_ods(archive):
+        return spreadsheet.read_workbook(
+            name, data, "ods", forced, all_profiles, default_currency, vendor, today
+        )
     # Distributors ship zipped text (Ingram PRICE.ZIP, STDPRICE_FULL.ZIP): read the one price
     # file inside, named as itself so the file-name rules still apply.
     texts = [
@@ -74,6 +80,7 @@ def read_zip(
 
 def _read_xlsx(
     name: str,
+    data: bytes,
     archive: zipfile.ZipFile,
     forced: Profile | None,
     all_profiles: Mapping[str, Profile],
@@ -109,12 +116,30 @@ def _read_xlsx(
         name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
     )
     sheet_name = prof.sheet
+    opener = _calamine_opener(name, data, archive, workbook, sheet_name)
+    if opener is None:
 
-    def opener() -> Iterator[list[str]]:
-        return sheet_rows(sheet_name)
+        def opener() -> Iterator[list[str]]:
+            return sheet_rows(sheet_name)
 
     plan, skip = locate_columns(prof, opener, name)
     return finish_read(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
+
+
+def _calamine_opener(
+    name: str, data: bytes, archive: zipfile.ZipFile, workbook: _Workbook, sheet_name: str | None
+) -> Callable[[], Iterator[list[str]]] | None:
+    """calamine's rows of the sheet when :func:`.spreadsheet.xlsx_sheet_is_plain` says it may read
+    it (about 2.8× faster); None keeps this module's reader (formulas, oddities, bombs)."""
+    paths = [p for n, p in workbook.sheets if sheet_name is None or n == sheet_name]
+    if not paths or not spreadsheet.xlsx_sheet_is_plain(name, data, archive, paths[0]):
+        return None
+    chosen = sheet_name if sheet_name is not None else workbook.sheet_names[0]
+    try:
+        sheet = spreadsheet.load_sheet(name, spreadsheet.open_workbook(name, data), chosen)
+    except spreadsheet.CalamineFailed:
+        return None
+    return lambda: spreadsheet.calamine_rows(sheet)
 
 
 class _NotPlainXlsx(Exception):
