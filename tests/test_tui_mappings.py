@@ -53,8 +53,11 @@ async def test_typing_searches_vendor_rows_and_u_shows_unmatched_rows_filtered_a
         await settle(pilot, lambda: [c["sku"] for c in view.candidates][:1] == [row["sku"]])
         assert client.calls_to("mapping_search")[-1] == {"q": row["sku"], "limit": 20}
 
+        # esc leaves the search: the box closes, its text goes, the items list has the keys again
         await pilot.press("escape")
-        view.needs_table.focus()
+        await settle(pilot, lambda: view.needs_table.has_focus)
+        box = view.query_one("#mappings-search")
+        assert view.searching == "" and box.value == "" and not box.has_class("shown")
         await pilot.press("u")
         await settle(pilot, lambda: view.unmatched_table.row_count > 0)
         assert client.calls_to("unmatched_page")[-1]["before"] is None

@@ -98,6 +98,7 @@ MAPPINGS = [
     bind("w", "switch_pane", "Other pane", "mappings.pane"),
     bind("u", "toggle_list", "Items/unmatched", "mappings.toggle"),
     bind("slash", "search", "Search", "mappings.search"),
+    bind("escape", "leave_search", "Close search", "mappings.leave", show=False),
     bind("f", "filter", "Filter file/vendor", "mappings.filter", show=False),
     bind("right_square_bracket", "next_page", "Next page", "mappings.next", show=False),
     bind("left_square_bracket", "first_page", "First page", "mappings.first", show=False),

@@ -404,6 +404,16 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         box.add_class("shown")
         box.focus()
 
+    def action_leave_search(self) -> None:
+        """esc: close the search (typed text and its results go), back to the items list."""
+        box = self.query_one("#mappings-search", Input)
+        if not (box.has_class("shown") or self.searching):
+            return
+        box.value = ""  # Input.Changed follows: search("") shows the item's candidates again
+        box.remove_class("shown")
+        self.searching = ""
+        self.focus_main()
+
     @on(Input.Changed, "#mappings-search")
     def _typed(self, event: Input.Changed) -> None:
         event.stop()
