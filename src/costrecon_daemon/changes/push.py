@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import datetime as dt
-import gc
 import logging
 import time
 from collections import Counter, defaultdict, deque
@@ -21,6 +19,7 @@ from ..psa.base import (
     PSAPermissionError,
 )
 from ..psa.guarded import guarded_write
+from ..runtime import release_memory
 
 if TYPE_CHECKING:
     from ..costs.table import CostTable
@@ -40,12 +39,10 @@ from .journal import (
     start_change_set,
     steps_by_id,
 )
+from .plan import ITEM_GROUP
 
 log = logging.getLogger(__name__)
 
-# Catalogue-item steps per group: a multiple of the connectors' guard-read batches (ConnectWise
-# 200, Autotask 400 ids per request), so splitting adds no request.
-ITEM_GROUP = 400
 # Steps loaded in full at a time (the rest of the set is held as ids only).
 LOAD_STEPS = 2000
 
@@ -71,8 +68,8 @@ class PushWorker:
         # Step counts by state of the set being pushed, kept as outcomes are recorded: progress
         # is read from here, never by counting the journal's steps on each tick.
         self.counts: Counter[str] = Counter()
-        # Seconds per journal commit, measured: a push commits twice per group, and on a busy
-        # disk that is part of its time (the preview's estimate counts it).
+        # Seconds per journal commit, measured: each group waits for one (its ``sending``
+        # marks), and on a busy disk that is part of its time (the preview's estimate counts it).
         self.commit_seconds: float | None = None
         self._detail = True
         self._journal: _Journal | None = None
@@ -167,7 +164,9 @@ class PushWorker:
                 if recorded is not None:
                     await recorded
 
-        _release_memory()
+        # Memory freed since the approval goes back before a long push (else the daemon's RSS
+        # would show the plan's peak for the whole push).
+        release_memory()
         progress = asyncio.ensure_future(self._report_progress(cs_id))
         try:
             await asyncio.gather(*(lane() for _ in range(self._group_concurrency)))
@@ -315,16 +314,6 @@ class PushWorker:
         except PSAError as exc:  # PSAWriteNotApplied, a refused value...
             return "failed", None, exc.message, exc
         return out.status, out.value, out.message, None
-
-
-def _release_memory() -> None:
-    """Hand memory freed since the last sync back to the system before a long push (glibc keeps
-    freed heap otherwise, and the daemon's RSS would show the sync's peak for the whole push)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
-        pass
 
 
 class _Journal:
