@@ -74,6 +74,7 @@ class PushWorker:
         self._detail = True
         self._journal: _Journal | None = None
         self._group_concurrency = group_concurrency or max(2, connector.limits.concurrency * 2)
+        self._writes_at_once = max(1, connector.limits.concurrency)
         # The clock for effective dates (local day, as the MSP means it); tests move it.
         self.today: Any = dt.date.today
 
@@ -283,13 +284,30 @@ class PushWorker:
             await recorded  # committed no later than the marks just awaited: raises its error
         if not to_write:
             return None
-        results = await asyncio.gather(*(self._write(s) for s in to_write))
+        results = await self._write_all(to_write)
         final: list[Outcome] = []
         for s, (status, value, message, error) in zip(to_write, results, strict=True):
             if isinstance(error, PSAPermissionError):
                 denied.append(error)
             final.append((s, status, value, message))
         return self._submit(cs_id, final)
+
+    async def _write_all(
+        self, steps: list[StepRow]
+    ) -> list[tuple[str, Decimal | None, str | None, Exception | None]]:
+        """Write a group's steps, as many at once as the PSA takes requests at once (its
+        declared concurrency), results in the steps' order. Not one task per step: a group of
+        400 catalogue items in each of 16 lanes made 6,400 coroutines at once that all waited
+        for the connector's 8 slots anyway, a 20 MB spike that stayed in the RSS (issue 14)."""
+        results: list[Any] = [None] * len(steps)
+        todo = iter(enumerate(steps))
+
+        async def writer() -> None:
+            for i, s in todo:
+                results[i] = await self._write(s)
+
+        await asyncio.gather(*(writer() for _ in range(min(self._writes_at_once, len(steps)))))
+        return results
 
     async def _read_current(self, group: list[StepRow]) -> dict[str, Decimal | None]:
         c = self.connector

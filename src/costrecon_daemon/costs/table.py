@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import events
@@ -176,7 +176,19 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
         CatalogItem.name,
         CatalogItem.currency,
         CatalogItem.cost,
-    ).where(CatalogItem.active.is_(True), CatalogItem.gone.is_(False))
+    ).where(
+        CatalogItem.active.is_(True),
+        CatalogItem.gone.is_(False),
+        # Only items that may become rows (a vendor cost or a contract line; the exact test is
+        # below): a 50,000-item catalogue has 11,000 of them, and a Row made for each of the
+        # others and dropped again took tens of MB that stayed in the daemon's RSS, pinned by
+        # the rows kept among them (issue 14 item 5). Each an index lookup per item.
+        or_(
+            exists().where(VendorCost.item_id == CatalogItem.id, VendorCost.item_id.is_not(None)),
+            exists().where(ManualCost.item_id == CatalogItem.id),
+            exists().where(ContractLine.item_psa_id == CatalogItem.psa_id),
+        ),
+    )
     for r in conn.execute(restrict(stmt, CatalogItem.id)):
         items[r.id] = Row(
             id=r.id,
