@@ -6,6 +6,8 @@
 - A push holds a bounded number of steps in full whatever the change set's size, and none once
   it is finished: counted as live ``StepRow`` objects while it runs.
 - The preview's estimate counts the journal commits the push waits for: one per group.
+- The cost table reloads a slice at a time (no second copy of it beside the first), and what it
+  holds afterwards is what a whole load makes.
 
 Real SQLite files, the real importer, a real ConnectWise simulator on loopback and the daemon's
 parts wired as app.py wires them (tests/test_push_scale.py's rig).
@@ -19,11 +21,12 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, insert, update
 
 from costrecon_daemon.changes.journal import StepRow
 from costrecon_daemon.changes.plan import COMMIT_SHARE, ITEM_GROUP, estimate_seconds, plan
-from costrecon_daemon.db import CACHE_KIB_WRITER
+from costrecon_daemon.costs.table import load_rows
+from costrecon_daemon.db import CACHE_KIB_WRITER, CatalogItem, ManualCost, new_id
 from costrecon_daemon.intake import Options, import_file
 from costrecon_daemon.psa.http import Measured
 from costrecon_daemon.store import Store, migrate
@@ -34,6 +37,7 @@ from .test_push_scale import rig
 D = Decimal
 # The module, not the function of the same name that costrecon_daemon.changes exports.
 push_module = importlib.import_module("costrecon_daemon.changes.push")
+table_module = importlib.import_module("costrecon_daemon.costs.table")
 
 
 def _cache_kib(store: Store) -> int:
@@ -148,3 +152,43 @@ async def test_the_estimate_counts_the_one_commit_each_group_of_the_push_waits_f
 
 def _live(kind: type) -> int:
     return sum(1 for o in gc.get_objects() if type(o) is kind)
+
+
+async def test_a_reload_a_slice_at_a_time_equals_a_whole_load(tmp_path, monkeypatch):
+    # Small slices, so the reload (and the refresh it is made of) takes many of them.
+    monkeypatch.setattr(table_module, "REFRESH_SLICE", 7)
+    async with rig(tmp_path, contracts=20, extra_items=30) as r:
+        # Changed behind the table's back, as a sync or a price file changes the mirror: a new
+        # item with a vendor cost (a new row), a row's item gone from the catalogue.
+        leaver = min(r.table._rows)
+
+        def change(c: Any) -> int:
+            newcomer = new_id(
+                c.execute(
+                    insert(CatalogItem).values(
+                        psa_id="new-9001",
+                        identifier="NEW-9001",
+                        name="New item",
+                        cost=D("3.00"),
+                        currency="USD",
+                    )
+                )
+            )
+            c.execute(
+                insert(ManualCost).values(
+                    item_id=newcomer, cost=D("3.50"), currency="USD", set_by="tech"
+                )
+            )
+            c.execute(update(CatalogItem).where(CatalogItem.id == leaver).values(gone=True))
+            return newcomer
+
+        newcomer = await r.store.write(change)
+        assert newcomer not in r.table._rows and leaver in r.table._rows
+        await r.store.write(r.table.reload)
+        whole = r.store.read_sync(lambda c: load_rows(c))
+        assert newcomer in whole and leaver not in whole
+        got = {row.id: row for row in r.table.get(r.table.view())}
+        assert set(got) == set(whole)
+        for i, row in whole.items():
+            row.margin_floor = r.table.margin_floor
+            assert got[i].to_json() == row.to_json(), i

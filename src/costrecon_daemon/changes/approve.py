@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from .. import events
 from ..costs.table import CostTable
 from ..errors import Conflict, CostreconError, InvalidInput
+from ..money import quantize
 from ..psa.base import Connector, RateLimits
 from ..runtime import release_memory
 from ..store import Store
@@ -417,9 +418,12 @@ class Approvals:
             if s.target == "item" or s.item_id not in pushed:
                 pushed[s.item_id] = s.after
         # The steps are journaled: emptied (the caller's list too) before the rows' new state is
-        # made, so the plan's 120,000 objects are freed first and the rows, which live on, fill
-        # the space they leave instead of pinning fresh memory among them (issue 14 item 5).
+        # made, so the plan's 120,000 objects are freed first and the rows' new values, which
+        # live on, are made in the space they leave; the values pushed are copied for the same
+        # reason. Objects made during the plan and kept pin the memory they were made in, which
+        # stayed in the daemon's RSS for the whole push (issue 14 item 5).
         steps.clear()
+        pushed = {i: quantize(v) for i, v in pushed.items()}
         self.table.start_push(cs_id, dict(per_item), pushed)
         events.emit(conn, "rows", {"ids": sorted(set(ids))})
 
