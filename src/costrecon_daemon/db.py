@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -392,6 +393,16 @@ def serialize_writers(conn: Connection) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(WRITER_LOCK)))
 
 
+# SQLite page cache per connection, in KiB (``PRAGMA cache_size`` takes a negative KiB figure).
+# The writer gets more than SQLite's 2 MB default: a push's journal updates walk the steps' and
+# lines' indexes. A job that wants more for one transaction (an import of millions of rows) may
+# raise it there; it is set back to this bound when the connection returns to the pool, since a
+# PRAGMA outlives the transaction and the writer connection lives as long as the daemon: a 64 MB
+# cache left from a price file would fill during the next push (issue 14 item 5).
+CACHE_KIB_WRITER = 8192
+CACHE_KIB_READER = 2048
+
+
 def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -> Engine:
     """An engine with the settings the daemon relies on (notes §6.1).
 
@@ -405,6 +416,7 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        cache_kib = CACHE_KIB_WRITER if writer else CACHE_KIB_READER
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -414,7 +426,18 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA cache_size=-{cache_kib}")
             cur.close()
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi_conn: Any, _record: Any) -> None:
+            # Lowering cache_size frees the pages above the bound at once (not at next use).
+            if dbapi_conn is None:
+                return
+            try:
+                dbapi_conn.execute(f"PRAGMA cache_size=-{cache_kib}")
+            except sqlite3.Error:  # a connection being discarded: its cache goes with it
+                pass
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:

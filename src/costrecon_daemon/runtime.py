@@ -6,6 +6,8 @@
   database writer thread.
 - glibc malloc (``tune_daemon``): two arenas and a fixed mmap threshold, so memory a sync or a
   preview used is given back instead of staying in the daemon's RSS during a long push.
+- ``release_memory``: after a big transient job (a sync, a preview, an approval's plan and
+  journal, a push's start), collect cyclic garbage and hand freed heap back to the system.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ctypes
 import gc
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -64,3 +67,31 @@ def _tune_malloc() -> None:
     mallopt(_M_ARENA_MAX, 2)
     mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
     mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+
+
+def release_memory() -> None:
+    """Collect cyclic garbage and return freed heap to the system (glibc ``malloc_trim``).
+
+    Called after a big transient job only (a sync, a preview, an approval's plan and journal,
+    the start of a push): a full collection costs tens of milliseconds with the cost table and
+    the matcher loaded. Why: a plan of 120,000 steps leaves its frames and rows in reference
+    cycles that the cyclic collector reaches only at its next full pass, and until then they
+    pin Python's 1 MiB arenas, which are given back to the system only when entirely empty;
+    glibc keeps freed heap (the SQLite page caches, result buffers) until trimmed."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_trim: Any = None
+
+
+def _malloc_trim() -> Any:
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to hand back this way
+            _trim = False
+    return _trim or None

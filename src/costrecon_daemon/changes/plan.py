@@ -30,13 +30,18 @@ from .states import ChangeSetState, StepState
 log = logging.getLogger(__name__)
 POLICIES = ("all", "matching")
 TYPICAL_LATENCY = 0.25  # seconds per PSA call, for the preview's time estimate
-# Seconds per journal commit until a push has measured it: a push commits twice per group (the
-# catalogue items; each contract's lines), serialised on the one writer.
+# Seconds per journal commit until a push has measured it. A group (a batch of catalogue items;
+# one contract's lines) waits for one commit, its ``sending`` marks, on the one writer: its
+# outcomes ride in the commit of the next group's marks (changes/push.py), never one of their own.
 TYPICAL_COMMIT = 0.015
 # About half of a push's journal commits overlap requests in flight (the other groups keep the
 # PSA busy meanwhile): measured on the simulators at 25-100 ms (tests/test_push_scale.py).
 COMMIT_SHARE = 0.5
 PER_ITEM_LISTED = 500  # items detailed in a preview's JSON (the TUI shows the first 200)
+# Catalogue-item steps per push group: a multiple of the connectors' guard-read batches
+# (ConnectWise 200, Autotask 400 ids per request), so splitting adds no request. The push groups
+# by it (changes/push.py) and the estimate counts its groups by it.
+ITEM_GROUP = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ def _units(col: Any) -> Any:
 # large data set (150,000 lines) the scan reads all of them in a third of the time the IN lists
 # take for 12,000 items (benchmarks/approve.py).
 SCAN_ABOVE = 2 * CHUNK
+LINE_BATCH = 2000  # lines read from the driver at a time in that pass
 _LINE_ORDER = operator.itemgetter(2, 1)  # contract, line: the order a push sends an item's lines
 _CONTRACT = operator.itemgetter(2)
 
@@ -187,8 +193,38 @@ def _live_lines(
         ContractLine.currency,
         _units(ContractLine.unit_price),
     ).where(ContractLine.active.is_(True), ContractLine.gone.is_(False))
-    wanted = set(item_psa_ids)
-    batches: Any
+    # Each line kept as a new tuple whose repeated values (item, contract, kind, currency, the
+    # few hundred distinct amounts) are one shared object each, read a batch at a time: a
+    # vendor-wide rise reads 150,000 lines, and the driver's rows (an object per column per row)
+    # held all at once were ~85 MB of small objects (now ~45). Freed after the plan, that memory
+    # stayed in the daemon's RSS: Python's arenas, pinned by whatever long-lived object was made
+    # meanwhile (issue 14).
+    wanted = {p: p for p in item_psa_ids}
+    known = {c: c for c in contracts}
+    strings: dict[Any, Any] = {}
+    share = strings.setdefault
+    out: dict[str, list[Any]] = defaultdict(list)
+
+    def keep(rows: Any) -> None:
+        for row in rows:
+            item = wanted.get(row[0])
+            contract = known.get(row[2])
+            if item is None or contract is None:
+                continue
+            kind, cost, quantity, currency, price = row[3], row[4], row[5], row[6], row[7]
+            out[item].append(
+                (
+                    item,
+                    row[1],
+                    contract,
+                    share(kind, kind),
+                    share(cost, cost),
+                    share(quantity, quantity),
+                    share(currency, currency),
+                    share(price, price),
+                )
+            )
+
     if len(wanted) > SCAN_ABOVE:
         # Straight from the driver: SQLAlchemy's result rows cost more than the read itself here
         # (the columns need no conversion: money is selected as its stored integers).
@@ -196,19 +232,13 @@ def _live_lines(
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql)
-            batches = (cursor.fetchall(),)
+            while rows := cursor.fetchmany(LINE_BATCH):
+                keep(rows)
         finally:
             cursor.close()
     else:
-        batches = (
-            conn.execute(stmt.where(ContractLine.item_psa_id.in_(chunk))).all()
-            for chunk in _chunks(sorted(wanted))
-        )
-    out: dict[str, list[Any]] = defaultdict(list)
-    for rows in batches:
-        for row in rows:
-            if row[0] in wanted and row[2] in contracts:
-                out[row[0]].append(row)
+        for chunk in _chunks(sorted(wanted)):
+            keep(conn.execute(stmt.where(ContractLine.item_psa_id.in_(chunk))))
     for lines in out.values():
         lines.sort(key=_LINE_ORDER)
     return out, contracts
@@ -240,8 +270,7 @@ def estimate_seconds(
     elif measured is not None:
         commit = commit_seconds if commit_seconds is not None else TYPICAL_COMMIT
         seconds = (
-            limits.estimate_seconds(api_calls, measured.latency)
-            + 2 * groups * commit * COMMIT_SHARE
+            limits.estimate_seconds(api_calls, measured.latency) + groups * commit * COMMIT_SHARE
         )
         basis = {
             "source": "last sync",
@@ -400,7 +429,7 @@ def plan(
         Decimal, {c: Decimal(u).scaleb(-2 * SCALE) for c, u in impact_units.items()}
     )
     api_calls = _call_count(totals["item_writes"], totals["lines"], len(contracts), limits, batched)
-    groups = len(contracts) + (1 if totals["item_writes"] else 0)
+    groups = len(contracts) + _item_groups(totals["item_writes"])
     seconds, basis = estimate_seconds(
         api_calls, limits, measured, groups=groups, commit_seconds=commit_seconds
     )
@@ -428,8 +457,15 @@ def plan(
 
 
 def _groups(steps: list[PlannedStep]) -> int:
-    """The push's units of work: the catalogue items, then each contract's lines."""
-    return len({s.contract_psa_id if s.target == "line" else None for s in steps})
+    """The push's units of work: the catalogue items in groups of ITEM_GROUP, then each
+    contract's lines."""
+    items = sum(1 for s in steps if s.target == "item")
+    contracts = len({s.contract_psa_id for s in steps if s.target == "line"})
+    return contracts + _item_groups(items)
+
+
+def _item_groups(items: int) -> int:
+    return -(-items // ITEM_GROUP)
 
 
 def _api_calls(

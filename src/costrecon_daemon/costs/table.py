@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .. import events
@@ -40,6 +40,8 @@ SORT_KEYS = (
     "change_pct",
     "state",
 )
+# Rows computed at a time by CostTable.refresh (each slice's queries take its ids in IN lists).
+REFRESH_SLICE = 1000
 STATES = ("", "scheduled", "pending", "pushing", "done", "conflict", "failed", "denied")
 
 
@@ -160,6 +162,22 @@ def _line_scope() -> Any:
     )
 
 
+def _may_be_rows() -> tuple[Any, ...]:
+    """Live catalogue items that may be rows (a vendor cost or a contract line; load_rows makes
+    the exact test): a 50,000-item catalogue has 11,000 of them, and a Row made for each of the
+    others and dropped again took tens of MB that stayed in the daemon's RSS, pinned by the rows
+    kept among them (issue 14 item 5). An index lookup or three per item."""
+    return (
+        CatalogItem.active.is_(True),
+        CatalogItem.gone.is_(False),
+        or_(
+            exists().where(VendorCost.item_id == CatalogItem.id, VendorCost.item_id.is_not(None)),
+            exists().where(ManualCost.item_id == CatalogItem.id),
+            exists().where(ContractLine.item_psa_id == CatalogItem.psa_id),
+        ),
+    )
+
+
 def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, Row]:
     """Compute table rows for ``ids`` (or every item). Items without vendor cost and lines are
     omitted."""
@@ -176,7 +194,7 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
         CatalogItem.name,
         CatalogItem.currency,
         CatalogItem.cost,
-    ).where(CatalogItem.active.is_(True), CatalogItem.gone.is_(False))
+    ).where(*_may_be_rows())
     for r in conn.execute(restrict(stmt, CatalogItem.id)):
         items[r.id] = Row(
             id=r.id,
@@ -496,27 +514,44 @@ class CostTable:
         )  # items whose rows a push changed, refreshed by its progress report
 
     def reload(self, conn: Connection) -> None:
-        rows = load_rows(conn)
-        self._after_load(conn, rows, None)
-        with self._lock:
-            self._rows = rows
-            self.loaded = True
-            self.version += 1
+        if self.loaded:
+            # Every row that is or may become one, refreshed a slice at a time (see refresh):
+            # made whole beside the old table, a reload after a sync or a price file left a
+            # table's worth of freed space in the daemon's RSS for good (issue 14 item 5).
+            with self._lock:
+                ids = set(self._rows)
+            ids.update(conn.execute(select(CatalogItem.id).where(*_may_be_rows())).scalars())
+            self.refresh(conn, ids)
+            rows: Any = self._rows
+        else:
+            rows = load_rows(conn)
+            self._after_load(conn, rows, None)
+            with self._lock:
+                self._rows = rows
+                self.loaded = True
+                self.version += 1
         # Announced in the reload's own transaction: `costrecon sync --wait` returns on this, so
         # a script that syncs and then reads the table sees what the sync brought (issue 13).
         events.emit(conn, "table", {"reason": "reload", "rows": len(rows)})
 
     def refresh(self, conn: Connection, ids: Iterable[int]) -> list[int]:
+        """Rows ``ids`` computed again, a slice at a time: a finished vendor-wide push refreshes
+        11,000 rows, and a whole new copy of them made beside the old one stayed in the daemon's
+        RSS as freed space (issue 14 item 5); a slice's old rows are freed before the next one
+        is made. Every slice reads the caller's one transaction, so the rows agree."""
         ids = list(set(ids))
-        fresh = load_rows(conn, ids)
-        self._after_load(conn, fresh, ids)
-        with self._lock:
-            for i in ids:
-                if i in fresh:
-                    self._rows[i] = fresh[i]
-                else:
-                    self._rows.pop(i, None)
-            self.version += 1
+        for start in range(0, len(ids), REFRESH_SLICE):
+            part = ids[start : start + REFRESH_SLICE]
+            fresh = load_rows(conn, part)
+            self._after_load(conn, fresh, part)
+            with self._lock:
+                for i in part:
+                    if i in fresh:
+                        self._rows[i] = fresh[i]
+                    else:
+                        self._rows.pop(i, None)
+                self.version += 1
+            del fresh
         return ids
 
     def _after_load(self, conn: Connection, fresh: dict[int, Row], ids: list[int] | None) -> None:
