@@ -76,6 +76,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+COLLECTED = pytest.StashKey[frozenset[str]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Every test collected, before ``-k``/``-m`` deselect any: a test that checks what a whole
+    # module recorded (test_connector_contract.py) learns whether all of it ran in this process.
+    config.stash[COLLECTED] = frozenset(item.nodeid for item in items)
+
+
 @pytest.fixture(autouse=True)
 def _no_daemon_left_behind() -> Iterator[None]:
     """A test that fails half-way must not leave a daemon process running: kill every

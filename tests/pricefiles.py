@@ -619,21 +619,98 @@ _BOMB_ROW = b"ABC-123,Acme widget,12.50\n"
 
 
 def write_zip_bomb_csv(directory: Path, name: str = "prices.zip", gib: int = 4) -> Path:
-    """A zip of a few MB holding a ``gib`` GiB CSV (a header, then one row repeated)."""
-    import zipfile
+    """A zip of a few MB holding a ``gib`` GiB CSV (a header, then one row repeated).
 
-    path = directory / name
+    Real deflate, true sizes and CRC, but built in a fraction of a second rather than by
+    compressing gigabytes: each 16 MiB block is deflated once, ended with a full flush (which
+    forgets the history, so the bytes stand alone and byte-aligned) and repeated, and the CRC of
+    the repetition is combined arithmetically rather than computed over every byte."""
+    import struct
+    import zlib
+
     block = _BOMB_ROW * ((1 << 24) // len(_BOMB_ROW))
-    with (
-        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
-        archive.open("PRICES.CSV", "w", force_zip64=True) as fh,
-    ):
-        fh.write(b"SKU,Description,Cost\n")
-        written = 0
-        while written < gib << 30:
-            fh.write(block)
-            written += len(block)
+    head = b"SKU,Description,Cost\n"
+    count = -(-(gib << 30) // len(block))  # blocks, rounded up: at least `gib` GiB
+
+    def deflated(data: bytes) -> bytes:
+        z = zlib.compressobj(1, zlib.DEFLATED, -15)
+        return z.compress(data) + z.flush(zlib.Z_FULL_FLUSH)
+
+    first, again = deflated(head + block), deflated(block)
+    last = zlib.compressobj(1, zlib.DEFLATED, -15).flush()  # the empty final block
+    comp_size = len(first) + (count - 1) * len(again) + len(last)
+    size = len(head) + count * len(block)
+    crc = _crc32_combine(zlib.crc32(head), _crc32_repeated(block, count), count * len(block))
+    fname = b"PRICES.CSV"
+    stamp = (0, (2025 - 1980) << 9 | 1 << 5 | 1)  # 00:00, 2025-01-01
+    z64 = struct.pack("<HHQQ", 1, 16, size, comp_size)
+    fixed = (45, 0, 8, *stamp, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(fname), len(z64))
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, *fixed) + fname + z64
+    path = directory / name
+    with open(path, "wb") as fh:
+        fh.write(local + first)
+        for _ in range(count - 1):
+            fh.write(again)
+        fh.write(last)
+        cd_start = fh.tell()
+        central = struct.pack("<IH", 0x02014B50, 45) + struct.pack("<HHHHHIIIHH", *fixed)
+        central += struct.pack("<HHHII", 0, 0, 0, 0, 0) + fname + z64
+        fh.write(central)
+        end64 = fh.tell()
+        fh.write(
+            struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 1, 1, len(central), cd_start)
+        )
+        fh.write(struct.pack("<IIQI", 0x07064B50, 0, end64, 1))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), cd_start, 0))
     return path
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    out, n = 0, 0
+    while vector:
+        if vector & 1:
+            out ^= matrix[n]
+        vector >>= 1
+        n += 1
+    return out
+
+
+def _crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B from crc(A), crc(B) and len(B) (zlib's crc32_combine, which Python's
+    zlib module does not expose): crc(A) is advanced over len(B) zero bytes by squaring the
+    one-zero-bit operator, then crc(B) is added."""
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # one zero bit
+    even = [_gf2_times(odd, v) for v in odd]  # two zero bits
+    odd = [_gf2_times(even, v) for v in even]  # four zero bits
+    while len2:
+        even = [_gf2_times(odd, v) for v in odd]
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = [_gf2_times(even, v) for v in even]
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+    return crc1 ^ crc2
+
+
+def _crc32_repeated(data: bytes, count: int) -> int:
+    """The CRC-32 of ``data * count`` by doubling, without building it."""
+    import zlib
+
+    result, result_len = 0, 0  # crc32(b"") == 0
+    power, power_len = zlib.crc32(data), len(data)
+    while count:
+        if count & 1:
+            result = _crc32_combine(result, power, power_len)
+            result_len += power_len
+        count >>= 1
+        if count:
+            power = _crc32_combine(power, power, power_len)
+            power_len *= 2
+    return result
 
 
 _CONTENT_TYPES = (
