@@ -12,7 +12,7 @@ from sqlalchemy import create_engine
 
 from costrecon_daemon import activity
 
-from .harness import DaemonProcess
+from .harness import ThreadedDaemon as DaemonProcess
 
 
 def _append_raw(db: Path, **entry: str) -> None:
