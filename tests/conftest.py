@@ -79,11 +79,34 @@ def pytest_configure(config: pytest.Config) -> None:
 COLLECTED = pytest.StashKey[frozenset[str]]()
 
 
+# In-process tests that take several seconds each (the rest of the long ones are marked slow).
+LONG = frozenset(
+    {
+        "test_every_key_of_every_view_and_every_palette_command_leaves_the_app_up",
+        "test_the_estimate_comes_from_the_measured_pace",
+        "test_injected_429_and_5xx_at_10_percent_still_finish_with_every_line_correct",
+        "test_a_burst_of_a_hundred_files_is_processed_exactly_once",
+        "test_429_storm_and_token_expiry_mid_pull_still_complete",
+    }
+)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Every test collected, before ``-k``/``-m`` deselect any: a test that checks what a whole
     # module recorded (test_connector_contract.py) learns whether all of it ran in this process.
     config.stash[COLLECTED] = frozenset(item.nodeid for item in items)
+
+    # Long tests first, so that xdist hands them out while the short ones can still fill in
+    # around them, instead of one worker finishing a long test alone at the end. Stable: the
+    # order within each rank (and so within a module) is the file's.
+    def rank(item: pytest.Item) -> int:
+        name = getattr(item, "originalname", item.name)
+        if name in LONG:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

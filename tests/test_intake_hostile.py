@@ -11,9 +11,14 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from . import pricefiles as pf
 from .harness import DaemonProcess
 from .test_intake import assert_failed_with_report, imports, inbox_of, wait_import
+
+# Real daemon processes (one killed mid-import, one that must live through a bomb): slow tier.
+pytestmark = pytest.mark.slow
 
 D = Decimal
 SECRET = "TOPSECRET-ROW"

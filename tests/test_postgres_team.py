@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from costrecon_daemon.sim.serve import ServedApp
 
 from . import pricefiles as pf
@@ -37,6 +39,9 @@ from .psa_fixtures import (
     set_vendor_cost,
     wait_change_set,
 )
+
+# Two daemon processes on one database, one of them killed: the slow tier.
+pytestmark = pytest.mark.slow
 
 TAKEOVER_PROMISE_S = 10.0
 USER = pwd.getpwuid(os.getuid()).pw_name
