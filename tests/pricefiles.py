@@ -619,49 +619,86 @@ _BOMB_ROW = b"ABC-123,Acme widget,12.50\n"
 
 
 def write_zip_bomb_csv(directory: Path, name: str = "prices.zip", gib: int = 4) -> Path:
-    """A zip of a few MB holding a ``gib`` GiB CSV (a header, then one row repeated).
+    """A zip of a few MB holding a ``gib`` GiB CSV (a header, then one row repeated)."""
+    block = _BOMB_ROW * ((1 << 24) // len(_BOMB_ROW))
+    count = -(-(gib << 30) // len(block))  # blocks, rounded up: at least `gib` GiB
+    member = _Repeated(b"SKU,Description,Cost\n", block, count, b"")
+    return _write_zip(directory / name, [("PRICES.CSV", member)])
 
-    Real deflate, true sizes and CRC, but built in a fraction of a second rather than by
-    compressing gigabytes: each 16 MiB block is deflated once, ended with a full flush (which
-    forgets the history, so the bytes stand alone and byte-aligned) and repeated, and the CRC of
-    the repetition is combined arithmetically rather than computed over every byte."""
+
+@dataclass(frozen=True)
+class _Repeated:
+    """A member's content: ``head + block * count + tail``, never built in memory."""
+
+    head: bytes
+    block: bytes
+    count: int
+    tail: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + self.count * len(self.block) + len(self.tail)
+
+    def crc(self) -> int:
+        import zlib
+
+        crc = _crc32_combine(
+            zlib.crc32(self.head),
+            _crc32_repeated(self.block, self.count),
+            self.count * len(self.block),
+        )
+        return zlib.crc32(self.tail, crc)
+
+
+def _write_zip(path: Path, members: list[tuple[str, bytes | _Repeated]]) -> Path:
+    """A zip (zip64 records, deflate) written by hand, so that a member of gigabytes is real
+    deflate with true sizes and CRC, yet built in a fraction of a second rather than by
+    compressing gigabytes: its block is deflated once, ended with a full flush (which forgets
+    the history, so those bytes stand alone and byte-aligned) and repeated, and the CRC of the
+    repetition is combined arithmetically rather than computed over every byte."""
     import struct
     import zlib
 
-    block = _BOMB_ROW * ((1 << 24) // len(_BOMB_ROW))
-    head = b"SKU,Description,Cost\n"
-    count = -(-(gib << 30) // len(block))  # blocks, rounded up: at least `gib` GiB
-
-    def deflated(data: bytes) -> bytes:
+    def deflated(data: bytes, final: bool = False) -> bytes:
         z = zlib.compressobj(1, zlib.DEFLATED, -15)
-        return z.compress(data) + z.flush(zlib.Z_FULL_FLUSH)
+        return z.compress(data) + z.flush(zlib.Z_FINISH if final else zlib.Z_FULL_FLUSH)
 
-    first, again = deflated(head + block), deflated(block)
-    last = zlib.compressobj(1, zlib.DEFLATED, -15).flush()  # the empty final block
-    comp_size = len(first) + (count - 1) * len(again) + len(last)
-    size = len(head) + count * len(block)
-    crc = _crc32_combine(zlib.crc32(head), _crc32_repeated(block, count), count * len(block))
-    fname = b"PRICES.CSV"
     stamp = (0, (2025 - 1980) << 9 | 1 << 5 | 1)  # 00:00, 2025-01-01
-    z64 = struct.pack("<HHQQ", 1, 16, size, comp_size)
-    fixed = (45, 0, 8, *stamp, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(fname), len(z64))
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, *fixed) + fname + z64
-    path = directory / name
+    central = b""
     with open(path, "wb") as fh:
-        fh.write(local + first)
-        for _ in range(count - 1):
-            fh.write(again)
-        fh.write(last)
+        for name, content in members:
+            offset = fh.tell()
+            if isinstance(content, _Repeated):
+                first = deflated(content.head + content.block)
+                again = deflated(content.block)
+                last = deflated(content.tail, final=True)
+                parts, size, crc = (first, again, last), content.size, content.crc()
+                comp = len(first) + (content.count - 1) * len(again) + len(last)
+            else:
+                data = deflated(content, final=True)
+                parts, size, crc, comp = (data,), len(content), zlib.crc32(content), len(data)
+            fname = name.encode()
+            z64 = struct.pack("<HHQQ", 1, 16, size, comp)
+            fixed = (45, 0, 8, *stamp, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(fname), len(z64))
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fixed) + fname + z64)
+            if isinstance(content, _Repeated):
+                fh.write(parts[0])
+                for _ in range(content.count - 1):
+                    fh.write(parts[1])
+                fh.write(parts[2])
+            else:
+                fh.write(parts[0])
+            central += struct.pack("<IH", 0x02014B50, 45) + struct.pack("<HHHHHIIIHH", *fixed)
+            central += struct.pack("<HHHII", 0, 0, 0, 0, offset) + fname + z64
         cd_start = fh.tell()
-        central = struct.pack("<IH", 0x02014B50, 45) + struct.pack("<HHHHHIIIHH", *fixed)
-        central += struct.pack("<HHHII", 0, 0, 0, 0, 0) + fname + z64
         fh.write(central)
         end64 = fh.tell()
+        n = len(members)
         fh.write(
-            struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 1, 1, len(central), cd_start)
+            struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(central), cd_start)
         )
         fh.write(struct.pack("<IIQI", 0x07064B50, 0, end64, 1))
-        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), cd_start, 0))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), cd_start, 0))
     return path
 
 
@@ -775,10 +812,22 @@ def write_xlsx_shared_strings_bomb(
 ) -> Path:
     """A few MB whose sharedStrings.xml expands to ``mib`` MiB of one repeated string."""
     one = b"<si><t>" + b"x" * 4000 + b"</t></si>"
-    count = (mib << 20) // len(one)
-    shared = (
+    per_block = (1 << 24) // len(one)  # 16 MiB blocks, deflated once (see _write_zip)
+    shared = _Repeated(
         b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
-        b'spreadsheetml/2006/main">' + one * count + b"</sst>"
+        b'spreadsheetml/2006/main">',
+        one * per_block,
+        (mib << 20) // len(one) // per_block,
+        b"</sst>",
     )
     row = '<row r="2"><c r="A2" t="s"><v>0</v></c><c r="B2"><v>12.5</v></c></row>'
-    return _write_hand_xlsx(directory / name, row, shared)
+    return _write_zip(
+        directory / name,
+        [
+            ("[Content_Types].xml", _CONTENT_TYPES.encode()),
+            ("xl/workbook.xml", _WORKBOOK.encode()),
+            ("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS.encode()),
+            ("xl/worksheets/sheet1.xml", (_SHEET_HEAD + row + _SHEET_TAIL).encode()),
+            ("xl/sharedStrings.xml", shared),
+        ],
+    )
