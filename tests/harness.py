@@ -252,6 +252,20 @@ def migrated_template() -> Path:
     return _template
 
 
+def migrated(url: str) -> str:
+    """``url``'s database brought to head: a SQLite file not created yet becomes a copy of the
+    migrated template (Alembic runs once a worker; tests/test_schema.py tests migrating from
+    empty); any other database is migrated."""
+    from costrecon_daemon.store import migrate, sqlite_path
+
+    path = sqlite_path(url) if url.startswith("sqlite") else None
+    if path is not None and not path.exists():
+        copy_database(migrated_template(), path)
+    else:
+        migrate(url)
+    return url
+
+
 def copy_database(template: Path, dest: Path) -> Path:
     """A private copy of a migrated SQLite database (the sqlite3 backup API, so no WAL is lost)."""
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from . import pricefiles as pf
-from .harness import DaemonProcess
+from .harness import DaemonProcess, migrated
 from .test_intake import inbox_of, wait_import
 
 D = Decimal
@@ -149,10 +149,10 @@ def test_a_sku_repeated_with_another_cost_fails_the_streamed_file_and_leaves_not
     from sqlalchemy import text
 
     from costrecon_daemon.intake import Options, import_file
-    from costrecon_daemon.store import Store, migrate
+    from costrecon_daemon.store import Store
 
     url = f"sqlite:///{tmp_path / 'costrecon.db'}"
-    migrate(url)
+    migrated(url)
     store = Store(url)
     try:
         lines = [pf.PriceLine(f"R{i:06d}", None, f"Item {i}", D("2.00")) for i in range(45_000)]

@@ -27,8 +27,9 @@ from costrecon_daemon.db import ActivityEntry, ChangeSet
 from costrecon_daemon.mirror.sync import run_sync
 from costrecon_daemon.sim.connectwise import RunningSim
 from costrecon_daemon.sim.dataset import Dataset
-from costrecon_daemon.store import Store, migrate
+from costrecon_daemon.store import Store
 
+from .harness import migrated
 from .psa_fixtures import follow_recording, msp_tenant, psa_daemon
 from .sims import connectwise
 
@@ -72,7 +73,7 @@ class Rig:
 @asynccontextmanager
 async def rig(tmp_path: Path, contracts: int = 12, extra_items: int = 0) -> AsyncIterator[Rig]:
     url = f"sqlite:///{tmp_path / 'costrecon.db'}"
-    migrate(url)
+    migrated(url)
     store = Store(url)
     ds = msp_tenant(contracts=contracts, extra_items=extra_items)
     try:
