@@ -98,7 +98,7 @@ LONG = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: `-p no:xdist` still runs
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker more than the cores. Many tests wait (on a daemon process, a
     simulator, a terminal) rather than compute, so a third worker on this 2-core machine fills
