@@ -302,7 +302,13 @@ def test_a_burst_of_a_hundred_files_is_processed_exactly_once(tmp_path):
             ]
             pf.write_generic_csv(inbox, lines, name=f"burst-{n:03d}.csv")
         d.wait_for(lambda: len(imports(d)) >= 100, 60, "100 imports")
-        time.sleep(1.0)
+        # Settled rather than a second's sleep: nothing left in the inbox and nothing tracked,
+        # so no further import (a duplicate) can still come.
+        d.wait_for(
+            lambda: not os.listdir(inbox) and d.get("/v1/status")["inbox"]["pending"] == 0,
+            30,
+            "the inbox to settle",
+        )
         records = imports(d)
         assert len(records) == 100
         assert sorted(r["file_name"] for r in records) == [f"burst-{n:03d}.csv" for n in range(100)]
