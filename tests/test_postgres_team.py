@@ -308,8 +308,17 @@ def test_two_daemons_watching_one_inbox_import_each_file_once(tmp_path, pg_url):
             left = list((shared / "inbox").iterdir())
             return found if len(found) >= len(names) and not left else None
 
-        imports = one.wait_for(settled, 60, "both daemons to empty the inbox")
-        time.sleep(3)  # a second import would show up within a rescan or two
+        one.wait_for(settled, 60, "both daemons to empty the inbox")
+        # Settled, rather than a few seconds' sleep: the inbox is empty and neither daemon still
+        # tracks a file, so no second import can come.
+        one.wait_for(
+            lambda: (
+                all(d.get("/v1/status")["inbox"]["pending"] == 0 for d in (one, two))
+                and not list((shared / "inbox").iterdir())
+            ),
+            30,
+            "neither daemon to track a file",
+        )
         imports = one.get("/v1/imports")["imports"]
         by_name: dict[str, list[str]] = {}
         for i in imports:
