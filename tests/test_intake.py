@@ -124,7 +124,15 @@ def test_a_file_copied_slowly_in_chunks_is_imported_once_and_complete(shared, tm
         record = wait_import(shared, name)
         assert record["status"] == "imported", record
         assert record["rows_imported"] == record["rows_total"] == 400
-    time.sleep(1.0)  # a second import would have happened by now
+    # Settled rather than a second's sleep: both files have left the inbox and none is tracked,
+    # so no second import of either can still come.
+    shared.wait_for(
+        lambda: (
+            not any(inbox.glob("slow-*.csv")) and shared.get("/v1/status")["inbox"]["pending"] == 0
+        ),
+        30,
+        "the inbox to settle",
+    )
     names = [i["file_name"] for i in imports(shared)]
     assert names.count("slow-open.csv") == 1 and names.count("slow-append.csv") == 1
 
