@@ -358,9 +358,9 @@ class ThreadedDaemon(DaemonProcess):
         self, *args: str, timeout: float = 60, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """``costrecon`` through its ``main()`` in this process, stdout and stderr captured and
-        stdin not a terminal, as in ``DaemonProcess.tui_cli`` (a new interpreter a command cost
-        ~0.6 s). The same exit statuses and output; a test of the process itself (a pipe the
-        reader closes) runs ``costrecon`` as a process."""
+        stdin not a terminal, as in ``DaemonProcess.tui_cli`` (a new interpreter a command cost a
+        quarter second of CPU, more on a loaded machine). The same exit statuses and output; a
+        test of the process itself (a pipe the reader closes) runs ``costrecon`` as a process."""
         from costrecon_tui.cli import main
 
         argv = ["--config", str(self.config), *args]
