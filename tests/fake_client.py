@@ -1599,8 +1599,11 @@ def make_app(client: FakeClient | None = None, **kwargs: Any):
     return CostreconApp(client if client is not None else FakeClient(), clock=lambda: NOW, **kwargs)
 
 
-async def settle(pilot: Any, condition: Any, timeout: float = 5.0) -> None:
-    """Let the app run until ``condition()`` holds (workers are async; never sleep blindly)."""
+async def settle(pilot: Any, condition: Any, timeout: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (workers are async; never sleep blindly).
+
+    The timeout only bounds a failure: a loaded machine (CI beside other jobs) can take seconds
+    to start an app, and a condition that holds returns at once whatever the timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -251,6 +252,20 @@ def migrated_template() -> Path:
     return _template
 
 
+def migrated(url: str) -> str:
+    """``url``'s database brought to head: a SQLite file not created yet becomes a copy of the
+    migrated template (Alembic runs once a worker; tests/test_schema.py tests migrating from
+    empty); any other database is migrated."""
+    from costrecon_daemon.store import migrate, sqlite_path
+
+    path = sqlite_path(url) if url.startswith("sqlite") else None
+    if path is not None and not path.exists():
+        copy_database(migrated_template(), path)
+    else:
+        migrate(url)
+    return url
+
+
 def copy_database(template: Path, dest: Path) -> Path:
     """A private copy of a migrated SQLite database (the sqlite3 backup API, so no WAL is lost)."""
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -338,6 +353,45 @@ class ThreadedDaemon(DaemonProcess):
             logging.getLogger("costrecon_daemon").removeHandler(self._log)
             self._log.close()
             self._log = None
+
+    def tui_cli(
+        self, *args: str, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``costrecon`` through its ``main()`` in this process, stdout and stderr captured and
+        stdin not a terminal, as in ``DaemonProcess.tui_cli`` (a new interpreter a command cost a
+        quarter second of CPU, more on a loaded machine). The same exit statuses and output; a
+        test of the process itself (a pipe the reader closes) runs ``costrecon`` as a process."""
+        from costrecon_tui.cli import main
+
+        argv = ["--config", str(self.config), *args]
+        result: list[Any] = []
+        out, err = io.StringIO(), io.StringIO()
+
+        def run() -> None:
+            try:
+                result.append(main(argv))
+            except SystemExit as exc:  # argparse's usage errors and --help
+                code = exc.code
+                result.append(code if isinstance(code, int) else (0 if code is None else 2))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+                result.append(exc)
+
+        # sys.std* are process-wide: the daemon thread logs to its file, never to them.
+        saved = sys.stdin, sys.stdout, sys.stderr
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(input or ""), out, err
+        try:
+            worker = threading.Thread(target=run, name="costrecon-cli", daemon=True)
+            worker.start()
+            worker.join(timeout)
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved
+        if worker.is_alive():
+            raise subprocess.TimeoutExpired(["costrecon", *args], timeout, out.getvalue())
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return subprocess.CompletedProcess(
+            ["costrecon", *args], result[0], out.getvalue(), err.getvalue()
+        )
 
     def kill9(self) -> None:
         raise NotImplementedError("kill -9 needs a daemon process: use DaemonProcess")

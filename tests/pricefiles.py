@@ -620,20 +620,134 @@ _BOMB_ROW = b"ABC-123,Acme widget,12.50\n"
 
 def write_zip_bomb_csv(directory: Path, name: str = "prices.zip", gib: int = 4) -> Path:
     """A zip of a few MB holding a ``gib`` GiB CSV (a header, then one row repeated)."""
-    import zipfile
-
-    path = directory / name
     block = _BOMB_ROW * ((1 << 24) // len(_BOMB_ROW))
-    with (
-        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
-        archive.open("PRICES.CSV", "w", force_zip64=True) as fh,
-    ):
-        fh.write(b"SKU,Description,Cost\n")
-        written = 0
-        while written < gib << 30:
-            fh.write(block)
-            written += len(block)
+    count = -(-(gib << 30) // len(block))  # blocks, rounded up: at least `gib` GiB
+    member = _Repeated(b"SKU,Description,Cost\n", block, count, b"")
+    return _write_zip(directory / name, [("PRICES.CSV", member)])
+
+
+@dataclass(frozen=True)
+class _Repeated:
+    """A member's content: ``head + block * count + tail``, never built in memory."""
+
+    head: bytes
+    block: bytes
+    count: int
+    tail: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + self.count * len(self.block) + len(self.tail)
+
+    def crc(self) -> int:
+        import zlib
+
+        crc = _crc32_combine(
+            zlib.crc32(self.head),
+            _crc32_repeated(self.block, self.count),
+            self.count * len(self.block),
+        )
+        return zlib.crc32(self.tail, crc)
+
+
+def _write_zip(path: Path, members: list[tuple[str, bytes | _Repeated]]) -> Path:
+    """A zip (zip64 records, deflate) written by hand, so that a member of gigabytes is real
+    deflate with true sizes and CRC, yet built in a fraction of a second rather than by
+    compressing gigabytes: its block is deflated once, ended with a full flush (which forgets
+    the history, so those bytes stand alone and byte-aligned) and repeated, and the CRC of the
+    repetition is combined arithmetically rather than computed over every byte."""
+    import struct
+    import zlib
+
+    def deflated(data: bytes, final: bool = False) -> bytes:
+        z = zlib.compressobj(1, zlib.DEFLATED, -15)
+        return z.compress(data) + z.flush(zlib.Z_FINISH if final else zlib.Z_FULL_FLUSH)
+
+    stamp = (0, (2025 - 1980) << 9 | 1 << 5 | 1)  # 00:00, 2025-01-01
+    central = b""
+    with open(path, "wb") as fh:
+        for name, content in members:
+            offset = fh.tell()
+            if isinstance(content, _Repeated):
+                first = deflated(content.head + content.block)
+                again = deflated(content.block)
+                last = deflated(content.tail, final=True)
+                parts, size, crc = (first, again, last), content.size, content.crc()
+                comp = len(first) + (content.count - 1) * len(again) + len(last)
+            else:
+                data = deflated(content, final=True)
+                parts, size, crc, comp = (data,), len(content), zlib.crc32(content), len(data)
+            fname = name.encode()
+            z64 = struct.pack("<HHQQ", 1, 16, size, comp)
+            fixed = (45, 0, 8, *stamp, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(fname), len(z64))
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fixed) + fname + z64)
+            if isinstance(content, _Repeated):
+                fh.write(parts[0])
+                for _ in range(content.count - 1):
+                    fh.write(parts[1])
+                fh.write(parts[2])
+            else:
+                fh.write(parts[0])
+            central += struct.pack("<IH", 0x02014B50, 45) + struct.pack("<HHHHHIIIHH", *fixed)
+            central += struct.pack("<HHHII", 0, 0, 0, 0, offset) + fname + z64
+        cd_start = fh.tell()
+        fh.write(central)
+        end64 = fh.tell()
+        n = len(members)
+        fh.write(
+            struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(central), cd_start)
+        )
+        fh.write(struct.pack("<IIQI", 0x07064B50, 0, end64, 1))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), cd_start, 0))
     return path
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    out, n = 0, 0
+    while vector:
+        if vector & 1:
+            out ^= matrix[n]
+        vector >>= 1
+        n += 1
+    return out
+
+
+def _crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B from crc(A), crc(B) and len(B) (zlib's crc32_combine, which Python's
+    zlib module does not expose): crc(A) is advanced over len(B) zero bytes by squaring the
+    one-zero-bit operator, then crc(B) is added."""
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # one zero bit
+    even = [_gf2_times(odd, v) for v in odd]  # two zero bits
+    odd = [_gf2_times(even, v) for v in even]  # four zero bits
+    while len2:
+        even = [_gf2_times(odd, v) for v in odd]
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = [_gf2_times(even, v) for v in even]
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+    return crc1 ^ crc2
+
+
+def _crc32_repeated(data: bytes, count: int) -> int:
+    """The CRC-32 of ``data * count`` by doubling, without building it."""
+    import zlib
+
+    result, result_len = 0, 0  # crc32(b"") == 0
+    power, power_len = zlib.crc32(data), len(data)
+    while count:
+        if count & 1:
+            result = _crc32_combine(result, power, power_len)
+            result_len += power_len
+        count >>= 1
+        if count:
+            power = _crc32_combine(power, power, power_len)
+            power_len *= 2
+    return result
 
 
 _CONTENT_TYPES = (
@@ -698,10 +812,22 @@ def write_xlsx_shared_strings_bomb(
 ) -> Path:
     """A few MB whose sharedStrings.xml expands to ``mib`` MiB of one repeated string."""
     one = b"<si><t>" + b"x" * 4000 + b"</t></si>"
-    count = (mib << 20) // len(one)
-    shared = (
+    per_block = (1 << 24) // len(one)  # 16 MiB blocks, deflated once (see _write_zip)
+    shared = _Repeated(
         b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
-        b'spreadsheetml/2006/main">' + one * count + b"</sst>"
+        b'spreadsheetml/2006/main">',
+        one * per_block,
+        (mib << 20) // len(one) // per_block,
+        b"</sst>",
     )
     row = '<row r="2"><c r="A2" t="s"><v>0</v></c><c r="B2"><v>12.5</v></c></row>'
-    return _write_hand_xlsx(directory / name, row, shared)
+    return _write_zip(
+        directory / name,
+        [
+            ("[Content_Types].xml", _CONTENT_TYPES.encode()),
+            ("xl/workbook.xml", _WORKBOOK.encode()),
+            ("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS.encode()),
+            ("xl/worksheets/sheet1.xml", (_SHEET_HEAD + row + _SHEET_TAIL).encode()),
+            ("xl/sharedStrings.xml", shared),
+        ],
+    )

@@ -606,15 +606,17 @@ def follow_recording(d: DaemonProcess, resp: httpx.Response, timeout: float = 12
 
 
 def wait_change_set(d: DaemonProcess, cs_id: int, timeout: float = 120) -> dict[str, Any]:
-    return d.wait_for(
+    """The change set, with its steps, once it has finished. Polled without the steps (thousands
+    of rows, 20 times a second, slowed the very push being waited for), then read once whole."""
+    d.wait_for(
         lambda: (
-            (cs := d.get(f"/v1/change-sets/{cs_id}")["change_set"])["status"]
+            d.get(f"/v1/change-sets/{cs_id}", params={"steps": 0})["change_set"]["status"]
             not in ("pending", "pushing")
-            and cs
         ),
         timeout,
         f"change set {cs_id}",
     )
+    return d.get(f"/v1/change-sets/{cs_id}")["change_set"]
 
 
 def live_lines(dataset: Dataset, item_id: int) -> list[SimLine]:

@@ -7,13 +7,15 @@ import pytest
 from sqlalchemy import text
 
 from costrecon_daemon import activity
-from costrecon_daemon.store import Store, migrate
+from costrecon_daemon.store import Store
+
+from .harness import migrated
 
 
 @pytest.fixture
 def store(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    migrate(url)
+    migrated(url)
     s = Store(url)
     yield s
     s.close()

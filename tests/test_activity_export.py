@@ -12,7 +12,7 @@ from sqlalchemy import create_engine
 
 from costrecon_daemon import activity
 
-from .harness import DaemonProcess
+from .harness import ThreadedDaemon
 
 
 def _append_raw(db: Path, **entry: str) -> None:
@@ -26,7 +26,7 @@ def _append_raw(db: Path, **entry: str) -> None:
 
 
 def test_export_checkpoint_detects_entries_removed_from_the_end(tmp_path):
-    d = DaemonProcess(tmp_path)
+    d = ThreadedDaemon(tmp_path)
     db = d.state / "costrecon.db"
     try:
         d.start()
@@ -59,13 +59,13 @@ def test_export_checkpoint_detects_entries_removed_from_the_end(tmp_path):
         # Without the checkpoint the shortened chain is consistent: the reason exports keep one.
         assert plain.returncode == 0, plain.stdout
     finally:
-        if d.proc is not None:
+        if d.running:
             d.stop()
 
 
 def test_a_forged_checkpoint_is_refused_when_the_log_is_signed(tmp_path):
     key = tmp_path / "cfg" / "activity.key"
-    with DaemonProcess(tmp_path, {"daemon": {"activity_key_file": str(key)}}) as d:
+    with ThreadedDaemon(tmp_path, {"daemon": {"activity_key_file": str(key)}}) as d:
         export = tmp_path / "a.csv"
         assert d.tui_cli("activity", "export", "--csv", str(export)).returncode == 0
         cp_file = tmp_path / "a.csv.checkpoint.json"
@@ -82,7 +82,7 @@ def test_a_forged_checkpoint_is_refused_when_the_log_is_signed(tmp_path):
 
 
 def test_activity_tail_escapes_control_characters(tmp_path):
-    d = DaemonProcess(tmp_path)
+    d = ThreadedDaemon(tmp_path)
     try:
         d.start()
         d.stop()
@@ -102,5 +102,5 @@ def test_activity_tail_escapes_control_characters(tmp_path):
         assert "prices\\x1b]0;owned\\x07\\x0a2026-12-01" in r.stdout
         assert "1\\x1b[2J" in r.stdout
     finally:
-        if d.proc is not None:
+        if d.running:
             d.stop()

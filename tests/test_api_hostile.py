@@ -22,7 +22,7 @@ import pytest
 from costrecon_daemon.app import Daemon
 from costrecon_daemon.config import load_config
 
-from .harness import write_config
+from .harness import copy_database, migrated_template, write_config
 
 
 class Api:
@@ -73,6 +73,8 @@ async def api() -> AsyncIterator[Api]:
             "inbox": {"stable_seconds": 0.3, "rescan_seconds": 60},
         },
     )
+    # A copy of the migrated template: the daemon finds its schema at head (Alembic once a worker).
+    copy_database(migrated_template(), tmp / "state" / "costrecon.db")
     daemon = Daemon(load_config(cfg_path))
     ready = asyncio.Event()
     task = asyncio.create_task(daemon.run(ready=ready.set))

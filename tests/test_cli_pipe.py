@@ -6,10 +6,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from costrecon_tui.cli import EXIT_PIPE
 
 from .harness import DaemonProcess
 from .psa_fixtures import cw_daemon, msp_tenant
+
+# `costrecon` as a process whose stdout pipe closes is the point: the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def _into_closed_pipe(d: DaemonProcess, *args: str) -> tuple[int, str]:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,12 +32,42 @@ from costrecon_daemon.psa.base import (
     failing,
 )
 from costrecon_daemon.psa.guarded import guarded_write
+from costrecon_daemon.sim.contract import RECORD_ENV
 from costrecon_daemon.sim.dataset import Dataset, generate_custom
 from costrecon_daemon.sim.serve import ServedApp
 
+from .conftest import COLLECTED
 from .psa_fixtures import ADAPTERS, PSAS, SimAdapter, connector_settings, make_sim
+from .test_psa_contract import check_connector_exchanges, record_connector_suite
 
 every_psa = pytest.mark.parametrize("psa", PSAS)
+
+# The whole module runs on one worker, in file order, with every simulator recording what the
+# connectors send: its last test checks the recording against the PSAs' contracts.
+pytestmark = pytest.mark.xdist_group("connector-contract")
+
+_ran_recorded: set[str] = set()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _exchanges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    given = os.environ.get(RECORD_ENV)  # a parent run's record_connector_suite names the file
+    record = Path(given) if given else tmp_path_factory.mktemp("exchanges") / "exchanges.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(RECORD_ENV, str(record))  # read by each simulator as it is built
+        yield record
+
+
+@pytest.fixture(autouse=True)
+def _recorded(request: pytest.FixtureRequest, _exchanges: Path) -> Iterator[None]:
+    yield
+    _ran_recorded.add(_plain(request.node.nodeid))
+
+
+def _plain(nodeid: str) -> str:
+    """The node id as collected: xdist's loadgroup appends ``@<group>`` when it schedules."""
+    return nodeid.partition("@")[0]
+
 
 PAGE_SIZE = {"connectwise": 1000, "autotask": 500, "syncro": 25}
 
@@ -489,3 +521,19 @@ async def test_a_silently_ignored_write_raises_write_not_applied(psa):
             with pytest.raises(PSAWriteNotApplied):
                 await conn.write_line_cost(sim.line_key(line_id), ln.unit_cost + Decimal("0.10"))
             assert sim.line_cost(line_id) == ln.unit_cost
+
+
+# ---- what the connectors sent, against the contracts (test_psa_contract.py's checks) ----------
+
+
+def test_the_connectors_send_only_what_the_contracts_have(
+    request: pytest.FixtureRequest, _exchanges: Path, tmp_path: Path
+) -> None:
+    """Every exchange of the tests above, recorded at the simulators as they ran in this process.
+    When some of them did not run here (``-k``, another worker), the module is run again in a
+    child pytest with recording on, so the check never rests on part of the suite."""
+    mine = _plain(request.node.nodeid)
+    module = mine.split("::")[0] + "::"
+    others = {n for n in request.config.stash[COLLECTED] if n.startswith(module) and n != mine}
+    record = _exchanges if others <= _ran_recorded else record_connector_suite(tmp_path)
+    check_connector_exchanges(record)

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# The demo's processes and a terminal going away are the point: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def _pids_of_daemons_for(root: Path) -> list[int]:
     """Daemon processes whose command line names a config under ``root``."""

@@ -150,9 +150,13 @@ def test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log(tmp_
         marked = t.wait_for(lambda s: "2 marked" in s, "two marked rows")
         assert set(re.findall(r"\[x\] (DEF-BUS-\w)", marked)) == {"DEF-BUS-A", "DEF-BUS-M"}
         assert "[ ] DEF-BUS" not in marked
-        # cursor is on DEF-BUS-M: type a vendor cost over the imported one
+        # cursor is on DEF-BUS-M: type a vendor cost over the imported one, once the editor is
+        # up (typed ahead, the digits would reach the table: "3" opens the Files view)
+        before = t.screen()
         t.keys("e")
+        t.wait_for(lambda s: s != before, "the editor to open", 30)
         t.type("3.99")
+        t.wait_for(lambda s: "3.99" in s, "the typed cost in the editor", 30)
         t.keys("Enter")
         t.wait_for(lambda s: "3.99" in s, "the edited vendor cost")
         t.keys("a")
@@ -303,8 +307,14 @@ def test_a_day_at_80x24_mark_30_approve_undo_edit_palette_and_quit(tmp_path):
         t.wait_for(lambda s: s.count(target) >= 2, "the filter to show the item")
         t.keys("Enter")
         t.wait_for(lambda s: "filter: PSA ID or name" not in s, "the filter to be kept")
+        # The editor takes the focus after the key that opens it has been handled: typed ahead
+        # on a loaded machine, the digits reached the table instead ("2" opened Activity, "5"
+        # Sync). So type once the screen shows the editor, and submit once it shows the text.
+        before = t.screen()
         t.keys("e")
+        t.wait_for(lambda s: s != before, "the editor to open", 30)
         t.type("12,50")
+        t.wait_for(lambda s: "12,50" in s, "the typed cost in the editor", 30)
         t.keys("Enter")
         screen = t.wait_for(
             lambda s: "Set this vendor cost?" in s or "12.50" in s, "the edit to be taken"

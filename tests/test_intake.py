@@ -124,7 +124,15 @@ def test_a_file_copied_slowly_in_chunks_is_imported_once_and_complete(shared, tm
         record = wait_import(shared, name)
         assert record["status"] == "imported", record
         assert record["rows_imported"] == record["rows_total"] == 400
-    time.sleep(1.0)  # a second import would have happened by now
+    # Settled rather than a second's sleep: both files have left the inbox and none is tracked,
+    # so no second import of either can still come.
+    shared.wait_for(
+        lambda: (
+            not any(inbox.glob("slow-*.csv")) and shared.get("/v1/status")["inbox"]["pending"] == 0
+        ),
+        30,
+        "the inbox to settle",
+    )
     names = [i["file_name"] for i in imports(shared)]
     assert names.count("slow-open.csv") == 1 and names.count("slow-append.csv") == 1
 
@@ -302,7 +310,13 @@ def test_a_burst_of_a_hundred_files_is_processed_exactly_once(tmp_path):
             ]
             pf.write_generic_csv(inbox, lines, name=f"burst-{n:03d}.csv")
         d.wait_for(lambda: len(imports(d)) >= 100, 60, "100 imports")
-        time.sleep(1.0)
+        # Settled rather than a second's sleep: nothing left in the inbox and nothing tracked,
+        # so no further import (a duplicate) can still come.
+        d.wait_for(
+            lambda: not os.listdir(inbox) and d.get("/v1/status")["inbox"]["pending"] == 0,
+            30,
+            "the inbox to settle",
+        )
         records = imports(d)
         assert len(records) == 100
         assert sorted(r["file_name"] for r in records) == [f"burst-{n:03d}.csv" for n in range(100)]

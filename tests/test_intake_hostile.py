@@ -11,9 +11,14 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from . import pricefiles as pf
 from .harness import DaemonProcess
 from .test_intake import assert_failed_with_report, imports, inbox_of, wait_import
+
+# Real daemon processes (one killed mid-import, one that must live through a bomb): slow tier.
+pytestmark = pytest.mark.slow
 
 D = Decimal
 SECRET = "TOPSECRET-ROW"
@@ -82,7 +87,7 @@ def test_a_zip_bomb_in_the_inbox_fails_with_a_reason_and_the_daemon_lives(tmp_pa
 def test_a_file_that_killed_the_daemon_mid_import_is_set_aside_at_the_next_start(tmp_path):
     lines = [pf.PriceLine(f"BIG{i:07d}", None, f"Item {i}", D("12.50")) for i in range(300_000)]
     source = pf.write_generic_csv(tmp_path, lines, name="huge.csv")
-    d = DaemonProcess(daemon_dir(tmp_path)).start()
+    d = DaemonProcess(daemon_dir(tmp_path), {"inbox": {"rescan_seconds": 0.5}}).start()
     try:
         inbox = inbox_of(d)
         marker = d.state / "intake-in-progress.json"
@@ -94,7 +99,7 @@ def test_a_file_that_killed_the_daemon_mid_import_is_set_aside_at_the_next_start
         record = wait_import(d, "huge.csv")
         assert_failed_with_report(d, record, "stopped while importing huge.csv", "set aside")
         assert not marker.exists()
-        time.sleep(2.5)  # a rescan has run: the file is not tried again
+        time.sleep(1.5)  # three rescans have run: the file is not tried again
         assert [i["file_name"] for i in imports(d)].count("huge.csv") == 1
         assert d.get("/v1/status")["counts"]["vendor_costs"] == 0
     finally:

@@ -15,9 +15,10 @@ from sqlalchemy import func, select, text
 
 from costrecon_daemon.db import PriceImport, VendorCost
 from costrecon_daemon.intake import Options, import_file, mappings, queries, search
-from costrecon_daemon.store import Store, migrate
+from costrecon_daemon.store import Store
 
 from . import pricefiles as pf
+from .harness import migrated
 
 D = Decimal
 ROWS = 2_500
@@ -40,7 +41,7 @@ def _lines(prefix: str = "DST") -> list[pf.PriceLine]:
 
 @pytest.fixture
 def store(database_url: str) -> Any:
-    migrate(database_url)
+    migrated(database_url)
     s = Store(database_url)
     yield s
     s.close()

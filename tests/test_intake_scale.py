@@ -8,8 +8,10 @@ import threading
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from . import pricefiles as pf
-from .harness import DaemonProcess
+from .harness import DaemonProcess, migrated
 from .test_intake import inbox_of, wait_import
 
 D = Decimal
@@ -29,6 +31,7 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+@pytest.mark.slow
 def test_a_300k_row_file_is_imported_with_memory_bounded(tmp_path: Path) -> None:
     lines = [
         pf.PriceLine(f"D{i:07d}", f"MPN-{i:07d}", f"Distributor item {i} with a longer name",
@@ -66,6 +69,7 @@ def test_a_300k_row_file_is_imported_with_memory_bounded(tmp_path: Path) -> None
         assert peak[0] <= PEAK_BOUND_MB, (resting, peak[0])
 
 
+@pytest.mark.slow
 def test_unmatched_rows_come_in_pages_filtered_by_file_or_vendor(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     with DaemonProcess(tmp_path / "d") as d:
@@ -145,10 +149,10 @@ def test_a_sku_repeated_with_another_cost_fails_the_streamed_file_and_leaves_not
     from sqlalchemy import text
 
     from costrecon_daemon.intake import Options, import_file
-    from costrecon_daemon.store import Store, migrate
+    from costrecon_daemon.store import Store
 
     url = f"sqlite:///{tmp_path / 'costrecon.db'}"
-    migrate(url)
+    migrated(url)
     store = Store(url)
     try:
         lines = [pf.PriceLine(f"R{i:06d}", None, f"Item {i}", D("2.00")) for i in range(45_000)]

@@ -17,9 +17,9 @@ from costrecon_daemon.db import (
     make_engine,
 )
 from costrecon_daemon.intake import mappings, search
-from costrecon_daemon.store import migrate
 
 from . import pricefiles as pf
+from .harness import migrated
 from .psa_fixtures import cw_daemon, msp_tenant, rows_by_identifier
 from .test_intake import inbox_of, wait_import
 
@@ -27,7 +27,7 @@ AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 def _db(url):
-    migrate(url)
+    migrated(url)
     return make_engine(url)
 
 

@@ -86,10 +86,11 @@ def test_cost_history_lists_every_manual_value_with_date_and_source(tmp_path):
 
 def _db(tmp_path):
     from costrecon_daemon.db import make_engine
-    from costrecon_daemon.store import migrate
+
+    from .harness import migrated
 
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    migrate(url)
+    migrated(url)
     return make_engine(url)
 
 

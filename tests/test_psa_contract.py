@@ -2,10 +2,11 @@
 
 (a) every operation the product uses (sim/fidelity.py) is probed on its simulator and the reply is
     validated against the contract's schema with jsonschema (nulls allowed, contracts/README.md);
-(b) the connector contract suite (tests/test_connector_contract.py) is run with recording switched
-    on at the simulators, and every request the connectors sent — method, path template, query
-    parameters, body — must be an operation of the contract or a listed deliberate exception
-    (sim/contract.py DEVIATIONS); every 2xx reply they got is validated too;
+(b) the connector contract suite (tests/test_connector_contract.py) runs with recording switched
+    on at the simulators (its last test checks the recording with the helpers below), and every
+    request the connectors sent — method, path template, query parameters, body — must be an
+    operation of the contract or a listed deliberate exception (sim/contract.py DEVIATIONS);
+    every 2xx reply they got is validated too;
 and the simulators refuse write bodies the contract refuses, with each PSA's own error body.
 """
 
@@ -225,9 +226,10 @@ def test_every_covered_operation_answers_in_the_contracts_shape(psa):
     assert problems == {}
 
 
-@pytest.mark.slow
-def test_the_connectors_send_only_what_the_contracts_have(tmp_path):
-    """Runs the connector contract suite with the simulators recording every exchange."""
+def record_connector_suite(tmp_path: Path) -> Path:
+    """The connector contract suite run again in a child pytest with the simulators recording
+    every exchange: for a run that did not take the whole suite in one process (``-k``, or its
+    tests spread over workers). Normally test_connector_contract.py records while it runs."""
     record = tmp_path / "exchanges.jsonl"
     env = {**os.environ, RECORD_ENV: str(record)}
     run = subprocess.run(
@@ -236,6 +238,12 @@ def test_the_connectors_send_only_what_the_contracts_have(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
+    return record
+
+
+def check_connector_exchanges(record: Path) -> None:
+    """Every request the connectors sent is an operation of the PSA's contract (or a listed
+    deliberate exception), and every 2xx reply they got validates against it."""
     checkers = {psa: Checker(load(psa)) for psa in PSAS}
     seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
     problems: dict[str, set[str]] = defaultdict(set)

@@ -39,6 +39,10 @@ VIEW_KEYS = {
     "sync": keymap.SYNC,
 }
 GLOBAL = [b for b in keymap.APP + keymap.MAIN if b.action != "quit"]
+# The keys that switch to a named view do the same whatever view is showing: pressed in the first
+# view only (each one leaves it for its view and comes back). Every other global key depends on
+# the view (its help, its palette commands, the view after or before it) and is pressed in each.
+_SWITCH = {b.id for b in keymap.MAIN if b.action.startswith("show_view(")}
 
 
 # Workers that run for the app's whole life (the daemon connection) or start on their own timer
@@ -124,10 +128,10 @@ async def test_every_key_of_every_view_and_every_palette_command_leaves_the_app_
     app = make_app(client)
     async with app.run_test(size=size) as pilot:
         await settle(pilot, lambda: all_views_ready(app))
-        for view, bindings in VIEW_KEYS.items():
+        for n, (view, bindings) in enumerate(VIEW_KEYS.items()):
             app.show_view(view)
             await _quiet(pilot)
-            for binding in bindings + GLOBAL:
+            for binding in bindings + [b for b in GLOBAL if n == 0 or b.id not in _SWITCH]:
                 for key in binding.key.split(","):
                     await _press(pilot, key.strip())
                     await _back_to(pilot, view)

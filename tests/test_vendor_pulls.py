@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from costrecon_daemon.sim.dataset import generate
 from costrecon_daemon.sim.ingram import IngramSim
 from costrecon_daemon.sim.knobs import Knobs
@@ -144,6 +146,7 @@ def test_scheduled_pulls_repeat_on_their_interval(tmp_path: Path) -> None:
         d.wait_for(lambda: len(api_imports(d)) >= 2, 60, "a second scheduled pull")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_pull_leaves_nothing_half_imported_and_the_next_pull_completes(
     tmp_path: Path,
 ) -> None:
