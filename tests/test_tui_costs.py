@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from textual import events
+
 from costrecon_tui.screens.costs import parse_cost
 from costrecon_tui.screens.dialogs import ConfirmScreen
 from costrecon_tui.screens.preview import ApproveScreen
@@ -121,6 +123,26 @@ async def test_edit_refuses_invalid_input_and_sends_nothing_then_saves_the_decim
         await settle(pilot, lambda: costs.grid.rows[row.id].vendor_cost == close)
         assert costs.grid.rows[row.id].vendor_source.kind == "manual"
         assert costs.grid.has_focus
+
+
+async def test_a_cost_typed_right_after_e_goes_into_the_editor_not_to_the_table():
+    """Over SSH keys arrive together: "e12" in one read. The digits are the cost, not view keys
+    ("2" would open Activity)."""
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: costs_ready(app))
+        costs = app.costs
+        for key in "e12":  # queued at once, as from one terminal read
+            app.post_message(events.Key(key, key))
+        # the editor opens with the old cost selected: the digits replace it
+        await settle(pilot, lambda: costs.editor.value == "12")
+        assert costs.editor.has_focus and app.current_view == "costs"
+        await pilot.press("escape")
+        for key in "/m365":
+            app.post_message(events.Key(key if key != "/" else "slash", key))
+        await settle(pilot, lambda: costs.filter_input.value == "m365")
+        assert costs.filter_input.has_focus and app.current_view == "costs"
 
 
 async def test_escape_cancels_an_edit_without_sending():
