@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ..vendors.readers import (
     read_price_file,
     stream_price_file,
 )
+from . import search
 from .rematch import CHUNK, REFRESH_LIMIT
 
 log = logging.getLogger(__name__)
@@ -238,7 +240,8 @@ def _insert_costs(
     quantized every cost to 4 places, so ``scaleb`` is exact."""
     if conn.dialect.name == "sqlite":
         # 16 MB of page cache on the writer: the (vendor, sku, term) and import_id indexes of a
-        # table growing by millions of rows stay mostly in memory (the default is 2 MB).
+        # table growing by millions of rows stay mostly in memory (the default is 2 MB). The
+        # import puts the writer's own size back when it ends (_cache_size).
         conn.exec_driver_sql("PRAGMA cache_size=-16384")
     sql = (
         f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
@@ -290,9 +293,49 @@ def commit_import(
     pulls feed it a :class:`Prepared` built from :func:`~..vendors.readers.rows_from_records`).
     ``import_id`` is the staged record of :func:`stream_import` (its ``prep.staged`` unmatched
     rows are already written); it is completed instead of a new record being inserted."""
-    if conn.dialect.name == "sqlite":
-        # 64 MB of page cache: the (vendor, sku, term) index of a big file stays in memory.
+    previous_cache = _cache_size(conn)
+    if previous_cache is not None:
+        # 64 MB of page cache for this transaction: the (vendor, sku, term) index of a big file
+        # stays in memory. Put back below: the writer connection lives as long as the daemon.
         conn.exec_driver_sql("PRAGMA cache_size=-65536")
+    try:
+        return _commit_import(
+            conn,
+            prep,
+            final_path=final_path,
+            status=status,
+            message=message,
+            table=table,
+            duplicate_of=duplicate_of,
+            import_id=import_id,
+        )
+    finally:
+        if previous_cache is not None:
+            _cache_size(conn, previous_cache)
+
+
+def _cache_size(conn: Connection, value: int | None = None) -> int | None:
+    """SQLite: the connection's page cache size (PRAGMA units), set to ``value`` when given;
+    lowering it frees the pages above the new size. None elsewhere."""
+    if conn.dialect.name != "sqlite":
+        return None
+    if value is not None:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(value)}")
+        return value
+    return int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
+
+
+def _commit_import(
+    conn: Connection,
+    prep: Prepared,
+    *,
+    final_path: str,
+    status: str | None,
+    message: str | None,
+    table: CostTable | None,
+    duplicate_of: dict[str, Any] | None,
+    import_id: int | None,
+) -> dict[str, Any]:
     now = utcnow()
     result = prep.result
     status = status or ("imported" if prep.ok else "failed")
@@ -329,6 +372,8 @@ def commit_import(
     if imported:
         assert result is not None
         _insert_costs(conn, import_id, result.rows, prep.matches, now)
+        # Every row of the import (the staged ones too) by SKU/MPN, from the moment it is visible.
+        search.index_keys(conn, import_id)
     details: dict[str, Any] = {
         "import_id": import_id,
         "file": prep.name,
@@ -561,13 +606,32 @@ def stream_import(
     """
     prep = _prepared_for(path, st, sha)
     started = utcnow()
-    import_id = store.write_sync(_begin_staged, prep, started)
+    import_id, writer_cache = store.write_sync(
+        lambda c: (_begin_staged(c, prep, started), _cache_size(c))
+    )
     fallback = vendor_from_filename(path.name)
     matched: list[tuple[VendorRow, MatchResult]] = []
     staged = 0
+    # The chunk being written while the next is read and matched: the reader's Python work and
+    # SQLite's (which runs without the GIL) overlap on a second core. One chunk at most is in
+    # flight, so memory stays bounded.
+    pending: Future[None] | None = None
+
+    def settle() -> None:
+        nonlocal pending
+        if pending is not None:
+            done, pending = pending, None
+            done.result()
+
+    def drain() -> None:
+        """Wait for the chunk in flight after the reader failed: its rows go with the file's."""
+        try:
+            settle()
+        except Exception:  # noqa: BLE001 - the staged rows are taken back whatever happened
+            log.warning("writing a chunk of import #%d failed", import_id, exc_info=True)
 
     def sink(rows: list[VendorRow]) -> None:
-        nonlocal staged
+        nonlocal staged, pending
         for r in rows:
             if not r.vendor:
                 r.vendor = fallback
@@ -583,7 +647,8 @@ def stream_import(
                     loose.append(r)
                     loose_matches.append(m)
         if loose:
-            store.write_sync(_insert_costs, import_id, loose, loose_matches, started)
+            settle()
+            pending = store.submit_write(_insert_costs, import_id, loose, loose_matches, started)
             staged += len(loose)
 
     try:
@@ -595,11 +660,15 @@ def stream_import(
                 profiles=options.profiles,
                 default_currency=options.default_currency,
                 vendor=vendor,
+                list_prices=False,  # vendor_costs has no column for them
             )
+            settle()
         except FileUnreadable as exc:
+            drain()
             prep.failure = str(exc)
             result = None
         except Exception as exc:  # noqa: BLE001 - a reader bug must fail the file, not lose it
+            drain()
             log.exception("reading %s failed unexpectedly", path)
             prep.failure = (
                 f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
@@ -649,11 +718,19 @@ def stream_import(
         )
     except BaseException:
         # Never leave a staged import behind from a daemon that lives on.
+        drain()
         try:
             drop_staged(store, import_id, record_too=True)
         except Exception:  # noqa: BLE001 - the next start drops it (drop_unfinished)
             log.warning("could not take back the staged rows of import #%d", import_id)
         raise
+    finally:
+        if writer_cache is not None:
+            # The chunks raised the writer's page cache; the daemon's RSS gets it back.
+            try:
+                store.write_sync(_cache_size, writer_cache)
+            except Exception:  # noqa: BLE001 - memory only: the next import sets it again
+                log.warning("could not reset the writer's page cache", exc_info=True)
 
 
 def _as_row_error(e: dict[str, Any]) -> RowError:
