@@ -15,7 +15,7 @@ import logging
 import shutil
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -157,11 +157,6 @@ class Store:
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """For CLI tools and tests running without the daemon loop."""
         return self._writer.submit(self._run_write, fn, args).result()
-
-    def submit_write(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """:meth:`write_sync` without waiting (the streaming import: the next chunk of a file is
-        read and matched while this one is written; writes still run one at a time, in order)."""
-        return self._writer.submit(self._run_write, fn, args)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self._run_read(fn, args)

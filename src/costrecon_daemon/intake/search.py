@@ -1,15 +1,13 @@
 """The vendor-row search table (issue 15 item 4): candidates for a catalogue item, and what a
 person types in the Mappings view, found through an index whatever the number of vendor rows.
 
-SKU and MPN: the normalised forms, so equal and starting-with are b-tree lookups. On SQLite a
-key table (``vendor_search_keys``, filled in key order as an import commits: see
-:func:`create_keys`), on PostgreSQL expression indexes on ``vendor_costs``. Names: one row per
-vendor row holding its description. On SQLite an FTS5 table with the ``trigram`` tokenizer
-(substring search by index; ``rowid`` is the vendor-cost id), pruned by a delete trigger on
-``vendor_costs``. On PostgreSQL a plain table (``id`` references ``vendor_costs`` with ``ON DELETE
-CASCADE``) with a ``pg_trgm`` GIN index when that extension could be created, else a prefix
-b-tree index: the name search then finds descriptions starting with a word only (it degrades, it
-never fails).
+SKU and MPN: expression indexes on ``vendor_costs`` (the normalised forms), so equal and
+starting-with are b-tree lookups and go with the rows. Names: one row per vendor row holding its
+description. On SQLite an FTS5 table with the ``trigram`` tokenizer (substring search by index;
+``rowid`` is the vendor-cost id), pruned by a delete trigger on ``vendor_costs``. On PostgreSQL a
+plain table (``id`` references ``vendor_costs`` with ``ON DELETE CASCADE``) with a ``pg_trgm``
+GIN index when that extension could be created, else a prefix b-tree index: the name search then
+finds descriptions starting with a word only (it degrades, it never fails).
 
 The name index is filled after an import commits, in the background (:class:`NameIndexer`), never
 inside the import: on SQLite its trigram postings cost more than the vendor rows themselves. Until
@@ -45,25 +43,14 @@ _WORD = re.compile(r"\w+")
 _STOP = frozenset({"the", "and", "for", "with", "per", "user", "users", "license", "licence"})
 
 
-KEYS = f"{TABLE}_keys"  # SQLite: normalised SKU and MPN -> vendor-row id (see index_keys)
-
-
-# normalise_sku / normalise_mpn in SQL. They differ from the Python forms only in rare cases (a tab
-# inside a SKU, an HP region suffix, non-ASCII case): such a row is then found by the prefix search
-# or by its name instead.
-def sku_sql(column: str = "sku") -> str:
-    return f"lower(replace({column}, ' ', ''))"
-
-
-def mpn_sql(column: str = "mpn") -> str:
-    return (
-        "lower(replace(replace(replace(replace(replace("
-        f"coalesce({column}, ''), '-', ''), ' ', ''), '.', ''), '/', ''), '_', ''))"
-    )
-
-
-SKU_SQL = sku_sql()
-MPN_SQL = mpn_sql()
+# normalise_sku / normalise_mpn in SQL, for expression indexes on vendor_costs. They differ from the
+# Python forms only in rare cases (a tab inside a SKU, an HP region suffix, non-ASCII case): such a
+# row is then found by the prefix search or by its name instead.
+SKU_SQL = "lower(replace(sku, ' ', ''))"
+MPN_SQL = (
+    "lower(replace(replace(replace(replace(replace(coalesce(mpn, ''), '-', ''), ' ', ''), "
+    "'.', ''), '/', ''), '_', ''))"
+)
 
 
 def words_of(text_: str | None, most: int = 6) -> list[str]:
@@ -86,12 +73,19 @@ def pg_mode(conn: Connection) -> str:
 
 
 def create(conn: Connection) -> None:
-    """Create the table, its indexes and (SQLite) the key table and prune trigger. Idempotent."""
+    """Create the table, its indexes and (SQLite) the prune trigger. Idempotent."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(name, tokenize='trigram')"
         )
-        create_keys(conn)
+        for name, expr in (("sku", SKU_SQL), ("mpn", MPN_SQL)):
+            conn.exec_driver_sql(
+                f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_{name} ON vendor_costs ({expr})"
+            )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER IF NOT EXISTS {TABLE}_prune AFTER DELETE ON vendor_costs "
+            f"BEGIN DELETE FROM {TABLE} WHERE rowid = old.id; END"
+        )
         return
     conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY REFERENCES vendor_costs(id) "
@@ -118,60 +112,11 @@ def create(conn: Connection) -> None:
         )
 
 
-def create_keys(conn: Connection) -> None:
-    """SQLite: the key table in place of expression indexes on ``vendor_costs`` (issue 15).
-
-    Expression indexes were written row by row as a file's chunks went in: keys in random order
-    into a b-tree of millions, every chunk's commit rewriting pages all over it (~2.4 µs a row,
-    a fifth of the import). The key table is filled once per import, in key order, when the file
-    is complete (:func:`index_keys`; ~0.75 µs a row), and pruned with the rows by the trigger.
-    Idempotent; existing rows are keyed (the migration)."""
-    exists = conn.exec_driver_sql(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (KEYS,)
-    ).first()
-    conn.exec_driver_sql(
-        f"CREATE TABLE IF NOT EXISTS {KEYS} (k TEXT NOT NULL, id INTEGER NOT NULL, "
-        "PRIMARY KEY (k, id)) WITHOUT ROWID"
-    )
-    for name in ("sku", "mpn"):
-        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{TABLE}_{name}")
-    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {TABLE}_prune")
-    conn.exec_driver_sql(
-        f"CREATE TRIGGER {TABLE}_prune AFTER DELETE ON vendor_costs BEGIN "
-        f"DELETE FROM {TABLE} WHERE rowid = old.id; "
-        f"DELETE FROM {KEYS} WHERE k = {sku_sql('old.sku')} AND id = old.id; "
-        f"DELETE FROM {KEYS} WHERE k = {mpn_sql('old.mpn')} AND id = old.id; "
-        "END"
-    )
-    if not exists:
-        _insert_keys(conn, "1 = 1", ())
-
-
-def _insert_keys(conn: Connection, where: str, params: tuple[Any, ...]) -> None:
-    """Key the vendor rows ``where`` selects, sorted first: inserted in key order, each page of
-    the key table is written once (OR IGNORE: a row whose SKU and MPN read the same)."""
-    conn.exec_driver_sql(
-        f"INSERT OR IGNORE INTO {KEYS} (k, id) SELECT k, id FROM ("
-        f"SELECT {SKU_SQL} AS k, id FROM vendor_costs WHERE {where} UNION ALL "
-        f"SELECT {MPN_SQL} AS k, id FROM vendor_costs WHERE mpn IS NOT NULL AND {where}"
-        ") WHERE k <> '' ORDER BY k, id",
-        params + params,
-    )
-
-
-def index_keys(conn: Connection, import_id: int) -> None:
-    """Key one import's rows (SQLite), in the transaction that makes the import visible, so its
-    rows are found by SKU/MPN from the moment they exist. PostgreSQL keeps expression indexes."""
-    if conn.dialect.name == "sqlite":
-        _insert_keys(conn, "import_id = ?", (import_id,))
-
-
 def drop(conn: Connection) -> None:
     for name in ("sku", "mpn"):
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{TABLE}_{name}")
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {TABLE}_prune")
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {KEYS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
 
 
@@ -218,9 +163,6 @@ def index_new(conn: Connection, import_id: int | None = None) -> int:
     tools; the daemon runs :class:`NameIndexer`). Ids only grow and rows are indexed in id order,
     so the new rows are the ones above the highest indexed id."""
     done = 0
-    if conn.dialect.name == "sqlite":
-        # The keys of the same rows: those above the highest name-indexed id.
-        _insert_keys(conn, "id > ?", (_top(conn),))
     while n := index_some(conn, INDEX_CHUNK, wait_for_imports=False):
         done += n
     return done
@@ -336,19 +278,6 @@ def key_hits(conn: Connection, terms: Sequence[str], limit: int = POOL) -> list[
     prefix: dict[int, None] = {}
     sqlite = conn.dialect.name == "sqlite"
     mark = "?" if sqlite else "%s"
-    if sqlite:
-        for t in terms:
-            for r in conn.exec_driver_sql(
-                f"SELECT id FROM {KEYS} WHERE k = ? LIMIT {int(limit)}", (t,)
-            ):
-                exact.setdefault(r[0], None)
-            if len(t) >= MIN_TERM:
-                for r in conn.exec_driver_sql(
-                    f"SELECT id FROM {KEYS} WHERE k > ? AND k < ? LIMIT {int(limit)}",
-                    (t, t + "\U0010ffff"),
-                ):
-                    prefix.setdefault(r[0], None)
-        return [*exact, *(i for i in prefix if i not in exact)]
     for expr in (SKU_SQL, MPN_SQL):
         for t in terms:
             for r in conn.exec_driver_sql(
