@@ -241,20 +241,45 @@ def _insert_costs(
         # table growing by millions of rows stay mostly in memory (the default is 2 MB). The
         # import puts the writer's own size back when it ends (_cache_size).
         conn.exec_driver_sql("PRAGMA cache_size=-16384")
-    sql = (
-        f"INSERT INTO vendor_costs ({', '.join(_VC_COLUMNS)}) "
-        f"VALUES ({_placeholders(conn, len(_VC_COLUMNS))})"
-    )
     stamp = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    no_match = (None, None)
+    # The import's id and time are the same on every row: written into the statement (our own
+    # integer and timestamp text, never file content), they cost no binding per row, and rows
+    # no item matched bind no item id (a 2,000,000-row file: ~0.4 µs a row less).
+    loose = matches is None or all(m[0] is None for m in matches)
+    columns = [c for c in _VC_COLUMNS if c not in ("import_id", "imported_at")]
+    if loose:
+        columns.remove("item_id")
+    values = ", ".join([str(int(import_id)), _placeholders(conn, len(columns)), f"'{stamp}'"])
+    sql = (
+        f"INSERT INTO vendor_costs (import_id, {', '.join(columns)}, imported_at) VALUES ({values})"
+    )
     for start in range(0, len(rows), CHUNK):
         part = rows[start : start + CHUNK]
-        found = matches[start : start + CHUNK] if matches is not None else [no_match] * len(part)
-        conn.exec_driver_sql(
-            sql,
-            [
+        if loose:
+            methods = (
+                [m[1] for m in matches[start : start + CHUNK]]
+                if matches is not None
+                else [None] * len(part)
+            )
+            params: list[tuple[Any, ...]] = [
                 (
-                    import_id,
+                    r.row,
+                    r.vendor,
+                    r.sku,
+                    r.mpn,
+                    r.manufacturer,
+                    r.description[:512],
+                    r.term,
+                    int(r.cost.scaleb(4)),
+                    r.currency,
+                    method,
+                )
+                for r, method in zip(part, methods, strict=True)
+            ]
+        else:
+            assert matches is not None
+            params = [
+                (
                     r.row,
                     r.vendor,
                     r.sku,
@@ -266,11 +291,10 @@ def _insert_costs(
                     r.currency,
                     m[0],
                     m[1],
-                    stamp,
                 )
-                for r, m in zip(part, found, strict=True)
-            ],
-        )
+                for r, m in zip(part, matches[start : start + CHUNK], strict=True)
+            ]
+        conn.exec_driver_sql(sql, params)
 
 
 def commit_import(

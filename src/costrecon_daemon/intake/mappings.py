@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 # a row's suggestions ~0.5 ms against 500 catalogue items. The first rows (what the view shows
 # first) always get theirs; the rest only while the request is inside its budget, counted from
 # its start, query included.
-SUGGEST_ALWAYS = 20  # rows an unmatched page always works out suggestions for
-SUGGEST_BUDGET = 0.045  # seconds since the request began after which the rest are left null
+SUGGEST_ALWAYS = 20  # rows an unmatched page always works out suggestions for (a screenful)
+SUGGEST_BUDGET = 0.035  # seconds since the request began after which the rest are left null
 
 
 class Mappings:
