@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from .. import activity, events
 from ..costs.table import CostTable
 from ..db import PriceImport, VendorCost, new_id, utcnow
-from ..vendors.matching import Matcher, MatchResult
+from ..vendors.matching import NO_MATCH, Matcher, MatchResult
 from ..vendors.profiles import Profile
 from ..vendors.readers import (
     FileUnreadable,
@@ -249,19 +249,32 @@ def _insert_costs(
     columns = [c for c in _VC_COLUMNS if c not in ("import_id", "imported_at")]
     if loose:
         columns.remove("item_id")
+    if matches is None:
+        columns.remove("match_method")
     values = ", ".join([str(int(import_id)), _placeholders(conn, len(columns)), f"'{stamp}'"])
     sql = (
         f"INSERT INTO vendor_costs (import_id, {', '.join(columns)}, imported_at) VALUES ({values})"
     )
     for start in range(0, len(rows), CHUNK):
         part = rows[start : start + CHUNK]
-        if loose:
-            methods = (
-                [m[1] for m in matches[start : start + CHUNK]]
-                if matches is not None
-                else [None] * len(part)
-            )
+        if matches is None:
             params: list[tuple[Any, ...]] = [
+                (
+                    r.row,
+                    r.vendor,
+                    r.sku,
+                    r.mpn,
+                    r.manufacturer,
+                    r.description[:512],
+                    r.term,
+                    int(r.cost.scaleb(4)),
+                    r.currency,
+                )
+                for r in part
+            ]
+        elif loose:
+            methods = [m[1] for m in matches[start : start + CHUNK]]
+            params = [
                 (
                     r.row,
                     r.vendor,
@@ -639,7 +652,9 @@ def stream_import(
             if not r.vendor:
                 r.vendor = fallback
         results = matcher.match_all(rows) if matcher is not None else None
-        if results is None:
+        if results is None or results.count(NO_MATCH) == len(results):
+            # Nearly every chunk of a distributor's file: no row matched anything (counted at C
+            # speed), so the chunk goes as it is, with no method to store.
             loose, loose_matches = rows, None
         else:
             loose, loose_matches = [], []
