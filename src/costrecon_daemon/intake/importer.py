@@ -346,7 +346,10 @@ def commit_import(
         )
     finally:
         if previous_cache is not None:
-            _cache_size(conn, previous_cache)
+            try:
+                _cache_size(conn, previous_cache)
+            except Exception:  # noqa: BLE001 - never hide the outcome behind a memory setting
+                log.warning("could not reset the writer's page cache", exc_info=True)
 
 
 def _cache_size(conn: Connection, value: int | None = None) -> int | None:
