@@ -284,3 +284,26 @@ def test_an_unmatched_page_past_its_suggestion_budget_fills_in_when_asked_again(
     second = asyncio.run(service.unmatched(10))
     assert pending(second) == [False] * 6 + [True] * 4
     assert [r["vendor_cost_id"] for r in second] == [r["vendor_cost_id"] for r in first]
+
+
+def test_an_import_gives_the_daemons_writer_its_page_cache_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """The import raises the writer connection's page cache while it writes; that connection
+    lives as long as the daemon, so the daemon's memory would otherwise keep the raised cache
+    after every import (SQLite only: PostgreSQL has no per-connection page cache)."""
+    if store.url.startswith("postgresql"):
+        pytest.skip("SQLite's page cache")
+
+    def cache_size() -> int:
+        return int(store.write_sync(lambda c: c.exec_driver_sql("PRAGMA cache_size").scalar()))
+
+    before = cache_size()
+    path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
+    assert import_file(store, path, Options(), None)["status"] == "imported"
+    assert cache_size() == before
+    lines = _lines("BAD")
+    lines[ROWS - 3] = pf.PriceLine("BAD-LATE", None, "A bad row near the end", D("-1.00"))
+    bad = pf.write_generic_csv(tmp_path, lines, name="beta-prices.csv")
+    assert import_file(store, bad, Options(), None)["status"] == "failed"
+    assert cache_size() == before

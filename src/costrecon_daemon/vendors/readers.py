@@ -107,6 +107,7 @@ def stream_price_file(
     default_currency: str = "USD",
     vendor: str | None = None,
     today: date | None = None,
+    list_prices: bool = True,
 ) -> ReadResult:
     """:func:`read_price_file` for the import: rows go to ``sink`` in chunks as they are
     validated and are never all held (``result.rows`` is empty; ``result.streamed`` counts them).
@@ -115,7 +116,8 @@ def stream_price_file(
 
     The sink sees rows of a file that may still turn out bad: every problem is in
     ``result.errors`` only once the last row was read, so the caller stages what it gets and
-    decides at the end (all or nothing)."""
+    decides at the end (all or nothing). ``list_prices=False``: rows of delimited text carry no
+    list price (the import stores none; it saves Decimal work on every row)."""
     path = Path(path)
     name = path.name
     all_profiles = merged_profiles(profiles)
@@ -142,9 +144,15 @@ def stream_price_file(
                 ]
                 if "xl/workbook.xml" not in members and len(texts) == 1:
                     member = texts[0]
-                    return stream_text(Path(member).name, lambda: archive.open(member), *args, sink)
+                    return stream_text(
+                        Path(member).name,
+                        lambda: archive.open(member),
+                        *args,
+                        sink,
+                        list_prices=list_prices,
+                    )
     elif magic != spreadsheet.OLE_MAGIC:
-        return stream_text(name, lambda: path.open("rb"), *args, sink)
+        return stream_text(name, lambda: path.open("rb"), *args, sink, list_prices=list_prices)
     result = read_price_file(
         path,
         profile=profile,

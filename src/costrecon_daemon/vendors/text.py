@@ -186,6 +186,8 @@ def stream_text(
     vendor: str | None,
     today: date | None,
     sink: Callable[[list[VendorRow]], None],
+    *,
+    list_prices: bool = True,
 ) -> ReadResult:
     """:func:`read_text` for a file that is never held whole: the head (1 MiB) decides encoding,
     delimiter and profile; then the rows are decoded, split and validated as they stream from
@@ -261,6 +263,7 @@ def stream_text(
             delimiter,
             encoding,
             sink=sink,
+            list_prices=list_prices,
         )
     except csv.Error as exc:
         raise FileUnreadable(f"{name} cannot be read as delimited text ({exc}).") from exc
