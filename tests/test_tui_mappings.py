@@ -146,3 +146,23 @@ async def test_a_page_of_unmatched_rows_arriving_after_u_went_back_leaves_the_it
         await settle(pilot, lambda: answered)
         await pilot.pause()
         assert str(title.render()).startswith("Needs a vendor cost")
+
+
+async def test_a_search_typed_right_after_the_slash_goes_into_the_search_box():
+    """Over SSH "/dnsf" arrives in one read; "d" reaching the table would ask to delete."""
+    from textual import events
+
+    client = FakeClient()
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        await settle(pilot, lambda: view.needs_table.row_count > 0)
+        for key in "/dnsf":
+            app.post_message(events.Key("slash" if key == "/" else key, key))
+        box = view.query_one("#mappings-search")
+        await settle(pilot, lambda: box.value == "dnsf")
+        await settle(pilot, lambda: client.calls_to("mapping_search"))
+        assert box.has_focus and app.current_view == "mappings"
+        assert client.calls_to("delete_mapping") == []

@@ -798,7 +798,7 @@ class ActivityView(ReportsWorkerErrors, Vertical):
         self._hide_export()
         f = self.query_one("#activity-filter", Input)
         f.add_class("-shown")
-        f.focus()
+        self.screen.set_focus(f)  # at once: keys typed with "/" follow (TypeAhead)
 
     def action_filter_by(self, kind: str) -> None:
         """Show only entries of the cursor row's actor, action or item (pressed again: all)."""

@@ -352,7 +352,7 @@ class CostsView(ReportsWorkerErrors, Vertical):
 
     def action_filter(self) -> None:
         self.filter_input.add_class("-shown")
-        self.screen.set_focus(self.filter_input)  # at once: see action_edit
+        self.screen.set_focus(self.filter_input)  # at once: keys typed with "/" follow (TypeAhead)
 
     @on(Input.Changed, "#cost-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -445,9 +445,7 @@ class CostsView(ReportsWorkerErrors, Vertical):
         editor.value = "" if row.vendor_cost is None else format(row.vendor_cost.normalize(), "f")
         self._validate(editor.value)
         editor.add_class("-shown")
-        # At once, not editor.focus() (which waits for the queue): keys typed with the "e" are
-        # already queued behind it and must reach the editor, not the table ("2" opens Activity).
-        self.screen.set_focus(editor)
+        self.screen.set_focus(editor)  # at once: keys typed with "e" follow (TypeAhead)
 
     def _validate(self, text: str) -> Decimal | None:
         value, reason = parse_cost(text)

@@ -402,7 +402,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     def action_search(self) -> None:
         box = self.query_one("#mappings-search", Input)
         box.add_class("shown")
-        box.focus()
+        self.screen.set_focus(box)  # at once: keys typed with "/" follow (TypeAhead)
 
     def action_leave_search(self) -> None:
         """esc: close the search (typed text and its results go), back to the items list."""

@@ -18,7 +18,7 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, getters, work
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
@@ -29,6 +29,7 @@ from costrecon_tui import keymap
 from costrecon_tui.client import CostRow
 from costrecon_tui.widgets import display
 from costrecon_tui.widgets.errors import ReportsWorkerErrors
+from costrecon_tui.widgets.tables import TypeAhead
 
 if TYPE_CHECKING:
     from costrecon_tui.app import CostreconApp
@@ -162,17 +163,7 @@ def _find(ids: list[int], item_id: int | None) -> int | None:
         return None
 
 
-# The cost view's actions that move the focus into an input (see CostGrid.on_key).
-_OPENS_INPUT = frozenset({"edit", "filter"})
-_OPENS_INPUT_KEYS = frozenset(
-    key.strip()
-    for b in keymap.COSTS
-    if isinstance(b, Binding) and b.action in _OPENS_INPUT
-    for key in b.key.split(",")
-)
-
-
-class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
+class CostGrid(TypeAhead, ReportsWorkerErrors, ScrollView, can_focus=True):
     """One row per catalogue item; cursor, marks, and live row state."""
 
     if TYPE_CHECKING:  # Textual types `app` as any App; every view runs in CostreconApp
@@ -560,25 +551,6 @@ class CostGrid(ReportsWorkerErrors, ScrollView, can_focus=True):
 
     def action_last(self) -> None:
         self.move_to(len(self.ids) - 1)
-
-    async def on_key(self, event: events.Key) -> None:
-        """Keys typed ahead go where the keys before them sent the focus. Over SSH "e12" or
-        "/m365" arrives in one read and the app queues every key for this table at once, while a
-        binding runs only when its key reaches the app, after the others were queued here: the
-        digits would run the table's and the app's keys ("2" opens Activity). So the keys that
-        open an input run their action here, and keys that find the focus gone follow it."""
-        focused = self.screen.focused
-        if focused is not None and focused is not self and focused.is_attached:
-            event.stop()
-            event.prevent_default()
-            focused.post_message(events.Key(event.key, event.character))
-            return
-        if event.key in _OPENS_INPUT_KEYS:
-            active = self.screen.active_bindings.get(event.key)
-            if active is not None and active.enabled and active.binding.action in _OPENS_INPUT:
-                event.stop()
-                event.prevent_default()
-                await self.app.run_action(active.binding.action, active.node)
 
     def on_click(self, event: events.Click) -> None:
         self.move_to(int(self.scroll_offset.y) + event.y)

@@ -3,17 +3,59 @@ and one flexible column that takes whatever width the terminal leaves (80 column
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
+from textual.widget import Widget
 from textual.widgets import DataTable
 
+from costrecon_tui import keymap
 from costrecon_tui.widgets.errors import StaysUp
 
+# The views' actions that move the focus into an input: the cost editor, and the filter and search
+# boxes. Their keys come from the keymap, so a rebinding keeps working.
+OPENS_INPUT = frozenset({"edit", "filter", "search"})
+_OPENS_INPUT_KEYS = frozenset(
+    key.strip()
+    for name in dir(keymap)
+    if name.isupper() and isinstance(getattr(keymap, name), list)
+    for b in getattr(keymap, name)
+    if isinstance(b, Binding) and b.action in OPENS_INPUT
+    for key in b.key.split(",")
+)
 
-class KeyTable(StaysUp, DataTable[Any]):
+
+class TypeAhead:
+    """Keys typed ahead go where the keys before them sent the focus. Over SSH "e12" or "/m365"
+    arrives in one read and the app queues every key for the focused table at once, while a
+    binding runs only once its key has bubbled back to the app, after the others were queued
+    here: the rest would run the table's and the app's keys ("2" opens Activity, "d" deletes).
+    So the keys that open an input run their action here, before the next key is taken, the
+    action moves the focus at once (``screen.set_focus``, not ``focus()``, which waits), and keys
+    that find the focus gone are handed to the widget that has it.
+
+    A mixin, not a Widget: Textual's CSS type names follow the first widget base, so the table
+    stays a DataTable to queries and styles."""
+
+    async def on_key(self, event: events.Key) -> None:
+        me = cast(Widget, self)
+        focused = me.screen.focused
+        if focused is not None and focused is not me and focused.is_attached:
+            event.stop()
+            event.prevent_default()
+            focused.post_message(events.Key(event.key, event.character))
+            return
+        if event.key in _OPENS_INPUT_KEYS:
+            active = me.screen.active_bindings.get(event.key)
+            if active is not None and active.enabled and active.binding.action in OPENS_INPUT:
+                event.stop()
+                event.prevent_default()
+                await me.app.run_action(active.binding.action, active.node)
+
+
+class KeyTable(TypeAhead, StaysUp, DataTable[Any]):
     BINDINGS = [
         Binding("enter", "select_cursor", "Open", id="table.open"),
         Binding("j", "cursor_down", "Down", show=False, id="table.down"),
