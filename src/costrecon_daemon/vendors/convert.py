@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import islice
@@ -12,7 +12,7 @@ from operator import attrgetter
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
 from costrecon_daemon.runtime import no_gc
-from costrecon_daemon.vendors.layout import ColumnPlan
+from costrecon_daemon.vendors.layout import ColumnPlan, choose_profile, locate_columns
 from costrecon_daemon.vendors.normalise import (
     TERM_MONTHS,
     normalise_billing,
@@ -28,6 +28,7 @@ from costrecon_daemon.vendors.rows import (
     ReadResult,
     RowError,
     VendorRow,
+    first_records,
 )
 
 STREAM_CHUNK = 20_000  # rows handed to the sink at a time: a few MB
@@ -84,6 +85,33 @@ def _parse_date(text: str) -> date:
         except ValueError:
             continue
     raise ValueError(f"{text!r} is not a date")
+
+
+def read_sheet(
+    name: str,
+    sheet_rows: Callable[[str | None], Iterator[list[str]]],
+    forced: Profile | None,
+    all_profiles: Mapping[str, Profile],
+    default_currency: str,
+    vendor: str | None,
+    today: date | None,
+    faster: Callable[[str | None], Callable[[], Iterator[list[str]]] | None] | None = None,
+) -> ReadResult:
+    """A workbook's price sheet, whoever reads its cells: the profile from the first sheet's
+    first rows (unless forced), then the profile's sheet located and converted. ``faster(sheet)``
+    may hand back another reader of that sheet (calamine) for the full passes."""
+    prof = forced or choose_profile(
+        name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
+    )
+    sheet_name = prof.sheet
+    opener = faster(sheet_name) if faster is not None else None
+    if opener is None:
+
+        def opener() -> Iterator[list[str]]:
+            return sheet_rows(sheet_name)
+
+    plan, skip = locate_columns(prof, opener, name)
+    return finish_read(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
 
 
 def finish_read(

@@ -33,10 +33,9 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from costrecon_daemon.vendors import limits
-from costrecon_daemon.vendors.convert import finish_read
-from costrecon_daemon.vendors.layout import choose_profile, locate_columns
+from costrecon_daemon.vendors.convert import read_sheet
 from costrecon_daemon.vendors.profiles import Profile
-from costrecon_daemon.vendors.rows import FileUnreadable, ReadResult, cell_text, first_records
+from costrecon_daemon.vendors.rows import FileUnreadable, ReadResult, cell_text
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
@@ -395,16 +394,7 @@ def read_workbook(
             loaded[chosen] = load_sheet(name, book, chosen)
         return calamine_rows(loaded[chosen], formulas.get(chosen, set()))
 
-    prof = forced or choose_profile(
-        name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
-    )
-    sheet_name = prof.sheet
-
-    def opener() -> Iterator[list[str]]:
-        return sheet_rows(sheet_name)
-
-    plan, skip = locate_columns(prof, opener, name)
-    return finish_read(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
+    return read_sheet(name, sheet_rows, forced, all_profiles, default_currency, vendor, today)
 
 
 def open_workbook(name: str, data: bytes) -> Any:

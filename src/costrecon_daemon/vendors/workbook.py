@@ -12,11 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from costrecon_daemon.vendors import limits, spreadsheet
-from costrecon_daemon.vendors.convert import finish_read
-from costrecon_daemon.vendors.layout import (
-    choose_profile,
-    locate_columns,
-)
+from costrecon_daemon.vendors.convert import read_sheet
 from costrecon_daemon.vendors.profiles import (
     Profile,
 )
@@ -24,7 +20,6 @@ from costrecon_daemon.vendors.rows import (
     FileUnreadable,
     ReadResult,
     cell_text,
-    first_records,
 )
 from costrecon_daemon.vendors.text import read_text
 
@@ -112,18 +107,16 @@ def _read_xlsx(
         except (KeyError, ET.ParseError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise FileUnreadable(damaged) from exc
 
-    prof = forced or choose_profile(
-        name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
+    return read_sheet(
+        name,
+        sheet_rows,
+        forced,
+        all_profiles,
+        default_currency,
+        vendor,
+        today,
+        lambda sheet_name: _calamine_opener(name, data, archive, workbook, sheet_name),
     )
-    sheet_name = prof.sheet
-    opener = _calamine_opener(name, data, archive, workbook, sheet_name)
-    if opener is None:
-
-        def opener() -> Iterator[list[str]]:
-            return sheet_rows(sheet_name)
-
-    plan, skip = locate_columns(prof, opener, name)
-    return finish_read(prof, plan, opener, skip, name, default_currency, vendor, today, None, None)
 
 
 def _calamine_opener(
@@ -381,17 +374,6 @@ def _read_xlsx_openpyxl(
                     f"{name} is damaged or was only partly copied; export it again."
                 ) from exc
 
-        prof = forced or choose_profile(
-            name, first_records(lambda: sheet_rows(None)), all_profiles, None, workbook=True
-        )
-        sheet_name = prof.sheet
-
-        def opener() -> Iterator[list[str]]:
-            return sheet_rows(sheet_name)
-
-        plan, skip = locate_columns(prof, opener, name)
-        return finish_read(
-            prof, plan, opener, skip, name, default_currency, vendor, today, None, None
-        )
+        return read_sheet(name, sheet_rows, forced, all_profiles, default_currency, vendor, today)
     finally:
         workbook.close()
