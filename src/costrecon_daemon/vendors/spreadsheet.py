@@ -1,5 +1,5 @@
 """Stage 1 for workbooks read by python-calamine (Rust): Excel 97-2003 (.xls), OpenDocument (.ods)
-and plain .xlsx sheets (issue 15 item 6; about 2.8× the lean reader in workbook.py on a 50,000-row
+and plain .xlsx sheets (issue 15 item 6; 1.7× the lean reader in workbook.py on a 50,000-row
 price list: benchmarks/intake.py prints both).
 
 calamine hands back a formula cell's last computed value, never the formula, and reads a sheet
