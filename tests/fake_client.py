@@ -115,6 +115,7 @@ class FakeClient:
         self._by_identifier = sorted(self._rows, key=lambda i: self._rows[i]["identifier"].lower())
         self._imports = self._build_imports()
         self._unmatched = self._build_unmatched()
+        self._suggested: set[int] = set()  # rows whose suggestions "the daemon" worked out
         self._mappings = self._build_mappings()
         self.syncing = False
         self.psa_connected = True
@@ -1520,9 +1521,15 @@ class FakeClient:
         before: int | None = None,
         import_id: int | None = None,
         vendor: str | None = None,
+        suggest: int | None = None,
     ) -> dict[str, Any]:
         await self._call(
-            "unmatched_page", limit=limit, before=before, import_id=import_id, vendor=vendor
+            "unmatched_page",
+            limit=limit,
+            before=before,
+            import_id=import_id,
+            vendor=vendor,
+            suggest=suggest,
         )
         # the fake's order stands for the daemon's (newest first); one import holds them all
         rows = [{"import_id": 1, **u} for u in self._unmatched]
@@ -1535,7 +1542,32 @@ class FakeClient:
             if (vendor is None or u["vendor"] == vendor)
             and (import_id is None or u.get("import_id", 1) == import_id)
         ][:limit]
-        return {"rows": rows, "before": rows[-1]["vendor_cost_id"] if len(rows) == limit else None}
+        # like the daemon: suggestions for the first ``suggest`` rows not worked out before,
+        # null for the others until asked for (unmatched_suggestions)
+        budget = 20 if suggest is None else suggest
+        out = []
+        for u in rows:
+            if u["vendor_cost_id"] not in self._suggested and budget > 0:
+                budget -= 1
+                self._suggested.add(u["vendor_cost_id"])
+            known = u["vendor_cost_id"] in self._suggested
+            out.append({**u, "suggestions": u["suggestions"] if known else None})
+        return {
+            "rows": out,
+            "before": rows[-1]["vendor_cost_id"] if len(rows) == limit else None,
+            "suggestions_pending": sum(1 for u in out if u["suggestions"] is None),
+        }
+
+    async def unmatched_suggestions(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        await self._call("unmatched_suggestions", ids=ids)
+        if len(ids) > 50:
+            raise DaemonError(400, "bad_field", "Ask for at most 50 rows at a time.")
+        out = {}
+        for u in self._unmatched:
+            if u["vendor_cost_id"] in ids:
+                self._suggested.add(u["vendor_cost_id"])
+                out[u["vendor_cost_id"]] = u["suggestions"]
+        return out
 
     def _fake_candidates(self, words: set[str], ident: str, limit: int) -> list[dict[str, Any]]:
         scored = []

@@ -111,6 +111,9 @@ HUGE = "9" * 5000
         # 5,000-digit ids.
         ("GET", f"/v1/costs/{HUGE}", None, "item id"),
         ("POST", "/v1/costs/rows", b'{"ids": [' + HUGE.encode() + b"]}", "ids"),
+        ("POST", "/v1/unmatched/suggestions", {"ids": [1, 2.5]}, "ids"),
+        ("POST", "/v1/unmatched/suggestions", {"ids": "1,2"}, "ids"),
+        ("GET", "/v1/unmatched?suggest=-1", None, "suggest"),
         # Fractional ids are refused, not truncated to item 1.
         ("POST", "/v1/mappings", {"vendor": "v", "sku": "s", "item_id": 1.9}, "item_id"),
         # Costs beyond any price, non-finite, with more than 4 places.

@@ -249,12 +249,12 @@ def test_a_name_search_leaves_the_readers_transaction_as_it_was(
     assert before == after and rows == ROWS
 
 
-def test_an_unmatched_page_past_its_suggestion_budget_fills_in_when_asked_again(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_unmatched_page_works_out_a_screenful_of_suggestions_and_the_rest_when_asked(
+    store: Store, tmp_path: Path
 ) -> None:
-    """Suggestions cost time per row and catalogue item: a page works out the first rows', then
-    stops at a time budget and leaves the rest null (never an empty list, which means "none");
-    each request for the page carries on where the last stopped."""
+    """Suggestions cost time per row and catalogue item: a page works out those of its first
+    ``suggest`` rows not known yet and leaves the rest null (never an empty list, which means
+    "none"); the rows' ids then give theirs, and a page asked again carries on."""
     from costrecon_daemon.costs.table import CostTable
     from costrecon_daemon.db import CatalogItem
     from costrecon_daemon.intake import rematch
@@ -272,18 +272,24 @@ def test_an_unmatched_page_past_its_suggestion_budget_fills_in_when_asked_again(
     import_file(store, path, Options(), None)
     table = CostTable()
     service = Mappings(store, rematch.MatcherCache(store, table), table)
-    monkeypatch.setattr(mappings, "SUGGEST_ALWAYS", 3)
-    monkeypatch.setattr(mappings, "SUGGEST_BUDGET", 0.0)
 
     def pending(page: list[dict[str, Any]]) -> list[bool]:
         return [r["suggestions"] is None for r in page]
 
-    first = asyncio.run(service.unmatched(10))
+    first = asyncio.run(service.unmatched(10, suggest=3))
     assert pending(first) == [False] * 3 + [True] * 7
     assert first[0]["suggestions"][0]["identifier"] == "WIDGET"
-    second = asyncio.run(service.unmatched(10))
+    second = asyncio.run(service.unmatched(10, suggest=3))
     assert pending(second) == [False] * 6 + [True] * 4
     assert [r["vendor_cost_id"] for r in second] == [r["vendor_cost_id"] for r in first]
+
+    asked = [r["vendor_cost_id"] for r in second[8:]] + [10**9]  # the last is no vendor row
+    answered = asyncio.run(service.suggestions(asked))
+    assert [r["vendor_cost_id"] for r in answered] == asked[:2]
+    assert all(r["suggestions"][0]["identifier"] == "WIDGET" for r in answered)
+    third = asyncio.run(service.unmatched(10, suggest=0))
+    assert pending(third) == [False] * 6 + [True] * 2 + [False] * 2
+    assert third[9]["suggestions"] == answered[1]["suggestions"]
 
 
 def test_an_import_gives_the_daemons_writer_its_page_cache_back(

@@ -166,3 +166,47 @@ async def test_a_search_typed_right_after_the_slash_goes_into_the_search_box():
         await settle(pilot, lambda: client.calls_to("mapping_search"))
         assert box.has_focus and app.current_view == "mappings"
         assert client.calls_to("delete_mapping") == []
+
+
+async def test_unmatched_rows_the_page_left_without_suggestions_get_them_on_screen_and_on_enter():
+    """The daemon works out suggestions for a screenful of a page only (the page answers at
+    once); the view asks for the others — the rows on screen first — and fills their column,
+    and enter on a row still without them asks for that row's before offering a pick."""
+    client = FakeClient()
+    app = make_app(client)
+    asked_page = client.unmatched_page
+
+    async def one_suggestion_per_page(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return await asked_page(*args, **{**kwargs, "suggest": 1})
+
+    client.unmatched_page = one_suggestion_per_page  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        await settle(pilot, lambda: view.needs_table.row_count > 0)
+        await pilot.press("u")
+        await settle(pilot, lambda: view.unmatched_table.row_count == len(client._unmatched))
+        await settle(pilot, lambda: all(u["suggestions"] is not None for u in view.unmatched))
+        asked = [i for c in client.calls_to("unmatched_suggestions") for i in c["ids"]]
+        assert sorted(asked) == sorted(u["vendor_cost_id"] for u in client._unmatched[1:])
+        for n, u in enumerate(view.unmatched):
+            shown = str(view.unmatched_table.get_cell(str(n), "best"))
+            want = u["suggestions"][0]["identifier"] if u["suggestions"] else "no suggestion"
+            assert shown.split(" (")[0] == want
+
+        # enter on a row whose suggestions are not known yet: asked for, then offered
+        calls = len(client.calls_to("unmatched_suggestions"))
+        view.unmatched[1]["suggestions"] = None
+        view.unmatched_table.focus()
+        view.unmatched_table.move_cursor(row=1)
+        await pilot.press("enter")
+        await settle(pilot, lambda: len(client.calls_to("unmatched_suggestions")) > calls)
+        assert client.calls_to("unmatched_suggestions")[-1] == {
+            "ids": [view.unmatched[1]["vendor_cost_id"]]
+        }
+        await settle(pilot, lambda: app.screen.query("#suggestions"))
+        first = view.unmatched[1]["suggestions"][0]["item_id"]
+        await pilot.press("1")
+        await settle(pilot, lambda: client.calls_to("create_mapping"))
+        assert client.calls_to("create_mapping")[-1]["item_id"] == first

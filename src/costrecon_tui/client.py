@@ -596,16 +596,29 @@ class DaemonClient:
         before: int | None = None,
         import_id: int | None = None,
         vendor: str | None = None,
+        suggest: int | None = None,
     ) -> dict[str, Any]:
-        """One page of unmatched rows and the ``before`` cursor of the next (None at the end)."""
+        """One page of unmatched rows and the ``before`` cursor of the next (None at the end).
+        ``suggest``: how many of its rows the daemon works out suggestions for (its default
+        otherwise); the others come with ``"suggestions": None`` unless known already."""
         params: dict[str, Any] = {"limit": limit}
-        for key, value in (("before", before), ("import_id", import_id), ("vendor", vendor)):
+        for key, value in (
+            ("before", before),
+            ("import_id", import_id),
+            ("vendor", vendor),
+            ("suggest", suggest),
+        ):
             if value is not None:
                 params[key] = value
         page = await self._request("GET", "/unmatched", params=params)
         for r in page["rows"]:
             r["cost"] = _dec(r.get("cost"))
         return page
+
+    async def unmatched_suggestions(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The catalogue suggestions of these unmatched vendor rows (at most 50), by row id."""
+        rows = (await self._request("POST", "/unmatched/suggestions", json={"ids": ids}))["rows"]
+        return {int(r["vendor_cost_id"]): r["suggestions"] for r in rows}
 
     async def mappings(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/mappings"))["mappings"]

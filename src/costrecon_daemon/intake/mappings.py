@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from sqlalchemy import Integer, delete, func, insert, select, type_coerce
@@ -30,17 +29,18 @@ from ..store import Store
 from ..vendors.matching import Mapping as SavedMapping
 from ..vendors.normalise import normalise_mpn, normalise_sku
 from . import search
-from .queries import mapping_json, rows_for_key, unmatched_rows, vendor_key
+from .queries import REMATCH_COLS, mapping_json, rows_for_key, unmatched_rows, vendor_key
 from .rematch import MatcherCache, apply_rematch, load_mappings, refresh_table
 
 log = logging.getLogger(__name__)
 
-# An unmatched page answers in < 100 ms at 2,000,000 rows (issue 15): its query takes ~15 ms,
-# a row's suggestions ~0.5 ms against 500 catalogue items. The first rows (what the view shows
-# first) always get theirs; the rest only while the request is inside its budget, counted from
-# its start, query included.
-SUGGEST_ALWAYS = 20  # rows an unmatched page always works out suggestions for (a screenful)
-SUGGEST_BUDGET = 0.035  # seconds since the request began after which the rest are left null
+# An unmatched page answers in < 100 ms at 2,000,000 rows (issue 15): its query takes a few ms, a
+# row's suggestions ~0.5 ms against 500 catalogue items (more with a bigger catalogue, and more
+# again while a name index is built beside it). So a page works out suggestions for a fixed
+# number of its rows only (what the view shows first: ``suggest``), counted, never timed, and the
+# rest come from :meth:`Mappings.suggestions` for the rows a person looks at.
+SUGGEST_ALWAYS = 20  # rows an unmatched page works out suggestions for unless told otherwise
+SUGGEST_MOST = 50  # rows one request may ask suggestions for
 
 
 class Mappings:
@@ -154,39 +154,24 @@ class Mappings:
         before: int | None = None,
         import_id: int | None = None,
         vendor: str | None = None,
+        suggest: int = SUGGEST_ALWAYS,
     ) -> list[dict[str, Any]]:
-        """One page of unmatched vendor rows (see :func:`.queries.unmatched_rows`)."""
-        deadline = time.perf_counter() + SUGGEST_BUDGET
+        """One page of unmatched vendor rows (see :func:`.queries.unmatched_rows`). Suggestions
+        are worked out for at most ``suggest`` rows not worked out before (the first ones);
+        the others' are those already known, else null: ask :meth:`suggestions` for them."""
         rows = await self.store.read(
             lambda c: unmatched_rows(c, limit, before=before, import_id=import_id, vendor=vendor)
         )
         matcher = await self.cache.matcher()
-        names = self.cache.names
 
         def _build() -> list[dict[str, Any]]:
             out = []
-            # Suggestions cost ~0.5 ms a row against a few hundred catalogue items (more with a
-            # bigger catalogue): past the first rows a page stops working them out at a time
-            # budget, and leaves those rows' "suggestions" null for the next request.
             worked = 0
             for r in rows:
-                key = (r.vendor, r.sku, r.mpn, r.manufacturer, r.description, r.term)
-                suggestions = self.cache.suggestions.get(key)
-                if suggestions is None and (
-                    worked < SUGGEST_ALWAYS or time.perf_counter() < deadline
-                ):
+                suggestions = self._known(r)
+                if suggestions is None and worked < suggest:
                     worked += 1
-                    suggestions = [
-                        {
-                            "item_id": s.item_id,
-                            "identifier": names.get(s.item_id, ("", ""))[0],
-                            "name": names.get(s.item_id, ("", ""))[1],
-                            "score": s.score,
-                            "reason": s.reason,
-                        }
-                        for s in matcher.suggest(r, limit=5)
-                    ]
-                    self.cache.suggestions[key] = suggestions
+                    suggestions = self._work_out(matcher, r)
                 out.append(
                     {
                         "vendor_cost_id": r.id,
@@ -206,6 +191,56 @@ class Mappings:
             return out
 
         return await asyncio.to_thread(_build)
+
+    async def suggestions(self, ids: list[int]) -> list[dict[str, Any]]:
+        """The suggestions of the vendor rows ``ids`` (at most :data:`SUGGEST_MOST`), in their
+        order; an id that is no vendor row (pruned, or never was) is left out."""
+        wanted = list(dict.fromkeys(ids))[:SUGGEST_MOST]
+        found = await self.store.read(
+            lambda c: {
+                r.id: r for r in c.execute(select(*REMATCH_COLS).where(VendorCost.id.in_(wanted)))
+            }
+        )
+        matcher = await self.cache.matcher()
+
+        def _build() -> list[dict[str, Any]]:
+            out = []
+            for vendor_cost_id in wanted:
+                r = found.get(vendor_cost_id)
+                if r is None:
+                    continue
+                known = self._known(r)
+                out.append(
+                    {
+                        "vendor_cost_id": vendor_cost_id,
+                        "suggestions": known if known is not None else self._work_out(matcher, r),
+                    }
+                )
+            return out
+
+        return await asyncio.to_thread(_build)
+
+    def _known(self, r: Any) -> list[dict[str, Any]] | None:
+        return self.cache.suggestions.get(_suggest_key(r))
+
+    def _work_out(self, matcher: Any, r: Any) -> list[dict[str, Any]]:
+        names = self.cache.names
+        suggestions = [
+            {
+                "item_id": s.item_id,
+                "identifier": names.get(s.item_id, ("", ""))[0],
+                "name": names.get(s.item_id, ("", ""))[1],
+                "score": s.score,
+                "reason": s.reason,
+            }
+            for s in matcher.suggest(r, limit=5)
+        ]
+        self.cache.suggestions[_suggest_key(r)] = suggestions
+        return suggestions
+
+
+def _suggest_key(r: Any) -> tuple[Any, ...]:
+    return (r.vendor, r.sku, r.mpn, r.manufacturer, r.description, r.term)
 
 
 # ---------------------------------------------------------------------------- from the catalogue

@@ -101,6 +101,18 @@ def _dec(value: Any) -> Decimal | None:
 
 
 UNMATCHED_PAGE = 200  # rows per page of the unmatched list: it is never loaded whole
+SUGGEST_BATCH = 50  # rows per request for suggestions (the daemon's most)
+
+
+def _best(r: dict[str, Any]) -> Text:
+    """The unmatched row's best suggestion, for its column."""
+    best = (r.get("suggestions") or [None])[0]
+    if best:
+        return Text(f"{best.get('identifier') or '—'} ({best.get('score') or '?'})")
+    # null: not worked out yet (fill_suggestions asks for it)
+    return Text("no suggestion" if r.get("suggestions") is not None else "…", style="dim")
+
+
 NEEDS_PAGE = 200  # catalogue items: a few hundred at most
 
 
@@ -324,32 +336,28 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     @work(exclusive=True, group="mappings-unmatched", exit_on_error=False)
     async def load_unmatched(self, before: int | None) -> None:
         kind, value, _label = self.filter or (None, None, "")
+        t1 = self.unmatched_table
         page = await self.app.client.unmatched_page(
             UNMATCHED_PAGE,
             before=before,
             import_id=value if kind == "import_id" else None,
             vendor=value if kind == "vendor" else None,
+            # the daemon works out suggestions for the rows the table shows first; the rest
+            # follow (fill_suggestions) so the page itself answers at once
+            suggest=min(SUGGEST_BATCH, t1.size.height - 1) if t1.size.height > 1 else None,
         )
         if not self.showing_unmatched:
             return  # `u` went back to the items while the page was on its way: the title is theirs
         self.unmatched = page["rows"]
         self.next_before = page.get("before")
-        t1 = self.unmatched_table
         t1.clear()
         for n, r in enumerate(self.unmatched):
-            best = (r.get("suggestions") or [None])[0]
             t1.add_row(
                 r.get("vendor") or "—",
                 r.get("sku") or "—",
                 Text(r.get("description") or "", overflow="ellipsis"),
                 Text(display.amount(_dec(r.get("cost"))), justify="right"),
-                Text(
-                    f"{best.get('identifier') or '—'} ({best.get('score') or '?'})"
-                    if best
-                    # null: the daemon has not worked them out yet (its time budget per page)
-                    else ("no suggestion" if r.get("suggestions") is not None else "…"),
-                    style="" if best else "dim",
-                ),
+                _best(r),
                 key=str(n),
             )
         where = f" of {self.filter[2]}" if self.filter else ""
@@ -357,6 +365,31 @@ class MappingsView(ReportsWorkerErrors, Vertical):
             f"Unmatched vendor rows{where}, page {len(self.pages)} ({len(self.unmatched)} rows"
             f"{', more: ]' if self.next_before else ''}) — enter maps · f filter · u items"
         )
+        self.fill_suggestions()
+
+    @work(exclusive=True, group="mappings-suggest", exit_on_error=False)
+    async def fill_suggestions(self) -> None:
+        """Ask the daemon for the suggestions the page left out: the rows on screen first, then
+        the rest of the page, a batch at a time (a new page cancels this)."""
+        rows = self.unmatched
+        t1 = self.unmatched_table
+        first = t1.scroll_offset.y
+        order = sorted(
+            (n for n, r in enumerate(rows) if r.get("suggestions") is None),
+            key=lambda n: (not first <= n < first + t1.size.height, n),
+        )
+        for start in range(0, len(order), SUGGEST_BATCH):
+            batch = order[start : start + SUGGEST_BATCH]
+            got = await self.app.client.unmatched_suggestions(
+                [int(rows[n]["vendor_cost_id"]) for n in batch]
+            )
+            if rows is not self.unmatched:
+                return  # another page is on screen
+            for n in batch:
+                suggestions = got.get(int(rows[n]["vendor_cost_id"]))
+                if suggestions is not None:
+                    rows[n]["suggestions"] = suggestions
+                    t1.update_cell(str(n), "best", _best(rows[n]))
 
     # ------------------------------------------------------------------------ actions
 
@@ -501,6 +534,9 @@ class MappingsView(ReportsWorkerErrors, Vertical):
 
     @work(exclusive=True, group="mappings-pick", exit_on_error=False)
     async def pick(self, row: dict[str, Any]) -> None:
+        if row.get("suggestions") is None:  # not worked out yet: ask for this row's now
+            got = await self.app.client.unmatched_suggestions([int(row["vendor_cost_id"])])
+            row["suggestions"] = got.get(int(row["vendor_cost_id"]), [])
         item_id = await self.app.push_screen_wait(SuggestionScreen(row))
         if item_id is None:
             return
