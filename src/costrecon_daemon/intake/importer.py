@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from .. import activity, events
 from ..costs.table import CostTable
 from ..db import PriceImport, VendorCost, new_id, utcnow
+from ..runtime import no_gc
 from ..vendors.convert import repeated_rows
 from ..vendors.matching import NO_MATCH, Matcher, MatchResult
 from ..vendors.profiles import Profile
@@ -652,21 +653,23 @@ def _read_apart(
     ready to store and inserts them, while the child parses the next chunk on the other core."""
 
     def on_chunk(loose: list[tuple[Any, ...]], with_method: bool, matched: list[Any]) -> None:
-        for values, item_id, method, candidates in matched:
-            row = VendorRow(
-                values[0],
-                values[1],
-                values[2],
-                values[3],
-                values[4],
-                values[5],
-                values[6],
-                None,
-                values[8],
-                Decimal(values[7]).scaleb(-4),
-                None,
-            )
-            staging.matched.append((row, MatchResult(item_id, method, tuple(candidates))))
+        keep = staging.matched.append
+        with no_gc():  # thousands of new rows at once would set off the cyclic GC
+            for values, item_id, method, candidates in matched:
+                row = VendorRow(
+                    values[0],
+                    values[1],
+                    values[2],
+                    values[3],
+                    values[4],
+                    values[5],
+                    values[6],
+                    None,
+                    values[8],
+                    Decimal(values[7]).scaleb(-4),
+                    None,
+                )
+                keep((row, MatchResult(item_id, method, tuple(candidates))))
         if loose:
             store.write_sync(
                 lambda c: insert_stored(

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import IO, Any
 
+from costrecon_daemon.runtime import no_gc
 from costrecon_daemon.vendors.convert import repeated_rows
 from costrecon_daemon.vendors.matching import NO_MATCH, Matcher
 from costrecon_daemon.vendors.profiles import Profile
@@ -178,7 +179,8 @@ def _limit(kind: int, value: int) -> None:
 def main() -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing stray may corrupt the frames
-    request = pickle.load(sys.stdin.buffer)
+    with no_gc():  # a big catalogue's matcher: thousands of small containers
+        request = pickle.load(sys.stdin.buffer)
     _die_with_parent(int(request.get("parent") or 0))
     _limit(resource.RLIMIT_AS, int(request.get("memory_bytes") or 0))
     _limit(resource.RLIMIT_CPU, int(request.get("cpu_seconds") or 0))
