@@ -147,3 +147,63 @@ def test_a_reader_process_error_names_every_bad_row_like_the_daemon_does(
         )
     finally:
         store.close()
+
+
+def test_a_matcher_sent_to_a_reader_process_matches_and_suggests_as_the_original() -> None:
+    """Big files are matched in the reader process, with the daemon's matcher pickled to it."""
+    import pickle
+
+    from costrecon_daemon.vendors.matching import Mapping, Matcher
+
+    from .test_matching import CATALOGUE, row
+
+    matcher = Matcher(CATALOGUE, [Mapping("Ingram Micro", "ZZ-KEYS", None, 104)])
+    rows = [
+        row("8RT112"),  # vendor SKU
+        row("X1", "818-D2UT#ABA", manufacturer="HP Inc."),  # MPN, normalised
+        row("U6-PRO"),  # identifier
+        row("zz-keys"),  # the saved mapping
+        row("X2", "CFQ7TTC0LH18:0001", term="P1M", manufacturer="Microsoft"),  # term decides
+        row("X3", "BR1500MS2", manufacturer="APC"),  # ambiguous
+        row("NOPE", description="Logitech MX Keys"),  # no key: suggestions only
+    ]
+    before = matcher.match_all(rows)
+    suggested = matcher.suggest(rows[-1])
+    sent = pickle.loads(pickle.dumps(matcher))
+    assert sent.match_all(rows) == before
+    assert [m.item_id for m in before] == [101, 101, 103, 104, 110, None, None]
+    assert before[5].candidates == (120, 121)
+    assert sent.suggest(rows[-1]) == suggested and suggested[0].item_id == 104
+    assert len(sent) == len(matcher) and sent.term_of(111) == "P1Y"
+
+
+def test_a_reader_process_that_hangs_is_stopped_and_the_file_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from costrecon_daemon.intake import Options, import_file, reading
+    from costrecon_daemon.store import Store
+
+    from .harness import migrated
+
+    monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", "0")
+    monkeypatch.setenv("COSTRECON_READER_FAULT", "hang")
+    monkeypatch.setattr(reading, "SILENCE_SECONDS", 2.0)
+    url = f"sqlite:///{tmp_path / 'costrecon.db'}"
+    migrated(url)
+    store = Store(url)
+    try:
+        path = pf.write_generic_csv(tmp_path, filler(FILLER), name="stuck.csv")
+        record = import_file(store, path, Options(), None)
+        assert record["status"] == "failed"
+        assert record["message"].startswith(
+            "stuck.csv could not be read: the reader stopped responding for 2 s and was stopped"
+        )
+        counts = store.read_sync(
+            lambda c: c.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM vendor_costs), (SELECT group_concat(status) "
+                "FROM price_imports)"
+            ).one()
+        )
+        assert tuple(counts) == (0, "failed")
+    finally:
+        store.close()

@@ -49,8 +49,8 @@ HEADER = struct.Struct("<I")
 MEMORY_EXIT = 3  # exit status: the reader ran out of memory (RLIMIT_AS)
 PR_SET_PDEATHSIG = 1
 # Test-only fault injection, so tests can prove a reader that dies or exhausts its memory limit
-# fails the file cleanly: "exit" kills this process after its first chunk, "hog" allocates until
-# the address-space limit stops it.
+# fails the file cleanly: "exit" kills this process after its first chunk, "hang" stops
+# sending after it, "hog" allocates until the address-space limit stops it.
 FAULT_ENV = "COSTRECON_READER_FAULT"
 
 
@@ -107,6 +107,8 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
             send(("chunk", loose, True, matched))
         if fault == "exit":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif fault == "hang":
+            signal.pause()
         elif fault == "hog":
             hog = []
             while True:
