@@ -207,3 +207,40 @@ def test_a_reader_process_that_hangs_is_stopped_and_the_file_fails(
         assert tuple(counts) == (0, "failed")
     finally:
         store.close()
+
+
+def test_a_cost_too_large_for_the_database_fails_the_file_and_is_never_rounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader process sends costs as JSON integers; one past 64 bits would reach SQLite as a
+    float, so the file fails instead."""
+    from costrecon_daemon.intake import Options, import_file
+    from costrecon_daemon.store import Store
+
+    from .harness import migrated
+
+    monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", "0")
+    url = f"sqlite:///{tmp_path / 'costrecon.db'}"
+    migrated(url)
+    store = Store(url)
+    try:
+        path = tmp_path / "huge-prices.csv"
+        path.write_text(
+            "Part Number,Description,Unit Cost,Currency\r\n"
+            "OK-1,Fine,19.99,USD\r\nBIG-1,Too big,1000000000000000.00,USD\r\n",
+            encoding="utf-8",
+        )
+        record = import_file(store, path, Options(), None)
+        assert record["status"] == "failed"
+        assert record["message"] == (
+            "huge-prices.csv has a cost too large to store (beyond 922 trillion); check the "
+            "cost column."
+        )
+        assert (
+            store.read_sync(
+                lambda c: c.exec_driver_sql("SELECT count(*) FROM vendor_costs").scalar()
+            )
+            == 0
+        )
+    finally:
+        store.close()

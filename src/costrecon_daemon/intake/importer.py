@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import pwd
 import re
 from array import array
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -650,9 +653,13 @@ def _read_apart(
     staging: _Staging,
 ) -> ReadResult:
     """A big file, read in a child process (:mod:`.reading`): this thread only receives rows
-    ready to store and inserts them, while the child parses the next chunk on the other core."""
+    ready to store and hands them to the writer, one chunk in flight while the next is received,
+    so the writer inserts while the child parses (three stages over two cores, memory bounded
+    by a chunk in each)."""
+    pending: list[Future[Any]] = []
+    hand = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-insert")
 
-    def on_chunk(loose: list[tuple[Any, ...]], with_method: bool, matched: list[Any]) -> None:
+    def on_chunk(loose: str, count: int, with_method: bool, matched: list[Any]) -> None:
         keep = staging.matched.append
         with no_gc():  # thousands of new rows at once would set off the cyclic GC
             for values, item_id, method, candidates in matched:
@@ -670,26 +677,62 @@ def _read_apart(
                     None,
                 )
                 keep((row, MatchResult(item_id, method, tuple(candidates))))
-        if loose:
-            store.write_sync(
-                lambda c: insert_stored(
-                    c, import_id, loose, items=False, methods=with_method, at=started
-                )
+        if pending:
+            pending.pop().result()  # the previous chunk is in (or its error is raised here)
+        if count:
+            pending.append(
+                hand.submit(store.write_sync, insert_json, import_id, loose, with_method, started)
             )
-            staging.staged += len(loose)
+            staging.staged += count
 
-    got = reading.read_in_child(
-        path,
-        profile=options.default_profile or None,
-        profiles=options.profiles,
-        default_currency=options.default_currency,
-        vendor=vendor,
-        fallback_vendor=fallback,
-        matcher=matcher,
-        on_chunk=on_chunk,
-    )
+    try:
+        got = reading.read_in_child(
+            path,
+            profile=options.default_profile or None,
+            profiles=options.profiles,
+            default_currency=options.default_currency,
+            vendor=vendor,
+            fallback_vendor=fallback,
+            matcher=matcher,
+            on_chunk=on_chunk,
+        )
+        if pending:
+            pending.pop().result()
+    finally:
+        # Whatever happened, no insert may land after this returns: the caller may be about
+        # to take the staged rows back.
+        for future in pending:
+            with contextlib.suppress(Exception):
+                future.result()
+        hand.shutdown(wait=True)
     staging.suspects = got.suspects
     return got.result
+
+
+def insert_json(
+    conn: Connection, import_id: int, rows_json: str, methods: bool, at: dt.datetime
+) -> None:
+    """Rows in their stored forms as the reader process's JSON text (an array of arrays, see
+    :mod:`~..vendors.reader_process`). SQLite reads them straight from the text in one
+    statement: no Python object per row, and the GIL is free while the rows go in (the API
+    answers meanwhile). Other databases get them through executemany."""
+    if conn.dialect.name != "sqlite":
+        rows = [tuple(r) for r in json.loads(rows_json)]
+        insert_stored(conn, import_id, rows, items=False, methods=methods, at=at)
+        return
+    conn.exec_driver_sql("PRAGMA cache_size=-16384")  # as insert_stored, for the same reason
+    stamp = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    columns = [c for c in _VC_COLUMNS if c not in ("import_id", "imported_at", "item_id")]
+    if not methods:
+        columns.remove("match_method")
+    # json_extract (not ->>): SQLite before 3.38 has it too. Integers come back as integers
+    # (the reader sent costs as integer ten-thousandths below 2**63), JSON null as NULL.
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    conn.exec_driver_sql(
+        f"INSERT INTO vendor_costs (import_id, {', '.join(columns)}, imported_at) "
+        f"SELECT {int(import_id)}, {picks}, '{stamp}' FROM json_each(?)",
+        (rows_json,),
+    )
 
 
 def stream_import(

@@ -106,11 +106,12 @@ def read_in_child(
     vendor: str | None,
     fallback_vendor: str,
     matcher: Matcher | None,
-    on_chunk: Callable[[list[tuple[Any, ...]], bool, list[tuple[Any, ...]]], None],
+    on_chunk: Callable[[str, int, bool, list[tuple[Any, ...]]], None],
 ) -> ChildRead:
-    """Read ``path`` in a child process. ``on_chunk(loose, with_method, matched)`` is called in
-    this thread for every chunk as it arrives (see the child's module for the forms). Raises
-    :class:`FileUnreadable` with one sentence when the file, or the reader, fails as a whole."""
+    """Read ``path`` in a child process. ``on_chunk(loose_json, count, with_method, matched)`` is
+    called in this thread for every chunk as it arrives (see the child's module for the forms).
+    Raises :class:`FileUnreadable` with one sentence when the file, or the reader, fails as a
+    whole."""
     request = {
         "path": str(path),
         "profile": profile,
@@ -171,7 +172,7 @@ def read_in_child(
                 del data
                 kind = message[0]
                 if kind == "chunk":
-                    on_chunk(message[1], message[2], message[3])
+                    on_chunk(message[1], message[2], message[3], message[4])
                 elif kind == "done":
                     return ChildRead(_result(message[1]), list(message[1]["suspects"]))
                 elif kind == "unreadable":

@@ -12,10 +12,11 @@ Protocol (private to :mod:`costrecon_daemon.intake.reading`): one pickled reques
 of builtins only (tuples, lists, dicts, str, int, None; the daemon loads them with every class
 refused):
 
-- ``("chunk", loose, with_method, matched)``: ``loose`` rows no catalogue item matched, as
-  ``(row, vendor, sku, mpn, manufacturer, description[:512], term, cost, currency)`` plus the
-  match method when ``with_method`` (an ambiguous key); ``matched`` as ``(stored row, item_id,
-  method, candidates)``;
+- ``("chunk", loose, count, with_method, matched)``: ``loose`` is the JSON text of the ``count``
+  rows no catalogue item matched, each ``[row, vendor, sku, mpn, manufacturer, description[:512],
+  term, cost, currency]`` plus the match method when ``with_method`` (an ambiguous key): SQLite
+  inserts them straight from the text (``json_each``), with no Python object per row in the
+  daemon; ``matched`` as ``(stored row, item_id, method, candidates)``;
 - ``("done", meta)``: the read's totals, every row error, and the row numbers whose
   (SKU, term, currency) hash repeats (the daemon compares their full keys exactly);
 - ``("unreadable", sentence)``: the file as a whole cannot be read;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import os
 import pickle
 import resource
@@ -79,6 +81,10 @@ def stored(r: VendorRow) -> tuple[Any, ...]:
     )
 
 
+MAX_UNITS = (1 << 63) - 1  # the largest cost (in ten-thousandths) a 64-bit column holds
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) -> None:
     """Read the requested file, sending its rows in chunks and its outcome at the end."""
     matcher: Matcher | None = request["matcher"]
@@ -93,18 +99,26 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
                 r.vendor = fallback
         numbers.extend([r.row for r in rows])
         results = matcher.match_all(rows) if matcher is not None else None
+        matched: list[tuple[Any, ...]] = []
         if results is None or results.count(NO_MATCH) == len(results):
             # Nearly every chunk of a distributor's file: nothing matched.
-            send(("chunk", [stored(r) for r in rows], False, []))
+            loose = [stored(r) for r in rows]
+            with_method = False
         else:
-            loose: list[tuple[Any, ...]] = []
-            matched: list[tuple[Any, ...]] = []
+            loose = []
             for r, m in zip(rows, results, strict=True):
                 if m.item_id is not None:
                     matched.append((stored(r), m.item_id, m.method, tuple(m.candidates)))
                 else:
                     loose.append((*stored(r), m.method))
-            send(("chunk", loose, True, matched))
+            with_method = True
+        if loose and max(values[7] for values in loose) > MAX_UNITS:
+            # JSON numbers past 64 bits would reach the database as floats: never.
+            raise FileUnreadable(
+                f"{request['path'].rsplit('/', 1)[-1]} has a cost too large to store "
+                "(beyond 922 trillion); check the cost column."
+            )
+        send(("chunk", _json(loose), len(loose), with_method, matched))
         if fault == "exit":
             os.kill(os.getpid(), signal.SIGKILL)
         elif fault == "hang":
