@@ -34,9 +34,10 @@ items on contract lines; prints the time of ``GET /v1/mappings/needs``'s candida
 (``intake.mappings.rank``: SKU/MPN, then name) p50/p99/max, and of a typed search (goal: < 100 ms).
 
 ``--split``: where the CPU of a ``--distributor-rows`` PRICE.TXT import goes, in process (no daemon,
-no HTTP, no reader process): ``intake.import_file`` against 500 catalogue keys, each step's CPU time measured on the
-thread that runs it (``time.thread_time``: the writer's inserts on the writer thread), printed
-per row beside the bare ``csv.reader`` pass. CPU time, not wall: the machine is shared.
+no HTTP, no reader process): ``intake.import_file`` against 500 catalogue keys, each step's CPU
+time measured on the thread that runs it (``time.thread_time``: the writer's inserts on the
+writer thread), printed per row beside the bare ``csv.reader`` pass. CPU time, not wall: the
+machine is shared.
 """
 
 from __future__ import annotations
