@@ -292,7 +292,7 @@ def insert_stored(
         f"INSERT INTO vendor_costs (import_id, {', '.join(columns)}, imported_at) VALUES ({values})"
     )
     if params:
-        conn.exec_driver_sql(sql, list(params))
+        conn.exec_driver_sql(sql, params if isinstance(params, list) else list(params))
 
 
 def commit_import(
