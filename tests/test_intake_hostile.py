@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -84,7 +85,18 @@ def test_a_zip_bomb_in_the_inbox_fails_with_a_reason_and_the_daemon_lives(tmp_pa
         assert d.get("/v1/status")["counts"]["vendor_costs"] == 0
 
 
-def test_a_file_that_killed_the_daemon_mid_import_is_set_aside_at_the_next_start(tmp_path):
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_file_that_killed_the_daemon_mid_import_is_set_aside_at_the_next_start(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", str(1 << 20))  # read in a reader process
     lines = [pf.PriceLine(f"BIG{i:07d}", None, f"Item {i}", D("12.50")) for i in range(300_000)]
     source = pf.write_generic_csv(tmp_path, lines, name="huge.csv")
     d = DaemonProcess(daemon_dir(tmp_path), {"inbox": {"rescan_seconds": 0.5}}).start()
@@ -93,8 +105,16 @@ def test_a_file_that_killed_the_daemon_mid_import_is_set_aside_at_the_next_start
         marker = d.state / "intake-in-progress.json"
         os.replace(source, inbox / "huge.csv")
         d.wait_for(marker.exists, 60, "the import to start")
+        # A file this big is read by a reader process: it dies with the daemon.
+        found = d.wait_for(
+            lambda: re.search(r"huge\.csv in a reader process \(pid (\d+)\)", d.out.read_text()),
+            60,
+            "the reader process",
+        )
+        reader = int(found.group(1))
         d.kill9()  # what the OOM killer does
         assert (inbox / "huge.csv").exists()
+        d.wait_for(lambda: not _alive(reader), 30, "the reader process to die with the daemon")
         d.start()
         record = wait_import(d, "huge.csv")
         assert_failed_with_report(d, record, "stopped while importing huge.csv", "set aside")

@@ -153,7 +153,12 @@ def test_unmatched_pages_are_the_same_through_the_vendor_index_or_by_id(
     assert len(walk()) == 500
 
 
-def test_every_stored_cost_is_the_files_decimal_exactly(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", ["in the daemon", "in a reader process"])
+def test_every_stored_cost_is_the_files_decimal_exactly(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    if reader == "in a reader process":  # as a big file is read: sent as integer units
+        monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", "0")
     costs = ["0.0001", "1234567.8912", "99999999.9999", "0.1", "19.99", "74.3449", "1,189.0000"]
     path = tmp_path / "exact-prices.csv"
     path.write_text(

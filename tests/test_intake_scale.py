@@ -141,12 +141,18 @@ def test_old_imports_keep_only_their_matched_rows_beyond_the_retention(tmp_path:
         assert rows_by_identifier(d)["M365-BP-M"]["vendor_cost"] == "21.0400"
 
 
+@pytest.mark.parametrize("where", ["in the daemon", "in a reader process"])
 def test_a_sku_repeated_with_another_cost_fails_the_streamed_file_and_leaves_nothing(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """Repeats are found without holding the file (one hash per row): identical repeats collapse,
-    a repeat with another cost, however far apart, fails the whole file naming both rows."""
+    a repeat with another cost, however far apart, fails the whole file naming both rows. The
+    same whether the daemon reads the file or a reader process does (big files: its hashes are
+    salted differently from the daemon's)."""
     from sqlalchemy import text
+
+    if where == "in a reader process":
+        monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", "0")
 
     from costrecon_daemon.intake import Options, import_file
     from costrecon_daemon.store import Store

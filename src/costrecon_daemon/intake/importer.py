@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import pwd
 import re
+from array import array
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,11 @@ from sqlalchemy.engine import Connection
 from .. import activity, events
 from ..costs.table import CostTable
 from ..db import PriceImport, VendorCost, new_id, utcnow
+from ..runtime import no_gc
+from ..vendors.convert import repeated_rows
 from ..vendors.matching import NO_MATCH, Matcher, MatchResult
 from ..vendors.profiles import Profile
+from ..vendors.reader_process import stored
 from ..vendors.readers import (
     FileUnreadable,
     ReadResult,
@@ -29,6 +37,7 @@ from ..vendors.readers import (
     read_price_file,
     stream_price_file,
 )
+from . import reading
 from .rematch import CHUNK, REFRESH_LIMIT
 
 log = logging.getLogger(__name__)
@@ -236,6 +245,34 @@ def _insert_costs(
     processing of 200,000 rows × 13 columns costs more than SQLite's own work. Values are the
     stored forms (MoneyType's integer ten-thousandths, UTCDateTime's text); the reader has already
     quantized every cost to 4 places, so ``scaleb`` is exact."""
+    loose = matches is None or all(m[0] is None for m in matches)
+    for start in range(0, len(rows), CHUNK):
+        part = rows[start : start + CHUNK]
+        if matches is None:
+            params: list[tuple[Any, ...]] = [stored(r) for r in part]
+        elif loose:
+            methods = [m[1] for m in matches[start : start + CHUNK]]
+            params = [(*stored(r), method) for r, method in zip(part, methods, strict=True)]
+        else:
+            assert matches is not None
+            params = [
+                (*stored(r), m[0], m[1])
+                for r, m in zip(part, matches[start : start + CHUNK], strict=True)
+            ]
+        insert_stored(conn, import_id, params, items=not loose, methods=matches is not None, at=at)
+
+
+def insert_stored(
+    conn: Connection,
+    import_id: int,
+    params: Sequence[tuple[Any, ...]],
+    *,
+    items: bool,
+    methods: bool,
+    at: dt.datetime,
+) -> None:
+    """Rows already in their stored forms (:func:`~..vendors.reader_process.stored`, then the
+    item id when ``items``, then the match method when ``methods``) by one executemany."""
     if conn.dialect.name == "sqlite":
         # 16 MB of page cache on the writer: the (vendor, sku, term) and import_id indexes of a
         # table growing by millions of rows stay mostly in memory (the default is 2 MB). The
@@ -245,69 +282,17 @@ def _insert_costs(
     # The import's id and time are the same on every row: written into the statement (our own
     # integer and timestamp text, never file content), they cost no binding per row, and rows
     # no item matched bind no item id (a 2,000,000-row file: ~0.4 µs a row less).
-    loose = matches is None or all(m[0] is None for m in matches)
     columns = [c for c in _VC_COLUMNS if c not in ("import_id", "imported_at")]
-    if loose:
+    if not items:
         columns.remove("item_id")
-    if matches is None:
+    if not methods:
         columns.remove("match_method")
     values = ", ".join([str(int(import_id)), _placeholders(conn, len(columns)), f"'{stamp}'"])
     sql = (
         f"INSERT INTO vendor_costs (import_id, {', '.join(columns)}, imported_at) VALUES ({values})"
     )
-    for start in range(0, len(rows), CHUNK):
-        part = rows[start : start + CHUNK]
-        if matches is None:
-            params: list[tuple[Any, ...]] = [
-                (
-                    r.row,
-                    r.vendor,
-                    r.sku,
-                    r.mpn,
-                    r.manufacturer,
-                    r.description[:512],
-                    r.term,
-                    int(r.cost.scaleb(4)),
-                    r.currency,
-                )
-                for r in part
-            ]
-        elif loose:
-            methods = [m[1] for m in matches[start : start + CHUNK]]
-            params = [
-                (
-                    r.row,
-                    r.vendor,
-                    r.sku,
-                    r.mpn,
-                    r.manufacturer,
-                    r.description[:512],
-                    r.term,
-                    int(r.cost.scaleb(4)),
-                    r.currency,
-                    method,
-                )
-                for r, method in zip(part, methods, strict=True)
-            ]
-        else:
-            assert matches is not None
-            params = [
-                (
-                    r.row,
-                    r.vendor,
-                    r.sku,
-                    r.mpn,
-                    r.manufacturer,
-                    r.description[:512],
-                    r.term,
-                    int(r.cost.scaleb(4)),
-                    r.currency,
-                    m[0],
-                    m[1],
-                )
-                for r, m in zip(part, matches[start : start + CHUNK], strict=True)
-            ]
-        conn.exec_driver_sql(sql, params)
+    if params:
+        conn.exec_driver_sql(sql, params if isinstance(params, list) else list(params))
 
 
 def commit_import(
@@ -521,66 +506,43 @@ def drop_unfinished(store: Any) -> int:
     return len(ids)
 
 
-def _repeated_hashes(hashes: Any) -> set[int]:
-    """The hashes that occur more than once, in bounded memory: a 16 MiB bitmap flags a slot seen
-    before (sorting 2,000,000 hashes would make as many int objects, ~70 MB); only the few rows
-    that land on a flagged slot are counted exactly in a second pass."""
-    bits = 1 << 27
-    mask = bits - 1
-    seen = bytearray(bits >> 3)
-    maybe: set[int] = set()
-    for h in hashes:
-        slot = h & mask
-        byte, bit = slot >> 3, 1 << (slot & 7)
-        if seen[byte] & bit:
-            maybe.add(slot)
-        else:
-            seen[byte] |= bit
-    del seen
-    if not maybe:
-        return set()
-    counted: dict[int, int] = {}
-    for h in hashes:
-        if h & mask in maybe:
-            counted[h] = counted.get(h, 0) + 1
-    return {h for h, n in counted.items() if n > 1}
-
-
 def _repeats(
     store: Any,
     import_id: int,
-    result: ReadResult,
+    suspects: Sequence[int],
     matched: list[tuple[VendorRow, MatchResult]],
 ) -> tuple[list[dict[str, Any]], set[int], set[int]]:
     """Rows that repeat a (vendor, SKU, term, currency), found without holding the file: the
-    reader kept one 8-byte hash per row; only keys whose hash repeats are looked at. Returns the
-    errors (repeats with another cost, naming both rows), the staged ids and the row numbers of
-    matched rows that are identical repeats (dropped)."""
-    hashes = result.key_hashes
-    if hashes is None or len(hashes) < 2:
+    reader kept one hash per row and names the rows whose hash repeats (``suspects``, row
+    numbers); only those are compared, by their full keys. Returns the errors (repeats with
+    another cost, naming both rows), the staged ids and the row numbers of matched rows that are
+    identical repeats (dropped)."""
+    if not suspects:
         return [], set(), set()
-    repeated = _repeated_hashes(hashes)
-    if not repeated:
-        return [], set(), set()
+    wanted = set(suspects)
     found: dict[tuple, list[tuple[int, Any, str, int | None, int | None]]] = {}
     for row, _m in matched:
-        key = (row.vendor, row.sku, row.term, row.currency)
-        if hash(key[1:]) in repeated:
+        if row.row in wanted:
+            key = (row.vendor, row.sku, row.term, row.currency)
             found.setdefault(key, []).append((row.row, row.cost, row.currency, None, row.row))
 
     def scan(conn: Connection) -> None:
-        stmt = select(
-            VendorCost.id,
-            VendorCost.row_number,
-            VendorCost.vendor,
-            VendorCost.sku,
-            VendorCost.term,
-            VendorCost.currency,
-            VendorCost.cost,
-        ).where(VendorCost.import_id == import_id)
-        for r in conn.execution_options(yield_per=20_000).execute(stmt):
-            key = (r.vendor, r.sku, r.term, r.currency)
-            if hash(key[1:]) in repeated:
+        numbers = sorted(wanted)
+        for start in range(0, len(numbers), 500):
+            stmt = select(
+                VendorCost.id,
+                VendorCost.row_number,
+                VendorCost.vendor,
+                VendorCost.sku,
+                VendorCost.term,
+                VendorCost.currency,
+                VendorCost.cost,
+            ).where(
+                VendorCost.import_id == import_id,
+                VendorCost.row_number.in_(numbers[start : start + 500]),
+            )
+            for r in conn.execute(stmt):
+                key = (r.vendor, r.sku, r.term, r.currency)
                 found.setdefault(key, []).append((r.row_number, r.cost, r.currency, r.id, None))
 
     store.read_sync(scan)
@@ -615,6 +577,164 @@ def _repeats(
     return errors, drop_ids, drop_rows
 
 
+@dataclass(slots=True)
+class _Staging:
+    """What a read leaves for the import's end: the matched rows (a catalogue's worth at most,
+    written in the final transaction), how many rows are staged, and the rows to compare."""
+
+    matched: list[tuple[VendorRow, MatchResult]] = field(default_factory=list)
+    staged: int = 0
+    suspects: list[int] = field(default_factory=list)
+
+
+def _read_here(
+    store: Any,
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    vendor: str | None,
+    fallback: str,
+    import_id: int,
+    started: dt.datetime,
+    staging: _Staging,
+) -> ReadResult:
+    """A small file, read in this thread: the rows are matched and staged chunk by chunk."""
+    numbers = array("q")  # row numbers beside the reader's key hashes, same order
+
+    def sink(rows: list[VendorRow]) -> None:
+        for r in rows:
+            if not r.vendor:
+                r.vendor = fallback
+        numbers.extend([r.row for r in rows])
+        results = matcher.match_all(rows) if matcher is not None else None
+        if results is None or results.count(NO_MATCH) == len(results):
+            # Nearly every chunk of a distributor's file: no row matched anything (counted at C
+            # speed), so the chunk goes as it is, with no method to store.
+            loose, loose_matches = rows, None
+        else:
+            loose, loose_matches = [], []
+            for r, m in zip(rows, results, strict=True):
+                if m.item_id is not None:
+                    staging.matched.append((r, m))
+                else:
+                    loose.append(r)
+                    loose_matches.append(m)
+        if loose:
+            # Written before the next chunk is read, not beside it: executemany gives up the GIL
+            # around each row's step only, and a thread parsing meanwhile then takes it for up
+            # to a switch interval each time (measured: 100,000 rows inserted beside a busy
+            # Python thread took 9x as long). Big files are read in a child process instead.
+            store.write_sync(_insert_costs, import_id, loose, loose_matches, started)
+            staging.staged += len(loose)
+
+    result = stream_price_file(
+        path,
+        sink,
+        profile=options.default_profile or None,
+        profiles=options.profiles,
+        default_currency=options.default_currency,
+        vendor=vendor,
+        list_prices=False,  # vendor_costs has no column for them
+    )
+    if result.key_hashes is not None:
+        staging.suspects = repeated_rows(result.key_hashes, numbers)
+    return result
+
+
+def _read_apart(
+    store: Any,
+    path: Path,
+    options: Options,
+    matcher: Matcher | None,
+    vendor: str | None,
+    fallback: str,
+    import_id: int,
+    started: dt.datetime,
+    staging: _Staging,
+) -> ReadResult:
+    """A big file, read in a child process (:mod:`.reading`): this thread only receives rows
+    ready to store and hands them to the writer, one chunk in flight while the next is received,
+    so the writer inserts while the child parses (three stages over two cores, memory bounded
+    by a chunk in each)."""
+    pending: list[Future[Any]] = []
+    hand = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-insert")
+
+    def on_chunk(loose: str, count: int, with_method: bool, matched: list[Any]) -> None:
+        keep = staging.matched.append
+        with no_gc():  # thousands of new rows at once would set off the cyclic GC
+            for values, item_id, method, candidates in matched:
+                row = VendorRow(
+                    values[0],
+                    values[1],
+                    values[2],
+                    values[3],
+                    values[4],
+                    values[5],
+                    values[6],
+                    None,
+                    values[8],
+                    Decimal(values[7]).scaleb(-4),
+                    None,
+                )
+                keep((row, MatchResult(item_id, method, tuple(candidates))))
+        if pending:
+            pending.pop().result()  # the previous chunk is in (or its error is raised here)
+        if count:
+            pending.append(
+                hand.submit(store.write_sync, insert_json, import_id, loose, with_method, started)
+            )
+            staging.staged += count
+
+    try:
+        got = reading.read_in_child(
+            path,
+            profile=options.default_profile or None,
+            profiles=options.profiles,
+            default_currency=options.default_currency,
+            vendor=vendor,
+            fallback_vendor=fallback,
+            matcher=matcher,
+            on_chunk=on_chunk,
+        )
+        if pending:
+            pending.pop().result()
+    finally:
+        # Whatever happened, no insert may land after this returns: the caller may be about
+        # to take the staged rows back.
+        for future in pending:
+            with contextlib.suppress(Exception):
+                future.result()
+        hand.shutdown(wait=True)
+    staging.suspects = got.suspects
+    return got.result
+
+
+def insert_json(
+    conn: Connection, import_id: int, rows_json: str, methods: bool, at: dt.datetime
+) -> None:
+    """Rows in their stored forms as the reader process's JSON text (an array of arrays, see
+    :mod:`~..vendors.reader_process`). SQLite reads them straight from the text in one
+    statement: no Python object per row, and the GIL is free while the rows go in (the API
+    answers meanwhile). Other databases get them through executemany."""
+    if conn.dialect.name != "sqlite":
+        rows = [tuple(r) for r in json.loads(rows_json)]
+        insert_stored(conn, import_id, rows, items=False, methods=methods, at=at)
+        return
+    conn.exec_driver_sql("PRAGMA cache_size=-16384")  # as insert_stored, for the same reason
+    stamp = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    columns = [c for c in _VC_COLUMNS if c not in ("import_id", "imported_at", "item_id")]
+    if not methods:
+        columns.remove("match_method")
+    # json_extract (not ->>): SQLite before 3.38 has it too. Integers come back as integers
+    # (the reader sent costs as integer ten-thousandths below 2**63), JSON null as NULL.
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    conn.exec_driver_sql(
+        f"INSERT INTO vendor_costs (import_id, {', '.join(columns)}, imported_at) "
+        f"SELECT {int(import_id)}, {picks}, '{stamp}' FROM json_each(?)",
+        (rows_json,),
+    )
+
+
 def stream_import(
     store: Any,
     path: Path,
@@ -630,15 +750,15 @@ def stream_import(
 ) -> dict[str, Any] | None:
     """Import one file with memory bounded whatever its size (issue 15), all or nothing.
 
-    Blocking: run it in a thread. Rows are validated and matched as they stream; each chunk of
-    unmatched rows is written in its own short transaction under a ``PriceImport`` staged as
-    "importing" (every reader of vendor rows leaves such imports out), so the writer is free
-    between chunks and the API stays responsive. Matched rows (a catalogue's worth at most) are
-    kept and written in the final transaction, which turns the import visible at once: the cost
-    table never sees part of a file. A file with any bad row has its staged rows taken back and is
-    recorded as failed with every problem. ``final_for(ok)`` names where the file will go;
-    ``before_commit(prep)`` may veto the outcome (the file changed while read): then nothing is
-    kept and None is returned.
+    Blocking: run it in a thread. Rows are validated and matched as they stream (in a child
+    process for big files, :mod:`.reading`); each chunk of unmatched rows is written in its own
+    short transaction under a ``PriceImport`` staged as "importing" (every reader of vendor rows
+    leaves such imports out), so the writer is free between chunks and the API stays responsive.
+    Matched rows (a catalogue's worth at most) are kept and written in the final transaction,
+    which turns the import visible at once: the cost table never sees part of a file. A file with
+    any bad row has its staged rows taken back and is recorded as failed with every problem.
+    ``final_for(ok)`` names where the file will go; ``before_commit(prep)`` may veto the outcome
+    (the file changed while read): then nothing is kept and None is returned.
     """
     prep = _prepared_for(path, st, sha)
     started = utcnow()
@@ -646,45 +766,13 @@ def stream_import(
         lambda c: (_begin_staged(c, prep, started), _cache_size(c))
     )
     fallback = vendor_from_filename(path.name)
-    matched: list[tuple[VendorRow, MatchResult]] = []
-    staged = 0
-
-    def sink(rows: list[VendorRow]) -> None:
-        nonlocal staged
-        for r in rows:
-            if not r.vendor:
-                r.vendor = fallback
-        results = matcher.match_all(rows) if matcher is not None else None
-        if results is None or results.count(NO_MATCH) == len(results):
-            # Nearly every chunk of a distributor's file: no row matched anything (counted at C
-            # speed), so the chunk goes as it is, with no method to store.
-            loose, loose_matches = rows, None
-        else:
-            loose, loose_matches = [], []
-            for r, m in zip(rows, results, strict=True):
-                if m.item_id is not None:
-                    matched.append((r, m))
-                else:
-                    loose.append(r)
-                    loose_matches.append(m)
-        if loose:
-            # Written before the next chunk is read, not beside it: executemany gives up the GIL
-            # around each row's step only, and a thread parsing meanwhile then takes it for up
-            # to a switch interval each time (measured: 100,000 rows inserted beside a busy
-            # Python thread took 9x as long; a pipelined import gained nothing and cost ~1 CPU-s).
-            store.write_sync(_insert_costs, import_id, loose, loose_matches, started)
-            staged += len(loose)
+    staging = _Staging()
+    read = _read_apart if reading.in_child(prep.size) else _read_here
 
     try:
         try:
-            result = stream_price_file(
-                path,
-                sink,
-                profile=options.default_profile or None,
-                profiles=options.profiles,
-                default_currency=options.default_currency,
-                vendor=vendor,
-                list_prices=False,  # vendor_costs has no column for them
+            result: ReadResult | None = read(
+                store, path, options, matcher, vendor, fallback, import_id, started, staging
             )
         except FileUnreadable as exc:
             prep.failure = str(exc)
@@ -695,11 +783,14 @@ def stream_import(
                 f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
             )
             result = None
+        matched = staging.matched
         drop_ids: set[int] = set()
         if result is not None:
             if not result.vendor:
                 result.vendor = fallback
-            repeat_errors, drop_ids, drop_rows = _repeats(store, import_id, result, matched)
+            repeat_errors, drop_ids, drop_rows = _repeats(
+                store, import_id, staging.suspects, matched
+            )
             if repeat_errors:
                 result.errors = sorted(
                     [*result.errors, *(_as_row_error(e) for e in repeat_errors)],
@@ -727,7 +818,7 @@ def stream_import(
                         delete(VendorCost).where(VendorCost.id.in_(part))
                     )
                 )
-            prep.staged = staged - len(drop_ids)
+            prep.staged = staging.staged - len(drop_ids)
         else:
             drop_staged(store, import_id, record_too=False)
             prep.staged = 0

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import islice
 from operator import attrgetter
+from typing import Any
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
 from costrecon_daemon.runtime import no_gc
@@ -468,6 +469,36 @@ def _convert(
     if streaming:
         result.streamed, result.key_hashes = streamed, key_hashes
     return result
+
+
+def repeated_rows(key_hashes: Any, numbers: Any) -> list[int]:
+    """The row numbers (``numbers``, in the order of ``key_hashes``) whose key hash occurs more
+    than once: the only rows a repeated-SKU check must compare in full. Bounded memory: a 16 MiB
+    bitmap flags a slot seen before (sorting 2,000,000 hashes would make as many int objects,
+    ~70 MB); only the few rows that land on a flagged slot are counted exactly in a second pass.
+    The hashes are Python's, salted per process: the process that made them must run this."""
+    bits = 1 << 27
+    mask = bits - 1
+    seen = bytearray(bits >> 3)
+    maybe: set[int] = set()
+    for h in key_hashes:
+        slot = h & mask
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        if seen[byte] & bit:
+            maybe.add(slot)
+        else:
+            seen[byte] |= bit
+    del seen
+    if not maybe:
+        return []
+    counted: dict[int, int] = {}
+    for h in key_hashes:
+        if h & mask in maybe:
+            counted[h] = counted.get(h, 0) + 1
+    repeated = {h for h, n in counted.items() if n > 1}
+    if not repeated:
+        return []
+    return [n for h, n in zip(key_hashes, numbers, strict=True) if h in repeated]
 
 
 # The steps of _convert that are not on every row's path. The per-row checks stay inline above:

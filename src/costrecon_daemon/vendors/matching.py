@@ -32,7 +32,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from costrecon_daemon.runtime import no_gc
 from costrecon_daemon.vendors.normalise import (
@@ -202,6 +202,22 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    # Pickled for the reader process (intake/reading.py), once per big file: the catalogue as
+    # plain tuples and without the lazy suggestion caches. A catalogue of 50,000 items pickled as
+    # frozen dataclasses took 0.7 s to send and load; as tuples it is a fraction of that.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_items"] = [
+            (k.item_id, k.identifier, k.name, k.vendor_sku, k.mpn, k.manufacturer, k.term)
+            for k in self._items.values()
+        ]
+        state["_fuzzy"] = state["_mpn_list"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["_items"] = {fields[0]: CatalogKey(*fields) for fields in state["_items"]}
+        self.__dict__.update(state)
 
     def term_of(self, item_id: int) -> str | None:
         """The term the matcher derived for an item (for showing people why a row did not match)."""

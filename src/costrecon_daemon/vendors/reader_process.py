@@ -1,0 +1,218 @@
+"""The price-file reader as a child process (issue 15): ``python -m`` this module.
+
+The daemon hands a big file to this process, which reads, validates and matches its rows and
+sends them back in chunks already in the stored forms (cost as integer ten-thousandths), so the
+daemon's import thread only receives and inserts: parsing runs on the other core and the
+daemon's GIL stays free for the API. The process imports only the readers (no SQLAlchemy, no
+aiohttp: it must start in a few tens of milliseconds) and runs under resource limits, so a
+hostile file that exhausts memory or CPU kills this process, never the daemon.
+
+Protocol (private to :mod:`costrecon_daemon.intake.reading`): one pickled request on stdin
+(trusted: the daemon wrote it); frames on stdout, each a 4-byte little-endian length and a pickle
+of builtins only (tuples, lists, dicts, str, int, None; the daemon loads them with every class
+refused):
+
+- ``("chunk", loose, count, with_method, matched)``: ``loose`` is the JSON text of the ``count``
+  rows no catalogue item matched, each ``[row, vendor, sku, mpn, manufacturer, description[:512],
+  term, cost, currency]`` plus the match method when ``with_method`` (an ambiguous key): SQLite
+  inserts them straight from the text (``json_each``), with no Python object per row in the
+  daemon; ``matched`` as ``(stored row, item_id, method, candidates)``;
+- ``("done", meta)``: the read's totals, every row error, and the row numbers whose
+  (SKU, term, currency) hash repeats (the daemon compares their full keys exactly);
+- ``("unreadable", sentence)``: the file as a whole cannot be read;
+- ``("crash", text)``: a reader bug (the traceback went to stderr, which the daemon logs).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import traceback
+from array import array
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import IO, Any
+
+from costrecon_daemon.runtime import no_gc
+from costrecon_daemon.vendors.convert import repeated_rows
+from costrecon_daemon.vendors.matching import NO_MATCH, Matcher
+from costrecon_daemon.vendors.profiles import Profile
+from costrecon_daemon.vendors.readers import stream_price_file
+from costrecon_daemon.vendors.rows import FileUnreadable, VendorRow
+
+HEADER = struct.Struct("<I")
+MEMORY_EXIT = 3  # exit status: the reader ran out of memory (RLIMIT_AS)
+PR_SET_PDEATHSIG = 1
+# Test-only fault injection, so tests can prove a reader that dies or exhausts its memory limit
+# fails the file cleanly: "exit" kills this process after its first chunk, "hang" stops
+# sending after it, "hog" allocates until the address-space limit stops it.
+FAULT_ENV = "COSTRECON_READER_FAULT"
+
+
+def profile_state(profile: Profile) -> dict[str, Any]:
+    """A profile as plain values: its read-only mappings do not pickle."""
+    state = {}
+    for f in dataclasses.fields(profile):
+        value = getattr(profile, f.name)
+        state[f.name] = dict(value) if isinstance(value, MappingProxyType) else value
+    return state
+
+
+def stored(r: VendorRow) -> tuple[Any, ...]:
+    """A row in the columns and forms ``vendor_costs`` stores (the reader quantized every cost to
+    4 places, so ``scaleb`` is exact)."""
+    return (
+        r.row,
+        r.vendor,
+        r.sku,
+        r.mpn,
+        r.manufacturer,
+        r.description[:512],
+        r.term,
+        int(r.cost.scaleb(4)),
+        r.currency,
+    )
+
+
+MAX_UNITS = (1 << 63) - 1  # the largest cost (in ten-thousandths) a 64-bit column holds
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) -> None:
+    """Read the requested file, sending its rows in chunks and its outcome at the end."""
+    matcher: Matcher | None = request["matcher"]
+    fallback: str = request["fallback_vendor"]
+    profiles = {name: Profile(**state) for name, state in request["profiles"].items()}
+    numbers = array("q")  # row numbers beside the reader's key hashes, same order
+    fault = os.environ.get(FAULT_ENV, "")
+
+    def sink(rows: list[VendorRow]) -> None:
+        for r in rows:
+            if not r.vendor:
+                r.vendor = fallback
+        numbers.extend([r.row for r in rows])
+        results = matcher.match_all(rows) if matcher is not None else None
+        matched: list[tuple[Any, ...]] = []
+        if results is None or results.count(NO_MATCH) == len(results):
+            # Nearly every chunk of a distributor's file: nothing matched.
+            loose = [stored(r) for r in rows]
+            with_method = False
+        else:
+            loose = []
+            for r, m in zip(rows, results, strict=True):
+                if m.item_id is not None:
+                    matched.append((stored(r), m.item_id, m.method, tuple(m.candidates)))
+                else:
+                    loose.append((*stored(r), m.method))
+            with_method = True
+        if loose and max(values[7] for values in loose) > MAX_UNITS:
+            # JSON numbers past 64 bits would reach the database as floats: never.
+            raise FileUnreadable(
+                f"{request['path'].rsplit('/', 1)[-1]} has a cost too large to store "
+                "(beyond 922 trillion); check the cost column."
+            )
+        send(("chunk", _json(loose), len(loose), with_method, matched))
+        if fault == "exit":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif fault == "hang":
+            signal.pause()
+        elif fault == "hog":
+            hog = []
+            while True:
+                hog.append(bytearray(64 << 20))
+
+    result = stream_price_file(
+        request["path"],
+        sink,
+        profile=request["profile"],
+        profiles=profiles,
+        default_currency=request["default_currency"],
+        vendor=request["vendor"],
+        list_prices=False,  # vendor_costs has no column for them
+    )
+    suspects: list[int] = []
+    if result.key_hashes is not None:
+        if len(result.key_hashes) != len(numbers):  # pragma: no cover - a reader bug
+            raise RuntimeError("the reader's key hashes and rows disagree")
+        suspects = repeated_rows(result.key_hashes, numbers)
+    send(
+        (
+            "done",
+            {
+                "profile": result.profile,
+                "vendor": result.vendor,
+                "errors": [(e.row, e.column, e.message) for e in result.errors],
+                "total_rows": result.total_rows,
+                "skipped": result.skipped,
+                "duplicates": result.duplicates,
+                "decimal_mark": result.decimal_mark,
+                "delimiter": result.delimiter,
+                "encoding": result.encoding,
+                "streamed": result.streamed,
+                "suspects": suspects,
+            },
+        )
+    )
+
+
+def _sender(out: IO[bytes]) -> Callable[[tuple[Any, ...]], None]:
+    def send(message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(HEADER.pack(len(data)))
+        out.write(data)
+        out.flush()
+
+    return send
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the daemon dies (even by SIGKILL), so no reader outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the pipe closing ends us
+        pass
+    if parent and os.getppid() != parent:
+        os._exit(1)  # the daemon died before the signal was armed
+
+
+def _limit(kind: int, value: int) -> None:
+    if value <= 0:
+        return
+    _soft, hard = resource.getrlimit(kind)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(kind, (value, hard))
+
+
+def main() -> None:
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing stray may corrupt the frames
+    with no_gc():  # a big catalogue's matcher: thousands of small containers
+        request = pickle.load(sys.stdin.buffer)
+    _die_with_parent(int(request.get("parent") or 0))
+    _limit(resource.RLIMIT_AS, int(request.get("memory_bytes") or 0))
+    _limit(resource.RLIMIT_CPU, int(request.get("cpu_seconds") or 0))
+    send = _sender(out)
+    try:
+        read(request, send)
+    except FileUnreadable as exc:
+        send(("unreadable", str(exc)))
+    except MemoryError:
+        os._exit(MEMORY_EXIT)
+    except BrokenPipeError:
+        os._exit(1)  # the daemon stopped listening: nothing to tell it
+    except Exception as exc:  # noqa: BLE001 - a reader bug fails the file, the daemon logs it
+        traceback.print_exc(file=sys.stderr)
+        send(("crash", f"{type(exc).__name__}: {exc}"))
+
+
+if __name__ == "__main__":
+    main()
