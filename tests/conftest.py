@@ -209,3 +209,38 @@ async def daemon(tmp_path: Path, cw_sim: Any, migrated_sqlite: Path) -> AsyncIte
         yield d
     finally:
         await d.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# COSTRECON_TEST_CPU=<dir>: each test's CPU seconds (this process and the children it reaped:
+# daemon, demo and CLI processes) and how many processes it started, one line per test in
+# <dir>/cpu-<pid>.tsv. Off by default; `python tests/cpu_report.py <dir>` ranks them. What to cut
+# when the suite is slow is the CPU it burns (2 cores), not the order it runs in.
+_CPU_DIR = os.environ.get("COSTRECON_TEST_CPU")
+_spawned = [0]
+
+if _CPU_DIR:
+    import resource
+    import subprocess
+
+    _Popen_init = subprocess.Popen.__init__
+
+    def _counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        _spawned[0] += 1
+        _Popen_init(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = _counting_init  # type: ignore[method-assign]
+
+    def _cpu() -> float:
+        s = resource.getrusage(resource.RUSAGE_SELF)
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        cpu0, wall0, spawned0 = _cpu(), time.monotonic(), _spawned[0]
+        yield
+        cpu, wall = _cpu() - cpu0, time.monotonic() - wall0
+        out = Path(_CPU_DIR) / f"cpu-{os.getpid()}.tsv"
+        with open(out, "a") as f:
+            f.write(f"{cpu:.2f}\t{wall:.2f}\t{_spawned[0] - spawned0}\t{item.nodeid}\n")
