@@ -10,6 +10,7 @@ the reason — except in CI (``CI=true``), where a missing server is a failure, 
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import time
@@ -122,6 +123,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return len(LONG) + (0 if item.get_closest_marker("slow") is not None else 1)
 
     items.sort(key=rank)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported so far (Textual, SQLAlchemy, aiohttp, the test modules) lives until
+    the end: out of the cyclic collector's reach (``gc.freeze``), or every full collection of
+    every test rescans it. Measured on the TUI and in-process API tests: a quarter of their CPU
+    was the collector, a fifth of it is left. What a test makes is collected as ever."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

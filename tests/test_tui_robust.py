@@ -91,10 +91,11 @@ async def _press(pilot: Any, key: str) -> None:
 
 
 async def _back_to(pilot: Any, view: str) -> None:
-    """Close whatever a key opened (dialog, filter, editor) and return to ``view``."""
+    """Close whatever a key opened (dialog, filter, editor) and return to ``view``. Called once
+    the key's own work is quiet (``_press``, or ``_quiet`` after an action); each escape waits
+    for its own."""
     app = pilot.app
     for _ in range(6):
-        await _quiet(pilot)
         if app.screen is not app.main or isinstance(app.focused, Input):
             await _press(pilot, "escape")
             continue
