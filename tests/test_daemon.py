@@ -187,7 +187,9 @@ def test_runs_with_no_config_file_at_all_using_platform_directories(tmp_path):
         deadline = time.monotonic() + 30
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://d") as c:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(sock), verify=False), base_url="http://d"
+        ) as c:
             status = c.get("/v1/status").json()
         assert status["daemon"]["config"] is None  # embedded defaults
         assert status["daemon"]["state_dir"] == str(tmp_path / "xdg-state" / "costrecon")

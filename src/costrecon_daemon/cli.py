@@ -130,7 +130,8 @@ def _get(cfg: Config, path: str, timeout: float = 5.0) -> Any:
     import httpx
 
     trusted(cfg.socket_path)  # raises UntrustedSocket: never believe a planted fake daemon
-    transport = httpx.HTTPTransport(uds=str(cfg.socket_path))
+    # Plain HTTP over a Unix socket: no TLS, so no CA bundle to load (20 ms of CPU a call).
+    transport = httpx.HTTPTransport(uds=str(cfg.socket_path), verify=False)
     with httpx.Client(transport=transport, base_url="http://costrecond", timeout=timeout) as client:
         resp = client.get(path)
         resp.raise_for_status()
