@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +22,14 @@ from typing import Any
 import pytest
 
 from .pgserver import PostgresServer, pg_bindir, sweep_stale_clusters
+
+# Bytecode is cached for the run even where the environment says not to (PYTHONDONTWRITEBYTECODE,
+# set on the machines these tests run on): each xdist worker and each of the few hundred daemon,
+# CLI and demo processes the suite starts would otherwise compile costrecon's sources again, a
+# fifth of a daemon's start-up CPU and half of a worker's collection. The caches go where Python
+# puts them by default (__pycache__, ignored by git).
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
 
 
 @pytest.fixture(scope="session")
