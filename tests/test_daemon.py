@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_runs_on_embedded_defaults_and_answers_health_over_the_socket(tmp_path):
-    with DaemonProcess(tmp_path) as d:
+    # fresh: no database yet, the process creates and migrates it (the harness's copy skipped)
+    with DaemonProcess(tmp_path, fresh=True) as d:
         health = d.get("/v1/health")
         assert health["api_version"] == 1
         assert health["pid"] == d.proc.pid
