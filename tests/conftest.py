@@ -91,20 +91,21 @@ COLLECTED = pytest.StashKey[frozenset[str]]()
 
 # The longest tests, longest first (measured with --durations; the slow-marked rest follow).
 LONG = (
-    "test_kill_9_five_times_during_a_big_push_ends_with_every_line_written_once",
-    "test_kill_9_of_the_leader_mid_push_the_follower_takes_over_and_writes_each_line_once",
-    "test_every_key_of_every_view_and_every_palette_command_leaves_the_app_up",
-    "test_a_300k_row_file_is_imported_with_memory_bounded",
-    "test_two_daemons_watching_one_inbox_import_each_file_once",
     "test_the_estimate_comes_from_the_measured_pace",
+    "test_every_key_of_every_view_and_every_palette_command_leaves_the_app_up",
+    "test_kill_9_of_the_leader_mid_push_the_follower_takes_over_and_writes_each_line_once",
+    "test_a_300k_row_file_is_imported_with_memory_bounded",
     "test_a_day_at_80x24_mark_30_approve_undo_edit_palette_and_quit",
-    "test_the_follower_serves_reads_and_approvals_and_the_status_names_the_leader",
-    "test_a_daemon_on_postgresql_syncs_imports_pushes_and_keeps_its_log_across_a_restart",
-    "test_every_command_exits_quietly_when_the_reader_closes_the_pipe",
-    "test_kill_9_mid_pull_leaves_nothing_half_imported_and_the_next_pull_completes",
     "test_injected_429_and_5xx_at_10_percent_still_finish_with_every_line_correct",
-    "test_a_burst_of_a_hundred_files_is_processed_exactly_once",
-    "test_429_storm_and_token_expiry_mid_pull_still_complete",
+    "test_demo_filter_mark_edit_approve_reaches_the_psa_and_the_activity_log",
+    "test_kill_9_five_times_during_a_big_push_ends_with_every_line_written_once",
+    "test_two_daemons_watching_one_inbox_import_each_file_once",
+    "test_a_client_of_either_daemon_sees_the_others_approvals_pushes_and_imports_live",
+    "test_every_command_exits_quietly_when_the_reader_closes_the_pipe",
+    "test_demo_with_its_tui_in_tmux_leaves_nothing_when_the_session_dies",
+    "test_a_file_the_writer_reopens_and_appends_after_import_is_reported_loudly",
+    "test_a_file_that_killed_the_daemon_mid_import_is_set_aside_at_the_next_start",
+    "test_a_zip_bomb_in_the_inbox_fails_with_a_reason_and_the_daemon_lives",
 )
 
 
