@@ -202,7 +202,7 @@ class HeldWriter:
 
 def _api(daemon: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=str(daemon.socket)),
+        transport=httpx.AsyncHTTPTransport(uds=str(daemon.socket), verify=False),
         base_url="http://costrecond",
         timeout=30,
     )

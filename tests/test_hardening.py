@@ -171,7 +171,7 @@ def test_peer_check_refuses_a_process_that_is_not_the_sockets_owner(shared_tmp):
 def test_state_dir_and_database_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        with DaemonProcess(tmp_path) as d:
+        with DaemonProcess(tmp_path, fresh=True) as d:  # the daemon creates them
             d.get("/v1/health")
             modes = {
                 p.name: stat.S_IMODE(p.stat().st_mode) for p in d.state.iterdir() if p.is_file()

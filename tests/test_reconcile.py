@@ -262,16 +262,17 @@ def test_two_concurrent_approvals_of_one_item_create_one_change_set(tmp_path):
         assert len(d.get("/v1/change-sets")["change_sets"]) == 1
 
 
-# ConnectWise: 6 items x 60 contracts x 3 = 1,080 lines, one PATCH each. Autotask and Syncro take
+# ConnectWise: 6 items x 30 contracts x 3 = 540 lines, one PATCH each. Autotask and Syncro take
 # 4 requests a line through narrower pipes (3 in flight; Autotask's 10,000 an hour would not even
-# cover the big tenant's push plus the re-syncs after each restart), so they push a couple of
-# hundred lines with some latency added. The kills land on progress (an eighth of the lines each),
-# not on a clock, so they land mid-push at any size: what is tested is the same with a tenant
-# half the size it once was, in half the time.
+# cover a big tenant's push plus the re-syncs after each restart), so they push about a hundred
+# lines with some latency added. The kills land on progress (an eighth of the lines each), not on
+# a clock, so they land mid-push at any size (asserted: at least 3 of the 5): what is tested -
+# every line written exactly once across five crashes - is the same with a quarter of the tenant
+# this test once pushed. Most of its cost is the six daemon starts, not the lines.
 KILL_SCALE = {
-    "connectwise": dict(contracts=60, lines_per_item=3, latency=0.004, concurrency=4),
-    "autotask": dict(contracts=30, lines_per_item=1, latency=0.01, concurrency=3),
-    "syncro": dict(contracts=30, lines_per_item=1, latency=0.01, concurrency=3),
+    "connectwise": dict(contracts=30, lines_per_item=3, latency=0.004, concurrency=4),
+    "autotask": dict(contracts=20, lines_per_item=1, latency=0.01, concurrency=3),
+    "syncro": dict(contracts=20, lines_per_item=1, latency=0.01, concurrency=3),
 }
 
 

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, insert, select, text
 
 from costrecon_daemon.db import Base, CatalogItem, make_engine
-from costrecon_daemon.store import head_revision, migrate
+from costrecon_daemon.store import alembic_config, current_revision, head_revision, migrate
 
 # The vendor search table (FTS5 on SQLite, pg_trgm on PostgreSQL) is kept by raw SQL, not a model.
 MODELS_ONLY = {"include_name": lambda name, kind, _parent: "vendor_search" not in (name or "")}
@@ -26,6 +26,29 @@ def test_migrations_from_empty_equal_the_models(database_url):
         assert ctx.get_current_revision() == head_revision()
         assert compare_metadata(ctx, Base.metadata) == []
     engine.dispose()
+
+
+def test_the_start_up_schema_check_agrees_with_alembic(tmp_path):
+    """A start reads the head from the migration files and the revision from its table without
+    importing Alembic: both must be what Alembic itself says, or a daemon would skip a migration
+    (or run one twice)."""
+    from alembic.script import ScriptDirectory
+
+    assert (
+        head_revision()
+        == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    )
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        assert current_revision(engine) is None  # an empty database
+        migrate(str(engine.url))
+        with engine.connect() as conn:
+            assert (
+                current_revision(engine) == MigrationContext.configure(conn).get_current_revision()
+            )
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
 
 
 def test_migrating_an_existing_sqlite_database_keeps_a_backup(tmp_path):

@@ -196,6 +196,10 @@ class Daemon:
                 await asyncio.to_thread(activity.load_key, key_path, next_entry=next_entry)
             )
         self._build(store, self._connector_factory(cfg))
+        # The cost table is loaded before the socket answers: a client that asked at once (a
+        # script right after `costrecond start`, a restart on PostgreSQL) was served the empty
+        # table of a daemon still loading, with no sign that it was not the real one.
+        await self._reload_table()
 
         prepare_runtime_dir(cfg.runtime_dir, cfg.daemon.socket_group)
         sock = bind_socket(cfg.socket_path, cfg.daemon.socket_group)
@@ -237,7 +241,6 @@ class Daemon:
         log.info("costrecond %s listening on %s (pid %d)", __version__, cfg.socket_path, self.pid)
         # The PSA workers (sync loop, push worker) run only on the leader: always this daemon on
         # SQLite, one of the daemons sharing a PostgreSQL database (leadership.py).
-        self._spawn(self._reload_table(), "recon")
         self._spawn(self.leadership.run(self._gain, self._lose, self.stopping), "leadership")
         if self.feed is not None:
             self._spawn(self.feed.run(self.stopping), "shared-feed")

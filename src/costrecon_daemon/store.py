@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from .db import lock_key, make_engine
 from .events import EventBus
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,20 +36,67 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = lock_key("migrate")
 
 
+# Alembic (and the Mako and Pygments it brings) is imported only when the schema is not at head:
+# a daemon, a `costrecond status` or a `costrecon demo` starting on a current database reads the
+# version row and the migration files' own revision lines instead (a fifth of a start's imports).
+
+
 def alembic_config(url: str) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url)
     return cfg
 
 
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*[\"']([^\"']+)[\"']\s*$", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(None|[\"']([^\"']+)[\"'])\s*$", re.M)
+
+
+@cache
 def head_revision() -> str:
+    """The one revision no migration builds on, read from the files' ``revision`` and
+    ``down_revision`` lines; Alembic's own answer when a file says it some other way (a tuple
+    of parents, a branch) or the files do not make exactly one chain."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text()
+        rev, down = _REVISION.findall(source), _DOWN.findall(source)
+        if len(rev) != 1 or len(down) != 1 or "branch_labels = (" in source:
+            return _alembic_head()
+        revisions.add(rev[0])
+        if down[0][0] != "None":
+            parents.add(down[0][1])
+    heads = revisions - parents
+    if len(heads) != 1 or not parents <= revisions or len(parents) != len(revisions) - 1:
+        return _alembic_head()
+    return heads.pop()
+
+
+def _alembic_head() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
+        return _current_revision(conn)
+
+
+def _current_revision(conn: Connection) -> str | None:
+    """The database's revision, as Alembic's ``get_current_revision`` reads it (its version
+    table, one row; ``None`` on an empty database), without importing Alembic."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows: list[str] = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(rows) > 1:  # several heads: Alembic's own error says what to do
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(conn).get_current_revision()
+    return rows[0] if rows else None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -89,6 +137,8 @@ def migrate(url: str) -> str | None:
             _backup_sqlite(path, backup)
             log.info("database backed up to %s before migrating %s -> %s", backup, current, head)
         log.info("migrating database %s -> %s", current or "empty", head)
+        from alembic import command
+
         cfg = alembic_config(url)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -106,11 +156,13 @@ def _migrate_postgresql(url: str) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = _current_revision(conn)
             head = head_revision()
             if current == head:
                 return
             log.info("migrating database %s -> %s", current or "empty", head)
+            from alembic import command
+
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -385,7 +385,10 @@ def _tui_log(path: Path) -> None:
 
 def _get(socket: Path, path: str) -> Any:
     with httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://d", timeout=5
+        # Plain HTTP over a Unix socket: no TLS, so no CA bundle to load (20 ms of CPU a call).
+        transport=httpx.HTTPTransport(uds=str(socket), verify=False),
+        base_url="http://d",
+        timeout=5,
     ) as c:
         r = c.get(path)
         r.raise_for_status()
