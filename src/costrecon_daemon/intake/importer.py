@@ -26,7 +26,7 @@ from ..costs.table import CostTable
 from ..db import PriceImport, VendorCost, new_id, utcnow
 from ..runtime import no_gc
 from ..vendors.convert import repeated_rows
-from ..vendors.matching import NO_MATCH, Matcher, MatchResult
+from ..vendors.matching import Matcher, MatchResult, split_chunk
 from ..vendors.profiles import Profile
 from ..vendors.reader_process import stored
 from ..vendors.readers import (
@@ -637,23 +637,8 @@ def _read_here(
     numbers = array("q")  # row numbers beside the reader's key hashes, same order
 
     def sink(rows: list[VendorRow]) -> None:
-        for r in rows:
-            if not r.vendor:
-                r.vendor = fallback
-        numbers.extend([r.row for r in rows])
-        results = matcher.match_all(rows) if matcher is not None else None
-        if results is None or results.count(NO_MATCH) == len(results):
-            # Nearly every chunk of a distributor's file: no row matched anything (counted at C
-            # speed), so the chunk goes as it is, with no method to store.
-            loose, loose_matches = rows, None
-        else:
-            loose, loose_matches = [], []
-            for r, m in zip(rows, results, strict=True):
-                if m.item_id is not None:
-                    staging.matched.append((r, m))
-                else:
-                    loose.append(r)
-                    loose_matches.append(m)
+        loose, loose_matches, matched = split_chunk(rows, matcher, fallback, numbers)
+        staging.matched.extend(matched)
         if loose:
             # Written before the next chunk is read, not beside it: executemany gives up the GIL
             # around each row's step only, and a thread parsing meanwhile then takes it for up

@@ -28,6 +28,7 @@ confirms it once through a suggestion and the saved mapping does the rest. A row
 from __future__ import annotations
 
 import re
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from costrecon_daemon.vendors.normalise import (
     normalise_sku,
     normalise_term,
 )
+from costrecon_daemon.vendors.rows import VendorRow
 
 __all__ = [
     "CatalogKey",
@@ -409,6 +411,33 @@ class Matcher:
 _SKU = attrgetter("sku")
 _MPN = attrgetter("mpn")
 _ODD_SPACE = ("\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def split_chunk(
+    rows: list[VendorRow], matcher: Matcher | None, fallback_vendor: str, numbers: array[int]
+) -> tuple[list[VendorRow], list[MatchResult] | None, list[tuple[VendorRow, MatchResult]]]:
+    """A chunk of an import's rows as it is stored: the vendor the file's name gives where a row
+    names none, the row numbers noted in ``numbers`` (beside the reader's key hashes, same
+    order), then the rows no item matched with their results, and the matched rows. The results
+    are None when nothing in the chunk matched (nearly every chunk of a distributor's file,
+    counted at C speed): there is no method to store then."""
+    for r in rows:
+        if not r.vendor:
+            r.vendor = fallback_vendor
+    numbers.extend([r.row for r in rows])
+    results = matcher.match_all(rows) if matcher is not None else None
+    if results is None or results.count(NO_MATCH) == len(results):
+        return rows, None, []
+    loose: list[VendorRow] = []
+    loose_results: list[MatchResult] = []
+    matched: list[tuple[VendorRow, MatchResult]] = []
+    for r, m in zip(rows, results, strict=True):
+        if m.item_id is not None:
+            matched.append((r, m))
+        else:
+            loose.append(r)
+            loose_results.append(m)
+    return loose, loose_results, matched
 
 
 def _add(index: dict[str, list[int]], key: str, item_id: int) -> None:

@@ -42,7 +42,7 @@ from typing import IO, Any
 
 from costrecon_daemon.runtime import no_gc
 from costrecon_daemon.vendors.convert import repeated_rows
-from costrecon_daemon.vendors.matching import NO_MATCH, Matcher
+from costrecon_daemon.vendors.matching import Matcher, split_chunk
 from costrecon_daemon.vendors.profiles import Profile
 from costrecon_daemon.vendors.readers import stream_price_file
 from costrecon_daemon.vendors.rows import FileUnreadable, VendorRow
@@ -94,24 +94,13 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
     fault = os.environ.get(FAULT_ENV, "")
 
     def sink(rows: list[VendorRow]) -> None:
-        for r in rows:
-            if not r.vendor:
-                r.vendor = fallback
-        numbers.extend([r.row for r in rows])
-        results = matcher.match_all(rows) if matcher is not None else None
-        matched: list[tuple[Any, ...]] = []
-        if results is None or results.count(NO_MATCH) == len(results):
-            # Nearly every chunk of a distributor's file: nothing matched.
-            loose = [stored(r) for r in rows]
-            with_method = False
+        rest, results, pairs = split_chunk(rows, matcher, fallback, numbers)
+        with_method = results is not None
+        if results is None:
+            loose = [stored(r) for r in rest]
         else:
-            loose = []
-            for r, m in zip(rows, results, strict=True):
-                if m.item_id is not None:
-                    matched.append((stored(r), m.item_id, m.method, tuple(m.candidates)))
-                else:
-                    loose.append((*stored(r), m.method))
-            with_method = True
+            loose = [(*stored(r), m.method) for r, m in zip(rest, results, strict=True)]
+        matched = [(stored(r), m.item_id, m.method, tuple(m.candidates)) for r, m in pairs]
         if loose and max(values[7] for values in loose) > MAX_UNITS:
             # JSON numbers past 64 bits would reach the database as floats: never.
             raise FileUnreadable(
