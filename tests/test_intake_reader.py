@@ -209,17 +209,18 @@ def test_a_reader_process_that_hangs_is_stopped_and_the_file_fails(
         store.close()
 
 
+@pytest.mark.parametrize("where", ["reader", "daemon"])
 def test_a_cost_too_large_for_the_database_fails_the_file_and_is_never_rounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    """The reader process sends costs as JSON integers; one past 64 bits would reach SQLite as a
+    """Both reads hand SQLite costs as JSON integers; one past 64 bits would reach it as a
     float, so the file fails instead."""
     from costrecon_daemon.intake import Options, import_file
     from costrecon_daemon.store import Store
 
     from .harness import migrated
 
-    monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", "0")
+    monkeypatch.setenv("COSTRECON_READER_MIN_BYTES", "0" if where == "reader" else str(1 << 40))
     url = f"sqlite:///{tmp_path / 'costrecon.db'}"
     migrated(url)
     store = Store(url)

@@ -28,7 +28,7 @@ from ..runtime import no_gc
 from ..vendors.convert import repeated_rows
 from ..vendors.matching import Matcher, MatchResult, split_chunk
 from ..vendors.profiles import Profile
-from ..vendors.reader_process import stored
+from ..vendors.reader_process import loose_json, stored
 from ..vendors.readers import (
     FileUnreadable,
     ReadResult,
@@ -633,29 +633,64 @@ def _read_here(
     started: dt.datetime,
     staging: _Staging,
 ) -> ReadResult:
-    """A small file, read in this thread: the rows are matched and staged chunk by chunk."""
+    """A smaller file, read in this thread: the rows are matched and staged chunk by chunk. On
+    SQLite a chunk goes to the writer as JSON text (:func:`insert_json`), which SQLite takes in one
+    statement without the GIL, so the next chunk is parsed while it goes in (one in flight)."""
     numbers = array("q")  # row numbers beside the reader's key hashes, same order
+    pending: list[Future[Any]] = []
+    hand = (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-insert")
+        if store.url.startswith("sqlite")
+        else None
+    )
 
     def sink(rows: list[VendorRow]) -> None:
         loose, loose_matches, matched = split_chunk(rows, matcher, fallback, numbers)
         staging.matched.extend(matched)
-        if loose:
+        if not loose:
+            return
+        if hand is None:
             # Written before the next chunk is read, not beside it: executemany gives up the GIL
             # around each row's step only, and a thread parsing meanwhile then takes it for up
             # to a switch interval each time (measured: 100,000 rows inserted beside a busy
-            # Python thread took 9x as long). Big files are read in a child process instead.
+            # Python thread took 9x as long).
             store.write_sync(_insert_costs, import_id, loose, loose_matches, started)
-            staging.staged += len(loose)
+        else:
+            text = loose_json(path.name, loose, loose_matches)
+            if pending:
+                pending.pop().result()  # the previous chunk is in (or its error is raised here)
+            pending.append(
+                hand.submit(
+                    store.write_sync,
+                    insert_json,
+                    import_id,
+                    text,
+                    loose_matches is not None,
+                    started,
+                )
+            )
+        staging.staged += len(loose)
 
-    result = stream_price_file(
-        path,
-        sink,
-        profile=options.default_profile or None,
-        profiles=options.profiles,
-        default_currency=options.default_currency,
-        vendor=vendor,
-        list_prices=False,  # vendor_costs has no column for them
-    )
+    try:
+        result = stream_price_file(
+            path,
+            sink,
+            profile=options.default_profile or None,
+            profiles=options.profiles,
+            default_currency=options.default_currency,
+            vendor=vendor,
+            list_prices=False,  # vendor_costs has no column for them
+        )
+        if pending:
+            pending.pop().result()
+    finally:
+        # Whatever happened, no insert may land after this returns: the caller may be about
+        # to take the staged rows back.
+        for future in pending:
+            with contextlib.suppress(Exception):
+                future.result()
+        if hand is not None:
+            hand.shutdown(wait=True)
     if result.key_hashes is not None:
         staging.suspects = repeated_rows(result.key_hashes, numbers)
     return result

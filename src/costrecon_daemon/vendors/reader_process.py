@@ -42,7 +42,7 @@ from typing import IO, Any
 
 from costrecon_daemon.runtime import no_gc
 from costrecon_daemon.vendors.convert import repeated_rows
-from costrecon_daemon.vendors.matching import Matcher, split_chunk
+from costrecon_daemon.vendors.matching import Matcher, MatchResult, split_chunk
 from costrecon_daemon.vendors.profiles import Profile
 from costrecon_daemon.vendors.readers import stream_price_file
 from costrecon_daemon.vendors.rows import FileUnreadable, VendorRow
@@ -85,6 +85,21 @@ MAX_UNITS = (1 << 63) - 1  # the largest cost (in ten-thousandths) a 64-bit colu
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
+def loose_json(name: str, rows: list[VendorRow], results: list[MatchResult] | None) -> str:
+    """Rows no item matched as the JSON text ``importer.insert_json`` stores: their stored forms,
+    plus each one's match method when ``results`` are given (a chunk where something matched)."""
+    if results is None:
+        loose = [stored(r) for r in rows]
+    else:
+        loose = [(*stored(r), m.method) for r, m in zip(rows, results, strict=True)]
+    if loose and max(values[7] for values in loose) > MAX_UNITS:
+        # JSON numbers past 64 bits would reach the database as floats: never.
+        raise FileUnreadable(
+            f"{name} has a cost too large to store (beyond 922 trillion); check the cost column."
+        )
+    return _json(loose)
+
+
 def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) -> None:
     """Read the requested file, sending its rows in chunks and its outcome at the end."""
     matcher: Matcher | None = request["matcher"]
@@ -95,19 +110,9 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
 
     def sink(rows: list[VendorRow]) -> None:
         rest, results, pairs = split_chunk(rows, matcher, fallback, numbers)
-        with_method = results is not None
-        if results is None:
-            loose = [stored(r) for r in rest]
-        else:
-            loose = [(*stored(r), m.method) for r, m in zip(rest, results, strict=True)]
+        text = loose_json(request["path"].rsplit("/", 1)[-1], rest, results)
         matched = [(stored(r), m.item_id, m.method, tuple(m.candidates)) for r, m in pairs]
-        if loose and max(values[7] for values in loose) > MAX_UNITS:
-            # JSON numbers past 64 bits would reach the database as floats: never.
-            raise FileUnreadable(
-                f"{request['path'].rsplit('/', 1)[-1]} has a cost too large to store "
-                "(beyond 922 trillion); check the cost column."
-            )
-        send(("chunk", _json(loose), len(loose), with_method, matched))
+        send(("chunk", text, len(rest), results is not None, matched))
         if fault == "exit":
             os.kill(os.getpid(), signal.SIGKILL)
         elif fault == "hang":
