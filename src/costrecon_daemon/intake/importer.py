@@ -613,40 +613,60 @@ def _repeats(
 
 
 @dataclass(slots=True)
-class _Staging:
-    """What a read leaves for the import's end: the matched rows (a catalogue's worth at most,
-    written in the final transaction), how many rows are staged, and the rows to compare."""
+class _Read:
+    """One file's read: what it reads with, and what it leaves for the import's end: the
+    matched rows (a catalogue's worth at most, written in the final transaction), how many rows
+    are staged, and the rows to compare."""
 
+    store: Any
+    path: Path
+    options: Options
+    matcher: Matcher | None
+    vendor: str | None
+    fallback: str  # the vendor the file's name gives, for rows that name none
+    import_id: int  # the staged import the rows are written under
+    started: dt.datetime
     matched: list[tuple[VendorRow, MatchResult]] = field(default_factory=list)
     staged: int = 0
     suspects: list[int] = field(default_factory=list)
 
 
-def _read_here(
-    store: Any,
-    path: Path,
-    options: Options,
-    matcher: Matcher | None,
-    vendor: str | None,
-    fallback: str,
-    import_id: int,
-    started: dt.datetime,
-    staging: _Staging,
-) -> ReadResult:
+class _InFlight:
+    """Writes handed to the writer one at a time while this thread reads on: ``send`` waits for
+    the previous write (its error is raised there) before it hands over the next."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-insert")
+        self._pending: Future[Any] | None = None
+
+    def send(self, fn: Any, *args: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        # Whatever happened, no insert may land after this returns: the caller may be about
+        # to take the staged rows back.
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                self._pending.result()
+        self._pool.shutdown(wait=True)
+
+
+def _read_here(job: _Read) -> ReadResult:
     """A smaller file, read in this thread: the rows are matched and staged chunk by chunk. On
     SQLite a chunk goes to the writer as JSON text (:func:`insert_json`), which SQLite takes in one
     statement without the GIL, so the next chunk is parsed while it goes in (one in flight)."""
     numbers = array("q")  # row numbers beside the reader's key hashes, same order
-    pending: list[Future[Any]] = []
-    hand = (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-insert")
-        if store.url.startswith("sqlite")
-        else None
-    )
+    hand = _InFlight() if job.store.url.startswith("sqlite") else None
 
     def sink(rows: list[VendorRow]) -> None:
-        loose, loose_matches, matched = split_chunk(rows, matcher, fallback, numbers)
-        staging.matched.extend(matched)
+        loose, loose_matches, matched = split_chunk(rows, job.matcher, job.fallback, numbers)
+        job.matched.extend(matched)
         if not loose:
             return
         if hand is None:
@@ -654,68 +674,48 @@ def _read_here(
             # around each row's step only, and a thread parsing meanwhile then takes it for up
             # to a switch interval each time (measured: 100,000 rows inserted beside a busy
             # Python thread took 9x as long).
-            store.write_sync(_insert_costs, import_id, loose, loose_matches, started)
+            job.store.write_sync(_insert_costs, job.import_id, loose, loose_matches, job.started)
         else:
-            text = loose_json(path.name, loose, loose_matches)
-            if pending:
-                pending.pop().result()  # the previous chunk is in (or its error is raised here)
-            pending.append(
-                hand.submit(
-                    store.write_sync,
-                    insert_json,
-                    import_id,
-                    text,
-                    loose_matches is not None,
-                    started,
-                )
+            text = loose_json(job.path.name, loose, loose_matches)
+            hand.send(
+                job.store.write_sync,
+                insert_json,
+                job.import_id,
+                text,
+                loose_matches is not None,
+                job.started,
             )
-        staging.staged += len(loose)
+        job.staged += len(loose)
 
     try:
         result = stream_price_file(
-            path,
+            job.path,
             sink,
-            profile=options.default_profile or None,
-            profiles=options.profiles,
-            default_currency=options.default_currency,
-            vendor=vendor,
+            profile=job.options.default_profile or None,
+            profiles=job.options.profiles,
+            default_currency=job.options.default_currency,
+            vendor=job.vendor,
             list_prices=False,  # vendor_costs has no column for them
         )
-        if pending:
-            pending.pop().result()
-    finally:
-        # Whatever happened, no insert may land after this returns: the caller may be about
-        # to take the staged rows back.
-        for future in pending:
-            with contextlib.suppress(Exception):
-                future.result()
         if hand is not None:
-            hand.shutdown(wait=True)
+            hand.wait()
+    finally:
+        if hand is not None:
+            hand.close()
     if result.key_hashes is not None:
-        staging.suspects = repeated_rows(result.key_hashes, numbers)
+        job.suspects = repeated_rows(result.key_hashes, numbers)
     return result
 
 
-def _read_apart(
-    store: Any,
-    path: Path,
-    options: Options,
-    matcher: Matcher | None,
-    vendor: str | None,
-    fallback: str,
-    import_id: int,
-    started: dt.datetime,
-    staging: _Staging,
-) -> ReadResult:
+def _read_apart(job: _Read) -> ReadResult:
     """A big file, read in a child process (:mod:`.reading`): this thread only receives rows
     ready to store and hands them to the writer, one chunk in flight while the next is received,
     so the writer inserts while the child parses (three stages over two cores, memory bounded
     by a chunk in each)."""
-    pending: list[Future[Any]] = []
-    hand = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-insert")
+    hand = _InFlight()
 
     def on_chunk(loose: str, count: int, with_method: bool, matched: list[Any]) -> None:
-        keep = staging.matched.append
+        keep = job.matched.append
         with no_gc():  # thousands of new rows at once would set off the cyclic GC
             for values, item_id, method, candidates in matched:
                 row = VendorRow(
@@ -732,35 +732,27 @@ def _read_apart(
                     None,
                 )
                 keep((row, MatchResult(item_id, method, tuple(candidates))))
-        if pending:
-            pending.pop().result()  # the previous chunk is in (or its error is raised here)
         if count:
-            pending.append(
-                hand.submit(store.write_sync, insert_json, import_id, loose, with_method, started)
+            hand.send(
+                job.store.write_sync, insert_json, job.import_id, loose, with_method, job.started
             )
-            staging.staged += count
+            job.staged += count
 
     try:
         got = reading.read_in_child(
-            path,
-            profile=options.default_profile or None,
-            profiles=options.profiles,
-            default_currency=options.default_currency,
-            vendor=vendor,
-            fallback_vendor=fallback,
-            matcher=matcher,
+            job.path,
+            profile=job.options.default_profile or None,
+            profiles=job.options.profiles,
+            default_currency=job.options.default_currency,
+            vendor=job.vendor,
+            fallback_vendor=job.fallback,
+            matcher=job.matcher,
             on_chunk=on_chunk,
         )
-        if pending:
-            pending.pop().result()
+        hand.wait()
     finally:
-        # Whatever happened, no insert may land after this returns: the caller may be about
-        # to take the staged rows back.
-        for future in pending:
-            with contextlib.suppress(Exception):
-                future.result()
-        hand.shutdown(wait=True)
-    staging.suspects = got.suspects
+        hand.close()
+    job.suspects = got.suspects
     return got.result
 
 
@@ -821,14 +813,12 @@ def stream_import(
         lambda c: (_begin_staged(c, prep, started), _staging_settings(c))
     )
     fallback = vendor_from_filename(path.name)
-    staging = _Staging()
+    job = _Read(store, path, options, matcher, vendor, fallback, import_id, started)
     read = _read_apart if reading.in_child(prep.size) else _read_here
 
     try:
         try:
-            result: ReadResult | None = read(
-                store, path, options, matcher, vendor, fallback, import_id, started, staging
-            )
+            result: ReadResult | None = read(job)
         except FileUnreadable as exc:
             prep.failure = str(exc)
             result = None
@@ -838,14 +828,12 @@ def stream_import(
                 f"{path.name} could not be read ({type(exc).__name__}: {exc}); see the daemon log."
             )
             result = None
-        matched = staging.matched
+        matched = job.matched
         drop_ids: set[int] = set()
         if result is not None:
             if not result.vendor:
                 result.vendor = fallback
-            repeat_errors, drop_ids, drop_rows = _repeats(
-                store, import_id, staging.suspects, matched
-            )
+            repeat_errors, drop_ids, drop_rows = _repeats(store, import_id, job.suspects, matched)
             if repeat_errors:
                 result.errors = sorted(
                     [*result.errors, *(_as_row_error(e) for e in repeat_errors)],
@@ -873,7 +861,7 @@ def stream_import(
                         delete(VendorCost).where(VendorCost.id.in_(part))
                     )
                 )
-            prep.staged = staging.staged - len(drop_ids)
+            prep.staged = job.staged - len(drop_ids)
         else:
             drop_staged(store, import_id, record_too=False)
             prep.staged = 0
