@@ -64,7 +64,8 @@ def cost_history(conn: Connection, item_id: int) -> dict[str, Any]:
                 VendorPullRow.row_number == VendorCost.row_number,
             ),
         )
-        .where(VendorCost.item_id == item_id)
+        # an import still being read has its matched rows staged: not history yet
+        .where(VendorCost.item_id == item_id, PriceImport.status == "imported")
         .order_by(VendorCost.imported_at.desc(), VendorCost.id.desc())
         .limit(MAX_POINTS)
     )

@@ -244,7 +244,10 @@ def load_rows(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, R
             .label("rn"),
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)
-        .where(VendorCost.item_id.is_not(None))
+        # Rows of an import still being read ("importing") may carry an item already (a
+        # re-match after a sync reaches staged rows too): they count once the import's final
+        # transaction says "imported", never part of a file before.
+        .where(VendorCost.item_id.is_not(None), PriceImport.status == "imported")
     )
     ranked = restrict(ranked, VendorCost.item_id).subquery()
     for r in conn.execute(select(ranked).where(ranked.c.rn == 1)):
@@ -343,7 +346,7 @@ def _apply_sources(conn: Connection, items: dict[int, Row], id_list: list[int] |
             .label("rn"),
         )
         .join(PriceImport, PriceImport.id == VendorCost.import_id)
-        .where(VendorCost.item_id.is_not(None))
+        .where(VendorCost.item_id.is_not(None), PriceImport.status == "imported")  # as above
     )
     if id_list is not None:
         latest = latest.where(VendorCost.item_id.in_(id_list))
