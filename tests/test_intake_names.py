@@ -1,7 +1,8 @@
-"""Distributor-scale intake (issue 15): a streamed import writes its rows without the name index,
-which is built afterwards in short chunks; until then Mappings still finds the new rows by SKU and
-MPN. Unmatched rows page by key whichever way the database reads them, a failed file leaves no row
-and no index entry behind, and every stored cost is the file's decimal exactly. No timings."""
+"""Distributor-scale intake (issue 15): a streamed import writes its rows without the search
+tables (SKU/MPN keys and names), which are built afterwards in short chunks, the keys first, so
+Mappings finds the new rows by SKU and MPN before their names are in. Unmatched rows page by key
+whichever way the database reads them, a failed file leaves no row and no index entry behind, and
+every stored cost is the file's decimal exactly. No timings."""
 
 from __future__ import annotations
 
@@ -51,24 +52,34 @@ def _count(store: Store, sql: str) -> int:
     return int(store.read_sync(lambda c: c.execute(text(sql)).scalar()) or 0)
 
 
-def test_names_are_indexed_after_the_import_and_sku_mpn_search_works_before(
-    store: Store, tmp_path: Path
-) -> None:
+def test_keys_then_names_are_indexed_after_the_import(store: Store, tmp_path: Path) -> None:
     path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
     record = import_file(store, path, Options(), None)
     assert record["status"] == "imported" and record["rows_imported"] == ROWS
 
-    # Straight after the import: nothing is in the name index yet, and Mappings says so.
+    # Straight after the import: nothing is in either search table yet, and Mappings says so.
+    assert _count(store, f"SELECT count(*) FROM {search.KEYS}") == 0
+    assert _count(store, f"SELECT count(*) FROM {search.TABLE}") == 0
+    assert store.read_sync(search.ready) is False
+    assert store.read_sync(mappings._search, "dst-watchguard-t45", 5) == []
+
+    # The daemon's background indexer, a chunk per write transaction: the keys come first...
+    while _count(store, f"SELECT count(*) FROM {search.KEYS}") < ROWS:
+        assert store.write_sync(search.index_some, 1_000) > 0
     assert _count(store, f"SELECT count(*) FROM {search.TABLE}") == 0
     assert store.read_sync(search.ready) is False
     by_sku = store.read_sync(mappings._search, "dst-watchguard-t45", 5)
     assert [(c["sku"], c["reason"]) for c in by_sku[:1]] == [("DST-WATCHGUARD-T45", "sku")]
     by_mpn = store.read_sync(mappings._search, "WGT-45643", 5)
     assert [(c["sku"], c["reason"]) for c in by_mpn[:1]] == [("DST-WATCHGUARD-T45", "mpn")]
+    by_prefix = store.read_sync(mappings._search, "DST-WATCHGUARD", 5)
+    assert [(c["sku"], c["reason"]) for c in by_prefix[:1]] == [
+        ("DST-WATCHGUARD-T45", "partial sku")
+    ]
     assert store.read_sync(mappings._search, "firebox", 5) == []  # names come later
 
-    # The daemon's background indexer, a chunk per write transaction, catches up.
-    indexer = search.NameIndexer(store, chunk=1_000)
+    # ...then the names.
+    indexer = search.SearchIndexer(store, chunk=1_000)
     assert asyncio.run(indexer.catch_up()) == ROWS
     assert store.read_sync(search.ready) is True
     by_name = store.read_sync(mappings._search, "firebox", 5)
@@ -93,7 +104,8 @@ def test_the_indexer_waits_while_a_file_is_being_imported(store: Store, tmp_path
     store.write_sync(
         lambda c: c.execute(text("DELETE FROM price_imports WHERE status = 'importing'"))
     )
-    assert asyncio.run(search.NameIndexer(store).catch_up()) == ROWS
+    # Each row's keys, then its name.
+    assert asyncio.run(search.SearchIndexer(store).catch_up()) == 2 * ROWS
 
 
 def test_a_failed_file_leaves_no_rows_and_nothing_in_the_name_index(
@@ -101,9 +113,10 @@ def test_a_failed_file_leaves_no_rows_and_nothing_in_the_name_index(
 ) -> None:
     good = pf.write_generic_csv(tmp_path, _lines("OK"), name="alpha-prices.csv")
     assert import_file(store, good, Options(), None)["status"] == "imported"
-    asyncio.run(search.NameIndexer(store).catch_up())
+    asyncio.run(search.SearchIndexer(store).catch_up())
     before = (
         _count(store, "SELECT count(*) FROM vendor_costs"),
+        _count(store, f"SELECT count(*) FROM {search.KEYS}"),
         _count(store, f"SELECT count(*) FROM {search.TABLE}"),
     )
     lines = _lines("BAD")
@@ -112,12 +125,13 @@ def test_a_failed_file_leaves_no_rows_and_nothing_in_the_name_index(
     record = import_file(store, bad, Options(), None)
     assert record["status"] == "failed"
     assert [e["row"] for e in record["errors"]] == [ROWS - 1]  # header is row 1
-    asyncio.run(search.NameIndexer(store).catch_up())
+    asyncio.run(search.SearchIndexer(store).catch_up())
     after = (
         _count(store, "SELECT count(*) FROM vendor_costs"),
+        _count(store, f"SELECT count(*) FROM {search.KEYS}"),
         _count(store, f"SELECT count(*) FROM {search.TABLE}"),
     )
-    assert after == before == (ROWS, ROWS)
+    assert after == before == (ROWS, ROWS, ROWS)
     assert store.read_sync(mappings._search, "bad000001", 5) == []
 
 
@@ -240,7 +254,7 @@ def test_a_name_search_leaves_the_readers_transaction_as_it_was(
     before."""
     path = pf.write_generic_csv(tmp_path, _lines(), name="distributor-prices.csv")
     import_file(store, path, Options(), None)
-    asyncio.run(search.NameIndexer(store).catch_up())
+    asyncio.run(search.SearchIndexer(store).catch_up())
 
     def read(conn: Any) -> tuple[Any, Any, int]:
         pg = conn.dialect.name == "postgresql"

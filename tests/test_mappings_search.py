@@ -94,7 +94,11 @@ def _item(conn, n, ident, name, cost, lines, sku=None, mpn=None):
 
 
 def _search_count(conn):
-    return conn.execute(text("SELECT count(*) FROM vendor_search")).scalar()
+    """(names, keys): the rows of both search tables."""
+    return tuple(
+        conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+        for table in ("vendor_search", "vendor_search_keys")
+    )
 
 
 def test_candidates_rank_sku_and_mpn_before_names_and_search_finds_typed_text(database_url):
@@ -135,12 +139,12 @@ def test_search_rows_go_with_their_vendor_rows_and_staged_rows_are_never_candida
     with engine.begin() as conn:
         kept = _import(conn, [("KEEP-1", None, "Proofpoint Essentials", None)])
         staged = _import(conn, [("STAGED-1", None, "Proofpoint Essentials", None)], "importing")
-        assert _search_count(conn) == 2
+        assert _search_count(conn) == (2, 2)
         assert [c["sku"] for c in mappings._search(conn, "proofpoint", 5)] == ["KEEP-1"]
         conn.execute(delete(VendorCost).where(VendorCost.import_id == staged))
-        assert _search_count(conn) == 1
+        assert _search_count(conn) == (1, 1)
         conn.execute(delete(VendorCost).where(VendorCost.import_id == kept))
-        assert _search_count(conn) == 0
+        assert _search_count(conn) == (0, 0)
         assert mappings._search(conn, "proofpoint", 5) == []
 
 

@@ -14,7 +14,7 @@ from ..store import Store
 from .importer import Options, Prepared, commit_import, import_file, prepare
 from .mappings import Mappings
 from .rematch import MatcherCache, load_catalog_keys, load_mappings
-from .search import NameIndexer
+from .search import SearchIndexer
 from .watcher import Inbox
 
 
@@ -23,8 +23,8 @@ class Intake:
 
     def __init__(self, cfg: Config, store: Store, table: CostTable):
         self.matching = MatcherCache(store, table)
-        self.names = NameIndexer(store)
-        self.inbox = Inbox(cfg, store, self.matching, table, names=self.names)
+        self.search = SearchIndexer(store)
+        self.inbox = Inbox(cfg, store, self.matching, table, search=self.search)
         self.mappings = Mappings(store, self.matching, table)
 
 

@@ -422,8 +422,8 @@ def _needs(conn: Connection, offset: int, limit: int, per_item: int) -> dict[str
         "total": total,
         "offset": offset,
         "limit": limit,
-        # False while new rows' names are still being indexed (after a big import): candidates
-        # by SKU/MPN are complete, those by name may come later.
+        # False while new rows are still being indexed (after a big import): their keys first,
+        # then their names; candidates from them come as they are.
         "names_indexed": search.ready(conn),
     }
 
@@ -441,5 +441,5 @@ async def search_rows(store: Store, q: str, limit: int) -> list[dict[str, Any]]:
 
 
 async def names_indexed(store: Store) -> bool:
-    """Whether the name index holds every imported vendor row (see :func:`.search.ready`)."""
+    """Whether the search tables hold every imported vendor row (see :func:`.search.ready`)."""
     return await store.read(search.ready)

@@ -61,7 +61,7 @@ from .placement import place_file, set_final_path, unique_path
 from .queries import CHANGED_AFTER_IMPORT
 from .rematch import MatcherCache
 from .retention import prune
-from .search import NameIndexer
+from .search import SearchIndexer
 
 log = logging.getLogger(__name__)
 ZIP_SUFFIXES = (".xlsx", ".xlsm", ".ods", ".zip")
@@ -194,11 +194,11 @@ class Inbox:
         cache: MatcherCache,
         table: CostTable,
         *,
-        names: NameIndexer | None = None,
+        search: SearchIndexer | None = None,
     ):
         self.store = store
-        # The name index of vendor rows, filled after each import (issue 15).
-        self.names = names or NameIndexer(store)
+        # The search tables of vendor rows (keys and names), filled after each import (issue 15).
+        self.search = search or SearchIndexer(store)
         self.cache = cache
         self.table = table
         self.inbox = cfg.inbox_dir
@@ -251,7 +251,7 @@ class Inbox:
                 ("rescan", self._rescan_loop()),
                 ("settle", self._settle_loop()),
                 ("worker", self._worker()),
-                ("names", self.names.run()),
+                ("search", self.search.run()),
             )
         ]
         try:
@@ -572,7 +572,7 @@ class Inbox:
         self, path: Path, path_text: str, st: os.stat_result, record: dict[str, Any]
     ) -> None:
         self.cache.changed()
-        self.names.kick()
+        self.search.kick()
         # Only now, with the outcome committed, does the file leave the inbox.
         moved = await self._place(path, Path(record["final_path"]), record)
         self._clear_marker()
