@@ -405,6 +405,27 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _phases(log_text: str, dropped_at: float) -> str:
+    """Where the wall time went, from the daemon log's timestamps (milliseconds)."""
+    import datetime as dt
+
+    def when(needle: str) -> float | None:
+        for line in log_text.splitlines():
+            if needle in line:
+                stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                return stamp.timestamp()
+        return None
+
+    started = when("PRICE.TXT in a reader process")
+    logged = when("PRICE.TXT: imported")
+    if started is None or logged is None:
+        return "(not found in the daemon log)"
+    return (
+        f"drop to reader started {started - dropped_at:5.2f} s (settle, sha256, checks); "
+        f"reading and writing to outcome logged {logged - started:6.2f} s"
+    )
+
+
 def distributor(rows: int) -> None:
     import sys
     import threading
@@ -455,6 +476,7 @@ def distributor(rows: int) -> None:
             prober = threading.Thread(target=probe)
             prober.start()
             t0 = time.perf_counter()
+            dropped_at = time.time()
             os.replace(staged, inbox / "PRICE.TXT")
 
             def outcome() -> Any:
@@ -467,6 +489,7 @@ def distributor(rows: int) -> None:
 
             record = d.wait_for(outcome, 1800, "the PRICE.TXT import")
             elapsed = time.perf_counter() - t0
+            phases = _phases(d.out.read_text(), dropped_at)
             cpu_import = _cpu(pid) - cpu_before
             cpu_child = _children_cpu(pid) - child_cpu_before
             done.set()
@@ -515,6 +538,7 @@ def distributor(rows: int) -> None:
             f"{elapsed / t_base:4.1f}x baseline  status={record['status']} "
             f"imported={record['rows_imported']:,} matched={record['rows_matched']}"
         )
+        print(f"phases    {phases}")
         print(
             f"daemon    CPU for the import    {cpu_import:7.3f} s  {rows / cpu_import:10,.0f} "
             "rows per CPU-second (utime + stime of the daemon; goal >= 150,000)"
