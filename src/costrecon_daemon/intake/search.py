@@ -246,7 +246,8 @@ def index_some(conn: Connection, limit: int = INDEX_CHUNK, *, wait_for_imports: 
     return _fill(conn, KEYS, 2 * limit) or _fill(conn, TABLE, limit)
 
 
-def _caught_up(conn: Connection, table: str) -> bool:
+def caught_up(conn: Connection, table: str) -> bool:
+    """Whether ``table`` (KEYS or TABLE) holds every vendor row outside a staged import."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     first = conn.exec_driver_sql(
         f"SELECT p.status FROM vendor_costs v JOIN price_imports p ON p.id = v.import_id "
@@ -261,7 +262,7 @@ def ready(conn: Connection) -> bool:
     Only the first row above the indexed ones is looked at (one primary-key step, whatever the
     number of rows): the inbox imports one file at a time, so rows above a staged import's are
     rare (an API pull meanwhile) and are indexed with it."""
-    return _caught_up(conn, KEYS) and _caught_up(conn, TABLE)
+    return caught_up(conn, KEYS) and caught_up(conn, TABLE)
 
 
 class SearchIndexer:
