@@ -144,3 +144,78 @@ def test_a_postgresql_database_made_by_the_text_timestamp_schema_is_converted(pg
         ctx = MigrationContext.configure(conn, opts=MODELS_ONLY)
         assert compare_metadata(ctx, Base.metadata) == []
     engine.dispose()
+
+
+def _search_indexes(conn) -> set[str]:
+    """The SKU/MPN search indexes on vendor_costs (expression indexes before revision 0009)."""
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'vendor_costs'"
+    else:
+        sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'vendor_costs'"
+    return {r[0] for r in conn.execute(text(sql))} & {
+        "ix_vendor_search_sku",
+        "ix_vendor_search_mpn",
+    }
+
+
+def test_search_keys_leave_vendor_costs_for_their_own_table_and_come_back_on_downgrade(
+    database_url,
+):
+    """Revision 0009: a database whose vendor rows were searched through expression indexes on
+    vendor_costs loses those (the import no longer keeps them up) and gets the key table, which
+    the daemon's indexer fills from the rows already there; a downgrade puts them back."""
+    from alembic import command
+
+    from costrecon_daemon.db import PriceImport, VendorCost
+    from costrecon_daemon.intake import search
+
+    engine = create_engine(database_url)
+    cfg = alembic_config(database_url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "intakescale")
+        # As the release before 0009 left it: expression indexes, no key table.
+        search.drop_keys(conn)
+        search.create_expression_indexes(conn)
+        iid = conn.execute(
+            insert(PriceImport).values(
+                file_name="old.csv", sha256="0" * 64, status="imported", final_path="", actor="t"
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(VendorCost),
+            [
+                dict(import_id=iid, row_number=n + 2, vendor="Old", sku=f"OLD SKU-{n}",
+                     mpn=f"MP-{n}", description=f"Old widget {n}", cost=Decimal("1.50"),
+                     currency="USD")
+                for n in range(3)
+            ],
+        )  # fmt: skip
+        assert _search_indexes(conn) == {"ix_vendor_search_sku", "ix_vendor_search_mpn"}
+    migrate(database_url)
+    with engine.begin() as conn:
+        assert _search_indexes(conn) == set()
+        assert search.key_hits(conn, ["oldsku-1"]) == []  # not indexed yet: the daemon does it
+        assert search.ready(conn) is False
+        search.index_new(conn)
+        assert search.ready(conn) is True
+        (hit,) = search.key_hits(conn, ["oldsku-1"])
+        assert conn.execute(select(VendorCost.sku).where(VendorCost.id == hit)).scalar() == (
+            "OLD SKU-1"
+        )
+        assert len(search.key_hits(conn, ["mp2"])) == 1  # by MPN, without its dash
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "intakescale")
+        assert _search_indexes(conn) == {"ix_vendor_search_sku", "ix_vendor_search_mpn"}
+        assert search.KEYS not in {
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT name FROM sqlite_master"
+                    if conn.dialect.name == "sqlite"
+                    else "SELECT tablename FROM pg_tables"
+                )
+            )
+        }
+    engine.dispose()
