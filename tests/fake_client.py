@@ -99,6 +99,8 @@ class FakeClient:
         self.auto_push = auto_push
         # False: like a daemon with no PSA connector, whose undo preview has no time estimate
         self.psa_limits_known = True
+        # False: like a daemon still indexing a big import's vendor rows for search
+        self.search_indexed = True
         self.push_step_delay = push_step_delay
         self.record_calls = record_calls
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -1604,11 +1606,18 @@ class FakeClient:
             }
             for r in needed[offset : offset + limit]
         ]
-        return {"items": items, "total": len(needed), "offset": offset, "limit": limit}
+        return {
+            "items": items,
+            "total": len(needed),
+            "offset": offset,
+            "limit": limit,
+            "names_indexed": self.search_indexed,
+        }
 
-    async def mapping_search(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+    async def mapping_search(self, q: str, limit: int = 20) -> dict[str, Any]:
         await self._call("mapping_search", q=q, limit=limit)
-        return self._fake_candidates(set(q.lower().split()), q.strip(), limit)
+        rows = self._fake_candidates(set(q.lower().split()), q.strip(), limit)
+        return {"rows": rows, "q": q, "names_indexed": self.search_indexed}
 
     async def delete_mapping(self, mapping_id: int) -> None:
         await self._call("delete_mapping", mapping_id=mapping_id)

@@ -210,3 +210,30 @@ async def test_unmatched_rows_the_page_left_without_suggestions_get_them_on_scre
         await pilot.press("1")
         await settle(pilot, lambda: client.calls_to("create_mapping"))
         assert client.calls_to("create_mapping")[-1]["item_id"] == first
+
+
+async def test_vendor_rows_still_being_indexed_are_said_and_shown_once_they_are(monkeypatch):
+    """After a big import the daemon indexes its rows for search in the background: until it
+    has, candidates and search may miss them, so the view says so rather than look empty, and
+    asks again every few seconds: once the daemon is done it loads (or searches) again."""
+    from costrecon_tui.screens import mappings
+
+    monkeypatch.setattr(mappings, "INDEXING_POLL", 0.1)
+    client = FakeClient()
+    client.search_indexed = False
+    app = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, lambda: all_views_ready(app))
+        await pilot.press("4")
+        view = app.mappings_view
+        note = view.query_one("#not-found")
+        await settle(pilot, lambda: view.needs_table.row_count > 0 and note.display)
+        assert "still being indexed" in str(note.render())
+        await pilot.press("slash", "x")  # a search is said to be incomplete too
+        await settle(pilot, lambda: client.calls_to("mapping_search"))
+        assert note.display and view.indexing
+        searches = len(client.calls_to("mapping_search"))
+        client.search_indexed = True  # the daemon catches up: the search runs again by itself
+        await settle(pilot, lambda: len(client.calls_to("mapping_search")) > searches)
+        await settle(pilot, lambda: not note.display)
+        assert client.calls_to("mapping_search")[-1]["q"] == "x"

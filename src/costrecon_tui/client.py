@@ -648,11 +648,10 @@ class DaemonClient:
                 c["cost"] = _dec(c.get("cost"))
         return page
 
-    async def mapping_search(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Vendor rows by SKU/MPN or words of their description."""
-        rows = (await self._request("GET", "/mappings/search", params={"q": q, "limit": limit}))[
-            "rows"
-        ]
-        for r in rows:
+    async def mapping_search(self, q: str, limit: int = 20) -> dict[str, Any]:
+        """Vendor rows by SKU/MPN or words of their description (``rows``); ``names_indexed`` is
+        False while the newest import's rows are still being indexed (some may be missing)."""
+        page = await self._request("GET", "/mappings/search", params={"q": q, "limit": limit})
+        for r in page["rows"]:
             r["cost"] = _dec(r.get("cost"))
-        return rows
+        return page

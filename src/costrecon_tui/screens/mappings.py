@@ -13,6 +13,7 @@ from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -114,6 +115,7 @@ def _best(r: dict[str, Any]) -> Text:
 
 
 NEEDS_PAGE = 200  # catalogue items: a few hundred at most
+INDEXING_POLL = 3.0  # seconds between "still indexing?" checks after a big import
 
 
 class MappingsView(ReportsWorkerErrors, Vertical):
@@ -154,6 +156,10 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         self.not_found_items: dict[int, list[str]] = {}
         self.not_found_maps: dict[int, list[str]] = {}
         self.loaded = False
+        # The daemon is still indexing the newest vendor rows for search (after a big import):
+        # candidates and search results may miss some of them for a while.
+        self.indexing = False
+        self._indexing_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Needs a vendor cost", classes="pane-title", id="needs-title")
@@ -222,6 +228,27 @@ class MappingsView(ReportsWorkerErrors, Vertical):
     def reload(self) -> None:
         self.load()
 
+    def _set_indexing(self, page: dict[str, Any]) -> None:
+        """While the daemon indexes new vendor rows, ask every few seconds whether it is done,
+        then load again (or search again) so the rows it indexed show up by themselves."""
+        self.indexing = page.get("names_indexed") is False
+        if self.indexing and self._indexing_timer is None:
+            self._indexing_timer = self.set_interval(INDEXING_POLL, self._check_indexing)
+
+    @work(exclusive=True, group="mappings-indexing", exit_on_error=False)
+    async def _check_indexing(self) -> None:
+        page = await self.app.client.mapping_needs(0, 1, 0)
+        if page.get("names_indexed") is False:
+            return
+        if self._indexing_timer is not None:
+            self._indexing_timer.stop()
+            self._indexing_timer = None
+        self.indexing = False
+        if self.searching:
+            self.search(self.searching)
+        else:
+            self.load()
+
     on_reconnected = reload
 
     # ------------------------------------------------------------------------ loading
@@ -231,6 +258,7 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         client = self.app.client
         page = await client.mapping_needs(0, NEEDS_PAGE)
         self.needs, self.needs_total = page["items"], page["total"]
+        self._set_indexing(page)
         self.mappings = await client.mappings()
         self._read_not_found(await client.status())
         self.loaded = True
@@ -323,9 +351,14 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         """The distributor's own word on the highlighted item, when its last pull asked for it
         and got no price: the candidates below are then the way to a cost."""
         said = self.not_found_items.get((item or {}).get("item_id") or -1, [])
+        lines = [f"Not priced at the last pull: {'; '.join(said)}"] if said else []
+        if self.indexing:
+            lines.append(
+                "The newest vendor rows are still being indexed: some may be missing here."
+            )
         note = self.query_one("#not-found", Static)
-        note.update(f"Not priced at the last pull: {'; '.join(said)}" if said else "")
-        note.display = bool(said) and not self.showing_unmatched
+        note.update("\n".join(lines))
+        note.display = bool(lines) and not self.showing_unmatched
 
     @on(DataTable.RowHighlighted, "#needs-table")
     def _item_moved(self, event: DataTable.RowHighlighted) -> None:
@@ -465,7 +498,9 @@ class MappingsView(ReportsWorkerErrors, Vertical):
         if not text:
             self._show_candidates()
             return
-        self._show_candidates(await self.app.client.mapping_search(text))
+        page = await self.app.client.mapping_search(text)
+        self._set_indexing(page)
+        self._show_candidates(page["rows"])
 
     def action_switch_pane(self) -> None:
         order = [
