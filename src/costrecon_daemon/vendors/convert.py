@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import islice
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
@@ -25,14 +25,22 @@ from costrecon_daemon.vendors.profiles import (
 )
 from costrecon_daemon.vendors.rows import (
     DECIMAL_SAMPLE_ROWS,
+    DESCRIPTION_STORED,
     FileUnreadable,
     ReadResult,
     RowError,
+    StoredRow,
     VendorRow,
     first_records,
 )
 
 STREAM_CHUNK = 20_000  # rows handed to the sink at a time: a few MB
+# 10**(4 - n): the ten-thousandths of one unit of the n-th decimal place, for n = 0..4.
+_UNITS_PER = (10_000, 1_000, 100, 10, 1)
+# Longest digit string converted to ten-thousandths without Decimal: with at most 4 decimals,
+# its integer has at most 28 digits, so Decimal's quantize (28 digits of precision) would succeed
+# too and give the same value; a longer one takes the Decimal path and its error.
+_PLAIN_DIGITS = 24
 MAX_ERRORS_KEPT = 100_000  # row problems listed for one file; the rest are counted
 
 
@@ -126,14 +134,17 @@ def finish_read(
     today: date | None,
     delimiter: str | None,
     encoding: str | None,
-    sink: Callable[[list[VendorRow]], None] | None = None,
+    sink: Callable[[list[Any]], None] | None = None,
     *,
     list_prices: bool = True,
+    stored_vendor: str | None = None,
 ) -> ReadResult:
     """Validate every row. With ``sink``, rows are handed over in chunks as they are read and
     never held together (the streaming import): the result's ``rows`` is then empty, and its
-    ``key_hashes`` holds one hash per row's (vendor, SKU, term, billing, currency) so the caller
-    can find repeated SKUs afterwards without keeping the rows."""
+    ``key_hashes`` holds one hash per row's (SKU, term, currency) so the caller can find
+    repeated SKUs afterwards without keeping the rows. With ``sink`` and ``stored_vendor``, the
+    sink gets each row in its stored form (:data:`StoredRow`) instead of a VendorRow, with
+    ``stored_vendor`` as the vendor of rows that name none."""
     if prof.decimal_mark:
         decimal_mark = prof.decimal_mark
     else:
@@ -157,6 +168,7 @@ def finish_read(
             today=today or date.today(),
             sink=sink,
             list_prices=list_prices,
+            stored_vendor=stored_vendor if sink is not None else None,
         )
     if result.total_rows == 0:
         raise FileUnreadable(f"{name} has a header but no price rows.")
@@ -180,13 +192,14 @@ def _convert(
     default_currency: str,
     decimal_mark: str,
     today: date,
-    sink: Callable[[list[VendorRow]], None] | None = None,
+    sink: Callable[[list[Any]], None] | None = None,
     list_prices: bool = True,
+    stored_vendor: str | None = None,
 ) -> ReadResult:
     """Validate and convert rows. This loop is the intake hot path (benchmarks/intake.py): plain
     amounts take a fast path with no regex, lookups of repeated text (currency, term) are cached,
     and each row costs one list and one VendorRow."""
-    rows: list[VendorRow] = []
+    rows: list[Any] = []  # VendorRows, or StoredRows with ``stored_vendor``
     errors: list[RowError] = []
     index, joined, names = plan.index, plan.joined, plan.names
     width = plan.width
@@ -225,7 +238,11 @@ def _convert(
     append = rows.append
     streaming = sink is not None
     key_hashes = array("q")
-    add_hash = key_hashes.append
+    as_stored = stored_vendor is not None
+    # The stored form wants integer ten-thousandths; a whole-term price is divided as a Decimal.
+    plain_units = as_stored and not per_term
+    hash_key = _STORED_KEY if as_stored else _ROW_KEY
+    units = 0
     streamed = 0
     errors_dropped = 0
 
@@ -292,9 +309,16 @@ def _convert(
         plain = raw_cost.replace(decimal_mark, "", 1)
         try:
             if plain.isdigit() and plain.isascii():
-                cost = dec(raw_cost.replace(",", ".") if fast_comma else raw_cost).quantize(
-                    quant, rounding=half_even
-                )
+                at = raw_cost.find(decimal_mark)
+                places = 0 if at < 0 else len(raw_cost) - at - 1
+                if plain_units and places <= 4 and len(plain) <= _PLAIN_DIGITS:
+                    # Ten-thousandths straight from the digits: with at most 4 decimals nothing
+                    # rounds, so this is exactly what the Decimal below would store.
+                    units = int(plain) * _UNITS_PER[places]
+                else:
+                    cost = dec(raw_cost.replace(",", ".") if fast_comma else raw_cost).quantize(
+                        quant, rounding=half_even
+                    )
             else:
                 cost, symbol_currency = parse_cost(raw_cost, decimal_mark)
                 if cost < 0:
@@ -412,36 +436,55 @@ def _convert(
         else:
             mpn = (f[i_mpn].strip() or None) if i_mpn is not None else None
 
-        append(
-            new_row(
-                number,
-                row_vendor,
-                sku,
-                mpn,
-                (f[i_mfr].strip() or None) if i_mfr is not None else None,
-                description,
-                term,  # type: ignore[arg-type]
-                billing,  # type: ignore[arg-type]
-                currency,  # type: ignore[arg-type]
-                cost,  # type: ignore[arg-type]
-                list_price,
+        manufacturer = (f[i_mfr].strip() or None) if i_mfr is not None else None
+        if as_stored:
+            if cost is not None:
+                units = int(cost.scaleb(4))  # quantized to 4 places above: exact
+            append(
+                (
+                    number,
+                    row_vendor or stored_vendor,
+                    sku,
+                    mpn,
+                    manufacturer,
+                    description[:DESCRIPTION_STORED],
+                    term,
+                    units,
+                    currency,
+                )
             )
-        )
+        else:
+            append(
+                new_row(
+                    number,
+                    row_vendor,
+                    sku,
+                    mpn,
+                    manufacturer,
+                    description,
+                    term,  # type: ignore[arg-type]
+                    billing,  # type: ignore[arg-type]
+                    currency,  # type: ignore[arg-type]
+                    cost,  # type: ignore[arg-type]
+                    list_price,
+                )
+            )
         if start is not None:
             starts.append(start)  # type: ignore[arg-type]
-        if streaming:
+        if streaming and len(rows) >= STREAM_CHUNK:
+            streamed += len(rows)
             # Billing is not stored (vendor_costs has no column for it) and the vendor may be
             # filled in later (from the file name), so neither is hashed; the caller compares
-            # the full key of the few rows whose hash repeats.
-            add_hash(hash((sku, term, currency)))
-            if len(rows) >= STREAM_CHUNK:
-                streamed += len(rows)
-                sink(rows)  # type: ignore[misc]
-                rows = []
-                append = rows.append
+            # the full key of the few rows whose hash repeats. Hashed a chunk at a time, at C
+            # speed: hash((sku, term, currency)) of every row.
+            key_hashes.extend(map(hash, map(hash_key, rows)))
+            sink(rows)  # type: ignore[misc]
+            rows = []
+            append = rows.append
 
     if streaming and rows:
         streamed += len(rows)
+        key_hashes.extend(map(hash, map(hash_key, rows)))
         sink(rows)  # type: ignore[misc]
         rows = []
 
@@ -469,6 +512,26 @@ def _convert(
     if streaming:
         result.streamed, result.key_hashes = streamed, key_hashes
     return result
+
+
+def to_stored(rows: list[VendorRow], vendor: str) -> list[StoredRow]:
+    """VendorRows in their stored form (what ``stored_vendor`` reads straight into), with
+    ``vendor`` where a row names none. Every cost was quantized to 4 places, so ``scaleb`` is
+    exact."""
+    return [
+        (
+            r.row,
+            r.vendor or vendor,
+            r.sku,
+            r.mpn,
+            r.manufacturer,
+            r.description[:DESCRIPTION_STORED],
+            r.term,
+            int(r.cost.scaleb(4)),
+            r.currency,
+        )
+        for r in rows
+    ]
 
 
 def repeated_rows(key_hashes: Any, numbers: Any) -> list[int]:
@@ -551,6 +614,8 @@ def _per_month(
 
 _SKU = attrgetter("sku")
 _ROW = attrgetter("row")
+_ROW_KEY = attrgetter("sku", "term", "currency")
+_STORED_KEY = itemgetter(2, 6, 8)  # a StoredRow's (sku, term, currency)
 
 
 def _collapse_duplicates(

@@ -27,12 +27,13 @@ confirms it once through a suggestion and the saved mapping does the rest. A row
 
 from __future__ import annotations
 
+import contextlib
 import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from costrecon_daemon.runtime import no_gc
@@ -43,7 +44,7 @@ from costrecon_daemon.vendors.normalise import (
     normalise_sku,
     normalise_term,
 )
-from costrecon_daemon.vendors.rows import VendorRow
+from costrecon_daemon.vendors.rows import StoredRow, VendorRow
 
 __all__ = [
     "CatalogKey",
@@ -286,43 +287,66 @@ class Matcher:
             return out
 
     def _candidates(self, rows: list[RowLike]) -> list[int] | None:
-        """The positions of the rows ``match`` could match, found a chunk at a time at C speed:
-        a distributor's file is nearly all SKUs the catalogue does not hold (issue 15), and the
-        keys of every row are computed at once on the joined text instead of row by row. For
-        plain ASCII keys (no '#', no whitespace but spaces) the bulk keys equal what ``match``
-        computes; any other chunk returns None and every row goes through ``match``."""
+        """The positions of the rows ``match`` could match (see :meth:`candidates`)."""
         if len(rows) < 64:
             return None
-        skus = "\n".join(map(_SKU, rows))
-        mpns = "\n".join(map(str, map(_MPN, rows)))  # None -> "None": at worst a candidate
-        n = len(rows)
-        for text in (skus, mpns):
-            if (
-                not text.isascii()
-                or "#" in text
-                or text.count("\n") != n - 1
-                or any(ch in text for ch in _ODD_SPACE)
-            ):
+        return self.candidates(map(_SKU, rows), map(_MPN, rows), len(rows))
+
+    def candidates(
+        self, skus: Iterable[str], mpns: Iterable[str | None], count: int
+    ) -> list[int] | None:
+        """The positions (sorted) of the rows, given as their ``count`` SKUs and MPNs, that
+        ``match`` could match: a superset of the rows it does match, found a chunk at a time at C
+        speed. A distributor's file is nearly all SKUs the catalogue does not hold (issue 15), so
+        the keys of every row are computed at once on the joined text instead of row by row.
+        None when the bulk keys could differ from what ``match`` computes (whitespace other than
+        spaces, a line break inside a key): every row must then go through ``match``."""
+        sku_text = "\n".join(skus)
+        mpn_text = "\n".join(map(str, mpns))  # None -> "None": at worst a candidate
+        if sku_text.count("\n") != count - 1 or mpn_text.count("\n") != count - 1:
+            return None
+        # ``match`` case-folds each key; case folding maps character by character (no context,
+        # unlike lower()), so folding the joined text folds every line. For ASCII text lower()
+        # is the same mapping, and faster.
+        if sku_text.isascii() and mpn_text.isascii():
+            sku_text, mpn_text, odd = sku_text.lower(), mpn_text.lower(), _ODD_SPACE
+        else:
+            sku_text, mpn_text, odd = sku_text.casefold(), mpn_text.casefold(), _ODD_SPACES
+        for text in (sku_text, mpn_text):
+            # ``match`` drops every kind of whitespace where a key holds a space, and strips the
+            # ends: with spaces the only whitespace, removing spaces is the same.
+            if any(ch in text for ch in odd):
                 return None
-        sku_keys = skus.lower().replace(" ", "").split("\n")
-        mpns = mpns.lower()
-        mpn_ids = mpns.replace(" ", "").split("\n")
+        sku_keys = sku_text.replace(" ", "").split("\n")
+        mpn_ids = mpn_text.replace(" ", "").split("\n")
         mpn_keys = (
-            mpns.replace("-", "")
+            mpn_text.replace("-", "")
             .replace(" ", "")
             .replace(".", "")
             .replace("/", "")
             .replace("_", "")
             .split("\n")
         )
-        found: set[int] = set()
-        for keys, index in (
+        checks = [
             (sku_keys, self._sku_keys),
             (mpn_keys, self._by_mpn.keys()),
             (mpn_ids, self._by_identifier.keys()),
-        ):
-            if not index.isdisjoint(keys):  # one C pass; the loop runs only on a hit
-                found.update(i for i, k in enumerate(keys) if k in index)
+        ]
+        if "#" in mpn_text:
+            # normalise_mpn drops a known HP regional suffix ("#ABA") after the last '#': the
+            # key before that '#' (none dropped nothing, and '#' is never dropped, so it is the
+            # same '#'). Keys without a '#' give "", which no index holds.
+            checks.append(([k.rpartition("#")[0] for k in mpn_keys], self._by_mpn.keys()))
+        found: set[int] = set()
+        for keys, index in checks:
+            if index.isdisjoint(keys):  # one C pass: nearly every chunk stops here
+                continue
+            for key in index & set(keys):
+                at = -1
+                with contextlib.suppress(ValueError):
+                    while True:
+                        at = keys.index(key, at + 1)
+                        found.add(at)
         return sorted(found)
 
     def _decide(
@@ -411,6 +435,12 @@ class Matcher:
 _SKU = attrgetter("sku")
 _MPN = attrgetter("mpn")
 _ODD_SPACE = ("\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+# Every character str.split() treats as whitespace, but for the space and the line break.
+_ODD_SPACES = (
+    *_ODD_SPACE,
+    *"\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000",
+    *map(chr, range(0x2000, 0x200B)),
+)
 
 
 def split_chunk(
@@ -437,6 +467,69 @@ def split_chunk(
         else:
             loose.append(r)
             loose_results.append(m)
+    return loose, loose_results, matched
+
+
+class _Stored(NamedTuple):
+    """A stored row (``convert.StoredRow``) as ``match`` reads it: by attribute."""
+
+    row: int
+    vendor: str
+    sku: str
+    mpn: str | None
+    manufacturer: str | None
+    description: str
+    term: str | None
+    units: int
+    currency: str
+
+
+_STORED_SKU = itemgetter(2)
+_STORED_MPN = itemgetter(3)
+_STORED_NUMBER = itemgetter(0)
+
+
+def split_stored(
+    rows: list[StoredRow], matcher: Matcher | None, numbers: array[int]
+) -> tuple[list[StoredRow], list[MatchResult] | None, list[tuple[StoredRow, MatchResult]]]:
+    """:func:`split_chunk` for rows already in their stored form (the reader process: the
+    vendor is filled in by the reader). Only the rows :meth:`Matcher.candidates` finds go
+    through ``match``; the others are NO_MATCH, which is what ``match`` gives them."""
+    numbers.extend(map(_STORED_NUMBER, rows))
+    if matcher is None:
+        return rows, None, []
+    n = len(rows)
+    with no_gc():
+        found = (
+            matcher.candidates(map(_STORED_SKU, rows), map(_STORED_MPN, rows), n)
+            if n >= 64
+            else None
+        )
+        positions: Iterable[int] = range(n) if found is None else found
+        hits: list[tuple[int, MatchResult]] = []
+        for i in positions:
+            m = matcher.match(_Stored._make(rows[i]))
+            if m != NO_MATCH:
+                hits.append((i, m))
+        if not hits:
+            return rows, None, []
+        results = [NO_MATCH] * n
+        for i, m in hits:
+            results[i] = m
+        # Cut the matched rows out by slices (C speed), not by a pass over every row.
+        loose: list[StoredRow] = []
+        loose_results: list[MatchResult] = []
+        matched: list[tuple[StoredRow, MatchResult]] = []
+        after = 0
+        for i, m in hits:
+            if m.item_id is None:
+                continue  # ambiguous: stays loose, with its method
+            loose += rows[after:i]
+            loose_results += results[after:i]
+            matched.append((rows[i], m))
+            after = i + 1
+        loose += rows[after:]
+        loose_results += results[after:]
     return loose, loose_results, matched
 
 
