@@ -200,6 +200,7 @@ class Matcher:
         self._sku_keys = (
             set(self._by_vendor_sku) | set(self._by_identifier) | {k[1] for k in self._mappings}
         )
+        self._loose: set[str] | None = None  # every key, loosened (``candidates``)
         self._fuzzy: tuple[list[str], list[int]] | None = None
         self._mpn_list: list[str] | None = None  # the MPN keys, sorted (suggestions)
 
@@ -215,7 +216,7 @@ class Matcher:
             (k.item_id, k.identifier, k.name, k.vendor_sku, k.mpn, k.manufacturer, k.term)
             for k in self._items.values()
         ]
-        state["_fuzzy"] = state["_mpn_list"] = None
+        state["_fuzzy"] = state["_mpn_list"] = state["_loose"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -301,53 +302,54 @@ class Matcher:
         the keys of every row are computed at once on the joined text instead of row by row.
         None when the bulk keys could differ from what ``match`` computes (whitespace other than
         spaces, a line break inside a key): every row must then go through ``match``."""
-        sku_text = "\n".join(skus)
-        mpn_text = "\n".join(map(str, mpns))  # None -> "None": at worst a candidate
-        if sku_text.count("\n") != count - 1 or mpn_text.count("\n") != count - 1:
+        if count == 0:
+            return []
+        mpns = mpns if isinstance(mpns, list) else list(mpns)
+        try:
+            mpn_text = "\n".join(mpns)  # type: ignore[arg-type]
+        except TypeError:  # a row without an MPN: None -> "None", at worst a candidate
+            mpn_text = "\n".join(map(str, mpns))
+        text = "\n".join(skus) + "\n" + mpn_text
+        if text.count("\n") != 2 * count - 1:
             return None
         # ``match`` case-folds each key; case folding maps character by character (no context,
         # unlike lower()), so folding the joined text folds every line. For ASCII text lower()
         # is the same mapping, and faster.
-        if sku_text.isascii() and mpn_text.isascii():
-            sku_text, mpn_text, odd = sku_text.lower(), mpn_text.lower(), _ODD_SPACE
+        if text.isascii():
+            text, odd = text.lower(), _ODD_SPACE
         else:
-            sku_text, mpn_text, odd = sku_text.casefold(), mpn_text.casefold(), _ODD_SPACES
-        for text in (sku_text, mpn_text):
-            # ``match`` drops every kind of whitespace where a key holds a space, and strips the
-            # ends: with spaces the only whitespace, removing spaces is the same.
-            if any(ch in text for ch in odd):
-                return None
-        sku_keys = sku_text.replace(" ", "").split("\n")
-        mpn_ids = mpn_text.replace(" ", "").split("\n")
-        mpn_keys = (
-            mpn_text.replace("-", "")
-            .replace(" ", "")
-            .replace(".", "")
-            .replace("/", "")
-            .replace("_", "")
-            .split("\n")
-        )
-        checks = [
-            (sku_keys, self._sku_keys),
-            (mpn_keys, self._by_mpn.keys()),
-            (mpn_ids, self._by_identifier.keys()),
-        ]
-        if "#" in mpn_text:
-            # normalise_mpn drops a known HP regional suffix ("#ABA") after the last '#': the
-            # key before that '#' (none dropped nothing, and '#' is never dropped, so it is the
-            # same '#'). Keys without a '#' give "", which no index holds.
-            checks.append(([k.rpartition("#")[0] for k in mpn_keys], self._by_mpn.keys()))
+            text, odd = text.casefold(), _ODD_SPACES
+        if any(ch in text for ch in odd):
+            # ``match`` drops every kind of whitespace where a key holds a space, and strips
+            # the ends: where spaces are the only whitespace, dropping spaces is the same.
+            return None
+        # One loose key per SKU and per MPN: without spaces (what every exact key drops) and
+        # without the - . / _ that MPN keys drop, looked up among the catalogue's keys loosened
+        # the same way. Whatever key ``match`` finds, its loose form is there: a superset.
+        keys = text.translate(_LOOSE).split("\n")  # on 500 kB, 2x five replace()s
+        index = self._loose_keys()
         found: set[int] = set()
-        for keys, index in checks:
-            if index.isdisjoint(keys):  # one C pass: nearly every chunk stops here
-                continue
-            for key in index & set(keys):
+        lists = [keys]
+        if "#" in text:
+            # normalise_mpn drops a known HP regional suffix ("#ABA") after the last '#': the
+            # key before that '#' ('#' is never dropped, so it is the same '#'). Keys without a
+            # '#' give "", which no index holds.
+            lists.append([k.rpartition("#")[0] for k in keys])
+        for loose in lists:
+            # One C pass: nearly every chunk of a distributor's file finds nothing.
+            for key in index.intersection(loose):
                 at = -1
                 with contextlib.suppress(ValueError):
                     while True:
-                        at = keys.index(key, at + 1)
-                        found.add(at)
+                        at = loose.index(key, at + 1)
+                        found.add(at % count)
         return sorted(found)
+
+    def _loose_keys(self) -> set[str]:
+        if self._loose is None:
+            every = self._sku_keys.union(self._by_mpn, self._by_identifier)
+            self._loose = {_loosen(k) for k in every} - {""}
+        return self._loose
 
     def _decide(
         self, ids: list[int], term: str | None, manufacturer: str | None, method: str
@@ -430,6 +432,13 @@ class Matcher:
 
         ranked = sorted(best.values(), key=lambda s: (-s.score, s.item_id))
         return ranked[:limit]
+
+
+_LOOSE = str.maketrans("", "", " -./_")
+
+
+def _loosen(key: str) -> str:
+    return key.replace("-", "").replace(".", "").replace("/", "").replace("_", "")
 
 
 _SKU = attrgetter("sku")

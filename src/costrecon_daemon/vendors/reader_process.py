@@ -101,6 +101,7 @@ def _json(values: list[Any]) -> str:
 
 
 _UNITS = itemgetter(7)
+_METHOD = itemgetter(slice(1, 2))  # a MatchResult's (method,)
 
 
 def loose_json(name: str, rows: list[VendorRow], results: list[MatchResult] | None) -> str:
@@ -127,7 +128,10 @@ def stored_json(name: str, rows: list[StoredRow], results: list[MatchResult] | N
         )
     if results is None:
         return _json(rows)
-    return _json([(*values, m.method) for values, m in zip(rows, results, strict=True)])
+    if len(rows) != len(results):  # pragma: no cover - a reader bug
+        raise RuntimeError("a chunk's rows and match results disagree")
+    # Each row with its match method appended, at C speed: row + result[1:2].
+    return _json(list(map(tuple.__add__, rows, map(_METHOD, results))))
 
 
 def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) -> None:

@@ -169,6 +169,8 @@ def _valid_utf8(open_binary: Callable[[], IO[bytes]]) -> bool:
     with open_binary() as fh:
         try:
             while chunk := fh.read(1 << 20):
+                if chunk.isascii() and not decoder.getstate()[0]:
+                    continue  # ASCII is UTF-8 (nothing of a character is pending): 10x faster
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
