@@ -101,12 +101,20 @@ class Suggestion:
 
 
 class RowLike(Protocol):
-    vendor: str
-    sku: str
-    mpn: str | None
-    manufacturer: str | None
-    description: str
-    term: str | None
+    """What matching reads of a row (read only: a stored row's view is a tuple)."""
+
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def mpn(self) -> str | None: ...
+    @property
+    def manufacturer(self) -> str | None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def term(self) -> str | None: ...
 
 
 NO_MATCH = MatchResult(None, None)
