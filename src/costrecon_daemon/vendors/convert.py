@@ -217,6 +217,8 @@ def _convert(
     desc_pair = tuple(desc_join[0]) if desc_join is not None and len(desc_join[0]) == 2 else None
     mpn_join = joined.get("mpn")
     skip_actions = prof.skip_actions
+    # Whether a row's action cell drops it: a handful of distinct cells ("A", "C", "D") per file.
+    action_skips: dict[str, bool] = {}
     keep_only = plan.keep_only
     per_term = prof.price_per_term
     file_vendor = vendor or ""
@@ -243,6 +245,7 @@ def _convert(
     plain_units = as_stored and not per_term
     hash_key = _STORED_KEY if as_stored else _ROW_KEY
     units = 0
+    description_stored = DESCRIPTION_STORED
     streamed = 0
     errors_dropped = 0
 
@@ -292,9 +295,14 @@ def _convert(
                 skipped += 1  # a heading or note line ("Microsoft cloud", "End of list")
                 continue
         total += 1
-        if i_action is not None and skip_actions and f[i_action].strip().upper() in skip_actions:
-            skipped += 1
-            continue
+        if i_action is not None and skip_actions:
+            raw_action = f[i_action]
+            skip = action_skips.get(raw_action)
+            if skip is None:
+                skip = action_skips[raw_action] = raw_action.strip().upper() in skip_actions
+            if skip:
+                skipped += 1
+                continue
         if keep_only and any(f[at].strip().casefold() not in ok for at, ok in keep_only):
             skipped += 1
             continue
@@ -447,7 +455,7 @@ def _convert(
                     sku,
                     mpn,
                     manufacturer,
-                    description[:DESCRIPTION_STORED],
+                    description[:description_stored],
                     term,
                     units,
                     currency,
