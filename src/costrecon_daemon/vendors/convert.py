@@ -246,6 +246,8 @@ def _convert(
     hash_key = _STORED_KEY if as_stored else _ROW_KEY
     units = 0
     description_stored = DESCRIPTION_STORED
+    units_per, plain_digits = _UNITS_PER, _PLAIN_DIGITS
+    want_list = i_list is not None and list_prices
     streamed = 0
     errors_dropped = 0
 
@@ -319,10 +321,10 @@ def _convert(
             if plain.isdigit() and plain.isascii():
                 at = raw_cost.find(decimal_mark)
                 places = 0 if at < 0 else len(raw_cost) - at - 1
-                if plain_units and places <= 4 and len(plain) <= _PLAIN_DIGITS:
+                if plain_units and places <= 4 and len(plain) <= plain_digits:
                     # Ten-thousandths straight from the digits: with at most 4 decimals nothing
                     # rounds, so this is exactly what the Decimal below would store.
-                    units = int(plain) * _UNITS_PER[places]
+                    units = int(plain) * units_per[places]
                 else:
                     cost = dec(raw_cost.replace(",", ".") if fast_comma else raw_cost).quantize(
                         quant, rounding=half_even
@@ -415,7 +417,7 @@ def _convert(
         # The import stores no list price (vendor_costs has no column for it): it asks for none,
         # ~0.5 µs a row of Decimal work saved (issue 15).
         list_price = (
-            _list_price(f[i_list], decimal_mark) if i_list is not None and list_prices else None
+            _list_price(f[i_list], decimal_mark) if want_list else None  # type: ignore[index]
         )
         if per_term:
             cost, list_price = _per_month(cost, list_price, term, billing)  # type: ignore[arg-type]
