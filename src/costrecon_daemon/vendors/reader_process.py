@@ -44,7 +44,7 @@ from typing import IO, Any
 import orjson
 
 from costrecon_daemon.runtime import no_gc
-from costrecon_daemon.vendors.convert import repeated_rows
+from costrecon_daemon.vendors.convert import repeated_rows, to_stored
 from costrecon_daemon.vendors.matching import Matcher, MatchResult, split_stored
 from costrecon_daemon.vendors.profiles import Profile
 from costrecon_daemon.vendors.readers import stream_price_file
@@ -107,16 +107,7 @@ _METHOD = itemgetter(slice(1, 2))  # a MatchResult's (method,)
 def loose_json(name: str, rows: list[VendorRow], results: list[MatchResult] | None) -> str:
     """Rows no item matched as the JSON text ``importer.insert_json`` stores: their stored forms,
     plus each one's match method when ``results`` are given (a chunk where something matched)."""
-    if results is None:
-        loose = [stored(r) for r in rows]
-    else:
-        loose = [(*stored(r), m.method) for r, m in zip(rows, results, strict=True)]
-    if loose and max(values[7] for values in loose) > MAX_UNITS:
-        # JSON numbers past 64 bits would reach the database as floats: never.
-        raise FileUnreadable(
-            f"{name} has a cost too large to store (beyond 922 trillion); check the cost column."
-        )
-    return _json(loose)
+    return stored_json(name, to_stored(rows, ""), results)  # "": each row's own vendor, as is
 
 
 def stored_json(name: str, rows: list[StoredRow], results: list[MatchResult] | None) -> str:
