@@ -281,3 +281,64 @@ def test_a_cost_past_64_bits_fails_the_file_in_both_paths() -> None:
     row = VendorRow(2, "V", "S", None, None, "", None, None, "USD", Decimal(1 << 63) / 10_000, None)
     with pytest.raises(FileUnreadable, match="too large to store"):
         loose_json("f.csv", [row], None)
+
+
+# ------------------------------------------------------------------------- the reader process
+
+
+def _catalogue_file(directory: Path) -> Path:
+    """A generic CSV whose rows name catalogue items by every key, ambiguously, and not at all,
+    spread over several chunks, with repeated SKUs for the repeated-key check."""
+    lines = ["SKU,MPN,Manufacturer,Description,Cost,Currency"]
+    names = ["SKU 1", "x#y-z", "5cd-1234#ABA", "same-mpn", "MAPPED-1", "İSTANBUL", "0001234"]
+    for i in range(45_000):
+        if i % 997 == 0:
+            sku, mpn = f"R{i}", names[(i // 997) % len(names)]
+        else:
+            sku, mpn = f"ING{i:07d}", f"M{i:06d}-{i % 13}"
+        if i % 20_011 == 5:
+            sku = "ING0000001"  # the same SKU again, further down
+        lines.append(f"{sku},{mpn},HP,Item {i},{i % 5000}.{i % 100:02d},USD")
+    path = directory / "catalogue.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_reader_process_sends_what_the_full_path_would(tmp_path: Path) -> None:
+    from costrecon_daemon.vendors import reader_process
+    from costrecon_daemon.vendors.convert import repeated_rows
+    from costrecon_daemon.vendors.reader_process import stored
+
+    path = _catalogue_file(tmp_path)
+    matcher = Matcher(CATALOGUE, MAPPINGS)
+    request = {
+        "path": str(path),
+        "profile": None,
+        "profiles": {},
+        "default_currency": "USD",
+        "vendor": None,
+        "fallback_vendor": "Ingram Micro",
+        "matcher": matcher,
+    }
+    sent: list[tuple] = []
+    reader_process.read(request, sent.append)
+
+    # The same file the way the reader process read it before its fast paths.
+    expected: list[tuple] = []
+    numbers: array[int] = array("q")
+
+    def sink(rows: list[VendorRow]) -> None:
+        rest, results, pairs = split_chunk(rows, matcher, "Ingram Micro", numbers)
+        text = loose_json(path.name, rest, results)
+        matched = [(stored(r), m.item_id, m.method, tuple(m.candidates)) for r, m in pairs]
+        expected.append(("chunk", text, len(rest), results is not None, matched))
+
+    result = stream_price_file(path, sink, list_prices=False)
+    chunks = [m for m in sent if m[0] == "chunk"]
+    assert len(chunks) == 3
+    assert chunks == expected
+    assert sum(len(m[4]) for m in chunks) > 10 and any(m[3] for m in chunks)
+    done = sent[-1][1]
+    assert done["suspects"] == repeated_rows(result.key_hashes, numbers) != []
+    assert done["errors"] == [(e.row, e.column, e.message) for e in result.errors]
+    assert done["total_rows"] == result.total_rows == 45_000
