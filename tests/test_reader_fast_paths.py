@@ -342,3 +342,50 @@ def test_the_reader_process_sends_what_the_full_path_would(tmp_path: Path) -> No
     assert done["suspects"] == repeated_rows(result.key_hashes, numbers) != []
     assert done["errors"] == [(e.row, e.column, e.message) for e in result.errors]
     assert done["total_rows"] == result.total_rows == 45_000
+
+
+def _skus_csv(directory: Path, skus: list[str]) -> Path:
+    lines = ["SKU,Cost", *(f"{sku},{1 + i % 7}.25" for i, sku in enumerate(skus))]
+    path = directory / "skus.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("order", "repeats"),
+    [
+        ("ascending", None),  # a list sorted by part number: nothing to check
+        ("repeat-across-chunks", [12, 261]),  # ascending for chunks, then an early SKU again
+        ("repeat-inside-a-chunk", [101, 102]),  # the same SKU twice in a row is not ascending
+        ("descending", []),  # not ascending, no repeats: the check runs and finds none
+    ],
+)
+def test_repeated_skus_are_found_whatever_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str, repeats: list[int] | None
+) -> None:
+    from costrecon_daemon.vendors import convert
+
+    monkeypatch.setattr(convert, "STREAM_CHUNK", 50)  # several chunks from a small file
+    skus = [f"S{i:05d}" for i in range(300)]
+    if order == "repeat-across-chunks":
+        skus[259] = skus[10]  # rows are numbered from 2 (the header is row 1)
+    elif order == "repeat-inside-a-chunk":
+        skus[100] = skus[99]
+    elif order == "descending":
+        skus.reverse()
+    path = _skus_csv(tmp_path, skus)
+    for stored_vendor in (None, FALLBACK):
+        numbers: array[int] = array("q")
+        got: list = []
+
+        def sink(rows: list, numbers: array[int] = numbers, got: list = got) -> None:
+            got.extend(rows)
+            numbers.extend(r[0] if isinstance(r, tuple) else r.row for r in rows)
+
+        result = stream_price_file(path, sink, stored_vendor=stored_vendor)
+        assert len(got) == 300
+        if repeats is None:
+            assert result.key_hashes is None
+        else:
+            assert result.key_hashes is not None
+            assert convert.repeated_rows(result.key_hashes, numbers) == repeats

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import islice
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, lt
 from typing import Any
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
@@ -142,7 +142,8 @@ def finish_read(
     """Validate every row. With ``sink``, rows are handed over in chunks as they are read and
     never held together (the streaming import): the result's ``rows`` is then empty, and its
     ``key_hashes`` holds one hash per row's (SKU, term, currency) so the caller can find
-    repeated SKUs afterwards without keeping the rows. With ``sink`` and ``stored_vendor``, the
+    repeated SKUs afterwards without keeping the rows (None when the SKUs came in strictly
+    ascending order: no key can repeat). With ``sink`` and ``stored_vendor``, the
     sink gets each row in its stored form (:data:`StoredRow`) instead of a VendorRow, with
     ``stored_vendor`` as the vendor of rows that name none."""
     if prof.decimal_mark:
@@ -244,6 +245,8 @@ def _convert(
     # The stored form wants integer ten-thousandths; a whole-term price is divided as a Decimal.
     plain_units = as_stored and not per_term
     hash_key = _STORED_KEY if as_stored else _ROW_KEY
+    sku_of = _STORED_SKU if as_stored else _SKU
+    ascending, last_sku = True, ""  # every SKU so far above the one before it
     units = 0
     description_stored = DESCRIPTION_STORED
     units_per, plain_digits = _UNITS_PER, _PLAIN_DIGITS
@@ -488,6 +491,8 @@ def _convert(
             # the full key of the few rows whose hash repeats. Hashed a chunk at a time, at C
             # speed: hash((sku, term, currency)) of every row.
             key_hashes.extend(map(hash, map(hash_key, rows)))
+            if ascending:
+                ascending, last_sku = _still_ascending(list(map(sku_of, rows)), last_sku)
             sink(rows)  # type: ignore[misc]
             rows = []
             append = rows.append
@@ -495,6 +500,8 @@ def _convert(
     if streaming and rows:
         streamed += len(rows)
         key_hashes.extend(map(hash, map(hash_key, rows)))
+        if ascending:
+            ascending, last_sku = _still_ascending(list(map(sku_of, rows)), last_sku)
         sink(rows)  # type: ignore[misc]
         rows = []
 
@@ -520,7 +527,9 @@ def _convert(
         decimal_mark=decimal_mark,
     )
     if streaming:
-        result.streamed, result.key_hashes = streamed, key_hashes
+        # SKUs in strictly ascending order (a distributor's list sorted by its part number)
+        # cannot repeat: no key can, and there is nothing for the repeated-key check to do.
+        result.streamed, result.key_hashes = streamed, None if ascending else key_hashes
     return result
 
 
@@ -626,6 +635,14 @@ _SKU = attrgetter("sku")
 _ROW = attrgetter("row")
 _ROW_KEY = attrgetter("sku", "term", "currency")
 _STORED_KEY = itemgetter(2, 6, 8)  # a StoredRow's (sku, term, currency)
+_STORED_SKU = itemgetter(2)
+
+
+def _still_ascending(skus: list[str], last: str) -> tuple[bool, str]:
+    """Whether a chunk's SKUs (never empty: a row without one is an error) each sort above the
+    one before, the first above ``last`` (the previous chunk's last; "" sorts below any SKU):
+    compared at C speed, and stopping at the first that does not."""
+    return last < skus[0] and all(map(lt, skus, islice(skus, 1, None))), skus[-1]
 
 
 def _collapse_duplicates(
