@@ -166,6 +166,7 @@ CATALOGUE = [
     CatalogKey(8, "DUP-2", "Duplicate B", mpn="SAME-MPN"),
     CatalogKey(9, "ΣΊΣΥΦΟΣ", "Greek", mpn="İSTANBUL"),
     CatalogKey(10, "0001234", "Leading zeros", vendor_sku="00ING1"),
+    CatalogKey(11, "--", "Only punctuation", mpn="./_"),  # keys that loosen to nothing
 ]
 MAPPINGS = [Mapping("Ingram Micro", "MAPPED-1", None, 4), Mapping("TD Synnex", "MS-1", "P1Y", 6)]
 
@@ -178,7 +179,7 @@ _PIECES = [
     "abcdefgh", "AB CD EF GH", "SKU 1", "sku1", " SKU1 ", "CFQ7:0001", "cfq70001", "same-mpn",
     "SAMEMPN", "σίσυφοσ", "ΣΊΣΥΦΟΣ", "i̇stanbul", "İSTANBUL", "ISTANBUL", "00ING1", "0ING1",
     "MAPPED-1", "mapped 1", "MS-1", "abc\u00a0123", "ABC\t123", "ABC-123", "abc–123", "None",
-    "NONE", "0001234", "1234", "ＡＢＣ-123", "abc-123\u3000", "M12345678-001",
+    "NONE", "0001234", "1234", "ＡＢＣ-123", "abc-123\u3000", "M12345678-001", "--", "-", "./_",
 ]  # fmt: skip
 
 

@@ -341,7 +341,7 @@ class Matcher:
         if "#" in text:
             # normalise_mpn drops a known HP regional suffix ("#ABA") after the last '#': the
             # key before that '#' ('#' is never dropped, so it is the same '#'). Keys without a
-            # '#' give "", which no index holds.
+            # '#' give "", a candidate only where a catalogue key loosens to "".
             lists.append([k.rpartition("#")[0] for k in keys])
         for loose in lists:
             # One C pass: nearly every chunk of a distributor's file finds nothing.
@@ -356,7 +356,9 @@ class Matcher:
     def _loose_keys(self) -> set[str]:
         if self._loose is None:
             every = self._sku_keys.union(self._by_mpn, self._by_identifier)
-            self._loose = {_loosen(k) for k in every} - {""}
+            # A key of punctuation only ("--") loosens to "": then every row is a candidate,
+            # slower but never a match lost.
+            self._loose = {_loosen(k) for k in every}
         return self._loose
 
     def _decide(
