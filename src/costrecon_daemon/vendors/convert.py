@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import islice
-from operator import attrgetter
+from operator import attrgetter, itemgetter, lt
 from typing import Any
 
 from costrecon_daemon.money import QUANT, MoneyError, normalise_currency
@@ -25,14 +25,22 @@ from costrecon_daemon.vendors.profiles import (
 )
 from costrecon_daemon.vendors.rows import (
     DECIMAL_SAMPLE_ROWS,
+    DESCRIPTION_STORED,
     FileUnreadable,
     ReadResult,
     RowError,
+    StoredRow,
     VendorRow,
     first_records,
 )
 
 STREAM_CHUNK = 20_000  # rows handed to the sink at a time: a few MB
+# 10**(4 - n): the ten-thousandths of one unit of the n-th decimal place, for n = 0..4.
+_UNITS_PER = (10_000, 1_000, 100, 10, 1)
+# Longest digit string converted to ten-thousandths without Decimal: with at most 4 decimals,
+# its integer has at most 28 digits, so Decimal's quantize (28 digits of precision) would succeed
+# too and give the same value; a longer one takes the Decimal path and its error.
+_PLAIN_DIGITS = 24
 MAX_ERRORS_KEPT = 100_000  # row problems listed for one file; the rest are counted
 
 
@@ -126,14 +134,18 @@ def finish_read(
     today: date | None,
     delimiter: str | None,
     encoding: str | None,
-    sink: Callable[[list[VendorRow]], None] | None = None,
+    sink: Callable[[list[Any]], None] | None = None,
     *,
     list_prices: bool = True,
+    stored_vendor: str | None = None,
 ) -> ReadResult:
     """Validate every row. With ``sink``, rows are handed over in chunks as they are read and
     never held together (the streaming import): the result's ``rows`` is then empty, and its
-    ``key_hashes`` holds one hash per row's (vendor, SKU, term, billing, currency) so the caller
-    can find repeated SKUs afterwards without keeping the rows."""
+    ``key_hashes`` holds one hash per row's (SKU, term, currency) so the caller can find
+    repeated SKUs afterwards without keeping the rows (None when the SKUs came in strictly
+    ascending order: no key can repeat). With ``sink`` and ``stored_vendor``, the
+    sink gets each row in its stored form (:data:`StoredRow`) instead of a VendorRow, with
+    ``stored_vendor`` as the vendor of rows that name none."""
     if prof.decimal_mark:
         decimal_mark = prof.decimal_mark
     else:
@@ -157,6 +169,7 @@ def finish_read(
             today=today or date.today(),
             sink=sink,
             list_prices=list_prices,
+            stored_vendor=stored_vendor if sink is not None else None,
         )
     if result.total_rows == 0:
         raise FileUnreadable(f"{name} has a header but no price rows.")
@@ -180,13 +193,14 @@ def _convert(
     default_currency: str,
     decimal_mark: str,
     today: date,
-    sink: Callable[[list[VendorRow]], None] | None = None,
+    sink: Callable[[list[Any]], None] | None = None,
     list_prices: bool = True,
+    stored_vendor: str | None = None,
 ) -> ReadResult:
     """Validate and convert rows. This loop is the intake hot path (benchmarks/intake.py): plain
     amounts take a fast path with no regex, lookups of repeated text (currency, term) are cached,
     and each row costs one list and one VendorRow."""
-    rows: list[VendorRow] = []
+    rows: list[Any] = []  # VendorRows, or StoredRows with ``stored_vendor``
     errors: list[RowError] = []
     index, joined, names = plan.index, plan.joined, plan.names
     width = plan.width
@@ -204,6 +218,8 @@ def _convert(
     desc_pair = tuple(desc_join[0]) if desc_join is not None and len(desc_join[0]) == 2 else None
     mpn_join = joined.get("mpn")
     skip_actions = prof.skip_actions
+    # Whether a row's action cell drops it: a handful of distinct cells ("A", "C", "D") per file.
+    action_skips: dict[str, bool] = {}
     keep_only = plan.keep_only
     per_term = prof.price_per_term
     file_vendor = vendor or ""
@@ -225,7 +241,16 @@ def _convert(
     append = rows.append
     streaming = sink is not None
     key_hashes = array("q")
-    add_hash = key_hashes.append
+    as_stored = stored_vendor is not None
+    # The stored form wants integer ten-thousandths; a whole-term price is divided as a Decimal.
+    plain_units = as_stored and not per_term
+    hash_key = _STORED_KEY if as_stored else _ROW_KEY
+    sku_of = _STORED_SKU if as_stored else _SKU
+    ascending, last_sku = True, ""  # every SKU so far above the one before it
+    units = 0
+    description_stored = DESCRIPTION_STORED
+    units_per, plain_digits = _UNITS_PER, _PLAIN_DIGITS
+    want_list = i_list is not None and list_prices
     streamed = 0
     errors_dropped = 0
 
@@ -275,9 +300,14 @@ def _convert(
                 skipped += 1  # a heading or note line ("Microsoft cloud", "End of list")
                 continue
         total += 1
-        if i_action is not None and skip_actions and f[i_action].strip().upper() in skip_actions:
-            skipped += 1
-            continue
+        if i_action is not None and skip_actions:
+            raw_action = f[i_action]
+            skip = action_skips.get(raw_action)
+            if skip is None:
+                skip = action_skips[raw_action] = raw_action.strip().upper() in skip_actions
+            if skip:
+                skipped += 1
+                continue
         if keep_only and any(f[at].strip().casefold() not in ok for at, ok in keep_only):
             skipped += 1
             continue
@@ -292,9 +322,16 @@ def _convert(
         plain = raw_cost.replace(decimal_mark, "", 1)
         try:
             if plain.isdigit() and plain.isascii():
-                cost = dec(raw_cost.replace(",", ".") if fast_comma else raw_cost).quantize(
-                    quant, rounding=half_even
-                )
+                at = raw_cost.find(decimal_mark)
+                places = 0 if at < 0 else len(raw_cost) - at - 1
+                if plain_units and places <= 4 and len(plain) <= plain_digits:
+                    # Ten-thousandths straight from the digits: with at most 4 decimals nothing
+                    # rounds, so this is exactly what the Decimal below would store.
+                    units = int(plain) * units_per[places]
+                else:
+                    cost = dec(raw_cost.replace(",", ".") if fast_comma else raw_cost).quantize(
+                        quant, rounding=half_even
+                    )
             else:
                 cost, symbol_currency = parse_cost(raw_cost, decimal_mark)
                 if cost < 0:
@@ -383,7 +420,7 @@ def _convert(
         # The import stores no list price (vendor_costs has no column for it): it asks for none,
         # ~0.5 µs a row of Decimal work saved (issue 15).
         list_price = (
-            _list_price(f[i_list], decimal_mark) if i_list is not None and list_prices else None
+            _list_price(f[i_list], decimal_mark) if want_list else None  # type: ignore[index]
         )
         if per_term:
             cost, list_price = _per_month(cost, list_price, term, billing)  # type: ignore[arg-type]
@@ -412,36 +449,59 @@ def _convert(
         else:
             mpn = (f[i_mpn].strip() or None) if i_mpn is not None else None
 
-        append(
-            new_row(
-                number,
-                row_vendor,
-                sku,
-                mpn,
-                (f[i_mfr].strip() or None) if i_mfr is not None else None,
-                description,
-                term,  # type: ignore[arg-type]
-                billing,  # type: ignore[arg-type]
-                currency,  # type: ignore[arg-type]
-                cost,  # type: ignore[arg-type]
-                list_price,
+        manufacturer = (f[i_mfr].strip() or None) if i_mfr is not None else None
+        if as_stored:
+            if cost is not None:
+                units = int(cost.scaleb(4))  # quantized to 4 places above: exact
+            append(
+                (
+                    number,
+                    row_vendor or stored_vendor,
+                    sku,
+                    mpn,
+                    manufacturer,
+                    description[:description_stored],
+                    term,
+                    units,
+                    currency,
+                )
             )
-        )
+        else:
+            append(
+                new_row(
+                    number,
+                    row_vendor,
+                    sku,
+                    mpn,
+                    manufacturer,
+                    description,
+                    term,  # type: ignore[arg-type]
+                    billing,  # type: ignore[arg-type]
+                    currency,  # type: ignore[arg-type]
+                    cost,  # type: ignore[arg-type]
+                    list_price,
+                )
+            )
         if start is not None:
             starts.append(start)  # type: ignore[arg-type]
-        if streaming:
+        if streaming and len(rows) >= STREAM_CHUNK:
+            streamed += len(rows)
             # Billing is not stored (vendor_costs has no column for it) and the vendor may be
             # filled in later (from the file name), so neither is hashed; the caller compares
-            # the full key of the few rows whose hash repeats.
-            add_hash(hash((sku, term, currency)))
-            if len(rows) >= STREAM_CHUNK:
-                streamed += len(rows)
-                sink(rows)  # type: ignore[misc]
-                rows = []
-                append = rows.append
+            # the full key of the few rows whose hash repeats. Hashed a chunk at a time, at C
+            # speed: hash((sku, term, currency)) of every row.
+            key_hashes.extend(map(hash, map(hash_key, rows)))
+            if ascending:
+                ascending, last_sku = _still_ascending(list(map(sku_of, rows)), last_sku)
+            sink(rows)  # type: ignore[misc]
+            rows = []
+            append = rows.append
 
     if streaming and rows:
         streamed += len(rows)
+        key_hashes.extend(map(hash, map(hash_key, rows)))
+        if ascending:
+            ascending, last_sku = _still_ascending(list(map(sku_of, rows)), last_sku)
         sink(rows)  # type: ignore[misc]
         rows = []
 
@@ -467,8 +527,30 @@ def _convert(
         decimal_mark=decimal_mark,
     )
     if streaming:
-        result.streamed, result.key_hashes = streamed, key_hashes
+        # SKUs in strictly ascending order (a distributor's list sorted by its part number)
+        # cannot repeat: no key can, and there is nothing for the repeated-key check to do.
+        result.streamed, result.key_hashes = streamed, None if ascending else key_hashes
     return result
+
+
+def to_stored(rows: list[VendorRow], vendor: str) -> list[StoredRow]:
+    """VendorRows in their stored form (what ``stored_vendor`` reads straight into), with
+    ``vendor`` where a row names none. Every cost was quantized to 4 places, so ``scaleb`` is
+    exact."""
+    return [
+        (
+            r.row,
+            r.vendor or vendor,
+            r.sku,
+            r.mpn,
+            r.manufacturer,
+            r.description[:DESCRIPTION_STORED],
+            r.term,
+            int(r.cost.scaleb(4)),
+            r.currency,
+        )
+        for r in rows
+    ]
 
 
 def repeated_rows(key_hashes: Any, numbers: Any) -> list[int]:
@@ -551,6 +633,16 @@ def _per_month(
 
 _SKU = attrgetter("sku")
 _ROW = attrgetter("row")
+_ROW_KEY = attrgetter("sku", "term", "currency")
+_STORED_KEY = itemgetter(2, 6, 8)  # a StoredRow's (sku, term, currency)
+_STORED_SKU = itemgetter(2)
+
+
+def _still_ascending(skus: list[str], last: str) -> tuple[bool, str]:
+    """Whether a chunk's SKUs (never empty: a row without one is an error) each sort above the
+    one before, the first above ``last`` (the previous chunk's last; "" sorts below any SKU):
+    compared at C speed, and stopping at the first that does not."""
+    return last < skus[0] and all(map(lt, skus, islice(skus, 1, None))), skus[-1]
 
 
 def _collapse_duplicates(

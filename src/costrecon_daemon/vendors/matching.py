@@ -27,12 +27,13 @@ confirms it once through a suggestion and the saved mapping does the rest. A row
 
 from __future__ import annotations
 
+import contextlib
 import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from costrecon_daemon.runtime import no_gc
@@ -43,7 +44,7 @@ from costrecon_daemon.vendors.normalise import (
     normalise_sku,
     normalise_term,
 )
-from costrecon_daemon.vendors.rows import VendorRow
+from costrecon_daemon.vendors.rows import StoredRow, VendorRow
 
 __all__ = [
     "CatalogKey",
@@ -100,12 +101,20 @@ class Suggestion:
 
 
 class RowLike(Protocol):
-    vendor: str
-    sku: str
-    mpn: str | None
-    manufacturer: str | None
-    description: str
-    term: str | None
+    """What matching reads of a row (read only: a stored row's view is a tuple)."""
+
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def mpn(self) -> str | None: ...
+    @property
+    def manufacturer(self) -> str | None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def term(self) -> str | None: ...
 
 
 NO_MATCH = MatchResult(None, None)
@@ -199,6 +208,7 @@ class Matcher:
         self._sku_keys = (
             set(self._by_vendor_sku) | set(self._by_identifier) | {k[1] for k in self._mappings}
         )
+        self._loose: set[str] | None = None  # every key, loosened (``candidates``)
         self._fuzzy: tuple[list[str], list[int]] | None = None
         self._mpn_list: list[str] | None = None  # the MPN keys, sorted (suggestions)
 
@@ -214,7 +224,7 @@ class Matcher:
             (k.item_id, k.identifier, k.name, k.vendor_sku, k.mpn, k.manufacturer, k.term)
             for k in self._items.values()
         ]
-        state["_fuzzy"] = state["_mpn_list"] = None
+        state["_fuzzy"] = state["_mpn_list"] = state["_loose"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -286,44 +296,70 @@ class Matcher:
             return out
 
     def _candidates(self, rows: list[RowLike]) -> list[int] | None:
-        """The positions of the rows ``match`` could match, found a chunk at a time at C speed:
-        a distributor's file is nearly all SKUs the catalogue does not hold (issue 15), and the
-        keys of every row are computed at once on the joined text instead of row by row. For
-        plain ASCII keys (no '#', no whitespace but spaces) the bulk keys equal what ``match``
-        computes; any other chunk returns None and every row goes through ``match``."""
+        """The positions of the rows ``match`` could match (see :meth:`candidates`)."""
         if len(rows) < 64:
             return None
-        skus = "\n".join(map(_SKU, rows))
-        mpns = "\n".join(map(str, map(_MPN, rows)))  # None -> "None": at worst a candidate
-        n = len(rows)
-        for text in (skus, mpns):
-            if (
-                not text.isascii()
-                or "#" in text
-                or text.count("\n") != n - 1
-                or any(ch in text for ch in _ODD_SPACE)
-            ):
-                return None
-        sku_keys = skus.lower().replace(" ", "").split("\n")
-        mpns = mpns.lower()
-        mpn_ids = mpns.replace(" ", "").split("\n")
-        mpn_keys = (
-            mpns.replace("-", "")
-            .replace(" ", "")
-            .replace(".", "")
-            .replace("/", "")
-            .replace("_", "")
-            .split("\n")
-        )
+        return self.candidates(map(_SKU, rows), map(_MPN, rows), len(rows))
+
+    def candidates(
+        self, skus: Iterable[str], mpns: Iterable[str | None], count: int
+    ) -> list[int] | None:
+        """The positions (sorted) of the rows, given as their ``count`` SKUs and MPNs, that
+        ``match`` could match: a superset of the rows it does match, found a chunk at a time at C
+        speed. A distributor's file is nearly all SKUs the catalogue does not hold (issue 15), so
+        the keys of every row are computed at once on the joined text instead of row by row.
+        None when the bulk keys could differ from what ``match`` computes (whitespace other than
+        spaces, a line break inside a key): every row must then go through ``match``."""
+        if count == 0:
+            return []
+        mpns = mpns if isinstance(mpns, list) else list(mpns)
+        try:
+            mpn_text = "\n".join(mpns)  # type: ignore[arg-type]
+        except TypeError:  # a row without an MPN: None -> "None", at worst a candidate
+            mpn_text = "\n".join(map(str, mpns))
+        text = "\n".join(skus) + "\n" + mpn_text
+        if text.count("\n") != 2 * count - 1:
+            return None
+        # ``match`` case-folds each key; case folding maps character by character (no context,
+        # unlike lower()), so folding the joined text folds every line. For ASCII text lower()
+        # is the same mapping, and faster.
+        if text.isascii():
+            text, odd = text.lower(), _ODD_SPACE
+        else:
+            text, odd = text.casefold(), _ODD_SPACES
+        if any(ch in text for ch in odd):
+            # ``match`` drops every kind of whitespace where a key holds a space, and strips
+            # the ends: where spaces are the only whitespace, dropping spaces is the same.
+            return None
+        # One loose key per SKU and per MPN: without spaces (what every exact key drops) and
+        # without the - . / _ that MPN keys drop, looked up among the catalogue's keys loosened
+        # the same way. Whatever key ``match`` finds, its loose form is there: a superset.
+        keys = text.translate(_LOOSE).split("\n")  # on 500 kB, 2x five replace()s
+        index = self._loose_keys()
         found: set[int] = set()
-        for keys, index in (
-            (sku_keys, self._sku_keys),
-            (mpn_keys, self._by_mpn.keys()),
-            (mpn_ids, self._by_identifier.keys()),
-        ):
-            if not index.isdisjoint(keys):  # one C pass; the loop runs only on a hit
-                found.update(i for i, k in enumerate(keys) if k in index)
+        lists = [keys]
+        if "#" in text:
+            # normalise_mpn drops a known HP regional suffix ("#ABA") after the last '#': the
+            # key before that '#' ('#' is never dropped, so it is the same '#'). Keys without a
+            # '#' give "", a candidate only where a catalogue key loosens to "".
+            lists.append([k.rpartition("#")[0] for k in keys])
+        for loose in lists:
+            # One C pass: nearly every chunk of a distributor's file finds nothing.
+            for key in index.intersection(loose):
+                at = -1
+                with contextlib.suppress(ValueError):
+                    while True:
+                        at = loose.index(key, at + 1)
+                        found.add(at % count)
         return sorted(found)
+
+    def _loose_keys(self) -> set[str]:
+        if self._loose is None:
+            every = self._sku_keys.union(self._by_mpn, self._by_identifier)
+            # A key of punctuation only ("--") loosens to "": then every row is a candidate,
+            # slower but never a match lost.
+            self._loose = {_loosen(k) for k in every}
+        return self._loose
 
     def _decide(
         self, ids: list[int], term: str | None, manufacturer: str | None, method: str
@@ -408,9 +444,22 @@ class Matcher:
         return ranked[:limit]
 
 
+_LOOSE = str.maketrans("", "", " -./_")
+
+
+def _loosen(key: str) -> str:
+    return key.replace("-", "").replace(".", "").replace("/", "").replace("_", "")
+
+
 _SKU = attrgetter("sku")
 _MPN = attrgetter("mpn")
 _ODD_SPACE = ("\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+# Every character str.split() treats as whitespace, but for the space and the line break.
+_ODD_SPACES = (
+    *_ODD_SPACE,
+    *"\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000",
+    *map(chr, range(0x2000, 0x200B)),
+)
 
 
 def split_chunk(
@@ -437,6 +486,69 @@ def split_chunk(
         else:
             loose.append(r)
             loose_results.append(m)
+    return loose, loose_results, matched
+
+
+class _Stored(NamedTuple):
+    """A stored row (``convert.StoredRow``) as ``match`` reads it: by attribute."""
+
+    row: int
+    vendor: str
+    sku: str
+    mpn: str | None
+    manufacturer: str | None
+    description: str
+    term: str | None
+    units: int
+    currency: str
+
+
+_STORED_SKU = itemgetter(2)
+_STORED_MPN = itemgetter(3)
+_STORED_NUMBER = itemgetter(0)
+
+
+def split_stored(
+    rows: list[StoredRow], matcher: Matcher | None, numbers: array[int]
+) -> tuple[list[StoredRow], list[MatchResult] | None, list[tuple[StoredRow, MatchResult]]]:
+    """:func:`split_chunk` for rows already in their stored form (the reader process: the
+    vendor is filled in by the reader). Only the rows :meth:`Matcher.candidates` finds go
+    through ``match``; the others are NO_MATCH, which is what ``match`` gives them."""
+    numbers.extend(map(_STORED_NUMBER, rows))
+    if matcher is None:
+        return rows, None, []
+    n = len(rows)
+    with no_gc():
+        found = (
+            matcher.candidates(map(_STORED_SKU, rows), map(_STORED_MPN, rows), n)
+            if n >= 64
+            else None
+        )
+        positions: Iterable[int] = range(n) if found is None else found
+        hits: list[tuple[int, MatchResult]] = []
+        for i in positions:
+            m = matcher.match(_Stored._make(rows[i]))
+            if m != NO_MATCH:
+                hits.append((i, m))
+        if not hits:
+            return rows, None, []
+        results = [NO_MATCH] * n
+        for i, m in hits:
+            results[i] = m
+        # Cut the matched rows out by slices (C speed), not by a pass over every row.
+        loose: list[StoredRow] = []
+        loose_results: list[MatchResult] = []
+        matched: list[tuple[StoredRow, MatchResult]] = []
+        after = 0
+        for i, m in hits:
+            if m.item_id is None:
+                continue  # ambiguous: stays loose, with its method
+            loose += rows[after:i]
+            loose_results += results[after:i]
+            matched.append((rows[i], m))
+            after = i + 1
+        loose += rows[after:]
+        loose_results += results[after:]
     return loose, loose_results, matched
 
 

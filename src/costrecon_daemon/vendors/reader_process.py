@@ -37,15 +37,18 @@ import sys
 import traceback
 from array import array
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from types import MappingProxyType
 from typing import IO, Any
 
+import orjson
+
 from costrecon_daemon.runtime import no_gc
-from costrecon_daemon.vendors.convert import repeated_rows
-from costrecon_daemon.vendors.matching import Matcher, MatchResult, split_chunk
+from costrecon_daemon.vendors.convert import repeated_rows, to_stored
+from costrecon_daemon.vendors.matching import Matcher, MatchResult, split_stored
 from costrecon_daemon.vendors.profiles import Profile
 from costrecon_daemon.vendors.readers import stream_price_file
-from costrecon_daemon.vendors.rows import FileUnreadable, VendorRow
+from costrecon_daemon.vendors.rows import FileUnreadable, StoredRow, VendorRow
 
 HEADER = struct.Struct("<I")
 MEMORY_EXIT = 3  # exit status: the reader ran out of memory (RLIMIT_AS)
@@ -82,22 +85,44 @@ def stored(r: VendorRow) -> tuple[Any, ...]:
 
 
 MAX_UNITS = (1 << 63) - 1  # the largest cost (in ten-thousandths) a 64-bit column holds
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+_std_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def _json(values: list[Any]) -> str:
+    """The JSON text of a chunk's rows. orjson writes the very text the standard encoder writes
+    (compact, non-ASCII as is, the same escapes), about 12x faster: 1.4 of the reader's 11 CPU
+    seconds for 2,000,000 rows were this (issue 15)."""
+    try:
+        return orjson.dumps(values).decode()
+    except orjson.JSONEncodeError:
+        # A lone surrogate (none of our decoders makes one) is not UTF-8: the standard encoder
+        # writes it as is, as it always did.
+        return _std_json(values)
+
+
+_UNITS = itemgetter(7)
+_METHOD = itemgetter(slice(1, 2))  # a MatchResult's (method,)
 
 
 def loose_json(name: str, rows: list[VendorRow], results: list[MatchResult] | None) -> str:
     """Rows no item matched as the JSON text ``importer.insert_json`` stores: their stored forms,
     plus each one's match method when ``results`` are given (a chunk where something matched)."""
-    if results is None:
-        loose = [stored(r) for r in rows]
-    else:
-        loose = [(*stored(r), m.method) for r, m in zip(rows, results, strict=True)]
-    if loose and max(values[7] for values in loose) > MAX_UNITS:
+    return stored_json(name, to_stored(rows, ""), results)  # "": each row's own vendor, as is
+
+
+def stored_json(name: str, rows: list[StoredRow], results: list[MatchResult] | None) -> str:
+    """:func:`loose_json` for rows already in their stored form: the same text."""
+    if rows and max(map(_UNITS, rows)) > MAX_UNITS:
         # JSON numbers past 64 bits would reach the database as floats: never.
         raise FileUnreadable(
             f"{name} has a cost too large to store (beyond 922 trillion); check the cost column."
         )
-    return _json(loose)
+    if results is None:
+        return _json(rows)
+    if len(rows) != len(results):  # pragma: no cover - a reader bug
+        raise RuntimeError("a chunk's rows and match results disagree")
+    # Each row with its match method appended, at C speed: row + result[1:2].
+    return _json(list(map(tuple.__add__, rows, map(_METHOD, results))))
 
 
 def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) -> None:
@@ -108,10 +133,10 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
     numbers = array("q")  # row numbers beside the reader's key hashes, same order
     fault = os.environ.get(FAULT_ENV, "")
 
-    def sink(rows: list[VendorRow]) -> None:
-        rest, results, pairs = split_chunk(rows, matcher, fallback, numbers)
-        text = loose_json(request["path"].rsplit("/", 1)[-1], rest, results)
-        matched = [(stored(r), m.item_id, m.method, tuple(m.candidates)) for r, m in pairs]
+    def sink(rows: list[StoredRow]) -> None:
+        rest, results, pairs = split_stored(rows, matcher, numbers)
+        text = stored_json(request["path"].rsplit("/", 1)[-1], rest, results)
+        matched = [(values, m.item_id, m.method, tuple(m.candidates)) for values, m in pairs]
         send(("chunk", text, len(rest), results is not None, matched))
         if fault == "exit":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -130,6 +155,7 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
         default_currency=request["default_currency"],
         vendor=request["vendor"],
         list_prices=False,  # vendor_costs has no column for them
+        stored_vendor=fallback,  # rows come in their stored form: no VendorRow, no Decimal
     )
     suspects: list[int] = []
     if result.key_hashes is not None:

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from itertools import chain, islice
 from pathlib import Path
+from typing import Any
 
 from costrecon_daemon.vendors import limits, spreadsheet
-from costrecon_daemon.vendors.convert import STREAM_CHUNK, finish_read
+from costrecon_daemon.vendors.convert import STREAM_CHUNK, finish_read, to_stored
 from costrecon_daemon.vendors.layout import (
     lookup_profile,
     match_header,
@@ -100,7 +101,7 @@ def read_price_file(
 
 def stream_price_file(
     path: Path,
-    sink: Callable[[list[VendorRow]], None],
+    sink: Callable[[list[Any]], None],
     *,
     profile: str | None = None,
     profiles: Mapping[str, Profile] | None = None,
@@ -108,6 +109,7 @@ def stream_price_file(
     vendor: str | None = None,
     today: date | None = None,
     list_prices: bool = True,
+    stored_vendor: str | None = None,
 ) -> ReadResult:
     """:func:`read_price_file` for the import: rows go to ``sink`` in chunks as they are
     validated and are never all held (``result.rows`` is empty; ``result.streamed`` counts them).
@@ -117,7 +119,10 @@ def stream_price_file(
     The sink sees rows of a file that may still turn out bad: every problem is in
     ``result.errors`` only once the last row was read, so the caller stages what it gets and
     decides at the end (all or nothing). ``list_prices=False``: rows of delimited text carry no
-    list price (the import stores none; it saves Decimal work on every row)."""
+    list price (the import stores none; it saves Decimal work on every row). ``stored_vendor``:
+    the sink gets rows in their stored form (:data:`.rows.StoredRow`) instead of VendorRows,
+    with that vendor where a row names none (the reader process: no VendorRow, and no Decimal
+    for a plain cost)."""
     path = Path(path)
     name = path.name
     all_profiles = merged_profiles(profiles)
@@ -150,9 +155,17 @@ def stream_price_file(
                         *args,
                         sink,
                         list_prices=list_prices,
+                        stored_vendor=stored_vendor,
                     )
     elif magic != spreadsheet.OLE_MAGIC:
-        return stream_text(name, lambda: path.open("rb"), *args, sink, list_prices=list_prices)
+        return stream_text(
+            name,
+            lambda: path.open("rb"),
+            *args,
+            sink,
+            list_prices=list_prices,
+            stored_vendor=stored_vendor,
+        )
     result = read_price_file(
         path,
         profile=profile,
@@ -162,7 +175,8 @@ def stream_price_file(
         today=today,
     )
     for start in range(0, len(result.rows), STREAM_CHUNK):
-        sink(result.rows[start : start + STREAM_CHUNK])
+        chunk = result.rows[start : start + STREAM_CHUNK]
+        sink(chunk if stored_vendor is None else to_stored(chunk, stored_vendor))
     result.streamed, result.rows = len(result.rows), []
     return result
 

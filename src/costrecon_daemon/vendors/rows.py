@@ -31,6 +31,14 @@ class VendorRow:
     list_price: Decimal | None
 
 
+# A row as ``vendor_costs`` stores it (the stored form): ``(row, vendor, sku, mpn, manufacturer,
+# description[:512], term, cost in integer ten-thousandths, currency)``. The reader process sends
+# these; reading straight into them (``finish_read``'s ``stored_vendor``) makes no VendorRow, and
+# no Decimal for a plain cost (issue 15: a distributor's 2,000,000 rows).
+StoredRow = tuple[int, str, str, str | None, str | None, str, str | None, int, str]
+DESCRIPTION_STORED = 512  # characters of a description vendor_costs keeps
+
+
 @dataclass(frozen=True, slots=True)
 class RowError:
     row: int

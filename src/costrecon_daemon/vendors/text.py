@@ -9,10 +9,10 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
-from typing import IO
+from typing import IO, Any
 
 from costrecon_daemon.vendors import limits
-from costrecon_daemon.vendors.convert import finish_read
+from costrecon_daemon.vendors.convert import STREAM_CHUNK, finish_read, to_stored
 from costrecon_daemon.vendors.layout import (
     choose_profile,
     locate_columns,
@@ -25,7 +25,6 @@ from costrecon_daemon.vendors.rows import (
     PEEK_CHARS,
     FileUnreadable,
     ReadResult,
-    VendorRow,
     first_records,
 )
 
@@ -170,6 +169,8 @@ def _valid_utf8(open_binary: Callable[[], IO[bytes]]) -> bool:
     with open_binary() as fh:
         try:
             while chunk := fh.read(1 << 20):
+                if chunk.isascii() and not decoder.getstate()[0]:
+                    continue  # ASCII is UTF-8 (nothing of a character is pending): 10x faster
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -185,13 +186,15 @@ def stream_text(
     default_currency: str,
     vendor: str | None,
     today: date | None,
-    sink: Callable[[list[VendorRow]], None],
+    sink: Callable[[list[Any]], None],
     *,
     list_prices: bool = True,
+    stored_vendor: str | None = None,
 ) -> ReadResult:
     """:func:`read_text` for a file that is never held whole: the head (1 MiB) decides encoding,
     delimiter and profile; then the rows are decoded, split and validated as they stream from
-    disk and handed to ``sink`` in chunks (issue 15: bounded memory at 2,000,000 rows)."""
+    disk and handed to ``sink`` in chunks (issue 15: bounded memory at 2,000,000 rows), as
+    VendorRows or, with ``stored_vendor``, in their stored form (see :func:`.finish_read`)."""
     with open_binary() as fh:
         head = fh.read(PEEK_CHARS)
     if not head.strip():
@@ -246,8 +249,9 @@ def stream_text(
                 data = fh.read(limits.MAX_TEXT_BYTES + 1)
             limits.check_text_size(name, len(data))
             result = read_text(name, data, prof, all_profiles, default_currency, vendor, today)
-            for start in range(0, len(result.rows), 20_000):
-                sink(result.rows[start : start + 20_000])
+            for start in range(0, len(result.rows), STREAM_CHUNK):
+                chunk = result.rows[start : start + STREAM_CHUNK]
+                sink(chunk if stored_vendor is None else to_stored(chunk, stored_vendor))
             result.streamed, result.rows = len(result.rows), []
             result.key_hashes = None  # repeats were already resolved
             return result
@@ -264,6 +268,7 @@ def stream_text(
             encoding,
             sink=sink,
             list_prices=list_prices,
+            stored_vendor=stored_vendor,
         )
     except csv.Error as exc:
         raise FileUnreadable(f"{name} cannot be read as delimited text ({exc}).") from exc
