@@ -27,7 +27,6 @@ confirms it once through a suggestion and the saved mapping does the rest. A row
 
 from __future__ import annotations
 
-import contextlib
 import re
 from array import array
 from bisect import bisect_left
@@ -345,12 +344,12 @@ class Matcher:
             lists.append([k.rpartition("#")[0] for k in keys])
         for loose in lists:
             # One C pass: nearly every chunk of a distributor's file finds nothing.
-            for key in index.intersection(loose):
-                at = -1
-                with contextlib.suppress(ValueError):
-                    while True:
-                        at = loose.index(key, at + 1)
-                        found.add(at % count)
+            hits = index.intersection(loose)
+            if hits:
+                # One pass over the chunk for all of them: a search per key found (list.index
+                # until it fails) walked the chunk once per key, quadratic for a file of mostly
+                # catalogue SKUs (the 200,000-row benchmark took minutes).
+                found.update(at % count for at, key in enumerate(loose) if key in hits)
         return sorted(found)
 
     def _loose_keys(self) -> set[str]:
