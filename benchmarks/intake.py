@@ -48,6 +48,7 @@ import os
 import random
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -192,6 +193,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--distributor", action="store_true")
     parser.add_argument("--distributor-rows", type=int, default=2_000_000)
+    parser.add_argument(
+        "--shuffled", action="store_true", help="--distributor: part numbers in random order"
+    )
     parser.add_argument("--mappings", action="store_true")
     parser.add_argument("--mappings-rows", type=int, default=2_000_000)
     parser.add_argument("--split", action="store_true")
@@ -203,7 +207,7 @@ def main() -> None:
         mappings_bench(args.mappings_rows)
         return
     if args.distributor:
-        distributor(args.distributor_rows)
+        distributor(args.distributor_rows, args.shuffled)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -325,14 +329,26 @@ def main() -> None:
 # ---------------------------------------------------------------------------- --distributor
 
 
-def make_price_txt(path: Path, rows: int, catalogue: list[dict[str, Any]], matching: int) -> int:
+def make_price_txt(
+    path: Path,
+    rows: int,
+    catalogue: list[dict[str, Any]],
+    matching: int,
+    shuffled: bool = False,
+) -> int:
     """Ingram PRICE.TXT rows; ``matching`` of them carry a catalogue item's identifier as the
-    vendor part number (spread through the file). Written line by line: never held whole."""
+    vendor part number (spread through the file). Written line by line: never held whole.
+    ``shuffled``: the part numbers in random order instead of ascending (a list not sorted by
+    part number: every index is then written out of order, and repeated SKUs must be looked for)."""
     rnd = random.Random(11)
     every = max(1, rows // max(1, matching))
     hits = 0
+    order: Any = range(rows)
+    if shuffled:
+        order = array("l", range(rows))
+        random.Random(3).shuffle(order)
     with path.open("w", encoding="ascii", newline="") as fh:
-        for i in range(rows):
+        for i in order:
             mfr = MANUFACTURERS[i % len(MANUFACTURERS)].upper()
             if hits < matching and i % every == every // 2 and hits < len(catalogue):
                 mpn = catalogue[hits]["identifier"]
@@ -426,7 +442,7 @@ def _phases(log_text: str, dropped_at: float) -> str:
     )
 
 
-def distributor(rows: int) -> None:
+def distributor(rows: int, shuffled: bool = False) -> None:
     import sys
     import threading
 
@@ -447,7 +463,7 @@ def distributor(rows: int) -> None:
             with d.http() as c:
                 items = c.post("/v1/costs/rows", json={"ids": ids}).json()["rows"]
             price = directory / "PRICE.TXT"
-            hits = make_price_txt(price, rows, items, 60)
+            hits = make_price_txt(price, rows, items, 60, shuffled=shuffled)
             size_mb = price.stat().st_size / 1e6
             t_base, _ = best(1, lambda: baseline(price))
             rss_before, _ = _rss(pid)
@@ -542,7 +558,7 @@ def distributor(rows: int) -> None:
 
         print(
             f"file: {rows:,} rows, {size_mb:.0f} MB Ingram PRICE.TXT; catalogue 500 items, "
-            f"{hits} rows name one"
+            f"{hits} rows name one; part numbers {'shuffled' if shuffled else 'ascending'}"
         )
         print(f"baseline  csv.reader pass       {t_base:7.3f} s  {rows / t_base:10,.0f} rows/s")
         print(

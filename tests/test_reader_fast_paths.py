@@ -265,14 +265,34 @@ def test_the_chunk_json_is_the_standard_encoders_text() -> None:
         (i, text, text[::-1], None if i % 2 else text, None, text[:512], "P1M", 10**18 + i, "EUR")
         for i, text in enumerate(nasty)
     ]
-    assert stored_json("f.csv", rows, None) == _standard([list(r) for r in rows])
+    # Rows go out in (vendor, SKU) order, the database index's: see the next test.
+    by_key = sorted(rows, key=lambda r: (r[1], r[2]))
+    assert stored_json("f.csv", rows, None) == _standard([list(r) for r in by_key])
     results = [NO_MATCH, NO_MATCH._replace(method="mpn", candidates=(1, 2)), NO_MATCH, NO_MATCH]
     assert stored_json("f.csv", rows, results) == _standard(
-        [[*r, m.method] for r, m in zip(rows, results, strict=True)]
+        sorted(
+            ([*r, m.method] for r, m in zip(rows, results, strict=True)),
+            key=lambda r: (r[1], r[2]),
+        )
     )
     # A lone surrogate is not UTF-8: written as the standard encoder writes it, not refused.
     odd = [(1, "lone \ud800 surrogate", "s", None, None, "", None, 1, "USD")]
     assert stored_json("f.csv", odd, None) == _standard([list(odd[0])])
+
+
+def test_a_chunk_goes_to_the_database_in_index_order_only_when_it_is_not_already() -> None:
+    """The writer keeps an index on (vendor, SKU, term): a chunk in that order walks it in one
+    direction. A chunk already in order (a list sorted by part number) goes as it is; another
+    is sorted, each row keeping its row number and its match method."""
+    ascending = [(n + 2, "V", f"SKU{n:03d}", None, None, "", None, n, "USD") for n in range(5)]
+    assert stored_json("f.csv", ascending, None) == _standard([list(r) for r in ascending])
+    shuffled = [ascending[i] for i in (3, 0, 4, 1, 2)]
+    results = [NO_MATCH._replace(method=f"m{r[0]}") for r in shuffled]
+    sent = json.loads(stored_json("f.csv", shuffled, results))
+    assert [r[2] for r in sent] == [f"SKU{n:03d}" for n in range(5)]
+    assert [(r[0], r[-1]) for r in sent] == [(n + 2, f"m{n + 2}") for n in range(5)]
+    two_vendors = [(2, "B", "A1", *ascending[0][3:]), (3, "A", "Z9", *ascending[0][3:])]
+    assert [r[1] for r in json.loads(stored_json("f.csv", two_vendors, None))] == ["A", "B"]
 
 
 def test_a_cost_past_64_bits_fails_the_file_in_both_paths() -> None:
