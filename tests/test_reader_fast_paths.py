@@ -325,10 +325,14 @@ def _catalogue_file(directory: Path) -> Path:
     return path
 
 
-def test_the_reader_process_sends_what_the_full_path_would(tmp_path: Path) -> None:
-    from costrecon_daemon.vendors import reader_process
+def test_the_reader_process_sends_what_the_full_path_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from costrecon_daemon.vendors import convert, reader_process
     from costrecon_daemon.vendors.convert import repeated_rows
     from costrecon_daemon.vendors.reader_process import stored
+
+    monkeypatch.setattr(convert, "STREAM_CHUNK", 20_000)  # three chunks
 
     path = _catalogue_file(tmp_path)
     matcher = Matcher(CATALOGUE, MAPPINGS)
@@ -363,6 +367,44 @@ def test_the_reader_process_sends_what_the_full_path_would(tmp_path: Path) -> No
     assert done["suspects"] == repeated_rows(result.key_hashes, numbers) != []
     assert done["errors"] == [(e.row, e.column, e.message) for e in result.errors]
     assert done["total_rows"] == result.total_rows == 45_000
+
+
+def test_a_chunk_of_wide_rows_goes_in_pieces_with_every_row_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon holds a message's text while it inserts it and receives the next: a chunk
+    whose text passes MAX_TEXT (long descriptions) is sent in pieces, its matched rows with the
+    last, and the rows are the same as whole."""
+    from costrecon_daemon.vendors import reader_process
+
+    path = _catalogue_file(tmp_path)
+    request = {
+        "path": str(path),
+        "profile": None,
+        "profiles": {},
+        "default_currency": "USD",
+        "vendor": None,
+        "fallback_vendor": "Ingram Micro",
+        "matcher": Matcher(CATALOGUE, MAPPINGS),
+    }
+    whole: list[tuple] = []
+    reader_process.read(request, whole.append)
+    monkeypatch.setattr(reader_process, "MAX_TEXT", 200_000)
+    pieces: list[tuple] = []
+    reader_process.read(request, pieces.append)
+    whole_chunks = [m for m in whole if m[0] == "chunk"]
+    piece_chunks = [m for m in pieces if m[0] == "chunk"]
+    assert len(piece_chunks) > 3 * len(whole_chunks)
+    assert all(len(m[1]) <= 200_000 * 1.1 for m in piece_chunks)
+    for m in piece_chunks:
+        assert len(json.loads(m[1])) == m[2]
+
+    def rows_of(chunks: list[tuple]) -> list[list]:
+        return sorted((r for m in chunks for r in json.loads(m[1])), key=lambda r: r[0])
+
+    assert rows_of(piece_chunks) == rows_of(whole_chunks)
+    assert [x for m in piece_chunks for x in m[4]] == [x for m in whole_chunks for x in m[4]]
+    assert pieces[-1] == whole[-1]  # the same outcome
 
 
 def _skus_csv(directory: Path, skus: list[str]) -> Path:

@@ -85,6 +85,7 @@ def stored(r: VendorRow) -> tuple[Any, ...]:
 
 
 MAX_UNITS = (1 << 63) - 1  # the largest cost (in ten-thousandths) a 64-bit column holds
+MAX_TEXT = 8 << 20  # characters of JSON per message at most (wide rows): the daemon's memory
 _std_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
@@ -148,11 +149,27 @@ def read(request: Mapping[str, Any], send: Callable[[tuple[Any, ...]], None]) ->
     numbers = array("q")  # row numbers beside the reader's key hashes, same order
     fault = os.environ.get(FAULT_ENV, "")
 
+    name = request["path"].rsplit("/", 1)[-1]
+
     def sink(rows: list[StoredRow]) -> None:
         rest, results, pairs = split_stored(rows, matcher, numbers)
-        text = stored_json(request["path"].rsplit("/", 1)[-1], rest, results)
+        text = stored_json(name, rest, results)
         matched = [(values, m.item_id, m.method, tuple(m.candidates)) for values, m in pairs]
-        send(("chunk", text, len(rest), results is not None, matched))
+        if len(text) > MAX_TEXT and len(rest) > 1:
+            # Wide rows (long descriptions): the daemon holds a chunk's text while it inserts
+            # it and the next one arrives, so a chunk is sent in pieces of about MAX_TEXT.
+            pieces = -(-len(text) // MAX_TEXT)
+            step = -(-len(rest) // pieces)
+            del text
+            for at in range(0, len(rest), step):
+                part = stored_json(
+                    name, rest[at : at + step], None if results is None else results[at : at + step]
+                )
+                last = at + step >= len(rest)
+                count = min(step, len(rest) - at)
+                send(("chunk", part, count, results is not None, matched if last else []))
+        else:
+            send(("chunk", text, len(rest), results is not None, matched))
         if fault == "exit":
             os.kill(os.getpid(), signal.SIGKILL)
         elif fault == "hang":
