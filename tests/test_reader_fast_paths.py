@@ -11,6 +11,7 @@ from array import array
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,6 +326,19 @@ def _catalogue_file(directory: Path) -> Path:
     return path
 
 
+def _request(path: Path, matcher: Matcher) -> dict[str, Any]:
+    """What the daemon asks the reader process for, for ``path``."""
+    return {
+        "path": str(path),
+        "profile": None,
+        "profiles": {},
+        "default_currency": "USD",
+        "vendor": None,
+        "fallback_vendor": "Ingram Micro",
+        "matcher": matcher,
+    }
+
+
 def test_the_reader_process_sends_what_the_full_path_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -336,15 +350,7 @@ def test_the_reader_process_sends_what_the_full_path_would(
 
     path = _catalogue_file(tmp_path)
     matcher = Matcher(CATALOGUE, MAPPINGS)
-    request = {
-        "path": str(path),
-        "profile": None,
-        "profiles": {},
-        "default_currency": "USD",
-        "vendor": None,
-        "fallback_vendor": "Ingram Micro",
-        "matcher": matcher,
-    }
+    request = _request(path, matcher)
     sent: list[tuple] = []
     reader_process.read(request, sent.append)
 
@@ -378,15 +384,7 @@ def test_a_chunk_of_wide_rows_goes_in_pieces_with_every_row_once(
     from costrecon_daemon.vendors import reader_process
 
     path = _catalogue_file(tmp_path)
-    request = {
-        "path": str(path),
-        "profile": None,
-        "profiles": {},
-        "default_currency": "USD",
-        "vendor": None,
-        "fallback_vendor": "Ingram Micro",
-        "matcher": Matcher(CATALOGUE, MAPPINGS),
-    }
+    request = _request(path, Matcher(CATALOGUE, MAPPINGS))
     whole: list[tuple] = []
     reader_process.read(request, whole.append)
     monkeypatch.setattr(reader_process, "MAX_TEXT", 200_000)

@@ -257,6 +257,18 @@ def _convert(
     streamed = 0
     errors_dropped = 0
 
+    def hand_on(chunk: list[Any]) -> None:
+        """A chunk to the sink, its keys hashed first. Billing is not stored (vendor_costs has no
+        column for it) and the vendor may be filled in later (from the file name), so neither is
+        hashed; the caller compares the full key of the few rows whose hash repeats. Hashed a
+        chunk at a time, at C speed: hash((sku, term, currency)) of every row."""
+        nonlocal streamed, ascending, last_sku
+        streamed += len(chunk)
+        key_hashes.extend(map(hash, map(hash_key, chunk)))
+        if ascending:
+            ascending, last_sku = _still_ascending(list(map(sku_of, chunk)), last_sku)
+        sink(chunk)  # type: ignore[misc]
+
     def error(number: int, fld: str | None, text: str) -> None:
         nonlocal errors_dropped
         if streaming and len(errors) >= MAX_ERRORS_KEPT:
@@ -488,24 +500,12 @@ def _convert(
         if start is not None:
             starts.append(start)  # type: ignore[arg-type]
         if streaming and len(rows) >= STREAM_CHUNK:
-            streamed += len(rows)
-            # Billing is not stored (vendor_costs has no column for it) and the vendor may be
-            # filled in later (from the file name), so neither is hashed; the caller compares
-            # the full key of the few rows whose hash repeats. Hashed a chunk at a time, at C
-            # speed: hash((sku, term, currency)) of every row.
-            key_hashes.extend(map(hash, map(hash_key, rows)))
-            if ascending:
-                ascending, last_sku = _still_ascending(list(map(sku_of, rows)), last_sku)
-            sink(rows)  # type: ignore[misc]
+            hand_on(rows)
             rows = []
             append = rows.append
 
     if streaming and rows:
-        streamed += len(rows)
-        key_hashes.extend(map(hash, map(hash_key, rows)))
-        if ascending:
-            ascending, last_sku = _still_ascending(list(map(sku_of, rows)), last_sku)
-        sink(rows)  # type: ignore[misc]
+        hand_on(rows)
         rows = []
 
     # Duplicates: one C-speed set over the SKUs proves the common case (no SKU twice) without a
