@@ -35,9 +35,8 @@ from costrecon_daemon.vendors.rows import (
 )
 
 # Rows handed to the sink at a time: a few MB. Each chunk is one write transaction of the
-# import; fewer, larger ones rewrite fewer index pages when a list is not sorted by part
-# number (2M shuffled rows: 76k rows/s at 20,000 a chunk, 103k at 50,000; sorted, the same).
-STREAM_CHUNK = 50_000
+# import. The reader process (big files) uses READER_CHUNK instead: see there.
+STREAM_CHUNK = 20_000
 # 10**(4 - n): the ten-thousandths of one unit of the n-th decimal place, for n = 0..4.
 _UNITS_PER = (10_000, 1_000, 100, 10, 1)
 # Longest digit string converted to ten-thousandths without Decimal: with at most 4 decimals,
