@@ -8,6 +8,7 @@ import logging
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,12 @@ def filler(n: int) -> list[pf.PriceLine]:
         pf.PriceLine(f"FILL-{i:06d}", f"MPN{i:06d}", f"Filler item {i}", D(f"{i}.{i % 100:02d}"))
         for i in range(n)
     ]
+
+
+def _vendor_rows(store: Any) -> int:
+    return int(
+        store.read_sync(lambda c: c.exec_driver_sql("SELECT count(*) FROM vendor_costs").scalar())
+    )
 
 
 def test_a_file_read_in_a_reader_process_is_imported_exactly(
@@ -139,12 +146,7 @@ def test_a_reader_process_error_names_every_bad_row_like_the_daemon_does(
         assert apart["errors"] == here["errors"] and len(apart["errors"]) == 2
         assert re.search(r"row 45000, column Unit Cost: '-3' is negative", str(apart["errors"]))
         assert apart["message"] == here["message"]
-        assert (
-            store.read_sync(
-                lambda c: c.exec_driver_sql("SELECT count(*) FROM vendor_costs").scalar()
-            )
-            == 0
-        )
+        assert _vendor_rows(store) == 0  # nothing staged is left behind
     finally:
         store.close()
 
@@ -237,11 +239,6 @@ def test_a_cost_too_large_for_the_database_fails_the_file_and_is_never_rounded(
             "huge-prices.csv has a cost too large to store (beyond 922 trillion); check the "
             "cost column."
         )
-        assert (
-            store.read_sync(
-                lambda c: c.exec_driver_sql("SELECT count(*) FROM vendor_costs").scalar()
-            )
-            == 0
-        )
+        assert _vendor_rows(store) == 0  # nothing staged is left behind
     finally:
         store.close()
